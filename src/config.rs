@@ -1,0 +1,760 @@
+//! `[workspace.metadata.speedy]` and `[package.metadata.speedy]`: the declarative
+//! description of a service, read from cargo metadata and validated into a [`Service`]
+//! that the packaging layer can render without further checks.
+
+use crate::calendar;
+use crate::debian::{self, DebianVersion};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A configuration mistake, always naming the manifest and the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: `{key}`: {message}", manifest.display())]
+pub struct ConfigError {
+    pub manifest: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(manifest: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { manifest: manifest.to_owned(), key: key.into(), message: message.into() }
+    }
+}
+
+/// Repo-wide defaults, `[workspace.metadata.speedy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WorkspaceMetadata {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub maintainer: Option<String>,
+    pub revision: Option<String>,
+    pub install_dir: Option<String>,
+    pub jobs_disabled_flag: Option<String>,
+    pub randomized_delay: Option<String>,
+    pub state_root: Option<String>,
+}
+
+/// One service, `[package.metadata.speedy]`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PackageMetadata {
+    pub kind: ServiceKindName,
+    pub binary: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub description: Option<String>,
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub config_files: Vec<ConfigFileMetadata>,
+    pub state_directory: Option<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub jobs: Vec<JobMetadata>,
+    pub randomized_delay: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKindName {
+    Daemon,
+    Jobs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ConfigFileMetadata {
+    pub source: PathBuf,
+    pub dest: String,
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct JobMetadata {
+    pub name: String,
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub description: Option<String>,
+    pub randomized_delay: Option<String>,
+}
+
+/// What the package of a service runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// One long-running `.service`.
+    Daemon { args: Vec<String> },
+    /// One oneshot `.service` plus `.timer` per job.
+    Jobs { jobs: Vec<Job> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub name: String,
+    pub schedule: String,
+    pub args: Vec<String>,
+    pub description: String,
+    pub randomized_delay: String,
+}
+
+/// A file installed under /etc and marked as a conffile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Absolute path of the source in the crate.
+    pub source: PathBuf,
+    /// Absolute destination, always below /etc.
+    pub dest: String,
+    pub mode: u32,
+}
+
+/// A validated service: everything the renderer and the .deb builder need.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The Cargo package name.
+    pub package: String,
+    /// The Debian package name (`[package.metadata.deb] name`, else the package name).
+    pub deb_name: String,
+    pub manifest_path: PathBuf,
+    pub crate_dir: PathBuf,
+    pub version: DebianVersion,
+    pub description: String,
+    pub kind: ServiceKind,
+    /// The Cargo binary target that the units run.
+    pub binary: String,
+    /// The source file of that target (cargo-deb wants a target to exist).
+    pub binary_source: PathBuf,
+    /// Where the binary is installed, e.g. /usr/libexec/speedy/speedy-app.
+    pub install_path: String,
+    pub user: String,
+    pub group: String,
+    /// Relative to /var/lib, as systemd's `StateDirectory=` wants it.
+    pub state_directory: String,
+    pub environment: BTreeMap<String, String>,
+    pub config_files: Vec<ConfigFile>,
+    /// `Name <email>` for the control file and the changelog.
+    pub maintainer: String,
+    /// A URL for the units' `Documentation=`, when the package has one.
+    pub documentation: Option<String>,
+    pub jobs_disabled_flag: String,
+    /// The user's own `[package.metadata.deb]`, honoured where it applies.
+    pub deb_metadata: Option<serde_json::Value>,
+    /// The crate's debian/ folder (or cargo-deb's `maintainer-scripts`): files there
+    /// replace the rendered files of the same name.
+    pub overrides_dir: PathBuf,
+}
+
+impl Service {
+    /// The systemd unit names the package ships, in a stable order.
+    pub fn unit_names(&self) -> Vec<String> {
+        match &self.kind {
+            ServiceKind::Daemon { .. } => vec![format!("{}.service", self.deb_name)],
+            ServiceKind::Jobs { jobs } => jobs
+                .iter()
+                .flat_map(|job| {
+                    let base = self.job_unit_base(job);
+                    [format!("{base}.service"), format!("{base}.timer")]
+                })
+                .collect(),
+        }
+    }
+
+    pub fn job_unit_base(&self, job: &Job) -> String {
+        format!("{}-{}", self.deb_name, job.name)
+    }
+}
+
+/// Parses a metadata table, reporting the exact key path at fault.
+fn parse_table<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    manifest: &Path,
+    table: &str,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let key = if path == "." { table.to_owned() } else { format!("{table}.{path}") };
+        ConfigError::new(manifest, key, error.into_inner().to_string())
+    })
+}
+
+pub fn parse_workspace_metadata(
+    workspace_metadata: &serde_json::Value,
+    manifest: &Path,
+) -> Result<WorkspaceMetadata, ConfigError> {
+    match workspace_metadata.get("speedy") {
+        None | Some(serde_json::Value::Null) => Ok(WorkspaceMetadata::default()),
+        Some(value) => parse_table(value, manifest, "workspace.metadata.speedy"),
+    }
+}
+
+/// Reads `[package.metadata.speedy]`; `None` when the package declares no service.
+pub fn parse_package_metadata(
+    package_metadata: &serde_json::Value,
+    manifest: &Path,
+) -> Result<Option<PackageMetadata>, ConfigError> {
+    match package_metadata.get("speedy") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => parse_table(value, manifest, "package.metadata.speedy").map(Some),
+    }
+}
+
+/// The facts about a Cargo package that resolution needs, taken from cargo metadata.
+#[derive(Debug, Clone)]
+pub struct PackageFacts {
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub manifest_path: PathBuf,
+    pub bin_targets: Vec<BinTarget>,
+    pub metadata: serde_json::Value,
+    pub authors: Vec<String>,
+    pub homepage: Option<String>,
+    pub repository: Option<String>,
+}
+
+/// A `[[bin]]` target of a package.
+#[derive(Debug, Clone)]
+pub struct BinTarget {
+    pub name: String,
+    pub src_path: PathBuf,
+}
+
+/// Validates one service. `check_calendar` is the judge for `OnCalendar` values beyond
+/// the pure validator (systemd-analyze in production, nothing in pure tests).
+pub fn resolve_service(
+    workspace: &WorkspaceMetadata,
+    workspace_manifest: &Path,
+    facts: &PackageFacts,
+    metadata: PackageMetadata,
+    check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+) -> Result<Service, ConfigError> {
+    let manifest = facts.manifest_path.as_path();
+    let key = |k: &str| format!("package.metadata.speedy.{k}");
+    let err = |k: &str, message: String| ConfigError::new(manifest, key(k), message);
+    let crate_dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
+
+    let deb_metadata = facts.metadata.get("deb").filter(|v| !v.is_null()).cloned();
+    if let Some(units) = deb_metadata.as_ref().and_then(|d| d.get("systemd-units")) {
+        if !units.is_null() {
+            return Err(ConfigError::new(
+                manifest,
+                "package.metadata.deb.systemd-units",
+                "cargo speedy renders the systemd units itself; remove `systemd-units` and \
+                 put a unit of your own in the crate's debian/ folder to override the rendered one",
+            ));
+        }
+    }
+    let (deb_name, name_key) = match deb_metadata.as_ref().and_then(|d| d.get("name")) {
+        Some(serde_json::Value::String(name)) => (name.clone(), "package.metadata.deb.name"),
+        Some(_) => {
+            return Err(ConfigError::new(manifest, "package.metadata.deb.name", "must be a string"))
+        }
+        None => (facts.name.replace('_', "-"), "package.name"),
+    };
+    debian::check_package_name(&deb_name).map_err(|why| {
+        ConfigError::new(manifest, name_key, format!("{deb_name:?} is not a valid Debian package name: {why}"))
+    })?;
+
+    let deb_string = |key: &str| {
+        deb_metadata.as_ref().and_then(|d| d.get(key)).and_then(|v| v.as_str()).map(str::to_owned)
+    };
+    let overrides_dir = crate_dir.join(deb_string("maintainer-scripts").unwrap_or_else(|| "debian".to_owned()));
+    let (revision, revision_key, revision_manifest) = if let Some(r) = &metadata.revision {
+        (r.clone(), "package.metadata.speedy.revision", manifest)
+    } else if let Some(r) = deb_string("revision") {
+        (r, "package.metadata.deb.revision", manifest)
+    } else if let Some(r) = &workspace.revision {
+        (r.clone(), "workspace.metadata.speedy.revision", workspace_manifest)
+    } else {
+        ("1".to_owned(), "package.version", manifest)
+    };
+    let version_text = format!("{}-{}", debian::upstream_from_semver(&facts.version), revision);
+    let version = DebianVersion::parse(&version_text).map_err(|why| {
+        ConfigError::new(revision_manifest, revision_key, format!("{version_text:?} is not a valid Debian version: {why}"))
+    })?;
+
+    let bin_names: Vec<String> = facts.bin_targets.iter().map(|t| t.name.clone()).collect();
+    let binary = match (&metadata.binary, bin_names.as_slice()) {
+        (Some(binary), targets) => {
+            if !targets.contains(binary) {
+                return Err(err(
+                    "binary",
+                    format!(
+                        "the package has no binary target {binary:?} (it has: {})",
+                        list_or_none(targets)
+                    ),
+                ));
+            }
+            binary.clone()
+        }
+        (None, [only]) => only.clone(),
+        (None, []) => {
+            return Err(err("binary", "the package has no binary target to run; add a [[bin]] or src/main.rs".into()))
+        }
+        (None, targets) => {
+            return Err(err(
+                "binary",
+                format!("the package has several binaries ({}); say which one the service runs", targets.join(", ")),
+            ))
+        }
+    };
+    let user = metadata
+        .user
+        .clone()
+        .or_else(|| workspace.user.clone())
+        .unwrap_or_else(|| "speedy".to_owned());
+    check_system_name(&user).map_err(|why| err("user", why))?;
+    let group = metadata.group.clone().or_else(|| workspace.group.clone()).unwrap_or_else(|| user.clone());
+    check_system_name(&group).map_err(|why| err("group", why))?;
+
+    let binary_source = facts
+        .bin_targets
+        .iter()
+        .find(|t| t.name == binary)
+        .map(|t| t.src_path.clone())
+        .unwrap_or_default();
+
+    let install_dir = workspace.install_dir.clone().unwrap_or_else(|| format!("/usr/libexec/{user}"));
+    check_absolute_clean(&install_dir)
+        .map_err(|why| ConfigError::new(workspace_manifest, "workspace.metadata.speedy.install-dir", why))?;
+    let install_path = format!("{}/{binary}", install_dir.trim_end_matches('/'));
+
+    let state_root = workspace.state_root.clone().unwrap_or_else(|| user.clone());
+    let short_name = deb_name
+        .strip_prefix(&format!("{state_root}-"))
+        .unwrap_or(&deb_name)
+        .to_owned();
+    let state_directory = metadata
+        .state_directory
+        .clone()
+        .unwrap_or_else(|| format!("{state_root}/{short_name}"));
+    check_relative_clean(&state_directory).map_err(|why| err("state-directory", why))?;
+
+    let description = metadata
+        .description
+        .clone()
+        .or_else(|| facts.description.clone())
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| {
+            err("description", "no description: set `description` in [package] or here".into())
+        })?;
+    if description.contains('\n') {
+        return Err(err("description", "must be one line (it becomes the unit's Description=)".into()));
+    }
+
+    for (name, value) in &metadata.environment {
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(err(&format!("environment.{name}"), "not a valid environment variable name".into()));
+        }
+        if value.contains('\n') {
+            return Err(err(&format!("environment.{name}"), "the value must be one line".into()));
+        }
+    }
+    check_args(&metadata.args).map_err(|why| err("args", why))?;
+
+    let mut config_files = Vec::with_capacity(metadata.config_files.len());
+    let mut seen_dest = BTreeSet::new();
+    for (index, file) in metadata.config_files.iter().enumerate() {
+        let k = |field: &str| format!("config-files[{index}].{field}");
+        check_conffile_dest(&file.dest).map_err(|why| err(&k("dest"), format!("{:?}: {why}", file.dest)))?;
+        if !seen_dest.insert(file.dest.clone()) {
+            return Err(err(&k("dest"), format!("{:?} is installed twice", file.dest)));
+        }
+        let source = crate_dir.join(&file.source);
+        if !source.is_file() {
+            return Err(err(
+                &k("source"),
+                format!("{} does not exist or is not a file", source.display()),
+            ));
+        }
+        let mode = match &file.mode {
+            None => 0o644,
+            Some(mode) => u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| err(&k("mode"), format!("{mode:?} is not an octal file mode like \"0640\"")))?,
+        };
+        config_files.push(ConfigFile { source, dest: file.dest.clone(), mode });
+    }
+
+    let randomized_delay = metadata
+        .randomized_delay
+        .clone()
+        .or_else(|| workspace.randomized_delay.clone())
+        .unwrap_or_else(|| "5min".to_owned());
+    check_timespan(&randomized_delay).map_err(|why| err("randomized-delay", why))?;
+
+    let kind = match metadata.kind {
+        ServiceKindName::Daemon => {
+            if !metadata.jobs.is_empty() {
+                return Err(err("jobs", "a daemon has no jobs; use kind = \"jobs\" for periodic jobs".into()));
+            }
+            ServiceKind::Daemon { args: metadata.args.clone() }
+        }
+        ServiceKindName::Jobs => {
+            if metadata.jobs.is_empty() {
+                return Err(err(
+                    "jobs",
+                    "kind = \"jobs\" needs at least one [[package.metadata.speedy.jobs]] with a name and a schedule".into(),
+                ));
+            }
+            if !metadata.args.is_empty() {
+                return Err(err("args", "jobs take their arguments per job (jobs[].args)".into()));
+            }
+            let mut names = BTreeSet::new();
+            let mut jobs = Vec::with_capacity(metadata.jobs.len());
+            for (index, job) in metadata.jobs.iter().enumerate() {
+                let k = |field: &str| format!("jobs[{index}].{field}");
+                check_job_name(&job.name).map_err(|why| err(&k("name"), format!("{:?}: {why}", job.name)))?;
+                if !names.insert(job.name.clone()) {
+                    return Err(err(&k("name"), format!("the job name {:?} is used twice", job.name)));
+                }
+                let schedule = job.schedule.clone().ok_or_else(|| {
+                    err(
+                        &k("schedule"),
+                        format!("job {:?} has no schedule; add e.g. schedule = \"daily\" (a systemd OnCalendar expression)", job.name),
+                    )
+                })?;
+                let invalid = |why: String| {
+                    err(&k("schedule"), format!("{schedule:?} is not a valid OnCalendar expression: {why}"))
+                };
+                calendar::check(&schedule).map_err(invalid)?;
+                if let Some(Err(why)) = check_calendar(&schedule) {
+                    return Err(invalid(why));
+                }
+                check_args(&job.args).map_err(|why| err(&k("args"), why))?;
+                let job_delay = job.randomized_delay.clone().unwrap_or_else(|| randomized_delay.clone());
+                check_timespan(&job_delay).map_err(|why| err(&k("randomized-delay"), why))?;
+                let job_description = job
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| format!("{description}: {}", job.name));
+                if job_description.contains('\n') {
+                    return Err(err(&k("description"), "must be one line".into()));
+                }
+                jobs.push(Job {
+                    name: job.name.clone(),
+                    schedule,
+                    args: job.args.clone(),
+                    description: job_description,
+                    randomized_delay: job_delay,
+                });
+            }
+            ServiceKind::Jobs { jobs }
+        }
+    };
+
+    let maintainer = deb_string("maintainer")
+        .or_else(|| workspace.maintainer.clone())
+        .or_else(|| facts.authors.first().cloned())
+        .ok_or_else(|| {
+            ConfigError::new(
+                manifest,
+                "workspace.metadata.speedy.maintainer",
+                "no maintainer: set maintainer = \"Name <email>\" in [workspace.metadata.speedy] or `authors` in [package]",
+            )
+        })?;
+    if maintainer.contains('\n') || !maintainer.contains('<') || !maintainer.ends_with('>') {
+        return Err(ConfigError::new(
+            manifest,
+            "workspace.metadata.speedy.maintainer",
+            format!("{maintainer:?} is not of the form \"Name <email>\""),
+        ));
+    }
+    let documentation = [&facts.homepage, &facts.repository]
+        .into_iter()
+        .flatten()
+        .find(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .cloned();
+
+    let jobs_disabled_flag = workspace
+        .jobs_disabled_flag
+        .clone()
+        .unwrap_or_else(|| format!("/etc/{state_root}/jobs.disabled"));
+    check_absolute_clean(&jobs_disabled_flag)
+        .map_err(|why| ConfigError::new(workspace_manifest, "workspace.metadata.speedy.jobs-disabled-flag", why))?;
+
+    Ok(Service {
+        package: facts.name.clone(),
+        deb_name,
+        manifest_path: facts.manifest_path.clone(),
+        crate_dir,
+        version,
+        description,
+        kind,
+        binary,
+        binary_source,
+        install_path,
+        user,
+        group,
+        state_directory,
+        environment: metadata.environment,
+        config_files,
+        maintainer,
+        documentation,
+        jobs_disabled_flag,
+        deb_metadata,
+        overrides_dir,
+    })
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+}
+
+/// User and group names as useradd and systemd-sysusers accept them.
+fn check_system_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 31
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid system user or group name (a-z, 0-9, _ and -, starting with a letter, at most 31 characters)"))
+    }
+}
+
+fn check_absolute_clean(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must be an absolute path"));
+    }
+    check_components(path)
+}
+
+fn check_relative_clean(path: &str) -> Result<(), String> {
+    if path.starts_with('/') || path.is_empty() {
+        return Err(format!("{path:?} must be a relative path below /var/lib, like \"speedy/app\""));
+    }
+    check_components(path)
+}
+
+fn check_components(path: &str) -> Result<(), String> {
+    if path.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\' || c == '%') {
+        return Err(format!("{path:?} contains white space or characters systemd would expand"));
+    }
+    // Split by hand: `Path::components` silently drops inner `.` and `//`.
+    let inner = path.trim_start_matches('/').trim_end_matches('/');
+    for segment in inner.split('/') {
+        match segment {
+            ".." => return Err(format!("{path:?} must not contain '..'")),
+            "." => return Err(format!("{path:?} must not contain '.' components")),
+            "" if !inner.is_empty() => return Err(format!("{path:?} contains an empty component ('//')")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Conffiles live below /etc (Debian Policy 10.7.2); a `..` could escape it.
+pub fn check_conffile_dest(dest: &str) -> Result<(), String> {
+    check_absolute_clean(dest)?;
+    if !dest.starts_with("/etc/") || dest.ends_with('/') {
+        return Err("a config file must be installed as a file below /etc/".into());
+    }
+    Ok(())
+}
+
+fn check_job_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err("a job name becomes part of a unit name: use letters, digits, '-' and '_'".into())
+    }
+}
+
+/// systemd time spans such as `5min`, `30s`, `1h 30min`.
+fn check_timespan(span: &str) -> Result<(), String> {
+    const UNITS: &[&str] = &[
+        "", "us", "usec", "ms", "msec", "s", "sec", "second", "seconds", "m", "min", "minute",
+        "minutes", "h", "hr", "hour", "hours", "d", "day", "days", "w", "week", "weeks",
+    ];
+    let compact: String = span.split_whitespace().collect::<Vec<_>>().join(" ");
+    if compact.is_empty() {
+        return Err("the time span is empty".into());
+    }
+    let mut rest = compact.as_str();
+    while !rest.is_empty() {
+        rest = rest.trim_start();
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{span:?} is not a time span like \"5min\" or \"30s\""));
+        }
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        if !UNITS.contains(&&rest[..unit_len]) {
+            return Err(format!("{span:?}: unknown time unit {:?}", &rest[..unit_len]));
+        }
+        rest = &rest[unit_len..];
+    }
+    Ok(())
+}
+
+/// Arguments are written into `ExecStart=`; a newline would end the directive early.
+fn check_args(args: &[String]) -> Result<(), String> {
+    for arg in args {
+        if arg.contains(['\n', '\r', '\0']) {
+            return Err(format!("{arg:?}: arguments must not contain line breaks"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn facts(metadata: serde_json::Value) -> PackageFacts {
+        PackageFacts {
+            name: "speedy-jobs".into(),
+            version: "1.4.0".into(),
+            description: Some("Speedy periodic jobs".into()),
+            manifest_path: std::env::temp_dir().join("speedy-jobs/Cargo.toml"),
+            bin_targets: vec![BinTarget { name: "speedy-jobs".into(), src_path: "src/main.rs".into() }],
+            metadata,
+            authors: vec!["Speedy Team <ops@speedy.example>".into()],
+            homepage: Some("https://speedy.example".into()),
+            repository: None,
+        }
+    }
+
+    fn resolve(speedy: serde_json::Value) -> Result<Service, ConfigError> {
+        let facts = facts(json!({ "speedy": speedy }));
+        let metadata = parse_package_metadata(&facts.metadata, &facts.manifest_path)?.unwrap();
+        resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &facts, metadata, &|_| None)
+    }
+
+    fn jobs(jobs: serde_json::Value) -> serde_json::Value {
+        json!({ "kind": "jobs", "jobs": jobs })
+    }
+
+    #[test]
+    fn a_minimal_jobs_service_resolves_with_defaults() {
+        let service = resolve(jobs(json!([{ "name": "trending", "schedule": "daily" }]))).unwrap();
+        assert_eq!(service.version.to_string(), "1.4.0-1");
+        assert_eq!(service.user, "speedy");
+        assert_eq!(service.group, "speedy");
+        assert_eq!(service.state_directory, "speedy/jobs");
+        assert_eq!(service.install_path, "/usr/libexec/speedy/speedy-jobs");
+        assert_eq!(service.jobs_disabled_flag, "/etc/speedy/jobs.disabled");
+        assert_eq!(
+            service.unit_names(),
+            ["speedy-jobs-trending.service", "speedy-jobs-trending.timer"]
+        );
+    }
+
+    fn error_of(speedy: serde_json::Value) -> String {
+        resolve(speedy).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_inputs_name_the_key() {
+        let cases = [
+            (json!({ "kind": "deamon" }), "package.metadata.speedy.kind", "unknown variant `deamon`"),
+            (json!({ "kind": "daemon", "colour": 1 }), "package.metadata.speedy", "unknown field `colour`"),
+            (jobs(json!([{ "name": "trending" }])), "jobs[0].schedule", "has no schedule"),
+            (jobs(json!([{ "name": "t", "schedule": "*-*-* 25:00" }])), "jobs[0].schedule", "hour 25"),
+            (jobs(json!([{ "name": "t", "schedule": "daily" }, { "name": "t", "schedule": "daily" }])), "jobs[1].name", "used twice"),
+            (jobs(json!([{ "name": "a b", "schedule": "daily" }])), "jobs[0].name", "unit name"),
+            (jobs(json!([])), "package.metadata.speedy.jobs", "at least one"),
+            (json!({ "kind": "daemon", "binary": "nope" }), "binary", "no binary target \"nope\""),
+            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/usr/share/x" }] }), "config-files[0].dest", "below /etc/"),
+            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/etc/../x" }] }), "config-files[0].dest", "'..'"),
+            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "etc/x" }] }), "config-files[0].dest", "absolute"),
+            (json!({ "kind": "daemon", "config-files": [{ "source": "missing.conf", "dest": "/etc/speedy/x" }] }), "config-files[0].source", "does not exist"),
+            (json!({ "kind": "daemon", "revision": "1_2" }), "package.metadata.speedy.revision", "not a valid Debian version"),
+            (json!({ "kind": "daemon", "user": "Root" }), "user", "not a valid system user"),
+            (json!({ "kind": "daemon", "randomized-delay": "soon" }), "randomized-delay", "time span"),
+            (json!({ "kind": "daemon", "state-directory": "/var/lib/x" }), "state-directory", "relative"),
+            (json!({ "kind": "daemon", "environment": { "A-B": "1" } }), "environment.A-B", "environment variable"),
+        ];
+        for (speedy, key, message) in cases {
+            let error = error_of(speedy.clone());
+            assert!(error.contains(key) && error.contains(message), "{speedy}: {error}");
+            assert!(error.contains("speedy-jobs/Cargo.toml"), "{error}");
+        }
+    }
+
+    #[test]
+    fn invalid_package_name_and_version_are_refused() {
+        let mut f = facts(json!({ "speedy": { "kind": "daemon" } }));
+        f.name = "Speedy_App".into();
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
+        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| None).unwrap_err();
+        assert_eq!(error.key, "package.name");
+
+        let mut f = facts(json!({ "speedy": { "kind": "daemon" }, "deb": { "name": "x" } }));
+        f.version = "1.0.0".into();
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
+        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| None).unwrap_err();
+        assert!(error.message.contains("two characters"), "{error}");
+    }
+
+    #[test]
+    fn the_external_calendar_judge_is_consulted() {
+        let f = facts(json!({ "speedy": jobs(json!([{ "name": "t", "schedule": "daily" }])) }));
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
+        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| Some(Err("no".into())))
+            .unwrap_err();
+        assert!(error.message.contains("no"), "{error}");
+    }
+
+    #[test]
+    fn cargo_deb_systemd_units_conflict_is_explained() {
+        let error = resolve_service(
+            &WorkspaceMetadata::default(),
+            Path::new("/ws/Cargo.toml"),
+            &facts(json!({ "deb": { "systemd-units": {} } })),
+            PackageMetadata {
+                kind: ServiceKindName::Daemon,
+                binary: None,
+                args: vec![],
+                user: None,
+                group: None,
+                description: None,
+                revision: None,
+                config_files: vec![],
+                state_directory: None,
+                environment: BTreeMap::new(),
+                jobs: vec![],
+                randomized_delay: None,
+            },
+            &|_| None,
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "package.metadata.deb.systemd-units");
+    }
+
+    #[test]
+    fn conffile_destinations() {
+        assert!(check_conffile_dest("/etc/speedy/app.conf").is_ok());
+        for bad in ["/etc/", "/etc", "/etcx/a", "/etc/a/../../b", "/etc//a", "/etc/./a", "/var/a", "/etc/a b"] {
+            assert!(check_conffile_dest(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timespans() {
+        for good in ["5min", "30s", "1h 30min", "0", "2d"] {
+            assert!(check_timespan(good).is_ok(), "{good}");
+        }
+        for bad in ["", "soon", "5 parsecs", "min"] {
+            assert!(check_timespan(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Renders a service's systemd units, sysusers entry, maintainer scripts and Debian
+//! changelog from the templates in templates/debian/, then applies the user's
+//! overrides from the crate's debian/ folder.
+//!
+//! The templates are embedded in the binary so `cargo install cargo-speedy` is all a
+//! user needs; the placeholders are `{{name}}` and nothing else, which keeps the
+//! rendered files greppable and the engine small enough to trust.
+
+use crate::config::{Service, ServiceKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One embedded template.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! template {
+    ($name:literal) => {
+        Template { name: $name, text: include_str!(concat!("../../templates/debian/", $name)) }
+    };
+}
+
+pub const DAEMON_SERVICE: Template = template!("daemon.service");
+pub const JOB_SERVICE: Template = template!("job.service");
+pub const JOB_TIMER: Template = template!("job.timer");
+pub const HARDENING: Template = template!("hardening.conf");
+pub const SYSUSERS: Template = template!("sysusers.conf");
+pub const POSTINST: Template = template!("postinst");
+pub const PRERM: Template = template!("prerm");
+pub const POSTRM: Template = template!("postrm");
+pub const CHANGELOG: Template = template!("changelog");
+pub const LINTIAN_OVERRIDES: Template = template!("lintian-overrides");
+
+/// All templates, for `cargo speedy templates` style listings and for tests.
+pub const ALL_TEMPLATES: &[Template] =
+    &[DAEMON_SERVICE, JOB_SERVICE, JOB_TIMER, HARDENING, SYSUSERS, POSTINST, PRERM, POSTRM, CHANGELOG, LINTIAN_OVERRIDES];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {template}: placeholder {{{{{placeholder}}}}} has no value")]
+    UnknownPlaceholder { template: &'static str, placeholder: String },
+    #[error("template {template}: unterminated placeholder")]
+    Unterminated { template: &'static str },
+    #[error("cannot read the override {}: {source}", path.display())]
+    ReadOverride { path: PathBuf, source: std::io::Error },
+    #[error("the override {} is not UTF-8 text", path.display())]
+    OverrideNotText { path: PathBuf },
+}
+
+/// Where a rendered file goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A maintainer script or other member of control.tar.
+    Control,
+    /// Installed at this absolute path with this mode.
+    Installed { path: String, mode: u32 },
+    /// The Debian changelog, which cargo-deb compresses into usr/share/doc.
+    Changelog,
+}
+
+/// Where the contents came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Template(&'static str),
+    /// The user's file in the crate's debian/ folder, taken verbatim.
+    Override(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// The file name, which is also the name an override must have in debian/.
+    pub name: String,
+    pub destination: Destination,
+    pub contents: String,
+    pub origin: Origin,
+}
+
+/// Values that do not come from the manifest.
+#[derive(Debug, Clone)]
+pub struct RenderContext {
+    /// Unix time used for the changelog date (SOURCE_DATE_EPOCH).
+    pub timestamp: u64,
+}
+
+/// Replaces every `{{name}}`. A line that holds nothing but one placeholder whose value
+/// is empty disappears, so optional blocks leave no blank lines behind.
+pub fn fill(template: &Template, vars: &BTreeMap<&str, String>) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(template.text.len() + 256);
+    for line in template.text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+            if !name.contains("{{") && vars.get(name).is_some_and(String::is_empty) {
+                continue;
+            }
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("{{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or(RenderError::Unterminated { template: template.name })?;
+            let name = &after[..end];
+            let value = vars.get(name).ok_or_else(|| RenderError::UnknownPlaceholder {
+                template: template.name,
+                placeholder: name.to_owned(),
+            })?;
+            // Indent continuation lines of a multi-line value like the placeholder.
+            let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+            let mut first = true;
+            for value_line in value.split('\n') {
+                if !first {
+                    out.push('\n');
+                    if !value_line.is_empty() {
+                        out.push_str(&indent);
+                    }
+                }
+                out.push_str(value_line);
+                first = false;
+            }
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// Quotes one argument for `ExecStart=` (systemd.service(5), "Command lines"): `%`
+/// would start a specifier and `$` an environment variable, so both are doubled.
+pub fn systemd_quote(arg: &str) -> String {
+    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    let plain = !escaped.is_empty()
+        && escaped
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c));
+    if plain {
+        return escaped;
+    }
+    let mut quoted = String::with_capacity(escaped.len() + 2);
+    quoted.push('"');
+    for c in escaped.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\t' => quoted.push_str("\\t"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+fn exec_start(service: &Service, args: &[String]) -> String {
+    std::iter::once(service.install_path.clone())
+        .chain(args.iter().map(|a| systemd_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn environment_lines(service: &Service) -> String {
+    service
+        .environment
+        .iter()
+        .map(|(name, value)| format!("Environment={}", systemd_quote(&format!("{name}={value}"))))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sysusers_lines(service: &Service) -> String {
+    let gecos = format!("\"{} service user\"", service.user);
+    if service.user == service.group {
+        format!("u {} - {gecos} /nonexistent /usr/sbin/nologin", service.user)
+    } else {
+        format!(
+            "g {group} -\nu {user} -:{group} {gecos} /nonexistent /usr/sbin/nologin",
+            user = service.user,
+            group = service.group
+        )
+    }
+}
+
+/// RFC 5322 date in UTC, as debian/changelog wants it, without a date library.
+pub fn changelog_date(timestamp: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = timestamp / 86_400;
+    let seconds = timestamp % 86_400;
+    let (year, month, day) = civil_date(timestamp);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+/// (year, month, day) in UTC of a Unix time.
+pub fn civil_date(timestamp: u64) -> (i64, i64, i64) {
+    let days = timestamp / 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative).
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn base_vars(service: &Service) -> BTreeMap<&'static str, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("package", service.deb_name.clone());
+    vars.insert("version", service.version.to_string());
+    vars.insert("upstream_version", service.version.upstream.clone());
+    vars.insert("user", service.user.clone());
+    vars.insert("group", service.group.clone());
+    vars.insert("state_directory", service.state_directory.clone());
+    vars.insert("jobs_disabled_flag", service.jobs_disabled_flag.clone());
+    vars.insert(
+        "documentation",
+        service.documentation.as_ref().map(|url| format!("Documentation={url}")).unwrap_or_default(),
+    );
+    vars.insert("environment", environment_lines(service));
+    vars
+}
+
+/// Renders every file of the service, before overrides.
+pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<RenderedFile>, RenderError> {
+    let vars = base_vars(service);
+    let hardening = fill(&HARDENING, &vars)?.trim_end().to_owned();
+    let unit_dir = "/usr/lib/systemd/system";
+    let mut files = Vec::new();
+    let (enable_units, stop_units) = match &service.kind {
+        ServiceKind::Daemon { args } => {
+            let unit = format!("{}.service", service.deb_name);
+            let mut v = vars.clone();
+            v.insert("unit", unit.clone());
+            v.insert("description", service.description.clone());
+            v.insert("exec_start", exec_start(service, args));
+            v.insert("hardening", hardening.clone());
+            files.push(RenderedFile {
+                name: unit.clone(),
+                destination: Destination::Installed { path: format!("{unit_dir}/{unit}"), mode: 0o644 },
+                contents: fill(&DAEMON_SERVICE, &v)?,
+                origin: Origin::Template(DAEMON_SERVICE.name),
+            });
+            (vec![unit.clone()], vec![unit])
+        }
+        ServiceKind::Jobs { jobs } => {
+            let mut timers = Vec::new();
+            let mut services = Vec::new();
+            for job in jobs {
+                let base = service.job_unit_base(job);
+                let service_unit = format!("{base}.service");
+                let timer_unit = format!("{base}.timer");
+                let mut v = vars.clone();
+                v.insert("description", job.description.clone());
+                v.insert("exec_start", exec_start(service, &job.args));
+                v.insert("hardening", hardening.clone());
+                v.insert("service", service_unit.clone());
+                v.insert("timer", timer_unit.clone());
+                v.insert("schedule", job.schedule.clone());
+                v.insert("randomized_delay", job.randomized_delay.clone());
+                v.insert("unit", service_unit.clone());
+                files.push(RenderedFile {
+                    name: service_unit.clone(),
+                    destination: Destination::Installed { path: format!("{unit_dir}/{service_unit}"), mode: 0o644 },
+                    contents: fill(&JOB_SERVICE, &v)?,
+                    origin: Origin::Template(JOB_SERVICE.name),
+                });
+                v.insert("unit", timer_unit.clone());
+                files.push(RenderedFile {
+                    name: timer_unit.clone(),
+                    destination: Destination::Installed { path: format!("{unit_dir}/{timer_unit}"), mode: 0o644 },
+                    contents: fill(&JOB_TIMER, &v)?,
+                    origin: Origin::Template(JOB_TIMER.name),
+                });
+                timers.push(timer_unit);
+                services.push(service_unit);
+            }
+            // Stop the timers first so they cannot start a job that is being stopped.
+            let stop = timers.iter().chain(services.iter()).cloned().collect();
+            (timers, stop)
+        }
+    };
+
+    let mut v = vars.clone();
+    v.insert("sysusers", sysusers_lines(service));
+    files.push(RenderedFile {
+        name: format!("{}.sysusers", service.deb_name),
+        destination: Destination::Installed {
+            path: format!("/usr/lib/sysusers.d/{}.conf", service.deb_name),
+            mode: 0o644,
+        },
+        contents: fill(&SYSUSERS, &v)?,
+        origin: Origin::Template(SYSUSERS.name),
+    });
+
+    // Unit names are validated to contain no shell metacharacters.
+    v.insert("enable_units", enable_units.join(" "));
+    v.insert("stop_units", stop_units.join(" "));
+    let remove_parent = match Path::new(&service.state_directory).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => format!(
+            "rmdir --ignore-fail-on-non-empty /var/lib/{} 2>/dev/null || true",
+            parent.display()
+        ),
+        _ => String::new(),
+    };
+    v.insert("remove_state_parent", remove_parent);
+    for template in [POSTINST, PRERM, POSTRM] {
+        files.push(RenderedFile {
+            name: template.name.to_owned(),
+            destination: Destination::Control,
+            contents: fill(&template, &v)?,
+            origin: Origin::Template(template.name),
+        });
+    }
+
+    files.push(RenderedFile {
+        name: "lintian-overrides".to_owned(),
+        destination: Destination::Installed {
+            path: format!("/usr/share/lintian/overrides/{}", service.deb_name),
+            mode: 0o644,
+        },
+        contents: fill(&LINTIAN_OVERRIDES, &v)?,
+        origin: Origin::Template(LINTIAN_OVERRIDES.name),
+    });
+
+    v.insert("maintainer", service.maintainer.clone());
+    v.insert("date", changelog_date(context.timestamp));
+    files.push(RenderedFile {
+        name: "changelog".to_owned(),
+        destination: Destination::Changelog,
+        contents: fill(&CHANGELOG, &v)?,
+        origin: Origin::Template(CHANGELOG.name),
+    });
+    Ok(files)
+}
+
+/// Replaces rendered files with same-named files from `overrides_dir` (the crate's
+/// debian/ folder). Returns the names of files in that folder that match nothing, so
+/// the caller can warn about a typo instead of silently ignoring it.
+pub fn apply_overrides(files: &mut [RenderedFile], overrides_dir: &Path) -> Result<Vec<String>, RenderError> {
+    let entries = match std::fs::read_dir(overrides_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(RenderError::ReadOverride { path: overrides_dir.to_owned(), source }),
+    };
+    let mut unmatched = Vec::new();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let Some(file) = files.iter_mut().find(|f| f.name == name) else {
+            unmatched.push(name);
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|source| RenderError::ReadOverride { path: path.clone(), source })?;
+        file.contents = String::from_utf8(bytes).map_err(|_| RenderError::OverrideNotText { path: path.clone() })?;
+        file.origin = Origin::Override(path);
+    }
+    Ok(unmatched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_and_drops_empty_placeholder_lines() {
+        let t = Template { name: "t", text: "a={{a}}\n{{empty}}\n  {{multi}}\nend\n" };
+        let vars = BTreeMap::from([
+            ("a", "1".to_owned()),
+            ("empty", String::new()),
+            ("multi", "x\ny".to_owned()),
+        ]);
+        assert_eq!(fill(&t, &vars).unwrap(), "a=1\n  x\n  y\nend\n");
+    }
+
+    #[test]
+    fn fill_reports_unknown_placeholders() {
+        let t = Template { name: "t", text: "{{nope}}" };
+        let error = fill(&t, &BTreeMap::new()).unwrap_err();
+        assert_eq!(error.to_string(), "template t: placeholder {{nope}} has no value");
+        let t = Template { name: "t", text: "{{open" };
+        assert!(matches!(fill(&t, &BTreeMap::new()), Err(RenderError::Unterminated { .. })));
+    }
+
+    #[test]
+    fn quoting_for_exec_start() {
+        assert_eq!(systemd_quote("--config"), "--config");
+        assert_eq!(systemd_quote("/etc/speedy/app.conf"), "/etc/speedy/app.conf");
+        assert_eq!(systemd_quote("a b"), "\"a b\"");
+        assert_eq!(systemd_quote("100%"), "\"100%%\"");
+        assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");
+        assert_eq!(systemd_quote("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(systemd_quote(""), "\"\"");
+    }
+
+    #[test]
+    fn changelog_dates() {
+        assert_eq!(changelog_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(changelog_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(changelog_date(1_795_884_483), "Sat, 28 Nov 2026 16:48:03 +0000");
+    }
+
+    #[test]
+    fn every_template_ends_with_a_newline() {
+        for t in ALL_TEMPLATES {
+            assert!(t.text.ends_with('\n'), "{}", t.name);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Finds the services of a Cargo workspace through `cargo metadata`.
+
+use crate::config::{self, ConfigError, PackageFacts, Service};
+use std::path::{Path, PathBuf};
+
+/// `--locked`, `--offline`, `--frozen`, passed on to every cargo invocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockingFlags {
+    pub locked: bool,
+    pub offline: bool,
+    pub frozen: bool,
+}
+
+impl LockingFlags {
+    pub fn args(self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.locked {
+            args.push("--locked".to_owned());
+        }
+        if self.offline {
+            args.push("--offline".to_owned());
+        }
+        if self.frozen {
+            args.push("--frozen".to_owned());
+        }
+        args
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("cannot read the workspace{}: {message}", manifest.as_ref().map(|m| format!(" at {}", m.display())).unwrap_or_default())]
+    Metadata { manifest: Option<PathBuf>, message: String },
+    #[error(
+        "the workspace at {} declares no services: add a [package.metadata.speedy] table with `kind = \"daemon\"` or `kind = \"jobs\"` to the packages to release",
+        manifest.display()
+    )]
+    NoServices { manifest: PathBuf },
+    #[error("package `{package}` is not a member of the workspace at {} (members: {members})", manifest.display())]
+    UnknownPackage { package: String, manifest: PathBuf, members: String },
+    #[error("package `{package}` declares no service: add [package.metadata.speedy] to {}", manifest.display())]
+    NotAService { package: String, manifest: PathBuf },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A workspace and the services selected for packaging.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub root_manifest: PathBuf,
+    pub target_dir: PathBuf,
+    pub services: Vec<Service>,
+}
+
+impl Workspace {
+    /// Reads the workspace and validates every selected service; nothing is built.
+    /// `selected` empty means every package that declares a service.
+    pub fn load(
+        manifest_path: Option<&Path>,
+        selected: &[String],
+        locking: LockingFlags,
+        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+    ) -> Result<Self, WorkspaceError> {
+        let mut command = cargo_metadata::MetadataCommand::new();
+        command.no_deps();
+        if let Some(path) = manifest_path {
+            command.manifest_path(path);
+        }
+        command.other_options(locking.args());
+        let metadata = command.exec().map_err(|e| WorkspaceError::Metadata {
+            manifest: manifest_path.map(Path::to_owned),
+            message: match e {
+                cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_owned(),
+                other => other.to_string(),
+            },
+        })?;
+        let root: PathBuf = metadata.workspace_root.clone().into();
+        let root_manifest = root.join("Cargo.toml");
+        let workspace_metadata = config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
+
+        let members: Vec<&cargo_metadata::Package> = metadata.workspace_packages();
+        for name in selected {
+            if !members.iter().any(|p| p.name.as_str() == name) {
+                return Err(WorkspaceError::UnknownPackage {
+                    package: name.clone(),
+                    manifest: root_manifest.clone(),
+                    members: members.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+
+        let mut services = Vec::new();
+        for package in members {
+            let wanted = selected.is_empty() || selected.iter().any(|s| s == package.name.as_str());
+            if !wanted {
+                continue;
+            }
+            let manifest: PathBuf = package.manifest_path.clone().into();
+            let Some(service_metadata) = config::parse_package_metadata(&package.metadata, &manifest)? else {
+                if !selected.is_empty() {
+                    return Err(WorkspaceError::NotAService { package: package.name.to_string(), manifest });
+                }
+                continue;
+            };
+            let facts = PackageFacts {
+                name: package.name.to_string(),
+                version: package.version.to_string(),
+                description: package.description.clone(),
+                manifest_path: manifest,
+                bin_targets: package
+                    .targets
+                    .iter()
+                    .filter(|t| t.is_bin())
+                    .map(|t| config::BinTarget { name: t.name.clone(), src_path: t.src_path.clone().into() })
+                    .collect(),
+                metadata: package.metadata.clone(),
+                authors: package.authors.clone(),
+                homepage: package.homepage.clone(),
+                repository: package.repository.clone(),
+            };
+            services.push(config::resolve_service(&workspace_metadata, &root_manifest, &facts, service_metadata, check_calendar)?);
+        }
+        if services.is_empty() {
+            return Err(WorkspaceError::NoServices { manifest: root_manifest });
+        }
+        Ok(Workspace { root, root_manifest, target_dir: metadata.target_directory.into(), services })
+    }
+
+    /// Where `cargo speedy build` puts the finished packages.
+    pub fn debs_dir(&self) -> PathBuf {
+        self.target_dir.join("speedy").join("debs")
+    }
+
+    /// Scratch space for cargo-deb's view of each package.
+    pub fn stage_dir(&self) -> PathBuf {
+        self.target_dir.join("speedy").join("stage")
+    }
+}

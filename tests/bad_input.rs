@@ -1,0 +1,182 @@
+//! Every bad input gets a clear error naming the file, key and value at fault, a
+//! non-zero exit code, and no .deb (nor any scratch file) in target/speedy/debs.
+
+mod support;
+
+use support::*;
+
+const APP: &str = "speedy-app/Cargo.toml";
+const JOBS: &str = "speedy-jobs/Cargo.toml";
+const ROOT: &str = "Cargo.toml";
+
+/// Runs `cargo speedy build` on a broken fixture and checks the error.
+fn assert_refused(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
+    let mut all_args = vec!["build"];
+    all_args.extend_from_slice(args);
+    let output = fixture.speedy_env(&all_args, env);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "expected failure, got {}:\n{text}", output.status);
+    assert!(text.starts_with("error: ") || text.contains("\nerror: "), "{text}");
+    for needle in expected {
+        assert!(text.contains(needle), "error should mention {needle:?}:\n{text}");
+    }
+    assert!(
+        fixture.everything_in_debs_dir().is_empty(),
+        "left behind: {:?}",
+        fixture.everything_in_debs_dir()
+    );
+}
+
+fn refused(edit: impl FnOnce(&Fixture), expected: &[&str]) {
+    let fixture = Fixture::new();
+    edit(&fixture);
+    assert_refused(&fixture, &[], &[], expected);
+}
+
+#[test]
+fn unknown_service_kind() {
+    refused(
+        |f| f.edit(APP, "kind = \"daemon\"", "kind = \"deamon\""),
+        &["speedy-app/Cargo.toml", "package.metadata.speedy.kind", "unknown variant `deamon`", "`daemon`"],
+    );
+}
+
+#[test]
+fn misspelt_key() {
+    refused(
+        |f| f.edit(APP, "config-files =", "config_files ="),
+        &["speedy-app/Cargo.toml", "package.metadata.speedy", "unknown field `config_files`"],
+    );
+}
+
+#[test]
+fn job_without_schedule() {
+    refused(
+        |f| f.edit(JOBS, "schedule = \"*:0/15\"\n", ""),
+        &["speedy-jobs/Cargo.toml", "package.metadata.speedy.jobs[0].schedule", "\"trending\" has no schedule"],
+    );
+}
+
+#[test]
+fn invalid_on_calendar() {
+    refused(
+        |f| f.edit(JOBS, "schedule = \"*:0/15\"", "schedule = \"*-*-* 25:00\""),
+        &["speedy-jobs/Cargo.toml", "jobs[0].schedule", "\"*-*-* 25:00\" is not a valid OnCalendar expression", "hour 25"],
+    );
+    // One our own validator lets through and systemd-analyze refuses.
+    let fixture = Fixture::new();
+    fixture.edit(JOBS, "schedule = \"*:0/15\"", "schedule = \"*-02-30 12:00 Mars/Olympus\"");
+    assert_refused(&fixture, &[], &[], &["jobs[0].schedule", "systemd-analyze calendar"]);
+}
+
+#[test]
+fn duplicate_job_names() {
+    refused(
+        |f| f.edit(JOBS, "name = \"purge-old-data\"", "name = \"trending\""),
+        &["speedy-jobs/Cargo.toml", "jobs[1].name", "\"trending\" is used twice"],
+    );
+}
+
+#[test]
+fn invalid_debian_package_name() {
+    refused(
+        |f| f.edit(APP, "[package.metadata.speedy]", "[package.metadata.deb]\nname = \"Speedy_App\"\n\n[package.metadata.speedy]"),
+        &["speedy-app/Cargo.toml", "package.metadata.deb.name", "\"Speedy_App\" is not a valid Debian package name"],
+    );
+}
+
+#[test]
+fn invalid_debian_version() {
+    refused(
+        |f| f.edit(ROOT, "revision = \"1\"", "revision = \"1_2\""),
+        &["Cargo.toml", "workspace.metadata.speedy.revision", "\"1.4.0-1_2\" is not a valid Debian version", "'_'"],
+    );
+}
+
+#[test]
+fn conffile_outside_etc() {
+    refused(
+        |f| f.edit(APP, "dest = \"/etc/speedy/app.conf\"", "dest = \"/usr/share/speedy/app.conf\""),
+        &["speedy-app/Cargo.toml", "config-files[0].dest", "\"/usr/share/speedy/app.conf\"", "below /etc/"],
+    );
+}
+
+#[test]
+fn conffile_with_dot_dot() {
+    refused(
+        |f| f.edit(APP, "dest = \"/etc/speedy/app.conf\"", "dest = \"/etc/speedy/../shadow\""),
+        &["speedy-app/Cargo.toml", "config-files[0].dest", "\"/etc/speedy/../shadow\"", "'..'"],
+    );
+}
+
+#[test]
+fn missing_config_source() {
+    refused(
+        |f| f.edit(APP, "source = \"config/app.conf\"", "source = \"config/missing.conf\""),
+        &["speedy-app/Cargo.toml", "config-files[0].source", "config/missing.conf does not exist"],
+    );
+}
+
+#[test]
+fn missing_binary_target() {
+    refused(
+        |f| f.edit(APP, "kind = \"daemon\"", "kind = \"daemon\"\nbinary = \"speedy-web\""),
+        &["speedy-app/Cargo.toml", "package.metadata.speedy.binary", "no binary target \"speedy-web\"", "speedy-app"],
+    );
+}
+
+#[test]
+fn workspace_without_services() {
+    let fixture = Fixture::new();
+    for manifest in [APP, JOBS, "speedy-notifier/Cargo.toml"] {
+        fixture.edit(manifest, "[package.metadata.speedy]", "[package.metadata.not-speedy]");
+        let text = fixture.read(manifest).replace("[[package.metadata.speedy.jobs]]", "[[package.metadata.not-speedy.jobs]]");
+        fixture.write(manifest, &text);
+    }
+    assert_refused(&fixture, &[], &[], &["declares no services", "[package.metadata.speedy]"]);
+}
+
+#[test]
+fn unknown_package_selected() {
+    let fixture = Fixture::new();
+    assert_refused(&fixture, &["-p", "speedy-web"], &[], &["package `speedy-web` is not a member", "speedy-app"]);
+}
+
+#[test]
+fn bad_source_date_epoch() {
+    let fixture = Fixture::new();
+    assert_refused(&fixture, &[], &[("SOURCE_DATE_EPOCH", "yesterday")], &["SOURCE_DATE_EPOCH=\"yesterday\""]);
+}
+
+#[test]
+fn compile_error_leaves_no_deb() {
+    let fixture = Fixture::new();
+    fixture.write("speedy-jobs/src/main.rs", "fn main() { this is not rust }\n");
+    assert_refused(&fixture, &[], &[], &["`cargo build` failed"]);
+}
+
+/// cargo-deb fails on the last package, after the others were already packaged: the
+/// finished ones must not appear either.
+#[test]
+fn a_late_packaging_failure_leaves_no_deb() {
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-notifier/Cargo.toml",
+        "[package.metadata.speedy]",
+        "[package.metadata.deb]\nassets = [[\"extra/missing.txt\", \"usr/share/doc/speedy-notifier/\", \"644\"]]\n\n[package.metadata.speedy]",
+    );
+    assert_refused(&fixture, &[], &[], &["cargo-deb failed", "speedy-notifier", "missing.txt"]);
+}
+
+/// A failed build must not disturb the packages of an earlier good build.
+#[test]
+fn a_failed_build_keeps_earlier_packages() {
+    let fixture = Fixture::new();
+    let debs = fixture.build();
+    let before: Vec<String> = debs.iter().map(|d| sha256_file(d)).collect();
+    fixture.edit(APP, "kind = \"daemon\"", "kind = \"deamon\"");
+    let output = fixture.speedy(&["build"]);
+    assert_eq!(output.status.code(), Some(1));
+    let after: Vec<String> = fixture.debs().iter().map(|d| sha256_file(d)).collect();
+    assert_eq!(before, after);
+}

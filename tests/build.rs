@@ -1,0 +1,236 @@
+//! `cargo speedy build` against the fixture workspace, inspected with the real Debian
+//! tools: dpkg-deb, lintian, shellcheck.
+
+mod support;
+
+use std::path::Path;
+use support::*;
+
+const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
+
+#[test]
+fn builds_one_deb_per_service_with_control_data() {
+    let fixture = Fixture::new();
+    let debs = fixture.build();
+    let names: Vec<String> = debs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        ["speedy-app_1.4.0-1_amd64.deb", "speedy-jobs_1.4.0-1_amd64.deb", "speedy-notifier_1.4.0-1_amd64.deb"]
+    );
+    for name in PACKAGES {
+        let deb = fixture.deb(name);
+        let info = run("dpkg-deb", &["-f", deb.to_str().unwrap()]);
+        let fields = control_fields(&info);
+        assert_eq!(fields["Package"], name);
+        assert_eq!(fields["Version"], "1.4.0-1");
+        assert_eq!(fields["Architecture"], "amd64");
+        assert_eq!(fields["Maintainer"], "Speedy Team <ops@speedy.example>");
+        let depends = &fields["Depends"];
+        assert!(depends.contains("libc6"), "shlibdeps found libc: {depends}");
+        assert!(depends.contains("systemd | systemd-standalone-sysusers | systemd-sysusers"), "{depends}");
+        // Nothing but the .debs is left in the output directory.
+        assert!(fixture.everything_in_debs_dir().iter().all(|p| p.extension().is_some_and(|e| e == "deb")));
+    }
+}
+
+#[test]
+fn daemon_packages_carry_a_hardened_service_and_debhelper_style_scripts() {
+    let fixture = Fixture::new();
+    fixture.build();
+    let deb = fixture.deb("speedy-app");
+    let listing = run("dpkg-deb", &["-c", deb.to_str().unwrap()]);
+    for path in [
+        "./usr/libexec/speedy/speedy-app",
+        "./usr/lib/systemd/system/speedy-app.service",
+        "./usr/lib/sysusers.d/speedy-app.conf",
+        "./etc/speedy/app.conf",
+        "./usr/share/doc/speedy-app/copyright",
+        "./usr/share/doc/speedy-app/changelog.Debian.gz",
+    ] {
+        assert!(listing.lines().any(|l| l.ends_with(path)), "{path} missing from:\n{listing}");
+    }
+    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with("speedy-app")));
+
+    // The control archive, read without unpacking.
+    let members = String::from_utf8(run_bytes("sh", &["-c", &format!("dpkg-deb --ctrl-tarfile '{}' | tar -tvf -", deb.display())])).unwrap();
+    for script in ["./postinst", "./prerm", "./postrm"] {
+        assert!(
+            members.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(script)),
+            "{script} not executable in:\n{members}"
+        );
+    }
+
+    let unpacked = Unpacked::new(&deb);
+    assert_eq!(unpacked.control("conffiles"), "/etc/speedy/app.conf\n");
+    let unit = unpacked.file("/usr/lib/systemd/system/speedy-app.service");
+    for line in [
+        "ExecStart=/usr/libexec/speedy/speedy-app --config /etc/speedy/app.conf",
+        "User=speedy",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=speedy/app",
+        "WantedBy=multi-user.target",
+        "Documentation=https://speedy.example",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line:?} missing from unit:\n{unit}");
+    }
+    let sysusers = unpacked.file("/usr/lib/sysusers.d/speedy-app.conf");
+    assert!(sysusers.contains("u speedy - \"speedy service user\" /nonexistent /usr/sbin/nologin"), "{sysusers}");
+
+    let postinst = unpacked.control("postinst");
+    assert!(postinst.contains("systemd-sysusers speedy-app.conf"));
+    assert!(postinst.contains("units=\"speedy-app.service\""));
+    assert!(postinst.contains("deb-systemd-helper --quiet was-enabled \"$unit\""));
+    assert!(postinst.contains("install -d -m 0750 -o speedy -g speedy /var/lib/speedy/app"));
+    let postrm = unpacked.control("postrm");
+    assert!(postrm.contains("rm -rf /var/lib/speedy/app"));
+    assert!(postrm.contains("rmdir --ignore-fail-on-non-empty /var/lib/speedy"));
+    let prerm = unpacked.control("prerm");
+    assert!(prerm.contains("deb-systemd-invoke stop \"$unit\""));
+}
+
+#[test]
+fn jobs_package_has_a_oneshot_service_and_timer_per_job() {
+    let fixture = Fixture::new();
+    fixture.build();
+    let unpacked = Unpacked::new(&fixture.deb("speedy-jobs"));
+    for (job, schedule) in [("trending", "*:0/15"), ("purge-old-data", "*-*-* 03:30:00")] {
+        let service = unpacked.file(&format!("/usr/lib/systemd/system/speedy-jobs-{job}.service"));
+        assert!(service.contains("Type=oneshot"), "{service}");
+        assert!(service.contains(&format!("ExecStart=/usr/libexec/speedy/speedy-jobs --config /etc/speedy/jobs.conf {job}")));
+        assert!(service.contains("ConditionPathExists=!/etc/speedy/jobs.disabled"));
+        assert!(!service.lines().any(|l| l == "[Install]"), "job services are started by their timers only");
+        let timer = unpacked.file(&format!("/usr/lib/systemd/system/speedy-jobs-{job}.timer"));
+        assert!(timer.lines().any(|l| l == format!("OnCalendar={schedule}")), "{timer}");
+        assert!(timer.contains("Persistent=true"));
+        assert!(timer.contains("RandomizedDelaySec=5min"));
+        assert!(timer.contains(&format!("Unit=speedy-jobs-{job}.service")));
+        assert!(timer.contains("WantedBy=timers.target"));
+    }
+    // Timers are enabled and started; the job services are not.
+    let postinst = unpacked.control("postinst");
+    assert!(postinst.contains("units=\"speedy-jobs-trending.timer speedy-jobs-purge-old-data.timer\""), "{postinst}");
+    assert!(!postinst.contains("speedy-jobs-trending.service"));
+    let prerm = unpacked.control("prerm");
+    assert!(prerm.contains(
+        "stop_units=\"speedy-jobs-trending.timer speedy-jobs-purge-old-data.timer speedy-jobs-trending.service speedy-jobs-purge-old-data.service\""
+    ));
+    assert_eq!(unpacked.control("conffiles"), "/etc/speedy/jobs.conf\n");
+}
+
+#[test]
+fn lintian_reports_no_errors_or_warnings() {
+    let fixture = Fixture::new();
+    let debs = fixture.build();
+    let mut args = vec!["--fail-on", "error,warning", "--no-tag-display-limit"];
+    let paths: Vec<String> = debs.iter().map(|d| d.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let output = std::process::Command::new("lintian").args(&args).output().expect("lintian is installed");
+    let text = stdout(&output);
+    assert!(output.status.success(), "lintian failed:\n{text}\n{}", stderr(&output));
+    assert!(!text.lines().any(|l| l.starts_with("E:") || l.starts_with("W:")), "{text}");
+}
+
+#[test]
+fn maintainer_scripts_pass_shellcheck() {
+    let fixture = Fixture::new();
+    fixture.build();
+    for name in PACKAGES {
+        let unpacked = Unpacked::new(&fixture.deb(name));
+        for script in ["postinst", "prerm", "postrm"] {
+            let path = unpacked.control_path(script);
+            run("shellcheck", &["--shell=sh", "--severity=style", path.to_str().unwrap()]);
+        }
+    }
+}
+
+#[test]
+fn builds_are_byte_reproducible_across_checkouts() {
+    let first = Fixture::new();
+    let second = Fixture::new();
+    first.build();
+    second.build();
+    for name in PACKAGES {
+        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&second.deb(name)), "{name}");
+    }
+    // A different SOURCE_DATE_EPOCH gives different bytes: the test can tell.
+    let output = first.speedy_env(&["build", "--quiet", "--no-build"], &[("SOURCE_DATE_EPOCH", "1795000001")]);
+    assert_success(&output);
+    assert_ne!(sha256_file(&first.deb("speedy-app")), sha256_file(&second.deb("speedy-app")));
+}
+
+#[test]
+fn explain_shows_every_rendered_file_and_builds_nothing() {
+    let fixture = Fixture::new();
+    let output = fixture.speedy(&["build", "--explain"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    for header in [
+        "==> /usr/lib/systemd/system/speedy-app.service (template daemon.service) <==",
+        "==> /usr/lib/systemd/system/speedy-jobs-trending.timer (template job.timer) <==",
+        "==> /usr/lib/sysusers.d/speedy-notifier.conf (template sysusers.conf) <==",
+        "==> DEBIAN/postinst (template postinst) <==",
+        "==> /usr/share/doc/speedy-jobs/changelog.Debian.gz (template changelog) <==",
+    ] {
+        assert!(text.contains(header), "{header} missing:\n{text}");
+    }
+    assert!(text.contains("OnCalendar=*:0/15"));
+    assert!(text.contains("# config/app.conf") || text.contains("speedy-app/config/app.conf -> /etc/speedy/app.conf (0644, conffile)"), "{text}");
+    assert!(!fixture.path("target").exists(), "--explain must not build");
+}
+
+#[test]
+fn a_file_in_the_crates_debian_folder_overrides_the_rendered_one() {
+    let fixture = Fixture::new();
+    let custom = "[Unit]\nDescription=Custom app unit\n\n[Service]\nExecStart=/usr/libexec/speedy/speedy-app\n\n[Install]\nWantedBy=multi-user.target\n";
+    fixture.write("speedy-app/debian/speedy-app.service", custom);
+    fixture.write("speedy-app/debian/speedy-app.servce", "typo\n");
+    let output = fixture.speedy(&["build", "--explain", "-p", "speedy-app"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("speedy-app.service (override "), "{}", stdout(&output));
+    assert!(stderr(&output).contains("speedy-app.servce matches no rendered file"), "{}", stderr(&output));
+
+    let output = fixture.speedy(&["build", "--quiet", "-p", "speedy-app"]);
+    assert_success(&output);
+    assert_eq!(fixture.debs().len(), 1, "-p builds only the named package");
+    let unpacked = Unpacked::new(&fixture.deb("speedy-app"));
+    assert_eq!(unpacked.file("/usr/lib/systemd/system/speedy-app.service"), custom);
+}
+
+#[test]
+fn json_messages_report_each_deb_with_its_sha256() {
+    let fixture = Fixture::new();
+    let output = fixture.speedy(&["build", "--message-format", "json"]);
+    assert_success(&output);
+    let built: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every stdout line is JSON"))
+        .filter(|v| v["reason"] == "deb-built")
+        .collect();
+    assert_eq!(built.len(), 3);
+    for event in built {
+        let path = Path::new(event["path"].as_str().unwrap());
+        assert_eq!(event["sha256"].as_str().unwrap(), sha256_file(path));
+        assert_eq!(event["size"].as_u64().unwrap(), std::fs::metadata(path).unwrap().len());
+    }
+}
+
+#[test]
+fn cargo_deb_metadata_keys_are_honoured() {
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-notifier/Cargo.toml",
+        "[package.metadata.speedy]",
+        "[package.metadata.deb]\nsection = \"admin\"\nrecommends = \"curl\"\nassets = [[\"extra/notes.txt\", \"usr/share/doc/speedy-notifier/notes.txt\", \"644\"]]\n\n[package.metadata.speedy]",
+    );
+    fixture.write("speedy-notifier/extra/notes.txt", "read me\n");
+    let output = fixture.speedy(&["build", "--quiet", "-p", "speedy-notifier"]);
+    assert_success(&output);
+    let deb = fixture.deb("speedy-notifier");
+    let fields = control_fields(&run("dpkg-deb", &["-f", deb.to_str().unwrap()]));
+    assert_eq!(fields["Section"], "admin");
+    assert_eq!(fields["Recommends"], "curl");
+    let unpacked = Unpacked::new(&deb);
+    assert_eq!(unpacked.file("/usr/share/doc/speedy-notifier/notes.txt"), "read me\n");
+}

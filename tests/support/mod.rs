@@ -1,0 +1,233 @@
+//! Shared by the integration tests: a private copy of the fixture workspace, the
+//! cargo-speedy binary, and the real Debian tools.
+#![allow(dead_code)]
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Fixed archive timestamps, so results do not depend on git or mtimes.
+pub const EPOCH: &str = "1795000000";
+
+pub fn fixture_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/speedy")
+}
+
+/// A throw-away copy of the fixture workspace with its own target dir.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("speedy-fixture-").tempdir().expect("temp dir");
+        copy_tree(&fixture_source(), dir.path());
+        Fixture { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read fixture file")
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write fixture file");
+    }
+
+    /// Replaces exactly one occurrence of `from` in a fixture file.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(text.matches(from).count(), 1, "{rel} should contain {from:?} once");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn debs_dir(&self) -> PathBuf {
+        self.path("target/speedy/debs")
+    }
+
+    /// The .deb files in target/speedy/debs, sorted.
+    pub fn debs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.debs_dir()) else {
+            return Vec::new();
+        };
+        let mut debs: Vec<PathBuf> = entries
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+            .collect();
+        debs.sort();
+        debs
+    }
+
+    /// Every file below target/speedy/debs, including hidden scratch dirs.
+    pub fn everything_in_debs_dir(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        if self.debs_dir().exists() {
+            walk(&self.debs_dir(), &mut found);
+        }
+        found
+    }
+
+    pub fn deb(&self, name: &str) -> PathBuf {
+        self.debs_dir().join(format!("{name}_1.4.0-1_amd64.deb"))
+    }
+
+    /// Runs `cargo speedy ARGS` in the fixture root.
+    pub fn speedy(&self, args: &[&str]) -> Output {
+        speedy_in(self.root(), args, &[])
+    }
+
+    pub fn speedy_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        speedy_in(self.root(), args, env)
+    }
+
+    /// `cargo speedy build`, which must succeed.
+    pub fn build(&self) -> Vec<PathBuf> {
+        let output = self.speedy(&["build", "--quiet"]);
+        assert_success(&output);
+        self.debs()
+    }
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            walk(&path, found);
+        }
+        found.push(path);
+    }
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read fixture") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let source = entry.path();
+        let dest = to.join(&name);
+        if source.is_dir() {
+            copy_tree(&source, &dest);
+        } else {
+            std::fs::copy(&source, &dest).expect("copy");
+        }
+    }
+}
+
+pub fn speedy_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cargo-speedy"));
+    command.arg("speedy").args(args).current_dir(dir).env("SOURCE_DATE_EPOCH", EPOCH);
+    command.env_remove("CARGO_TARGET_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run cargo-speedy")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install it; .ci/run does): {e}"));
+    assert_success(&output);
+    stdout(&output)
+}
+
+pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert_success(&output);
+    output.stdout
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("read");
+    cargo_speedy::package::hex(&Sha256::digest(bytes))
+}
+
+/// Extracts a .deb's data and control parts into a temp dir: `root/` and `DEBIAN/`.
+pub struct Unpacked {
+    pub dir: tempfile::TempDir,
+}
+
+impl Unpacked {
+    pub fn new(deb: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let deb = deb.to_str().expect("utf-8 path");
+        let root = dir.path().join("root");
+        let control = dir.path().join("DEBIAN");
+        run("dpkg-deb", &["-x", deb, root.to_str().expect("utf-8")]);
+        run("dpkg-deb", &["-e", deb, control.to_str().expect("utf-8")]);
+        Unpacked { dir }
+    }
+
+    pub fn file(&self, path: &str) -> String {
+        let full = self.dir.path().join("root").join(path.trim_start_matches('/'));
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    pub fn control(&self, name: &str) -> String {
+        let full = self.dir.path().join("DEBIAN").join(name);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    pub fn control_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join("DEBIAN").join(name)
+    }
+}
+
+/// Fields of a deb822 paragraph (first paragraph only), continuation lines joined.
+pub fn control_fields(text: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with(' ') {
+            if let Some(key) = &last {
+                let value: &mut String = fields.get_mut(key).expect("field");
+                value.push('\n');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        let (key, value) = line.split_once(':').expect("field line");
+        fields.insert(key.to_owned(), value.trim().to_owned());
+        last = Some(key.to_owned());
+    }
+    fields
+}
