@@ -25,7 +25,7 @@ impl ConfigError {
 }
 
 /// Repo-wide defaults, `[workspace.metadata.speedy]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct WorkspaceMetadata {
     pub user: Option<String>,
@@ -36,6 +36,10 @@ pub struct WorkspaceMetadata {
     pub jobs_disabled_flag: Option<String>,
     pub randomized_delay: Option<String>,
     pub state_root: Option<String>,
+    /// The apt repository, `[workspace.metadata.speedy.repo]`.
+    pub repo: Option<crate::repo_config::RepoMetadata>,
+    /// The signing key, `[workspace.metadata.speedy.signing]`.
+    pub signing: Option<crate::repo_config::SigningMetadata>,
 }
 
 /// One service, `[package.metadata.speedy]`.
@@ -578,30 +582,40 @@ fn check_job_name(name: &str) -> Result<(), String> {
 }
 
 /// systemd time spans such as `5min`, `30s`, `1h 30min`.
-fn check_timespan(span: &str) -> Result<(), String> {
-    const UNITS: &[&str] = &[
-        "", "us", "usec", "ms", "msec", "s", "sec", "second", "seconds", "m", "min", "minute",
-        "minutes", "h", "hr", "hour", "hours", "d", "day", "days", "w", "week", "weeks",
+pub fn check_timespan(span: &str) -> Result<(), String> {
+    parse_timespan(span).map(|_| ())
+}
+
+/// A systemd-style time span in whole seconds (sub-second parts round down).
+pub fn parse_timespan(span: &str) -> Result<u64, String> {
+    const UNITS: &[(&str, f64)] = &[
+        ("", 1.0), ("us", 1e-6), ("usec", 1e-6), ("ms", 1e-3), ("msec", 1e-3), ("s", 1.0), ("sec", 1.0),
+        ("second", 1.0), ("seconds", 1.0), ("m", 60.0), ("min", 60.0), ("minute", 60.0), ("minutes", 60.0),
+        ("h", 3600.0), ("hr", 3600.0), ("hour", 3600.0), ("hours", 3600.0), ("d", 86400.0), ("day", 86400.0),
+        ("days", 86400.0), ("w", 604800.0), ("week", 604800.0), ("weeks", 604800.0),
     ];
     let compact: String = span.split_whitespace().collect::<Vec<_>>().join(" ");
     if compact.is_empty() {
         return Err("the time span is empty".into());
     }
     let mut rest = compact.as_str();
+    let mut total = 0.0;
     while !rest.is_empty() {
         rest = rest.trim_start();
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("{span:?} is not a time span like \"5min\" or \"30s\""));
         }
+        let value: f64 = rest[..digits].parse().map_err(|_| format!("{span:?} is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
-        if !UNITS.contains(&&rest[..unit_len]) {
+        let Some((_, factor)) = UNITS.iter().find(|(name, _)| *name == &rest[..unit_len]) else {
             return Err(format!("{span:?}: unknown time unit {:?}", &rest[..unit_len]));
-        }
+        };
+        total += value * factor;
         rest = &rest[unit_len..];
     }
-    Ok(())
+    Ok(total as u64)
 }
 
 /// Arguments are written into `ExecStart=`; a newline would end the directive early.
@@ -746,6 +760,14 @@ mod tests {
         for bad in ["/etc/", "/etc", "/etcx/a", "/etc/a/../../b", "/etc//a", "/etc/./a", "/var/a", "/etc/a b"] {
             assert!(check_conffile_dest(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn timespan_seconds() {
+        assert_eq!(parse_timespan("1h 30min"), Ok(5400));
+        assert_eq!(parse_timespan("0"), Ok(0));
+        assert_eq!(parse_timespan("2d"), Ok(172_800));
+        assert_eq!(parse_timespan("500ms"), Ok(0));
     }
 
     #[test]

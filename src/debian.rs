@@ -124,6 +124,43 @@ fn check_revision(revision: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An RFC 2822 date in UTC as Debian's files want it: `zone` is "+0000" for
+/// debian/changelog and "UTC" for Release files.
+pub fn rfc2822(timestamp: u64, zone: &str) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = timestamp / 86_400;
+    let seconds = timestamp % 86_400;
+    let (year, month, day) = civil_date(timestamp);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} {zone}",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
+/// (year, month, day) in UTC of a Unix time.
+pub fn civil_date(timestamp: u64) -> (i64, i64, i64) {
+    let days = timestamp / 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative).
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Maps a Cargo (semver) version to a Debian upstream version so that Debian's
 /// ordering agrees with semver's: a pre-release sorts before its release, which in
 /// Debian needs `~` (`1.4.0-beta.1` becomes `1.4.0~beta.1`).
@@ -184,6 +221,13 @@ mod tests {
         ] {
             assert!(DebianVersion::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc2822(0, "+0000"), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc2822(951_782_400, "UTC"), "Tue, 29 Feb 2000 00:00:00 UTC");
+        assert_eq!(rfc2822(1_795_884_483, "+0000"), "Sat, 28 Nov 2026 16:48:03 +0000");
     }
 
     #[test]

@@ -7,7 +7,13 @@
 
 pub mod calendar;
 pub mod config;
+pub mod debfile;
 pub mod debian;
 pub mod listener;
 pub mod package;
+pub mod publish;
+pub mod repo;
+pub mod repo_config;
+pub mod sign;
+pub mod store;
 pub mod workspace;

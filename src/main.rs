@@ -2,11 +2,18 @@
 
 use cargo_speedy::listener::{BuiltDeb, Listener};
 use cargo_speedy::package::{self, BuildOptions, Compression};
-use cargo_speedy::workspace::LockingFlags;
+use cargo_speedy::publish::lock::LockOptions;
+use cargo_speedy::publish::{self, verify, Publish, PublishReport};
+use cargo_speedy::repo_config::{self, RepoConfig};
+use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey};
+use cargo_speedy::store::fs::FsStore;
+use cargo_speedy::workspace::{LockingFlags, WorkspaceInfo};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::error::Error;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Cargo runs `cargo-speedy speedy <args>`; the first argument is the subcommand name.
 #[derive(Parser)]
@@ -18,10 +25,12 @@ enum CargoCli {
 #[derive(Args)]
 #[command(
     version,
-    about = "Build the services of a workspace into Debian packages with systemd units",
+    about = "Build the services of a workspace into signed Debian packages and publish them to an apt repository",
     long_about = None
 )]
 struct SpeedyCli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +39,17 @@ struct SpeedyCli {
 enum Command {
     /// Build a .deb per service into target/speedy/debs/
     Build(BuildArgs),
+    /// Publish .debs into a suite of the apt repository
+    Publish(PublishArgs),
+    /// Build, sign and publish: `build` then `publish`
+    Release(ReleaseArgs),
+    /// Show the suites of the repository and their packages
+    List(RepoReadArgs),
+    /// Check every signature, index hash and pool file of the repository
+    Verify(RepoReadArgs),
+    /// Create and export signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,20 +72,18 @@ enum CompressionArg {
     XzFast,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AlgorithmArg {
+    Ed25519,
+    Rsa3072,
+    Rsa4096,
+}
+
 #[derive(Args)]
-struct CommonArgs {
+struct GlobalArgs {
     /// Path to Cargo.toml
     #[arg(long, value_name = "PATH", global = true)]
     manifest_path: Option<PathBuf>,
-    /// Package(s) to build (default: every package with [package.metadata.speedy])
-    #[arg(short = 'p', long = "package", value_name = "SPEC")]
-    packages: Vec<String>,
-    /// Build for the target triple
-    #[arg(long, value_name = "TRIPLE")]
-    target: Option<String>,
-    /// Build with the given profile
-    #[arg(long, value_name = "PROFILE-NAME", default_value = "release")]
-    profile: String,
     /// Assert that Cargo.lock will remain unchanged
     #[arg(long, global = true)]
     locked: bool,
@@ -89,20 +107,140 @@ struct CommonArgs {
     message_format: MessageFormat,
 }
 
-#[derive(Args)]
-struct BuildArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Print the rendered units, timers, sysusers entries and maintainer scripts
-    /// without building anything
-    #[arg(long)]
-    explain: bool,
+#[derive(Args, Clone)]
+struct PackageArgs {
+    /// Package(s) to build (default: every package with [package.metadata.speedy])
+    #[arg(short = 'p', long = "package", value_name = "SPEC")]
+    packages: Vec<String>,
+    /// Build for the target triple
+    #[arg(long, value_name = "TRIPLE")]
+    target: Option<String>,
+    /// Build with the given profile
+    #[arg(long, value_name = "PROFILE-NAME", default_value = "release")]
+    profile: String,
     /// Package the binaries already built instead of running `cargo build`
     #[arg(long)]
     no_build: bool,
     /// Compression of the archive members
     #[arg(long, value_enum, default_value = "xz")]
     compression: CompressionArg,
+    /// Do not add a debsigs signature to the .debs even when a key is configured
+    #[arg(long)]
+    no_sign: bool,
+}
+
+#[derive(Args, Clone)]
+struct KeyArgs {
+    /// The armored secret signing key (else $SPEEDY_SIGNING_KEY, $SPEEDY_SIGNING_KEY_FILE,
+    /// or `key-file` in [workspace.metadata.speedy.signing]); a passphrase comes from
+    /// $SPEEDY_SIGNING_PASSPHRASE
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct RepoArgs {
+    /// The local-directory repository (default: `dir` in [workspace.metadata.speedy.repo],
+    /// else target/speedy/repo)
+    #[arg(long, value_name = "DIR")]
+    repo_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    package: PackageArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Print the rendered units, timers, sysusers entries and maintainer scripts
+    /// without building anything
+    #[arg(long)]
+    explain: bool,
+}
+
+#[derive(Args, Clone)]
+struct PublishOptionsArgs {
+    /// The suite to publish to (default: `default-suite`, else the first configured suite)
+    #[arg(long)]
+    suite: Option<String>,
+    /// Print what would be uploaded, switched and deleted, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait up to this many seconds for another publisher's lock
+    #[arg(long, value_name = "SECONDS")]
+    wait_for_lock: Option<u64>,
+    /// Remove a stale lock left by a publish that died
+    #[arg(long)]
+    break_lock: bool,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// The .debs to publish (default: every .deb in target/speedy/debs)
+    debs: Vec<PathBuf>,
+    #[command(flatten)]
+    options: PublishOptionsArgs,
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    #[command(flatten)]
+    package: PackageArgs,
+    #[command(flatten)]
+    options: PublishOptionsArgs,
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args)]
+struct RepoReadArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Verify against this public key (binary or armored) instead of the signing key
+    #[arg(long, value_name = "PATH", conflicts_with = "key_file")]
+    keyring: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a signing key (OpenPGP v4); the passphrase, if any, comes from $SPEEDY_SIGNING_PASSPHRASE
+    Generate {
+        /// Where to write the armored secret key (created 0600, never overwritten)
+        #[arg(long, value_name = "PATH")]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "ed25519")]
+        algorithm: AlgorithmArg,
+        /// The key's user id
+        #[arg(long, default_value = "Speedy apt repository <ops@speedy.example>")]
+        user_id: String,
+    },
+    /// Export the public key: a binary keyring for /usr/share/keyrings, or armored (.asc)
+    Export {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The file to write; armored when it ends in .asc or with --armor
+        #[arg(long, value_name = "PATH")]
+        output: PathBuf,
+        #[arg(long)]
+        armor: bool,
+    },
+    /// Print the debsig-verify policy for .debs signed with this key, and where it goes
+    DebsigPolicy {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
 }
 
 /// Human lines on stderr (results on stdout), or one JSON object per line on stdout.
@@ -114,6 +252,15 @@ struct Reporter {
 }
 
 impl Reporter {
+    fn new(global: &GlobalArgs) -> Self {
+        let color = match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Reporter { format: global.message_format, verbose: global.verbose, quiet: global.quiet, color }
+    }
+
     fn json(&self, value: serde_json::Value) {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{value}");
@@ -128,7 +275,24 @@ impl Reporter {
         }
     }
 
-    fn error(&self, error: &dyn std::error::Error) {
+    /// A result: stdout in both formats.
+    fn result(&self, reason: &str, human: &str, value: serde_json::Value) {
+        match self.format {
+            MessageFormat::Json => {
+                let mut value = value;
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("reason".into(), reason.into());
+                }
+                self.json(value);
+            }
+            MessageFormat::Human => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = write!(stdout, "{human}");
+            }
+        }
+    }
+
+    fn error(&self, error: &dyn Error) {
         let mut message = error.to_string();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -202,38 +366,34 @@ impl Listener for Reporter {
     }
 }
 
-fn reporter(common: &CommonArgs) -> Reporter {
-    let color = match common.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
-    Reporter { format: common.message_format, verbose: common.verbose, quiet: common.quiet, color }
+type CliResult = Result<ExitCode, Box<dyn Error>>;
+
+fn locking(global: &GlobalArgs) -> LockingFlags {
+    LockingFlags { locked: global.locked, offline: global.offline, frozen: global.frozen }
 }
 
-fn build_options(args: &BuildArgs) -> BuildOptions {
-    let common = &args.common;
+fn build_options(global: &GlobalArgs, args: &PackageArgs) -> BuildOptions {
     let mut cargo_args = Vec::new();
-    if common.quiet || common.message_format == MessageFormat::Json {
+    if global.quiet || global.message_format == MessageFormat::Json {
         cargo_args.push("--quiet".to_owned());
     }
-    if common.verbose {
+    if global.verbose {
         cargo_args.push("--verbose".to_owned());
     }
     cargo_args.push(format!(
         "--color={}",
-        match common.color {
+        match global.color {
             ColorChoice::Auto => "auto",
             ColorChoice::Always => "always",
             ColorChoice::Never => "never",
         }
     ));
     BuildOptions {
-        manifest_path: common.manifest_path.clone(),
-        packages: common.packages.clone(),
-        target: common.target.clone(),
-        profile: common.profile.clone(),
-        locking: LockingFlags { locked: common.locked, offline: common.offline, frozen: common.frozen },
+        manifest_path: global.manifest_path.clone(),
+        packages: args.packages.clone(),
+        target: args.target.clone(),
+        profile: args.profile.clone(),
+        locking: locking(global),
         no_build: args.no_build,
         compression: match args.compression {
             CompressionArg::Xz => Compression::Xz,
@@ -244,29 +404,271 @@ fn build_options(args: &BuildArgs) -> BuildOptions {
     }
 }
 
-fn run_build(args: &BuildArgs, reporter: &Reporter) -> Result<(), package::BuildError> {
-    let options = build_options(args);
+/// The workspace's repository settings, with `--repo-dir` applied.
+fn repo_config(global: &GlobalArgs, repo: &RepoArgs) -> Result<(WorkspaceInfo, RepoConfig), Box<dyn Error>> {
+    let info = WorkspaceInfo::load(global.manifest_path.as_deref(), locking(global))?;
+    let mut config = RepoConfig::resolve(&info.metadata, &info.root, &info.root_manifest, &info.target_dir)?;
+    if let Some(dir) = &repo.repo_dir {
+        config.dir = dir.clone();
+    }
+    Ok((info, config))
+}
+
+/// The signing key for a local-directory repository: configured, or the development key.
+fn repo_signing_key(key: &KeyArgs, config: &RepoConfig, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
+    let dev_key = config.dev_key_path();
+    let (signing_key, source) =
+        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), Some(&dev_key))?
+            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
+    repo_config::warn_about_dev_key(&source, reporter);
+    reporter.detail(&format!("signing key {} from {source}", signing_key.fingerprint()));
+    Ok(signing_key)
+}
+
+fn run_build(global: &GlobalArgs, args: &BuildArgs, reporter: &Reporter) -> CliResult {
+    let options = build_options(global, &args.package);
     let plan = package::plan(&options, reporter)?;
     if args.explain {
         print!("{}", package::explain(&plan));
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
-    package::build(&plan, &options, reporter)?;
+    let config = RepoConfig::resolve(&plan.workspace.metadata, &plan.workspace.root, &plan.workspace.root_manifest, &plan.workspace.target_dir)?;
+    // A plain build signs with a configured key only; it never creates the development key.
+    let signer = if args.package.no_sign || !config.sign_debs {
+        None
+    } else {
+        let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
+        match repo_config::find_signing_key(args.key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())? {
+            Some((key, source)) => {
+                repo_config::warn_about_dev_key(&source, reporter);
+                Some(key)
+            }
+            None => {
+                reporter.detail("no signing key configured: the .debs are not signed");
+                None
+            }
+        }
+    };
+    package::build(&plan, &options, signer.as_ref(), reporter)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &PublishReport, reporter: &Reporter) {
+    let mut human = String::new();
+    let verb = if report.dry_run { "would publish" } else { "published" };
+    for p in &report.added {
+        human.push_str(&format!("{verb} {} {} ({}) to {}\n", p.name, p.version, p.architecture, report.suite));
+    }
+    for p in &report.unchanged {
+        human.push_str(&format!("unchanged {} {} ({}) in {}\n", p.name, p.version, p.architecture, report.suite));
+    }
+    for p in &report.retired {
+        human.push_str(&format!("retired {} {} ({}) from {}\n", p.name, p.version, p.architecture, report.suite));
+    }
+    if report.dry_run {
+        human.push_str("plan (dry run, nothing was changed):\n");
+        for step in &report.plan {
+            human.push_str(&format!("  {step}\n"));
+        }
+    }
+    for key in &report.deleted {
+        human.push_str(&format!("deleted {key} (unreferenced for longer than the grace period)\n"));
+    }
+    reporter.result("published", &human, serde_json::to_value(report).unwrap_or_default());
+}
+
+fn publish_with(
+    store: &FsStore,
+    config: &RepoConfig,
+    key: &SigningKey,
+    options: &PublishOptionsArgs,
+    debs: &[PathBuf],
+    reporter: &Reporter,
+) -> CliResult {
+    let incoming = publish::read_debs(debs)?;
+    let publish = Publish {
+        store,
+        key,
+        suite: options.suite.clone().unwrap_or_else(|| config.default_suite.clone()),
+        settings: config.publish.clone(),
+        lock: LockOptions { wait: options.wait_for_lock.map(Duration::from_secs), break_lock: options.break_lock },
+        dry_run: options.dry_run,
+        now: &repo_config::now,
+    };
+    let report = publish.run(&incoming, reporter)?;
+    print_report(&report, reporter);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_publish(global: &GlobalArgs, args: &PublishArgs, reporter: &Reporter) -> CliResult {
+    let (info, config) = repo_config(global, &args.repo)?;
+    let debs = if args.debs.is_empty() {
+        publish::debs_in(&info.target_dir.join("speedy").join("debs"))
+    } else {
+        args.debs.clone()
+    };
+    let key = repo_signing_key(&args.key, &config, reporter)?;
+    let store = FsStore::new(&config.dir);
+    publish_with(&store, &config, &key, &args.options, &debs, reporter)
+}
+
+fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> CliResult {
+    let (_, config) = repo_config(global, &args.repo)?;
+    let key = repo_signing_key(&args.key, &config, reporter)?;
+    let options = build_options(global, &args.package);
+    let plan = package::plan(&options, reporter)?;
+    let signer = (!args.package.no_sign && config.sign_debs).then_some(&key);
+    let built = package::build(&plan, &options, signer, reporter)?;
+    let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
+    let store = FsStore::new(&config.dir);
+    publish_with(&store, &config, &key, &args.options, &debs, reporter)
+}
+
+/// The public key for reading: --keyring, else the signing key's public half.
+fn reading_key(args: &RepoReadArgs, config: &RepoConfig) -> Result<PublicKey, Box<dyn Error>> {
+    if let Some(path) = &args.keyring {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?);
+    }
+    let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
+    let (key, _) = repo_config::find_signing_key(args.key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?
+        .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
+    Ok(key.public_key())
+}
+
+fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
+    let (_, config) = repo_config(global, &args.repo)?;
+    let key = reading_key(args, &config)?;
+    let store = FsStore::new(&config.dir);
+    let suites = verify::list(&store, &key)?;
+    let mut human = String::new();
+    let mut json = Vec::new();
+    for suite in &suites {
+        human.push_str(&format!("{} ({}, {} packages)\n", suite.suite, suite.release.date, suite.packages.len()));
+        let mut packages = Vec::new();
+        for p in &suite.packages {
+            human.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
+            packages.push(serde_json::json!({ "name": p.name, "version": p.version, "architecture": p.architecture, "filename": p.filename, "sha256": p.sha256, "size": p.size }));
+        }
+        json.push(serde_json::json!({ "suite": suite.suite, "date": suite.release.date, "packages": packages }));
+    }
+    if suites.is_empty() {
+        human.push_str(&format!("{}: no suites published yet\n", config.dir.display()));
+    }
+    reporter.result("list", &human, serde_json::json!({ "repository": config.dir, "suites": json }));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
+    let (_, config) = repo_config(global, &args.repo)?;
+    let key = reading_key(args, &config)?;
+    let store = FsStore::new(&config.dir);
+    let report = verify::verify(&store, &key)?;
+    let mut human = String::new();
+    for suite in &report.suites {
+        let status = if suite.problems.is_empty() { "ok" } else { "FAILED" };
+        human.push_str(&format!("{}: {status} ({} packages)\n", suite.suite, suite.packages));
+        for problem in &suite.problems {
+            human.push_str(&format!("  problem: {problem}\n"));
+        }
+        for note in &suite.notes {
+            human.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    if report.suites.is_empty() {
+        human.push_str(&format!("{}: no suites published yet\n", config.dir.display()));
+    }
+    reporter.result("verify", &human, serde_json::to_value(&report).unwrap_or_default());
+    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> CliResult {
+    match command {
+        KeyCommand::Generate { output, algorithm, user_id } => {
+            let passphrase = std::env::var(repo_config::PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
+            let encrypted = passphrase.is_some();
+            let key = SigningKey::generate(&KeyParams {
+                algorithm: match algorithm {
+                    AlgorithmArg::Ed25519 => KeyAlgorithm::Ed25519,
+                    AlgorithmArg::Rsa3072 => KeyAlgorithm::Rsa3072,
+                    AlgorithmArg::Rsa4096 => KeyAlgorithm::Rsa4096,
+                },
+                user_id: user_id.clone(),
+                passphrase,
+                created: repo_config::now(),
+            })?;
+            repo_config::write_secret_file(output, key.to_armored()?.as_bytes())?;
+            let human = format!(
+                "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in [workspace.metadata.speedy.signing] or ${} in CI\n  export the public key: cargo speedy key export --key-file {} --output archive-keyring.gpg\n",
+                output.display(),
+                if encrypted { "passphrase-protected" } else { "no passphrase" },
+                key.fingerprint(),
+                repo_config::KEY_ENV,
+                output.display()
+            );
+            reporter.result("key-generated", &human, serde_json::json!({ "path": output, "fingerprint": key.fingerprint(), "encrypted": encrypted }));
+        }
+        KeyCommand::Export { key, repo, output, armor } => {
+            let (_, config) = repo_config(global, repo)?;
+            let signing_key = existing_key(key, &config, reporter)?;
+            let public_key = signing_key.public_key();
+            let armored = *armor || output.extension().is_some_and(|e| e == "asc");
+            let bytes = if armored { public_key.to_armored()?.into_bytes() } else { public_key.to_binary()? };
+            write_public_file(output, &bytes)?;
+            let human = format!("wrote the public key {} to {}\n", public_key.fingerprint(), output.display());
+            reporter.result("key-exported", &human, serde_json::json!({ "path": output, "fingerprint": public_key.fingerprint(), "armored": armored }));
+        }
+        KeyCommand::DebsigPolicy { key, repo } => {
+            let (_, config) = repo_config(global, repo)?;
+            let signing_key = existing_key(key, &config, reporter)?;
+            let fingerprint = signing_key.fingerprint();
+            let policy = cargo_speedy::debfile::debsig_policy(&fingerprint, &config.publish.repo.origin);
+            let (policy_path, keyring_path) = cargo_speedy::debfile::debsig_paths(&fingerprint);
+            let human = format!(
+                "{policy}\n<!-- install as /etc/debsig/policies/{policy_path}, with the binary public keyring as /usr/share/debsig/keyrings/{keyring_path} -->\n"
+            );
+            reporter.result("debsig-policy", &human, serde_json::json!({ "policy": policy, "policy_path": format!("/etc/debsig/policies/{policy_path}"), "keyring_path": format!("/usr/share/debsig/keyrings/{keyring_path}") }));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A configured key or an existing development key; never generates one.
+fn existing_key(key: &KeyArgs, config: &RepoConfig, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
+    let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
+    let (signing_key, source) =
+        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?
+            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
+    repo_config::warn_about_dev_key(&source, reporter);
+    Ok(signing_key)
+}
+
+/// apt reads keyrings as the `_apt` user: public key files must be world-readable.
+fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("cannot make {} world-readable: {e}", path.display()))?;
     Ok(())
 }
 
 fn main() -> ExitCode {
     let CargoCli::Speedy(cli) = CargoCli::parse();
-    match cli.command {
-        Command::Build(args) => {
-            let reporter = reporter(&args.common);
-            match run_build(&args, &reporter) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    reporter.error(&error);
-                    ExitCode::FAILURE
-                }
-            }
+    let reporter = Reporter::new(&cli.global);
+    let global = &cli.global;
+    let result = match &cli.command {
+        Command::Build(args) => run_build(global, args, &reporter),
+        Command::Publish(args) => run_publish(global, args, &reporter),
+        Command::Release(args) => run_release(global, args, &reporter),
+        Command::List(args) => run_list(global, args, &reporter),
+        Command::Verify(args) => run_verify(global, args, &reporter),
+        Command::Key(command) => run_key(global, command, &reporter),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            reporter.error(error.as_ref());
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Finds the services of a Cargo workspace through `cargo metadata`.
 
-use crate::config::{self, ConfigError, PackageFacts, Service};
+use crate::config::{self, ConfigError, PackageFacts, Service, WorkspaceMetadata};
 use std::path::{Path, PathBuf};
 
 /// `--locked`, `--offline`, `--frozen`, passed on to every cargo invocation.
@@ -44,24 +44,19 @@ pub enum WorkspaceError {
     Config(#[from] ConfigError),
 }
 
-/// A workspace and the services selected for packaging.
+/// A workspace's location and its `[workspace.metadata.speedy]`.
 #[derive(Debug, Clone)]
-pub struct Workspace {
+pub struct WorkspaceInfo {
     pub root: PathBuf,
     pub root_manifest: PathBuf,
     pub target_dir: PathBuf,
-    pub services: Vec<Service>,
+    pub metadata: WorkspaceMetadata,
+    members: Vec<cargo_metadata::Package>,
 }
 
-impl Workspace {
-    /// Reads the workspace and validates every selected service; nothing is built.
-    /// `selected` empty means every package that declares a service.
-    pub fn load(
-        manifest_path: Option<&Path>,
-        selected: &[String],
-        locking: LockingFlags,
-        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
-    ) -> Result<Self, WorkspaceError> {
+impl WorkspaceInfo {
+    /// Runs `cargo metadata` (without dependencies) and reads the workspace settings.
+    pub fn load(manifest_path: Option<&Path>, locking: LockingFlags) -> Result<Self, WorkspaceError> {
         let mut command = cargo_metadata::MetadataCommand::new();
         command.no_deps();
         if let Some(path) = manifest_path {
@@ -78,8 +73,38 @@ impl Workspace {
         let root: PathBuf = metadata.workspace_root.clone().into();
         let root_manifest = root.join("Cargo.toml");
         let workspace_metadata = config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
+        let members = metadata.workspace_packages().into_iter().cloned().collect();
+        Ok(WorkspaceInfo {
+            root,
+            root_manifest,
+            target_dir: metadata.target_directory.clone().into(),
+            metadata: workspace_metadata,
+            members,
+        })
+    }
+}
 
-        let members: Vec<&cargo_metadata::Package> = metadata.workspace_packages();
+/// A workspace and the services selected for packaging.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub root_manifest: PathBuf,
+    pub target_dir: PathBuf,
+    pub metadata: WorkspaceMetadata,
+    pub services: Vec<Service>,
+}
+
+impl Workspace {
+    /// Reads the workspace and validates every selected service; nothing is built.
+    /// `selected` empty means every package that declares a service.
+    pub fn load(
+        manifest_path: Option<&Path>,
+        selected: &[String],
+        locking: LockingFlags,
+        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+    ) -> Result<Self, WorkspaceError> {
+        let info = WorkspaceInfo::load(manifest_path, locking)?;
+        let WorkspaceInfo { root, root_manifest, target_dir, metadata: workspace_metadata, members } = info;
         for name in selected {
             if !members.iter().any(|p| p.name.as_str() == name) {
                 return Err(WorkspaceError::UnknownPackage {
@@ -91,7 +116,7 @@ impl Workspace {
         }
 
         let mut services = Vec::new();
-        for package in members {
+        for package in &members {
             let wanted = selected.is_empty() || selected.iter().any(|s| s == package.name.as_str());
             if !wanted {
                 continue;
@@ -124,7 +149,7 @@ impl Workspace {
         if services.is_empty() {
             return Err(WorkspaceError::NoServices { manifest: root_manifest });
         }
-        Ok(Workspace { root, root_manifest, target_dir: metadata.target_directory.into(), services })
+        Ok(Workspace { root, root_manifest, target_dir, metadata: workspace_metadata, services })
     }
 
     /// Where `cargo speedy build` puts the finished packages.

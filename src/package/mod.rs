@@ -70,6 +70,10 @@ pub enum BuildError {
     Profile(String),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    DebFile(#[from] crate::debfile::DebFileError),
+    #[error("signing the .deb: {0}")]
+    Sign(#[from] crate::sign::SignError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -208,8 +212,14 @@ fn run_cargo_build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn List
     }
 }
 
-/// Builds every planned package. Returns them in plan order.
-pub fn build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>, BuildError> {
+/// Builds every planned package. Returns them in plan order. With `signer`, each .deb
+/// gets a debsigs `_gpgorigin` signature before anything hashes it.
+pub fn build(
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    signer: Option<&crate::sign::SigningKey>,
+    listener: &dyn Listener,
+) -> Result<Vec<BuiltDeb>, BuildError> {
     if !options.no_build {
         run_cargo_build(plan, options, listener)?;
     }
@@ -248,6 +258,9 @@ pub fn build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn Listener) 
             compression: options.compression,
         };
         deb::build_deb(&stage, &service.package, &service.manifest_path, &settings, &scratch_path, listener)?;
+        if let Some(key) = signer {
+            sign_deb(&scratch_path, key, plan.timestamp)?;
+        }
         finished.push((service, scratch_path, file_name));
     }
     let mut built = Vec::with_capacity(finished.len());
@@ -269,6 +282,15 @@ pub fn build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn Listener) 
         built.push(deb);
     }
     Ok(built)
+}
+
+/// Adds the debsigs origin signature, timestamped like the archive so the signed .deb
+/// is as reproducible as the unsigned one (Ed25519 and RSA PKCS#1 signatures are
+/// deterministic).
+fn sign_deb(path: &Path, key: &crate::sign::SigningKey, timestamp: u64) -> Result<(), BuildError> {
+    let deb = crate::debfile::DebFile::read(path)?;
+    let signature = key.sign_detached_binary(&deb.signed_payload(), timestamp)?;
+    std::fs::write(path, deb.with_origin_signature(&signature)).map_err(io_error(path))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -180,42 +180,6 @@ fn sysusers_lines(service: &Service) -> String {
     }
 }
 
-/// RFC 5322 date in UTC, as debian/changelog wants it, without a date library.
-pub fn changelog_date(timestamp: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = timestamp / 86_400;
-    let seconds = timestamp % 86_400;
-    let (year, month, day) = civil_date(timestamp);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        seconds / 3600,
-        seconds % 3600 / 60,
-        seconds % 60
-    )
-}
-
-/// (year, month, day) in UTC of a Unix time.
-pub fn civil_date(timestamp: u64) -> (i64, i64, i64) {
-    let days = timestamp / 86_400;
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative).
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 fn base_vars(service: &Service) -> BTreeMap<&'static str, String> {
     let mut vars = BTreeMap::new();
     vars.insert("package", service.deb_name.clone());
@@ -336,7 +300,7 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
     });
 
     v.insert("maintainer", service.maintainer.clone());
-    v.insert("date", changelog_date(context.timestamp));
+    v.insert("date", crate::debian::rfc2822(context.timestamp, "+0000"));
     files.push(RenderedFile {
         name: "changelog".to_owned(),
         destination: Destination::Changelog,
@@ -410,13 +374,6 @@ mod tests {
         assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");
         assert_eq!(systemd_quote("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(systemd_quote(""), "\"\"");
-    }
-
-    #[test]
-    fn changelog_dates() {
-        assert_eq!(changelog_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(changelog_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(changelog_date(1_795_884_483), "Sat, 28 Nov 2026 16:48:03 +0000");
     }
 
     #[test]

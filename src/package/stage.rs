@@ -139,7 +139,7 @@ pub fn write_stage(
     deb.insert("maintainer".into(), Value::String(service.maintainer.clone()));
     if !deb.contains_key("copyright") {
         // lintian wants a year in the notice; cargo-deb's default has none.
-        let (year, _, _) = super::render::civil_date(timestamp);
+        let (year, _, _) = crate::debian::civil_date(timestamp);
         deb.insert("copyright".into(), Value::String(format!("{year} {}", service.maintainer)));
     }
     deb.entry("section").or_insert_with(|| Value::String("net".into()));

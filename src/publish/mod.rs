@@ -1,0 +1,419 @@
+//! Runs the pure publish plan against a store, keeping DESIGN.md's invariants:
+//! validate everything first; never change a pool object; write pool, by-hash,
+//! canonical indices, Release.gpg, Release and InRelease last; take the lock and
+//! re-read InRelease just before the switch; verify the remote InRelease with our key;
+//! and delete old objects only after a grace period.
+
+pub mod lock;
+pub mod state;
+pub mod verify;
+
+use crate::debfile::{DebFile, DebFileError};
+use crate::listener::Listener;
+use crate::repo::index::{IndexError, PackageEntry};
+use crate::repo::layout;
+use crate::repo::plan::{self, GcState, MergeError, RepoSettings, Step};
+use crate::sign::{SignError, SigningKey, VerifyError};
+use crate::store::{Body, PutOptions, Store, StoreError};
+use lock::{LockInfo, LockOptions};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use state::SuiteState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}: {source}", path.display())]
+    Deb { path: PathBuf, source: DebFileError },
+    #[error("{}: {source}", path.display())]
+    Control { path: PathBuf, source: IndexError },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadDeb { path: PathBuf, source: std::io::Error },
+    #[error("suite {0}")]
+    InvalidSuite(String),
+    #[error("unknown suite {suite:?}: the configured suites are {} (`suites` in [workspace.metadata.speedy.repo])", configured.join(", "))]
+    UnknownSuite { suite: String, configured: Vec<String> },
+    #[error(
+        "{store}: {key} is not signed by the configured key {expected}: {source}. \
+         Refusing to publish into a repository signed by another key; configure the key it was made with"
+    )]
+    RemoteSignature { store: String, key: String, expected: String, source: VerifyError },
+    #[error("{store}: {key}: {reason}. Run `cargo speedy verify` and repair or restore the repository before publishing")]
+    RemoteCorrupt { store: String, key: String, reason: String },
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    #[error("{store}: {key} already exists with different contents ({reason}); pool files never change: bump the version or the Debian revision")]
+    PoolConflict { store: String, key: String, reason: String },
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(
+        "{store} is locked by {} (pid {} on {}) since {}{}; wait with --wait-for-lock, or if that publish is dead, run again with --break-lock",
+        holder.owner, holder.pid, holder.host, crate::debian::rfc2822(holder.created, "UTC"),
+        if *stale { " (the lock has expired)" } else { "" }
+    )]
+    Locked { store: String, holder: Box<LockInfo>, stale: bool },
+    #[error("{store}: the lock was broken by someone else while publishing; nothing was switched, run again")]
+    LockLost { store: String },
+    #[error("{store}: the suite {suite} kept changing under this publish (another publisher without a lock?); run again")]
+    ConcurrentChanges { store: String, suite: String },
+    #[error("no .deb files to publish: build them first (cargo speedy build) or name them")]
+    NothingToPublish,
+}
+
+/// What shapes a repository beyond its packages.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    pub repo: RepoSettings,
+    /// The suites this repository may have.
+    pub suites: Vec<String>,
+    /// Versions kept per package and architecture.
+    pub retention: usize,
+    /// How long unreferenced pool files and by-hash copies are kept.
+    pub grace_seconds: u64,
+    /// Valid-Until = Date + this, when set.
+    pub valid_for_seconds: Option<u64>,
+}
+
+/// A .deb to publish, read and validated.
+#[derive(Debug, Clone)]
+pub struct IncomingDeb {
+    pub path: PathBuf,
+    pub entry: PackageEntry,
+}
+
+/// Reads, validates and hashes the .debs; nothing is published unless all are good.
+pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
+    if paths.is_empty() {
+        return Err(PublishError::NothingToPublish);
+    }
+    let mut incoming = Vec::with_capacity(paths.len());
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|source| PublishError::ReadDeb { path: path.clone(), source })?;
+        let deb = DebFile::parse(&bytes, path).map_err(|source| PublishError::Deb { path: path.clone(), source })?;
+        let control = deb.control_text().map_err(|source| PublishError::Deb { path: path.clone(), source })?;
+        let sha256 = crate::package::hex(&Sha256::digest(&bytes));
+        let md5 = crate::package::hex(&Md5::digest(&bytes));
+        let what = path.display().to_string();
+        // The pool key needs the name, version and architecture from the control file.
+        let probe = PackageEntry::from_control(&control, "pool/probe.deb", bytes.len() as u64, &sha256, &md5, &what)
+            .map_err(|source| PublishError::Control { path: path.clone(), source })?;
+        let filename = layout::pool_key(&probe.name, &probe.version, &probe.architecture);
+        let entry = PackageEntry::from_control(&control, &filename, bytes.len() as u64, &sha256, &md5, &what)
+            .map_err(|source| PublishError::Control { path: path.clone(), source })?;
+        incoming.push(IncomingDeb { path: path.clone(), entry });
+    }
+    Ok(incoming)
+}
+
+/// A package named in a report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageRef {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+impl From<&PackageEntry> for PackageRef {
+    fn from(entry: &PackageEntry) -> Self {
+        PackageRef { name: entry.name.clone(), version: entry.version.clone(), architecture: entry.architecture.clone() }
+    }
+}
+
+/// What a publish did, or with `dry_run`, would do.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PublishReport {
+    pub suite: String,
+    pub dry_run: bool,
+    pub added: Vec<PackageRef>,
+    pub unchanged: Vec<PackageRef>,
+    pub retired: Vec<PackageRef>,
+    /// One line per step of the plan: "upload pool/...", "write ...", "switch ...".
+    pub plan: Vec<String>,
+    /// Objects deleted after their grace period.
+    pub deleted: Vec<String>,
+}
+
+/// The parts of a publish that do not change between attempts.
+pub struct Publish<'a> {
+    pub store: &'a dyn Store,
+    pub key: &'a SigningKey,
+    pub suite: String,
+    pub settings: PublishSettings,
+    pub lock: LockOptions,
+    pub dry_run: bool,
+    /// The clock, injectable so tests can step over the grace period.
+    pub now: &'a (dyn Fn() -> u64 + Sync),
+}
+
+/// How often a publish re-merges when InRelease changed under it.
+const ATTEMPTS: usize = 5;
+
+fn describe_step(step: &Step) -> String {
+    match step {
+        Step::Pool { key, size, .. } => format!("upload {key} ({size} bytes)"),
+        Step::ByHash { key, bytes } => format!("upload {key} ({} bytes)", bytes.len()),
+        Step::Replace { key, bytes } => format!("write {key} ({} bytes)", bytes.len()),
+        Step::InRelease { key, .. } => format!("switch {key}"),
+    }
+}
+
+impl Publish<'_> {
+    pub fn run(&self, debs: &[IncomingDeb], listener: &dyn Listener) -> Result<PublishReport, PublishError> {
+        layout::check_suite(&self.suite).map_err(PublishError::InvalidSuite)?;
+        if !self.settings.suites.contains(&self.suite) {
+            return Err(PublishError::UnknownSuite { suite: self.suite.clone(), configured: self.settings.suites.clone() });
+        }
+        if self.dry_run {
+            return self.attempt(debs, listener).map(|(report, _)| report);
+        }
+        let held = lock::acquire(self.store, self.lock, self.now)?;
+        if held.is_none() {
+            listener.warning(&format!(
+                "{} does not support conditional writes: publishing without a lock, relying on re-reading InRelease before and after the switch",
+                self.store.describe()
+            ));
+        }
+        let result = self.publish_locked(debs, held.as_ref(), listener);
+        let released = match held {
+            Some(held) => held.release(self.store),
+            None => Ok(()),
+        };
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    fn publish_locked(
+        &self,
+        debs: &[IncomingDeb],
+        held: Option<&lock::HeldLock>,
+        listener: &dyn Listener,
+    ) -> Result<PublishReport, PublishError> {
+        for _ in 0..ATTEMPTS {
+            let (mut report, switched) = self.attempt(debs, listener)?;
+            if !switched {
+                listener.info(&format!("Retrying {}: InRelease changed while publishing", self.suite));
+                continue;
+            }
+            if let Some(held) = held {
+                if !held.still_held(self.store)? {
+                    listener.warning("the publish lock was broken by someone else during this publish");
+                }
+            }
+            // Without a lock (or with a broken one) another publisher may have switched
+            // right after us from an older state: check our packages made it.
+            let public_key = self.key.public_key();
+            let after = state::read_suite(self.store, &public_key, &self.suite)?;
+            let listed = after.as_ref().map(|s| s.packages.clone()).unwrap_or_default();
+            let missing = debs.iter().any(|d| {
+                let kept = !report.retired.iter().any(|r| r == &PackageRef::from(&d.entry));
+                kept && !listed.iter().any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
+            });
+            if missing {
+                listener.warning("a concurrent publish replaced this one's packages; publishing them again");
+                continue;
+            }
+            self.publish_keyring()?;
+            report.deleted = self.collect_garbage(listener)?;
+            return Ok(report);
+        }
+        Err(PublishError::ConcurrentChanges { store: self.store.describe(), suite: self.suite.clone() })
+    }
+
+    /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
+    /// Returns whether it switched; `false` means InRelease changed and the caller retries.
+    fn attempt(&self, debs: &[IncomingDeb], listener: &dyn Listener) -> Result<(PublishReport, bool), PublishError> {
+        let public_key = self.key.public_key();
+        let mut states: BTreeMap<String, SuiteState> = BTreeMap::new();
+        for suite in state::published_suites(self.store)? {
+            if let Some(state) = state::read_suite(self.store, &public_key, &suite)? {
+                states.insert(suite, state);
+            }
+        }
+        let current = states.get(&self.suite);
+        let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
+        let merged = plan::merge(current.map(|s| s.packages.as_slice()).unwrap_or(&[]), &incoming, self.settings.retention)?;
+
+        let mut pool = Vec::new();
+        for entry in &merged.added {
+            let Some(source) = debs.iter().position(|d| d.entry.id() == entry.id()) else { continue };
+            self.check_pool_object(entry, &states)?;
+            pool.push((entry.filename.clone(), source, entry.size, entry.sha256.clone()));
+        }
+
+        let now = (self.now)();
+        let date = crate::debian::rfc2822(now, "UTC");
+        let valid_until = self.settings.valid_for_seconds.map(|s| crate::debian::rfc2822(now + s, "UTC"));
+        let indices = plan::build_indices(&self.suite, &merged.packages, &self.settings.repo, &date, valid_until);
+        let release_text = indices.release.render();
+        let in_release = self.key.clearsign(&release_text, now)?.into_bytes();
+        let release_gpg = self.key.sign_detached_armored(release_text.as_bytes(), now)?.into_bytes();
+        let publish_plan = plan::publish_plan(&self.suite, merged, pool, &indices, release_gpg, in_release);
+
+        let mut report = PublishReport {
+            suite: self.suite.clone(),
+            dry_run: self.dry_run,
+            added: publish_plan.merge.added.iter().map(PackageRef::from).collect(),
+            unchanged: publish_plan.merge.unchanged.iter().map(PackageRef::from).collect(),
+            retired: publish_plan.merge.retired.iter().map(PackageRef::from).collect(),
+            plan: publish_plan.steps.iter().map(describe_step).collect(),
+            deleted: Vec::new(),
+        };
+        for entry in &publish_plan.merge.retired {
+            if debs.iter().any(|d| d.entry.id() == entry.id()) {
+                listener.warning(&format!(
+                    "{} {} is older than the {} newest versions in {} and is not kept (retention)",
+                    entry.name, entry.version, self.settings.retention, self.suite
+                ));
+            }
+        }
+        let nothing_changed = current.is_some()
+            && publish_plan.merge.added.is_empty()
+            && publish_plan.merge.retired.is_empty();
+        if nothing_changed {
+            // Same versions with the same bytes: leave the repository byte-identical.
+            report.plan.clear();
+            return Ok((report, true));
+        }
+        if self.dry_run {
+            return Ok((report, true));
+        }
+
+        let before_switch = current.map(|s| s.in_release.clone());
+        let mut written = Vec::new();
+        let mut rechecked = false;
+        for step in &publish_plan.steps {
+            match step {
+                Step::Pool { key, source, size, sha256 } => {
+                    if !self.pool_object_present(key, *size, sha256)? {
+                        listener.detail(&format!("upload {key}"));
+                        self.store.put(key, Body::File(&debs[*source].path), &PutOptions::for_key(key))?;
+                        written.push(key.clone());
+                    }
+                }
+                Step::ByHash { key, bytes } => {
+                    if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
+                        self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                    }
+                }
+                Step::Replace { key, bytes } => {
+                    if !rechecked {
+                        // Just before the canonical files change: has anyone switched
+                        // since we read? Then merge again instead of overwriting them.
+                        if self.store.get(&layout::in_release_key(&self.suite))? != before_switch {
+                            return Ok((report, false));
+                        }
+                        rechecked = true;
+                    }
+                    self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                }
+                Step::InRelease { key, bytes } => {
+                    if self.store.get(key)? != before_switch {
+                        return Ok((report, false));
+                    }
+                    self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                }
+            }
+        }
+        if !written.is_empty() {
+            listener.info(&format!("Uploaded {} package(s) to {}", written.len(), self.store.describe()));
+        }
+        report.plan = publish_plan.steps.iter().map(describe_step).collect();
+        Ok((report, true))
+    }
+
+    /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
+    /// an interrupted publish put it there); different bytes is refused.
+    fn check_pool_object(&self, entry: &PackageEntry, states: &BTreeMap<String, SuiteState>) -> Result<(), PublishError> {
+        for state in states.values() {
+            if let Some(other) = state.packages.iter().find(|p| p.filename == entry.filename) {
+                if other.sha256 != entry.sha256 {
+                    return Err(PublishError::PoolConflict {
+                        store: self.store.describe(),
+                        key: entry.filename.clone(),
+                        reason: format!("suite {} lists it with sha256 {}, this one is {}", state.suite, other.sha256, entry.sha256),
+                    });
+                }
+            }
+        }
+        if let Some(meta) = self.store.head(&entry.filename)? {
+            let same = meta.size == entry.size
+                && self.store.get(&entry.filename)?.is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
+            if !same {
+                return Err(PublishError::PoolConflict {
+                    store: self.store.describe(),
+                    key: entry.filename.clone(),
+                    reason: "an object with other bytes is already there".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn pool_object_present(&self, key: &str, size: u64, _sha256: &str) -> Result<bool, PublishError> {
+        // Content was compared in check_pool_object; the size tells a half-written
+        // object from a complete one.
+        Ok(self.store.head(key)?.is_some_and(|m| m.size == size))
+    }
+
+    /// The public key beside dists/, for servers to fetch with the repository.
+    fn publish_keyring(&self) -> Result<(), PublishError> {
+        let public_key = self.key.public_key();
+        for (key, bytes) in [
+            (layout::KEYRING_KEY, public_key.to_binary()?),
+            (layout::KEYRING_ASC_KEY, public_key.to_armored()?.into_bytes()),
+        ] {
+            if self.store.get(key)?.as_deref() != Some(bytes.as_slice()) {
+                self.store.put(key, Body::Bytes(&bytes), &PutOptions::for_key(key))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes pool files and by-hash copies that no suite has referenced for the
+    /// grace period.
+    fn collect_garbage(&self, listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
+        let public_key = self.key.public_key();
+        let mut referenced = BTreeSet::new();
+        for suite in state::published_suites(self.store)? {
+            if let Some(state) = state::read_suite(self.store, &public_key, &suite)? {
+                referenced.extend(plan::referenced_keys(&suite, &state.release, &state.packages));
+            }
+        }
+        let mut existing: BTreeSet<String> = self.store.list("pool/")?.into_iter().map(|m| m.key).collect();
+        existing.extend(self.store.list("dists/")?.into_iter().map(|m| m.key).filter(|k| k.contains("/by-hash/")));
+        let previous: GcState = self
+            .store
+            .get(layout::GC_STATE_KEY)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let (next, delete) = plan::collect_garbage(&existing, &referenced, &previous, (self.now)(), self.settings.grace_seconds);
+        if next != previous {
+            let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
+            self.store.put(layout::GC_STATE_KEY, Body::Bytes(&bytes), &PutOptions::for_key(layout::GC_STATE_KEY))?;
+        }
+        for key in &delete {
+            listener.detail(&format!("delete {key}"));
+            self.store.delete(key)?;
+        }
+        Ok(delete)
+    }
+}
+
+/// The .debs to publish when none are named: everything in `dir`.
+pub fn debs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+                .collect()
+        })
+        .unwrap_or_default();
+    debs.sort();
+    debs
+}

@@ -1,0 +1,121 @@
+//! Reading what a repository holds, trusting nothing that is not signed by our key
+//! (DESIGN.md invariant 5) and nothing whose hash does not match what is signed.
+
+use super::PublishError;
+use crate::repo::index::{parse_packages, PackageEntry, Release};
+use crate::repo::layout;
+use crate::repo::plan::sha256_hex;
+use crate::sign::PublicKey;
+use crate::store::Store;
+use std::collections::BTreeSet;
+
+/// One suite as it is published now.
+#[derive(Debug, Clone)]
+pub struct SuiteState {
+    pub suite: String,
+    /// The exact bytes of InRelease, to notice a concurrent change before switching.
+    pub in_release: Vec<u8>,
+    pub release: Release,
+    pub packages: Vec<PackageEntry>,
+}
+
+/// The suites that have an InRelease, from the store's listing.
+pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> {
+    let mut suites = BTreeSet::new();
+    for object in store.list("dists/")? {
+        if let Some(suite) = object.key.strip_prefix("dists/").and_then(|k| k.strip_suffix("/InRelease")) {
+            if !suite.contains('/') {
+                suites.insert(suite.to_owned());
+            }
+        }
+    }
+    Ok(suites.into_iter().collect())
+}
+
+/// Fetches an index file listed in Release. The by-hash copy is immutable and is what
+/// apt reads; the canonical file may legitimately be one publish ahead when a publish
+/// was interrupted between the two, but then its hash names an existing by-hash copy.
+fn fetch_index(store: &dyn Store, suite: &str, release: &Release, path: &str) -> Result<Vec<u8>, PublishError> {
+    let corrupt = |reason: String| PublishError::RemoteCorrupt { store: store.describe(), key: format!("dists/{suite}/{path}"), reason };
+    let listed = release.file(path).ok_or_else(|| corrupt("not listed in Release".into()))?;
+    let by_hash_key = format!("dists/{suite}/{}", layout::by_hash_path(path, &listed.sha256));
+    let by_hash = store.get(&by_hash_key)?;
+    let canonical_key = format!("dists/{suite}/{path}");
+    let canonical = store.get(&canonical_key)?;
+    if let Some(bytes) = &canonical {
+        let sha256 = sha256_hex(bytes);
+        if sha256 != listed.sha256 {
+            let by_hash_of_canonical = format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
+            if store.head(&by_hash_of_canonical)?.is_none() {
+                return Err(corrupt(format!(
+                    "its SHA256 {sha256} is not the {} that InRelease lists (size {} vs {}): the file was changed outside cargo speedy",
+                    listed.sha256,
+                    bytes.len(),
+                    listed.size
+                )));
+            }
+        }
+    }
+    match (by_hash, canonical) {
+        (Some(bytes), _) | (None, Some(bytes)) if sha256_hex(&bytes) == listed.sha256 && bytes.len() as u64 == listed.size => Ok(bytes),
+        (Some(bytes), _) => Err(PublishError::RemoteCorrupt {
+            store: store.describe(),
+            key: by_hash_key,
+            reason: format!("its SHA256 is {}, not the {} that InRelease lists", sha256_hex(&bytes), listed.sha256),
+        }),
+        (None, _) => Err(corrupt("missing: neither the file nor its by-hash copy has the hash InRelease lists".into())),
+    }
+}
+
+/// Reads and verifies one suite; `None` when it has never been published.
+pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Option<SuiteState>, PublishError> {
+    let in_release_key = layout::in_release_key(suite);
+    let Some(in_release) = store.get(&in_release_key)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(in_release.clone()).map_err(|_| PublishError::RemoteCorrupt {
+        store: store.describe(),
+        key: in_release_key.clone(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    let signed = key.verify_cleartext(&text).map_err(|source| PublishError::RemoteSignature {
+        store: store.describe(),
+        key: in_release_key.clone(),
+        expected: key.fingerprint(),
+        source,
+    })?;
+    let release = Release::parse(&signed, &in_release_key).map_err(|e| PublishError::RemoteCorrupt {
+        store: store.describe(),
+        key: in_release_key.clone(),
+        reason: e.to_string(),
+    })?;
+    if release.suite != suite {
+        return Err(PublishError::RemoteCorrupt {
+            store: store.describe(),
+            key: in_release_key,
+            reason: format!("it says Suite: {}, expected {suite}", release.suite),
+        });
+    }
+    let mut packages = Vec::new();
+    for architecture in release.index_architectures() {
+        let path = format!("{}/Packages", layout::binary_dir(&architecture));
+        let bytes = fetch_index(store, suite, &release, &path)?;
+        let what = format!("dists/{suite}/{path}");
+        let text = String::from_utf8(bytes).map_err(|_| PublishError::RemoteCorrupt {
+            store: store.describe(),
+            key: what.clone(),
+            reason: "not UTF-8 text".into(),
+        })?;
+        for entry in parse_packages(&text, &what).map_err(|e| PublishError::RemoteCorrupt {
+            store: store.describe(),
+            key: what.clone(),
+            reason: e.to_string(),
+        })? {
+            // arch:all packages appear in every architecture's index.
+            if !packages.iter().any(|p: &PackageEntry| p.id() == entry.id()) {
+                packages.push(entry);
+            }
+        }
+    }
+    Ok(Some(SuiteState { suite: suite.to_owned(), in_release, release, packages }))
+}

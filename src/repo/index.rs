@@ -1,0 +1,401 @@
+//! Packages and Release files: parsing what is in a repository and writing what goes
+//! into it. Pure: text in, text out.
+//!
+//! A Packages paragraph read from an existing index is kept verbatim (fields parsed
+//! with deb822-fast only to be looked at), so republishing never rewrites a package
+//! someone else published, not even its whitespace.
+
+use super::version;
+use deb822_fast::Paragraph;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error("{what}: not a valid deb822 paragraph: {reason}")]
+    Syntax { what: String, reason: String },
+    #[error("{what}: the required field `{field}` is missing")]
+    MissingField { what: String, field: &'static str },
+    #[error("{what}: field `{field}` has an invalid value {value:?}")]
+    InvalidField { what: String, field: &'static str, value: String },
+}
+
+/// The fields every binary package needs (Debian Policy 5.3) for apt to install it.
+pub const REQUIRED_CONTROL_FIELDS: &[&str] = &["Package", "Version", "Architecture", "Maintainer", "Description"];
+
+/// One package in a Packages index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageEntry {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// Path of the .deb relative to the repository root (`pool/main/...`).
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The whole paragraph as it appears in Packages, without a trailing blank line.
+    pub paragraph: String,
+}
+
+fn parse_paragraph(text: &str, what: &str) -> Result<Paragraph, IndexError> {
+    text.parse::<Paragraph>()
+        .map_err(|e| IndexError::Syntax { what: what.to_owned(), reason: e.to_string() })
+}
+
+fn required<'a>(paragraph: &'a Paragraph, field: &'static str, what: &str) -> Result<&'a str, IndexError> {
+    paragraph
+        .get(field)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| IndexError::MissingField { what: what.to_owned(), field })
+}
+
+fn is_hex(value: &str, len: usize) -> bool {
+    value.len() == len && value.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl PackageEntry {
+    /// Makes an entry from a .deb's control file and the facts of the pool file.
+    /// `what` names the .deb in errors.
+    pub fn from_control(
+        control: &str,
+        filename: &str,
+        size: u64,
+        sha256: &str,
+        md5: &str,
+        what: &str,
+    ) -> Result<Self, IndexError> {
+        let paragraph = parse_paragraph(control, what)?;
+        for field in REQUIRED_CONTROL_FIELDS {
+            required(&paragraph, field, what)?;
+        }
+        for field in ["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"] {
+            if paragraph.get(field).is_some() {
+                return Err(IndexError::InvalidField {
+                    what: what.to_owned(),
+                    field: "control",
+                    value: format!("a .deb's control file must not contain `{field}`"),
+                });
+            }
+        }
+        let name = required(&paragraph, "Package", what)?.to_owned();
+        crate::debian::check_package_name(&name)
+            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Package", value: name.clone() })?;
+        let version = required(&paragraph, "Version", what)?.to_owned();
+        crate::debian::DebianVersion::parse(&version)
+            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Version", value: version.clone() })?;
+        let architecture = required(&paragraph, "Architecture", what)?.to_owned();
+        check_architecture(&architecture)
+            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Architecture", value: architecture.clone() })?;
+        let mut text = control.trim_end_matches('\n').to_owned();
+        text.push_str(&format!("\nFilename: {filename}\nSize: {size}\nMD5sum: {md5}\nSHA256: {sha256}"));
+        Ok(PackageEntry {
+            name,
+            version,
+            architecture,
+            filename: filename.to_owned(),
+            size,
+            sha256: sha256.to_owned(),
+            paragraph: text,
+        })
+    }
+
+    /// Reads one paragraph of an existing Packages file.
+    pub fn from_index_paragraph(text: &str, what: &str) -> Result<Self, IndexError> {
+        let paragraph = parse_paragraph(text, what)?;
+        let field = |name: &'static str| required(&paragraph, name, what).map(str::to_owned);
+        let size_text = field("Size")?;
+        let size = size_text
+            .parse()
+            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Size", value: size_text.clone() })?;
+        let sha256 = field("SHA256")?;
+        if !is_hex(&sha256, 64) {
+            return Err(IndexError::InvalidField { what: what.to_owned(), field: "SHA256", value: sha256 });
+        }
+        let filename = field("Filename")?;
+        super::layout::check_key(&filename)
+            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Filename", value: filename.clone() })?;
+        Ok(PackageEntry {
+            name: field("Package")?,
+            version: field("Version")?,
+            architecture: field("Architecture")?,
+            filename,
+            size,
+            sha256,
+            paragraph: text.trim_end_matches('\n').to_owned(),
+        })
+    }
+
+    /// The identity of a package in a suite: apt holds one per name, version and architecture.
+    pub fn id(&self) -> (&str, &str, &str) {
+        (&self.name, &self.version, &self.architecture)
+    }
+}
+
+/// Architecture names as dpkg spells them: lower-case letters, digits and `-`.
+pub fn check_architecture(arch: &str) -> Result<(), String> {
+    let valid = !arch.is_empty()
+        && arch.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid { Ok(()) } else { Err(format!("{arch:?} is not a Debian architecture name")) }
+}
+
+/// Sorts entries the way readers expect: by name, then newest version first, then
+/// architecture. The order is part of the file's bytes, so it must be total.
+pub fn sort_entries(entries: &mut [PackageEntry]) {
+    entries.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then_with(|| version::compare(&b.version, &a.version))
+            .then_with(|| b.version.cmp(&a.version))
+            .then_with(|| a.architecture.cmp(&b.architecture))
+    });
+}
+
+/// Renders a Packages file from entries in the order given.
+pub fn render_packages(entries: &[PackageEntry]) -> String {
+    let mut out = String::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        out.push_str(&entry.paragraph);
+        out.push('\n');
+    }
+    out
+}
+
+/// Splits a deb822 file into paragraph texts, on blank lines.
+pub fn split_paragraphs(text: &str) -> Vec<String> {
+    let mut paragraphs = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current);
+    }
+    paragraphs
+}
+
+/// Parses a Packages file; `what` names it in errors.
+pub fn parse_packages(text: &str, what: &str) -> Result<Vec<PackageEntry>, IndexError> {
+    split_paragraphs(text)
+        .iter()
+        .enumerate()
+        .map(|(index, p)| PackageEntry::from_index_paragraph(p, &format!("{what}, paragraph {}", index + 1)))
+        .collect()
+}
+
+/// One file listed in a Release file, relative to `dists/<suite>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The Release file of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub origin: String,
+    pub label: String,
+    pub suite: String,
+    pub codename: String,
+    /// Already formatted (RFC 2822, UTC), as apt reads it.
+    pub date: String,
+    pub valid_until: Option<String>,
+    pub architectures: Vec<String>,
+    pub components: Vec<String>,
+    pub description: Option<String>,
+    pub acquire_by_hash: bool,
+    pub files: Vec<ReleaseFile>,
+}
+
+impl Release {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut field = |name: &str, value: &str| out.push_str(&format!("{name}: {value}\n"));
+        field("Origin", &self.origin);
+        field("Label", &self.label);
+        field("Suite", &self.suite);
+        field("Codename", &self.codename);
+        field("Date", &self.date);
+        if let Some(valid_until) = &self.valid_until {
+            field("Valid-Until", valid_until);
+        }
+        field("Architectures", &self.architectures.join(" "));
+        field("Components", &self.components.join(" "));
+        if let Some(description) = &self.description {
+            field("Description", description);
+        }
+        if self.acquire_by_hash {
+            field("Acquire-By-Hash", "yes");
+        }
+        out.push_str("SHA256:\n");
+        let width = self.files.iter().map(|f| f.size.to_string().len()).max().unwrap_or(1);
+        for file in &self.files {
+            out.push_str(&format!(" {} {:>width$} {}\n", file.sha256, file.size, file.path));
+        }
+        out
+    }
+
+    /// Parses the text of a Release file (the signed part of InRelease).
+    pub fn parse(text: &str, what: &str) -> Result<Self, IndexError> {
+        let paragraph = parse_paragraph(text, what)?;
+        let get = |name: &'static str| required(&paragraph, name, what).map(str::to_owned);
+        let optional = |name: &str| paragraph.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let list = |name: &'static str| -> Result<Vec<String>, IndexError> {
+            Ok(get(name)?.split_whitespace().map(str::to_owned).collect())
+        };
+        let mut files = Vec::new();
+        let checksums = paragraph
+            .get("SHA256")
+            .ok_or(IndexError::MissingField { what: what.to_owned(), field: "SHA256" })?;
+        for line in checksums.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let invalid = || IndexError::InvalidField { what: what.to_owned(), field: "SHA256", value: line.to_owned() };
+            let [sha256, size, path] = parts.as_slice() else {
+                return Err(invalid());
+            };
+            if !is_hex(sha256, 64) {
+                return Err(invalid());
+            }
+            files.push(ReleaseFile {
+                path: (*path).to_owned(),
+                size: size.parse().map_err(|_| invalid())?,
+                sha256: (*sha256).to_owned(),
+            });
+        }
+        Ok(Release {
+            origin: optional("Origin").unwrap_or_default(),
+            label: optional("Label").unwrap_or_default(),
+            suite: get("Suite")?,
+            codename: optional("Codename").unwrap_or_default(),
+            date: get("Date")?,
+            valid_until: optional("Valid-Until"),
+            architectures: list("Architectures")?,
+            components: list("Components")?,
+            description: optional("Description"),
+            acquire_by_hash: optional("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            files,
+        })
+    }
+
+    pub fn file(&self, path: &str) -> Option<&ReleaseFile> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The architectures that have a Packages index listed.
+    pub fn index_architectures(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .filter_map(|f| f.path.strip_prefix("main/binary-"))
+            .filter_map(|rest| rest.strip_suffix("/Packages"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROL: &str = "Package: speedy-app\nVersion: 1.4.0-1\nArchitecture: amd64\nMaintainer: Speedy Team <ops@speedy.example>\nDepends: libc6 (>= 2.34)\nDescription: Speedy web application server\n It runs as a service.\n .\n   verbatim   indented line\n";
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn entry(name: &str, version: &str) -> PackageEntry {
+        let control = CONTROL.replace("speedy-app", name).replace("1.4.0-1", version);
+        PackageEntry::from_control(&control, &format!("pool/main/s/{name}/{name}_{version}_amd64.deb"), 42, SHA, "d41d8cd98f00b204e9800998ecf8427e", "test.deb")
+            .unwrap()
+    }
+
+    #[test]
+    fn packages_round_trip_is_byte_exact() {
+        let mut entries = vec![entry("speedy-app", "1.4.0-1"), entry("speedy-app", "1.10.0-1"), entry("speedy-jobs", "1.4.0-1")];
+        sort_entries(&mut entries);
+        assert_eq!(entries[0].version, "1.10.0-1", "newest first");
+        let text = render_packages(&entries);
+        let parsed = parse_packages(&text, "Packages").unwrap();
+        assert_eq!(parsed, entries);
+        assert_eq!(render_packages(&parsed), text);
+        assert!(text.contains("\n   verbatim   indented line\n"), "verbatim lines survive:\n{text}");
+        assert!(text.contains("Filename: pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb\nSize: 42\nMD5sum: d41d8cd98f00b204e9800998ecf8427e\nSHA256: "));
+    }
+
+    #[test]
+    fn control_without_required_fields_is_refused() {
+        for field in REQUIRED_CONTROL_FIELDS {
+            let control: String = CONTROL
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{field}:")) && !(field == &"Description" && l.starts_with(' ')))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let error = PackageEntry::from_control(&control, "pool/x.deb", 1, SHA, "", "broken.deb").unwrap_err();
+            assert_eq!(error, IndexError::MissingField { what: "broken.deb".into(), field }, "{field}");
+        }
+        let bad = CONTROL.replace("Version: 1.4.0-1", "Version: one");
+        assert!(matches!(
+            PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb"),
+            Err(IndexError::InvalidField { field: "Version", .. })
+        ));
+        let bad = CONTROL.replace("Package: speedy-app", "Package: Speedy App");
+        assert!(PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb").is_err());
+    }
+
+    #[test]
+    fn index_paragraphs_are_checked() {
+        let good = render_packages(&[entry("speedy-app", "1.4.0-1")]);
+        for (from, to) in [
+            ("Size: 42", "Size: lots"),
+            (SHA, "XYZ"),
+            ("Filename: pool/main", "Filename: ../../etc"),
+        ] {
+            let bad = good.replace(from, to);
+            assert!(parse_packages(&bad, "Packages").is_err(), "{to}");
+        }
+        assert!(parse_packages("Package: x\n Size: 1\n", "Packages").is_err());
+    }
+
+    fn release() -> Release {
+        Release {
+            origin: "Speedy".into(),
+            label: "Speedy".into(),
+            suite: "dev".into(),
+            codename: "dev".into(),
+            date: "Sat, 28 Nov 2026 16:48:03 UTC".into(),
+            valid_until: None,
+            architectures: vec!["amd64".into()],
+            components: vec!["main".into()],
+            description: Some("Speedy services".into()),
+            acquire_by_hash: true,
+            files: vec![
+                ReleaseFile { path: "main/binary-amd64/Packages".into(), size: 1234, sha256: SHA.into() },
+                ReleaseFile { path: "main/binary-amd64/Packages.gz".into(), size: 56, sha256: SHA.into() },
+            ],
+        }
+    }
+
+    #[test]
+    fn release_round_trip() {
+        let r = release();
+        let text = r.render();
+        assert!(text.contains("Acquire-By-Hash: yes\n"));
+        assert!(text.contains(&format!("SHA256:\n {SHA} 1234 main/binary-amd64/Packages\n {SHA}   56 main/binary-amd64/Packages.gz\n")), "{text}");
+        assert_eq!(Release::parse(&text, "Release").unwrap(), r);
+        assert_eq!(r.index_architectures().into_iter().collect::<Vec<_>>(), ["amd64"]);
+    }
+
+    #[test]
+    fn release_parse_errors() {
+        let text = release().render();
+        assert!(Release::parse(&text.replace("Suite: dev\n", ""), "R").is_err());
+        assert!(Release::parse(&text.replace(" 1234 ", " x "), "R").is_err());
+        assert!(Release::parse(&text.replace("SHA256:", "MD5Sum:"), "R").is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Where things live in a Debian repository (keys relative to its root).
+
+/// Objects of cargo-speedy's own bookkeeping; never referenced by apt.
+pub const LOCK_KEY: &str = ".speedy/lock";
+pub const GC_STATE_KEY: &str = ".speedy/pending-deletes.json";
+/// The repository's public key, published beside dists/ for servers to fetch.
+pub const KEYRING_KEY: &str = "archive-keyring.gpg";
+pub const KEYRING_ASC_KEY: &str = "archive-keyring.asc";
+pub const COMPONENT: &str = "main";
+
+/// A key is a relative path of plain components: no `..`, no `.`, no empty parts.
+pub fn check_key(key: &str) -> Result<(), String> {
+    let valid = !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && !key.contains(['\\', '\0', '\n']);
+    if valid { Ok(()) } else { Err(format!("{key:?} is not a valid repository path")) }
+}
+
+/// Suite names become path components and apt's `Suite:`; apt accepts letters,
+/// digits, `.`, `_`, `-` and `/` is not allowed here (it would nest dists/).
+pub fn check_suite(suite: &str) -> Result<(), String> {
+    let valid = !suite.is_empty()
+        && suite.len() <= 64
+        && suite.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && suite.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{suite:?} is not a suite name apt can use: letters, digits, '.', '_' and '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// The pool directory of a package: `pool/main/s/speedy-app`, `pool/main/libf/libfoo`.
+pub fn pool_dir(name: &str) -> String {
+    let prefix = if name.starts_with("lib") && name.len() > 3 { &name[..4] } else { &name[..1.min(name.len())] };
+    format!("pool/{COMPONENT}/{prefix}/{name}")
+}
+
+/// The pool key of a .deb; the epoch is left out of file names, as in Debian.
+pub fn pool_key(name: &str, version: &str, architecture: &str) -> String {
+    let version = version.split_once(':').map_or(version, |(_, rest)| rest);
+    format!("{}/{name}_{version}_{architecture}.deb", pool_dir(name))
+}
+
+pub fn dists_dir(suite: &str) -> String {
+    format!("dists/{suite}")
+}
+
+pub fn in_release_key(suite: &str) -> String {
+    format!("dists/{suite}/InRelease")
+}
+
+pub fn release_key(suite: &str) -> String {
+    format!("dists/{suite}/Release")
+}
+
+pub fn release_gpg_key(suite: &str) -> String {
+    format!("dists/{suite}/Release.gpg")
+}
+
+/// `main/binary-amd64`, relative to the suite directory.
+pub fn binary_dir(architecture: &str) -> String {
+    format!("{COMPONENT}/binary-{architecture}")
+}
+
+/// The by-hash copy of an index file (relative to the suite directory).
+pub fn by_hash_path(index_path: &str, sha256: &str) -> String {
+    let dir = index_path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{dir}/by-hash/SHA256/{sha256}")
+}
+
+/// Whether a key is immutable once written (pool files and by-hash copies): these get
+/// long cache lifetimes, everything else a short one.
+pub fn is_immutable(key: &str) -> bool {
+    key.starts_with("pool/") || key.contains("/by-hash/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_paths() {
+        assert_eq!(pool_key("speedy-app", "1.4.0-1", "amd64"), "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
+        assert_eq!(pool_key("libfoo", "2:1.0-1", "all"), "pool/main/libf/libfoo/libfoo_1.0-1_all.deb");
+        assert_eq!(pool_dir("lib"), "pool/main/l/lib");
+    }
+
+    #[test]
+    fn by_hash() {
+        assert_eq!(by_hash_path("main/binary-amd64/Packages.xz", "ab"), "main/binary-amd64/by-hash/SHA256/ab");
+    }
+
+    #[test]
+    fn keys_and_suites() {
+        for good in ["pool/main/s/x/x_1_all.deb", "dists/dev/InRelease", ".speedy/lock"] {
+            assert!(check_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc/passwd", "a//b", "a/../b", "./a", "a/", "a\\b"] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        for good in ["dev", "stable", "bookworm-backports", "v1.2_x"] {
+            assert!(check_suite(good).is_ok(), "{good}");
+        }
+        for bad in ["", "dev/x", "dev test", "../x", "-dev", ".hidden", "dév", "a;b"] {
+            assert!(check_suite(bad).is_err(), "{bad}");
+        }
+        assert!(is_immutable("pool/main/s/x.deb"));
+        assert!(is_immutable("dists/dev/main/binary-amd64/by-hash/SHA256/ab"));
+        assert!(!is_immutable("dists/dev/InRelease"));
+    }
+}

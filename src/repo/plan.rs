@@ -1,0 +1,395 @@
+//! Merging packages into a suite, building its indices, and the order in which a
+//! publish writes them (DESIGN.md, invariant 3): pool files, then by-hash copies, then
+//! the canonical indices, then Release.gpg and Release, and InRelease last. A reader
+//! that fetched any InRelease finds every file it names, with the listed hashes.
+
+use super::index::{render_packages, sort_entries, PackageEntry, Release, ReleaseFile};
+use super::layout;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error(
+        "{name} {version} ({architecture}) is already in the repository with different contents \
+         (sha256 {existing}, this one {new}); a published version never changes: bump the version or the Debian revision"
+    )]
+    VersionReused { name: String, version: String, architecture: String, existing: String, new: String },
+}
+
+/// The outcome of merging incoming packages into a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// The suite's packages after the merge, sorted.
+    pub packages: Vec<PackageEntry>,
+    /// Incoming packages that are new to the suite.
+    pub added: Vec<PackageEntry>,
+    /// Incoming packages that were already there with the same bytes.
+    pub unchanged: Vec<PackageEntry>,
+    /// Packages dropped by retention.
+    pub retired: Vec<PackageEntry>,
+}
+
+/// Merges `incoming` into `current`, keeping the newest `retention` versions of each
+/// package and architecture (at least one).
+pub fn merge(current: &[PackageEntry], incoming: &[PackageEntry], retention: usize) -> Result<Merge, MergeError> {
+    let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
+        .iter()
+        .map(|e| ((e.name.clone(), e.version.clone(), e.architecture.clone()), e.clone()))
+        .collect();
+    let mut added = Vec::new();
+    let mut unchanged = Vec::new();
+    for entry in incoming {
+        let id = (entry.name.clone(), entry.version.clone(), entry.architecture.clone());
+        match by_id.get(&id) {
+            Some(existing) if existing.sha256 == entry.sha256 && existing.size == entry.size => {
+                if !unchanged.iter().any(|u: &PackageEntry| u.id() == entry.id()) && !added.iter().any(|a: &PackageEntry| a.id() == entry.id()) {
+                    unchanged.push(existing.clone());
+                }
+            }
+            Some(existing) => {
+                return Err(MergeError::VersionReused {
+                    name: entry.name.clone(),
+                    version: entry.version.clone(),
+                    architecture: entry.architecture.clone(),
+                    existing: existing.sha256.clone(),
+                    new: entry.sha256.clone(),
+                })
+            }
+            None => {
+                by_id.insert(id, entry.clone());
+                added.push(entry.clone());
+            }
+        }
+    }
+    let mut packages: Vec<PackageEntry> = by_id.into_values().collect();
+    sort_entries(&mut packages);
+    // Sorted newest first within a name, so retention keeps a prefix per (name, arch).
+    let keep = retention.max(1);
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut kept = Vec::with_capacity(packages.len());
+    let mut retired = Vec::new();
+    for entry in packages {
+        let count = seen.entry((entry.name.clone(), entry.architecture.clone())).or_insert(0);
+        *count += 1;
+        if *count <= keep {
+            kept.push(entry);
+        } else {
+            retired.push(entry);
+        }
+    }
+    Ok(Merge { packages: kept, added, unchanged, retired })
+}
+
+/// Settings of the repository that shape its Release files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSettings {
+    pub origin: String,
+    pub label: String,
+    pub description: Option<String>,
+    /// Architectures that always get an index, even when empty (servers may ask for them).
+    pub architectures: Vec<String>,
+}
+
+/// One generated index file of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Relative to `dists/<suite>/`.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteIndices {
+    pub release: Release,
+    pub files: Vec<IndexFile>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    crate::package::hex(&Sha256::digest(bytes))
+}
+
+/// Gzip without a file name and with mtime 0, so equal input gives equal bytes.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+fn xz(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 6);
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Builds the Packages indices (plain, .gz, .xz) of every architecture and the
+/// Release that lists them. `date` is already formatted for apt.
+pub fn build_indices(
+    suite: &str,
+    packages: &[PackageEntry],
+    settings: &RepoSettings,
+    date: &str,
+    valid_until: Option<String>,
+) -> SuiteIndices {
+    let mut architectures: BTreeSet<String> = settings.architectures.iter().cloned().collect();
+    architectures.extend(packages.iter().filter(|p| p.architecture != "all").map(|p| p.architecture.clone()));
+    let mut files = Vec::new();
+    for architecture in &architectures {
+        let entries: Vec<PackageEntry> = packages
+            .iter()
+            .filter(|p| &p.architecture == architecture || p.architecture == "all")
+            .cloned()
+            .collect();
+        let plain = render_packages(&entries).into_bytes();
+        let dir = layout::binary_dir(architecture);
+        for (name, bytes) in [("Packages", plain.clone()), ("Packages.gz", gzip(&plain)), ("Packages.xz", xz(&plain))] {
+            let sha256 = sha256_hex(&bytes);
+            files.push(IndexFile { path: format!("{dir}/{name}"), bytes, sha256 });
+        }
+    }
+    let release = Release {
+        origin: settings.origin.clone(),
+        label: settings.label.clone(),
+        suite: suite.to_owned(),
+        codename: suite.to_owned(),
+        date: date.to_owned(),
+        valid_until,
+        architectures: architectures.into_iter().collect(),
+        components: vec![layout::COMPONENT.to_owned()],
+        description: settings.description.clone(),
+        acquire_by_hash: true,
+        files: files
+            .iter()
+            .map(|f| ReleaseFile { path: f.path.clone(), size: f.bytes.len() as u64, sha256: f.sha256.clone() })
+            .collect(),
+    };
+    SuiteIndices { release, files }
+}
+
+/// One write or delete of a publish, in the order it must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A .deb into pool/; `source` indexes the publish's input files. Skipped when the
+    /// object already exists with this size and hash.
+    Pool { key: String, source: usize, size: u64, sha256: String },
+    /// An immutable by-hash copy; skipped when it exists.
+    ByHash { key: String, bytes: Vec<u8> },
+    /// A canonical index, Release.gpg or Release, overwritten.
+    Replace { key: String, bytes: Vec<u8> },
+    /// The switch: from now on readers see the new suite.
+    InRelease { key: String, bytes: Vec<u8> },
+}
+
+impl Step {
+    pub fn key(&self) -> &str {
+        match self {
+            Step::Pool { key, .. } | Step::ByHash { key, .. } | Step::Replace { key, .. } | Step::InRelease { key, .. } => key,
+        }
+    }
+}
+
+/// Everything a publish writes to one suite, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishPlan {
+    pub suite: String,
+    pub merge: Merge,
+    pub steps: Vec<Step>,
+}
+
+/// Orders the writes of a publish. `pool` lists (pool key, input index, size, sha256)
+/// of the packages this publish adds; `release_gpg` and `in_release` are the signed
+/// forms of `indices.release`.
+pub fn publish_plan(
+    suite: &str,
+    merge: Merge,
+    pool: Vec<(String, usize, u64, String)>,
+    indices: &SuiteIndices,
+    release_gpg: Vec<u8>,
+    in_release: Vec<u8>,
+) -> PublishPlan {
+    let dists = layout::dists_dir(suite);
+    let mut steps: Vec<Step> = pool
+        .into_iter()
+        .map(|(key, source, size, sha256)| Step::Pool { key, source, size, sha256 })
+        .collect();
+    for file in &indices.files {
+        steps.push(Step::ByHash {
+            key: format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256)),
+            bytes: file.bytes.clone(),
+        });
+    }
+    for file in &indices.files {
+        steps.push(Step::Replace { key: format!("{dists}/{}", file.path), bytes: file.bytes.clone() });
+    }
+    steps.push(Step::Replace { key: layout::release_gpg_key(suite), bytes: release_gpg });
+    steps.push(Step::Replace { key: layout::release_key(suite), bytes: indices.release.render().into_bytes() });
+    steps.push(Step::InRelease { key: layout::in_release_key(suite), bytes: in_release });
+    PublishPlan { suite: suite.to_owned(), merge, steps }
+}
+
+/// Keys a suite references: its pool files and the by-hash copies of its indices.
+pub fn referenced_keys(suite: &str, release: &Release, packages: &[PackageEntry]) -> BTreeSet<String> {
+    let dists = layout::dists_dir(suite);
+    let mut keys: BTreeSet<String> = packages.iter().map(|p| p.filename.clone()).collect();
+    for file in &release.files {
+        keys.insert(format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256)));
+    }
+    keys
+}
+
+/// Objects that became unreferenced, and since when (unix seconds). Old pool files and
+/// by-hash copies are kept for a grace period after that, so a reader holding an
+/// older InRelease still finds everything it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GcState {
+    pub unreferenced_since: BTreeMap<String, u64>,
+}
+
+/// Decides what to delete now. `existing` are the garbage-collectable keys in the store
+/// (pool files and by-hash copies), `referenced` what any suite references after this
+/// publish. Returns the next state and the keys to delete.
+pub fn collect_garbage(
+    existing: &BTreeSet<String>,
+    referenced: &BTreeSet<String>,
+    previous: &GcState,
+    now: u64,
+    grace_seconds: u64,
+) -> (GcState, Vec<String>) {
+    let mut next = GcState::default();
+    let mut delete = Vec::new();
+    for key in existing.difference(referenced) {
+        let since = previous.unreferenced_since.get(key).copied().unwrap_or(now);
+        if now.saturating_sub(since) >= grace_seconds {
+            delete.push(key.clone());
+        } else {
+            next.unreferenced_since.insert(key.clone(), since);
+        }
+    }
+    (next, delete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
+        let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
+        PackageEntry::from_control(&control, &layout::pool_key(name, version, arch), u64::from(n), &sha(n), "", "t.deb").unwrap()
+    }
+
+    #[test]
+    fn merge_adds_keeps_and_refuses_changed_bytes() {
+        let current = vec![entry("pa", "1.0-1", "amd64", 1)];
+        let merged = merge(&current, &[entry("pa", "1.0-1", "amd64", 1), entry("pb", "2.0-1", "amd64", 2)], 5).unwrap();
+        assert_eq!(merged.added.len(), 1);
+        assert_eq!(merged.unchanged.len(), 1);
+        assert_eq!(merged.packages.len(), 2);
+        let error = merge(&current, &[entry("pa", "1.0-1", "amd64", 9)], 5).unwrap_err();
+        assert!(matches!(error, MergeError::VersionReused { .. }));
+        assert!(error.to_string().contains("bump the version"));
+        // The same package twice in one publish is one package.
+        let twice = merge(&[], &[entry("pb", "2.0-1", "amd64", 2), entry("pb", "2.0-1", "amd64", 2)], 5).unwrap();
+        assert_eq!(twice.packages.len(), 1);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_per_name_and_architecture() {
+        let current: Vec<PackageEntry> = ["1.9-1", "1.10-1", "1.2-1"].iter().enumerate().map(|(i, v)| entry("pa", v, "amd64", i as u8)).collect();
+        let merged = merge(&current, &[entry("pa", "1.11-1", "amd64", 7), entry("pa", "1.0-1", "arm64", 8)], 2).unwrap();
+        let kept: Vec<(&str, &str)> = merged.packages.iter().map(|p| (p.version.as_str(), p.architecture.as_str())).collect();
+        assert_eq!(kept, [("1.11-1", "amd64"), ("1.10-1", "amd64"), ("1.0-1", "arm64")]);
+        let retired: Vec<&str> = merged.retired.iter().map(|p| p.version.as_str()).collect();
+        assert_eq!(retired, ["1.9-1", "1.2-1"]);
+        // Retention 0 is taken as 1: a suite never loses its newest version.
+        assert_eq!(merge(&current, &[], 0).unwrap().packages.len(), 1);
+    }
+
+    fn settings() -> RepoSettings {
+        RepoSettings { origin: "O".into(), label: "L".into(), description: None, architectures: vec!["amd64".into()] }
+    }
+
+    #[test]
+    fn indices_cover_every_architecture_and_arch_all() {
+        let packages = vec![entry("pa", "1-1", "amd64", 1), entry("pb", "1-1", "all", 2), entry("pc", "1-1", "arm64", 3)];
+        let indices = build_indices("dev", &packages, &settings(), "Sat, 28 Nov 2026 16:48:03 UTC", None);
+        assert_eq!(indices.release.architectures, ["amd64", "arm64"]);
+        assert_eq!(indices.files.len(), 6);
+        let amd64 = String::from_utf8(indices.files[0].bytes.clone()).unwrap();
+        assert!(amd64.contains("Package: pa\n") && amd64.contains("Package: pb\n") && !amd64.contains("Package: pc\n"));
+        for file in &indices.files {
+            let listed = indices.release.file(&file.path).unwrap();
+            assert_eq!(listed.sha256, sha256_hex(&file.bytes));
+            assert_eq!(listed.size, file.bytes.len() as u64);
+        }
+        // Deterministic, compressed files included.
+        assert_eq!(indices, build_indices("dev", &packages, &settings(), "Sat, 28 Nov 2026 16:48:03 UTC", None));
+        let mut decoder = flate2::read::GzDecoder::new(indices.files[1].bytes.as_slice());
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut decoder, &mut text).unwrap();
+        assert_eq!(text, amd64);
+        // An empty suite still has an index for the configured architecture.
+        let empty = build_indices("dev", &[], &settings(), "d", None);
+        assert_eq!(empty.files[0].bytes, b"");
+    }
+
+    #[test]
+    fn plan_orders_pool_by_hash_canonical_release_in_release() {
+        let packages = vec![entry("pa", "1-1", "amd64", 1)];
+        let merged = merge(&[], &packages, 5).unwrap();
+        let indices = build_indices("dev", &merged.packages, &settings(), "d", None);
+        let plan = publish_plan(
+            "dev",
+            merged,
+            vec![(packages[0].filename.clone(), 0, 1, sha(1))],
+            &indices,
+            b"sig".to_vec(),
+            b"inrelease".to_vec(),
+        );
+        let rank = |step: &Step| match step {
+            Step::Pool { .. } => 0,
+            Step::ByHash { .. } => 1,
+            Step::Replace { key, .. } if key.ends_with("Release.gpg") => 3,
+            Step::Replace { key, .. } if key.ends_with("/Release") => 4,
+            Step::Replace { .. } => 2,
+            Step::InRelease { .. } => 5,
+        };
+        let ranks: Vec<u8> = plan.steps.iter().map(rank).collect();
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+        assert_eq!(ranks.first(), Some(&0));
+        assert_eq!(plan.steps.last().map(Step::key), Some("dists/dev/InRelease"));
+        // Every file the new Release names is written before InRelease, by hash.
+        for file in &indices.release.files {
+            let by_hash = format!("dists/dev/{}", layout::by_hash_path(&file.path, &file.sha256));
+            assert!(plan.steps.iter().any(|s| s.key() == by_hash), "{by_hash}");
+        }
+    }
+
+    #[test]
+    fn garbage_waits_out_the_grace_period() {
+        let existing: BTreeSet<String> = ["pool/old.deb", "pool/new.deb"].iter().map(|s| s.to_string()).collect();
+        let referenced: BTreeSet<String> = ["pool/new.deb".to_string()].into();
+        let (state, delete) = collect_garbage(&existing, &referenced, &GcState::default(), 1000, 3600);
+        assert!(delete.is_empty());
+        assert_eq!(state.unreferenced_since.get("pool/old.deb"), Some(&1000));
+        let (state2, delete) = collect_garbage(&existing, &referenced, &state, 1000 + 3599, 3600);
+        assert!(delete.is_empty());
+        assert_eq!(state2, state);
+        let (state3, delete) = collect_garbage(&existing, &referenced, &state, 1000 + 3600, 3600);
+        assert_eq!(delete, ["pool/old.deb"]);
+        assert!(state3.unreferenced_since.is_empty());
+        // Referenced again: forgotten.
+        let all: BTreeSet<String> = existing.clone();
+        let (state4, delete) = collect_garbage(&existing, &all, &state, 99999, 3600);
+        assert!(delete.is_empty() && state4.unreferenced_since.is_empty());
+        // Grace 0 deletes at once.
+        let (_, delete) = collect_garbage(&existing, &referenced, &GcState::default(), 5, 0);
+        assert_eq!(delete, ["pool/old.deb"]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Debian version ordering, as dpkg implements it (`verrevcmp` in lib/dpkg/version.c),
+//! so retention keeps the versions apt would consider newest.
+
+use std::cmp::Ordering;
+
+/// Splits `[epoch:]upstream[-revision]` without validating (Packages files written by
+/// others are read as they are; validation happens where versions are made).
+fn split(version: &str) -> (u64, &str, &str) {
+    let (epoch, rest) = match version.split_once(':') {
+        Some((epoch, rest)) if epoch.bytes().all(|b| b.is_ascii_digit()) && !epoch.is_empty() => {
+            (epoch.parse().unwrap_or(u64::MAX), rest)
+        }
+        _ => (0, version),
+    };
+    match rest.rsplit_once('-') {
+        Some((upstream, revision)) => (epoch, upstream, revision),
+        None => (epoch, rest, ""),
+    }
+}
+
+/// The sort weight of a non-digit character: `~` sorts before everything, even the
+/// end of the string; letters sort before other characters.
+fn order(c: Option<u8>) -> i32 {
+    match c {
+        None => 0,
+        Some(b'~') => -1,
+        Some(c) if c.is_ascii_digit() => 0,
+        Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+        Some(c) => i32::from(c) + 256,
+    }
+}
+
+fn verrevcmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        // The non-digit prefix, character by character.
+        while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
+            let ac = order(a.get(i).copied().filter(|c| !c.is_ascii_digit()));
+            let bc = order(b.get(j).copied().filter(|c| !c.is_ascii_digit()));
+            if ac != bc {
+                return ac.cmp(&bc);
+            }
+            if i < a.len() && !a[i].is_ascii_digit() {
+                i += 1;
+            }
+            if j < b.len() && !b[j].is_ascii_digit() {
+                j += 1;
+            }
+        }
+        // Then the numeric part, compared as a number of any length.
+        while i < a.len() && a[i] == b'0' {
+            i += 1;
+        }
+        while j < b.len() && b[j] == b'0' {
+            j += 1;
+        }
+        let mut first_diff = Ordering::Equal;
+        while i < a.len() && a[i].is_ascii_digit() && j < b.len() && b[j].is_ascii_digit() {
+            if first_diff == Ordering::Equal {
+                first_diff = a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+        if i < a.len() && a[i].is_ascii_digit() {
+            return Ordering::Greater;
+        }
+        if j < b.len() && b[j].is_ascii_digit() {
+            return Ordering::Less;
+        }
+        if first_diff != Ordering::Equal {
+            return first_diff;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Compares two Debian versions like `dpkg --compare-versions`.
+pub fn compare(a: &str, b: &str) -> Ordering {
+    let (epoch_a, upstream_a, revision_a) = split(a);
+    let (epoch_b, upstream_b, revision_b) = split(b);
+    epoch_a
+        .cmp(&epoch_b)
+        .then_with(|| verrevcmp(upstream_a, upstream_b))
+        .then_with(|| verrevcmp(revision_a, revision_b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    const CASES: &[(&str, &str, Ordering)] = &[
+        ("1.0", "1.0", Equal),
+        ("1.0-1", "1.0-2", Less),
+        ("1.4.0-1", "1.4.1-1", Less),
+        ("1.10", "1.9", Greater),
+        ("1.0~rc1", "1.0", Less),
+        ("1.0~rc1", "1.0~rc2", Less),
+        ("1.0~~", "1.0~", Less),
+        ("1.0", "1.0+b1", Less),
+        ("1.0a", "1.0", Greater),
+        ("1.0a", "1.0+", Less),
+        ("1:0.1", "2.0", Greater),
+        ("0:1.0", "1.0", Equal),
+        ("1.0-1", "1.0", Greater),
+        ("1.01", "1.1", Equal),
+        ("2.0-1~bpo12+1", "2.0-1", Less),
+        ("1.4.0~beta.1-1", "1.4.0-1", Less),
+        ("10", "9", Greater),
+        ("1.0.0", "1.0", Greater),
+    ];
+
+    #[test]
+    fn table() {
+        for (a, b, expected) in CASES {
+            assert_eq!(compare(a, b), *expected, "{a} vs {b}");
+            assert_eq!(compare(b, a), expected.reverse(), "{b} vs {a}");
+        }
+    }
+
+    /// The table again, judged by dpkg itself when it is installed.
+    #[test]
+    fn agrees_with_dpkg() {
+        if std::process::Command::new("dpkg").arg("--version").output().is_err() {
+            return;
+        }
+        for (a, b, expected) in CASES {
+            let op = match expected {
+                Less => "lt",
+                Equal => "eq",
+                Greater => "gt",
+            };
+            let status = std::process::Command::new("dpkg")
+                .args(["--compare-versions", a, op, b])
+                .status()
+                .expect("dpkg");
+            assert!(status.success(), "dpkg disagrees: {a} {op} {b}");
+        }
+    }
+}

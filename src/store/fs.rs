@@ -1,0 +1,256 @@
+//! The local-directory store, the embedded default: each key is a file below the root.
+//!
+//! Object semantics on a file system: a put writes a temporary file in the target
+//! directory, fsyncs it, renames it over the key and fsyncs the directory, so a reader
+//! (apt with a `file:` source) sees the old or the new object, and a crash leaves one
+//! of the two. put-if-absent links the temporary file to the key, which fails when the
+//! key exists: an atomic create on any POSIX file system, NFS included.
+
+use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+/// Temporary files start with this; `list` skips them.
+const TEMP_PREFIX: &str = ".speedy-tmp-";
+
+impl FsStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsStore { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn io(&self, key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        let store = self.describe();
+        let key = key.to_owned();
+        move |source| StoreError::Io { store, key, source }
+    }
+
+    /// Writes `body` to a new temporary file beside `path`, synced to disk.
+    fn write_temp(&self, key: &str, path: &Path, body: Body<'_>) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(self.io(key))?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .permissions(fs::Permissions::from(std::os::unix::fs::PermissionsExt::from_mode(0o644)))
+            .tempfile_in(dir)
+            .map_err(self.io(key))?;
+        match body {
+            Body::Bytes(bytes) => temp.write_all(bytes).map_err(self.io(key))?,
+            Body::File(source) => {
+                let mut file = fs::File::open(source)
+                    .map_err(|source_error| StoreError::ReadLocal { path: source.to_owned(), source: source_error })?;
+                std::io::copy(&mut file, &mut temp).map_err(self.io(key))?;
+            }
+        }
+        temp.as_file().sync_all().map_err(self.io(key))?;
+        Ok(temp)
+    }
+
+    fn sync_dir(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(self.io(key))
+    }
+}
+
+fn modified_seconds(metadata: &fs::Metadata) -> Option<u64> {
+    metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+}
+
+impl Store for FsStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(key)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(key)(e)),
+        }
+    }
+
+    fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => Ok(Some(ObjectMeta {
+                key: key.to_owned(),
+                size: metadata.len(),
+                modified: modified_seconds(&metadata),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(key)(e)),
+        }
+    }
+
+    fn put(&self, key: &str, body: Body<'_>, _options: &PutOptions) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let temp = self.write_temp(key, &path, body)?;
+        temp.persist(&path).map_err(|e| self.io(key)(e.error))?;
+        self.sync_dir(key, &path)
+    }
+
+    fn put_if_absent(&self, key: &str, body: &[u8], _options: &PutOptions) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let temp = self.write_temp(key, &path, Body::Bytes(body))?;
+        match fs::hard_link(temp.path(), &path) {
+            Ok(()) => {
+                self.sync_dir(key, &path)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(self.io(key)(e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut found = Vec::new();
+        // Walk only the directory the prefix names, not the whole repository.
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) => self.root.join(dir),
+            None => self.root.clone(),
+        };
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io(prefix)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(self.io(prefix))?;
+                let path = entry.path();
+                let file_type = entry.file_type().map_err(self.io(prefix))?;
+                let Ok(relative) = path.strip_prefix(&self.root) else { continue };
+                let key = relative.to_string_lossy().into_owned();
+                if file_type.is_dir() {
+                    if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) || prefix.is_empty() {
+                        stack.push(path);
+                    }
+                } else if file_type.is_file()
+                    && key.starts_with(prefix)
+                    && !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                {
+                    let metadata = entry.metadata().map_err(self.io(&key))?;
+                    found.push(ObjectMeta { key, size: metadata.len(), modified: modified_seconds(&metadata) });
+                }
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(key)(e)),
+        }
+        // Empty directories are an artefact of the file system, not objects: remove
+        // them up to the root so an emptied pool directory does not linger.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, FsStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path().join("repo"));
+        (dir, store)
+    }
+
+    fn opts(key: &str) -> PutOptions {
+        PutOptions::for_key(key)
+    }
+
+    #[test]
+    fn put_get_head_list_delete() {
+        let (_dir, store) = store();
+        assert_eq!(store.get("dists/dev/InRelease").unwrap(), None);
+        store.put("dists/dev/InRelease", Body::Bytes(b"one"), &opts("dists/dev/InRelease")).unwrap();
+        store.put("dists/dev/InRelease", Body::Bytes(b"two"), &opts("dists/dev/InRelease")).unwrap();
+        assert_eq!(store.get("dists/dev/InRelease").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.head("dists/dev/InRelease").unwrap().map(|m| m.size), Some(3));
+        store.put("pool/main/s/x/x.deb", Body::Bytes(b"deb"), &opts("pool/main/s/x/x.deb")).unwrap();
+        let keys: Vec<String> = store.list("").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["dists/dev/InRelease", "pool/main/s/x/x.deb"]);
+        let keys: Vec<String> = store.list("pool/").unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["pool/main/s/x/x.deb"]);
+        assert!(store.list("pool/main/t").unwrap().is_empty());
+        store.delete("pool/main/s/x/x.deb").unwrap();
+        store.delete("pool/main/s/x/x.deb").unwrap();
+        assert!(!store.root().join("pool").exists(), "empty directories go with their last object");
+        // No temporary files remain.
+        let names: Vec<String> = fs::read_dir(store.root().join("dists/dev")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["InRelease"]);
+    }
+
+    #[test]
+    fn put_if_absent_creates_once() {
+        let (_dir, store) = store();
+        assert!(store.put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock")).unwrap());
+        assert!(!store.put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock")).unwrap());
+        assert_eq!(store.get(".speedy/lock").unwrap().as_deref(), Some(&b"me"[..]));
+        assert_eq!(fs::read_dir(store.root().join(".speedy")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn put_if_absent_has_one_winner_among_threads() {
+        let (_dir, store) = store();
+        let winners: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = &store;
+                    scope.spawn(move || store.put_if_absent("k", format!("{i}").as_bytes(), &opts("k")).unwrap())
+                })
+                .collect();
+            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+        });
+        assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn files_stream_from_disk_and_bad_keys_are_refused() {
+        let (dir, store) = store();
+        let source = dir.path().join("x.deb");
+        fs::write(&source, b"package").unwrap();
+        store.put("pool/x.deb", Body::File(&source), &opts("pool/x.deb")).unwrap();
+        assert_eq!(store.get("pool/x.deb").unwrap().as_deref(), Some(&b"package"[..]));
+        for bad in ["../escape", "/abs", "a//b", ""] {
+            assert!(matches!(store.put(bad, Body::Bytes(b""), &opts("x")), Err(StoreError::InvalidKey(_))), "{bad}");
+        }
+        let missing = store.put("pool/y.deb", Body::File(&dir.path().join("nope")), &opts("pool/y.deb"));
+        assert!(matches!(missing, Err(StoreError::ReadLocal { .. })));
+        assert!(!store.root().join("pool/y.deb").exists());
+    }
+}

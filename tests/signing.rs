@@ -1,0 +1,373 @@
+//! Repository signatures checked by the verifiers apt really uses: gpgv (Debian 12's apt)
+//! and sqv (Debian 13's apt uses it; this is bookworm's sqv 1.1, which only takes
+//! detached signatures, so InRelease is split the way apt splits it). gpg inspects
+//! packets and stands in for keys that users bring.
+//!
+//! Needs `gpgv`, `sqv` and `gnupg` installed. Every gpg invocation gets its own throwaway
+//! home directory; nothing touches the user's keyrings.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
+use tempfile::TempDir;
+
+const CREATED: u64 = 1_700_000_000;
+/// Before "now" (sqv's default --not-after) and after the key's creation.
+const SIGNED_AT: u64 = 1_700_086_400;
+
+/// A Release file with what trips cleartext signing: trailing spaces and tabs, and a line
+/// starting with '-' (dash-escaped in the cleartext).
+const RELEASE: &str = concat!(
+    "Origin: Speedy\n",
+    "Label: Speedy  \n",
+    "Suite: dev\t\n",
+    "Codename: dev\n",
+    "Date: Wed, 15 Nov 2023 22:13:20 UTC\n",
+    "Acquire-By-Hash: yes\n",
+    "Architectures: amd64\n",
+    "Components: main\n",
+    "Description: -the development suite \n",
+    "-odd: line starting with a dash\n",
+    "SHA256:\n",
+    " 0f343b0931126a20f133d67c2b018a3b0f2ec5f0ab7fb1e3b30d79a8f8ab4cde      1234 main/binary-amd64/Packages   \n",
+    " 1f343b0931126a20f133d67c2b018a3b0f2ec5f0ab7fb1e3b30d79a8f8ab4cde       567 main/binary-amd64/Packages.gz\n",
+);
+
+fn params(algorithm: KeyAlgorithm, passphrase: Option<&str>) -> KeyParams {
+    KeyParams {
+        algorithm,
+        user_id: "Speedy Repository <repo@speedy.example>".to_string(),
+        passphrase: passphrase.map(str::to_string),
+        created: CREATED,
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install gpgv, sqv and gnupg): {e}"))
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A directory holding the exported public key and whatever gets verified.
+struct Repo {
+    dir: TempDir,
+    keyring: PathBuf,
+    asc: PathBuf,
+    /// A private GNUPGHOME for gpgv, so that it never reads or creates ~/.gnupg.
+    gnupghome: PathBuf,
+}
+
+impl Repo {
+    fn new(public: &PublicKey) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = dir.path().join("speedy-archive-keyring.gpg");
+        std::fs::write(&keyring, public.to_binary().unwrap()).unwrap();
+        let asc = dir.path().join("speedy-archive-keyring.asc");
+        std::fs::write(&asc, public.to_armored().unwrap()).unwrap();
+        let gnupghome = dir.path().join("gnupg");
+        std::fs::create_dir(&gnupghome).unwrap();
+        set_mode(&gnupghome, 0o700);
+        Repo { dir, keyring, asc, gnupghome }
+    }
+
+    fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let file = self.dir.path().join(name);
+        std::fs::write(&file, contents).unwrap();
+        file
+    }
+
+    fn gpgv(&self, files: &[&Path]) -> Output {
+        let mut args = vec!["--homedir", path(&self.gnupghome), "--keyring", path(&self.keyring)];
+        args.extend(files.iter().map(|f| path(f)));
+        run("gpgv", &args)
+    }
+
+    fn sqv(&self, signature: &Path, data: &Path) -> Output {
+        run("sqv", &["--keyring", path(&self.keyring), path(signature), path(data)])
+    }
+
+    /// gpgv and sqv both accept the detached signature over `data`.
+    fn assert_detached_verifies(&self, signature: &Path, data: &Path) {
+        let out = self.gpgv(&[signature, data]);
+        assert!(out.status.success(), "gpgv: {}", describe(&out));
+        let out = self.sqv(signature, data);
+        assert!(out.status.success(), "sqv: {}", describe(&out));
+    }
+
+    fn assert_detached_fails(&self, signature: &Path, data: &Path) {
+        let out = self.gpgv(&[signature, data]);
+        assert!(!out.status.success(), "gpgv accepted: {}", describe(&out));
+        let out = self.sqv(signature, data);
+        assert!(!out.status.success(), "sqv accepted: {}", describe(&out));
+    }
+
+    /// gpgv verifies InRelease as a whole; sqv 1.1 gets it split like apt does.
+    fn assert_inrelease_verifies(&self, inrelease: &str, name: &str) {
+        let file = self.write(name, inrelease);
+        let out = self.gpgv(&[&file]);
+        assert!(out.status.success(), "gpgv {name}: {}", describe(&out));
+        let (content, signature) = split_like_apt(inrelease);
+        let content = self.write(&format!("{name}.content"), content);
+        let signature = self.write(&format!("{name}.sig"), signature);
+        let out = self.sqv(&signature, &content);
+        assert!(out.status.success(), "sqv {name}: {}\n{inrelease}", describe(&out));
+    }
+
+    fn assert_inrelease_fails(&self, inrelease: &str, name: &str) {
+        let file = self.write(name, inrelease);
+        let out = self.gpgv(&[&file]);
+        assert!(!out.status.success(), "gpgv accepted {name}: {}", describe(&out));
+        let (content, signature) = split_like_apt(inrelease);
+        let content = self.write(&format!("{name}.content"), content);
+        let signature = self.write(&format!("{name}.sig"), signature);
+        let out = self.sqv(&signature, &content);
+        assert!(!out.status.success(), "sqv accepted {name}: {}", describe(&out));
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// What apt's SplitClearSignedFile hands to the verifier: the message lines,
+/// dash-escaping removed, joined by LF without a final line break (apt does not trim
+/// whitespace), and the signature block as a detached signature.
+fn split_like_apt(inrelease: &str) -> (String, String) {
+    let mut lines = inrelease.lines();
+    assert_eq!(lines.next(), Some("-----BEGIN PGP SIGNED MESSAGE-----"));
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+        assert!(line.starts_with("Hash: "), "{line}");
+    }
+    let mut content = Vec::new();
+    for line in lines.by_ref() {
+        if line == "-----BEGIN PGP SIGNATURE-----" {
+            break;
+        }
+        content.push(line.strip_prefix("- ").unwrap_or(line));
+    }
+    let mut signature = String::from("-----BEGIN PGP SIGNATURE-----\n");
+    for line in lines {
+        signature.push_str(line);
+        signature.push('\n');
+    }
+    (content.join("\n"), signature)
+}
+
+/// A throwaway GnuPG home for gpg itself; kills the gpg-agent it may have started.
+struct GnupgHome(TempDir);
+
+impl GnupgHome {
+    fn new() -> GnupgHome {
+        let dir = tempfile::tempdir().unwrap();
+        set_mode(dir.path(), 0o700);
+        GnupgHome(dir)
+    }
+
+    fn gpg(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--homedir", path(self.0.path()), "--batch", "--no-tty", "--pinentry-mode", "loopback"];
+        all.extend_from_slice(args);
+        run("gpg", &all)
+    }
+
+    fn gpg_ok(&self, args: &[&str]) -> String {
+        let out = self.gpg(args);
+        assert!(out.status.success(), "gpg {args:?}: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn list_packets(&self, file: &Path) -> String {
+        self.gpg_ok(&["--list-packets", path(file)])
+    }
+}
+
+impl Drop for GnupgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--homedir", path(self.0.path()), "--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+/// InRelease, Release.gpg and a tampered Release, through gpgv and sqv.
+fn check_repository_signatures(key: &SigningKey) -> Repo {
+    let repo = Repo::new(&key.public_key());
+
+    let inrelease = key.clearsign(RELEASE, SIGNED_AT).unwrap();
+    assert!(inrelease.contains("\n- -odd: line starting with a dash\n"), "{inrelease}");
+    repo.assert_inrelease_verifies(&inrelease, "InRelease");
+    let tampered = inrelease.replace("Suite: dev", "Suite: stable");
+    assert_ne!(tampered, inrelease);
+    repo.assert_inrelease_fails(&tampered, "InRelease.tampered");
+
+    let release = repo.write("Release", RELEASE);
+    let release_gpg = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    repo.assert_detached_verifies(&release_gpg, &release);
+    let binary_sig = repo.write("Release.sig", key.sign_detached_binary(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    repo.assert_detached_verifies(&binary_sig, &release);
+
+    let tampered = repo.write("Release.tampered", RELEASE.replace("1234", "1235"));
+    repo.assert_detached_fails(&release_gpg, &tampered);
+    repo.assert_detached_fails(&binary_sig, &tampered);
+
+    // Our own verifier agrees with gpgv and sqv.
+    let public = key.public_key();
+    let text = public.verify_cleartext(&inrelease).unwrap();
+    let (apt_content, _) = split_like_apt(&inrelease);
+    assert_eq!(text, format!("{apt_content}\n"));
+    public.verify_detached(RELEASE.as_bytes(), key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap().as_bytes()).unwrap();
+    repo
+}
+
+/// The signature and key packets as gpg sees them.
+fn check_packets(key: &SigningKey, repo: &Repo, algo: u8) {
+    let gnupg = GnupgHome::new();
+    let signature = repo.write("check.sig", key.sign_detached_binary(b"data", SIGNED_AT).unwrap());
+    let packets = gnupg.list_packets(&signature);
+    assert!(packets.contains(&format!(":signature packet: algo {algo},")), "{packets}");
+    assert!(packets.contains("digest algo 10,"), "not SHA-512: {packets}");
+    assert!(packets.contains("version 4,"), "{packets}");
+    assert!(packets.contains("sigclass 0x00"), "not a binary signature: {packets}");
+
+    let inrelease = repo.write("check.inrelease", key.clearsign("a\n", SIGNED_AT).unwrap());
+    let packets = gnupg.list_packets(&inrelease);
+    assert!(packets.contains("digest algo 10,") && packets.contains("sigclass 0x01"), "{packets}");
+
+    let packets = gnupg.list_packets(&repo.keyring);
+    assert!(packets.contains(&format!(":public key packet:\n\tversion 4, algo {algo},")), "{packets}");
+    assert!(!packets.contains("secret"), "{packets}");
+    assert!(packets.contains(":user ID packet: \"Speedy Repository <repo@speedy.example>\""), "{packets}");
+    assert!(packets.contains("sigclass 0x13") && packets.contains("digest algo 10,"), "{packets}");
+    // The .asc is the same key for gpg (apt reads .asc in Signed-By itself).
+    let colons = gnupg.gpg_ok(&["--with-colons", "--show-keys", path(&repo.asc)]);
+    assert!(colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())), "{colons}");
+    // The keyring is a file apt's `_apt` user can read once installed with 0644; the
+    // bytes are exactly the binary export.
+    assert_eq!(std::fs::read(&repo.keyring).unwrap(), key.public_key().to_binary().unwrap());
+}
+
+#[test]
+fn ed25519_signatures_verify_with_gpgv_and_sqv() {
+    let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, Some("integration passphrase"))).unwrap();
+    let repo = check_repository_signatures(&key);
+    check_packets(&key, &repo, 22);
+}
+
+#[test]
+fn rsa3072_signatures_verify_with_gpgv_and_sqv() {
+    // The only RSA key generated in the test suite: slow in debug builds.
+    let key = SigningKey::generate(&params(KeyAlgorithm::Rsa3072, None)).unwrap();
+    let repo = check_repository_signatures(&key);
+    check_packets(&key, &repo, 1);
+    let gnupg = GnupgHome::new();
+    let packets = gnupg.list_packets(&repo.keyring);
+    assert!(packets.contains("pkey[0]: [3072 bits]"), "{packets}");
+}
+
+#[test]
+fn signatures_dated_before_the_key_still_verify() {
+    let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();
+    let repo = Repo::new(&key.public_key());
+    let release = repo.write("Release", RELEASE);
+    let sig = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), 0).unwrap());
+    repo.assert_detached_verifies(&sig, &release);
+}
+
+#[test]
+fn a_signature_by_another_key_is_refused_by_all_verifiers() {
+    let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();
+    let other = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();
+    let repo = Repo::new(&key.public_key());
+    let release = repo.write("Release", RELEASE);
+    let sig = repo.write("Release.gpg", other.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    repo.assert_detached_fails(&sig, &release);
+    let err = key.public_key().verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap()).unwrap_err();
+    assert!(matches!(err, VerifyError::SignedByOtherKey { .. }), "{err:?}");
+}
+
+/// Users bring keys made by GnuPG: a plain `--quick-gen-key` Ed25519 key, protected by a
+/// passphrase, and an offline-style key whose primary only certifies and whose signing
+/// happens on a subkey.
+#[test]
+fn gnupg_made_keys_sign_repositories() {
+    let gnupg = GnupgHome::new();
+    let pass = "gnupg passphrase";
+    for (uid, usage, subkey) in [
+        ("Plain <plain@speedy.example>", "sign,cert", false),
+        ("Subkey <subkey@speedy.example>", "cert", true),
+    ] {
+        gnupg.gpg_ok(&["--passphrase", pass, "--quick-gen-key", uid, "ed25519", usage, "never"]);
+        let colons = gnupg.gpg_ok(&["--with-colons", "--list-keys", uid]);
+        let fingerprint = colons
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:::::::::"))
+            .and_then(|l| l.strip_suffix(':'))
+            .unwrap()
+            .to_string();
+        if subkey {
+            gnupg.gpg_ok(&["--passphrase", pass, "--quick-add-key", &fingerprint, "ed25519", "sign", "never"]);
+        }
+        let secret = gnupg.gpg_ok(&["--passphrase", pass, "--armor", "--export-secret-keys", &fingerprint]);
+        let public = gnupg.gpg_ok(&["--armor", "--export", &fingerprint]);
+
+        let err = SigningKey::from_armored(&secret, None, "GPG_KEY").unwrap_err();
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        let err = SigningKey::from_armored(&secret, Some("nope"), "GPG_KEY").unwrap_err();
+        assert!(err.to_string().contains("does not unlock"), "{err}");
+        let key = SigningKey::from_armored(&secret, Some(pass), "GPG_KEY").unwrap();
+        assert_eq!(key.fingerprint(), fingerprint);
+        let public = PublicKey::from_bytes(public.as_bytes(), "public.asc").unwrap();
+        assert_eq!(public.fingerprint(), fingerprint);
+
+        // The key was created just now: sign "now", as a release would.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let repo = Repo::new(&public);
+        let release = repo.write("Release", RELEASE);
+        let sig = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), now).unwrap());
+        repo.assert_detached_verifies(&sig, &release);
+        repo.assert_inrelease_verifies(&key.clearsign(RELEASE, now).unwrap(), "InRelease");
+        public.verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap()).unwrap();
+        if subkey {
+            let packets = gnupg.list_packets(&sig);
+            assert!(!packets.contains(&fingerprint[24..]), "signed by the primary: {packets}");
+        }
+    }
+}
+
+/// Our passphrase-protected export imports into GnuPG, which then signs with it.
+#[test]
+fn generated_secret_key_imports_into_gnupg() {
+    let pass = "exported passphrase";
+    let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, Some(pass))).unwrap();
+    let gnupg = GnupgHome::new();
+    let file = gnupg.0.path().join("secret.asc");
+    std::fs::write(&file, key.to_armored().unwrap()).unwrap();
+    gnupg.gpg_ok(&["--passphrase", pass, "--import", path(&file)]);
+    let colons = gnupg.gpg_ok(&["--with-colons", "--list-secret-keys"]);
+    assert!(colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())), "{colons}");
+    let data = gnupg.0.path().join("data");
+    std::fs::write(&data, "x").unwrap();
+    gnupg.gpg_ok(&["--passphrase", pass, "--local-user", &key.fingerprint(), "--detach-sign", path(&data)]);
+    let sig = std::fs::read(gnupg.0.path().join("data.sig")).unwrap();
+    key.public_key().verify_detached(b"x", &sig).unwrap();
+}
