@@ -84,7 +84,12 @@ impl Repo {
         let gnupghome = dir.path().join("gnupg");
         std::fs::create_dir(&gnupghome).unwrap();
         set_mode(&gnupghome, 0o700);
-        Repo { dir, keyring, asc, gnupghome }
+        Repo {
+            dir,
+            keyring,
+            asc,
+            gnupghome,
+        }
     }
 
     fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
@@ -185,7 +190,14 @@ impl GnupgHome {
     }
 
     fn gpg(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--homedir", path(self.0.path()), "--batch", "--no-tty", "--pinentry-mode", "loopback"];
+        let mut all = vec![
+            "--homedir",
+            path(self.0.path()),
+            "--batch",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+        ];
         all.extend_from_slice(args);
         run("gpg", &all)
     }
@@ -214,16 +226,25 @@ fn check_repository_signatures(key: &SigningKey) -> Repo {
     let repo = Repo::new(&key.public_key());
 
     let inrelease = key.clearsign(RELEASE, SIGNED_AT).unwrap();
-    assert!(inrelease.contains("\n- -odd: line starting with a dash\n"), "{inrelease}");
+    assert!(
+        inrelease.contains("\n- -odd: line starting with a dash\n"),
+        "{inrelease}"
+    );
     repo.assert_inrelease_verifies(&inrelease, "InRelease");
     let tampered = inrelease.replace("Suite: dev", "Suite: stable");
     assert_ne!(tampered, inrelease);
     repo.assert_inrelease_fails(&tampered, "InRelease.tampered");
 
     let release = repo.write("Release", RELEASE);
-    let release_gpg = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    let release_gpg = repo.write(
+        "Release.gpg",
+        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+    );
     repo.assert_detached_verifies(&release_gpg, &release);
-    let binary_sig = repo.write("Release.sig", key.sign_detached_binary(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    let binary_sig = repo.write(
+        "Release.sig",
+        key.sign_detached_binary(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+    );
     repo.assert_detached_verifies(&binary_sig, &release);
 
     let tampered = repo.write("Release.tampered", RELEASE.replace("1234", "1235"));
@@ -235,7 +256,14 @@ fn check_repository_signatures(key: &SigningKey) -> Repo {
     let text = public.verify_cleartext(&inrelease).unwrap();
     let (apt_content, _) = split_like_apt(&inrelease);
     assert_eq!(text, format!("{apt_content}\n"));
-    public.verify_detached(RELEASE.as_bytes(), key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap().as_bytes()).unwrap();
+    public
+        .verify_detached(
+            RELEASE.as_bytes(),
+            key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
     repo
 }
 
@@ -244,26 +272,48 @@ fn check_packets(key: &SigningKey, repo: &Repo, algo: u8) {
     let gnupg = GnupgHome::new();
     let signature = repo.write("check.sig", key.sign_detached_binary(b"data", SIGNED_AT).unwrap());
     let packets = gnupg.list_packets(&signature);
-    assert!(packets.contains(&format!(":signature packet: algo {algo},")), "{packets}");
+    assert!(
+        packets.contains(&format!(":signature packet: algo {algo},")),
+        "{packets}"
+    );
     assert!(packets.contains("digest algo 10,"), "not SHA-512: {packets}");
     assert!(packets.contains("version 4,"), "{packets}");
     assert!(packets.contains("sigclass 0x00"), "not a binary signature: {packets}");
 
-    let inrelease = repo.write("check.inrelease", key.clearsign("a\n", SIGNED_AT).unwrap());
-    let packets = gnupg.list_packets(&inrelease);
-    assert!(packets.contains("digest algo 10,") && packets.contains("sigclass 0x01"), "{packets}");
+    // gpg lists only the text of a cleartext message, so look at its signature block.
+    let (_, inrelease_sig) = split_like_apt(&key.clearsign("a\n", SIGNED_AT).unwrap());
+    let packets = gnupg.list_packets(&repo.write("check.inrelease.sig", inrelease_sig));
+    assert!(
+        packets.contains("digest algo 10,") && packets.contains("sigclass 0x01"),
+        "{packets}"
+    );
 
     let packets = gnupg.list_packets(&repo.keyring);
-    assert!(packets.contains(&format!(":public key packet:\n\tversion 4, algo {algo},")), "{packets}");
+    assert!(
+        packets.contains(&format!(":public key packet:\n\tversion 4, algo {algo},")),
+        "{packets}"
+    );
     assert!(!packets.contains("secret"), "{packets}");
-    assert!(packets.contains(":user ID packet: \"Speedy Repository <repo@speedy.example>\""), "{packets}");
-    assert!(packets.contains("sigclass 0x13") && packets.contains("digest algo 10,"), "{packets}");
+    assert!(
+        packets.contains(":user ID packet: \"Speedy Repository <repo@speedy.example>\""),
+        "{packets}"
+    );
+    assert!(
+        packets.contains("sigclass 0x13") && packets.contains("digest algo 10,"),
+        "{packets}"
+    );
     // The .asc is the same key for gpg (apt reads .asc in Signed-By itself).
     let colons = gnupg.gpg_ok(&["--with-colons", "--show-keys", path(&repo.asc)]);
-    assert!(colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())), "{colons}");
+    assert!(
+        colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())),
+        "{colons}"
+    );
     // The keyring is a file apt's `_apt` user can read once installed with 0644; the
     // bytes are exactly the binary export.
-    assert_eq!(std::fs::read(&repo.keyring).unwrap(), key.public_key().to_binary().unwrap());
+    assert_eq!(
+        std::fs::read(&repo.keyring).unwrap(),
+        key.public_key().to_binary().unwrap()
+    );
 }
 
 #[test]
@@ -299,9 +349,15 @@ fn a_signature_by_another_key_is_refused_by_all_verifiers() {
     let other = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();
     let repo = Repo::new(&key.public_key());
     let release = repo.write("Release", RELEASE);
-    let sig = repo.write("Release.gpg", other.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap());
+    let sig = repo.write(
+        "Release.gpg",
+        other.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+    );
     repo.assert_detached_fails(&sig, &release);
-    let err = key.public_key().verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap()).unwrap_err();
+    let err = key
+        .public_key()
+        .verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap())
+        .unwrap_err();
     assert!(matches!(err, VerifyError::SignedByOtherKey { .. }), "{err:?}");
 }
 
@@ -325,7 +381,15 @@ fn gnupg_made_keys_sign_repositories() {
             .unwrap()
             .to_string();
         if subkey {
-            gnupg.gpg_ok(&["--passphrase", pass, "--quick-add-key", &fingerprint, "ed25519", "sign", "never"]);
+            gnupg.gpg_ok(&[
+                "--passphrase",
+                pass,
+                "--quick-add-key",
+                &fingerprint,
+                "ed25519",
+                "sign",
+                "never",
+            ]);
         }
         let secret = gnupg.gpg_ok(&["--passphrase", pass, "--armor", "--export-secret-keys", &fingerprint]);
         let public = gnupg.gpg_ok(&["--armor", "--export", &fingerprint]);
@@ -340,16 +404,27 @@ fn gnupg_made_keys_sign_repositories() {
         assert_eq!(public.fingerprint(), fingerprint);
 
         // The key was created just now: sign "now", as a release would.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let repo = Repo::new(&public);
         let release = repo.write("Release", RELEASE);
-        let sig = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), now).unwrap());
+        let sig = repo.write(
+            "Release.gpg",
+            key.sign_detached_armored(RELEASE.as_bytes(), now).unwrap(),
+        );
         repo.assert_detached_verifies(&sig, &release);
         repo.assert_inrelease_verifies(&key.clearsign(RELEASE, now).unwrap(), "InRelease");
-        public.verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap()).unwrap();
+        public
+            .verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap())
+            .unwrap();
         if subkey {
             let packets = gnupg.list_packets(&sig);
-            assert!(!packets.contains(&fingerprint[24..]), "signed by the primary: {packets}");
+            assert!(
+                !packets.contains(&fingerprint[24..]),
+                "signed by the primary: {packets}"
+            );
         }
     }
 }
@@ -364,10 +439,20 @@ fn generated_secret_key_imports_into_gnupg() {
     std::fs::write(&file, key.to_armored().unwrap()).unwrap();
     gnupg.gpg_ok(&["--passphrase", pass, "--import", path(&file)]);
     let colons = gnupg.gpg_ok(&["--with-colons", "--list-secret-keys"]);
-    assert!(colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())), "{colons}");
+    assert!(
+        colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())),
+        "{colons}"
+    );
     let data = gnupg.0.path().join("data");
     std::fs::write(&data, "x").unwrap();
-    gnupg.gpg_ok(&["--passphrase", pass, "--local-user", &key.fingerprint(), "--detach-sign", path(&data)]);
+    gnupg.gpg_ok(&[
+        "--passphrase",
+        pass,
+        "--local-user",
+        &key.fingerprint(),
+        "--detach-sign",
+        path(&data),
+    ]);
     let sig = std::fs::read(gnupg.0.path().join("data.sig")).unwrap();
     key.public_key().verify_detached(b"x", &sig).unwrap();
 }

@@ -79,13 +79,11 @@ pub(super) fn signing_subkeys(cert: &SignedPublicKey) -> Vec<(&SignedPublicSubKe
             .signatures
             .iter()
             .filter(|sig| {
-                sig.typ() == Some(SignatureType::SubkeyBinding)
-                    && sig.verify_subkey_binding(primary, &sub.key).is_ok()
+                sig.typ() == Some(SignatureType::SubkeyBinding) && sig.verify_subkey_binding(primary, &sub.key).is_ok()
             })
             .collect();
         let revoked = sub.signatures.iter().any(|sig| {
-            sig.typ() == Some(SignatureType::SubkeyRevocation)
-                && sig.verify_subkey_binding(primary, &sub.key).is_ok()
+            sig.typ() == Some(SignatureType::SubkeyRevocation) && sig.verify_subkey_binding(primary, &sub.key).is_ok()
         });
         let Some(newest) = newest(&bindings) else {
             continue;
@@ -145,15 +143,13 @@ pub(super) fn refused_algorithm(key: &(impl KeyDetails + ?Sized)) -> Option<Stri
         ));
     }
     match (key.algorithm(), key.public_params()) {
-        (PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign, PublicParams::RSA(rsa)) => {
-            match rsa_bits(rsa) {
-                Some(bits) if bits >= 2048 => None,
-                Some(bits) => Some(format!(
-                    "RSA with {bits} bits (sqv rejects RSA below 2048 bits; use RSA 3072 or more, or Ed25519)"
-                )),
-                None => Some("RSA with a modulus of unknown size".to_string()),
-            }
-        }
+        (PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign, PublicParams::RSA(rsa)) => match rsa_bits(rsa) {
+            Some(bits) if bits >= 2048 => None,
+            Some(bits) => Some(format!(
+                "RSA with {bits} bits (sqv rejects RSA below 2048 bits; use RSA 3072 or more, or Ed25519)"
+            )),
+            None => Some("RSA with a modulus of unknown size".to_string()),
+        },
         (PublicKeyAlgorithm::EdDSALegacy, PublicParams::EdDSALegacy(EddsaLegacyPublicParams::Ed25519 { .. })) => None,
         (PublicKeyAlgorithm::ECDSA, PublicParams::ECDSA(params)) => match params {
             EcdsaPublicParams::P256 { .. } | EcdsaPublicParams::P384 { .. } | EcdsaPublicParams::P521 { .. } => None,

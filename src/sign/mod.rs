@@ -19,16 +19,15 @@ use std::{
 
 use pgp::{
     composed::{
-        ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType,
-        PublicOrSecret, SecretKeyParamsBuilder, SignedPublicKey, SignedPublicSubKey,
-        SignedSecretKey,
+        ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType, PublicOrSecret,
+        SecretKeyParamsBuilder, SignedPublicKey, SignedPublicSubKey, SignedSecretKey,
     },
     crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
     packet::{self, Features, KeyFlags, Signature, SignatureConfig, SignatureType, Subpacket, SubpacketData},
     ser::Serialize,
     types::{
-        CompressionAlgorithm, KeyDetails, KeyVersion, Password, S2kParams, SecretParams,
-        SignedUser, SigningKey as PgpSigningKey, StringToKey, Tag, Timestamp,
+        CompressionAlgorithm, KeyDetails, KeyVersion, Password, S2kParams, SecretParams, SignedUser,
+        SigningKey as PgpSigningKey, StringToKey, Tag, Timestamp,
     },
 };
 use zeroize::Zeroizing;
@@ -117,7 +116,9 @@ pub enum SignError {
     NotAKey { origin: String },
     #[error("{origin} contains {count} OpenPGP keys; expected exactly one")]
     MultipleKeys { origin: String, count: usize },
-    #[error("{origin} contains a public key, but signing needs the secret key (`-----BEGIN PGP PRIVATE KEY BLOCK-----`)")]
+    #[error(
+        "{origin} contains a public key, but signing needs the secret key (`-----BEGIN PGP PRIVATE KEY BLOCK-----`)"
+    )]
     PublicKeyGiven { origin: String },
     #[error("the secret key from {origin} is protected by a passphrase, but none was given")]
     PassphraseRequired { origin: String },
@@ -134,7 +135,9 @@ pub enum SignError {
     NoValidSelfSignature { origin: String },
     #[error("the key from {origin} is revoked")]
     Revoked { origin: String },
-    #[error("the key from {origin} has expired; extend its expiry (e.g. `gpg --quick-set-expire`) and export it again")]
+    #[error(
+        "the key from {origin} has expired; extend its expiry (e.g. `gpg --quick-set-expire`) and export it again"
+    )]
     Expired { origin: String },
     #[error("the key from {origin} is not acceptable for an apt repository: {what}")]
     WeakAlgorithm { origin: String, what: String },
@@ -318,7 +321,10 @@ impl SigningKey {
         };
         let component = signing_key.signer()?;
         if let Some(what) = cert::refused_algorithm(&component) {
-            return Err(SignError::WeakAlgorithm { origin: origin_s(), what });
+            return Err(SignError::WeakAlgorithm {
+                origin: origin_s(),
+                what,
+            });
         }
         signing_key.check_unlocks(passphrase.is_some(), origin)?;
         Ok(signing_key)
@@ -329,7 +335,9 @@ impl SigningKey {
     fn check_unlocks(&self, passphrase_given: bool, origin: &str) -> Result<(), SignError> {
         let encrypted = secret_params_of(&self.key, self.signer).is_encrypted();
         if encrypted && !passphrase_given {
-            return Err(SignError::PassphraseRequired { origin: origin.to_string() });
+            return Err(SignError::PassphraseRequired {
+                origin: origin.to_string(),
+            });
         }
         let probe = b"cargo-speedy: checking that the key can sign";
         let works = self
@@ -338,7 +346,9 @@ impl SigningKey {
             .is_some_and(|sig| self.public_key().verify_signatures(&[sig.signature], probe).is_ok());
         match (works, encrypted) {
             (true, _) => Ok(()),
-            (false, true) => Err(SignError::WrongPassphrase { origin: origin.to_string() }),
+            (false, true) => Err(SignError::WrongPassphrase {
+                origin: origin.to_string(),
+            }),
             (false, false) => Err(SignError::Pgp(format!(
                 "the secret key from {origin} does not match its public key"
             ))),
@@ -353,7 +363,9 @@ impl SigningKey {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { key: self.key.to_public_key() }
+        PublicKey {
+            key: self.key.to_public_key(),
+        }
     }
 
     /// The primary key's fingerprint, upper-case hex (40 digits for v4).
@@ -484,7 +496,9 @@ impl PublicKey {
     /// The binary certificate: a keyring for `gpgv --keyring`, `sqv --keyring` and apt's
     /// `Signed-By:` (as a `.gpg` file).
     pub fn to_binary(&self) -> Result<Vec<u8>, SignError> {
-        self.key.to_bytes().map_err(pgp_err("serializing the public key failed"))
+        self.key
+            .to_bytes()
+            .map_err(pgp_err("serializing the public key failed"))
     }
 
     /// The ASCII-armored certificate (`.asc`).
@@ -542,7 +556,11 @@ impl PublicKey {
     /// signing subkey) and verifies, as gpgv does.
     fn verify_signatures(&self, signatures: &[Signature], data: &[u8]) -> Result<(), VerifyError> {
         let mut verifiers: Vec<Verifier<'_>> = vec![Verifier::Primary(&self.key.primary_key)];
-        verifiers.extend(cert::signing_subkeys(&self.key).into_iter().map(|(sub, _)| Verifier::Subkey(sub)));
+        verifiers.extend(
+            cert::signing_subkeys(&self.key)
+                .into_iter()
+                .map(|(sub, _)| Verifier::Subkey(sub)),
+        );
 
         let mut issuers: Vec<String> = Vec::new();
         let mut ours = false;
@@ -573,7 +591,10 @@ impl PublicKey {
         }
         issuers.sort();
         issuers.dedup();
-        Err(VerifyError::SignedByOtherKey { issuers, expected: self.fingerprint() })
+        Err(VerifyError::SignedByOtherKey {
+            issuers,
+            expected: self.fingerprint(),
+        })
     }
 }
 
@@ -621,13 +642,18 @@ fn hex_upper(bytes: &[u8]) -> String {
 /// Parses exactly one key, public or secret. rpgp's parse errors are not passed on: for
 /// a malformed secret key they could describe its packets.
 fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignError> {
-    let not_a_key = || SignError::NotAKey { origin: origin.to_string() };
+    let not_a_key = || SignError::NotAKey {
+        origin: origin.to_string(),
+    };
     let (keys, _headers) = PublicOrSecret::from_reader_many(bytes).map_err(|_| not_a_key())?;
     let mut keys = keys.collect::<Result<Vec<_>, _>>().map_err(|_| not_a_key())?;
     match keys.len() {
         0 => Err(not_a_key()),
         1 => keys.pop().ok_or_else(not_a_key),
-        count => Err(SignError::MultipleKeys { origin: origin.to_string(), count }),
+        count => Err(SignError::MultipleKeys {
+            origin: origin.to_string(),
+            count,
+        }),
     }
 }
 
@@ -658,7 +684,10 @@ fn is_stub(params: &SecretParams) -> bool {
     };
     match encrypted.string_to_key_params() {
         S2kParams::Cfb { s2k, .. } | S2kParams::MalleableCfb { s2k, .. } | S2kParams::Aead { s2k, .. } => {
-            matches!(s2k, StringToKey::Private { .. } | StringToKey::Other { .. } | StringToKey::Reserved { .. })
+            matches!(
+                s2k,
+                StringToKey::Private { .. } | StringToKey::Other { .. } | StringToKey::Reserved { .. }
+            )
         }
         S2kParams::Unprotected | S2kParams::LegacyCfb { .. } => false,
     }
@@ -699,13 +728,23 @@ fn self_certification(
             Subpacket::regular(SubpacketData::KeyFlags(flags))?,
             Subpacket::regular(SubpacketData::Features(features))?,
             Subpacket::regular(SubpacketData::PreferredSymmetricAlgorithms(
-                vec![SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES192, SymmetricKeyAlgorithm::AES128].into(),
+                vec![
+                    SymmetricKeyAlgorithm::AES256,
+                    SymmetricKeyAlgorithm::AES192,
+                    SymmetricKeyAlgorithm::AES128,
+                ]
+                .into(),
             ))?,
             Subpacket::regular(SubpacketData::PreferredHashAlgorithms(
                 vec![HashAlgorithm::Sha512, HashAlgorithm::Sha384, HashAlgorithm::Sha256].into(),
             ))?,
             Subpacket::regular(SubpacketData::PreferredCompressionAlgorithms(
-                vec![CompressionAlgorithm::ZLIB, CompressionAlgorithm::ZIP, CompressionAlgorithm::Uncompressed].into(),
+                vec![
+                    CompressionAlgorithm::ZLIB,
+                    CompressionAlgorithm::ZIP,
+                    CompressionAlgorithm::Uncompressed,
+                ]
+                .into(),
             ))?,
             Subpacket::regular(SubpacketData::IsPrimary(true))?,
         ];
@@ -723,7 +762,9 @@ fn validate_user_id(user_id: &str) -> Result<(), SignError> {
     } else {
         return Ok(());
     };
-    Err(SignError::InvalidUserId { reason: reason.to_string() })
+    Err(SignError::InvalidUserId {
+        reason: reason.to_string(),
+    })
 }
 
 /// The text as it is signed: lines without trailing whitespace, LF line ends, the final
@@ -755,11 +796,8 @@ fn timestamp(secs: u64) -> Result<Timestamp, SignError> {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -790,7 +828,9 @@ mod tests {
 
     /// A key made by rpgp's builder, for shapes `generate` does not produce.
     fn foreign_key(primary: KeyType, primary_signs: bool, subkeys: Vec<packet_builder::Sub>) -> String {
-        packet_builder::build(primary, primary_signs, subkeys).to_armored_string(ArmorOptions::default()).unwrap()
+        packet_builder::build(primary, primary_signs, subkeys)
+            .to_armored_string(ArmorOptions::default())
+            .unwrap()
     }
 
     mod packet_builder {
@@ -815,7 +855,11 @@ mod tests {
                             SubkeyParamsBuilder::default()
                                 .key_type(sub.key_type)
                                 .can_sign(sub.sign)
-                                .can_encrypt(if sub.sign { EncryptionCaps::None } else { EncryptionCaps::All })
+                                .can_encrypt(if sub.sign {
+                                    EncryptionCaps::None
+                                } else {
+                                    EncryptionCaps::All
+                                })
                                 .build()
                                 .unwrap()
                         })
@@ -835,10 +879,18 @@ mod tests {
         let key = ed25519(None);
         let fingerprint = key.fingerprint();
         assert_eq!(fingerprint.len(), 40);
-        assert!(fingerprint.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{fingerprint}");
+        assert!(
+            fingerprint
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()),
+            "{fingerprint}"
+        );
         assert_eq!(key.created(), CREATED);
         assert_eq!(key.key.primary_key.version(), KeyVersion::V4);
-        assert_eq!(key.key.primary_key.algorithm(), pgp::crypto::public_key::PublicKeyAlgorithm::EdDSALegacy);
+        assert_eq!(
+            key.key.primary_key.algorithm(),
+            pgp::crypto::public_key::PublicKeyAlgorithm::EdDSALegacy
+        );
         assert!(key.key.secret_subkeys.is_empty() && key.key.public_subkeys.is_empty());
 
         let public = key.public_key();
@@ -852,10 +904,16 @@ mod tests {
         assert_eq!(self_sig.preferred_hash_algs().first(), Some(&HashAlgorithm::Sha512));
         let flags = self_sig.key_flags();
         assert!(flags.sign() && flags.certify());
-        self_sig.verify_certification(&public.key.primary_key, Tag::UserId, &user.id).unwrap();
+        self_sig
+            .verify_certification(&public.key.primary_key, Tag::UserId, &user.id)
+            .unwrap();
         assert_eq!(
             cert::primary(&public.key),
-            Some(cert::Component { revoked: false, expires: None, may_sign: true })
+            Some(cert::Component {
+                revoked: false,
+                expires: None,
+                may_sign: true
+            })
         );
     }
 
@@ -867,7 +925,10 @@ mod tests {
     #[test]
     fn rsa3072_key_loads_signs_and_verifies() {
         let key = SigningKey::from_armored(RSA3072_FIXTURE, None, "testdata/rsa3072.asc").unwrap();
-        assert_eq!(key.key.primary_key.algorithm(), pgp::crypto::public_key::PublicKeyAlgorithm::RSA);
+        assert_eq!(
+            key.key.primary_key.algorithm(),
+            pgp::crypto::public_key::PublicKeyAlgorithm::RSA
+        );
         assert_eq!(key.created(), CREATED);
         assert_eq!(cert::refused_algorithm(&key.key.primary_key), None);
         let public = key.public_key();
@@ -887,7 +948,10 @@ mod tests {
     fn armored_secret_key_round_trips_without_passphrase() {
         let key = ed25519(None);
         let armored = key.to_armored().unwrap();
-        assert!(armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"), "{armored}");
+        assert!(
+            armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"),
+            "{armored}"
+        );
         let loaded = SigningKey::from_armored(&armored, None, "key.asc").unwrap();
         assert_eq!(loaded.fingerprint(), key.fingerprint());
         assert_eq!(loaded.created(), CREATED);
@@ -920,7 +984,10 @@ mod tests {
         assert!(reloaded.key.primary_key.secret_params().is_encrypted());
 
         let err = SigningKey::from_armored(&armored, None, "SPEEDY_SIGNING_KEY").unwrap_err();
-        assert!(matches!(err, SignError::PassphraseRequired { ref origin } if origin == "SPEEDY_SIGNING_KEY"), "{err:?}");
+        assert!(
+            matches!(err, SignError::PassphraseRequired { ref origin } if origin == "SPEEDY_SIGNING_KEY"),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("SPEEDY_SIGNING_KEY"), "{err}");
 
         let wrong = "not the passphrase";
@@ -949,9 +1016,17 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_key() {
-        for input in [&b""[..], b"hello world\n", b"\x99\x01\x02", b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nAAAA\n-----END PGP PRIVATE KEY BLOCK-----\n"] {
+        for input in [
+            &b""[..],
+            b"hello world\n",
+            b"\x99\x01\x02",
+            b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nAAAA\n-----END PGP PRIVATE KEY BLOCK-----\n",
+        ] {
             let err = SigningKey::from_bytes(input, None, "KEY_VAR").unwrap_err();
-            assert!(matches!(err, SignError::NotAKey { ref origin } if origin == "KEY_VAR"), "{err:?}");
+            assert!(
+                matches!(err, SignError::NotAKey { ref origin } if origin == "KEY_VAR"),
+                "{err:?}"
+            );
             let err = PublicKey::from_bytes(input, "KEY_VAR").unwrap_err();
             assert!(matches!(err, SignError::NotAKey { .. }), "{err:?}");
         }
@@ -986,16 +1061,25 @@ mod tests {
         // The secret key stands in for its public part; nothing secret is kept.
         let from_secret = PublicKey::from_bytes(key.to_armored().unwrap().as_bytes(), "key.asc").unwrap();
         assert_eq!(from_secret.to_binary().unwrap(), binary);
-        assert_eq!(format!("{from_secret:?}"), format!("PublicKey {{ fingerprint: {:?}, .. }}", key.fingerprint()));
+        assert_eq!(
+            format!("{from_secret:?}"),
+            format!("PublicKey {{ fingerprint: {:?}, .. }}", key.fingerprint())
+        );
     }
 
     #[test]
     fn clearsigned_text_verifies_and_is_trimmed_and_dash_escaped() {
         let key = ed25519(None);
         let signed = key.clearsign(RELEASE, SIGNED_AT).unwrap();
-        assert!(signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"), "{signed}");
+        assert!(
+            signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"),
+            "{signed}"
+        );
         assert!(signed.contains("\n- -dashed line\n"), "{signed}");
-        assert!(signed.contains("main/binary-amd64/Packages\n-----BEGIN PGP SIGNATURE-----\n"), "{signed}");
+        assert!(
+            signed.contains("main/binary-amd64/Packages\n-----BEGIN PGP SIGNATURE-----\n"),
+            "{signed}"
+        );
         let body = signed.split("-----BEGIN PGP SIGNATURE-----").next().unwrap();
         for line in body.lines() {
             assert_eq!(line, line.trim_end_matches([' ', '\t']), "untrimmed line in {signed}");
@@ -1048,7 +1132,11 @@ mod tests {
     #[test]
     fn malformed_cleartext_is_reported_as_such() {
         let key = ed25519(None);
-        for input in ["", "Origin: Speedy\n", &key.sign_detached_armored(b"x", SIGNED_AT).unwrap()] {
+        for input in [
+            "",
+            "Origin: Speedy\n",
+            &key.sign_detached_armored(b"x", SIGNED_AT).unwrap(),
+        ] {
             let err = key.public_key().verify_cleartext(input).unwrap_err();
             assert!(matches!(err, VerifyError::Malformed(_)), "{err:?}");
         }
@@ -1072,10 +1160,15 @@ mod tests {
         assert_eq!(sig.created(), Some(Timestamp::from_secs(SIGNED_AT as u32)));
         assert_eq!(signature_packet(armored.as_bytes()), sig);
 
-        let err = public.verify_detached(b"Origin: Speedy\nSuite: stable\n", &binary).unwrap_err();
+        let err = public
+            .verify_detached(b"Origin: Speedy\nSuite: stable\n", &binary)
+            .unwrap_err();
         assert!(matches!(err, VerifyError::BadSignature), "{err:?}");
         let err = ed25519(None).public_key().verify_detached(data, &binary).unwrap_err();
-        assert!(matches!(err, VerifyError::SignedByOtherKey { ref issuers, .. } if issuers == &[key.fingerprint()]), "{err:?}");
+        assert!(
+            matches!(err, VerifyError::SignedByOtherKey { ref issuers, .. } if issuers == &[key.fingerprint()]),
+            "{err:?}"
+        );
         for garbage in [&b""[..], b"not a signature", &public.to_binary().unwrap()] {
             let err = public.verify_detached(data, garbage).unwrap_err();
             assert!(matches!(err, VerifyError::Malformed(_)), "{err:?}");
@@ -1086,9 +1179,15 @@ mod tests {
     fn signatures_before_the_key_existed_are_dated_at_its_creation_and_reproducible() {
         let key = ed25519(Some(PASSPHRASE));
         let early = key.sign_detached_binary(b"data", 1_000).unwrap();
-        assert_eq!(signature_packet(&early).created(), Some(Timestamp::from_secs(CREATED as u32)));
+        assert_eq!(
+            signature_packet(&early).created(),
+            Some(Timestamp::from_secs(CREATED as u32))
+        );
         assert_eq!(early, key.sign_detached_binary(b"data", CREATED).unwrap());
-        assert_eq!(key.clearsign("a\n", SIGNED_AT).unwrap(), key.clearsign("a\n", SIGNED_AT).unwrap());
+        assert_eq!(
+            key.clearsign("a\n", SIGNED_AT).unwrap(),
+            key.clearsign("a\n", SIGNED_AT).unwrap()
+        );
         let err = key.sign_detached_binary(b"data", u64::from(u32::MAX) + 1).unwrap_err();
         assert!(matches!(err, SignError::TimeOutOfRange { .. }), "{err:?}");
     }
@@ -1097,7 +1196,10 @@ mod tests {
     fn secrets_stay_out_of_debug_output_and_errors() {
         let key = ed25519(Some(PASSPHRASE));
         let debug = format!("{key:?}");
-        assert_eq!(debug, format!("SigningKey {{ fingerprint: {:?}, .. }}", key.fingerprint()));
+        assert_eq!(
+            debug,
+            format!("SigningKey {{ fingerprint: {:?}, .. }}", key.fingerprint())
+        );
         let params = params(KeyAlgorithm::Ed25519, Some(PASSPHRASE));
         let debug = format!("{params:?}");
         assert!(!debug.contains(PASSPHRASE) && debug.contains("<redacted>"), "{debug}");
@@ -1112,7 +1214,10 @@ mod tests {
         ] {
             let shown = format!("{err} / {err:?}");
             assert!(shown.contains("SPEEDY_KEY"), "{shown}");
-            assert!(!shown.contains(PASSPHRASE) && !shown.contains("wrong") && !shown.contains(&secret_line), "{shown}");
+            assert!(
+                !shown.contains(PASSPHRASE) && !shown.contains("wrong") && !shown.contains(&secret_line),
+                "{shown}"
+            );
         }
     }
 
@@ -1143,8 +1248,14 @@ mod tests {
             KeyType::Ed25519Legacy,
             false,
             vec![
-                packet_builder::Sub { key_type: KeyType::ECDH(ECCCurve::Curve25519Legacy), sign: false },
-                packet_builder::Sub { key_type: KeyType::Ed25519Legacy, sign: true },
+                packet_builder::Sub {
+                    key_type: KeyType::ECDH(ECCCurve::Curve25519Legacy),
+                    sign: false,
+                },
+                packet_builder::Sub {
+                    key_type: KeyType::Ed25519Legacy,
+                    sign: true,
+                },
             ],
         );
         let key = SigningKey::from_armored(&armored, None, "sub.asc").unwrap();
@@ -1152,7 +1263,10 @@ mod tests {
         let subkey_fingerprint = format!("{:X}", key.signer().unwrap().fingerprint());
         let signature = key.sign_detached_binary(b"x", now()).unwrap();
         assert_eq!(
-            signature_packet(&signature).issuer_fingerprint().first().map(|fp| format!("{fp:X}")),
+            signature_packet(&signature)
+                .issuer_fingerprint()
+                .first()
+                .map(|fp| format!("{fp:X}")),
             Some(subkey_fingerprint.clone())
         );
         let public = key.public_key();
@@ -1160,8 +1274,14 @@ mod tests {
         let signed = key.clearsign("a\n", now()).unwrap();
         assert_eq!(public.verify_cleartext(&signed).unwrap(), "a\n");
         // Another certificate names the subkey as the issuer.
-        let err = ed25519(None).public_key().verify_detached(b"x", &signature).unwrap_err();
-        assert!(matches!(err, VerifyError::SignedByOtherKey { ref issuers, .. } if issuers == &[subkey_fingerprint]), "{err:?}");
+        let err = ed25519(None)
+            .public_key()
+            .verify_detached(b"x", &signature)
+            .unwrap_err();
+        assert!(
+            matches!(err, VerifyError::SignedByOtherKey { ref issuers, .. } if issuers == &[subkey_fingerprint]),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1169,7 +1289,10 @@ mod tests {
         let armored = foreign_key(
             KeyType::Ed25519Legacy,
             false,
-            vec![packet_builder::Sub { key_type: KeyType::ECDH(ECCCurve::Curve25519Legacy), sign: false }],
+            vec![packet_builder::Sub {
+                key_type: KeyType::ECDH(ECCCurve::Curve25519Legacy),
+                sign: false,
+            }],
         );
         let err = SigningKey::from_armored(&armored, None, "certify-only.asc").unwrap_err();
         assert!(matches!(err, SignError::NotASigningKey { .. }), "{err:?}");
@@ -1186,6 +1309,9 @@ mod tests {
         for name in KeyAlgorithm::NAMES {
             assert_eq!(name.parse::<KeyAlgorithm>().unwrap().to_string(), name);
         }
-        assert!(matches!("dsa".parse::<KeyAlgorithm>(), Err(SignError::UnknownAlgorithm { .. })));
+        assert!(matches!(
+            "dsa".parse::<KeyAlgorithm>(),
+            Err(SignError::UnknownAlgorithm { .. })
+        ));
     }
 }

@@ -231,3 +231,89 @@ pub fn control_fields(text: &str) -> BTreeMap<String, String> {
     }
     fields
 }
+
+/// SHA256 of every file below `dir`, by relative path: "byte-identical" in one value.
+pub fn tree_hashes(dir: &Path) -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    if dir.exists() {
+        walk(dir, &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| (p.strip_prefix(dir).unwrap().display().to_string(), sha256_file(&p)))
+        .collect()
+}
+
+/// A real apt client with its own state, pointed at one repository; the host's apt
+/// configuration and state are untouched.
+pub struct Apt {
+    pub dir: tempfile::TempDir,
+}
+
+impl Apt {
+    /// `source` is a one-line sources.list entry, e.g. `deb [signed-by=K] file:/repo dev main`.
+    pub fn new(source: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["lists/partial", "cache/archives/partial", "etc"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        std::fs::write(dir.path().join("etc/sources.list"), format!("{source}\n")).expect("sources.list");
+        Apt { dir }
+    }
+
+    fn options(&self) -> Vec<String> {
+        let d = self.dir.path().display();
+        vec![
+            format!("-oDir::Etc::SourceList={d}/etc/sources.list"),
+            "-oDir::Etc::SourceParts=/dev/null".into(),
+            format!("-oDir::State::Lists={d}/lists"),
+            format!("-oDir::Cache={d}/cache"),
+            "-oDir::State::status=/dev/null".into(),
+            "-oDebug::NoLocking=1".into(),
+            // The test's temp dirs are not readable by _apt.
+            "-oAPT::Sandbox::User=root".into(),
+            "-oAcquire::Retries=0".into(),
+        ]
+    }
+
+    /// Runs apt-get or apt-cache with the isolating options; (success, stdout+stderr).
+    pub fn run(&self, tool: &str, args: &[&str]) -> (bool, String) {
+        let output = Command::new(tool)
+            .args(self.options())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool} (apt is installed on Debian): {e}"));
+        (output.status.success(), format!("{}{}", stdout(&output), stderr(&output)))
+    }
+
+    pub fn update(&self) -> (bool, String) {
+        let (ok, text) = self.run("apt-get", &["update"]);
+        // apt-get update exits 0 on some fetch failures; its W:/E: lines tell.
+        let clean = ok && !text.lines().any(|l| l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"));
+        (clean, text)
+    }
+
+    /// The candidate version of a package, or None.
+    pub fn candidate(&self, package: &str) -> Option<String> {
+        let (_, text) = self.run("apt-cache", &["policy", package]);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate: "))
+            .filter(|v| *v != "(none)")
+            .map(str::to_owned)
+    }
+
+    /// Downloads a package into the client's directory and returns its path.
+    pub fn download(&self, spec: &str) -> PathBuf {
+        let (ok, text) = self.run("apt-get", &["download", spec]);
+        assert!(ok, "apt-get download {spec} failed:\n{text}");
+        let name = spec.split('=').next().unwrap();
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}_")))
+            .expect("downloaded .deb")
+    }
+}

@@ -1,0 +1,399 @@
+//! The signed apt repository in a local directory, consumed by real apt, gpgv, sqv and
+//! debsig-verify; every bad input leaves the repository byte-identical.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
+
+fn repo(fixture: &Fixture) -> PathBuf {
+    fixture.path("target/speedy/repo")
+}
+
+fn release(fixture: &Fixture, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["release", "--quiet"];
+    all.extend_from_slice(args);
+    fixture.speedy(&all)
+}
+
+fn released() -> Fixture {
+    let fixture = Fixture::new();
+    assert_success(&release(&fixture, &[]));
+    fixture
+}
+
+fn apt_for(fixture: &Fixture, suite: &str) -> Apt {
+    let repo = repo(fixture);
+    Apt::new(&format!("deb [signed-by={}/archive-keyring.gpg] file:{} {suite} main", repo.display(), repo.display()))
+}
+
+fn bump_version(fixture: &Fixture, version: &str) {
+    let text = fixture.read("Cargo.toml");
+    let start = text.find("\nversion = \"").expect("workspace version") + 1;
+    let end = start + text[start..].find('\n').unwrap();
+    fixture.write("Cargo.toml", &format!("{}version = \"{version}\"{}", &text[..start], &text[end..]));
+}
+
+#[test]
+fn apt_installs_from_the_released_repository_and_sees_upgrades() {
+    let fixture = Fixture::new();
+    let output = release(&fixture, &[]);
+    assert_success(&output);
+    assert!(stderr(&output).contains("generated a development signing key"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("NOT for servers"));
+    let key = fixture.path("target/speedy/repo-dev-signing-key.asc");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let apt = apt_for(&fixture, "dev");
+    let (ok, text) = apt.update();
+    assert!(ok, "apt-get update:\n{text}");
+    for name in PACKAGES {
+        assert_eq!(apt.candidate(name).as_deref(), Some("1.4.0-1"), "{name}");
+    }
+    let downloaded = apt.download("speedy-app");
+    assert_eq!(sha256_file(&downloaded), sha256_file(&fixture.deb("speedy-app")));
+
+    // A second release: apt sees the new versions, the old ones stay installable.
+    bump_version(&fixture, "1.4.1");
+    let output = release(&fixture, &[]);
+    assert_success(&output);
+    assert!(!stderr(&output).contains("generated a development signing key"), "the key is reused");
+    let (ok, text) = apt.update();
+    assert!(ok, "apt-get update:\n{text}");
+    for name in PACKAGES {
+        assert_eq!(apt.candidate(name).as_deref(), Some("1.4.1-1"), "{name}");
+    }
+    apt.download("speedy-jobs=1.4.0-1");
+
+    // Another suite is independent.
+    let stable = apt_for(&fixture, "stable");
+    assert!(!stable.update().0, "stable was never published");
+    assert_success(&fixture.speedy(&["publish", "--quiet", "--suite", "stable"]));
+    let (ok, text) = stable.update();
+    assert!(ok, "{text}");
+    assert_eq!(stable.candidate("speedy-app").as_deref(), Some("1.4.1-1"));
+}
+
+#[test]
+fn gpgv_and_sqv_verify_the_signatures() {
+    let fixture = released();
+    let dists = repo(&fixture).join("dists/dev");
+    let keyring = repo(&fixture).join("archive-keyring.gpg");
+    let keyring = keyring.to_str().unwrap();
+    let path = |name: &str| dists.join(name).display().to_string();
+    run("gpgv", &["--keyring", keyring, &path("InRelease")]);
+    run("gpgv", &["--keyring", keyring, &path("Release.gpg"), &path("Release")]);
+    run("sqv", &["--keyring", keyring, &path("Release.gpg"), &path("Release")]);
+    // InRelease is the cleartext-signed Release, byte for byte.
+    let in_release = std::fs::read_to_string(path("InRelease")).unwrap();
+    let release = std::fs::read_to_string(path("Release")).unwrap();
+    assert!(in_release.contains(&release), "InRelease signs the Release text");
+    assert!(release.contains("Acquire-By-Hash: yes\n"));
+    // The armored key is the same key.
+    let asc = repo(&fixture).join("archive-keyring.asc");
+    run("gpgv", &["--keyring", keyring, &path("InRelease")]);
+    assert!(std::fs::read_to_string(asc).unwrap().starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+}
+
+#[test]
+fn debsig_verify_accepts_the_signed_debs() {
+    let fixture = released();
+    let output = fixture.speedy(&["key", "debsig-policy", "--message-format", "json"]);
+    assert_success(&output);
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    let policy_path = value["policy_path"].as_str().unwrap().strip_prefix("/etc/debsig/policies/").unwrap().to_owned();
+    let keyring_path = value["keyring_path"].as_str().unwrap().strip_prefix("/usr/share/debsig/keyrings/").unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    let keyrings = dir.path().join("keyrings");
+    std::fs::create_dir_all(policies.join(&policy_path).parent().unwrap()).unwrap();
+    std::fs::create_dir_all(keyrings.join(&keyring_path).parent().unwrap()).unwrap();
+    std::fs::write(policies.join(&policy_path), value["policy"].as_str().unwrap()).unwrap();
+    std::fs::copy(repo(&fixture).join("archive-keyring.gpg"), keyrings.join(&keyring_path)).unwrap();
+    let gnupg_home = tempfile::tempdir().unwrap();
+    let verify = |deb: &Path| {
+        Command::new("debsig-verify")
+            .arg("--policies-dir")
+            .arg(&policies)
+            .arg("--keyrings-dir")
+            .arg(&keyrings)
+            .arg(deb)
+            .env("GNUPGHOME", gnupg_home.path())
+            .output()
+            .expect("debsig-verify is installed")
+    };
+    for name in PACKAGES {
+        let pool = repo(&fixture).join(format!("pool/main/s/{name}/{name}_1.4.0-1_amd64.deb"));
+        let output = verify(&pool);
+        assert!(output.status.success(), "{name}: {}{}", stdout(&output), stderr(&output));
+    }
+    // Unsigned builds do not pass.
+    assert_success(&fixture.speedy(&["build", "--quiet", "--no-build", "--no-sign"]));
+    assert!(!verify(&fixture.deb("speedy-app")).status.success());
+    // Signed builds are still reproducible.
+    let first = Fixture::new();
+    let second = Fixture::new();
+    for f in [&first, &second] {
+        std::fs::create_dir_all(f.path("target/speedy")).unwrap();
+        std::fs::copy(fixture.path("target/speedy/repo-dev-signing-key.asc"), f.path("target/speedy/repo-dev-signing-key.asc")).unwrap();
+        assert_success(&f.speedy(&["build", "--quiet"]));
+    }
+    for name in PACKAGES {
+        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&second.deb(name)), "{name}");
+        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&repo(&fixture).join(format!("pool/main/s/{name}/{name}_1.4.0-1_amd64.deb"))));
+    }
+}
+
+#[test]
+fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
+    // A by-hash index changed after signing.
+    let fixture = released();
+    let by_hash_dir = repo(&fixture).join("dists/dev/main/binary-amd64/by-hash/SHA256");
+    for entry in std::fs::read_dir(&by_hash_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read(&path).unwrap();
+        let mut changed = text.clone();
+        changed.extend_from_slice(b"\n");
+        std::fs::write(&path, changed).unwrap();
+    }
+    let (ok, text) = apt_for(&fixture, "dev").update();
+    assert!(!ok, "apt must refuse:\n{text}");
+    assert!(text.contains("Hash Sum mismatch") || text.contains("hash"), "{text}");
+    let output = fixture.speedy(&["verify"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(stdout(&output).contains("FAILED"));
+
+    // InRelease changed after signing.
+    let fixture = released();
+    let in_release = repo(&fixture).join("dists/dev/InRelease");
+    let text = std::fs::read_to_string(&in_release).unwrap().replace("Label: Speedy", "Label: Evil");
+    std::fs::write(&in_release, text).unwrap();
+    let (ok, text) = apt_for(&fixture, "dev").update();
+    assert!(!ok, "apt must refuse:\n{text}");
+    assert!(text.contains("signature") || text.contains("NO_PUBKEY") || text.contains("BADSIG"), "{text}");
+    assert_eq!(fixture.speedy(&["verify"]).status.code(), Some(2));
+
+    // A pool file changed.
+    let fixture = released();
+    let pool = repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
+    let mut bytes = std::fs::read(&pool).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&pool, bytes).unwrap();
+    let output = fixture.speedy(&["verify"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stdout(&output).contains("speedy-app_1.4.0-1_amd64.deb: SHA256"), "{}", stdout(&output));
+}
+
+#[test]
+fn list_and_verify_describe_a_healthy_repository() {
+    let fixture = released();
+    let output = fixture.speedy(&["list"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(text.contains("dev (") && text.contains("3 packages"), "{text}");
+    for name in PACKAGES {
+        assert!(text.contains(&format!("  {name} 1.4.0-1 amd64")), "{text}");
+    }
+    let output = fixture.speedy(&["verify"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("dev: ok (3 packages)"));
+    // A server (or CI) verifies with the public key only.
+    let keyring = repo(&fixture).join("archive-keyring.gpg");
+    assert_success(&fixture.speedy_env(&["verify", "--keyring", keyring.to_str().unwrap()], &[]));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let fixture = released();
+    bump_version(&fixture, "1.4.1");
+    assert_success(&fixture.speedy(&["build", "--quiet"]));
+    let before = tree_hashes(&repo(&fixture));
+    let output = fixture.speedy(&["publish", "--dry-run", &fixture.debs_dir().join("speedy-app_1.4.1-1_amd64.deb").display().to_string()]);
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(text.contains("would publish speedy-app 1.4.1-1 (amd64) to dev"), "{text}");
+    assert!(text.contains("upload pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb"), "{text}");
+    assert!(text.contains("switch dists/dev/InRelease"), "{text}");
+    let upload = text.find("upload pool/").unwrap();
+    let by_hash = text.find("/by-hash/SHA256/").unwrap();
+    let switch = text.find("switch dists/dev/InRelease").unwrap();
+    assert!(upload < by_hash && by_hash < switch, "pool, by-hash, then switch:\n{text}");
+    assert_eq!(before, tree_hashes(&repo(&fixture)));
+}
+
+#[test]
+fn republishing_the_same_bytes_is_a_no_op() {
+    let fixture = released();
+    let before = tree_hashes(&repo(&fixture));
+    let output = fixture.speedy(&["publish"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("unchanged speedy-app 1.4.0-1"), "{}", stdout(&output));
+    assert_eq!(before, tree_hashes(&repo(&fixture)));
+}
+
+#[test]
+fn retention_and_garbage_collection_after_the_grace_period() {
+    let fixture = Fixture::new();
+    fixture.edit("Cargo.toml", "revision = \"1\"", "revision = \"1\"\n\n[workspace.metadata.speedy.repo]\nretention = 1\ngrace-period = \"1h\"");
+    assert_success(&release(&fixture, &[]));
+    bump_version(&fixture, "1.4.1");
+    assert_success(&release(&fixture, &[]));
+    let list = stdout(&fixture.speedy(&["list"]));
+    assert!(list.contains("speedy-app 1.4.1-1") && !list.contains("speedy-app 1.4.0-1"), "{list}");
+    // Retired, but kept for the grace period: a reader of the old InRelease still finds it.
+    let old = repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
+    assert!(old.exists());
+    let pending = std::fs::read_to_string(repo(&fixture).join(".speedy/pending-deletes.json")).unwrap();
+    assert!(pending.contains("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"), "{pending}");
+    assert_success(&fixture.speedy(&["verify"]));
+
+    // With no grace period, the next publish deletes what nothing references.
+    fixture.edit("Cargo.toml", "grace-period = \"1h\"", "grace-period = \"0s\"");
+    bump_version(&fixture, "1.4.2");
+    assert_success(&release(&fixture, &[]));
+    assert!(!old.exists(), "collected");
+    assert!(!repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb").exists());
+    assert!(repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.2-1_amd64.deb").exists());
+    let by_hash = std::fs::read_dir(repo(&fixture).join("dists/dev/main/binary-amd64/by-hash/SHA256")).unwrap().count();
+    assert_eq!(by_hash, 3, "only the current indices' by-hash copies remain");
+    assert_success(&fixture.speedy(&["verify"]));
+    let (ok, text) = apt_for(&fixture, "dev").update();
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn concurrent_publishers_wait_for_the_lock_and_lose_nothing() {
+    let fixture = Fixture::new();
+    assert_success(&fixture.speedy(&["build", "--quiet", "--no-sign"]));
+    assert_success(&fixture.speedy(&["publish", "--quiet", &fixture.deb("speedy-app").display().to_string()]));
+    let debs: Vec<String> = PACKAGES.iter().map(|n| fixture.deb(n).display().to_string()).collect();
+    let handles: Vec<_> = debs
+        .iter()
+        .cloned()
+        .map(|deb| {
+            let root = fixture.root().to_path_buf();
+            std::thread::spawn(move || speedy_in(&root, &["publish", "--quiet", "--wait-for-lock", "60", &deb], &[]))
+        })
+        .collect();
+    for handle in handles {
+        assert_success(&handle.join().unwrap());
+    }
+    let list = stdout(&fixture.speedy(&["list"]));
+    for name in PACKAGES {
+        assert!(list.contains(&format!("{name} 1.4.0-1")), "{name} lost:\n{list}");
+    }
+    assert!(!repo(&fixture).join(".speedy/lock").exists(), "the lock is released");
+}
+
+#[test]
+fn a_held_lock_is_reported_and_can_be_broken() {
+    let fixture = released();
+    let lock = repo(&fixture).join(".speedy/lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, r#"{"owner":"ci@builder","host":"builder","pid":4242,"created":1795000000,"expires":1795001800,"token":"x"}"#).unwrap();
+    let before = tree_hashes(&repo(&fixture));
+    bump_version(&fixture, "1.4.1");
+    let output = release(&fixture, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("is locked by ci@builder (pid 4242 on builder) since"), "{text}");
+    assert!(text.contains("(the lock has expired)") && text.contains("--break-lock"), "{text}");
+    assert_eq!(before, tree_hashes(&repo(&fixture)));
+    let output = release(&fixture, &["--wait-for-lock", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_success(&release(&fixture, &["--break-lock"]));
+    assert!(!lock.exists());
+    assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1"));
+}
+
+/// Every refused input leaves the repository byte-identical.
+fn assert_refused_unchanged(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
+    let before = tree_hashes(&repo(fixture));
+    assert!(!before.is_empty());
+    let output = fixture.speedy_env(args, env);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{args:?} should fail:\n{text}{}", stdout(&output));
+    for needle in expected {
+        assert!(text.contains(needle), "{args:?}: error should mention {needle:?}:\n{text}");
+    }
+    assert_eq!(before, tree_hashes(&repo(fixture)), "{args:?} changed the repository");
+}
+
+#[test]
+fn keys_bad_input() {
+    let fixture = released();
+    let keys = tempfile::tempdir().unwrap();
+    let other = keys.path().join("other.asc");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", other.to_str().unwrap()]));
+    // A repository signed by another key is refused, not overwritten.
+    assert_refused_unchanged(&fixture, &["publish", "--key-file", other.to_str().unwrap()], &[], &["not signed by the configured key", "dists/dev/InRelease"]);
+    assert_refused_unchanged(&fixture, &["publish"], &[("SPEEDY_SIGNING_KEY_FILE", other.to_str().unwrap())], &["not signed by the configured key"]);
+    // Missing key file.
+    assert_refused_unchanged(&fixture, &["publish", "--key-file", "/nonexistent/key.asc"], &[], &["/nonexistent/key.asc"]);
+    // Not a key at all.
+    let junk = keys.path().join("junk.asc");
+    std::fs::write(&junk, "hello").unwrap();
+    assert_refused_unchanged(&fixture, &["publish", "--key-file", junk.to_str().unwrap()], &[], &["junk.asc"]);
+    // A passphrase-protected key: missing and wrong passphrases; neither is printed.
+    let locked = keys.path().join("locked.asc");
+    let output = fixture.speedy_env(&["key", "generate", "--output", locked.to_str().unwrap()], &[("SPEEDY_SIGNING_PASSPHRASE", "correct horse")]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("passphrase-protected"));
+    assert_refused_unchanged(&fixture, &["publish", "--key-file", locked.to_str().unwrap()], &[], &["locked.asc"]);
+    let before = tree_hashes(&repo(&fixture));
+    let output = fixture.speedy_env(&["publish", "--key-file", locked.to_str().unwrap()], &[("SPEEDY_SIGNING_PASSPHRASE", "wrong staple")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("passphrase"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("wrong staple") && !stderr(&output).contains("correct horse"));
+    assert_eq!(before, tree_hashes(&repo(&fixture)));
+    // The key in the environment, as CI passes it: its text never appears in messages.
+    let armored = std::fs::read_to_string(&other).unwrap();
+    let output = fixture.speedy_env(&["publish"], &[("SPEEDY_SIGNING_KEY", &armored)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("not signed by the configured key"));
+    let secret_line = armored.lines().nth(2).unwrap();
+    assert!(!stderr(&output).contains(secret_line));
+}
+
+#[test]
+fn packages_bad_input() {
+    let fixture = released();
+    let dir = tempfile::tempdir().unwrap();
+    // A corrupt .deb.
+    let corrupt = dir.path().join("speedy-app_9_amd64.deb");
+    let bytes = std::fs::read(fixture.deb("speedy-app")).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    assert_refused_unchanged(&fixture, &["publish", corrupt.to_str().unwrap()], &[], &["speedy-app_9_amd64.deb"]);
+    // A .deb whose control data lacks a required field.
+    let tree = dir.path().join("pkg");
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::write(tree.join("DEBIAN/control"), "Package: speedy-extra\nVersion: 1.0-1\nArchitecture: all\nDescription: no maintainer\n").unwrap();
+    let incomplete = dir.path().join("incomplete.deb");
+    run("dpkg-deb", &["--root-owner-group", "--build", tree.to_str().unwrap(), incomplete.to_str().unwrap()]);
+    assert_refused_unchanged(&fixture, &["publish", incomplete.to_str().unwrap()], &[], &["incomplete.deb", "`Maintainer` is missing"]);
+    // A version reused with different bytes.
+    let rebuilt = Fixture::new();
+    std::fs::create_dir_all(rebuilt.path("target/speedy")).unwrap();
+    assert_success(&rebuilt.speedy_env(&["build", "--quiet", "--no-sign"], &[("SOURCE_DATE_EPOCH", "1795000999")]));
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", rebuilt.deb("speedy-notifier").to_str().unwrap()],
+        &[],
+        &["speedy-notifier 1.4.0-1 (amd64) is already in the repository with different contents", "bump the version"],
+    );
+    // Suites apt cannot take, and suites not configured.
+    assert_refused_unchanged(&fixture, &["publish", "--suite", "dev/evil"], &[], &["\"dev/evil\" is not a suite name apt can use"]);
+    assert_refused_unchanged(&fixture, &["publish", "--suite", "prod"], &[], &["unknown suite \"prod\"", "dev, stable"]);
+    // A tampered canonical Packages file: refused before anything is written.
+    let packages = repo(&fixture).join("dists/dev/main/binary-amd64/Packages");
+    let text = std::fs::read_to_string(&packages).unwrap().replace("Priority: optional", "Priority: required");
+    std::fs::write(&packages, text).unwrap();
+    bump_version(&fixture, "1.4.1");
+    assert_success(&fixture.speedy(&["build", "--quiet"]));
+    assert_refused_unchanged(&fixture, &["publish"], &[], &["dists/dev/main/binary-amd64/Packages", "changed outside cargo speedy", "cargo speedy verify"]);
+}
