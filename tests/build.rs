@@ -119,10 +119,7 @@ fn jobs_package_has_a_oneshot_service_and_timer_per_job() {
     assert_eq!(unpacked.control("conffiles"), "/etc/speedy/jobs.conf\n");
 }
 
-#[test]
-fn lintian_reports_no_errors_or_warnings() {
-    let fixture = Fixture::new();
-    let debs = fixture.build();
+fn assert_lintian_clean(debs: &[std::path::PathBuf]) {
     let mut args = vec!["--fail-on", "error,warning", "--no-tag-display-limit"];
     let paths: Vec<String> = debs.iter().map(|d| d.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
@@ -130,6 +127,21 @@ fn lintian_reports_no_errors_or_warnings() {
     let text = stdout(&output);
     assert!(output.status.success(), "lintian failed:\n{text}\n{}", stderr(&output));
     assert!(!text.lines().any(|l| l.starts_with("E:") || l.starts_with("W:")), "{text}");
+}
+
+#[test]
+fn lintian_reports_no_errors_or_warnings() {
+    let fixture = Fixture::new();
+    let debs = fixture.build();
+    assert_lintian_clean(&debs);
+    // Signed with a configured key: the debsigs member is the one override.
+    let key = fixture.path("signing-key.asc");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    let output = fixture.speedy(&["build", "--quiet", "--no-build", "--key-file", key.to_str().unwrap()]);
+    assert_success(&output);
+    let deb = cargo_speedy::debfile::DebFile::read(&fixture.deb("speedy-app")).unwrap();
+    assert!(deb.origin_signature().is_some(), "signed with --key-file");
+    assert_lintian_clean(&fixture.debs());
 }
 
 #[test]

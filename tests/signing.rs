@@ -343,6 +343,37 @@ fn signatures_dated_before_the_key_still_verify() {
     repo.assert_detached_verifies(&sig, &release);
 }
 
+/// sqv refuses signatures made before the key's self-signature (gpgv does not). A key
+/// created in the past but self-signed later (rpgp's builder self-signs "now") must not
+/// produce such signatures, even when asked for an old time.
+#[test]
+fn signatures_dated_before_the_self_signature_are_moved_after_it() {
+    use pgp::composed::{KeyType, SecretKeyParamsBuilder};
+    let mut builder = SecretKeyParamsBuilder::default();
+    builder
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .created_at(pgp::types::Timestamp::from_secs(CREATED as u32))
+        .primary_user_id("Late <late@speedy.example>".to_string());
+    let armored = builder
+        .build()
+        .unwrap()
+        .generate(rand::thread_rng())
+        .unwrap()
+        .to_armored_string(Default::default())
+        .unwrap();
+    let key = SigningKey::from_armored(&armored, None, "late.asc").unwrap();
+    let repo = Repo::new(&key.public_key());
+    let release = repo.write("Release", RELEASE);
+    let sig = repo.write(
+        "Release.gpg",
+        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+    );
+    repo.assert_detached_verifies(&sig, &release);
+    repo.assert_inrelease_verifies(&key.clearsign(RELEASE, SIGNED_AT).unwrap(), "InRelease");
+}
+
 #[test]
 fn a_signature_by_another_key_is_refused_by_all_verifiers() {
     let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();

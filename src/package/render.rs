@@ -180,6 +180,20 @@ fn sysusers_lines(service: &Service) -> String {
     }
 }
 
+fn rendered(
+    template: Template,
+    name: impl Into<String>,
+    destination: Destination,
+    vars: &BTreeMap<&str, String>,
+) -> Result<RenderedFile, RenderError> {
+    Ok(RenderedFile {
+        name: name.into(),
+        destination,
+        contents: fill(&template, vars)?,
+        origin: Origin::Template(template.name),
+    })
+}
+
 fn base_vars(service: &Service) -> BTreeMap<&'static str, String> {
     let mut vars = BTreeMap::new();
     vars.insert("package", service.deb_name.clone());
@@ -211,12 +225,7 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
             v.insert("description", service.description.clone());
             v.insert("exec_start", exec_start(service, args));
             v.insert("hardening", hardening.clone());
-            files.push(RenderedFile {
-                name: unit.clone(),
-                destination: Destination::Installed { path: format!("{unit_dir}/{unit}"), mode: 0o644 },
-                contents: fill(&DAEMON_SERVICE, &v)?,
-                origin: Origin::Template(DAEMON_SERVICE.name),
-            });
+            files.push(rendered(DAEMON_SERVICE, unit.clone(), Destination::Installed { path: format!("{unit_dir}/{unit}"), mode: 0o644 }, &v)?);
             (vec![unit.clone()], vec![unit])
         }
         ServiceKind::Jobs { jobs } => {
@@ -235,19 +244,9 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
                 v.insert("schedule", job.schedule.clone());
                 v.insert("randomized_delay", job.randomized_delay.clone());
                 v.insert("unit", service_unit.clone());
-                files.push(RenderedFile {
-                    name: service_unit.clone(),
-                    destination: Destination::Installed { path: format!("{unit_dir}/{service_unit}"), mode: 0o644 },
-                    contents: fill(&JOB_SERVICE, &v)?,
-                    origin: Origin::Template(JOB_SERVICE.name),
-                });
+                files.push(rendered(JOB_SERVICE, service_unit.clone(), Destination::Installed { path: format!("{unit_dir}/{service_unit}"), mode: 0o644 }, &v)?);
                 v.insert("unit", timer_unit.clone());
-                files.push(RenderedFile {
-                    name: timer_unit.clone(),
-                    destination: Destination::Installed { path: format!("{unit_dir}/{timer_unit}"), mode: 0o644 },
-                    contents: fill(&JOB_TIMER, &v)?,
-                    origin: Origin::Template(JOB_TIMER.name),
-                });
+                files.push(rendered(JOB_TIMER, timer_unit.clone(), Destination::Installed { path: format!("{unit_dir}/{timer_unit}"), mode: 0o644 }, &v)?);
                 timers.push(timer_unit);
                 services.push(service_unit);
             }
@@ -259,15 +258,10 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
 
     let mut v = vars.clone();
     v.insert("sysusers", sysusers_lines(service));
-    files.push(RenderedFile {
-        name: format!("{}.sysusers", service.deb_name),
-        destination: Destination::Installed {
+    files.push(rendered(SYSUSERS, format!("{}.sysusers", service.deb_name), Destination::Installed {
             path: format!("/usr/lib/sysusers.d/{}.conf", service.deb_name),
             mode: 0o644,
-        },
-        contents: fill(&SYSUSERS, &v)?,
-        origin: Origin::Template(SYSUSERS.name),
-    });
+        }, &v)?);
 
     // Unit names are validated to contain no shell metacharacters.
     v.insert("enable_units", enable_units.join(" "));
@@ -281,32 +275,17 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
     };
     v.insert("remove_state_parent", remove_parent);
     for template in [POSTINST, PRERM, POSTRM] {
-        files.push(RenderedFile {
-            name: template.name.to_owned(),
-            destination: Destination::Control,
-            contents: fill(&template, &v)?,
-            origin: Origin::Template(template.name),
-        });
+        files.push(rendered(template, template.name.to_owned(), Destination::Control, &v)?);
     }
 
-    files.push(RenderedFile {
-        name: "lintian-overrides".to_owned(),
-        destination: Destination::Installed {
+    files.push(rendered(LINTIAN_OVERRIDES, "lintian-overrides".to_owned(), Destination::Installed {
             path: format!("/usr/share/lintian/overrides/{}", service.deb_name),
             mode: 0o644,
-        },
-        contents: fill(&LINTIAN_OVERRIDES, &v)?,
-        origin: Origin::Template(LINTIAN_OVERRIDES.name),
-    });
+        }, &v)?);
 
     v.insert("maintainer", service.maintainer.clone());
     v.insert("date", crate::debian::rfc2822(context.timestamp, "+0000"));
-    files.push(RenderedFile {
-        name: "changelog".to_owned(),
-        destination: Destination::Changelog,
-        contents: fill(&CHANGELOG, &v)?,
-        origin: Origin::Template(CHANGELOG.name),
-    });
+    files.push(rendered(CHANGELOG, "changelog".to_owned(), Destination::Changelog, &v)?);
     Ok(files)
 }
 

@@ -23,6 +23,9 @@ pub(super) struct Component {
     /// The key flags allow signing data. Certificates without any key flags predate the
     /// subpacket and may sign with any signing-capable algorithm.
     pub may_sign: bool,
+    /// Unix time of the oldest valid self-signature (or binding signature). sqv refuses
+    /// data signatures made before the key was bound, even when gpgv accepts them.
+    pub valid_from: u64,
 }
 
 impl Component {
@@ -119,10 +122,18 @@ fn component(key: &impl KeyDetails, valid_sigs: &[&Signature], revoked: bool) ->
         .filter(|sig| has_key_flags(sig))
         .max_by_key(|sig| sig.created().map(|t| t.as_secs()).unwrap_or(0))
         .map(|sig| sig.key_flags().sign());
+    let valid_from = valid_sigs
+        .iter()
+        .filter_map(|sig| sig.created())
+        .map(|t| u64::from(t.as_secs()))
+        .min()
+        .unwrap_or(0)
+        .max(u64::from(key.created_at().as_secs()));
     Component {
         revoked,
         expires,
         may_sign: flags.unwrap_or(true),
+        valid_from,
     }
 }
 

@@ -202,6 +202,10 @@ pub struct SigningKey {
     key: SignedSecretKey,
     passphrase: Zeroizing<String>,
     signer: Signer,
+    /// The earliest signature time the verifiers accept: the signing key's creation, or
+    /// its self-signature or binding signature if those are younger (sqv checks that the
+    /// key was bound when the data was signed).
+    not_before: u32,
 }
 
 impl fmt::Debug for SigningKey {
@@ -234,9 +238,9 @@ impl SigningKey {
             .generate(&mut rng)
             .map_err(pgp_err("key generation failed"))?;
 
-        // rpgp dates the self-signature "now". Re-issue it at the key's creation time:
-        // sqv refuses data signatures older than the binding signature, and a fixed
-        // time keeps the exported key identical for identical inputs.
+        // rpgp dates the self-signature "now". Re-issue it at the key's creation time,
+        // which may lie in the past: sqv refuses data signatures older than the
+        // self-signature, so signatures dated between the two would not verify.
         let user = key
             .details
             .users
@@ -255,6 +259,7 @@ impl SigningKey {
             key,
             passphrase: Zeroizing::new(passphrase.to_string()),
             signer: Signer::Primary,
+            not_before: created.as_secs(),
         })
     }
 
@@ -288,7 +293,8 @@ impl SigningKey {
 
         // Candidates in GnuPG's order of preference; a candidate whose secret half is
         // missing (a stub, or a subkey exported without secret) is skipped.
-        let mut candidates: Vec<Signer> = Vec::new();
+        // Each with the earliest time its signatures verify.
+        let mut candidates: Vec<(Signer, u64)> = Vec::new();
         let mut any_capable = false;
         for (sub, state) in cert::signing_subkeys(&cert) {
             if !state.usable_at(now) {
@@ -296,17 +302,17 @@ impl SigningKey {
             }
             any_capable = true;
             if let Some(index) = secret_subkey_index(&key, sub) {
-                candidates.push(Signer::Subkey(index));
+                candidates.push((Signer::Subkey(index), state.valid_from.max(primary.valid_from)));
             }
         }
         if primary.may_sign {
             any_capable = true;
-            candidates.push(Signer::Primary);
+            candidates.push((Signer::Primary, primary.valid_from));
         }
         let usable = candidates
             .into_iter()
-            .find(|signer| !is_stub(secret_params_of(&key, *signer)));
-        let Some(signer) = usable else {
+            .find(|(signer, _)| !is_stub(secret_params_of(&key, *signer)));
+        let Some((signer, valid_from)) = usable else {
             return Err(if any_capable {
                 SignError::SecretKeyMissing { origin: origin_s() }
             } else {
@@ -318,6 +324,7 @@ impl SigningKey {
             key,
             passphrase: Zeroizing::new(passphrase.unwrap_or("").to_string()),
             signer,
+            not_before: timestamp(valid_from)?.as_secs(),
         };
         let component = signing_key.signer()?;
         if let Some(what) = cert::refused_algorithm(&component) {
@@ -341,7 +348,7 @@ impl SigningKey {
         }
         let probe = b"cargo-speedy: checking that the key can sign";
         let works = self
-            .detached(probe, u64::from(self.signer_created()))
+            .detached(probe, u64::from(self.not_before))
             .ok()
             .is_some_and(|sig| self.public_key().verify_signatures(&[sig.signature], probe).is_ok());
         match (works, encrypted) {
@@ -381,8 +388,8 @@ impl SigningKey {
     /// Clearsigns `text` for an InRelease file.
     ///
     /// Trailing spaces and tabs are removed from every line before signing (CR LF line
-    /// ends become LF): verifiers hash the text without them, and apt hands the text as
-    /// written to sqv, so untrimmed text would verify with gpgv but fail with sqv. As in
+    /// ends become LF): gpgv hashes the cleartext without them, and apt hands sqv the
+    /// text exactly as written, so only trimmed text verifies with both. As in
     /// GnuPG's output, the final line break of `text` ends the text block and is not
     /// signed; [`PublicKey::verify_cleartext`] restores it.
     ///
@@ -412,8 +419,10 @@ impl SigningKey {
     ///
     /// All signatures are dated `time`, except that a `time` before the signing key was
     /// created is replaced by the key's creation time: gpgv refuses signatures older
-    /// than their key. The result still depends only on the key and `time`, so it stays
-    /// reproducible.
+    /// than their key. (For a loaded key whose self-signature is younger than the key,
+    /// the self-signature's time is used instead: sqv refuses signatures made before
+    /// it. Keys from [`SigningKey::generate`] are self-signed at creation.) The result
+    /// still depends only on the key and `time`, so it stays reproducible.
     pub fn sign_detached_binary(&self, data: &[u8], time: u64) -> Result<Vec<u8>, SignError> {
         self.detached(data, time)?
             .to_bytes()
@@ -445,21 +454,11 @@ impl SigningKey {
         }
     }
 
-    fn signer_created(&self) -> u32 {
-        match self.signer {
-            Signer::Primary => self.key.primary_key.created_at().as_secs(),
-            Signer::Subkey(index) => self
-                .key
-                .secret_subkeys
-                .get(index)
-                .map_or(0, |sub| sub.key.created_at().as_secs()),
-        }
-    }
-
-    /// gpgv refuses signatures made before their key existed, so earlier times are moved
-    /// to the key's creation; that keeps the output a function of key and `time`.
+    /// gpgv refuses signatures made before their key existed and sqv those made before
+    /// the key's self-signature, so earlier times are moved to the first second both
+    /// accept; the output stays a function of key and `time`.
     fn signature_time(&self, time: u64) -> Result<Timestamp, SignError> {
-        timestamp(time.max(u64::from(self.signer_created())))
+        timestamp(time.max(u64::from(self.not_before)))
     }
 
     fn password(&self) -> Password {
@@ -912,7 +911,8 @@ mod tests {
             Some(cert::Component {
                 revoked: false,
                 expires: None,
-                may_sign: true
+                may_sign: true,
+                valid_from: CREATED,
             })
         );
     }
@@ -1190,6 +1190,32 @@ mod tests {
         );
         let err = key.sign_detached_binary(b"data", u64::from(u32::MAX) + 1).unwrap_err();
         assert!(matches!(err, SignError::TimeOutOfRange { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn signatures_are_not_dated_before_a_loaded_keys_self_signature() {
+        // rpgp's builder self-signs "now", long after this key's creation time.
+        let mut builder = SecretKeyParamsBuilder::default();
+        builder
+            .key_type(KeyType::Ed25519Legacy)
+            .can_certify(true)
+            .can_sign(true)
+            .created_at(Timestamp::from_secs(CREATED as u32))
+            .primary_user_id("Late <late@example.org>".to_string());
+        let armored = builder
+            .build()
+            .unwrap()
+            .generate(rand::thread_rng())
+            .unwrap()
+            .to_armored_string(ArmorOptions::default())
+            .unwrap();
+        let before = now();
+        let key = SigningKey::from_armored(&armored, None, "late.asc").unwrap();
+        assert_eq!(key.created(), CREATED);
+        let signature = key.sign_detached_binary(b"x", SIGNED_AT).unwrap();
+        let created = u64::from(signature_packet(&signature).created().unwrap().as_secs());
+        assert!(created >= before - 60 && created <= now(), "{created}");
+        key.public_key().verify_detached(b"x", &signature).unwrap();
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl FsStore {
         fs::create_dir_all(dir).map_err(self.io(key))?;
         let mut temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
-            .permissions(fs::Permissions::from(std::os::unix::fs::PermissionsExt::from_mode(0o644)))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)
             .map_err(self.io(key))?;
         match body {
