@@ -125,6 +125,8 @@ pub struct Service {
     pub package: String,
     /// The Debian package name (`[package.metadata.deb] name`, else the package name).
     pub deb_name: String,
+    /// The Cargo (semver) version, before its mapping to a Debian version.
+    pub cargo_version: String,
     pub manifest_path: PathBuf,
     pub crate_dir: PathBuf,
     pub version: DebianVersion,
@@ -491,6 +493,7 @@ pub fn resolve_service(
     Ok(Service {
         package: facts.name.clone(),
         deb_name,
+        cargo_version: facts.version.clone(),
         manifest_path: facts.manifest_path.clone(),
         crate_dir,
         version,

@@ -321,9 +321,9 @@ fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table
 
     let mut package = Table::new();
     package.insert("name".into(), Value::String(service.package.clone()));
-    // cargo-deb's own version logic is bypassed (we pass the validated Debian version),
-    // but Cargo still needs a valid semver here.
-    package.insert("version".into(), Value::String("0.0.0".into()));
+    // cargo-deb is given the validated Debian version explicitly; this is for Cargo and
+    // for anyone running `cargo deb` on the stage by hand.
+    package.insert("version".into(), Value::String(service.cargo_version.clone()));
     package.insert("edition".into(), Value::String("2021".into()));
     package.insert("description".into(), Value::String(service.description.clone()));
     for key in ["license", "license-file", "authors", "homepage", "repository", "documentation", "readme"] {
