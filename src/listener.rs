@@ -26,6 +26,11 @@ pub trait Listener: Send + Sync {
     fn detail(&self, message: &str);
     /// A package is in its final place.
     fn deb_built(&self, deb: &BuiltDeb);
+    /// Uploads of this many bytes start (a progress bar, on a terminal).
+    fn transfer_start(&self, _total_bytes: u64) {}
+    /// That many more bytes are uploaded.
+    fn transfer_progress(&self, _bytes: u64) {}
+    fn transfer_finish(&self) {}
 }
 
 /// Discards everything; for tests and library users who only want the result.

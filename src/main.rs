@@ -4,7 +4,9 @@ use cargo_speedy::listener::{BuiltDeb, Listener};
 use cargo_speedy::package::{self, BuildOptions, Compression};
 use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{self, verify, Publish, PublishReport};
-use cargo_speedy::repo_config::{self, RepoConfig};
+use cargo_speedy::repo_config::{self, Destination, RepoConfig, SpacesMetadata};
+use cargo_speedy::store::s3::{CheckStatus, Credentials, S3Store};
+use cargo_speedy::store::Store;
 use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey};
 use cargo_speedy::store::fs::FsStore;
 use cargo_speedy::workspace::{LockingFlags, WorkspaceInfo};
@@ -50,6 +52,15 @@ enum Command {
     /// Create and export signing keys
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Probe the configured Spaces bucket: credentials, conditional writes, checksum
+    /// headers, anonymous public reads
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -141,9 +152,51 @@ struct KeyArgs {
 #[derive(Args, Clone)]
 struct RepoArgs {
     /// The local-directory repository (default: `dir` in [workspace.metadata.speedy.repo],
-    /// else target/speedy/repo)
+    /// else target/speedy/repo); wins over a configured Spaces bucket
     #[arg(long, value_name = "DIR")]
     repo_dir: Option<PathBuf>,
+    /// Publish to this Spaces/S3 bucket (else `bucket` in [workspace.metadata.speedy.repo.spaces]);
+    /// credentials come from SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY or AWS_*
+    #[arg(long, value_name = "NAME", conflicts_with = "repo_dir")]
+    bucket: Option<String>,
+    /// The Spaces region, e.g. nyc3
+    #[arg(long)]
+    region: Option<String>,
+    /// The S3 endpoint (default https://<region>.digitaloceanspaces.com)
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Keep the repository below this prefix in the bucket
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Bucket addressing: path or virtual
+    #[arg(long, value_name = "STYLE")]
+    addressing: Option<String>,
+    /// The URL servers use for the repository (bucket or CDN)
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Object ACL: public-read or private
+    #[arg(long)]
+    acl: Option<String>,
+    /// When to send request checksums: when-required or when-supported
+    #[arg(long)]
+    checksums: Option<String>,
+}
+
+impl RepoArgs {
+    fn spaces(&self) -> SpacesMetadata {
+        SpacesMetadata {
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            prefix: self.prefix.clone(),
+            addressing: self.addressing.clone(),
+            public_url: self.public_url.clone(),
+            acl: self.acl.clone(),
+            checksums: self.checksums.clone(),
+            multipart_threshold: None,
+            parallelism: None,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -249,6 +302,7 @@ struct Reporter {
     verbose: bool,
     quiet: bool,
     color: bool,
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
 impl Reporter {
@@ -258,7 +312,13 @@ impl Reporter {
             ColorChoice::Never => false,
             ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
-        Reporter { format: global.message_format, verbose: global.verbose, quiet: global.quiet, color }
+        Reporter {
+            format: global.message_format,
+            verbose: global.verbose,
+            quiet: global.quiet,
+            color,
+            bar: std::sync::Mutex::new(None),
+        }
     }
 
     fn json(&self, value: serde_json::Value) {
@@ -347,6 +407,39 @@ impl Listener for Reporter {
         }
     }
 
+    fn transfer_start(&self, total_bytes: u64) {
+        if self.quiet || self.format == MessageFormat::Json || !std::io::stderr().is_terminal() {
+            self.info(&format!("Uploading {total_bytes} bytes of packages"));
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>12.green.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("Uploading");
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn transfer_progress(&self, bytes: u64) {
+        if let Ok(slot) = self.bar.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc(bytes);
+            }
+        }
+    }
+
+    fn transfer_finish(&self) {
+        if let Ok(mut slot) = self.bar.lock() {
+            if let Some(bar) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
     fn deb_built(&self, deb: &BuiltDeb) {
         match self.format {
             MessageFormat::Json => {
@@ -414,12 +507,27 @@ fn repo_config(global: &GlobalArgs, repo: &RepoArgs) -> Result<(WorkspaceInfo, R
     Ok((info, config))
 }
 
-/// The signing key for a local-directory repository: configured, or the development key.
-fn repo_signing_key(key: &KeyArgs, config: &RepoConfig, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
-    let dev_key = config.dev_key_path();
+/// Where the repository is, from the settings and the flags.
+fn destination(config: &RepoConfig, repo: &RepoArgs) -> Result<Destination, Box<dyn Error>> {
+    Ok(config.destination(repo.repo_dir.as_deref(), repo.spaces())?)
+}
+
+fn open_store(destination: &Destination) -> Result<Box<dyn Store>, Box<dyn Error>> {
+    Ok(match destination {
+        Destination::Local(dir) => Box::new(FsStore::new(dir)),
+        Destination::Spaces { config, .. } => Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?),
+    })
+}
+
+/// The signing key: configured, or for a local-directory repository the development key.
+fn repo_signing_key(key: &KeyArgs, config: &RepoConfig, destination: &Destination, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
+    let dev_key = match destination {
+        Destination::Local(_) => Some(config.dev_key_path()),
+        Destination::Spaces { .. } => None,
+    };
     let (signing_key, source) =
-        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), Some(&dev_key))?
-            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
+        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), dev_key.as_deref())?
+            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: destination.describe() })?;
     repo_config::warn_about_dev_key(&source, reporter);
     reporter.detail(&format!("signing key {} from {source}", signing_key.fingerprint()));
     Ok(signing_key)
@@ -478,11 +586,12 @@ fn print_report(report: &PublishReport, reporter: &Reporter) {
 }
 
 fn publish_with(
-    store: &FsStore,
+    store: &dyn Store,
     config: &RepoConfig,
     key: &SigningKey,
     options: &PublishOptionsArgs,
     debs: &[PathBuf],
+    destination_url: &str,
     reporter: &Reporter,
 ) -> CliResult {
     let incoming = publish::read_debs(debs)?;
@@ -497,6 +606,9 @@ fn publish_with(
     };
     let report = publish.run(&incoming, reporter)?;
     print_report(&report, reporter);
+    if !report.dry_run {
+        reporter.detail(&format!("servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main", destination_url, report.suite));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -507,21 +619,25 @@ fn run_publish(global: &GlobalArgs, args: &PublishArgs, reporter: &Reporter) -> 
     } else {
         args.debs.clone()
     };
-    let key = repo_signing_key(&args.key, &config, reporter)?;
-    let store = FsStore::new(&config.dir);
-    publish_with(&store, &config, &key, &args.options, &debs, reporter)
+    let destination = destination(&config, &args.repo)?;
+    let key = repo_signing_key(&args.key, &config, &destination, reporter)?;
+    let store = open_store(&destination)?;
+    publish_with(store.as_ref(), &config, &key, &args.options, &debs, &destination.public_url(), reporter)
 }
 
 fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> CliResult {
     let (_, config) = repo_config(global, &args.repo)?;
-    let key = repo_signing_key(&args.key, &config, reporter)?;
+    let destination = destination(&config, &args.repo)?;
+    let key = repo_signing_key(&args.key, &config, &destination, reporter)?;
+    // Reach the store before building: a wrong bucket or missing credentials should
+    // not cost a build.
+    let store = open_store(&destination)?;
     let options = build_options(global, &args.package);
     let plan = package::plan(&options, reporter)?;
     let signer = (!args.package.no_sign && config.sign_debs).then_some(&key);
     let built = package::build(&plan, &options, signer, reporter)?;
     let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
-    let store = FsStore::new(&config.dir);
-    publish_with(&store, &config, &key, &args.options, &debs, reporter)
+    publish_with(store.as_ref(), &config, &key, &args.options, &debs, &destination.public_url(), reporter)
 }
 
 /// The public key for reading: --keyring, else the signing key's public half.
@@ -539,8 +655,9 @@ fn reading_key(args: &RepoReadArgs, config: &RepoConfig) -> Result<PublicKey, Bo
 fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
     let (_, config) = repo_config(global, &args.repo)?;
     let key = reading_key(args, &config)?;
-    let store = FsStore::new(&config.dir);
-    let suites = verify::list(&store, &key)?;
+    let destination = destination(&config, &args.repo)?;
+    let store = open_store(&destination)?;
+    let suites = verify::list(store.as_ref(), &key)?;
     let mut human = String::new();
     let mut json = Vec::new();
     for suite in &suites {
@@ -553,17 +670,18 @@ fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> Cl
         json.push(serde_json::json!({ "suite": suite.suite, "date": suite.release.date, "packages": packages }));
     }
     if suites.is_empty() {
-        human.push_str(&format!("{}: no suites published yet\n", config.dir.display()));
+        human.push_str(&format!("{}: no suites published yet\n", destination.describe()));
     }
-    reporter.result("list", &human, serde_json::json!({ "repository": config.dir, "suites": json }));
+    reporter.result("list", &human, serde_json::json!({ "repository": destination.describe(), "suites": json }));
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
     let (_, config) = repo_config(global, &args.repo)?;
     let key = reading_key(args, &config)?;
-    let store = FsStore::new(&config.dir);
-    let report = verify::verify(&store, &key)?;
+    let destination = destination(&config, &args.repo)?;
+    let store = open_store(&destination)?;
+    let report = verify::verify(store.as_ref(), &key)?;
     let mut human = String::new();
     for suite in &report.suites {
         let status = if suite.problems.is_empty() { "ok" } else { "FAILED" };
@@ -576,10 +694,32 @@ fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> 
         }
     }
     if report.suites.is_empty() {
-        human.push_str(&format!("{}: no suites published yet\n", config.dir.display()));
+        human.push_str(&format!("{}: no suites published yet\n", destination.describe()));
     }
     reporter.result("verify", &human, serde_json::to_value(&report).unwrap_or_default());
     Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn run_doctor(global: &GlobalArgs, args: &DoctorArgs, reporter: &Reporter) -> CliResult {
+    let (_, config) = repo_config(global, &args.repo)?;
+    let Destination::Spaces { config: s3, public_url } = destination(&config, &args.repo)? else {
+        return Err("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket".into());
+    };
+    let store = S3Store::new(s3, Credentials::from_env()?)?;
+    let checks = store.doctor(&public_url);
+    let mut human = format!("{:<24} {:<6} detail\n", "check", "result");
+    for check in &checks {
+        let status = match check.status {
+            CheckStatus::Pass => "ok",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skip => "skip",
+        };
+        human.push_str(&format!("{:<24} {:<6} {}\n", check.check, status, check.detail));
+    }
+    reporter.result("doctor", &human, serde_json::json!({ "store": store.describe(), "public_url": public_url, "checks": checks }));
+    let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> CliResult {
@@ -663,6 +803,7 @@ fn main() -> ExitCode {
         Command::List(args) => run_list(global, args, &reporter),
         Command::Verify(args) => run_verify(global, args, &reporter),
         Command::Key(command) => run_key(global, command, &reporter),
+        Command::Doctor(args) => run_doctor(global, args, &reporter),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ use crate::repo::index::check_architecture;
 use crate::repo::layout::check_suite;
 use crate::repo::plan::RepoSettings;
 use crate::sign::{KeyAlgorithm, KeyParams, SignError, SigningKey};
+use crate::store::s3::{ChecksumMode, S3Config};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,71 @@ pub struct RepoMetadata {
     pub retention: Option<usize>,
     pub grace_period: Option<String>,
     pub valid_for: Option<String>,
+    /// Publish to DigitalOcean Spaces (or any S3-compatible store) instead of `dir`.
+    pub spaces: Option<SpacesMetadata>,
+}
+
+/// `[workspace.metadata.speedy.repo.spaces]`. Credentials never go here: they come
+/// from the environment.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SpacesMetadata {
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub prefix: Option<String>,
+    /// "virtual" (bucket.endpoint) or "path" (endpoint/bucket).
+    pub addressing: Option<String>,
+    /// The URL servers use (the bucket's, or a CDN's), for instructions and `doctor`.
+    pub public_url: Option<String>,
+    /// "public-read" (default) or "private".
+    pub acl: Option<String>,
+    /// "when-required" (default) or "when-supported".
+    pub checksums: Option<String>,
+    pub multipart_threshold: Option<u64>,
+    pub parallelism: Option<usize>,
+}
+
+impl SpacesMetadata {
+    /// Fills the unset fields from `other`: flags over the manifest.
+    pub fn or(self, other: SpacesMetadata) -> SpacesMetadata {
+        SpacesMetadata {
+            bucket: self.bucket.or(other.bucket),
+            region: self.region.or(other.region),
+            endpoint: self.endpoint.or(other.endpoint),
+            prefix: self.prefix.or(other.prefix),
+            addressing: self.addressing.or(other.addressing),
+            public_url: self.public_url.or(other.public_url),
+            acl: self.acl.or(other.acl),
+            checksums: self.checksums.or(other.checksums),
+            multipart_threshold: self.multipart_threshold.or(other.multipart_threshold),
+            parallelism: self.parallelism.or(other.parallelism),
+        }
+    }
+}
+
+/// Where a repository lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Local(PathBuf),
+    Spaces { config: S3Config, public_url: String },
+}
+
+impl Destination {
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Local(dir) => dir.display().to_string(),
+            Destination::Spaces { config, .. } => format!("s3://{}/{}", config.bucket, config.prefix.as_deref().unwrap_or("")),
+        }
+    }
+
+    /// The URL servers put in `URIs:`.
+    pub fn public_url(&self) -> String {
+        match self {
+            Destination::Local(dir) => format!("file:{}", dir.display()),
+            Destination::Spaces { public_url, .. } => public_url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,9 +119,101 @@ pub struct RepoConfig {
     pub default_suite: String,
     pub key_file: Option<PathBuf>,
     pub sign_debs: bool,
+    /// The manifest's Spaces settings, before flags.
+    pub spaces: Option<SpacesMetadata>,
+    manifest: PathBuf,
+}
+
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if valid { Ok(()) } else { Err(format!("{bucket:?} is not a bucket name: 3 to 63 of a-z, 0-9, '-' and '.'")) }
 }
 
 impl RepoConfig {
+    /// Where to publish: `--repo-dir` wins, then a Spaces bucket (flags over the
+    /// manifest), else the local directory.
+    pub fn destination(&self, local_dir: Option<&Path>, flags: SpacesMetadata) -> Result<Destination, ConfigError> {
+        if let Some(dir) = local_dir {
+            return Ok(Destination::Local(dir.to_owned()));
+        }
+        let spaces = flags.or(self.spaces.clone().unwrap_or_default());
+        let Some(bucket) = spaces.bucket.clone() else {
+            return Ok(Destination::Local(self.dir.clone()));
+        };
+        let err = |key: &str, message: String| ConfigError {
+            manifest: self.manifest.clone(),
+            key: format!("workspace.metadata.speedy.repo.spaces.{key} (or --{key})"),
+            message,
+        };
+        check_bucket(&bucket).map_err(|why| err("bucket", why))?;
+        let region = spaces.region.clone().unwrap_or_else(|| "nyc3".to_owned());
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(err("region", format!("{region:?} is not a region like \"nyc3\"")));
+        }
+        let mut config = S3Config::spaces(&bucket, &region);
+        if let Some(endpoint) = &spaces.endpoint {
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) || endpoint.contains(char::is_whitespace) {
+                return Err(err("endpoint", format!("{endpoint:?} is not an http(s) URL")));
+            }
+            config.endpoint = endpoint.trim_end_matches('/').to_owned();
+        }
+        if let Some(prefix) = &spaces.prefix {
+            let prefix = prefix.trim_matches('/');
+            if !prefix.is_empty() {
+                crate::repo::layout::check_key(prefix).map_err(|why| err("prefix", why))?;
+                config.prefix = Some(prefix.to_owned());
+            }
+        }
+        match spaces.addressing.as_deref() {
+            None => {}
+            Some("path") => config.path_style = true,
+            Some("virtual") if bucket.contains('.') => {
+                return Err(err("addressing", "virtual-host addressing breaks TLS for bucket names with dots; use \"path\"".into()))
+            }
+            Some("virtual") => config.path_style = false,
+            Some(other) => return Err(err("addressing", format!("{other:?}: use \"path\" or \"virtual\""))),
+        }
+        match spaces.acl.as_deref() {
+            None | Some("public-read") => config.public_read = true,
+            Some("private") => config.public_read = false,
+            Some(other) => return Err(err("acl", format!("{other:?}: use \"public-read\" or \"private\""))),
+        }
+        match spaces.checksums.as_deref() {
+            None | Some("when-required") => config.checksums = ChecksumMode::WhenRequired,
+            Some("when-supported") => config.checksums = ChecksumMode::WhenSupported,
+            Some(other) => return Err(err("checksums", format!("{other:?}: use \"when-required\" or \"when-supported\""))),
+        }
+        if let Some(threshold) = spaces.multipart_threshold {
+            if threshold < 5 * 1024 * 1024 {
+                return Err(err("multipart-threshold", "S3 parts are at least 5 MiB".into()));
+            }
+            config.multipart_threshold = threshold;
+        }
+        if let Some(parallelism) = spaces.parallelism {
+            if parallelism == 0 || parallelism > 64 {
+                return Err(err("parallelism", "between 1 and 64".into()));
+            }
+            config.parallelism = parallelism;
+        }
+        let prefix_path = config.prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
+        let public_url = match &spaces.public_url {
+            Some(url) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(err("public-url", format!("{url:?} is not an http(s) URL")));
+                }
+                format!("{}/", url.trim_end_matches('/'))
+            }
+            None if config.path_style => format!("{}/{bucket}/{prefix_path}", config.endpoint),
+            None => {
+                let (scheme, host) = config.endpoint.split_once("://").unwrap_or(("https", &config.endpoint));
+                format!("{scheme}://{bucket}.{host}/{prefix_path}")
+            }
+        };
+        Ok(Destination::Spaces { config, public_url })
+    }
+
     pub fn resolve(
         workspace: &WorkspaceMetadata,
         root: &Path,
@@ -121,6 +279,8 @@ impl RepoConfig {
             default_suite,
             key_file: signing.key_file.map(|p| root.join(p)),
             sign_debs: signing.sign_debs.unwrap_or(true),
+            spaces: repo.spaces.clone(),
+            manifest: root_manifest.to_owned(),
         })
     }
 
@@ -285,6 +445,34 @@ mod tests {
             let error = resolve(repo).unwrap_err();
             assert!(error.key.ends_with(key), "{error}");
             assert!(error.to_string().contains("/ws/Cargo.toml"));
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        let config = resolve(RepoMetadata::default()).unwrap();
+        assert_eq!(config.destination(None, SpacesMetadata::default()).unwrap(), Destination::Local("/ws/target/speedy/repo".into()));
+        let spaces = SpacesMetadata { bucket: Some("speedy-apt".into()), region: Some("ams3".into()), ..Default::default() };
+        let Destination::Spaces { config: s3, public_url } = config.destination(None, spaces.clone()).unwrap() else { panic!() };
+        assert_eq!(s3.endpoint, "https://ams3.digitaloceanspaces.com");
+        assert!(!s3.path_style && s3.public_read);
+        assert_eq!(public_url, "https://speedy-apt.ams3.digitaloceanspaces.com/");
+        // --repo-dir wins; dotted buckets go path-style.
+        assert_eq!(config.destination(Some(Path::new("/r")), spaces).unwrap(), Destination::Local("/r".into()));
+        let dotted = SpacesMetadata { bucket: Some("apt.speedy.example".into()), prefix: Some("/debian/".into()), ..Default::default() };
+        let Destination::Spaces { config: s3, public_url } = config.destination(None, dotted).unwrap() else { panic!() };
+        assert!(s3.path_style);
+        assert_eq!(public_url, "https://nyc3.digitaloceanspaces.com/apt.speedy.example/debian/");
+        for (bad, key) in [
+            (SpacesMetadata { bucket: Some("No_Such".into()), ..Default::default() }, "bucket"),
+            (SpacesMetadata { bucket: Some("b-b".into()), endpoint: Some("ftp://x".into()), ..Default::default() }, "endpoint"),
+            (SpacesMetadata { bucket: Some("b-b".into()), acl: Some("world".into()), ..Default::default() }, "acl"),
+            (SpacesMetadata { bucket: Some("a.b".into()), addressing: Some("virtual".into()), ..Default::default() }, "addressing"),
+            (SpacesMetadata { bucket: Some("b-b".into()), checksums: Some("always".into()), ..Default::default() }, "checksums"),
+            (SpacesMetadata { bucket: Some("b-b".into()), prefix: Some("a/../b".into()), ..Default::default() }, "prefix"),
+        ] {
+            let error = config.destination(None, bad).unwrap_err();
+            assert!(error.key.contains(&format!("spaces.{key}")), "{error}");
         }
     }
 

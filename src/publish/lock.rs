@@ -45,6 +45,12 @@ fn this_user() -> String {
     std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// Whether a process of this host is still running; a lock whose owner died on this
+/// very machine (a killed release) can be taken over without asking.
+fn process_alive(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// A held lock; released explicitly with [`HeldLock::release`], which checks the token.
 #[derive(Debug)]
 pub struct HeldLock {
@@ -85,9 +91,18 @@ pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -
             Ok(true) => return Ok(Some(HeldLock { info })),
             Ok(false) => {}
             Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The write may have happened and only the answer been lost: then the
+                // lock is ours.
+                if read_lock(store).ok().flatten().is_some_and(|current| current.token == token) {
+                    return Ok(Some(HeldLock { info }));
+                }
+                return Err(e.into());
+            }
         }
-        if options.break_lock && !broke {
+        let holder = read_lock(store)?;
+        let dead_owner = holder.as_ref().is_some_and(|h| h.host == this_host() && !process_alive(h.pid));
+        if (options.break_lock || dead_owner) && !broke {
             store.delete(LOCK_KEY)?;
             broke = true;
             continue;
@@ -98,7 +113,6 @@ pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -
                 continue;
             }
         }
-        let holder = read_lock(store)?;
         return Err(match holder {
             Some(holder) => PublishError::Locked {
                 store: store.describe(),

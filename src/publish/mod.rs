@@ -151,6 +151,12 @@ pub struct Publish<'a> {
 /// How often a publish re-merges when InRelease changed under it.
 const ATTEMPTS: usize = 5;
 
+/// Package uploads in flight at once.
+const UPLOAD_PARALLELISM: usize = 4;
+
+/// How long a publish without a lock waits before checking that its switch stuck.
+const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn describe_step(step: &Step) -> String {
     match step {
         Step::Pool { key, size, .. } => format!("upload {key} ({size} bytes)"),
@@ -204,7 +210,12 @@ impl Publish<'_> {
                 }
             }
             // Without a lock (or with a broken one) another publisher may have switched
-            // right after us from an older state: check our packages made it.
+            // right after us from an older state: check our packages made it. Without a
+            // lock, first give a racing publisher's write the time to land, so the check
+            // sees it (the race window is one request long).
+            if held.is_none() {
+                std::thread::sleep(LOCKLESS_SETTLE);
+            }
             let public_key = self.key.public_key();
             let after = state::read_suite(self.store, &public_key, &self.suite)?;
             let listed = after.as_ref().map(|s| s.packages.clone()).unwrap_or_default();
@@ -283,17 +294,11 @@ impl Publish<'_> {
         }
 
         let before_switch = current.map(|s| s.in_release.clone());
-        let mut written = Vec::new();
+        let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
         let mut rechecked = false;
         for step in &publish_plan.steps {
             match step {
-                Step::Pool { key, source, size, sha256 } => {
-                    if !self.pool_object_present(key, *size, sha256)? {
-                        listener.detail(&format!("upload {key}"));
-                        self.store.put(key, Body::File(&debs[*source].path), &PutOptions::for_key(key))?;
-                        written.push(key.clone());
-                    }
-                }
+                Step::Pool { .. } => {}
                 Step::ByHash { key, bytes } => {
                     if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
                         self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
@@ -323,6 +328,51 @@ impl Publish<'_> {
         }
         report.plan = publish_plan.steps.iter().map(describe_step).collect();
         Ok((report, true))
+    }
+
+    /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
+    /// Returns the keys written.
+    fn upload_pool(&self, steps: &[Step], debs: &[IncomingDeb], listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
+        let mut pending = Vec::new();
+        for step in steps {
+            if let Step::Pool { key, source, size, sha256 } = step {
+                if !self.pool_object_present(key, *size, sha256)? {
+                    pending.push((key.clone(), *source, *size));
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        listener.transfer_start(pending.iter().map(|p| p.2).sum());
+        let queue = std::sync::Mutex::new(pending.clone().into_iter());
+        let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..UPLOAD_PARALLELISM.min(pending.len()) {
+                scope.spawn(|| loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some((key, source, size)) = next else { break };
+                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                    listener.detail(&format!("upload {key}"));
+                    match self.store.put(&key, Body::File(&debs[source].path), &PutOptions::for_key(&key)) {
+                        Ok(()) => listener.transfer_progress(size),
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e.into());
+                            }
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        listener.transfer_finish();
+        if let Some(error) = first_error.into_inner().ok().flatten() {
+            return Err(error);
+        }
+        Ok(pending.into_iter().map(|p| p.0).collect())
     }
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or

@@ -4,7 +4,9 @@
 //! filesystem-shaped: there are no directories, links or renames to fake on S3. The
 //! local-directory store implements object semantics on top of files instead.
 
+pub mod faulty;
 pub mod fs;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 

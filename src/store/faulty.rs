@@ -1,0 +1,131 @@
+//! A store wrapper that fails one chosen request, for proving DESIGN.md invariant 6
+//! (a fault at any request leaves a readable repository, and a rerun finishes) by
+//! enumerating every request of a publish. It can also pretend the store has no
+//! conditional writes, to exercise the publish path without a lock.
+
+use super::{Body, ObjectMeta, PutOptions, Store, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// When the chosen request fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTiming {
+    /// The request never reaches the store (connection refused, timeout before sending).
+    Before,
+    /// The store carries it out but the answer is lost (timeout after sending).
+    After,
+}
+
+pub struct FaultyStore<S> {
+    inner: S,
+    fail_at: Option<(usize, FaultTiming)>,
+    requests: AtomicUsize,
+    conditional_writes: bool,
+}
+
+impl<S: Store> FaultyStore<S> {
+    /// Counts requests and fails none.
+    pub fn new(inner: S) -> Self {
+        FaultyStore { inner, fail_at: None, requests: AtomicUsize::new(0), conditional_writes: true }
+    }
+
+    /// Fails request number `k` (1-based) once.
+    pub fn failing(mut self, k: usize, timing: FaultTiming) -> Self {
+        self.fail_at = Some((k, timing));
+        self
+    }
+
+    /// Answers put-if-absent as a store without conditional writes does.
+    pub fn without_conditional_writes(mut self) -> Self {
+        self.conditional_writes = false;
+        self
+    }
+
+    /// Requests made so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn request<T>(&self, call: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let injected = || StoreError::Injected { store: self.inner.describe(), request: number };
+        match self.fail_at {
+            Some((k, FaultTiming::Before)) if k == number => Err(injected()),
+            Some((k, FaultTiming::After)) if k == number => {
+                let _ = call(&self.inner);
+                Err(injected())
+            }
+            _ => call(&self.inner),
+        }
+    }
+}
+
+impl<S: Store> Store for FaultyStore<S> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.request(|s| s.get(key))
+    }
+
+    fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.request(|s| s.head(key))
+    }
+
+    fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
+        self.request(|s| s.put(key, body, options))
+    }
+
+    fn put_if_absent(&self, key: &str, body: &[u8], options: &PutOptions) -> Result<bool, StoreError> {
+        if !self.conditional_writes {
+            return self.request(|s| {
+                let _ = s;
+                Err(StoreError::ConditionalWritesUnsupported { store: s.describe() })
+            });
+        }
+        self.request(|s| s.put_if_absent(key, body, options))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.request(|s| s.list(prefix))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.request(|s| s.delete(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fs::FsStore;
+
+    #[test]
+    fn fails_exactly_the_chosen_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = PutOptions::for_key("k");
+        let store = FaultyStore::new(FsStore::new(dir.path())).failing(2, FaultTiming::Before);
+        store.put("a", Body::Bytes(b"1"), &opts).unwrap();
+        assert!(matches!(store.put("b", Body::Bytes(b"2"), &opts), Err(StoreError::Injected { request: 2, .. })));
+        store.put("c", Body::Bytes(b"3"), &opts).unwrap();
+        assert_eq!(store.requests(), 3);
+        assert!(store.get("b").unwrap().is_none(), "before: never happened");
+
+        let store = FaultyStore::new(FsStore::new(dir.path())).failing(1, FaultTiming::After);
+        assert!(store.put("d", Body::Bytes(b"4"), &opts).is_err());
+        assert_eq!(store.get("d").unwrap().as_deref(), Some(&b"4"[..]), "after: happened, answer lost");
+    }
+
+    #[test]
+    fn can_hide_conditional_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
+        let result = store.put_if_absent("lock", b"x", &PutOptions::for_key("lock"));
+        assert!(matches!(result, Err(StoreError::ConditionalWritesUnsupported { .. })));
+        assert!(store.get("lock").unwrap().is_none());
+    }
+}

@@ -1,0 +1,651 @@
+//! The S3 store: DigitalOcean Spaces or any S3-compatible service.
+//!
+//! Blocking on the outside (the [`Store`] trait is synchronous, and publishing is a
+//! sequence of dependent steps), async inside on a small private tokio runtime.
+//! Uploads stream from disk and switch to multipart above a threshold, with a bounded
+//! number of parts in flight; the SDK retries 5xx and SlowDown with backoff.
+//! Conditional writes (If-None-Match) are probed once, never assumed.
+
+use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError};
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl};
+use aws_smithy_types::byte_stream::Length;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Where the bucket is and how to talk to it. Never holds credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// e.g. `nyc3`.
+    pub region: String,
+    /// e.g. `https://nyc3.digitaloceanspaces.com`.
+    pub endpoint: String,
+    /// Keys are stored below this prefix (without a trailing slash), if any.
+    pub prefix: Option<String>,
+    /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`; needed
+    /// for bucket names with dots (TLS certificates do not cover them) and local servers.
+    pub path_style: bool,
+    /// `public-read` objects (apt reads them anonymously) or private ones.
+    pub public_read: bool,
+    pub checksums: ChecksumMode,
+    /// Files larger than this are uploaded in parts.
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    /// Parts in flight at once.
+    pub parallelism: usize,
+    /// The Cache-Control of immutable objects (pool/, by-hash/) and of the rest.
+    pub cache_immutable: String,
+    pub cache_short: String,
+}
+
+/// When to send the checksum headers recent SDKs add; several S3-compatible stores
+/// reject them, so only when an operation requires them by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    WhenRequired,
+    WhenSupported,
+}
+
+impl S3Config {
+    /// Spaces defaults for a bucket in a region.
+    pub fn spaces(bucket: &str, region: &str) -> Self {
+        S3Config {
+            bucket: bucket.to_owned(),
+            region: region.to_owned(),
+            endpoint: format!("https://{region}.digitaloceanspaces.com"),
+            prefix: None,
+            path_style: bucket.contains('.'),
+            public_read: true,
+            checksums: ChecksumMode::WhenRequired,
+            multipart_threshold: 64 * 1024 * 1024,
+            part_size: 16 * 1024 * 1024,
+            parallelism: 4,
+            cache_immutable: "public, max-age=31536000, immutable".to_owned(),
+            cache_short: "public, max-age=60".to_owned(),
+        }
+    }
+}
+
+/// Credentials, from the environment only.
+pub struct Credentials {
+    access_key_id: String,
+    secret_access_key: Zeroizing<String>,
+    session_token: Option<Zeroizing<String>>,
+    /// Which variables they came from, for messages.
+    pub source: &'static str,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// `SPACES_ACCESS_KEY_ID`/`SPACES_SECRET_ACCESS_KEY`, else the standard
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
+    pub fn from_env() -> Result<Self, StoreError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let (Some(id), Some(secret)) = (var("SPACES_ACCESS_KEY_ID"), var("SPACES_SECRET_ACCESS_KEY")) {
+            return Ok(Credentials {
+                access_key_id: id,
+                secret_access_key: Zeroizing::new(secret),
+                session_token: None,
+                source: "SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY",
+            });
+        }
+        if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            return Ok(Credentials {
+                access_key_id: id,
+                secret_access_key: Zeroizing::new(secret),
+                session_token: var("AWS_SESSION_TOKEN").map(Zeroizing::new),
+                source: "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            });
+        }
+        Err(StoreError::Backend {
+            store: "s3".into(),
+            message: "no credentials: set SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) in the environment".into(),
+        })
+    }
+}
+
+const UNKNOWN: u8 = 0;
+const SUPPORTED: u8 = 1;
+const UNSUPPORTED: u8 = 2;
+
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    runtime: tokio::runtime::Runtime,
+    config: S3Config,
+    conditional_writes: AtomicU8,
+}
+
+/// What went wrong with one request, in terms a user can act on.
+fn describe_failure<E>(store: &str, config: &S3Config, what: &str, error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let code = error.code().unwrap_or("");
+    let message = match (status, code) {
+        (_, "NoSuchBucket") => format!("the bucket {:?} does not exist at {} (create it, or check `bucket` and `region`)", config.bucket, config.endpoint),
+        (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch") | (Some(401), _) => format!(
+            "{what}: the credentials were refused ({code}); check SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY"
+        ),
+        (Some(403), _) => format!("{what}: access denied ({code}); the key needs read and write access to the bucket"),
+        (None, _) => match error {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                // The context repeats itself in Debug form after the readable part.
+                let text = DisplayErrorContext(error).to_string();
+                let readable = text.split(" (DispatchFailure").next().unwrap_or(&text).to_owned();
+                format!("cannot reach {}: {readable}", config.endpoint)
+            }
+            _ => format!("{what}: {}", DisplayErrorContext(error)),
+        },
+        (Some(status), _) => format!("{what}: HTTP {status} {code} {}", error.message().unwrap_or("")),
+    };
+    StoreError::Backend { store: store.to_owned(), message }
+}
+
+fn status_of<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    error.raw_response().map(|r| r.status().as_u16())
+}
+
+impl S3Store {
+    pub fn new(config: S3Config, credentials: Credentials) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend { store: config.bucket.clone(), message: format!("cannot start the I/O runtime: {e}") })?;
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let sdk_credentials = aws_credential_types::Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key.as_str(),
+            credentials.session_token.as_ref().map(|t| t.to_string()),
+            None,
+            "cargo-speedy-environment",
+        );
+        let sdk_config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .endpoint_url(config.endpoint.clone())
+            .force_path_style(config.path_style)
+            .credentials_provider(sdk_credentials)
+            .http_client(http_client)
+            .request_checksum_calculation(match config.checksums {
+                ChecksumMode::WhenRequired => RequestChecksumCalculation::WhenRequired,
+                ChecksumMode::WhenSupported => RequestChecksumCalculation::WhenSupported,
+            })
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(5))
+            .timeout_config(
+                aws_smithy_types::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        Ok(S3Store {
+            client: aws_sdk_s3::Client::from_conf(sdk_config),
+            runtime,
+            config,
+            conditional_writes: AtomicU8::new(UNKNOWN),
+        })
+    }
+
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
+    fn object_key(&self, key: &str) -> String {
+        match &self.config.prefix {
+            Some(prefix) => format!("{prefix}/{key}"),
+            None => key.to_owned(),
+        }
+    }
+
+    fn acl(&self, options: &PutOptions) -> ObjectCannedAcl {
+        if options.public && self.config.public_read {
+            ObjectCannedAcl::PublicRead
+        } else {
+            ObjectCannedAcl::Private
+        }
+    }
+
+    fn cache_control(&self, options: &PutOptions) -> String {
+        match options.caching {
+            Caching::Immutable => self.config.cache_immutable.clone(),
+            Caching::Short => self.config.cache_short.clone(),
+        }
+    }
+
+    /// Whether the store honours If-None-Match on PUT: create a probe object twice and
+    /// see whether the second create is refused. Cached for the store's lifetime.
+    pub fn probe_conditional_writes(&self) -> Result<bool, StoreError> {
+        match self.conditional_writes.load(Ordering::SeqCst) {
+            SUPPORTED => return Ok(true),
+            UNSUPPORTED => return Ok(false),
+            _ => {}
+        }
+        let key = self.object_key(&format!(".speedy/probe-{:016x}", rand::random::<u64>()));
+        let create = || {
+            self.client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(&key)
+                .if_none_match("*")
+                .acl(ObjectCannedAcl::Private)
+                .body(ByteStream::from_static(b"probe"))
+                .send()
+        };
+        let store = self.describe();
+        let supported = self.runtime.block_on(async {
+            create().await.map_err(|e| describe_failure(&store, &self.config, "probing conditional writes", &e))?;
+            match create().await {
+                Ok(_) => Ok(false),
+                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => Ok(true),
+                Err(e) if matches!(status_of(&e), Some(400 | 501)) => Ok(false),
+                Err(e) => Err(describe_failure(&store, &self.config, "probing conditional writes", &e)),
+            }
+        });
+        let _ = self.runtime.block_on(self.client.delete_object().bucket(&self.config.bucket).key(&key).send());
+        let supported = supported?;
+        self.conditional_writes.store(if supported { SUPPORTED } else { UNSUPPORTED }, Ordering::SeqCst);
+        Ok(supported)
+    }
+
+    async fn put_multipart(&self, key: &str, path: &std::path::Path, size: u64, options: &PutOptions) -> Result<(), StoreError> {
+        let store = self.describe();
+        let object_key = self.object_key(key);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.config.bucket)
+            .key(&object_key)
+            .acl(self.acl(options))
+            .content_type(options.content_type)
+            .cache_control(self.cache_control(options))
+            .send()
+            .await
+            .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(&object_key, &upload_id, path, size).await;
+        match result {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.config.bucket)
+                    .key(&object_key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+                Ok(())
+            }
+            Err(error) => {
+                // Abandoned parts are billed until aborted.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.config.bucket)
+                    .key(&object_key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, object_key: &str, upload_id: &str, path: &std::path::Path, size: u64) -> Result<Vec<CompletedPart>, StoreError> {
+        let part_size = self.config.part_size.max(5 * 1024 * 1024);
+        let count = size.div_ceil(part_size);
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..count {
+            let permit = limit.clone().acquire_owned().await.map_err(|e| StoreError::Backend { store: self.describe(), message: e.to_string() })?;
+            let client = self.client.clone();
+            let bucket = self.config.bucket.clone();
+            let key = object_key.to_owned();
+            let upload_id = upload_id.to_owned();
+            let path = path.to_owned();
+            let store = self.describe();
+            let config = self.config.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                let offset = index * part_size;
+                let length = part_size.min(size - offset);
+                let body = ByteStream::read_from()
+                    .path(&path)
+                    .offset(offset)
+                    .length(Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|e| StoreError::ReadLocal { path: path.clone(), source: std::io::Error::other(e) })?;
+                let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
+                let uploaded = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(&key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| describe_failure(&store, &config, &key, &e))?;
+                Ok::<_, StoreError>(CompletedPart::builder().part_number(part_number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
+            });
+        }
+        let mut parts = Vec::with_capacity(count as usize);
+        while let Some(joined) = tasks.join_next().await {
+            let part = joined.map_err(|e| StoreError::Backend { store: self.describe(), message: e.to_string() })??;
+            parts.push(part);
+        }
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+}
+
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        let prefix = self.config.prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default();
+        format!("s3://{}{prefix} ({})", self.config.bucket, self.config.endpoint)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let store = self.describe();
+        self.runtime.block_on(async {
+            match self.client.get_object().bucket(&self.config.bucket).key(self.object_key(key)).send().await {
+                Ok(output) => {
+                    let bytes = output.body.collect().await.map_err(|e| StoreError::Backend {
+                        store: store.clone(),
+                        message: format!("{key}: reading the body: {e}"),
+                    })?;
+                    Ok(Some(bytes.into_bytes().to_vec()))
+                }
+                Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => Ok(None),
+                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            }
+        })
+    }
+
+    fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        check_key(key)?;
+        let store = self.describe();
+        self.runtime.block_on(async {
+            match self.client.head_object().bucket(&self.config.bucket).key(self.object_key(key)).send().await {
+                Ok(output) => Ok(Some(ObjectMeta {
+                    key: key.to_owned(),
+                    size: output.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
+                    modified: output.last_modified().and_then(|t| u64::try_from(t.secs()).ok()),
+                })),
+                Err(e) if status_of(&e) == Some(404) => {
+                    // HEAD has no body to tell a missing key from a missing bucket.
+                    self.client
+                        .head_bucket()
+                        .bucket(&self.config.bucket)
+                        .send()
+                        .await
+                        .map_err(|e| describe_failure(&store, &self.config, "bucket", &e))?;
+                    Ok(None)
+                }
+                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            }
+        })
+    }
+
+    fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
+        check_key(key)?;
+        let store = self.describe();
+        self.runtime.block_on(async {
+            let stream = match body {
+                Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+                Body::File(path) => {
+                    let size = std::fs::metadata(path)
+                        .map_err(|source| StoreError::ReadLocal { path: path.to_owned(), source })?
+                        .len();
+                    if size > self.config.multipart_threshold {
+                        return self.put_multipart(key, path, size, options).await;
+                    }
+                    ByteStream::from_path(path)
+                        .await
+                        .map_err(|e| StoreError::ReadLocal { path: path.to_owned(), source: std::io::Error::other(e) })?
+                }
+            };
+            self.client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .acl(self.acl(options))
+                .content_type(options.content_type)
+                .cache_control(self.cache_control(options))
+                .body(stream)
+                .send()
+                .await
+                .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            Ok(())
+        })
+    }
+
+    fn put_if_absent(&self, key: &str, body: &[u8], options: &PutOptions) -> Result<bool, StoreError> {
+        check_key(key)?;
+        if !self.probe_conditional_writes()? {
+            return Err(StoreError::ConditionalWritesUnsupported { store: self.describe() });
+        }
+        let store = self.describe();
+        self.runtime.block_on(async {
+            let result = self
+                .client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .if_none_match("*")
+                .acl(self.acl(options))
+                .content_type(options.content_type)
+                .cache_control(self.cache_control(options))
+                .body(ByteStream::from(body.to_vec()))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(true),
+                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => Ok(false),
+                // A concurrent conditional write to the same key.
+                Err(e) if status_of(&e) == Some(409) => Ok(false),
+                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            }
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let store = self.describe();
+        let full_prefix = self.object_key(prefix);
+        let strip = self.config.prefix.as_ref().map(|p| p.len() + 1).unwrap_or(0);
+        self.runtime.block_on(async {
+            let mut found = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.config.bucket)
+                .prefix(&full_prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
+                for object in page.contents() {
+                    let Some(key) = object.key() else { continue };
+                    let Some(relative) = key.get(strip..) else { continue };
+                    found.push(ObjectMeta {
+                        key: relative.to_owned(),
+                        size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        modified: object.last_modified().and_then(|t| u64::try_from(t.secs()).ok()),
+                    });
+                }
+            }
+            found.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(found)
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let store = self.describe();
+        self.runtime.block_on(async {
+            self.client
+                .delete_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+                .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            Ok(())
+        })
+    }
+}
+
+/// The outcome of one `cargo speedy doctor` check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    /// Works, but not as well as it could; publishing still works.
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoctorCheck {
+    pub check: &'static str,
+    pub status: CheckStatus,
+    pub detail: String,
+}
+
+/// An anonymous GET, as apt on a server does it: (status, body).
+fn anonymous_get(url: &str) -> Result<(u16, Vec<u8>), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(15)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
+impl S3Store {
+    /// Probes the bucket the way publishing will use it; changes nothing but short-lived
+    /// probe objects, which it deletes.
+    pub fn doctor(&self, public_url: &str) -> Vec<DoctorCheck> {
+        let mut checks = Vec::new();
+        let store = self.describe();
+        let listed = self.runtime.block_on(
+            self.client.list_objects_v2().bucket(&self.config.bucket).max_keys(1).send(),
+        );
+        match listed {
+            Ok(_) => checks.push(DoctorCheck {
+                check: "credentials and bucket",
+                status: CheckStatus::Pass,
+                detail: format!("listed {store}"),
+            }),
+            Err(e) => {
+                let detail = describe_failure(&store, &self.config, "listing the bucket", &e).to_string();
+                checks.push(DoctorCheck { check: "credentials and bucket", status: CheckStatus::Fail, detail });
+                for check in ["conditional writes", "checksum headers", "anonymous public read", "private objects"] {
+                    checks.push(DoctorCheck { check, status: CheckStatus::Skip, detail: "needs the bucket".into() });
+                }
+                return checks;
+            }
+        }
+        checks.push(match self.probe_conditional_writes() {
+            Ok(true) => DoctorCheck { check: "conditional writes", status: CheckStatus::Pass, detail: "If-None-Match honoured: publishes take a lock".into() },
+            Ok(false) => DoctorCheck {
+                check: "conditional writes",
+                status: CheckStatus::Warn,
+                detail: "not honoured: publishes run without a lock, re-reading InRelease before and after the switch".into(),
+            },
+            Err(e) => DoctorCheck { check: "conditional writes", status: CheckStatus::Fail, detail: e.to_string() },
+        });
+
+        let probe = |suffix: &str| self.object_key(&format!("speedy-doctor-{:016x}-{suffix}", rand::random::<u64>()));
+        let checksum_key = probe("checksum");
+        let with_checksum = self.runtime.block_on(
+            self.client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(&checksum_key)
+                .acl(ObjectCannedAcl::Private)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                .body(ByteStream::from_static(b"checksum probe"))
+                .send(),
+        );
+        checks.push(match with_checksum {
+            Ok(_) => DoctorCheck { check: "checksum headers", status: CheckStatus::Pass, detail: "accepted (checksums = \"when-supported\" would work)".into() },
+            Err(e) => DoctorCheck {
+                check: "checksum headers",
+                status: CheckStatus::Warn,
+                detail: format!("rejected ({}): keep checksums = \"when-required\"", e.code().unwrap_or("error")),
+            },
+        });
+
+        let public_key = probe("public.txt");
+        let private_key = probe("private.txt");
+        let put = |key: &str, acl: ObjectCannedAcl| {
+            self.runtime.block_on(
+                self.client
+                    .put_object()
+                    .bucket(&self.config.bucket)
+                    .key(key)
+                    .acl(acl)
+                    .content_type("text/plain")
+                    .body(ByteStream::from_static(b"speedy doctor probe"))
+                    .send(),
+            )
+        };
+        let relative = |key: &str| key.strip_prefix(&format!("{}/", self.config.prefix.as_deref().unwrap_or(""))).unwrap_or(key).to_owned();
+        checks.push(match put(&public_key, ObjectCannedAcl::PublicRead) {
+            Err(e) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail: describe_failure(&store, &self.config, "writing a public-read object", &e).to_string() },
+            Ok(_) => {
+                let url = format!("{public_url}{}", relative(&public_key));
+                match anonymous_get(&url) {
+                    Ok((200, body)) if body == b"speedy doctor probe" => DoctorCheck { check: "anonymous public read", status: CheckStatus::Pass, detail: format!("GET {url}: 200") },
+                    Ok((status, _)) => DoctorCheck {
+                        check: "anonymous public read",
+                        status: CheckStatus::Fail,
+                        detail: format!("GET {url}: HTTP {status}; servers could not read the repository (check public-url and the ACL)"),
+                    },
+                    Err(e) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail: format!("GET {url}: {e}") },
+                }
+            }
+        });
+        checks.push(match put(&private_key, ObjectCannedAcl::Private) {
+            Err(e) => DoctorCheck { check: "private objects", status: CheckStatus::Fail, detail: describe_failure(&store, &self.config, "writing a private object", &e).to_string() },
+            Ok(_) => {
+                let url = format!("{public_url}{}", relative(&private_key));
+                match anonymous_get(&url) {
+                    Ok((200, _)) => DoctorCheck {
+                        check: "private objects",
+                        status: CheckStatus::Fail,
+                        detail: format!("GET {url}: 200: private objects (the publish lock) are readable by anyone"),
+                    },
+                    Ok((status, _)) => DoctorCheck { check: "private objects", status: CheckStatus::Pass, detail: format!("GET {url}: HTTP {status}") },
+                    Err(e) => DoctorCheck { check: "private objects", status: CheckStatus::Warn, detail: format!("GET {url}: {e}") },
+                }
+            }
+        });
+        for key in [checksum_key, public_key, private_key] {
+            let _ = self.runtime.block_on(self.client.delete_object().bucket(&self.config.bucket).key(key).send());
+        }
+        checks
+    }
+}

@@ -1,0 +1,169 @@
+//! DESIGN.md invariant 6, proven by enumeration: a publish of three packages into a
+//! non-empty repository is failed at request k, for every k and both kinds of fault
+//! (request lost, answer lost). After each, `verify` finds no problem and real apt
+//! reads the repository; running the publish again finishes the job.
+
+mod support;
+
+use cargo_speedy::listener::SilentListener;
+use cargo_speedy::publish::lock::LockOptions;
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport, PublishSettings};
+use cargo_speedy::repo::layout::LOCK_KEY;
+use cargo_speedy::repo::plan::RepoSettings;
+use cargo_speedy::sign::{KeyAlgorithm, KeyParams, SigningKey};
+use cargo_speedy::store::faulty::{FaultTiming, FaultyStore};
+use cargo_speedy::store::fs::FsStore;
+use cargo_speedy::store::Store;
+use std::path::{Path, PathBuf};
+use support::*;
+
+fn settings() -> PublishSettings {
+    PublishSettings {
+        repo: RepoSettings { origin: "Speedy".into(), label: "Speedy".into(), description: None, architectures: vec!["amd64".into()] },
+        suites: vec!["dev".into(), "stable".into()],
+        retention: 5,
+        grace_seconds: 3600,
+        valid_for_seconds: None,
+    }
+}
+
+fn now() -> u64 {
+    1_795_000_000
+}
+
+fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], break_lock: bool) -> Result<PublishReport, PublishError> {
+    Publish {
+        store,
+        key,
+        suite: "dev".into(),
+        settings: settings(),
+        lock: LockOptions { wait: None, break_lock },
+        dry_run: false,
+        now: &now,
+    }
+    .run(debs, &SilentListener)
+}
+
+/// The three fixture packages at a version, built once.
+fn debs_at(version: &str) -> (Fixture, Vec<PathBuf>) {
+    let fixture = Fixture::new();
+    fixture.edit("Cargo.toml", "version = \"1.4.0\"", &format!("version = \"{version}\""));
+    let output = fixture.speedy(&["build", "--quiet", "--no-sign"]);
+    assert_success(&output);
+    let debs = fixture.debs();
+    assert_eq!(debs.len(), 3);
+    (fixture, debs)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    run("cp", &["-a", from.to_str().unwrap(), to.to_str().unwrap()]);
+}
+
+fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
+    let report = verify::verify(&FsStore::new(repo), &key.public_key()).expect("verify runs");
+    assert!(report.ok(), "{context}: verify found problems: {:?}", report.suites);
+    let keyring = repo.parent().unwrap().join("keyring.gpg");
+    if !keyring.exists() {
+        std::fs::write(&keyring, key.public_key().to_binary().unwrap()).unwrap();
+    }
+    let apt = Apt::new(&format!("deb [signed-by={}] file:{} dev main", keyring.display(), repo.display()));
+    let (ok, text) = apt.update();
+    assert!(ok, "{context}: apt-get update failed:\n{text}");
+    assert!(apt.candidate("speedy-app").is_some(), "{context}: apt sees no speedy-app");
+}
+
+#[test]
+fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
+    let key = SigningKey::generate(&KeyParams {
+        algorithm: KeyAlgorithm::Ed25519,
+        user_id: "Crash Test <crash@speedy.example>".into(),
+        passphrase: None,
+        created: now() - 10,
+    })
+    .unwrap();
+    let (_v1_fixture, v1) = debs_at("1.4.0");
+    let (_v2_fixture, v2) = debs_at("1.4.1");
+    let v1 = read_debs(&v1).unwrap();
+    let v2 = read_debs(&v2).unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base");
+    publish(&FsStore::new(&base), &key, &v1, false).unwrap();
+
+    // How many requests a clean publish makes.
+    let probe_dir = work.path().join("probe");
+    copy_dir(&base, &probe_dir);
+    let probe = FaultyStore::new(FsStore::new(&probe_dir));
+    publish(&probe, &key, &v2, false).unwrap();
+    let requests = probe.requests();
+    assert!(requests > 20, "a publish makes many requests ({requests})");
+
+    for timing in [FaultTiming::Before, FaultTiming::After] {
+        for k in 1..=requests {
+            let context = format!("fault {timing:?} request {k} of {requests}");
+            let case = work.path().join(format!("case-{timing:?}-{k}"));
+            let repo = case.join("repo");
+            std::fs::create_dir_all(&case).unwrap();
+            copy_dir(&base, &repo);
+            let faulty = FaultyStore::new(FsStore::new(&repo)).failing(k, timing);
+            let result = publish(&faulty, &key, &v2, false);
+            if let Err(error) = &result {
+                assert!(error.to_string().contains("injected fault"), "{context}: {error}");
+            }
+            assert_readable(&repo, &key, &context);
+
+            // Rerun. A lock left behind is this process's own (its release was the
+            // failed request); a real crashed process would be dead and its lock taken
+            // over, which `--break-lock` stands in for here.
+            let store = FsStore::new(&repo);
+            let left_lock = store.get(LOCK_KEY).unwrap().is_some();
+            if left_lock {
+                let lock = String::from_utf8(store.get(LOCK_KEY).unwrap().unwrap()).unwrap();
+                assert!(lock.contains(&format!("\"pid\": {}", std::process::id())), "{context}: {lock}");
+            }
+            publish(&store, &key, &v2, left_lock).unwrap_or_else(|e| panic!("{context}: rerun failed: {e}"));
+            assert_readable(&repo, &key, &context);
+            let listed = verify::list(&store, &key.public_key()).unwrap();
+            let versions: Vec<(String, String)> =
+                listed[0].packages.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+            for name in ["speedy-app", "speedy-jobs", "speedy-notifier"] {
+                for version in ["1.4.0-1", "1.4.1-1"] {
+                    assert!(versions.contains(&(name.into(), version.into())), "{context}: {name} {version} missing");
+                }
+            }
+            assert!(store.get(LOCK_KEY).unwrap().is_none(), "{context}: lock left after the rerun");
+            std::fs::remove_dir_all(&case).unwrap();
+        }
+    }
+}
+
+#[test]
+fn without_conditional_writes_publishers_still_lose_nothing() {
+    let key = SigningKey::generate(&KeyParams {
+        algorithm: KeyAlgorithm::Ed25519,
+        user_id: "Race Test <race@speedy.example>".into(),
+        passphrase: None,
+        created: now() - 10,
+    })
+    .unwrap();
+    let (_fixture, debs) = debs_at("1.4.0");
+    let debs = read_debs(&debs).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    publish(&FsStore::new(&repo), &key, &debs[..1], false).unwrap();
+    // Two publishers at once, each with its own package, on a store without a lock.
+    std::thread::scope(|scope| {
+        for deb in &debs[1..] {
+            let repo = &repo;
+            let key = &key;
+            scope.spawn(move || {
+                let store = FaultyStore::new(FsStore::new(repo)).without_conditional_writes();
+                publish(&store, key, std::slice::from_ref(deb), false).unwrap();
+            });
+        }
+    });
+    let listed = verify::list(&FsStore::new(&repo), &key.public_key()).unwrap();
+    let names: Vec<&str> = listed[0].packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["speedy-app", "speedy-jobs", "speedy-notifier"]);
+    assert!(verify::verify(&FsStore::new(&repo), &key.public_key()).unwrap().ok());
+}
