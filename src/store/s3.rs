@@ -86,6 +86,16 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Explicit credentials (tests, embedding applications); the CLI uses [`Credentials::from_env`].
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Self {
+        Credentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: Zeroizing::new(secret_access_key.to_owned()),
+            session_token: None,
+            source: "explicit",
+        }
+    }
+
     /// `SPACES_ACCESS_KEY_ID`/`SPACES_SECRET_ACCESS_KEY`, else the standard
     /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
     pub fn from_env() -> Result<Self, StoreError> {

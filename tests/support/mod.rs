@@ -317,3 +317,112 @@ impl Apt {
             .expect("downloaded .deb")
     }
 }
+
+/// A real S3-compatible server (moto in server mode) on 127.0.0.1, stopped on drop.
+/// `.ci/deps` installs it in `.venv/`; SPEEDY_MOTO_SERVER names another binary.
+pub struct MotoServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let exe = std::env::var_os("SPEEDY_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
+        let mut child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (run .ci/deps to install moto): {e}", exe.display()));
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    if let Ok(port) = digits.parse::<u16>() {
+                        let _ = sender.send(port);
+                    }
+                }
+            }
+        });
+        let port = match receiver.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto_server did not report its port within 60 s");
+            }
+        };
+        MotoServer { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto accepts unsigned requests; us-east-1 needs no location).
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
+            .output()
+            .expect("curl");
+        assert_eq!(stdout(&status), "200", "create bucket {bucket}");
+    }
+
+    /// An anonymous GET, as apt does it: (HTTP status, headers and body).
+    pub fn anonymous_get(&self, path: &str) -> (u16, String) {
+        let output = Command::new("curl")
+            .args(["-s", "-i", &format!("{}/{path}", self.endpoint())])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    /// The command-line flags that point cargo speedy at a bucket of this server.
+    pub fn flags(&self, bucket: &str) -> Vec<String> {
+        vec![
+            "--bucket".into(),
+            bucket.into(),
+            "--region".into(),
+            "us-east-1".into(),
+            "--endpoint".into(),
+            self.endpoint(),
+            "--addressing".into(),
+            "path".into(),
+        ]
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Credentials for moto, which accepts any.
+pub const TEST_CREDENTIALS: [(&str, &str); 2] = [("AWS_ACCESS_KEY_ID", "speedy-test"), ("AWS_SECRET_ACCESS_KEY", "speedy-test-secret")];
+
+/// A minimal valid .deb made by dpkg-deb, for tests that need many packages quickly.
+pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let tree = dir.join(format!("{name}-{version}-tree"));
+    std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(tree.join(format!("usr/share/doc/{name}"))).unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Speedy Test <test@speedy.example>\nDescription: test package {name}\n"),
+    )
+    .unwrap();
+    std::fs::write(tree.join(format!("usr/share/doc/{name}/version")), format!("{version}\n")).unwrap();
+    let deb = dir.join(format!("{name}_{version}_all.deb"));
+    run("dpkg-deb", &["--root-owner-group", "-Zgzip", "--build", tree.to_str().unwrap(), deb.to_str().unwrap()]);
+    deb
+}
