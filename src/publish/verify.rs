@@ -90,7 +90,8 @@ fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, c
         return Ok(());
     };
     let signed_text = key.verify_cleartext(&String::from_utf8_lossy(&state.in_release)).unwrap_or_default();
-    let pair_verifies = key.verify_detached(&release, &signature).is_ok();
+    let pair = key.verify_detached(&release, &signature);
+    let pair_verifies = pair.is_ok();
     let matches_in_release = release == signed_text.as_bytes();
     match (pair_verifies, matches_in_release) {
         (true, true) => {}
@@ -103,13 +104,14 @@ fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, c
                 check.problems.push(format!("{release_key}: not a Release file"));
             }
         }
-        (false, true) => {
-            if key.verify_detached(signed_text.as_bytes(), &signature).is_ok() {
+        // Our key signed a different text: the next Release, whose write was
+        // interrupted. Anything else (another key, garbage) is a problem.
+        (false, true) => match pair {
+            Err(crate::sign::VerifyError::BadSignature) => {
                 check.notes.push(format!("{gpg_key} is ahead of {release_key} (an interrupted publish); publish again to finish it"));
-            } else {
-                check.problems.push(format!("{gpg_key}: not a valid signature of {release_key} by the configured key"));
             }
-        }
+            _ => check.problems.push(format!("{gpg_key}: not a valid signature of {release_key} by the configured key")),
+        },
         (false, false) => check.problems.push(format!("{release_key}: differs from InRelease and {gpg_key} does not sign it")),
     }
     Ok(())
