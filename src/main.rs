@@ -632,6 +632,7 @@ fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> 
     // Reach the store before building: a wrong bucket or missing credentials should
     // not cost a build.
     let store = open_store(&destination)?;
+    store.head(cargo_speedy::repo::layout::LOCK_KEY)?;
     let options = build_options(global, &args.package);
     let plan = package::plan(&options, reporter)?;
     let signer = (!args.package.no_sign && config.sign_debs).then_some(&key);

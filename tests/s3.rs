@@ -242,6 +242,27 @@ fn bad_input_is_refused_and_nothing_is_written() {
     assert_eq!(before_corrupt, bucket_contents(&store));
 }
 
+#[test]
+fn wrong_credentials_are_refused_clearly() {
+    // moto checks signatures once its free requests are used up: one, to make the bucket.
+    let moto = MotoServer::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]);
+    moto.create_bucket("speedy-auth");
+    let fixture = Fixture::new();
+    let key = generate_key_file(&fixture);
+    let credentials = [("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN"), ("AWS_SECRET_ACCESS_KEY", "speedy-wrong-secret")];
+    let flags = moto.flags("speedy-auth");
+    let mut args = vec!["release", "--quiet"];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend(["--key-file", key.to_str().unwrap()]);
+    let output = fixture.speedy_env(&args, &credentials);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("the credentials were refused (InvalidAccessKeyId)"), "{text}");
+    assert!(text.contains("SPACES_ACCESS_KEY_ID"), "{text}");
+    assert!(!text.contains("speedy-wrong-secret"), "the secret never appears");
+    assert!(fixture.debs().is_empty(), "the store is checked before building");
+}
+
 /// Invariant 6 against S3: every request of a three-package publish into a non-empty
 /// repository fails once, in turn; apt over HTTP reads the result, a rerun finishes.
 #[test]

@@ -146,7 +146,10 @@ where
         (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch") | (Some(401), _) => format!(
             "{what}: the credentials were refused ({code}); check SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY"
         ),
-        (Some(403), _) => format!("{what}: access denied ({code}); the key needs read and write access to the bucket"),
+        (Some(403), _) => format!(
+            "{what}: access denied{}; the key needs read and write access to the bucket",
+            if code.is_empty() { String::new() } else { format!(" ({code})") }
+        ),
         (None, _) => match error {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 // The context repeats itself in Debug form after the readable part.
@@ -408,6 +411,14 @@ impl Store for S3Store {
                         .await
                         .map_err(|e| describe_failure(&store, &self.config, "bucket", &e))?;
                     Ok(None)
+                }
+                Err(e) if e.code().is_none() && matches!(status_of(&e), Some(400 | 401 | 403)) => {
+                    // A HEAD answer has no body, so no error code to explain it; a
+                    // listing of the bucket fails the same way and says why.
+                    match self.client.list_objects_v2().bucket(&self.config.bucket).max_keys(1).send().await {
+                        Err(listing) => Err(describe_failure(&store, &self.config, key, &listing)),
+                        Ok(_) => Err(describe_failure(&store, &self.config, key, &e)),
+                    }
                 }
                 Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
             }

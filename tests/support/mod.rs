@@ -327,11 +327,18 @@ pub struct MotoServer {
 
 impl MotoServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With environment for moto, e.g. INITIAL_NO_AUTH_ACTION_COUNT to make it check
+    /// credentials after that many requests.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let exe = std::env::var_os("SPEEDY_MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
         let mut child = Command::new(&exe)
             .args(["-H", "127.0.0.1", "-p", "0"])
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
