@@ -1,6 +1,6 @@
 //! `cargo speedy`: clap definitions and output. The work happens in the library.
 
-use cargo_speedy::listener::{BuiltDeb, Listener};
+use cargo_speedy::listener::{BuiltDeb, Listener, SilentListener};
 use cargo_speedy::package::{self, BuildOptions, Compression};
 use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{self, verify, Publish, PublishReport};
@@ -545,17 +545,11 @@ fn run_build(global: &GlobalArgs, args: &BuildArgs, reporter: &Reporter) -> CliR
     let signer = if args.package.no_sign || !config.sign_debs {
         None
     } else {
-        let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
-        match repo_config::find_signing_key(args.key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())? {
-            Some((key, source)) => {
-                repo_config::warn_about_dev_key(&source, reporter);
-                Some(key)
-            }
-            None => {
-                reporter.detail("no signing key configured: the .debs are not signed");
-                None
-            }
+        let key = configured_key(&args.key, &config, reporter)?;
+        if key.is_none() {
+            reporter.detail("no signing key configured: the .debs are not signed");
         }
+        key
     };
     package::build(&plan, &options, signer.as_ref(), reporter)?;
     Ok(ExitCode::SUCCESS)
@@ -647,10 +641,7 @@ fn reading_key(args: &RepoReadArgs, config: &RepoConfig) -> Result<PublicKey, Bo
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?);
     }
-    let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
-    let (key, _) = repo_config::find_signing_key(args.key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?
-        .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
-    Ok(key.public_key())
+    Ok(existing_key(&args.key, config, &SilentListener)?.public_key())
 }
 
 fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
@@ -775,13 +766,19 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
 }
 
 /// A configured key or an existing development key; never generates one.
-fn existing_key(key: &KeyArgs, config: &RepoConfig, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
+fn configured_key(key: &KeyArgs, config: &RepoConfig, listener: &dyn Listener) -> Result<Option<SigningKey>, Box<dyn Error>> {
     let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
-    let (signing_key, source) =
-        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?
-            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() })?;
-    repo_config::warn_about_dev_key(&source, reporter);
-    Ok(signing_key)
+    let found = repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?;
+    Ok(found.map(|(signing_key, source)| {
+        repo_config::warn_about_dev_key(&source, listener);
+        signing_key
+    }))
+}
+
+/// Like [`configured_key`], but a key is required.
+fn existing_key(key: &KeyArgs, config: &RepoConfig, listener: &dyn Listener) -> Result<SigningKey, Box<dyn Error>> {
+    configured_key(key, config, listener)?
+        .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() }.into())
 }
 
 /// apt reads keyrings as the `_apt` user: public key files must be world-readable.

@@ -40,11 +40,11 @@ pub enum PublishError {
         "{store}: {key} is not signed by the configured key {expected}: {source}. \
          Refusing to publish into a repository signed by another key; configure the key it was made with"
     )]
-    RemoteSignature { store: String, key: String, expected: String, source: VerifyError },
+    RemoteSignature { store: String, key: String, expected: String, source: Box<VerifyError> },
     #[error("{store}: {key}: {reason}. Run `cargo speedy verify` and repair or restore the repository before publishing")]
     RemoteCorrupt { store: String, key: String, reason: String },
     #[error(transparent)]
-    Merge(#[from] MergeError),
+    Merge(Box<MergeError>),
     #[error("{store}: {key} already exists with different contents ({reason}); pool files never change: bump the version or the Debian revision")]
     PoolConflict { store: String, key: String, reason: String },
     #[error(transparent)]
@@ -246,7 +246,8 @@ impl Publish<'_> {
         }
         let current = states.get(&self.suite);
         let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
-        let merged = plan::merge(current.map(|s| s.packages.as_slice()).unwrap_or(&[]), &incoming, self.settings.retention)?;
+        let merged = plan::merge(current.map(|s| s.packages.as_slice()).unwrap_or(&[]), &incoming, self.settings.retention)
+            .map_err(|e| PublishError::Merge(Box::new(e)))?;
 
         let mut pool = Vec::new();
         for entry in &merged.added {

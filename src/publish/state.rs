@@ -82,7 +82,7 @@ pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Opt
         store: store.describe(),
         key: in_release_key.clone(),
         expected: key.fingerprint(),
-        source,
+        source: Box::new(source),
     })?;
     let release = Release::parse(&signed, &in_release_key).map_err(|e| PublishError::RemoteCorrupt {
         store: store.describe(),

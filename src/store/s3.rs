@@ -621,21 +621,24 @@ impl S3Store {
 
         let public_key = probe("public.txt");
         let private_key = probe("private.txt");
-        let put = |key: &str, acl: ObjectCannedAcl| {
-            self.runtime.block_on(
-                self.client
-                    .put_object()
-                    .bucket(&self.config.bucket)
-                    .key(key)
-                    .acl(acl)
-                    .content_type("text/plain")
-                    .body(ByteStream::from_static(b"speedy doctor probe"))
-                    .send(),
-            )
+        let put = |key: &str, acl: ObjectCannedAcl, what: &str| {
+            self.runtime
+                .block_on(
+                    self.client
+                        .put_object()
+                        .bucket(&self.config.bucket)
+                        .key(key)
+                        .acl(acl)
+                        .content_type("text/plain")
+                        .body(ByteStream::from_static(b"speedy doctor probe"))
+                        .send(),
+                )
+                .map(|_| ())
+                .map_err(|e| describe_failure(&store, &self.config, what, &e).to_string())
         };
         let relative = |key: &str| key.strip_prefix(&format!("{}/", self.config.prefix.as_deref().unwrap_or(""))).unwrap_or(key).to_owned();
-        checks.push(match put(&public_key, ObjectCannedAcl::PublicRead) {
-            Err(e) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail: describe_failure(&store, &self.config, "writing a public-read object", &e).to_string() },
+        checks.push(match put(&public_key, ObjectCannedAcl::PublicRead, "writing a public-read object") {
+            Err(detail) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail },
             Ok(_) => {
                 let url = format!("{public_url}{}", relative(&public_key));
                 match anonymous_get(&url) {
@@ -649,8 +652,8 @@ impl S3Store {
                 }
             }
         });
-        checks.push(match put(&private_key, ObjectCannedAcl::Private) {
-            Err(e) => DoctorCheck { check: "private objects", status: CheckStatus::Fail, detail: describe_failure(&store, &self.config, "writing a private object", &e).to_string() },
+        checks.push(match put(&private_key, ObjectCannedAcl::Private, "writing a private object") {
+            Err(detail) => DoctorCheck { check: "private objects", status: CheckStatus::Fail, detail },
             Ok(_) => {
                 let url = format!("{public_url}{}", relative(&private_key));
                 match anonymous_get(&url) {
