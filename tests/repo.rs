@@ -177,6 +177,13 @@ fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
     assert!(text.contains("signature") || text.contains("NO_PUBKEY") || text.contains("BADSIG"), "{text}");
     assert_eq!(fixture.speedy(&["verify"]).status.code(), Some(2));
 
+    // Release.gpg replaced by garbage: apt (which reads InRelease) is unaffected, verify is not.
+    let fixture = released();
+    std::fs::write(repo(&fixture).join("dists/dev/Release.gpg"), "-----BEGIN PGP SIGNATURE-----\n\nbogus\n-----END PGP SIGNATURE-----\n").unwrap();
+    let output = fixture.speedy(&["verify"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(stdout(&output).contains("Release.gpg: not a valid signature"), "{}", stdout(&output));
+
     // A pool file changed.
     let fixture = released();
     let pool = repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");

@@ -405,3 +405,29 @@ fn readers_during_writes_never_see_a_mismatch() {
     assert!(updates >= 2, "the reader ran ({updates} updates)");
     assert!(failures.is_empty(), "{} of {updates} updates failed, first:\n{}", failures.len(), failures[0]);
 }
+
+#[test]
+fn large_files_stream_from_disk_in_parts() {
+    let moto = MotoServer::start();
+    moto.create_bucket("speedy-multipart");
+    let mut config = S3Config::spaces("speedy-multipart", "us-east-1");
+    config.endpoint = moto.endpoint();
+    config.path_style = true;
+    config.multipart_threshold = 5 * 1024 * 1024;
+    config.part_size = 5 * 1024 * 1024;
+    config.parallelism = 2;
+    let store = S3Store::new(config, Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.deb");
+    // 12 MiB and a bit: three parts, the last one short.
+    let bytes: Vec<u8> = (0..(12 * 1024 * 1024 + 12345u32)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let key = "pool/main/b/big/big_1.0-1_all.deb";
+    store.put(key, Body::File(&path), &PutOptions::for_key(key)).unwrap();
+    assert_eq!(store.head(key).unwrap().unwrap().size, bytes.len() as u64);
+    let back = store.get(key).unwrap().unwrap();
+    assert!(back == bytes, "the object reads back byte for byte");
+    let (status, head) = moto.anonymous_get(&format!("speedy-multipart/{key}"));
+    assert_eq!(status, 200, "public-read applies to multipart uploads too");
+    assert!(head.to_ascii_lowercase().contains("cache-control: public, max-age=31536000, immutable"));
+}
