@@ -371,6 +371,60 @@ mod tests {
         }
     }
 
+    /// Random suites and publishes, checked against the rules rather than examples:
+    /// the merge keeps at most `retention` versions per package and architecture,
+    /// always the newest, never loses an added package that retention keeps, and the
+    /// indices round-trip through Packages parsing byte for byte.
+    #[test]
+    fn merge_and_indices_hold_their_rules_on_random_input() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for _ in 0..300 {
+            let mut pool = Vec::new();
+            for _ in 0..next(12) {
+                let name = ["pa", "pb", "pc"][next(3) as usize];
+                let version = format!("{}.{}-{}", next(3), next(12), 1 + next(2));
+                let arch = ["amd64", "arm64", "all"][next(3) as usize];
+                if !pool.iter().any(|e: &PackageEntry| e.id() == (name, version.as_str(), arch)) {
+                    let n = pool.len() as u8;
+                    pool.push(entry(name, &version, arch, n));
+                }
+            }
+            let split = next(pool.len() as u64 + 1) as usize;
+            let (current, incoming) = pool.split_at(split);
+            let retention = 1 + next(3) as usize;
+            let merged = merge(current, incoming, retention).unwrap();
+            // Every entry is kept or retired, never both, never lost.
+            assert_eq!(merged.packages.len() + merged.retired.len(), pool.len());
+            let mut groups: BTreeMap<(String, String), Vec<&PackageEntry>> = BTreeMap::new();
+            for p in &merged.packages {
+                groups.entry((p.name.clone(), p.architecture.clone())).or_default().push(p);
+            }
+            for ((name, arch), kept) in &groups {
+                assert!(kept.len() <= retention);
+                for retired in merged.retired.iter().filter(|r| &r.name == name && &r.architecture == arch) {
+                    for k in kept {
+                        assert_ne!(super::super::version::compare(&k.version, &retired.version), std::cmp::Ordering::Less, "kept {} retired {}", k.version, retired.version);
+                    }
+                }
+            }
+            assert_eq!(merged.added.len(), incoming.len());
+            let indices = build_indices("dev", &merged.packages, &settings(), "d", None);
+            for file in indices.files.iter().filter(|f| f.path.ends_with("/Packages")) {
+                let text = String::from_utf8(file.bytes.clone()).unwrap();
+                let parsed = crate::repo::index::parse_packages(&text, "Packages").unwrap();
+                assert_eq!(render_packages(&parsed), text);
+            }
+            let release = Release::parse(&indices.release.render(), "Release").unwrap();
+            assert_eq!(release, indices.release);
+        }
+    }
+
     #[test]
     fn garbage_waits_out_the_grace_period() {
         let existing: BTreeSet<String> = ["pool/old.deb", "pool/new.deb"].iter().map(|s| s.to_string()).collect();
