@@ -741,7 +741,7 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
             reporter.result("key-generated", &human, serde_json::json!({ "path": output, "fingerprint": key.fingerprint(), "encrypted": encrypted }));
         }
         KeyCommand::Export { key, repo, output, armor } => {
-            let (_, config) = repo_config(global, repo)?;
+            let config = key_command_config(global, key, repo)?;
             let signing_key = existing_key(key, &config, reporter)?;
             let public_key = signing_key.public_key();
             let armored = *armor || output.extension().is_some_and(|e| e == "asc");
@@ -751,7 +751,7 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
             reporter.result("key-exported", &human, serde_json::json!({ "path": output, "fingerprint": public_key.fingerprint(), "armored": armored }));
         }
         KeyCommand::DebsigPolicy { key, repo } => {
-            let (_, config) = repo_config(global, repo)?;
+            let config = key_command_config(global, key, repo)?;
             let signing_key = existing_key(key, &config, reporter)?;
             let fingerprint = signing_key.fingerprint();
             let policy = cargo_speedy::debfile::debsig_policy(&fingerprint, &config.publish.repo.origin);
@@ -763,6 +763,20 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings for `key export` and `key debsig-policy`: the workspace's, or with
+/// `--key-file` outside a workspace, the defaults (a key file needs no Cargo.toml).
+fn key_command_config(global: &GlobalArgs, key: &KeyArgs, repo: &RepoArgs) -> Result<RepoConfig, Box<dyn Error>> {
+    match repo_config(global, repo) {
+        Ok((_, config)) => Ok(config),
+        Err(_) if key.key_file.is_some() && global.manifest_path.is_none() => {
+            let here = std::env::current_dir()?;
+            let defaults = cargo_speedy::config::WorkspaceMetadata::default();
+            Ok(RepoConfig::resolve(&defaults, &here, &here.join("Cargo.toml"), &here.join("target"))?)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// A configured key or an existing development key; never generates one.

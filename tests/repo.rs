@@ -93,6 +93,15 @@ fn gpgv_and_sqv_verify_the_signatures() {
     let release = std::fs::read_to_string(path("Release")).unwrap();
     assert!(in_release.contains(&release), "InRelease signs the Release text");
     assert!(release.contains("Acquire-By-Hash: yes\n"));
+    // `key export` works outside a workspace too, and gives the same keyring.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dev_key = fixture.path("target/speedy/repo-dev-signing-key.asc");
+    let output = speedy_in(elsewhere.path(), &["key", "export", "--key-file", dev_key.to_str().unwrap(), "--output", "exported.gpg"], &[]);
+    assert_success(&output);
+    let exported = elsewhere.path().join("exported.gpg");
+    run("gpgv", &["--keyring", exported.to_str().unwrap(), &path("InRelease")]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777, 0o644, "apt reads keyrings as _apt");
     // The armored key is the same key.
     let asc = repo(&fixture).join("archive-keyring.asc");
     run("gpgv", &["--keyring", keyring, &path("InRelease")]);
