@@ -45,6 +45,8 @@ enum Command {
     Publish(PublishArgs),
     /// Build, sign and publish: `build` then `publish`
     Release(ReleaseArgs),
+    /// Publish the newest packages of one suite into another (index entries only, no bytes)
+    Promote(PromoteArgs),
     /// Show the suites of the repository and their packages
     List(RepoReadArgs),
     /// Check every signature, index hash and pool file of the repository
@@ -245,6 +247,32 @@ struct ReleaseArgs {
     package: PackageArgs,
     #[command(flatten)]
     options: PublishOptionsArgs,
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args)]
+struct PromoteArgs {
+    /// The suite to take the packages from
+    #[arg(long)]
+    from: String,
+    /// The suite to publish them to
+    #[arg(long)]
+    to: String,
+    /// Promote only these packages (default: all, the newest version of each)
+    #[arg(short = 'p', long = "package", value_name = "NAME")]
+    packages: Vec<String>,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait up to this many seconds for another publisher's lock
+    #[arg(long, value_name = "SECONDS")]
+    wait_for_lock: Option<u64>,
+    /// Remove a stale lock left by a publish that died
+    #[arg(long)]
+    break_lock: bool,
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -589,6 +617,18 @@ fn publish_with(
     reporter: &Reporter,
 ) -> CliResult {
     let incoming = publish::read_debs(debs)?;
+    publish_incoming(store, config, key, options, &incoming, destination_url, reporter)
+}
+
+fn publish_incoming(
+    store: &dyn Store,
+    config: &RepoConfig,
+    key: &SigningKey,
+    options: &PublishOptionsArgs,
+    incoming: &[publish::IncomingDeb],
+    destination_url: &str,
+    reporter: &Reporter,
+) -> CliResult {
     let publish = Publish {
         store,
         key,
@@ -598,7 +638,7 @@ fn publish_with(
         dry_run: options.dry_run,
         now: &repo_config::now,
     };
-    let report = publish.run(&incoming, reporter)?;
+    let report = publish.run(incoming, reporter)?;
     print_report(&report, reporter);
     if !report.dry_run {
         reporter.detail(&format!("servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main", destination_url, report.suite));
@@ -633,6 +673,21 @@ fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> 
     let built = package::build(&plan, &options, signer, reporter)?;
     let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
     publish_with(store.as_ref(), &config, &key, &args.options, &debs, &destination.public_url(), reporter)
+}
+
+fn run_promote(global: &GlobalArgs, args: &PromoteArgs, reporter: &Reporter) -> CliResult {
+    let (_, config) = repo_config(global, &args.repo)?;
+    let destination = destination(&config, &args.repo)?;
+    let key = existing_key(&args.key, &config, reporter)?;
+    let store = open_store(&destination)?;
+    let incoming = publish::promotion(store.as_ref(), &key.public_key(), &args.from, &args.packages)?;
+    let options = PublishOptionsArgs {
+        suite: Some(args.to.clone()),
+        dry_run: args.dry_run,
+        wait_for_lock: args.wait_for_lock,
+        break_lock: args.break_lock,
+    };
+    publish_incoming(store.as_ref(), &config, &key, &options, &incoming, &destination.public_url(), reporter)
 }
 
 /// The public key for reading: --keyring, else the signing key's public half.
@@ -812,6 +867,7 @@ fn main() -> ExitCode {
         Command::Build(args) => run_build(global, args, &reporter),
         Command::Publish(args) => run_publish(global, args, &reporter),
         Command::Release(args) => run_release(global, args, &reporter),
+        Command::Promote(args) => run_promote(global, args, &reporter),
         Command::List(args) => run_list(global, args, &reporter),
         Command::Verify(args) => run_verify(global, args, &reporter),
         Command::Key(command) => run_key(global, command, &reporter),

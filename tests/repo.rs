@@ -413,3 +413,35 @@ fn packages_bad_input() {
     assert_success(&fixture.speedy(&["build", "--quiet"]));
     assert_refused_unchanged(&fixture, &["publish"], &[], &["dists/dev/main/binary-amd64/Packages", "changed outside cargo speedy", "cargo speedy verify"]);
 }
+
+#[test]
+fn promote_copies_index_entries_not_bytes() {
+    let fixture = released();
+    bump_version(&fixture, "1.4.1");
+    assert_success(&release(&fixture, &[]));
+    let pool_before: Vec<(String, String)> = tree_hashes(&repo(&fixture)).into_iter().filter(|(k, _)| k.starts_with("pool/")).collect();
+    let dev_before = std::fs::read(repo(&fixture).join("dists/dev/InRelease")).unwrap();
+
+    let output = fixture.speedy(&["promote", "--from", "dev", "--to", "stable", "-p", "speedy-app"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("published speedy-app 1.4.1-1 (amd64) to stable"), "{}", stdout(&output));
+    let list = stdout(&fixture.speedy(&["list"]));
+    let stable = &list[list.find("stable (").unwrap()..];
+    assert!(stable.contains("speedy-app 1.4.1-1") && !stable.contains("speedy-jobs"), "{list}");
+
+    assert_success(&fixture.speedy(&["promote", "--from", "dev", "--to", "stable"]));
+    let apt = apt_for(&fixture, "stable");
+    let (ok, text) = apt.update();
+    assert!(ok, "{text}");
+    for name in PACKAGES {
+        assert_eq!(apt.candidate(name).as_deref(), Some("1.4.1-1"), "{name}");
+    }
+    let pool_after: Vec<(String, String)> = tree_hashes(&repo(&fixture)).into_iter().filter(|(k, _)| k.starts_with("pool/")).collect();
+    assert_eq!(pool_before, pool_after, "promotion writes no pool file");
+    assert_eq!(dev_before, std::fs::read(repo(&fixture).join("dists/dev/InRelease")).unwrap(), "the source suite is untouched");
+    assert_success(&fixture.speedy(&["verify"]));
+
+    assert_refused_unchanged(&fixture, &["promote", "--from", "dev", "--to", "stable", "-p", "speedy-web"], &[], &["package `speedy-web` is not in suite dev"]);
+    assert_refused_unchanged(&fixture, &["promote", "--from", "nightly", "--to", "stable"], &[], &["suite nightly has no packages to promote"]);
+    assert_refused_unchanged(&fixture, &["promote", "--from", "dev", "--to", "prod"], &[], &["unknown suite \"prod\""]);
+}

@@ -61,6 +61,10 @@ pub enum PublishError {
     ConcurrentChanges { store: String, suite: String },
     #[error("no .deb files to publish: build them first (cargo speedy build) or name them")]
     NothingToPublish,
+    #[error("suite {suite} has no packages to promote (publish to it first)")]
+    EmptySuite { suite: String },
+    #[error("package `{package}` is not in suite {suite}")]
+    NotInSuite { suite: String, package: String },
 }
 
 /// What shapes a repository beyond its packages.
@@ -80,7 +84,8 @@ pub struct PublishSettings {
 /// A .deb to publish, read and validated.
 #[derive(Debug, Clone)]
 pub struct IncomingDeb {
-    pub path: PathBuf,
+    /// The local file; `None` for a promotion, whose bytes are already in the pool.
+    pub path: Option<PathBuf>,
     pub entry: PackageEntry,
 }
 
@@ -103,7 +108,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
         let filename = layout::pool_key(&probe.name, &probe.version, &probe.architecture);
         let entry = PackageEntry::from_control(&control, &filename, bytes.len() as u64, &sha256, &md5, &what)
             .map_err(|source| PublishError::Control { path: path.clone(), source })?;
-        incoming.push(IncomingDeb { path: path.clone(), entry });
+        incoming.push(IncomingDeb { path: Some(path.clone()), entry });
     }
     Ok(incoming)
 }
@@ -357,7 +362,17 @@ impl Publish<'_> {
                         break;
                     }
                     listener.detail(&format!("upload {key}"));
-                    match self.store.put(&key, Body::File(&debs[source].path), &PutOptions::for_key(&key)) {
+                    let Some(path) = debs[source].path.as_deref() else {
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(PublishError::RemoteCorrupt {
+                                store: self.store.describe(),
+                                key: key.clone(),
+                                reason: "missing from the pool, but a suite lists it; run `cargo speedy verify`".into(),
+                            });
+                        }
+                        break;
+                    };
+                    match self.store.put(&key, Body::File(path), &PutOptions::for_key(&key)) {
                         Ok(()) => listener.transfer_progress(size),
                         Err(e) => {
                             if let Ok(mut slot) = first_error.lock() {
@@ -379,6 +394,7 @@ impl Publish<'_> {
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
     /// an interrupted publish put it there); different bytes is refused.
     fn check_pool_object(&self, entry: &PackageEntry, states: &BTreeMap<String, SuiteState>) -> Result<(), PublishError> {
+        let mut listed = false;
         for state in states.values() {
             if let Some(other) = state.packages.iter().find(|p| p.filename == entry.filename) {
                 if other.sha256 != entry.sha256 {
@@ -388,7 +404,13 @@ impl Publish<'_> {
                         reason: format!("suite {} lists it with sha256 {}, this one is {}", state.suite, other.sha256, entry.sha256),
                     });
                 }
+                listed = true;
             }
+        }
+        // A signed index vouches for the bytes of what it lists (`verify` checks them);
+        // anything else already in the pool is compared byte for byte.
+        if listed {
+            return Ok(());
         }
         if let Some(meta) = self.store.head(&entry.filename)? {
             let same = meta.size == entry.size
@@ -452,6 +474,38 @@ impl Publish<'_> {
         }
         Ok(delete)
     }
+}
+
+/// What `promote` publishes into another suite: the newest version of each package
+/// (or of the named ones) in `from`. Promotion copies index entries, never bytes: the
+/// pool files are shared by every suite that lists them.
+pub fn promotion(
+    store: &dyn Store,
+    key: &crate::sign::PublicKey,
+    from: &str,
+    names: &[String],
+) -> Result<Vec<IncomingDeb>, PublishError> {
+    layout::check_suite(from).map_err(PublishError::InvalidSuite)?;
+    let state = state::read_suite(store, key, from)?.ok_or_else(|| PublishError::EmptySuite { suite: from.to_owned() })?;
+    for name in names {
+        if !state.packages.iter().any(|p| &p.name == name) {
+            return Err(PublishError::NotInSuite { suite: from.to_owned(), package: name.clone() });
+        }
+    }
+    // Packages are sorted newest first within a name, so the first of each
+    // (name, architecture) is the one to promote.
+    let mut seen = BTreeSet::new();
+    let mut incoming = Vec::new();
+    for entry in &state.packages {
+        let wanted = names.is_empty() || names.contains(&entry.name);
+        if wanted && seen.insert((entry.name.clone(), entry.architecture.clone())) {
+            incoming.push(IncomingDeb { path: None, entry: entry.clone() });
+        }
+    }
+    if incoming.is_empty() {
+        return Err(PublishError::EmptySuite { suite: from.to_owned() });
+    }
+    Ok(incoming)
 }
 
 /// The .debs to publish when none are named: everything in `dir`.
