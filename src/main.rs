@@ -218,6 +218,13 @@ struct PublishOptionsArgs {
     /// The suite to publish to (default: `default-suite`, else the first configured suite)
     #[arg(long)]
     suite: Option<String>,
+    #[command(flatten)]
+    control: PublishControlArgs,
+}
+
+/// How a write to the repository behaves, for every command that writes one.
+#[derive(Args, Clone)]
+struct PublishControlArgs {
     /// Print what would be uploaded, switched and deleted, and change nothing
     #[arg(long)]
     dry_run: bool,
@@ -264,15 +271,8 @@ struct PromoteArgs {
     /// Promote only these packages (default: all, the newest version of each)
     #[arg(short = 'p', long = "package", value_name = "NAME")]
     packages: Vec<String>,
-    /// Print what would change, and change nothing
-    #[arg(long)]
-    dry_run: bool,
-    /// Wait up to this many seconds for another publisher's lock
-    #[arg(long, value_name = "SECONDS")]
-    wait_for_lock: Option<u64>,
-    /// Remove a stale lock left by a publish that died
-    #[arg(long)]
-    break_lock: bool,
+    #[command(flatten)]
+    control: PublishControlArgs,
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -617,14 +617,17 @@ fn publish_with(
     reporter: &Reporter,
 ) -> CliResult {
     let incoming = publish::read_debs(debs)?;
-    publish_incoming(store, config, key, options, &incoming, destination_url, reporter)
+    let suite = options.suite.clone().unwrap_or_else(|| config.default_suite.clone());
+    publish_incoming(store, config, key, suite, &options.control, &incoming, destination_url, reporter)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn publish_incoming(
     store: &dyn Store,
     config: &RepoConfig,
     key: &SigningKey,
-    options: &PublishOptionsArgs,
+    suite: String,
+    control: &PublishControlArgs,
     incoming: &[publish::IncomingDeb],
     destination_url: &str,
     reporter: &Reporter,
@@ -632,10 +635,10 @@ fn publish_incoming(
     let publish = Publish {
         store,
         key,
-        suite: options.suite.clone().unwrap_or_else(|| config.default_suite.clone()),
+        suite,
         settings: config.publish.clone(),
-        lock: LockOptions { wait: options.wait_for_lock.map(Duration::from_secs), break_lock: options.break_lock },
-        dry_run: options.dry_run,
+        lock: LockOptions { wait: control.wait_for_lock.map(Duration::from_secs), break_lock: control.break_lock },
+        dry_run: control.dry_run,
         now: &repo_config::now,
     };
     let report = publish.run(incoming, reporter)?;
@@ -681,13 +684,7 @@ fn run_promote(global: &GlobalArgs, args: &PromoteArgs, reporter: &Reporter) -> 
     let key = existing_key(&args.key, &config, reporter)?;
     let store = open_store(&destination)?;
     let incoming = publish::promotion(store.as_ref(), &key.public_key(), &args.from, &args.packages)?;
-    let options = PublishOptionsArgs {
-        suite: Some(args.to.clone()),
-        dry_run: args.dry_run,
-        wait_for_lock: args.wait_for_lock,
-        break_lock: args.break_lock,
-    };
-    publish_incoming(store.as_ref(), &config, &key, &options, &incoming, &destination.public_url(), reporter)
+    publish_incoming(store.as_ref(), &config, &key, args.to.clone(), &args.control, &incoming, &destination.public_url(), reporter)
 }
 
 /// The public key for reading: --keyring, else the signing key's public half.

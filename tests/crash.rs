@@ -7,25 +7,14 @@ mod support;
 
 use cargo_speedy::listener::SilentListener;
 use cargo_speedy::publish::lock::LockOptions;
-use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport, PublishSettings};
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
-use cargo_speedy::repo::plan::RepoSettings;
-use cargo_speedy::sign::{KeyAlgorithm, KeyParams, SigningKey};
+use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::fs::FsStore;
 use cargo_speedy::store::Store;
 use std::path::{Path, PathBuf};
 use support::*;
-
-fn settings() -> PublishSettings {
-    PublishSettings {
-        repo: RepoSettings { origin: "Speedy".into(), label: "Speedy".into(), description: None, architectures: vec!["amd64".into()] },
-        suites: vec!["dev".into(), "stable".into()],
-        retention: 5,
-        grace_seconds: 3600,
-        valid_for_seconds: None,
-    }
-}
 
 fn now() -> u64 {
     1_795_000_000
@@ -36,7 +25,7 @@ fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], break_lock
         store,
         key,
         suite: "dev".into(),
-        settings: settings(),
+        settings: publish_settings(5),
         lock: LockOptions { wait: None, break_lock },
         dry_run: false,
         now: &now,
@@ -74,13 +63,7 @@ fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
 
 #[test]
 fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
-    let key = SigningKey::generate(&KeyParams {
-        algorithm: KeyAlgorithm::Ed25519,
-        user_id: "Crash Test <crash@speedy.example>".into(),
-        passphrase: None,
-        created: now() - 10,
-    })
-    .unwrap();
+    let key = test_signing_key(now() - 10);
     let (_v1_fixture, v1) = debs_at("1.4.0");
     let (_v2_fixture, v2) = debs_at("1.4.1");
     let v1 = read_debs(&v1).unwrap();
@@ -139,13 +122,7 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
 
 #[test]
 fn without_conditional_writes_publishers_still_lose_nothing() {
-    let key = SigningKey::generate(&KeyParams {
-        algorithm: KeyAlgorithm::Ed25519,
-        user_id: "Race Test <race@speedy.example>".into(),
-        passphrase: None,
-        created: now() - 10,
-    })
-    .unwrap();
+    let key = test_signing_key(now() - 10);
     let (_fixture, debs) = debs_at("1.4.0");
     let debs = read_debs(&debs).unwrap();
     let work = tempfile::tempdir().unwrap();

@@ -7,10 +7,9 @@ mod support;
 
 use cargo_speedy::listener::SilentListener;
 use cargo_speedy::publish::lock::LockOptions;
-use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport, PublishSettings};
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
-use cargo_speedy::repo::plan::RepoSettings;
-use cargo_speedy::sign::{KeyAlgorithm, KeyParams, SigningKey};
+use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::{Body, PutOptions, Store};
@@ -28,32 +27,12 @@ fn s3_store(moto: &MotoServer, bucket: &str) -> S3Store {
     S3Store::new(config, Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1)).unwrap()
 }
 
-fn settings(retention: usize) -> PublishSettings {
-    PublishSettings {
-        repo: RepoSettings { origin: "Speedy".into(), label: "Speedy".into(), description: None, architectures: vec!["amd64".into()] },
-        suites: vec!["dev".into(), "stable".into()],
-        retention,
-        grace_seconds: 3600,
-        valid_for_seconds: None,
-    }
-}
-
 fn clock() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn test_key() -> SigningKey {
-    SigningKey::generate(&KeyParams {
-        algorithm: KeyAlgorithm::Ed25519,
-        user_id: "S3 Test <s3@speedy.example>".into(),
-        passphrase: None,
-        created: clock() - 60,
-    })
-    .unwrap()
-}
-
 fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], lock: LockOptions, retention: usize) -> Result<PublishReport, PublishError> {
-    Publish { store, key, suite: "dev".into(), settings: settings(retention), lock, dry_run: false, now: &clock }.run(debs, &SilentListener)
+    Publish { store, key, suite: "dev".into(), settings: publish_settings(retention), lock, dry_run: false, now: &clock }.run(debs, &SilentListener)
 }
 
 /// An apt client reading the bucket over plain HTTP, as a server would.
@@ -268,7 +247,7 @@ fn wrong_credentials_are_refused_clearly() {
 #[test]
 fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     let moto = MotoServer::start();
-    let key = test_key();
+    let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
     let v1: Vec<PathBuf> = PACKAGES.iter().map(|n| tiny_deb(work.path(), n, "1.0-1")).collect();
@@ -316,7 +295,7 @@ fn concurrent_rounds(conditional_writes: bool) {
     let moto = MotoServer::start();
     let bucket = if conditional_writes { "race-locked" } else { "race-lockless" };
     moto.create_bucket(bucket);
-    let key = test_key();
+    let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     const PUBLISHERS: usize = 4;
     const ROUNDS: usize = 10;
@@ -373,7 +352,7 @@ fn concurrent_publishers_without_conditional_writes_lose_nothing() {
 fn readers_during_writes_never_see_a_mismatch() {
     let moto = MotoServer::start();
     moto.create_bucket("speedy-readers");
-    let key = test_key();
+    let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
     let store = s3_store(&moto, "speedy-readers");

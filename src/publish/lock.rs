@@ -76,11 +76,12 @@ pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -
     let token = format!("{:032x}", rand::random::<u128>());
     let started = Instant::now();
     let mut broke = false;
+    let host = this_host();
     loop {
         let created = now();
         let info = LockInfo {
-            owner: format!("{}@{}", this_user(), this_host()),
-            host: this_host(),
+            owner: format!("{}@{host}", this_user()),
+            host: host.clone(),
             pid: std::process::id(),
             created,
             expires: created + LOCK_TTL_SECONDS,
@@ -101,7 +102,7 @@ pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -
             }
         }
         let holder = read_lock(store)?;
-        let dead_owner = holder.as_ref().is_some_and(|h| h.host == this_host() && !process_alive(h.pid));
+        let dead_owner = holder.as_ref().is_some_and(|h| h.host == host && !process_alive(h.pid));
         if (options.break_lock || dead_owner) && !broke {
             store.delete(LOCK_KEY)?;
             broke = true;

@@ -242,13 +242,7 @@ impl Publish<'_> {
     /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
     /// Returns whether it switched; `false` means InRelease changed and the caller retries.
     fn attempt(&self, debs: &[IncomingDeb], listener: &dyn Listener) -> Result<(PublishReport, bool), PublishError> {
-        let public_key = self.key.public_key();
-        let mut states: BTreeMap<String, SuiteState> = BTreeMap::new();
-        for suite in state::published_suites(self.store)? {
-            if let Some(state) = state::read_suite(self.store, &public_key, &suite)? {
-                states.insert(suite, state);
-            }
-        }
+        let states = state::read_all(self.store, &self.key.public_key())?;
         let current = states.get(&self.suite);
         let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
         let merged = plan::merge(current.map(|s| s.packages.as_slice()).unwrap_or(&[]), &incoming, self.settings.retention)
@@ -332,7 +326,6 @@ impl Publish<'_> {
         if !written.is_empty() {
             listener.info(&format!("Uploaded {} package(s) to {}", written.len(), self.store.describe()));
         }
-        report.plan = publish_plan.steps.iter().map(describe_step).collect();
         Ok((report, true))
     }
 
@@ -341,8 +334,8 @@ impl Publish<'_> {
     fn upload_pool(&self, steps: &[Step], debs: &[IncomingDeb], listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
         let mut pending = Vec::new();
         for step in steps {
-            if let Step::Pool { key, source, size, sha256 } = step {
-                if !self.pool_object_present(key, *size, sha256)? {
+            if let Step::Pool { key, source, size, .. } = step {
+                if !self.pool_object_present(key, *size)? {
                     pending.push((key.clone(), *source, *size));
                 }
             }
@@ -426,7 +419,7 @@ impl Publish<'_> {
         Ok(())
     }
 
-    fn pool_object_present(&self, key: &str, size: u64, _sha256: &str) -> Result<bool, PublishError> {
+    fn pool_object_present(&self, key: &str, size: u64) -> Result<bool, PublishError> {
         // Content was compared in check_pool_object; the size tells a half-written
         // object from a complete one.
         Ok(self.store.head(key)?.is_some_and(|m| m.size == size))
@@ -449,12 +442,11 @@ impl Publish<'_> {
     /// Deletes pool files and by-hash copies that no suite has referenced for the
     /// grace period.
     fn collect_garbage(&self, listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
-        let public_key = self.key.public_key();
+        // Read afresh rather than reusing the states of the merge: without a lock,
+        // another publisher may reference new files by now.
         let mut referenced = BTreeSet::new();
-        for suite in state::published_suites(self.store)? {
-            if let Some(state) = state::read_suite(self.store, &public_key, &suite)? {
-                referenced.extend(plan::referenced_keys(&suite, &state.release, &state.packages));
-            }
+        for (suite, state) in state::read_all(self.store, &self.key.public_key())? {
+            referenced.extend(plan::referenced_keys(&suite, &state.release, &state.packages));
         }
         let mut existing: BTreeSet<String> = self.store.list("pool/")?.into_iter().map(|m| m.key).collect();
         existing.extend(self.store.list("dists/")?.into_iter().map(|m| m.key).filter(|k| k.contains("/by-hash/")));

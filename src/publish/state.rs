@@ -7,7 +7,7 @@ use crate::repo::layout;
 use crate::repo::plan::sha256_hex;
 use crate::sign::PublicKey;
 use crate::store::Store;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One suite as it is published now.
 #[derive(Debug, Clone)]
@@ -15,6 +15,8 @@ pub struct SuiteState {
     pub suite: String,
     /// The exact bytes of InRelease, to notice a concurrent change before switching.
     pub in_release: Vec<u8>,
+    /// The signed text of InRelease, as verified.
+    pub release_text: String,
     pub release: Release,
     pub packages: Vec<PackageEntry>,
 }
@@ -117,5 +119,16 @@ pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Opt
             }
         }
     }
-    Ok(Some(SuiteState { suite: suite.to_owned(), in_release, release, packages }))
+    Ok(Some(SuiteState { suite: suite.to_owned(), in_release, release_text: signed, release, packages }))
+}
+
+/// Every published suite, read and verified, by name.
+pub fn read_all(store: &dyn Store, key: &PublicKey) -> Result<BTreeMap<String, SuiteState>, PublishError> {
+    let mut states = BTreeMap::new();
+    for suite in published_suites(store)? {
+        if let Some(state) = read_suite(store, key, &suite)? {
+            states.insert(suite, state);
+        }
+    }
+    Ok(states)
 }

@@ -89,10 +89,9 @@ fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, c
         check.problems.push(format!("{release_key} or {gpg_key} is missing"));
         return Ok(());
     };
-    let signed_text = key.verify_cleartext(&String::from_utf8_lossy(&state.in_release)).unwrap_or_default();
     let pair = key.verify_detached(&release, &signature);
     let pair_verifies = pair.is_ok();
-    let matches_in_release = release == signed_text.as_bytes();
+    let matches_in_release = release == state.release_text.as_bytes();
     match (pair_verifies, matches_in_release) {
         (true, true) => {}
         // Release.gpg and Release are written one after the other before InRelease;
@@ -141,11 +140,5 @@ fn check_pool(store: &dyn Store, state: &SuiteState, check: &mut SuiteCheck) -> 
 
 /// Every suite with its packages, for `cargo speedy list`.
 pub fn list(store: &dyn Store, key: &PublicKey) -> Result<Vec<SuiteState>, PublishError> {
-    let mut suites = Vec::new();
-    for suite in state::published_suites(store)? {
-        if let Some(state) = state::read_suite(store, key, &suite)? {
-            suites.push(state);
-        }
-    }
-    Ok(suites)
+    Ok(state::read_all(store, key)?.into_values().collect())
 }

@@ -433,3 +433,30 @@ pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
     run("dpkg-deb", &["--root-owner-group", "-Zgzip", "--build", tree.to_str().unwrap(), deb.to_str().unwrap()]);
     deb
 }
+
+/// Repository settings for tests that call the publish library directly.
+pub fn publish_settings(retention: usize) -> cargo_speedy::publish::PublishSettings {
+    cargo_speedy::publish::PublishSettings {
+        repo: cargo_speedy::repo::plan::RepoSettings {
+            origin: "Speedy".into(),
+            label: "Speedy".into(),
+            description: None,
+            architectures: vec!["amd64".into()],
+        },
+        suites: vec!["dev".into(), "stable".into()],
+        retention,
+        grace_seconds: 3600,
+        valid_for_seconds: None,
+    }
+}
+
+/// A fresh Ed25519 signing key made at `created` (unix seconds).
+pub fn test_signing_key(created: u64) -> cargo_speedy::sign::SigningKey {
+    cargo_speedy::sign::SigningKey::generate(&cargo_speedy::sign::KeyParams {
+        algorithm: cargo_speedy::sign::KeyAlgorithm::Ed25519,
+        user_id: "Speedy Test <test@speedy.example>".into(),
+        passphrase: None,
+        created,
+    })
+    .expect("generate a test key")
+}
