@@ -9,13 +9,32 @@
 use std::process::Command;
 
 const SHORTHANDS: &[&str] = &[
-    "minutely", "hourly", "daily", "weekly", "monthly", "quarterly", "semiannually", "yearly",
+    "minutely",
+    "hourly",
+    "daily",
+    "weekly",
+    "monthly",
+    "quarterly",
+    "semiannually",
+    "yearly",
     "annually",
 ];
 
 const WEEKDAYS: &[&str] = &[
-    "mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday", "wednesday", "thursday",
-    "friday", "saturday", "sunday",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
 ];
 
 /// Checks an `OnCalendar=` expression without running anything.
@@ -48,7 +67,9 @@ pub fn check(expression: &str) -> Result<(), String> {
             seen_time = true;
         } else if token.starts_with(|c: char| c.is_ascii_digit() || c == '*') {
             if seen_date || seen_time {
-                return Err(format!("{token:?}: the date must come once, before the time"));
+                return Err(format!(
+                    "{token:?}: the date must come once, before the time"
+                ));
             }
             check_date(token)?;
             seen_date = true;
@@ -72,14 +93,18 @@ fn looks_like_time_zone(token: &str) -> bool {
     token.eq_ignore_ascii_case("utc")
         || (token.contains('/')
             && token.starts_with(|c: char| c.is_ascii_uppercase())
-            && token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')))
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')))
 }
 
 fn check_weekdays(token: &str) -> Result<(), String> {
     for item in token.split(',') {
         let names: Vec<&str> = item.split("..").collect();
         if names.len() > 2 || names.iter().any(|n| n.is_empty()) {
-            return Err(format!("{item:?} is not a weekday or a range of weekdays like Mon..Fri"));
+            return Err(format!(
+                "{item:?} is not a weekday or a range of weekdays like Mon..Fri"
+            ));
         }
         for name in names {
             if !WEEKDAYS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -110,7 +135,9 @@ fn check_date(token: &str) -> Result<(), String> {
     }
     check_field(month, "month", 1, 12, false)?;
     if from_end && day.contains('*') {
-        return Err(format!("{token:?}: '~' needs a number of days from the end of the month"));
+        return Err(format!(
+            "{token:?}: '~' needs a number of days from the end of the month"
+        ));
     }
     check_field(day, "day", 1, 31, false)
 }
@@ -132,7 +159,13 @@ fn check_time(token: &str) -> Result<(), String> {
 
 /// One field: `*`, a value, a list `a,b`, a range `a..b`, each optionally with a
 /// repetition `/n`.
-fn check_field(field: &str, what: &str, min: u32, max: u32, fractional: bool) -> Result<(), String> {
+fn check_field(
+    field: &str,
+    what: &str,
+    min: u32,
+    max: u32,
+    fractional: bool,
+) -> Result<(), String> {
     if field.is_empty() {
         return Err(format!("the {what} is empty"));
     }
@@ -144,7 +177,9 @@ fn check_field(field: &str, what: &str, min: u32, max: u32, fractional: bool) ->
         if let Some(step) = step {
             let value = parse_number(step, what, fractional)?;
             if value == 0 {
-                return Err(format!("the repetition /{step} of the {what} must be positive"));
+                return Err(format!(
+                    "the repetition /{step} of the {what} must be positive"
+                ));
             }
         }
         if range == "*" {
@@ -260,7 +295,10 @@ mod tests {
     #[test]
     fn own_validator_refuses_bad_expressions() {
         for expression in BAD {
-            assert!(check(expression).is_err(), "{expression:?} should be refused");
+            assert!(
+                check(expression).is_err(),
+                "{expression:?} should be refused"
+            );
         }
     }
 
@@ -278,7 +316,11 @@ mod tests {
             return;
         }
         for expression in GOOD {
-            assert_eq!(check_with_systemd(expression), Some(Ok(())), "{expression:?}");
+            assert_eq!(
+                check_with_systemd(expression),
+                Some(Ok(())),
+                "{expression:?}"
+            );
         }
         for expression in BAD.iter().filter(|e| !e.is_empty()) {
             assert!(

@@ -20,7 +20,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(manifest: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { manifest: manifest.to_owned(), key: key.into(), message: message.into() }
+        ConfigError {
+            manifest: manifest.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -184,7 +188,11 @@ fn parse_table<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let key = if path == "." { table.to_owned() } else { format!("{table}.{path}") };
+        let key = if path == "." {
+            table.to_owned()
+        } else {
+            format!("{table}.{path}")
+        };
         ConfigError::new(manifest, key, error.into_inner().to_string())
     })
 }
@@ -259,30 +267,55 @@ pub fn resolve_service(
     let (deb_name, name_key) = match deb_metadata.as_ref().and_then(|d| d.get("name")) {
         Some(serde_json::Value::String(name)) => (name.clone(), "package.metadata.deb.name"),
         Some(_) => {
-            return Err(ConfigError::new(manifest, "package.metadata.deb.name", "must be a string"))
+            return Err(ConfigError::new(
+                manifest,
+                "package.metadata.deb.name",
+                "must be a string",
+            ))
         }
         None => (facts.name.replace('_', "-"), "package.name"),
     };
     debian::check_package_name(&deb_name).map_err(|why| {
-        ConfigError::new(manifest, name_key, format!("{deb_name:?} is not a valid Debian package name: {why}"))
+        ConfigError::new(
+            manifest,
+            name_key,
+            format!("{deb_name:?} is not a valid Debian package name: {why}"),
+        )
     })?;
 
     let deb_string = |key: &str| {
-        deb_metadata.as_ref().and_then(|d| d.get(key)).and_then(|v| v.as_str()).map(str::to_owned)
+        deb_metadata
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
     };
-    let overrides_dir = crate_dir.join(deb_string("maintainer-scripts").unwrap_or_else(|| "debian".to_owned()));
+    let overrides_dir =
+        crate_dir.join(deb_string("maintainer-scripts").unwrap_or_else(|| "debian".to_owned()));
     let (revision, revision_key, revision_manifest) = if let Some(r) = &metadata.revision {
         (r.clone(), "package.metadata.speedy.revision", manifest)
     } else if let Some(r) = deb_string("revision") {
         (r, "package.metadata.deb.revision", manifest)
     } else if let Some(r) = &workspace.revision {
-        (r.clone(), "workspace.metadata.speedy.revision", workspace_manifest)
+        (
+            r.clone(),
+            "workspace.metadata.speedy.revision",
+            workspace_manifest,
+        )
     } else {
         ("1".to_owned(), "package.version", manifest)
     };
-    let version_text = format!("{}-{}", debian::upstream_from_semver(&facts.version), revision);
+    let version_text = format!(
+        "{}-{}",
+        debian::upstream_from_semver(&facts.version),
+        revision
+    );
     let version = DebianVersion::parse(&version_text).map_err(|why| {
-        ConfigError::new(revision_manifest, revision_key, format!("{version_text:?} is not a valid Debian version: {why}"))
+        ConfigError::new(
+            revision_manifest,
+            revision_key,
+            format!("{version_text:?} is not a valid Debian version: {why}"),
+        )
     })?;
 
     let bin_names: Vec<String> = facts.bin_targets.iter().map(|t| t.name.clone()).collect();
@@ -301,12 +334,18 @@ pub fn resolve_service(
         }
         (None, [only]) => only.clone(),
         (None, []) => {
-            return Err(err("binary", "the package has no binary target to run; add a [[bin]] or src/main.rs".into()))
+            return Err(err(
+                "binary",
+                "the package has no binary target to run; add a [[bin]] or src/main.rs".into(),
+            ))
         }
         (None, targets) => {
             return Err(err(
                 "binary",
-                format!("the package has several binaries ({}); say which one the service runs", targets.join(", ")),
+                format!(
+                    "the package has several binaries ({}); say which one the service runs",
+                    targets.join(", ")
+                ),
             ))
         }
     };
@@ -316,7 +355,11 @@ pub fn resolve_service(
         .or_else(|| workspace.user.clone())
         .unwrap_or_else(|| "speedy".to_owned());
     check_system_name(&user).map_err(|why| err("user", why))?;
-    let group = metadata.group.clone().or_else(|| workspace.group.clone()).unwrap_or_else(|| user.clone());
+    let group = metadata
+        .group
+        .clone()
+        .or_else(|| workspace.group.clone())
+        .unwrap_or_else(|| user.clone());
     check_system_name(&group).map_err(|why| err("group", why))?;
 
     let binary_source = facts
@@ -326,9 +369,17 @@ pub fn resolve_service(
         .map(|t| t.src_path.clone())
         .unwrap_or_default();
 
-    let install_dir = workspace.install_dir.clone().unwrap_or_else(|| format!("/usr/libexec/{user}"));
-    check_absolute_clean(&install_dir)
-        .map_err(|why| ConfigError::new(workspace_manifest, "workspace.metadata.speedy.install-dir", why))?;
+    let install_dir = workspace
+        .install_dir
+        .clone()
+        .unwrap_or_else(|| format!("/usr/libexec/{user}"));
+    check_absolute_clean(&install_dir).map_err(|why| {
+        ConfigError::new(
+            workspace_manifest,
+            "workspace.metadata.speedy.install-dir",
+            why,
+        )
+    })?;
     let install_path = format!("{}/{binary}", install_dir.trim_end_matches('/'));
 
     let state_root = workspace.state_root.clone().unwrap_or_else(|| user.clone());
@@ -349,10 +400,16 @@ pub fn resolve_service(
         .map(|d| d.trim().to_owned())
         .filter(|d| !d.is_empty())
         .ok_or_else(|| {
-            err("description", "no description: set `description` in [package] or here".into())
+            err(
+                "description",
+                "no description: set `description` in [package] or here".into(),
+            )
         })?;
     if description.contains('\n') {
-        return Err(err("description", "must be one line (it becomes the unit's Description=)".into()));
+        return Err(err(
+            "description",
+            "must be one line (it becomes the unit's Description=)".into(),
+        ));
     }
 
     for (name, value) in &metadata.environment {
@@ -360,10 +417,16 @@ pub fn resolve_service(
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            return Err(err(&format!("environment.{name}"), "not a valid environment variable name".into()));
+            return Err(err(
+                &format!("environment.{name}"),
+                "not a valid environment variable name".into(),
+            ));
         }
         if value.contains('\n') {
-            return Err(err(&format!("environment.{name}"), "the value must be one line".into()));
+            return Err(err(
+                &format!("environment.{name}"),
+                "the value must be one line".into(),
+            ));
         }
     }
     check_args(&metadata.args).map_err(|why| err("args", why))?;
@@ -372,9 +435,13 @@ pub fn resolve_service(
     let mut seen_dest = BTreeSet::new();
     for (index, file) in metadata.config_files.iter().enumerate() {
         let k = |field: &str| format!("config-files[{index}].{field}");
-        check_conffile_dest(&file.dest).map_err(|why| err(&k("dest"), format!("{:?}: {why}", file.dest)))?;
+        check_conffile_dest(&file.dest)
+            .map_err(|why| err(&k("dest"), format!("{:?}: {why}", file.dest)))?;
         if !seen_dest.insert(file.dest.clone()) {
-            return Err(err(&k("dest"), format!("{:?} is installed twice", file.dest)));
+            return Err(err(
+                &k("dest"),
+                format!("{:?} is installed twice", file.dest),
+            ));
         }
         let source = crate_dir.join(&file.source);
         if !source.is_file() {
@@ -388,9 +455,18 @@ pub fn resolve_service(
             Some(mode) => u32::from_str_radix(mode.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
-                .ok_or_else(|| err(&k("mode"), format!("{mode:?} is not an octal file mode like \"0640\"")))?,
+                .ok_or_else(|| {
+                    err(
+                        &k("mode"),
+                        format!("{mode:?} is not an octal file mode like \"0640\""),
+                    )
+                })?,
         };
-        config_files.push(ConfigFile { source, dest: file.dest.clone(), mode });
+        config_files.push(ConfigFile {
+            source,
+            dest: file.dest.clone(),
+            mode,
+        });
     }
 
     let randomized_delay = metadata
@@ -403,9 +479,14 @@ pub fn resolve_service(
     let kind = match metadata.kind {
         ServiceKindName::Daemon => {
             if !metadata.jobs.is_empty() {
-                return Err(err("jobs", "a daemon has no jobs; use kind = \"jobs\" for periodic jobs".into()));
+                return Err(err(
+                    "jobs",
+                    "a daemon has no jobs; use kind = \"jobs\" for periodic jobs".into(),
+                ));
             }
-            ServiceKind::Daemon { args: metadata.args.clone() }
+            ServiceKind::Daemon {
+                args: metadata.args.clone(),
+            }
         }
         ServiceKindName::Jobs => {
             if metadata.jobs.is_empty() {
@@ -415,15 +496,22 @@ pub fn resolve_service(
                 ));
             }
             if !metadata.args.is_empty() {
-                return Err(err("args", "jobs take their arguments per job (jobs[].args)".into()));
+                return Err(err(
+                    "args",
+                    "jobs take their arguments per job (jobs[].args)".into(),
+                ));
             }
             let mut names = BTreeSet::new();
             let mut jobs = Vec::with_capacity(metadata.jobs.len());
             for (index, job) in metadata.jobs.iter().enumerate() {
                 let k = |field: &str| format!("jobs[{index}].{field}");
-                check_job_name(&job.name).map_err(|why| err(&k("name"), format!("{:?}: {why}", job.name)))?;
+                check_job_name(&job.name)
+                    .map_err(|why| err(&k("name"), format!("{:?}: {why}", job.name)))?;
                 if !names.insert(job.name.clone()) {
-                    return Err(err(&k("name"), format!("the job name {:?} is used twice", job.name)));
+                    return Err(err(
+                        &k("name"),
+                        format!("the job name {:?} is used twice", job.name),
+                    ));
                 }
                 let schedule = job.schedule.clone().ok_or_else(|| {
                     err(
@@ -432,14 +520,20 @@ pub fn resolve_service(
                     )
                 })?;
                 let invalid = |why: String| {
-                    err(&k("schedule"), format!("{schedule:?} is not a valid OnCalendar expression: {why}"))
+                    err(
+                        &k("schedule"),
+                        format!("{schedule:?} is not a valid OnCalendar expression: {why}"),
+                    )
                 };
                 calendar::check(&schedule).map_err(invalid)?;
                 if let Some(Err(why)) = check_calendar(&schedule) {
                     return Err(invalid(why));
                 }
                 check_args(&job.args).map_err(|why| err(&k("args"), why))?;
-                let job_delay = job.randomized_delay.clone().unwrap_or_else(|| randomized_delay.clone());
+                let job_delay = job
+                    .randomized_delay
+                    .clone()
+                    .unwrap_or_else(|| randomized_delay.clone());
                 check_timespan(&job_delay).map_err(|why| err(&k("randomized-delay"), why))?;
                 let job_description = job
                     .description
@@ -487,8 +581,13 @@ pub fn resolve_service(
         .jobs_disabled_flag
         .clone()
         .unwrap_or_else(|| format!("/etc/{state_root}/jobs.disabled"));
-    check_absolute_clean(&jobs_disabled_flag)
-        .map_err(|why| ConfigError::new(workspace_manifest, "workspace.metadata.speedy.jobs-disabled-flag", why))?;
+    check_absolute_clean(&jobs_disabled_flag).map_err(|why| {
+        ConfigError::new(
+            workspace_manifest,
+            "workspace.metadata.speedy.jobs-disabled-flag",
+            why,
+        )
+    })?;
 
     Ok(Service {
         package: facts.name.clone(),
@@ -516,7 +615,11 @@ pub fn resolve_service(
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// User and group names as useradd and systemd-sysusers accept them.
@@ -524,7 +627,9 @@ fn check_system_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 31
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if valid {
         Ok(())
     } else {
@@ -541,14 +646,18 @@ fn check_absolute_clean(path: &str) -> Result<(), String> {
 
 fn check_relative_clean(path: &str) -> Result<(), String> {
     if path.starts_with('/') || path.is_empty() {
-        return Err(format!("{path:?} must be a relative path below /var/lib, like \"speedy/app\""));
+        return Err(format!(
+            "{path:?} must be a relative path below /var/lib, like \"speedy/app\""
+        ));
     }
     check_components(path)
 }
 
 fn check_components(path: &str) -> Result<(), String> {
     if path.contains(|c: char| c.is_whitespace() || c.is_control() || c == '\\' || c == '%') {
-        return Err(format!("{path:?} contains white space or characters systemd would expand"));
+        return Err(format!(
+            "{path:?} contains white space or characters systemd would expand"
+        ));
     }
     // Split by hand: `Path::components` silently drops inner `.` and `//`.
     let inner = path.trim_start_matches('/').trim_end_matches('/');
@@ -556,7 +665,9 @@ fn check_components(path: &str) -> Result<(), String> {
         match segment {
             ".." => return Err(format!("{path:?} must not contain '..'")),
             "." => return Err(format!("{path:?} must not contain '.' components")),
-            "" if !inner.is_empty() => return Err(format!("{path:?} contains an empty component ('//')")),
+            "" if !inner.is_empty() => {
+                return Err(format!("{path:?} contains an empty component ('//')"))
+            }
             _ => {}
         }
     }
@@ -576,7 +687,9 @@ fn check_job_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid {
         Ok(())
     } else {
@@ -592,10 +705,29 @@ pub fn check_timespan(span: &str) -> Result<(), String> {
 /// A systemd-style time span in whole seconds (sub-second parts round down).
 pub fn parse_timespan(span: &str) -> Result<u64, String> {
     const UNITS: &[(&str, f64)] = &[
-        ("", 1.0), ("us", 1e-6), ("usec", 1e-6), ("ms", 1e-3), ("msec", 1e-3), ("s", 1.0), ("sec", 1.0),
-        ("second", 1.0), ("seconds", 1.0), ("m", 60.0), ("min", 60.0), ("minute", 60.0), ("minutes", 60.0),
-        ("h", 3600.0), ("hr", 3600.0), ("hour", 3600.0), ("hours", 3600.0), ("d", 86400.0), ("day", 86400.0),
-        ("days", 86400.0), ("w", 604800.0), ("week", 604800.0), ("weeks", 604800.0),
+        ("", 1.0),
+        ("us", 1e-6),
+        ("usec", 1e-6),
+        ("ms", 1e-3),
+        ("msec", 1e-3),
+        ("s", 1.0),
+        ("sec", 1.0),
+        ("second", 1.0),
+        ("seconds", 1.0),
+        ("m", 60.0),
+        ("min", 60.0),
+        ("minute", 60.0),
+        ("minutes", 60.0),
+        ("h", 3600.0),
+        ("hr", 3600.0),
+        ("hour", 3600.0),
+        ("hours", 3600.0),
+        ("d", 86400.0),
+        ("day", 86400.0),
+        ("days", 86400.0),
+        ("w", 604800.0),
+        ("week", 604800.0),
+        ("weeks", 604800.0),
     ];
     let compact: String = span.split_whitespace().collect::<Vec<_>>().join(" ");
     if compact.is_empty() {
@@ -605,15 +737,26 @@ pub fn parse_timespan(span: &str) -> Result<u64, String> {
     let mut total = 0.0;
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{span:?} is not a time span like \"5min\" or \"30s\""));
+            return Err(format!(
+                "{span:?} is not a time span like \"5min\" or \"30s\""
+            ));
         }
-        let value: f64 = rest[..digits].parse().map_err(|_| format!("{span:?} is too large"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{span:?} is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
         let Some((_, factor)) = UNITS.iter().find(|(name, _)| *name == &rest[..unit_len]) else {
-            return Err(format!("{span:?}: unknown time unit {:?}", &rest[..unit_len]));
+            return Err(format!(
+                "{span:?}: unknown time unit {:?}",
+                &rest[..unit_len]
+            ));
         };
         total += value * factor;
         rest = &rest[unit_len..];
@@ -642,7 +785,10 @@ mod tests {
             version: "1.4.0".into(),
             description: Some("Speedy periodic jobs".into()),
             manifest_path: std::env::temp_dir().join("speedy-jobs/Cargo.toml"),
-            bin_targets: vec![BinTarget { name: "speedy-jobs".into(), src_path: "src/main.rs".into() }],
+            bin_targets: vec![BinTarget {
+                name: "speedy-jobs".into(),
+                src_path: "src/main.rs".into(),
+            }],
             metadata,
             authors: vec!["Speedy Team <ops@speedy.example>".into()],
             homepage: Some("https://speedy.example".into()),
@@ -653,7 +799,13 @@ mod tests {
     fn resolve(speedy: serde_json::Value) -> Result<Service, ConfigError> {
         let facts = facts(json!({ "speedy": speedy }));
         let metadata = parse_package_metadata(&facts.metadata, &facts.manifest_path)?.unwrap();
-        resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &facts, metadata, &|_| None)
+        resolve_service(
+            &WorkspaceMetadata::default(),
+            Path::new("/ws/Cargo.toml"),
+            &facts,
+            metadata,
+            &|_| None,
+        )
     }
 
     fn jobs(jobs: serde_json::Value) -> serde_json::Value {
@@ -682,27 +834,100 @@ mod tests {
     #[test]
     fn bad_inputs_name_the_key() {
         let cases = [
-            (json!({ "kind": "deamon" }), "package.metadata.speedy.kind", "unknown variant `deamon`"),
-            (json!({ "kind": "daemon", "colour": 1 }), "package.metadata.speedy", "unknown field `colour`"),
-            (jobs(json!([{ "name": "trending" }])), "jobs[0].schedule", "has no schedule"),
-            (jobs(json!([{ "name": "t", "schedule": "*-*-* 25:00" }])), "jobs[0].schedule", "hour 25"),
-            (jobs(json!([{ "name": "t", "schedule": "daily" }, { "name": "t", "schedule": "daily" }])), "jobs[1].name", "used twice"),
-            (jobs(json!([{ "name": "a b", "schedule": "daily" }])), "jobs[0].name", "unit name"),
-            (jobs(json!([])), "package.metadata.speedy.jobs", "at least one"),
-            (json!({ "kind": "daemon", "binary": "nope" }), "binary", "no binary target \"nope\""),
-            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/usr/share/x" }] }), "config-files[0].dest", "below /etc/"),
-            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/etc/../x" }] }), "config-files[0].dest", "'..'"),
-            (json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "etc/x" }] }), "config-files[0].dest", "absolute"),
-            (json!({ "kind": "daemon", "config-files": [{ "source": "missing.conf", "dest": "/etc/speedy/x" }] }), "config-files[0].source", "does not exist"),
-            (json!({ "kind": "daemon", "revision": "1_2" }), "package.metadata.speedy.revision", "not a valid Debian version"),
-            (json!({ "kind": "daemon", "user": "Root" }), "user", "not a valid system user"),
-            (json!({ "kind": "daemon", "randomized-delay": "soon" }), "randomized-delay", "time span"),
-            (json!({ "kind": "daemon", "state-directory": "/var/lib/x" }), "state-directory", "relative"),
-            (json!({ "kind": "daemon", "environment": { "A-B": "1" } }), "environment.A-B", "environment variable"),
+            (
+                json!({ "kind": "deamon" }),
+                "package.metadata.speedy.kind",
+                "unknown variant `deamon`",
+            ),
+            (
+                json!({ "kind": "daemon", "colour": 1 }),
+                "package.metadata.speedy",
+                "unknown field `colour`",
+            ),
+            (
+                jobs(json!([{ "name": "trending" }])),
+                "jobs[0].schedule",
+                "has no schedule",
+            ),
+            (
+                jobs(json!([{ "name": "t", "schedule": "*-*-* 25:00" }])),
+                "jobs[0].schedule",
+                "hour 25",
+            ),
+            (
+                jobs(
+                    json!([{ "name": "t", "schedule": "daily" }, { "name": "t", "schedule": "daily" }]),
+                ),
+                "jobs[1].name",
+                "used twice",
+            ),
+            (
+                jobs(json!([{ "name": "a b", "schedule": "daily" }])),
+                "jobs[0].name",
+                "unit name",
+            ),
+            (
+                jobs(json!([])),
+                "package.metadata.speedy.jobs",
+                "at least one",
+            ),
+            (
+                json!({ "kind": "daemon", "binary": "nope" }),
+                "binary",
+                "no binary target \"nope\"",
+            ),
+            (
+                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/usr/share/x" }] }),
+                "config-files[0].dest",
+                "below /etc/",
+            ),
+            (
+                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/etc/../x" }] }),
+                "config-files[0].dest",
+                "'..'",
+            ),
+            (
+                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "etc/x" }] }),
+                "config-files[0].dest",
+                "absolute",
+            ),
+            (
+                json!({ "kind": "daemon", "config-files": [{ "source": "missing.conf", "dest": "/etc/speedy/x" }] }),
+                "config-files[0].source",
+                "does not exist",
+            ),
+            (
+                json!({ "kind": "daemon", "revision": "1_2" }),
+                "package.metadata.speedy.revision",
+                "not a valid Debian version",
+            ),
+            (
+                json!({ "kind": "daemon", "user": "Root" }),
+                "user",
+                "not a valid system user",
+            ),
+            (
+                json!({ "kind": "daemon", "randomized-delay": "soon" }),
+                "randomized-delay",
+                "time span",
+            ),
+            (
+                json!({ "kind": "daemon", "state-directory": "/var/lib/x" }),
+                "state-directory",
+                "relative",
+            ),
+            (
+                json!({ "kind": "daemon", "environment": { "A-B": "1" } }),
+                "environment.A-B",
+                "environment variable",
+            ),
         ];
         for (speedy, key, message) in cases {
             let error = error_of(speedy.clone());
-            assert!(error.contains(key) && error.contains(message), "{speedy}: {error}");
+            assert!(
+                error.contains(key) && error.contains(message),
+                "{speedy}: {error}"
+            );
             assert!(error.contains("speedy-jobs/Cargo.toml"), "{error}");
         }
     }
@@ -711,23 +936,49 @@ mod tests {
     fn invalid_package_name_and_version_are_refused() {
         let mut f = facts(json!({ "speedy": { "kind": "daemon" } }));
         f.name = "Speedy_App".into();
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
-        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| None).unwrap_err();
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
+            .unwrap()
+            .unwrap();
+        let error = resolve_service(
+            &WorkspaceMetadata::default(),
+            Path::new("/ws/Cargo.toml"),
+            &f,
+            metadata,
+            &|_| None,
+        )
+        .unwrap_err();
         assert_eq!(error.key, "package.name");
 
         let mut f = facts(json!({ "speedy": { "kind": "daemon" }, "deb": { "name": "x" } }));
         f.version = "1.0.0".into();
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
-        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| None).unwrap_err();
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
+            .unwrap()
+            .unwrap();
+        let error = resolve_service(
+            &WorkspaceMetadata::default(),
+            Path::new("/ws/Cargo.toml"),
+            &f,
+            metadata,
+            &|_| None,
+        )
+        .unwrap_err();
         assert!(error.message.contains("two characters"), "{error}");
     }
 
     #[test]
     fn the_external_calendar_judge_is_consulted() {
         let f = facts(json!({ "speedy": jobs(json!([{ "name": "t", "schedule": "daily" }])) }));
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path).unwrap().unwrap();
-        let error = resolve_service(&WorkspaceMetadata::default(), Path::new("/ws/Cargo.toml"), &f, metadata, &|_| Some(Err("no".into())))
-            .unwrap_err();
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
+            .unwrap()
+            .unwrap();
+        let error = resolve_service(
+            &WorkspaceMetadata::default(),
+            Path::new("/ws/Cargo.toml"),
+            &f,
+            metadata,
+            &|_| Some(Err("no".into())),
+        )
+        .unwrap_err();
         assert!(error.message.contains("no"), "{error}");
     }
 
@@ -760,7 +1011,16 @@ mod tests {
     #[test]
     fn conffile_destinations() {
         assert!(check_conffile_dest("/etc/speedy/app.conf").is_ok());
-        for bad in ["/etc/", "/etc", "/etcx/a", "/etc/a/../../b", "/etc//a", "/etc/./a", "/var/a", "/etc/a b"] {
+        for bad in [
+            "/etc/",
+            "/etc",
+            "/etcx/a",
+            "/etc/a/../../b",
+            "/etc//a",
+            "/etc/./a",
+            "/var/a",
+            "/etc/a b",
+        ] {
             assert!(check_conffile_dest(bad).is_err(), "{bad}");
         }
     }

@@ -39,7 +39,9 @@ impl DebianVersion {
             return Err("the version is empty".into());
         }
         if let Some(c) = version.chars().find(|c| c.is_whitespace()) {
-            return Err(format!("a Debian version may not contain white space ({c:?})"));
+            return Err(format!(
+                "a Debian version may not contain white space ({c:?})"
+            ));
         }
         let (epoch, rest) = match version.split_once(':') {
             Some((epoch, rest)) => {
@@ -93,7 +95,9 @@ fn check_upstream(upstream: &str, has_revision: bool, has_epoch: bool) -> Result
         return Err("the upstream part of the version is empty".into());
     };
     if !first.is_ascii_digit() {
-        return Err(format!("the upstream version {upstream:?} must start with a digit"));
+        return Err(format!(
+            "the upstream version {upstream:?} must start with a digit"
+        ));
     }
     for c in upstream.chars() {
         let allowed = c.is_ascii_alphanumeric()
@@ -128,8 +132,9 @@ fn check_revision(revision: &str) -> Result<(), String> {
 /// debian/changelog and "UTC" for Release files.
 pub fn rfc2822(timestamp: u64, zone: &str) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = timestamp / 86_400;
     let seconds = timestamp % 86_400;
     let (year, month, day) = civil_date(timestamp);
@@ -189,7 +194,16 @@ mod tests {
         for good in ["speedy-app", "a0", "lib+x", "x.y", "0ad"] {
             assert_eq!(check_package_name(good), Ok(()), "{good}");
         }
-        for bad in ["", "a", "Speedy", "speedy_app", "-x", ".x", "speedy app", "späti"] {
+        for bad in [
+            "",
+            "a",
+            "Speedy",
+            "speedy_app",
+            "-x",
+            ".x",
+            "speedy app",
+            "späti",
+        ] {
             assert!(check_package_name(bad).is_err(), "{bad}");
         }
     }
@@ -216,10 +230,23 @@ mod tests {
     #[test]
     fn versions_refused() {
         for bad in [
-            "", "a1.0-1", "1.0-", "-1", "1.0_1-1", "1.0-1_2", "x:1.0-1", ":1.0", "1.0 -1", "1.0-1/2",
-            "99999999999:1-1", "1.0:2-1",
+            "",
+            "a1.0-1",
+            "1.0-",
+            "-1",
+            "1.0_1-1",
+            "1.0-1_2",
+            "x:1.0-1",
+            ":1.0",
+            "1.0 -1",
+            "1.0-1/2",
+            "99999999999:1-1",
+            "1.0:2-1",
         ] {
-            assert!(DebianVersion::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                DebianVersion::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -227,7 +254,10 @@ mod tests {
     fn dates() {
         assert_eq!(rfc2822(0, "+0000"), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc2822(951_782_400, "UTC"), "Tue, 29 Feb 2000 00:00:00 UTC");
-        assert_eq!(rfc2822(1_795_884_483, "+0000"), "Sat, 28 Nov 2026 16:48:03 +0000");
+        assert_eq!(
+            rfc2822(1_795_884_483, "+0000"),
+            "Sat, 28 Nov 2026 16:48:03 +0000"
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@ use cargo_speedy::package::{self, BuildOptions, Compression};
 use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{self, verify, Publish, PublishReport};
 use cargo_speedy::repo_config::{self, Destination, RepoConfig, SpacesMetadata};
-use cargo_speedy::store::s3::{CheckStatus, Credentials, S3Store};
-use cargo_speedy::store::Store;
 use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey};
 use cargo_speedy::store::fs::FsStore;
+use cargo_speedy::store::s3::{CheckStatus, Credentials, S3Store};
+use cargo_speedy::store::Store;
 use cargo_speedy::workspace::{LockingFlags, WorkspaceInfo};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::error::Error;
@@ -113,10 +113,22 @@ struct GlobalArgs {
     #[arg(short, long, global = true)]
     quiet: bool,
     /// Coloring
-    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true
+    )]
     color: ColorChoice,
     /// Output format for messages
-    #[arg(long, value_enum, value_name = "FMT", default_value = "human", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FMT",
+        default_value = "human",
+        global = true
+    )]
     message_format: MessageFormat,
 }
 
@@ -338,7 +350,9 @@ impl Reporter {
         let color = match global.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
         Reporter {
             format: global.message_format,
@@ -392,7 +406,9 @@ impl Reporter {
             source = cause.source();
         }
         match self.format {
-            MessageFormat::Json => self.json(serde_json::json!({ "reason": "error", "message": message })),
+            MessageFormat::Json => {
+                self.json(serde_json::json!({ "reason": "error", "message": message }))
+            }
             MessageFormat::Human => {
                 let mut stderr = std::io::stderr().lock();
                 if self.color {
@@ -408,7 +424,9 @@ impl Reporter {
 impl Listener for Reporter {
     fn warning(&self, message: &str) {
         match self.format {
-            MessageFormat::Json => self.json(serde_json::json!({ "reason": "warning", "message": message })),
+            MessageFormat::Json => {
+                self.json(serde_json::json!({ "reason": "warning", "message": message }))
+            }
             MessageFormat::Human => self.human("warning", "1;33", message),
         }
     }
@@ -418,7 +436,9 @@ impl Listener for Reporter {
             return;
         }
         match self.format {
-            MessageFormat::Json => self.json(serde_json::json!({ "reason": "info", "message": message })),
+            MessageFormat::Json => {
+                self.json(serde_json::json!({ "reason": "info", "message": message }))
+            }
             MessageFormat::Human => {
                 let (label, rest) = message.split_once(' ').unwrap_or((message, ""));
                 self.human(label, "1;32", rest);
@@ -429,7 +449,9 @@ impl Listener for Reporter {
     fn detail(&self, message: &str) {
         if self.verbose {
             match self.format {
-                MessageFormat::Json => self.json(serde_json::json!({ "reason": "detail", "message": message })),
+                MessageFormat::Json => {
+                    self.json(serde_json::json!({ "reason": "detail", "message": message }))
+                }
                 MessageFormat::Human => self.human("", "2", message),
             }
         }
@@ -442,9 +464,11 @@ impl Listener for Reporter {
         }
         let bar = indicatif::ProgressBar::new(total_bytes);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix:>12.green.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12.green.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_prefix("Uploading");
         if let Ok(mut slot) = self.bar.lock() {
@@ -479,7 +503,11 @@ impl Listener for Reporter {
             }
             MessageFormat::Human => {
                 if !self.quiet {
-                    self.human("Finished", "1;32", &format!("{} ({} bytes)", deb.path.display(), deb.size));
+                    self.human(
+                        "Finished",
+                        "1;32",
+                        &format!("{} ({} bytes)", deb.path.display(), deb.size),
+                    );
                 }
                 println!("{}", deb.path.display());
             }
@@ -490,7 +518,11 @@ impl Listener for Reporter {
 type CliResult = Result<ExitCode, Box<dyn Error>>;
 
 fn locking(global: &GlobalArgs) -> LockingFlags {
-    LockingFlags { locked: global.locked, offline: global.offline, frozen: global.frozen }
+    LockingFlags {
+        locked: global.locked,
+        offline: global.offline,
+        frozen: global.frozen,
+    }
 }
 
 fn build_options(global: &GlobalArgs, args: &PackageArgs) -> BuildOptions {
@@ -526,9 +558,17 @@ fn build_options(global: &GlobalArgs, args: &PackageArgs) -> BuildOptions {
 }
 
 /// The workspace's repository settings, with `--repo-dir` applied.
-fn repo_config(global: &GlobalArgs, repo: &RepoArgs) -> Result<(WorkspaceInfo, RepoConfig), Box<dyn Error>> {
+fn repo_config(
+    global: &GlobalArgs,
+    repo: &RepoArgs,
+) -> Result<(WorkspaceInfo, RepoConfig), Box<dyn Error>> {
     let info = WorkspaceInfo::load(global.manifest_path.as_deref(), locking(global))?;
-    let mut config = RepoConfig::resolve(&info.metadata, &info.root, &info.root_manifest, &info.target_dir)?;
+    let mut config = RepoConfig::resolve(
+        &info.metadata,
+        &info.root,
+        &info.root_manifest,
+        &info.target_dir,
+    )?;
     if let Some(dir) = &repo.repo_dir {
         config.dir = dir.clone();
     }
@@ -543,21 +583,36 @@ fn destination(config: &RepoConfig, repo: &RepoArgs) -> Result<Destination, Box<
 fn open_store(destination: &Destination) -> Result<Box<dyn Store>, Box<dyn Error>> {
     Ok(match destination {
         Destination::Local(dir) => Box::new(FsStore::new(dir)),
-        Destination::Spaces { config, .. } => Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?),
+        Destination::Spaces { config, .. } => {
+            Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?)
+        }
     })
 }
 
 /// The signing key: configured, or for a local-directory repository the development key.
-fn repo_signing_key(key: &KeyArgs, config: &RepoConfig, destination: &Destination, reporter: &Reporter) -> Result<SigningKey, Box<dyn Error>> {
+fn repo_signing_key(
+    key: &KeyArgs,
+    config: &RepoConfig,
+    destination: &Destination,
+    reporter: &Reporter,
+) -> Result<SigningKey, Box<dyn Error>> {
     let dev_key = match destination {
         Destination::Local(_) => Some(config.dev_key_path()),
         Destination::Spaces { .. } => None,
     };
-    let (signing_key, source) =
-        repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), dev_key.as_deref())?
-            .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: destination.describe() })?;
+    let (signing_key, source) = repo_config::find_signing_key(
+        key.key_file.as_deref(),
+        config.key_file.as_deref(),
+        dev_key.as_deref(),
+    )?
+    .ok_or_else(|| repo_config::KeyError::NotConfigured {
+        destination: destination.describe(),
+    })?;
     repo_config::warn_about_dev_key(&source, reporter);
-    reporter.detail(&format!("signing key {} from {source}", signing_key.fingerprint()));
+    reporter.detail(&format!(
+        "signing key {} from {source}",
+        signing_key.fingerprint()
+    ));
     Ok(signing_key)
 }
 
@@ -568,7 +623,12 @@ fn run_build(global: &GlobalArgs, args: &BuildArgs, reporter: &Reporter) -> CliR
         print!("{}", package::explain(&plan));
         return Ok(ExitCode::SUCCESS);
     }
-    let config = RepoConfig::resolve(&plan.workspace.metadata, &plan.workspace.root, &plan.workspace.root_manifest, &plan.workspace.target_dir)?;
+    let config = RepoConfig::resolve(
+        &plan.workspace.metadata,
+        &plan.workspace.root,
+        &plan.workspace.root_manifest,
+        &plan.workspace.target_dir,
+    )?;
     // A plain build signs with a configured key only; it never creates the development key.
     let signer = if args.package.no_sign || !config.sign_debs {
         None
@@ -585,15 +645,28 @@ fn run_build(global: &GlobalArgs, args: &BuildArgs, reporter: &Reporter) -> CliR
 
 fn print_report(report: &PublishReport, reporter: &Reporter) {
     let mut human = String::new();
-    let verb = if report.dry_run { "would publish" } else { "published" };
+    let verb = if report.dry_run {
+        "would publish"
+    } else {
+        "published"
+    };
     for p in &report.added {
-        human.push_str(&format!("{verb} {} {} ({}) to {}\n", p.name, p.version, p.architecture, report.suite));
+        human.push_str(&format!(
+            "{verb} {} {} ({}) to {}\n",
+            p.name, p.version, p.architecture, report.suite
+        ));
     }
     for p in &report.unchanged {
-        human.push_str(&format!("unchanged {} {} ({}) in {}\n", p.name, p.version, p.architecture, report.suite));
+        human.push_str(&format!(
+            "unchanged {} {} ({}) in {}\n",
+            p.name, p.version, p.architecture, report.suite
+        ));
     }
     for p in &report.retired {
-        human.push_str(&format!("retired {} {} ({}) from {}\n", p.name, p.version, p.architecture, report.suite));
+        human.push_str(&format!(
+            "retired {} {} ({}) from {}\n",
+            p.name, p.version, p.architecture, report.suite
+        ));
     }
     if report.dry_run {
         human.push_str("plan (dry run, nothing was changed):\n");
@@ -602,9 +675,15 @@ fn print_report(report: &PublishReport, reporter: &Reporter) {
         }
     }
     for key in &report.deleted {
-        human.push_str(&format!("deleted {key} (unreferenced for longer than the grace period)\n"));
+        human.push_str(&format!(
+            "deleted {key} (unreferenced for longer than the grace period)\n"
+        ));
     }
-    reporter.result("published", &human, serde_json::to_value(report).unwrap_or_default());
+    reporter.result(
+        "published",
+        &human,
+        serde_json::to_value(report).unwrap_or_default(),
+    );
 }
 
 fn publish_with(
@@ -617,8 +696,20 @@ fn publish_with(
     reporter: &Reporter,
 ) -> CliResult {
     let incoming = publish::read_debs(debs)?;
-    let suite = options.suite.clone().unwrap_or_else(|| config.default_suite.clone());
-    publish_incoming(store, config, key, suite, &options.control, &incoming, destination_url, reporter)
+    let suite = options
+        .suite
+        .clone()
+        .unwrap_or_else(|| config.default_suite.clone());
+    publish_incoming(
+        store,
+        config,
+        key,
+        suite,
+        &options.control,
+        &incoming,
+        destination_url,
+        reporter,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -637,14 +728,20 @@ fn publish_incoming(
         key,
         suite,
         settings: config.publish.clone(),
-        lock: LockOptions { wait: control.wait_for_lock.map(Duration::from_secs), break_lock: control.break_lock },
+        lock: LockOptions {
+            wait: control.wait_for_lock.map(Duration::from_secs),
+            break_lock: control.break_lock,
+        },
         dry_run: control.dry_run,
         now: &repo_config::now,
     };
     let report = publish.run(incoming, reporter)?;
     print_report(&report, reporter);
     if !report.dry_run {
-        reporter.detail(&format!("servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main", destination_url, report.suite));
+        reporter.detail(&format!(
+            "servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main",
+            destination_url, report.suite
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -659,7 +756,15 @@ fn run_publish(global: &GlobalArgs, args: &PublishArgs, reporter: &Reporter) -> 
     let destination = destination(&config, &args.repo)?;
     let key = repo_signing_key(&args.key, &config, &destination, reporter)?;
     let store = open_store(&destination)?;
-    publish_with(store.as_ref(), &config, &key, &args.options, &debs, &destination.public_url(), reporter)
+    publish_with(
+        store.as_ref(),
+        &config,
+        &key,
+        &args.options,
+        &debs,
+        &destination.public_url(),
+        reporter,
+    )
 }
 
 fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> CliResult {
@@ -675,7 +780,15 @@ fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> 
     let signer = (!args.package.no_sign && config.sign_debs).then_some(&key);
     let built = package::build(&plan, &options, signer, reporter)?;
     let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
-    publish_with(store.as_ref(), &config, &key, &args.options, &debs, &destination.public_url(), reporter)
+    publish_with(
+        store.as_ref(),
+        &config,
+        &key,
+        &args.options,
+        &debs,
+        &destination.public_url(),
+        reporter,
+    )
 }
 
 fn run_promote(global: &GlobalArgs, args: &PromoteArgs, reporter: &Reporter) -> CliResult {
@@ -683,14 +796,29 @@ fn run_promote(global: &GlobalArgs, args: &PromoteArgs, reporter: &Reporter) -> 
     let destination = destination(&config, &args.repo)?;
     let key = existing_key(&args.key, &config, reporter)?;
     let store = open_store(&destination)?;
-    let incoming = publish::promotion(store.as_ref(), &key.public_key(), &args.from, &args.packages)?;
-    publish_incoming(store.as_ref(), &config, &key, args.to.clone(), &args.control, &incoming, &destination.public_url(), reporter)
+    let incoming = publish::promotion(
+        store.as_ref(),
+        &key.public_key(),
+        &args.from,
+        &args.packages,
+    )?;
+    publish_incoming(
+        store.as_ref(),
+        &config,
+        &key,
+        args.to.clone(),
+        &args.control,
+        &incoming,
+        &destination.public_url(),
+        reporter,
+    )
 }
 
 /// The public key for reading: --keyring, else the signing key's public half.
 fn reading_key(args: &RepoReadArgs, config: &RepoConfig) -> Result<PublicKey, Box<dyn Error>> {
     if let Some(path) = &args.keyring {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?);
     }
     Ok(existing_key(&args.key, config, &SilentListener)?.public_key())
@@ -705,7 +833,12 @@ fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> Cl
     let mut human = String::new();
     let mut json = Vec::new();
     for suite in &suites {
-        human.push_str(&format!("{} ({}, {} packages)\n", suite.suite, suite.release.date, suite.packages.len()));
+        human.push_str(&format!(
+            "{} ({}, {} packages)\n",
+            suite.suite,
+            suite.release.date,
+            suite.packages.len()
+        ));
         let mut packages = Vec::new();
         for p in &suite.packages {
             human.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
@@ -714,9 +847,16 @@ fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> Cl
         json.push(serde_json::json!({ "suite": suite.suite, "date": suite.release.date, "packages": packages }));
     }
     if suites.is_empty() {
-        human.push_str(&format!("{}: no suites published yet\n", destination.describe()));
+        human.push_str(&format!(
+            "{}: no suites published yet\n",
+            destination.describe()
+        ));
     }
-    reporter.result("list", &human, serde_json::json!({ "repository": destination.describe(), "suites": json }));
+    reporter.result(
+        "list",
+        &human,
+        serde_json::json!({ "repository": destination.describe(), "suites": json }),
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -728,8 +868,15 @@ fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> 
     let report = verify::verify(store.as_ref(), &key)?;
     let mut human = String::new();
     for suite in &report.suites {
-        let status = if suite.problems.is_empty() { "ok" } else { "FAILED" };
-        human.push_str(&format!("{}: {status} ({} packages)\n", suite.suite, suite.packages));
+        let status = if suite.problems.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        human.push_str(&format!(
+            "{}: {status} ({} packages)\n",
+            suite.suite, suite.packages
+        ));
         for problem in &suite.problems {
             human.push_str(&format!("  problem: {problem}\n"));
         }
@@ -738,15 +885,30 @@ fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> 
         }
     }
     if report.suites.is_empty() {
-        human.push_str(&format!("{}: no suites published yet\n", destination.describe()));
+        human.push_str(&format!(
+            "{}: no suites published yet\n",
+            destination.describe()
+        ));
     }
-    reporter.result("verify", &human, serde_json::to_value(&report).unwrap_or_default());
-    Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    reporter.result(
+        "verify",
+        &human,
+        serde_json::to_value(&report).unwrap_or_default(),
+    );
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn run_doctor(global: &GlobalArgs, args: &DoctorArgs, reporter: &Reporter) -> CliResult {
     let (_, config) = repo_config(global, &args.repo)?;
-    let Destination::Spaces { config: s3, public_url } = destination(&config, &args.repo)? else {
+    let Destination::Spaces {
+        config: s3,
+        public_url,
+    } = destination(&config, &args.repo)?
+    else {
         return Err("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket".into());
     };
     let store = S3Store::new(s3, Credentials::from_env()?)?;
@@ -759,17 +921,30 @@ fn run_doctor(global: &GlobalArgs, args: &DoctorArgs, reporter: &Reporter) -> Cl
             CheckStatus::Fail => "FAIL",
             CheckStatus::Skip => "skip",
         };
-        human.push_str(&format!("{:<24} {:<6} {}\n", check.check, status, check.detail));
+        human.push_str(&format!(
+            "{:<24} {:<6} {}\n",
+            check.check, status, check.detail
+        ));
     }
     reporter.result("doctor", &human, serde_json::json!({ "store": store.describe(), "public_url": public_url, "checks": checks }));
     let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> CliResult {
     match command {
-        KeyCommand::Generate { output, algorithm, user_id } => {
-            let passphrase = std::env::var(repo_config::PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
+        KeyCommand::Generate {
+            output,
+            algorithm,
+            user_id,
+        } => {
+            let passphrase = std::env::var(repo_config::PASSPHRASE_ENV)
+                .ok()
+                .filter(|p| !p.is_empty());
             let encrypted = passphrase.is_some();
             let key = SigningKey::generate(&KeyParams {
                 algorithm: match algorithm {
@@ -792,21 +967,35 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
             );
             reporter.result("key-generated", &human, serde_json::json!({ "path": output, "fingerprint": key.fingerprint(), "encrypted": encrypted }));
         }
-        KeyCommand::Export { key, repo, output, armor } => {
+        KeyCommand::Export {
+            key,
+            repo,
+            output,
+            armor,
+        } => {
             let config = key_command_config(global, key, repo)?;
             let signing_key = existing_key(key, &config, reporter)?;
             let public_key = signing_key.public_key();
             let armored = *armor || output.extension().is_some_and(|e| e == "asc");
-            let bytes = if armored { public_key.to_armored()?.into_bytes() } else { public_key.to_binary()? };
+            let bytes = if armored {
+                public_key.to_armored()?.into_bytes()
+            } else {
+                public_key.to_binary()?
+            };
             write_public_file(output, &bytes)?;
-            let human = format!("wrote the public key {} to {}\n", public_key.fingerprint(), output.display());
+            let human = format!(
+                "wrote the public key {} to {}\n",
+                public_key.fingerprint(),
+                output.display()
+            );
             reporter.result("key-exported", &human, serde_json::json!({ "path": output, "fingerprint": public_key.fingerprint(), "armored": armored }));
         }
         KeyCommand::DebsigPolicy { key, repo } => {
             let config = key_command_config(global, key, repo)?;
             let signing_key = existing_key(key, &config, reporter)?;
             let fingerprint = signing_key.fingerprint();
-            let policy = cargo_speedy::debfile::debsig_policy(&fingerprint, &config.publish.repo.origin);
+            let policy =
+                cargo_speedy::debfile::debsig_policy(&fingerprint, &config.publish.repo.origin);
             let (policy_path, keyring_path) = cargo_speedy::debfile::debsig_paths(&fingerprint);
             let human = format!(
                 "{policy}\n<!-- install as /etc/debsig/policies/{policy_path}, with the binary public keyring as /usr/share/debsig/keyrings/{keyring_path} -->\n"
@@ -819,22 +1008,39 @@ fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> Cl
 
 /// The settings for `key export` and `key debsig-policy`: the workspace's, or with
 /// `--key-file` outside a workspace, the defaults (a key file needs no Cargo.toml).
-fn key_command_config(global: &GlobalArgs, key: &KeyArgs, repo: &RepoArgs) -> Result<RepoConfig, Box<dyn Error>> {
+fn key_command_config(
+    global: &GlobalArgs,
+    key: &KeyArgs,
+    repo: &RepoArgs,
+) -> Result<RepoConfig, Box<dyn Error>> {
     match repo_config(global, repo) {
         Ok((_, config)) => Ok(config),
         Err(_) if key.key_file.is_some() && global.manifest_path.is_none() => {
             let here = std::env::current_dir()?;
             let defaults = cargo_speedy::config::WorkspaceMetadata::default();
-            Ok(RepoConfig::resolve(&defaults, &here, &here.join("Cargo.toml"), &here.join("target"))?)
+            Ok(RepoConfig::resolve(
+                &defaults,
+                &here,
+                &here.join("Cargo.toml"),
+                &here.join("target"),
+            )?)
         }
         Err(error) => Err(error),
     }
 }
 
 /// A configured key or an existing development key; never generates one.
-fn configured_key(key: &KeyArgs, config: &RepoConfig, listener: &dyn Listener) -> Result<Option<SigningKey>, Box<dyn Error>> {
+fn configured_key(
+    key: &KeyArgs,
+    config: &RepoConfig,
+    listener: &dyn Listener,
+) -> Result<Option<SigningKey>, Box<dyn Error>> {
     let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
-    let found = repo_config::find_signing_key(key.key_file.as_deref(), config.key_file.as_deref(), existing_dev_key.as_deref())?;
+    let found = repo_config::find_signing_key(
+        key.key_file.as_deref(),
+        config.key_file.as_deref(),
+        existing_dev_key.as_deref(),
+    )?;
     Ok(found.map(|(signing_key, source)| {
         repo_config::warn_about_dev_key(&source, listener);
         signing_key
@@ -842,9 +1048,17 @@ fn configured_key(key: &KeyArgs, config: &RepoConfig, listener: &dyn Listener) -
 }
 
 /// Like [`configured_key`], but a key is required.
-fn existing_key(key: &KeyArgs, config: &RepoConfig, listener: &dyn Listener) -> Result<SigningKey, Box<dyn Error>> {
-    configured_key(key, config, listener)?
-        .ok_or_else(|| repo_config::KeyError::NotConfigured { destination: config.dir.display().to_string() }.into())
+fn existing_key(
+    key: &KeyArgs,
+    config: &RepoConfig,
+    listener: &dyn Listener,
+) -> Result<SigningKey, Box<dyn Error>> {
+    configured_key(key, config, listener)?.ok_or_else(|| {
+        repo_config::KeyError::NotConfigured {
+            destination: config.dir.display().to_string(),
+        }
+        .into()
+    })
 }
 
 /// apt reads keyrings as the `_apt` user: public key files must be world-readable.

@@ -82,14 +82,21 @@ impl SpacesMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     Local(PathBuf),
-    Spaces { config: S3Config, public_url: String },
+    Spaces {
+        config: S3Config,
+        public_url: String,
+    },
 }
 
 impl Destination {
     pub fn describe(&self) -> String {
         match self {
             Destination::Local(dir) => dir.display().to_string(),
-            Destination::Spaces { config, .. } => format!("s3://{}/{}", config.bucket, config.prefix.as_deref().unwrap_or("")),
+            Destination::Spaces { config, .. } => format!(
+                "s3://{}/{}",
+                config.bucket,
+                config.prefix.as_deref().unwrap_or("")
+            ),
         }
     }
 
@@ -127,14 +134,26 @@ pub struct RepoConfig {
 fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
         && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    if valid { Ok(()) } else { Err(format!("{bucket:?} is not a bucket name: 3 to 63 of a-z, 0-9, '-' and '.'")) }
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{bucket:?} is not a bucket name: 3 to 63 of a-z, 0-9, '-' and '.'"
+        ))
+    }
 }
 
 impl RepoConfig {
     /// Where to publish: `--repo-dir` wins, then a Spaces bucket (flags over the
     /// manifest), else the local directory.
-    pub fn destination(&self, local_dir: Option<&Path>, flags: SpacesMetadata) -> Result<Destination, ConfigError> {
+    pub fn destination(
+        &self,
+        local_dir: Option<&Path>,
+        flags: SpacesMetadata,
+    ) -> Result<Destination, ConfigError> {
         if let Some(dir) = local_dir {
             return Ok(Destination::Local(dir.to_owned()));
         }
@@ -149,13 +168,25 @@ impl RepoConfig {
         };
         check_bucket(&bucket).map_err(|why| err("bucket", why))?;
         let region = spaces.region.clone().unwrap_or_else(|| "nyc3".to_owned());
-        if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(err("region", format!("{region:?} is not a region like \"nyc3\"")));
+        if region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(err(
+                "region",
+                format!("{region:?} is not a region like \"nyc3\""),
+            ));
         }
         let mut config = S3Config::spaces(&bucket, &region);
         if let Some(endpoint) = &spaces.endpoint {
-            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) || endpoint.contains(char::is_whitespace) {
-                return Err(err("endpoint", format!("{endpoint:?} is not an http(s) URL")));
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                || endpoint.contains(char::is_whitespace)
+            {
+                return Err(err(
+                    "endpoint",
+                    format!("{endpoint:?} is not an http(s) URL"),
+                ));
             }
             config.endpoint = endpoint.trim_end_matches('/').to_owned();
         }
@@ -170,24 +201,46 @@ impl RepoConfig {
             None => {}
             Some("path") => config.path_style = true,
             Some("virtual") if bucket.contains('.') => {
-                return Err(err("addressing", "virtual-host addressing breaks TLS for bucket names with dots; use \"path\"".into()))
+                return Err(err(
+                    "addressing",
+                    "virtual-host addressing breaks TLS for bucket names with dots; use \"path\""
+                        .into(),
+                ))
             }
             Some("virtual") => config.path_style = false,
-            Some(other) => return Err(err("addressing", format!("{other:?}: use \"path\" or \"virtual\""))),
+            Some(other) => {
+                return Err(err(
+                    "addressing",
+                    format!("{other:?}: use \"path\" or \"virtual\""),
+                ))
+            }
         }
         match spaces.acl.as_deref() {
             None | Some("public-read") => config.public_read = true,
             Some("private") => config.public_read = false,
-            Some(other) => return Err(err("acl", format!("{other:?}: use \"public-read\" or \"private\""))),
+            Some(other) => {
+                return Err(err(
+                    "acl",
+                    format!("{other:?}: use \"public-read\" or \"private\""),
+                ))
+            }
         }
         match spaces.checksums.as_deref() {
             None | Some("when-required") => config.checksums = ChecksumMode::WhenRequired,
             Some("when-supported") => config.checksums = ChecksumMode::WhenSupported,
-            Some(other) => return Err(err("checksums", format!("{other:?}: use \"when-required\" or \"when-supported\""))),
+            Some(other) => {
+                return Err(err(
+                    "checksums",
+                    format!("{other:?}: use \"when-required\" or \"when-supported\""),
+                ))
+            }
         }
         if let Some(threshold) = spaces.multipart_threshold {
             if threshold < 5 * 1024 * 1024 {
-                return Err(err("multipart-threshold", "S3 parts are at least 5 MiB".into()));
+                return Err(err(
+                    "multipart-threshold",
+                    "S3 parts are at least 5 MiB".into(),
+                ));
             }
             config.multipart_threshold = threshold;
         }
@@ -197,7 +250,11 @@ impl RepoConfig {
             }
             config.parallelism = parallelism;
         }
-        let prefix_path = config.prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
+        let prefix_path = config
+            .prefix
+            .as_deref()
+            .map(|p| format!("{p}/"))
+            .unwrap_or_default();
         let public_url = match &spaces.public_url {
             Some(url) => {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -207,7 +264,10 @@ impl RepoConfig {
             }
             None if config.path_style => format!("{}/{bucket}/{prefix_path}", config.endpoint),
             None => {
-                let (scheme, host) = config.endpoint.split_once("://").unwrap_or(("https", &config.endpoint));
+                let (scheme, host) = config
+                    .endpoint
+                    .split_once("://")
+                    .unwrap_or(("https", &config.endpoint));
                 format!("{scheme}://{bucket}.{host}/{prefix_path}")
             }
         };
@@ -226,23 +286,36 @@ impl RepoConfig {
             key: format!("workspace.metadata.speedy.repo.{key}"),
             message,
         };
-        let suites = repo.suites.clone().unwrap_or_else(|| vec!["dev".to_owned(), "stable".to_owned()]);
+        let suites = repo
+            .suites
+            .clone()
+            .unwrap_or_else(|| vec!["dev".to_owned(), "stable".to_owned()]);
         if suites.is_empty() {
             return Err(err("suites", "name at least one suite".into()));
         }
         for (index, suite) in suites.iter().enumerate() {
             check_suite(suite).map_err(|why| err(&format!("suites[{index}]"), why))?;
         }
-        let default_suite = repo.default_suite.clone().unwrap_or_else(|| suites[0].clone());
+        let default_suite = repo
+            .default_suite
+            .clone()
+            .unwrap_or_else(|| suites[0].clone());
         if !suites.contains(&default_suite) {
-            return Err(err("default-suite", format!("{default_suite:?} is not one of the suites ({})", suites.join(", "))));
+            return Err(err(
+                "default-suite",
+                format!(
+                    "{default_suite:?} is not one of the suites ({})",
+                    suites.join(", ")
+                ),
+            ));
         }
         let architectures = repo
             .architectures
             .clone()
             .unwrap_or_else(|| vec![crate::package::debian_architecture(None)]);
         for (index, architecture) in architectures.iter().enumerate() {
-            check_architecture(architecture).map_err(|why| err(&format!("architectures[{index}]"), why))?;
+            check_architecture(architecture)
+                .map_err(|why| err(&format!("architectures[{index}]"), why))?;
         }
         let retention = repo.retention.unwrap_or(5);
         if retention == 0 {
@@ -254,13 +327,14 @@ impl RepoConfig {
             Some(span) => Some(parse_timespan(span).map_err(|why| err("valid-for", why))?),
             None => None,
         };
-        let one_line = |key: &str, value: &Option<String>, default: &str| -> Result<String, ConfigError> {
-            let value = value.clone().unwrap_or_else(|| default.to_owned());
-            if value.contains('\n') || value.trim().is_empty() {
-                return Err(err(key, "must be one non-empty line".into()));
-            }
-            Ok(value)
-        };
+        let one_line =
+            |key: &str, value: &Option<String>, default: &str| -> Result<String, ConfigError> {
+                let value = value.clone().unwrap_or_else(|| default.to_owned());
+                if value.contains('\n') || value.trim().is_empty() {
+                    return Err(err(key, "must be one non-empty line".into()));
+                }
+                Ok(value)
+            };
         let origin = one_line("origin", &repo.origin, "Speedy")?;
         let label = one_line("label", &repo.label, &origin)?;
         if let Some(description) = &repo.description {
@@ -268,9 +342,17 @@ impl RepoConfig {
         }
         let signing = workspace.signing.clone().unwrap_or_default();
         Ok(RepoConfig {
-            dir: repo.dir.map(|d| root.join(d)).unwrap_or_else(|| target_dir.join("speedy").join("repo")),
+            dir: repo
+                .dir
+                .map(|d| root.join(d))
+                .unwrap_or_else(|| target_dir.join("speedy").join("repo")),
             publish: PublishSettings {
-                repo: RepoSettings { origin, label, description: repo.description.clone(), architectures },
+                repo: RepoSettings {
+                    origin,
+                    label,
+                    description: repo.description.clone(),
+                    architectures,
+                },
                 suites,
                 retention,
                 grace_seconds: parse_timespan(&grace).map_err(|why| err("grace-period", why))?,
@@ -286,8 +368,13 @@ impl RepoConfig {
 
     /// Where the development key lives when none is configured: beside the repository.
     pub fn dev_key_path(&self) -> PathBuf {
-        let name = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
-        self.dir.with_file_name(format!("{name}-dev-signing-key.asc"))
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
+        self.dir
+            .with_file_name(format!("{name}-dev-signing-key.asc"))
     }
 }
 
@@ -297,7 +384,10 @@ pub enum KeySource {
     File(PathBuf),
     Environment(&'static str),
     /// The development key beside the local repository; `generated` when made just now.
-    Development { path: PathBuf, generated: bool },
+    Development {
+        path: PathBuf,
+        generated: bool,
+    },
 }
 
 impl std::fmt::Display for KeySource {
@@ -305,7 +395,9 @@ impl std::fmt::Display for KeySource {
         match self {
             KeySource::File(path) => write!(f, "{}", path.display()),
             KeySource::Environment(name) => write!(f, "${name}"),
-            KeySource::Development { path, .. } => write!(f, "{} (development key)", path.display()),
+            KeySource::Development { path, .. } => {
+                write!(f, "{} (development key)", path.display())
+            }
         }
     }
 }
@@ -315,9 +407,15 @@ pub enum KeyError {
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error("cannot read the signing key {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "no signing key configured: publishing to {destination} needs one. Create one with \
          `cargo speedy key generate --output KEYFILE`, then set `key-file` in [workspace.metadata.speedy.signing], \
@@ -331,8 +429,15 @@ fn passphrase() -> Option<String> {
 }
 
 fn load_file(path: &Path) -> Result<SigningKey, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
-    Ok(SigningKey::from_bytes(&bytes, passphrase().as_deref(), &path.display().to_string())?)
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(SigningKey::from_bytes(
+        &bytes,
+        passphrase().as_deref(),
+        &path.display().to_string(),
+    )?)
 }
 
 /// Finds the signing key: `--key-file`, then `$SPEEDY_SIGNING_KEY`,
@@ -348,10 +453,17 @@ pub fn find_signing_key(
         return Ok(Some((load_file(path)?, KeySource::File(path.to_owned()))));
     }
     if let Some(armored) = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()) {
-        let key = SigningKey::from_bytes(armored.as_bytes(), passphrase().as_deref(), &format!("${KEY_ENV}"))?;
+        let key = SigningKey::from_bytes(
+            armored.as_bytes(),
+            passphrase().as_deref(),
+            &format!("${KEY_ENV}"),
+        )?;
         return Ok(Some((key, KeySource::Environment(KEY_ENV))));
     }
-    if let Some(path) = std::env::var_os(KEY_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from) {
+    if let Some(path) = std::env::var_os(KEY_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+    {
         return Ok(Some((load_file(&path)?, KeySource::File(path))));
     }
     if let Some(path) = configured {
@@ -359,7 +471,13 @@ pub fn find_signing_key(
     }
     let Some(path) = dev_key else { return Ok(None) };
     if path.exists() {
-        return Ok(Some((load_file(path)?, KeySource::Development { path: path.to_owned(), generated: false })));
+        return Ok(Some((
+            load_file(path)?,
+            KeySource::Development {
+                path: path.to_owned(),
+                generated: false,
+            },
+        )));
     }
     let key = SigningKey::generate(&KeyParams {
         algorithm: KeyAlgorithm::Ed25519,
@@ -368,13 +486,23 @@ pub fn find_signing_key(
         created: now(),
     })?;
     write_secret_file(path, key.to_armored()?.as_bytes())?;
-    Ok(Some((key, KeySource::Development { path: path.to_owned(), generated: true })))
+    Ok(Some((
+        key,
+        KeySource::Development {
+            path: path.to_owned(),
+            generated: true,
+        },
+    )))
 }
 
 /// Says loudly that a development key is in use, once per command.
 pub fn warn_about_dev_key(source: &KeySource, listener: &dyn Listener) {
     if let KeySource::Development { path, generated } = source {
-        let made = if *generated { "generated a development signing key" } else { "signing with the development key" };
+        let made = if *generated {
+            "generated a development signing key"
+        } else {
+            "signing with the development key"
+        };
         listener.warning(&format!(
             "{made} at {}: fine for trying things locally, NOT for servers. Create a real key with \
              `cargo speedy key generate --output KEYFILE`, keep it secret, and set `key-file` in \
@@ -389,8 +517,14 @@ pub fn warn_about_dev_key(source: &KeySource, listener: &dyn Listener) {
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let write_error = |source| KeyError::Write { path: path.to_owned(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let write_error = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write_error)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".speedy-key-")
@@ -399,7 +533,8 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         .map_err(write_error)?;
     temp.write_all(bytes).map_err(write_error)?;
     temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist_noclobber(path).map_err(|e| write_error(e.error))?;
+    temp.persist_noclobber(path)
+        .map_err(|e| write_error(e.error))?;
     Ok(())
 }
 
@@ -415,8 +550,16 @@ mod tests {
     use super::*;
 
     fn resolve(repo: RepoMetadata) -> Result<RepoConfig, ConfigError> {
-        let workspace = WorkspaceMetadata { repo: Some(repo), ..WorkspaceMetadata::default() };
-        RepoConfig::resolve(&workspace, Path::new("/ws"), Path::new("/ws/Cargo.toml"), Path::new("/ws/target"))
+        let workspace = WorkspaceMetadata {
+            repo: Some(repo),
+            ..WorkspaceMetadata::default()
+        };
+        RepoConfig::resolve(
+            &workspace,
+            Path::new("/ws"),
+            Path::new("/ws/Cargo.toml"),
+            Path::new("/ws/target"),
+        )
     }
 
     #[test]
@@ -428,18 +571,57 @@ mod tests {
         assert_eq!(config.publish.retention, 5);
         assert_eq!(config.publish.grace_seconds, 3600);
         assert!(config.sign_debs);
-        assert_eq!(config.dev_key_path(), Path::new("/ws/target/speedy/repo-dev-signing-key.asc"));
+        assert_eq!(
+            config.dev_key_path(),
+            Path::new("/ws/target/speedy/repo-dev-signing-key.asc")
+        );
     }
 
     #[test]
     fn bad_settings_name_the_key() {
         let cases = [
-            (RepoMetadata { suites: Some(vec!["dev/x".into()]), ..Default::default() }, "repo.suites[0]"),
-            (RepoMetadata { default_suite: Some("prod".into()), ..Default::default() }, "repo.default-suite"),
-            (RepoMetadata { architectures: Some(vec!["AMD64".into()]), ..Default::default() }, "repo.architectures[0]"),
-            (RepoMetadata { retention: Some(0), ..Default::default() }, "repo.retention"),
-            (RepoMetadata { grace_period: Some("a while".into()), ..Default::default() }, "repo.grace-period"),
-            (RepoMetadata { origin: Some("a\nb".into()), ..Default::default() }, "repo.origin"),
+            (
+                RepoMetadata {
+                    suites: Some(vec!["dev/x".into()]),
+                    ..Default::default()
+                },
+                "repo.suites[0]",
+            ),
+            (
+                RepoMetadata {
+                    default_suite: Some("prod".into()),
+                    ..Default::default()
+                },
+                "repo.default-suite",
+            ),
+            (
+                RepoMetadata {
+                    architectures: Some(vec!["AMD64".into()]),
+                    ..Default::default()
+                },
+                "repo.architectures[0]",
+            ),
+            (
+                RepoMetadata {
+                    retention: Some(0),
+                    ..Default::default()
+                },
+                "repo.retention",
+            ),
+            (
+                RepoMetadata {
+                    grace_period: Some("a while".into()),
+                    ..Default::default()
+                },
+                "repo.grace-period",
+            ),
+            (
+                RepoMetadata {
+                    origin: Some("a\nb".into()),
+                    ..Default::default()
+                },
+                "repo.origin",
+            ),
         ];
         for (repo, key) in cases {
             let error = resolve(repo).unwrap_err();
@@ -451,25 +633,98 @@ mod tests {
     #[test]
     fn destinations() {
         let config = resolve(RepoMetadata::default()).unwrap();
-        assert_eq!(config.destination(None, SpacesMetadata::default()).unwrap(), Destination::Local("/ws/target/speedy/repo".into()));
-        let spaces = SpacesMetadata { bucket: Some("speedy-apt".into()), region: Some("ams3".into()), ..Default::default() };
-        let Destination::Spaces { config: s3, public_url } = config.destination(None, spaces.clone()).unwrap() else { panic!() };
+        assert_eq!(
+            config.destination(None, SpacesMetadata::default()).unwrap(),
+            Destination::Local("/ws/target/speedy/repo".into())
+        );
+        let spaces = SpacesMetadata {
+            bucket: Some("speedy-apt".into()),
+            region: Some("ams3".into()),
+            ..Default::default()
+        };
+        let Destination::Spaces {
+            config: s3,
+            public_url,
+        } = config.destination(None, spaces.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(s3.endpoint, "https://ams3.digitaloceanspaces.com");
         assert!(!s3.path_style && s3.public_read);
-        assert_eq!(public_url, "https://speedy-apt.ams3.digitaloceanspaces.com/");
+        assert_eq!(
+            public_url,
+            "https://speedy-apt.ams3.digitaloceanspaces.com/"
+        );
         // --repo-dir wins; dotted buckets go path-style.
-        assert_eq!(config.destination(Some(Path::new("/r")), spaces).unwrap(), Destination::Local("/r".into()));
-        let dotted = SpacesMetadata { bucket: Some("apt.speedy.example".into()), prefix: Some("/debian/".into()), ..Default::default() };
-        let Destination::Spaces { config: s3, public_url } = config.destination(None, dotted).unwrap() else { panic!() };
+        assert_eq!(
+            config.destination(Some(Path::new("/r")), spaces).unwrap(),
+            Destination::Local("/r".into())
+        );
+        let dotted = SpacesMetadata {
+            bucket: Some("apt.speedy.example".into()),
+            prefix: Some("/debian/".into()),
+            ..Default::default()
+        };
+        let Destination::Spaces {
+            config: s3,
+            public_url,
+        } = config.destination(None, dotted).unwrap()
+        else {
+            panic!()
+        };
         assert!(s3.path_style);
-        assert_eq!(public_url, "https://nyc3.digitaloceanspaces.com/apt.speedy.example/debian/");
+        assert_eq!(
+            public_url,
+            "https://nyc3.digitaloceanspaces.com/apt.speedy.example/debian/"
+        );
         for (bad, key) in [
-            (SpacesMetadata { bucket: Some("No_Such".into()), ..Default::default() }, "bucket"),
-            (SpacesMetadata { bucket: Some("b-b".into()), endpoint: Some("ftp://x".into()), ..Default::default() }, "endpoint"),
-            (SpacesMetadata { bucket: Some("b-b".into()), acl: Some("world".into()), ..Default::default() }, "acl"),
-            (SpacesMetadata { bucket: Some("a.b".into()), addressing: Some("virtual".into()), ..Default::default() }, "addressing"),
-            (SpacesMetadata { bucket: Some("b-b".into()), checksums: Some("always".into()), ..Default::default() }, "checksums"),
-            (SpacesMetadata { bucket: Some("b-b".into()), prefix: Some("a/../b".into()), ..Default::default() }, "prefix"),
+            (
+                SpacesMetadata {
+                    bucket: Some("No_Such".into()),
+                    ..Default::default()
+                },
+                "bucket",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    endpoint: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "endpoint",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    acl: Some("world".into()),
+                    ..Default::default()
+                },
+                "acl",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("a.b".into()),
+                    addressing: Some("virtual".into()),
+                    ..Default::default()
+                },
+                "addressing",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    checksums: Some("always".into()),
+                    ..Default::default()
+                },
+                "checksums",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    prefix: Some("a/../b".into()),
+                    ..Default::default()
+                },
+                "prefix",
+            ),
         ] {
             let error = config.destination(None, bad).unwrap_err();
             assert!(error.key.contains(&format!("spaces.{key}")), "{error}");
@@ -482,7 +737,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.asc");
         write_secret_file(&path, b"secret").unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(write_secret_file(&path, b"other").is_err());
         assert_eq!(std::fs::read(&path).unwrap(), b"secret");
     }

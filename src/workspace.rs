@@ -30,14 +30,21 @@ impl LockingFlags {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error("cannot read the workspace{}: {message}", manifest.as_ref().map(|m| format!(" at {}", m.display())).unwrap_or_default())]
-    Metadata { manifest: Option<PathBuf>, message: String },
+    Metadata {
+        manifest: Option<PathBuf>,
+        message: String,
+    },
     #[error(
         "the workspace at {} declares no services: add a [package.metadata.speedy] table with `kind = \"daemon\"` or `kind = \"jobs\"` to the packages to release",
         manifest.display()
     )]
     NoServices { manifest: PathBuf },
     #[error("package `{package}` is not a member of the workspace at {} (members: {members})", manifest.display())]
-    UnknownPackage { package: String, manifest: PathBuf, members: String },
+    UnknownPackage {
+        package: String,
+        manifest: PathBuf,
+        members: String,
+    },
     #[error("package `{package}` declares no service: add [package.metadata.speedy] to {}", manifest.display())]
     NotAService { package: String, manifest: PathBuf },
     #[error(transparent)]
@@ -56,7 +63,10 @@ pub struct WorkspaceInfo {
 
 impl WorkspaceInfo {
     /// Runs `cargo metadata` (without dependencies) and reads the workspace settings.
-    pub fn load(manifest_path: Option<&Path>, locking: LockingFlags) -> Result<Self, WorkspaceError> {
+    pub fn load(
+        manifest_path: Option<&Path>,
+        locking: LockingFlags,
+    ) -> Result<Self, WorkspaceError> {
         let mut command = cargo_metadata::MetadataCommand::new();
         command.no_deps();
         if let Some(path) = manifest_path {
@@ -72,7 +82,8 @@ impl WorkspaceInfo {
         })?;
         let root: PathBuf = metadata.workspace_root.clone().into();
         let root_manifest = root.join("Cargo.toml");
-        let workspace_metadata = config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
+        let workspace_metadata =
+            config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
         let members = metadata.workspace_packages().into_iter().cloned().collect();
         Ok(WorkspaceInfo {
             root,
@@ -104,13 +115,23 @@ impl Workspace {
         check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
     ) -> Result<Self, WorkspaceError> {
         let info = WorkspaceInfo::load(manifest_path, locking)?;
-        let WorkspaceInfo { root, root_manifest, target_dir, metadata: workspace_metadata, members } = info;
+        let WorkspaceInfo {
+            root,
+            root_manifest,
+            target_dir,
+            metadata: workspace_metadata,
+            members,
+        } = info;
         for name in selected {
             if !members.iter().any(|p| p.name.as_str() == name) {
                 return Err(WorkspaceError::UnknownPackage {
                     package: name.clone(),
                     manifest: root_manifest.clone(),
-                    members: members.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                    members: members
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -122,9 +143,14 @@ impl Workspace {
                 continue;
             }
             let manifest: PathBuf = package.manifest_path.clone().into();
-            let Some(service_metadata) = config::parse_package_metadata(&package.metadata, &manifest)? else {
+            let Some(service_metadata) =
+                config::parse_package_metadata(&package.metadata, &manifest)?
+            else {
                 if !selected.is_empty() {
-                    return Err(WorkspaceError::NotAService { package: package.name.to_string(), manifest });
+                    return Err(WorkspaceError::NotAService {
+                        package: package.name.to_string(),
+                        manifest,
+                    });
                 }
                 continue;
             };
@@ -137,19 +163,36 @@ impl Workspace {
                     .targets
                     .iter()
                     .filter(|t| t.is_bin())
-                    .map(|t| config::BinTarget { name: t.name.clone(), src_path: t.src_path.clone().into() })
+                    .map(|t| config::BinTarget {
+                        name: t.name.clone(),
+                        src_path: t.src_path.clone().into(),
+                    })
                     .collect(),
                 metadata: package.metadata.clone(),
                 authors: package.authors.clone(),
                 homepage: package.homepage.clone(),
                 repository: package.repository.clone(),
             };
-            services.push(config::resolve_service(&workspace_metadata, &root_manifest, &facts, service_metadata, check_calendar)?);
+            services.push(config::resolve_service(
+                &workspace_metadata,
+                &root_manifest,
+                &facts,
+                service_metadata,
+                check_calendar,
+            )?);
         }
         if services.is_empty() {
-            return Err(WorkspaceError::NoServices { manifest: root_manifest });
+            return Err(WorkspaceError::NoServices {
+                manifest: root_manifest,
+            });
         }
-        Ok(Workspace { root, root_manifest, target_dir, metadata: workspace_metadata, services })
+        Ok(Workspace {
+            root,
+            root_manifest,
+            target_dir,
+            metadata: workspace_metadata,
+            services,
+        })
     }
 
     /// Where `cargo speedy build` puts the finished packages.

@@ -15,10 +15,21 @@ fn assert_refused(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], expect
     all_args.extend_from_slice(args);
     let output = fixture.speedy_env(&all_args, env);
     let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "expected failure, got {}:\n{text}", output.status);
-    assert!(text.starts_with("error: ") || text.contains("\nerror: "), "{text}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected failure, got {}:\n{text}",
+        output.status
+    );
+    assert!(
+        text.starts_with("error: ") || text.contains("\nerror: "),
+        "{text}"
+    );
     for needle in expected {
-        assert!(text.contains(needle), "error should mention {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "error should mention {needle:?}:\n{text}"
+        );
     }
     assert!(
         fixture.everything_in_debs_dir().is_empty(),
@@ -37,7 +48,12 @@ fn refused(edit: impl FnOnce(&Fixture), expected: &[&str]) {
 fn unknown_service_kind() {
     refused(
         |f| f.edit(APP, "kind = \"daemon\"", "kind = \"deamon\""),
-        &["speedy-app/Cargo.toml", "package.metadata.speedy.kind", "unknown variant `deamon`", "`daemon`"],
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.kind",
+            "unknown variant `deamon`",
+            "`daemon`",
+        ],
     );
 }
 
@@ -45,7 +61,11 @@ fn unknown_service_kind() {
 fn misspelt_key() {
     refused(
         |f| f.edit(APP, "config-files =", "config_files ="),
-        &["speedy-app/Cargo.toml", "package.metadata.speedy", "unknown field `config_files`"],
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy",
+            "unknown field `config_files`",
+        ],
     );
 }
 
@@ -53,7 +73,11 @@ fn misspelt_key() {
 fn job_without_schedule() {
     refused(
         |f| f.edit(JOBS, "schedule = \"*:0/15\"\n", ""),
-        &["speedy-jobs/Cargo.toml", "package.metadata.speedy.jobs[0].schedule", "\"trending\" has no schedule"],
+        &[
+            "speedy-jobs/Cargo.toml",
+            "package.metadata.speedy.jobs[0].schedule",
+            "\"trending\" has no schedule",
+        ],
     );
 }
 
@@ -61,27 +85,55 @@ fn job_without_schedule() {
 fn invalid_on_calendar() {
     refused(
         |f| f.edit(JOBS, "schedule = \"*:0/15\"", "schedule = \"*-*-* 25:00\""),
-        &["speedy-jobs/Cargo.toml", "jobs[0].schedule", "\"*-*-* 25:00\" is not a valid OnCalendar expression", "hour 25"],
+        &[
+            "speedy-jobs/Cargo.toml",
+            "jobs[0].schedule",
+            "\"*-*-* 25:00\" is not a valid OnCalendar expression",
+            "hour 25",
+        ],
     );
     // One our own validator lets through and systemd-analyze refuses.
     let fixture = Fixture::new();
-    fixture.edit(JOBS, "schedule = \"*:0/15\"", "schedule = \"*-02-30 12:00 Mars/Olympus\"");
-    assert_refused(&fixture, &[], &[], &["jobs[0].schedule", "systemd-analyze calendar"]);
+    fixture.edit(
+        JOBS,
+        "schedule = \"*:0/15\"",
+        "schedule = \"*-02-30 12:00 Mars/Olympus\"",
+    );
+    assert_refused(
+        &fixture,
+        &[],
+        &[],
+        &["jobs[0].schedule", "systemd-analyze calendar"],
+    );
 }
 
 #[test]
 fn duplicate_job_names() {
     refused(
         |f| f.edit(JOBS, "name = \"purge-old-data\"", "name = \"trending\""),
-        &["speedy-jobs/Cargo.toml", "jobs[1].name", "\"trending\" is used twice"],
+        &[
+            "speedy-jobs/Cargo.toml",
+            "jobs[1].name",
+            "\"trending\" is used twice",
+        ],
     );
 }
 
 #[test]
 fn invalid_debian_package_name() {
     refused(
-        |f| f.edit(APP, "[package.metadata.speedy]", "[package.metadata.deb]\nname = \"Speedy_App\"\n\n[package.metadata.speedy]"),
-        &["speedy-app/Cargo.toml", "package.metadata.deb.name", "\"Speedy_App\" is not a valid Debian package name"],
+        |f| {
+            f.edit(
+                APP,
+                "[package.metadata.speedy]",
+                "[package.metadata.deb]\nname = \"Speedy_App\"\n\n[package.metadata.speedy]",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.deb.name",
+            "\"Speedy_App\" is not a valid Debian package name",
+        ],
     );
 }
 
@@ -89,39 +141,87 @@ fn invalid_debian_package_name() {
 fn invalid_debian_version() {
     refused(
         |f| f.edit(ROOT, "revision = \"1\"", "revision = \"1_2\""),
-        &["Cargo.toml", "workspace.metadata.speedy.revision", "\"1.4.0-1_2\" is not a valid Debian version", "'_'"],
+        &[
+            "Cargo.toml",
+            "workspace.metadata.speedy.revision",
+            "\"1.4.0-1_2\" is not a valid Debian version",
+            "'_'",
+        ],
     );
 }
 
 #[test]
 fn conffile_outside_etc() {
     refused(
-        |f| f.edit(APP, "dest = \"/etc/speedy/app.conf\"", "dest = \"/usr/share/speedy/app.conf\""),
-        &["speedy-app/Cargo.toml", "config-files[0].dest", "\"/usr/share/speedy/app.conf\"", "below /etc/"],
+        |f| {
+            f.edit(
+                APP,
+                "dest = \"/etc/speedy/app.conf\"",
+                "dest = \"/usr/share/speedy/app.conf\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "config-files[0].dest",
+            "\"/usr/share/speedy/app.conf\"",
+            "below /etc/",
+        ],
     );
 }
 
 #[test]
 fn conffile_with_dot_dot() {
     refused(
-        |f| f.edit(APP, "dest = \"/etc/speedy/app.conf\"", "dest = \"/etc/speedy/../shadow\""),
-        &["speedy-app/Cargo.toml", "config-files[0].dest", "\"/etc/speedy/../shadow\"", "'..'"],
+        |f| {
+            f.edit(
+                APP,
+                "dest = \"/etc/speedy/app.conf\"",
+                "dest = \"/etc/speedy/../shadow\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "config-files[0].dest",
+            "\"/etc/speedy/../shadow\"",
+            "'..'",
+        ],
     );
 }
 
 #[test]
 fn missing_config_source() {
     refused(
-        |f| f.edit(APP, "source = \"config/app.conf\"", "source = \"config/missing.conf\""),
-        &["speedy-app/Cargo.toml", "config-files[0].source", "config/missing.conf does not exist"],
+        |f| {
+            f.edit(
+                APP,
+                "source = \"config/app.conf\"",
+                "source = \"config/missing.conf\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "config-files[0].source",
+            "config/missing.conf does not exist",
+        ],
     );
 }
 
 #[test]
 fn missing_binary_target() {
     refused(
-        |f| f.edit(APP, "kind = \"daemon\"", "kind = \"daemon\"\nbinary = \"speedy-web\""),
-        &["speedy-app/Cargo.toml", "package.metadata.speedy.binary", "no binary target \"speedy-web\"", "speedy-app"],
+        |f| {
+            f.edit(
+                APP,
+                "kind = \"daemon\"",
+                "kind = \"daemon\"\nbinary = \"speedy-web\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.binary",
+            "no binary target \"speedy-web\"",
+            "speedy-app",
+        ],
     );
 }
 
@@ -129,29 +229,54 @@ fn missing_binary_target() {
 fn workspace_without_services() {
     let fixture = Fixture::new();
     for manifest in [APP, JOBS, "speedy-notifier/Cargo.toml"] {
-        fixture.edit(manifest, "[package.metadata.speedy]", "[package.metadata.not-speedy]");
-        let text = fixture.read(manifest).replace("[[package.metadata.speedy.jobs]]", "[[package.metadata.not-speedy.jobs]]");
+        fixture.edit(
+            manifest,
+            "[package.metadata.speedy]",
+            "[package.metadata.not-speedy]",
+        );
+        let text = fixture.read(manifest).replace(
+            "[[package.metadata.speedy.jobs]]",
+            "[[package.metadata.not-speedy.jobs]]",
+        );
         fixture.write(manifest, &text);
     }
-    assert_refused(&fixture, &[], &[], &["declares no services", "[package.metadata.speedy]"]);
+    assert_refused(
+        &fixture,
+        &[],
+        &[],
+        &["declares no services", "[package.metadata.speedy]"],
+    );
 }
 
 #[test]
 fn unknown_package_selected() {
     let fixture = Fixture::new();
-    assert_refused(&fixture, &["-p", "speedy-web"], &[], &["package `speedy-web` is not a member", "speedy-app"]);
+    assert_refused(
+        &fixture,
+        &["-p", "speedy-web"],
+        &[],
+        &["package `speedy-web` is not a member", "speedy-app"],
+    );
 }
 
 #[test]
 fn bad_source_date_epoch() {
     let fixture = Fixture::new();
-    assert_refused(&fixture, &[], &[("SOURCE_DATE_EPOCH", "yesterday")], &["SOURCE_DATE_EPOCH=\"yesterday\""]);
+    assert_refused(
+        &fixture,
+        &[],
+        &[("SOURCE_DATE_EPOCH", "yesterday")],
+        &["SOURCE_DATE_EPOCH=\"yesterday\""],
+    );
 }
 
 #[test]
 fn compile_error_leaves_no_deb() {
     let fixture = Fixture::new();
-    fixture.write("speedy-jobs/src/main.rs", "fn main() { this is not rust }\n");
+    fixture.write(
+        "speedy-jobs/src/main.rs",
+        "fn main() { this is not rust }\n",
+    );
     assert_refused(&fixture, &[], &[], &["`cargo build` failed"]);
 }
 
@@ -165,7 +290,12 @@ fn a_late_packaging_failure_leaves_no_deb() {
         "[package.metadata.speedy]",
         "[package.metadata.deb]\nassets = [[\"extra/missing.txt\", \"usr/share/doc/speedy-notifier/\", \"644\"]]\n\n[package.metadata.speedy]",
     );
-    assert_refused(&fixture, &[], &[], &["cargo-deb failed", "speedy-notifier", "missing.txt"]);
+    assert_refused(
+        &fixture,
+        &[],
+        &[],
+        &["cargo-deb failed", "speedy-notifier", "missing.txt"],
+    );
 }
 
 /// A failed build must not disturb the packages of an earlier good build.

@@ -12,10 +12,17 @@ const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 fn builds_one_deb_per_service_with_control_data() {
     let fixture = Fixture::new();
     let debs = fixture.build();
-    let names: Vec<String> = debs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = debs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
         names,
-        ["speedy-app_1.4.0-1_amd64.deb", "speedy-jobs_1.4.0-1_amd64.deb", "speedy-notifier_1.4.0-1_amd64.deb"]
+        [
+            "speedy-app_1.4.0-1_amd64.deb",
+            "speedy-jobs_1.4.0-1_amd64.deb",
+            "speedy-notifier_1.4.0-1_amd64.deb"
+        ]
     );
     for name in PACKAGES {
         let deb = fixture.deb(name);
@@ -27,9 +34,15 @@ fn builds_one_deb_per_service_with_control_data() {
         assert_eq!(fields["Maintainer"], "Speedy Team <ops@speedy.example>");
         let depends = &fields["Depends"];
         assert!(depends.contains("libc6"), "shlibdeps found libc: {depends}");
-        assert!(depends.contains("systemd | systemd-standalone-sysusers | systemd-sysusers"), "{depends}");
+        assert!(
+            depends.contains("systemd | systemd-standalone-sysusers | systemd-sysusers"),
+            "{depends}"
+        );
         // Nothing but the .debs is left in the output directory.
-        assert!(fixture.everything_in_debs_dir().iter().all(|p| p.extension().is_some_and(|e| e == "deb")));
+        assert!(fixture
+            .everything_in_debs_dir()
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "deb")));
     }
 }
 
@@ -47,15 +60,29 @@ fn daemon_packages_carry_a_hardened_service_and_debhelper_style_scripts() {
         "./usr/share/doc/speedy-app/copyright",
         "./usr/share/doc/speedy-app/changelog.Debian.gz",
     ] {
-        assert!(listing.lines().any(|l| l.ends_with(path)), "{path} missing from:\n{listing}");
+        assert!(
+            listing.lines().any(|l| l.ends_with(path)),
+            "{path} missing from:\n{listing}"
+        );
     }
-    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with("speedy-app")));
+    assert!(listing
+        .lines()
+        .any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with("speedy-app")));
 
     // The control archive, read without unpacking.
-    let members = String::from_utf8(run_bytes("sh", &["-c", &format!("dpkg-deb --ctrl-tarfile '{}' | tar -tvf -", deb.display())])).unwrap();
+    let members = String::from_utf8(run_bytes(
+        "sh",
+        &[
+            "-c",
+            &format!("dpkg-deb --ctrl-tarfile '{}' | tar -tvf -", deb.display()),
+        ],
+    ))
+    .unwrap();
     for script in ["./postinst", "./prerm", "./postrm"] {
         assert!(
-            members.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(script)),
+            members
+                .lines()
+                .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(script)),
             "{script} not executable in:\n{members}"
         );
     }
@@ -73,10 +100,16 @@ fn daemon_packages_carry_a_hardened_service_and_debhelper_style_scripts() {
         "WantedBy=multi-user.target",
         "Documentation=https://speedy.example",
     ] {
-        assert!(unit.lines().any(|l| l == line), "{line:?} missing from unit:\n{unit}");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "{line:?} missing from unit:\n{unit}"
+        );
     }
     let sysusers = unpacked.file("/usr/lib/sysusers.d/speedy-app.conf");
-    assert!(sysusers.contains("u speedy - \"speedy service user\" /nonexistent /usr/sbin/nologin"), "{sysusers}");
+    assert!(
+        sysusers.contains("u speedy - \"speedy service user\" /nonexistent /usr/sbin/nologin"),
+        "{sysusers}"
+    );
 
     let postinst = unpacked.control("postinst");
     assert!(postinst.contains("systemd-sysusers speedy-app.conf"));
@@ -96,13 +129,23 @@ fn jobs_package_has_a_oneshot_service_and_timer_per_job() {
     fixture.build();
     let unpacked = Unpacked::new(&fixture.deb("speedy-jobs"));
     for (job, schedule) in [("trending", "*:0/15"), ("purge-old-data", "*-*-* 03:30:00")] {
-        let service = unpacked.file(&format!("/usr/lib/systemd/system/speedy-jobs-{job}.service"));
+        let service = unpacked.file(&format!(
+            "/usr/lib/systemd/system/speedy-jobs-{job}.service"
+        ));
         assert!(service.contains("Type=oneshot"), "{service}");
-        assert!(service.contains(&format!("ExecStart=/usr/libexec/speedy/speedy-jobs --config /etc/speedy/jobs.conf {job}")));
+        assert!(service.contains(&format!(
+            "ExecStart=/usr/libexec/speedy/speedy-jobs --config /etc/speedy/jobs.conf {job}"
+        )));
         assert!(service.contains("ConditionPathExists=!/etc/speedy/jobs.disabled"));
-        assert!(!service.lines().any(|l| l == "[Install]"), "job services are started by their timers only");
+        assert!(
+            !service.lines().any(|l| l == "[Install]"),
+            "job services are started by their timers only"
+        );
         let timer = unpacked.file(&format!("/usr/lib/systemd/system/speedy-jobs-{job}.timer"));
-        assert!(timer.lines().any(|l| l == format!("OnCalendar={schedule}")), "{timer}");
+        assert!(
+            timer.lines().any(|l| l == format!("OnCalendar={schedule}")),
+            "{timer}"
+        );
         assert!(timer.contains("Persistent=true"));
         assert!(timer.contains("RandomizedDelaySec=5min"));
         assert!(timer.contains(&format!("Unit=speedy-jobs-{job}.service")));
@@ -110,7 +153,10 @@ fn jobs_package_has_a_oneshot_service_and_timer_per_job() {
     }
     // Timers are enabled and started; the job services are not.
     let postinst = unpacked.control("postinst");
-    assert!(postinst.contains("units=\"speedy-jobs-trending.timer speedy-jobs-purge-old-data.timer\""), "{postinst}");
+    assert!(
+        postinst.contains("units=\"speedy-jobs-trending.timer speedy-jobs-purge-old-data.timer\""),
+        "{postinst}"
+    );
     assert!(!postinst.contains("speedy-jobs-trending.service"));
     let prerm = unpacked.control("prerm");
     assert!(prerm.contains(
@@ -123,10 +169,22 @@ fn assert_lintian_clean(debs: &[std::path::PathBuf]) {
     let mut args = vec!["--fail-on", "error,warning", "--no-tag-display-limit"];
     let paths: Vec<String> = debs.iter().map(|d| d.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
-    let output = std::process::Command::new("lintian").args(&args).output().expect("lintian is installed");
+    let output = std::process::Command::new("lintian")
+        .args(&args)
+        .output()
+        .expect("lintian is installed");
     let text = stdout(&output);
-    assert!(output.status.success(), "lintian failed:\n{text}\n{}", stderr(&output));
-    assert!(!text.lines().any(|l| l.starts_with("E:") || l.starts_with("W:")), "{text}");
+    assert!(
+        output.status.success(),
+        "lintian failed:\n{text}\n{}",
+        stderr(&output)
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -137,7 +195,13 @@ fn lintian_reports_no_errors_or_warnings() {
     // Signed with a configured key: the debsigs member is the one override.
     let key = fixture.path("signing-key.asc");
     assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
-    let output = fixture.speedy(&["build", "--quiet", "--no-build", "--key-file", key.to_str().unwrap()]);
+    let output = fixture.speedy(&[
+        "build",
+        "--quiet",
+        "--no-build",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
     assert_success(&output);
     let deb = cargo_speedy::debfile::DebFile::read(&fixture.deb("speedy-app")).unwrap();
     assert!(deb.origin_signature().is_some(), "signed with --key-file");
@@ -152,7 +216,10 @@ fn maintainer_scripts_pass_shellcheck() {
         let unpacked = Unpacked::new(&fixture.deb(name));
         for script in ["postinst", "prerm", "postrm"] {
             let path = unpacked.control_path(script);
-            run("shellcheck", &["--shell=sh", "--severity=style", path.to_str().unwrap()]);
+            run(
+                "shellcheck",
+                &["--shell=sh", "--severity=style", path.to_str().unwrap()],
+            );
         }
     }
 }
@@ -164,12 +231,22 @@ fn builds_are_byte_reproducible_across_checkouts() {
     first.build();
     second.build();
     for name in PACKAGES {
-        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&second.deb(name)), "{name}");
+        assert_eq!(
+            sha256_file(&first.deb(name)),
+            sha256_file(&second.deb(name)),
+            "{name}"
+        );
     }
     // A different SOURCE_DATE_EPOCH gives different bytes: the test can tell.
-    let output = first.speedy_env(&["build", "--quiet", "--no-build"], &[("SOURCE_DATE_EPOCH", "1795000001")]);
+    let output = first.speedy_env(
+        &["build", "--quiet", "--no-build"],
+        &[("SOURCE_DATE_EPOCH", "1795000001")],
+    );
     assert_success(&output);
-    assert_ne!(sha256_file(&first.deb("speedy-app")), sha256_file(&second.deb("speedy-app")));
+    assert_ne!(
+        sha256_file(&first.deb("speedy-app")),
+        sha256_file(&second.deb("speedy-app"))
+    );
 }
 
 #[test]
@@ -188,7 +265,11 @@ fn explain_shows_every_rendered_file_and_builds_nothing() {
         assert!(text.contains(header), "{header} missing:\n{text}");
     }
     assert!(text.contains("OnCalendar=*:0/15"));
-    assert!(text.contains("# config/app.conf") || text.contains("speedy-app/config/app.conf -> /etc/speedy/app.conf (0644, conffile)"), "{text}");
+    assert!(
+        text.contains("# config/app.conf")
+            || text.contains("speedy-app/config/app.conf -> /etc/speedy/app.conf (0644, conffile)"),
+        "{text}"
+    );
     assert!(!fixture.path("target").exists(), "--explain must not build");
 }
 
@@ -200,14 +281,25 @@ fn a_file_in_the_crates_debian_folder_overrides_the_rendered_one() {
     fixture.write("speedy-app/debian/speedy-app.servce", "typo\n");
     let output = fixture.speedy(&["build", "--explain", "-p", "speedy-app"]);
     assert_success(&output);
-    assert!(stdout(&output).contains("speedy-app.service (override "), "{}", stdout(&output));
-    assert!(stderr(&output).contains("speedy-app.servce matches no rendered file"), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("speedy-app.service (override "),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("speedy-app.servce matches no rendered file"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = fixture.speedy(&["build", "--quiet", "-p", "speedy-app"]);
     assert_success(&output);
     assert_eq!(fixture.debs().len(), 1, "-p builds only the named package");
     let unpacked = Unpacked::new(&fixture.deb("speedy-app"));
-    assert_eq!(unpacked.file("/usr/lib/systemd/system/speedy-app.service"), custom);
+    assert_eq!(
+        unpacked.file("/usr/lib/systemd/system/speedy-app.service"),
+        custom
+    );
 }
 
 #[test]
@@ -224,7 +316,10 @@ fn json_messages_report_each_deb_with_its_sha256() {
     for event in built {
         let path = Path::new(event["path"].as_str().unwrap());
         assert_eq!(event["sha256"].as_str().unwrap(), sha256_file(path));
-        assert_eq!(event["size"].as_u64().unwrap(), std::fs::metadata(path).unwrap().len());
+        assert_eq!(
+            event["size"].as_u64().unwrap(),
+            std::fs::metadata(path).unwrap().len()
+        );
     }
 }
 
@@ -244,5 +339,8 @@ fn cargo_deb_metadata_keys_are_honoured() {
     assert_eq!(fields["Section"], "admin");
     assert_eq!(fields["Recommends"], "curl");
     let unpacked = Unpacked::new(&deb);
-    assert_eq!(unpacked.file("/usr/share/doc/speedy-notifier/notes.txt"), "read me\n");
+    assert_eq!(
+        unpacked.file("/usr/share/doc/speedy-notifier/notes.txt"),
+        "read me\n"
+    );
 }

@@ -20,13 +20,21 @@ fn now() -> u64 {
     1_795_000_000
 }
 
-fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], break_lock: bool) -> Result<PublishReport, PublishError> {
+fn publish(
+    store: &dyn Store,
+    key: &SigningKey,
+    debs: &[IncomingDeb],
+    break_lock: bool,
+) -> Result<PublishReport, PublishError> {
     Publish {
         store,
         key,
         suite: "dev".into(),
         settings: publish_settings(5),
-        lock: LockOptions { wait: None, break_lock },
+        lock: LockOptions {
+            wait: None,
+            break_lock,
+        },
         dry_run: false,
         now: &now,
     }
@@ -36,7 +44,11 @@ fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], break_lock
 /// The three fixture packages at a version, built once.
 fn debs_at(version: &str) -> (Fixture, Vec<PathBuf>) {
     let fixture = Fixture::new();
-    fixture.edit("Cargo.toml", "version = \"1.4.0\"", &format!("version = \"{version}\""));
+    fixture.edit(
+        "Cargo.toml",
+        "version = \"1.4.0\"",
+        &format!("version = \"{version}\""),
+    );
     let output = fixture.speedy(&["build", "--quiet", "--no-sign"]);
     assert_success(&output);
     let debs = fixture.debs();
@@ -50,15 +62,26 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
     let report = verify::verify(&FsStore::new(repo), &key.public_key()).expect("verify runs");
-    assert!(report.ok(), "{context}: verify found problems: {:?}", report.suites);
+    assert!(
+        report.ok(),
+        "{context}: verify found problems: {:?}",
+        report.suites
+    );
     let keyring = repo.parent().unwrap().join("keyring.gpg");
     if !keyring.exists() {
         std::fs::write(&keyring, key.public_key().to_binary().unwrap()).unwrap();
     }
-    let apt = Apt::new(&format!("deb [signed-by={}] file:{} dev main", keyring.display(), repo.display()));
+    let apt = Apt::new(&format!(
+        "deb [signed-by={}] file:{} dev main",
+        keyring.display(),
+        repo.display()
+    ));
     let (ok, text) = apt.update();
     assert!(ok, "{context}: apt-get update failed:\n{text}");
-    assert!(apt.candidate("speedy-app").is_some(), "{context}: apt sees no speedy-app");
+    assert!(
+        apt.candidate("speedy-app").is_some(),
+        "{context}: apt sees no speedy-app"
+    );
 }
 
 #[test]
@@ -91,7 +114,10 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
             let faulty = FaultyStore::new(FsStore::new(&repo)).failing(k, timing);
             let result = publish(&faulty, &key, &v2, false);
             if let Err(error) = &result {
-                assert!(error.to_string().contains("injected fault"), "{context}: {error}");
+                assert!(
+                    error.to_string().contains("injected fault"),
+                    "{context}: {error}"
+                );
             }
             assert_readable(&repo, &key, &context);
 
@@ -102,19 +128,32 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
             let left_lock = store.get(LOCK_KEY).unwrap().is_some();
             if left_lock {
                 let lock = String::from_utf8(store.get(LOCK_KEY).unwrap().unwrap()).unwrap();
-                assert!(lock.contains(&format!("\"pid\": {}", std::process::id())), "{context}: {lock}");
+                assert!(
+                    lock.contains(&format!("\"pid\": {}", std::process::id())),
+                    "{context}: {lock}"
+                );
             }
-            publish(&store, &key, &v2, left_lock).unwrap_or_else(|e| panic!("{context}: rerun failed: {e}"));
+            publish(&store, &key, &v2, left_lock)
+                .unwrap_or_else(|e| panic!("{context}: rerun failed: {e}"));
             assert_readable(&repo, &key, &context);
             let listed = verify::list(&store, &key.public_key()).unwrap();
-            let versions: Vec<(String, String)> =
-                listed[0].packages.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+            let versions: Vec<(String, String)> = listed[0]
+                .packages
+                .iter()
+                .map(|p| (p.name.clone(), p.version.clone()))
+                .collect();
             for name in ["speedy-app", "speedy-jobs", "speedy-notifier"] {
                 for version in ["1.4.0-1", "1.4.1-1"] {
-                    assert!(versions.contains(&(name.into(), version.into())), "{context}: {name} {version} missing");
+                    assert!(
+                        versions.contains(&(name.into(), version.into())),
+                        "{context}: {name} {version} missing"
+                    );
                 }
             }
-            assert!(store.get(LOCK_KEY).unwrap().is_none(), "{context}: lock left after the rerun");
+            assert!(
+                store.get(LOCK_KEY).unwrap().is_none(),
+                "{context}: lock left after the rerun"
+            );
             std::fs::remove_dir_all(&case).unwrap();
         }
     }
@@ -142,5 +181,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
     let listed = verify::list(&FsStore::new(&repo), &key.public_key()).unwrap();
     let names: Vec<&str> = listed[0].packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["speedy-app", "speedy-jobs", "speedy-notifier"]);
-    assert!(verify::verify(&FsStore::new(&repo), &key.public_key()).unwrap().ok());
+    assert!(verify::verify(&FsStore::new(&repo), &key.public_key())
+        .unwrap()
+        .ok());
 }

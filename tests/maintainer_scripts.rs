@@ -12,19 +12,26 @@ use std::process::Command;
 use support::*;
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// A cached tarball of `debootstrap --variant=minbase --include=systemd`.
 fn base_root_tarball() -> PathBuf {
     let suite = std::env::var("SPEEDY_TEST_DEBIAN_SUITE").unwrap_or_else(|_| "bookworm".into());
-    let mirror = std::env::var("SPEEDY_TEST_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let mirror = std::env::var("SPEEDY_TEST_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
     let cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let tarball = cache_dir.join(format!("speedy-chroot-{suite}.tar"));
     if tarball.exists() {
         return tarball;
     }
-    let build = tempfile::Builder::new().prefix("debootstrap-").tempdir_in(cache_dir).expect("temp dir");
+    let build = tempfile::Builder::new()
+        .prefix("debootstrap-")
+        .tempdir_in(cache_dir)
+        .expect("temp dir");
     let root = build.path().join("root");
     let output = Command::new("debootstrap")
         .args(["--variant=minbase", "--include=systemd", &suite])
@@ -34,7 +41,16 @@ fn base_root_tarball() -> PathBuf {
         .expect("debootstrap is installed (apt-get install debootstrap)");
     assert_success(&output);
     let partial = build.path().join("root.tar");
-    run("tar", &["-C", root.to_str().unwrap(), "-cf", partial.to_str().unwrap(), "."]);
+    run(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-cf",
+            partial.to_str().unwrap(),
+            ".",
+        ],
+    );
     std::fs::rename(&partial, &tarball).expect("cache the root");
     tarball
 }
@@ -47,8 +63,19 @@ struct Chroot {
 impl Chroot {
     fn new() -> Self {
         let tarball = base_root_tarball();
-        let dir = tempfile::Builder::new().prefix("speedy-chroot-").tempdir().expect("temp dir");
-        run("tar", &["-C", dir.path().to_str().unwrap(), "-xf", tarball.to_str().unwrap()]);
+        let dir = tempfile::Builder::new()
+            .prefix("speedy-chroot-")
+            .tempdir()
+            .expect("temp dir");
+        run(
+            "tar",
+            &[
+                "-C",
+                dir.path().to_str().unwrap(),
+                "-xf",
+                tarball.to_str().unwrap(),
+            ],
+        );
         Chroot { dir }
     }
 
@@ -60,7 +87,13 @@ impl Chroot {
     fn sh(&self, script: &str) -> (bool, String) {
         let output = Command::new("chroot")
             .arg(self.root())
-            .args(["/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive"])
+            .args([
+                "/usr/bin/env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "LC_ALL=C",
+                "DEBIAN_FRONTEND=noninteractive",
+            ])
             .args(["/bin/sh", "-c", script])
             .output()
             .expect("chroot");
@@ -75,7 +108,10 @@ impl Chroot {
     }
 
     fn exists(&self, path: &str) -> bool {
-        self.root().join(path.trim_start_matches('/')).symlink_metadata().is_ok()
+        self.root()
+            .join(path.trim_start_matches('/'))
+            .symlink_metadata()
+            .is_ok()
     }
 
     fn install(&self, debs: &[PathBuf]) -> String {
@@ -111,7 +147,10 @@ fn install_upgrade_remove_purge_in_a_debian_root() {
     // Install: user, state dirs, enablement, no job service enabled.
     chroot.install(&v1_debs);
     let passwd = chroot.ok("getent passwd speedy");
-    assert!(passwd.contains(":/nonexistent:/usr/sbin/nologin"), "{passwd}");
+    assert!(
+        passwd.contains(":/nonexistent:/usr/sbin/nologin"),
+        "{passwd}"
+    );
     for dir in ["app", "notifier", "jobs"] {
         let owner = chroot.ok(&format!("stat -c '%U:%G %a' /var/lib/speedy/{dir}"));
         assert_eq!(owner.trim(), "speedy:speedy 750", "/var/lib/speedy/{dir}");
@@ -119,19 +158,34 @@ fn install_upgrade_remove_purge_in_a_debian_root() {
     for unit in ["speedy-app.service", "speedy-notifier.service"] {
         assert!(chroot.exists(&format!("{WANTS}/{unit}")), "{unit} enabled");
     }
-    for timer in ["speedy-jobs-trending.timer", "speedy-jobs-purge-old-data.timer"] {
-        assert!(chroot.exists(&format!("{TIMERS}/{timer}")), "{timer} enabled");
+    for timer in [
+        "speedy-jobs-trending.timer",
+        "speedy-jobs-purge-old-data.timer",
+    ] {
+        assert!(
+            chroot.exists(&format!("{TIMERS}/{timer}")),
+            "{timer} enabled"
+        );
     }
     assert!(!chroot.exists(&format!("{WANTS}/speedy-jobs-trending.service")));
-    assert_eq!(chroot.ok("dpkg-query -W -f '${Status}' speedy-app"), "install ok installed");
+    assert_eq!(
+        chroot.ok("dpkg-query -W -f '${Status}' speedy-app"),
+        "install ok installed"
+    );
     // systemd itself accepts the installed units.
     let verify = chroot.ok("systemd-analyze verify /usr/lib/systemd/system/speedy-*.service /usr/lib/systemd/system/speedy-*.timer");
-    assert!(verify.trim().is_empty(), "systemd-analyze verify complained:\n{verify}");
+    assert!(
+        verify.trim().is_empty(),
+        "systemd-analyze verify complained:\n{verify}"
+    );
     // The job runs with the installed config as the service user.
     let output = chroot.ok(
         "cd /var/lib/speedy/jobs && su -s /bin/sh speedy -c 'STATE_DIRECTORY=/var/lib/speedy/jobs /usr/libexec/speedy/speedy-jobs --config /etc/speedy/jobs.conf trending'",
     );
-    assert!(output.contains("/var/lib/speedy/jobs/trending-"), "{output}");
+    assert!(
+        output.contains("/var/lib/speedy/jobs/trending-"),
+        "{output}"
+    );
 
     // Configuring twice changes nothing and does not fail.
     let state = "ls -l /etc/systemd/system/*.wants /var/lib/speedy; getent passwd speedy; getent group speedy";
@@ -145,17 +199,30 @@ fn install_upgrade_remove_purge_in_a_debian_root() {
     assert!(!chroot.exists(&format!("{WANTS}/speedy-notifier.service")));
     chroot.ok("echo 'heartbeat_seconds = 60' >> /etc/speedy/notifier.conf");
     chroot.install(&v2_debs);
-    assert_eq!(chroot.ok("dpkg-query -W -f '${Version}' speedy-notifier"), "1.4.1-1");
-    assert!(!chroot.exists(&format!("{WANTS}/speedy-notifier.service")), "an upgrade must not re-enable a disabled unit");
+    assert_eq!(
+        chroot.ok("dpkg-query -W -f '${Version}' speedy-notifier"),
+        "1.4.1-1"
+    );
+    assert!(
+        !chroot.exists(&format!("{WANTS}/speedy-notifier.service")),
+        "an upgrade must not re-enable a disabled unit"
+    );
     assert!(chroot.exists(&format!("{WANTS}/speedy-app.service")));
-    assert!(chroot.ok("cat /etc/speedy/notifier.conf").contains("heartbeat_seconds = 60"));
+    assert!(chroot
+        .ok("cat /etc/speedy/notifier.conf")
+        .contains("heartbeat_seconds = 60"));
 
     // Remove, as debhelper does it: the unit goes and is masked, so the enablement
     // symlink left for a reinstall can start nothing; state and conffiles stay.
     chroot.ok("echo data > /var/lib/speedy/app/keep-me");
     chroot.ok("dpkg -r speedy-app");
     assert!(!chroot.exists("/usr/lib/systemd/system/speedy-app.service"));
-    assert_eq!(chroot.ok("readlink /etc/systemd/system/speedy-app.service").trim(), "/dev/null");
+    assert_eq!(
+        chroot
+            .ok("readlink /etc/systemd/system/speedy-app.service")
+            .trim(),
+        "/dev/null"
+    );
     assert!(chroot.exists("/var/lib/speedy/app/keep-me"));
     assert!(chroot.exists("/etc/speedy/app.conf"));
 
@@ -167,14 +234,22 @@ fn install_upgrade_remove_purge_in_a_debian_root() {
     // Purge: the package's state and conffiles go; the shared parent stays while others use it.
     chroot.ok("dpkg -P speedy-app");
     assert!(!chroot.exists(&format!("{WANTS}/speedy-app.service")));
-    assert!(!chroot.exists("/etc/systemd/system/speedy-app.service"), "purge lifts the mask");
+    assert!(
+        !chroot.exists("/etc/systemd/system/speedy-app.service"),
+        "purge lifts the mask"
+    );
     assert!(!chroot.exists("/var/lib/speedy/app"));
     assert!(!chroot.exists("/etc/speedy/app.conf"));
     assert!(chroot.exists("/var/lib/speedy/jobs"));
-    assert!(!chroot.exists("/var/lib/systemd/deb-systemd-helper-enabled/speedy-app.service.dsh-also"));
+    assert!(
+        !chroot.exists("/var/lib/systemd/deb-systemd-helper-enabled/speedy-app.service.dsh-also")
+    );
 
     chroot.ok("dpkg -P speedy-jobs speedy-notifier");
-    assert!(!chroot.exists("/var/lib/speedy"), "the last purge removes /var/lib/speedy");
+    assert!(
+        !chroot.exists("/var/lib/speedy"),
+        "the last purge removes /var/lib/speedy"
+    );
     assert!(!chroot.exists(&format!("{TIMERS}/speedy-jobs-trending.timer")));
     assert!(!chroot.exists("/etc/speedy"));
     // Debian policy: system users are not removed on purge.

@@ -27,14 +27,21 @@ fn released() -> Fixture {
 
 fn apt_for(fixture: &Fixture, suite: &str) -> Apt {
     let repo = repo(fixture);
-    Apt::new(&format!("deb [signed-by={}/archive-keyring.gpg] file:{} {suite} main", repo.display(), repo.display()))
+    Apt::new(&format!(
+        "deb [signed-by={}/archive-keyring.gpg] file:{} {suite} main",
+        repo.display(),
+        repo.display()
+    ))
 }
 
 fn bump_version(fixture: &Fixture, version: &str) {
     let text = fixture.read("Cargo.toml");
     let start = text.find("\nversion = \"").expect("workspace version") + 1;
     let end = start + text[start..].find('\n').unwrap();
-    fixture.write("Cargo.toml", &format!("{}version = \"{version}\"{}", &text[..start], &text[end..]));
+    fixture.write(
+        "Cargo.toml",
+        &format!("{}version = \"{version}\"{}", &text[..start], &text[end..]),
+    );
 }
 
 #[test]
@@ -42,11 +49,18 @@ fn apt_installs_from_the_released_repository_and_sees_upgrades() {
     let fixture = Fixture::new();
     let output = release(&fixture, &[]);
     assert_success(&output);
-    assert!(stderr(&output).contains("generated a development signing key"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("generated a development signing key"),
+        "{}",
+        stderr(&output)
+    );
     assert!(stderr(&output).contains("NOT for servers"));
     let key = fixture.path("target/speedy/repo-dev-signing-key.asc");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     let apt = apt_for(&fixture, "dev");
     let (ok, text) = apt.update();
@@ -55,13 +69,19 @@ fn apt_installs_from_the_released_repository_and_sees_upgrades() {
         assert_eq!(apt.candidate(name).as_deref(), Some("1.4.0-1"), "{name}");
     }
     let downloaded = apt.download("speedy-app");
-    assert_eq!(sha256_file(&downloaded), sha256_file(&fixture.deb("speedy-app")));
+    assert_eq!(
+        sha256_file(&downloaded),
+        sha256_file(&fixture.deb("speedy-app"))
+    );
 
     // A second release: apt sees the new versions, the old ones stay installable.
     bump_version(&fixture, "1.4.1");
     let output = release(&fixture, &[]);
     assert_success(&output);
-    assert!(!stderr(&output).contains("generated a development signing key"), "the key is reused");
+    assert!(
+        !stderr(&output).contains("generated a development signing key"),
+        "the key is reused"
+    );
     let (ok, text) = apt.update();
     assert!(ok, "apt-get update:\n{text}");
     for name in PACKAGES {
@@ -86,26 +106,55 @@ fn gpgv_and_sqv_verify_the_signatures() {
     let keyring = keyring.to_str().unwrap();
     let path = |name: &str| dists.join(name).display().to_string();
     run("gpgv", &["--keyring", keyring, &path("InRelease")]);
-    run("gpgv", &["--keyring", keyring, &path("Release.gpg"), &path("Release")]);
-    run("sqv", &["--keyring", keyring, &path("Release.gpg"), &path("Release")]);
+    run(
+        "gpgv",
+        &["--keyring", keyring, &path("Release.gpg"), &path("Release")],
+    );
+    run(
+        "sqv",
+        &["--keyring", keyring, &path("Release.gpg"), &path("Release")],
+    );
     // InRelease is the cleartext-signed Release, byte for byte.
     let in_release = std::fs::read_to_string(path("InRelease")).unwrap();
     let release = std::fs::read_to_string(path("Release")).unwrap();
-    assert!(in_release.contains(&release), "InRelease signs the Release text");
+    assert!(
+        in_release.contains(&release),
+        "InRelease signs the Release text"
+    );
     assert!(release.contains("Acquire-By-Hash: yes\n"));
     // `key export` works outside a workspace too, and gives the same keyring.
     let elsewhere = tempfile::tempdir().unwrap();
     let dev_key = fixture.path("target/speedy/repo-dev-signing-key.asc");
-    let output = speedy_in(elsewhere.path(), &["key", "export", "--key-file", dev_key.to_str().unwrap(), "--output", "exported.gpg"], &[]);
+    let output = speedy_in(
+        elsewhere.path(),
+        &[
+            "key",
+            "export",
+            "--key-file",
+            dev_key.to_str().unwrap(),
+            "--output",
+            "exported.gpg",
+        ],
+        &[],
+    );
     assert_success(&output);
     let exported = elsewhere.path().join("exported.gpg");
-    run("gpgv", &["--keyring", exported.to_str().unwrap(), &path("InRelease")]);
+    run(
+        "gpgv",
+        &["--keyring", exported.to_str().unwrap(), &path("InRelease")],
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777, 0o644, "apt reads keyrings as _apt");
+    assert_eq!(
+        std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777,
+        0o644,
+        "apt reads keyrings as _apt"
+    );
     // The armored key is the same key.
     let asc = repo(&fixture).join("archive-keyring.asc");
     run("gpgv", &["--keyring", keyring, &path("InRelease")]);
-    assert!(std::fs::read_to_string(asc).unwrap().starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    assert!(std::fs::read_to_string(asc)
+        .unwrap()
+        .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
 }
 
 #[test]
@@ -113,16 +162,35 @@ fn debsig_verify_accepts_the_signed_debs() {
     let fixture = released();
     let output = fixture.speedy(&["key", "debsig-policy", "--message-format", "json"]);
     assert_success(&output);
-    let value: serde_json::Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
-    let policy_path = value["policy_path"].as_str().unwrap().strip_prefix("/etc/debsig/policies/").unwrap().to_owned();
-    let keyring_path = value["keyring_path"].as_str().unwrap().strip_prefix("/usr/share/debsig/keyrings/").unwrap().to_owned();
+    let value: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    let policy_path = value["policy_path"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("/etc/debsig/policies/")
+        .unwrap()
+        .to_owned();
+    let keyring_path = value["keyring_path"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("/usr/share/debsig/keyrings/")
+        .unwrap()
+        .to_owned();
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     let keyrings = dir.path().join("keyrings");
     std::fs::create_dir_all(policies.join(&policy_path).parent().unwrap()).unwrap();
     std::fs::create_dir_all(keyrings.join(&keyring_path).parent().unwrap()).unwrap();
-    std::fs::write(policies.join(&policy_path), value["policy"].as_str().unwrap()).unwrap();
-    std::fs::copy(repo(&fixture).join("archive-keyring.gpg"), keyrings.join(&keyring_path)).unwrap();
+    std::fs::write(
+        policies.join(&policy_path),
+        value["policy"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo(&fixture).join("archive-keyring.gpg"),
+        keyrings.join(&keyring_path),
+    )
+    .unwrap();
     let gnupg_home = tempfile::tempdir().unwrap();
     let verify = |deb: &Path| {
         Command::new("debsig-verify")
@@ -138,7 +206,12 @@ fn debsig_verify_accepts_the_signed_debs() {
     for name in PACKAGES {
         let pool = repo(&fixture).join(format!("pool/main/s/{name}/{name}_1.4.0-1_amd64.deb"));
         let output = verify(&pool);
-        assert!(output.status.success(), "{name}: {}{}", stdout(&output), stderr(&output));
+        assert!(
+            output.status.success(),
+            "{name}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
     }
     // Unsigned builds do not pass.
     assert_success(&fixture.speedy(&["build", "--quiet", "--no-build", "--no-sign"]));
@@ -148,12 +221,25 @@ fn debsig_verify_accepts_the_signed_debs() {
     let second = Fixture::new();
     for f in [&first, &second] {
         std::fs::create_dir_all(f.path("target/speedy")).unwrap();
-        std::fs::copy(fixture.path("target/speedy/repo-dev-signing-key.asc"), f.path("target/speedy/repo-dev-signing-key.asc")).unwrap();
+        std::fs::copy(
+            fixture.path("target/speedy/repo-dev-signing-key.asc"),
+            f.path("target/speedy/repo-dev-signing-key.asc"),
+        )
+        .unwrap();
         assert_success(&f.speedy(&["build", "--quiet"]));
     }
     for name in PACKAGES {
-        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&second.deb(name)), "{name}");
-        assert_eq!(sha256_file(&first.deb(name)), sha256_file(&repo(&fixture).join(format!("pool/main/s/{name}/{name}_1.4.0-1_amd64.deb"))));
+        assert_eq!(
+            sha256_file(&first.deb(name)),
+            sha256_file(&second.deb(name)),
+            "{name}"
+        );
+        assert_eq!(
+            sha256_file(&first.deb(name)),
+            sha256_file(
+                &repo(&fixture).join(format!("pool/main/s/{name}/{name}_1.4.0-1_amd64.deb"))
+            )
+        );
     }
 }
 
@@ -171,7 +257,10 @@ fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
     }
     let (ok, text) = apt_for(&fixture, "dev").update();
     assert!(!ok, "apt must refuse:\n{text}");
-    assert!(text.contains("Hash Sum mismatch") || text.contains("hash"), "{text}");
+    assert!(
+        text.contains("Hash Sum mismatch") || text.contains("hash"),
+        "{text}"
+    );
     let output = fixture.speedy(&["verify"]);
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
     assert!(stdout(&output).contains("FAILED"));
@@ -179,19 +268,32 @@ fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
     // InRelease changed after signing.
     let fixture = released();
     let in_release = repo(&fixture).join("dists/dev/InRelease");
-    let text = std::fs::read_to_string(&in_release).unwrap().replace("Label: Speedy", "Label: Evil");
+    let text = std::fs::read_to_string(&in_release)
+        .unwrap()
+        .replace("Label: Speedy", "Label: Evil");
     std::fs::write(&in_release, text).unwrap();
     let (ok, text) = apt_for(&fixture, "dev").update();
     assert!(!ok, "apt must refuse:\n{text}");
-    assert!(text.contains("signature") || text.contains("NO_PUBKEY") || text.contains("BADSIG"), "{text}");
+    assert!(
+        text.contains("signature") || text.contains("NO_PUBKEY") || text.contains("BADSIG"),
+        "{text}"
+    );
     assert_eq!(fixture.speedy(&["verify"]).status.code(), Some(2));
 
     // Release.gpg replaced by garbage: apt (which reads InRelease) is unaffected, verify is not.
     let fixture = released();
-    std::fs::write(repo(&fixture).join("dists/dev/Release.gpg"), "-----BEGIN PGP SIGNATURE-----\n\nbogus\n-----END PGP SIGNATURE-----\n").unwrap();
+    std::fs::write(
+        repo(&fixture).join("dists/dev/Release.gpg"),
+        "-----BEGIN PGP SIGNATURE-----\n\nbogus\n-----END PGP SIGNATURE-----\n",
+    )
+    .unwrap();
     let output = fixture.speedy(&["verify"]);
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
-    assert!(stdout(&output).contains("Release.gpg: not a valid signature"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Release.gpg: not a valid signature"),
+        "{}",
+        stdout(&output)
+    );
 
     // A pool file changed.
     let fixture = released();
@@ -202,7 +304,11 @@ fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
     std::fs::write(&pool, bytes).unwrap();
     let output = fixture.speedy(&["verify"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stdout(&output).contains("speedy-app_1.4.0-1_amd64.deb: SHA256"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("speedy-app_1.4.0-1_amd64.deb: SHA256"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
@@ -211,7 +317,10 @@ fn list_and_verify_describe_a_healthy_repository() {
     let output = fixture.speedy(&["list"]);
     assert_success(&output);
     let text = stdout(&output);
-    assert!(text.contains("dev (") && text.contains("3 packages"), "{text}");
+    assert!(
+        text.contains("dev (") && text.contains("3 packages"),
+        "{text}"
+    );
     for name in PACKAGES {
         assert!(text.contains(&format!("  {name} 1.4.0-1 amd64")), "{text}");
     }
@@ -229,16 +338,33 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     bump_version(&fixture, "1.4.1");
     assert_success(&fixture.speedy(&["build", "--quiet"]));
     let before = tree_hashes(&repo(&fixture));
-    let output = fixture.speedy(&["publish", "--dry-run", &fixture.debs_dir().join("speedy-app_1.4.1-1_amd64.deb").display().to_string()]);
+    let output = fixture.speedy(&[
+        "publish",
+        "--dry-run",
+        &fixture
+            .debs_dir()
+            .join("speedy-app_1.4.1-1_amd64.deb")
+            .display()
+            .to_string(),
+    ]);
     assert_success(&output);
     let text = stdout(&output);
-    assert!(text.contains("would publish speedy-app 1.4.1-1 (amd64) to dev"), "{text}");
-    assert!(text.contains("upload pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb"), "{text}");
+    assert!(
+        text.contains("would publish speedy-app 1.4.1-1 (amd64) to dev"),
+        "{text}"
+    );
+    assert!(
+        text.contains("upload pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb"),
+        "{text}"
+    );
     assert!(text.contains("switch dists/dev/InRelease"), "{text}");
     let upload = text.find("upload pool/").unwrap();
     let by_hash = text.find("/by-hash/SHA256/").unwrap();
     let switch = text.find("switch dists/dev/InRelease").unwrap();
-    assert!(upload < by_hash && by_hash < switch, "pool, by-hash, then switch:\n{text}");
+    assert!(
+        upload < by_hash && by_hash < switch,
+        "pool, by-hash, then switch:\n{text}"
+    );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
 }
 
@@ -248,7 +374,11 @@ fn republishing_the_same_bytes_is_a_no_op() {
     let before = tree_hashes(&repo(&fixture));
     let output = fixture.speedy(&["publish"]);
     assert_success(&output);
-    assert!(stdout(&output).contains("unchanged speedy-app 1.4.0-1"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("unchanged speedy-app 1.4.0-1"),
+        "{}",
+        stdout(&output)
+    );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
 }
 
@@ -260,23 +390,44 @@ fn retention_and_garbage_collection_after_the_grace_period() {
     bump_version(&fixture, "1.4.1");
     assert_success(&release(&fixture, &[]));
     let list = stdout(&fixture.speedy(&["list"]));
-    assert!(list.contains("speedy-app 1.4.1-1") && !list.contains("speedy-app 1.4.0-1"), "{list}");
+    assert!(
+        list.contains("speedy-app 1.4.1-1") && !list.contains("speedy-app 1.4.0-1"),
+        "{list}"
+    );
     // Retired, but kept for the grace period: a reader of the old InRelease still finds it.
     let old = repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
     assert!(old.exists());
-    let pending = std::fs::read_to_string(repo(&fixture).join(".speedy/pending-deletes.json")).unwrap();
-    assert!(pending.contains("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"), "{pending}");
+    let pending =
+        std::fs::read_to_string(repo(&fixture).join(".speedy/pending-deletes.json")).unwrap();
+    assert!(
+        pending.contains("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"),
+        "{pending}"
+    );
     assert_success(&fixture.speedy(&["verify"]));
 
     // With no grace period, the next publish deletes what nothing references.
-    fixture.edit("Cargo.toml", "grace-period = \"1h\"", "grace-period = \"0s\"");
+    fixture.edit(
+        "Cargo.toml",
+        "grace-period = \"1h\"",
+        "grace-period = \"0s\"",
+    );
     bump_version(&fixture, "1.4.2");
     assert_success(&release(&fixture, &[]));
     assert!(!old.exists(), "collected");
-    assert!(!repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb").exists());
-    assert!(repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.2-1_amd64.deb").exists());
-    let by_hash = std::fs::read_dir(repo(&fixture).join("dists/dev/main/binary-amd64/by-hash/SHA256")).unwrap().count();
-    assert_eq!(by_hash, 3, "only the current indices' by-hash copies remain");
+    assert!(!repo(&fixture)
+        .join("pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb")
+        .exists());
+    assert!(repo(&fixture)
+        .join("pool/main/s/speedy-app/speedy-app_1.4.2-1_amd64.deb")
+        .exists());
+    let by_hash =
+        std::fs::read_dir(repo(&fixture).join("dists/dev/main/binary-amd64/by-hash/SHA256"))
+            .unwrap()
+            .count();
+    assert_eq!(
+        by_hash, 3,
+        "only the current indices' by-hash copies remain"
+    );
     assert_success(&fixture.speedy(&["verify"]));
     let (ok, text) = apt_for(&fixture, "dev").update();
     assert!(ok, "{text}");
@@ -286,14 +437,27 @@ fn retention_and_garbage_collection_after_the_grace_period() {
 fn concurrent_publishers_wait_for_the_lock_and_lose_nothing() {
     let fixture = Fixture::new();
     assert_success(&fixture.speedy(&["build", "--quiet", "--no-sign"]));
-    assert_success(&fixture.speedy(&["publish", "--quiet", &fixture.deb("speedy-app").display().to_string()]));
-    let debs: Vec<String> = PACKAGES.iter().map(|n| fixture.deb(n).display().to_string()).collect();
+    assert_success(&fixture.speedy(&[
+        "publish",
+        "--quiet",
+        &fixture.deb("speedy-app").display().to_string(),
+    ]));
+    let debs: Vec<String> = PACKAGES
+        .iter()
+        .map(|n| fixture.deb(n).display().to_string())
+        .collect();
     let handles: Vec<_> = debs
         .iter()
         .cloned()
         .map(|deb| {
             let root = fixture.root().to_path_buf();
-            std::thread::spawn(move || speedy_in(&root, &["publish", "--quiet", "--wait-for-lock", "60", &deb], &[]))
+            std::thread::spawn(move || {
+                speedy_in(
+                    &root,
+                    &["publish", "--quiet", "--wait-for-lock", "60", &deb],
+                    &[],
+                )
+            })
         })
         .collect();
     for handle in handles {
@@ -301,9 +465,15 @@ fn concurrent_publishers_wait_for_the_lock_and_lose_nothing() {
     }
     let list = stdout(&fixture.speedy(&["list"]));
     for name in PACKAGES {
-        assert!(list.contains(&format!("{name} 1.4.0-1")), "{name} lost:\n{list}");
+        assert!(
+            list.contains(&format!("{name} 1.4.0-1")),
+            "{name} lost:\n{list}"
+        );
     }
-    assert!(!repo(&fixture).join(".speedy/lock").exists(), "the lock is released");
+    assert!(
+        !repo(&fixture).join(".speedy/lock").exists(),
+        "the lock is released"
+    );
 }
 
 #[test]
@@ -317,8 +487,14 @@ fn a_held_lock_is_reported_and_can_be_broken() {
     let output = release(&fixture, &[]);
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
-    assert!(text.contains("is locked by ci@builder (pid 4242 on builder) since"), "{text}");
-    assert!(text.contains("(the lock has expired)") && text.contains("--break-lock"), "{text}");
+    assert!(
+        text.contains("is locked by ci@builder (pid 4242 on builder) since"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(the lock has expired)") && text.contains("--break-lock"),
+        "{text}"
+    );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
     let output = release(&fixture, &["--wait-for-lock", "1"]);
     assert_eq!(output.status.code(), Some(1));
@@ -328,16 +504,33 @@ fn a_held_lock_is_reported_and_can_be_broken() {
 }
 
 /// Every refused input leaves the repository byte-identical.
-fn assert_refused_unchanged(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
+fn assert_refused_unchanged(
+    fixture: &Fixture,
+    args: &[&str],
+    env: &[(&str, &str)],
+    expected: &[&str],
+) {
     let before = tree_hashes(&repo(fixture));
     assert!(!before.is_empty());
     let output = fixture.speedy_env(args, env);
     let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "{args:?} should fail:\n{text}{}", stdout(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{args:?} should fail:\n{text}{}",
+        stdout(&output)
+    );
     for needle in expected {
-        assert!(text.contains(needle), "{args:?}: error should mention {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "{args:?}: error should mention {needle:?}:\n{text}"
+        );
     }
-    assert_eq!(before, tree_hashes(&repo(fixture)), "{args:?} changed the repository");
+    assert_eq!(
+        before,
+        tree_hashes(&repo(fixture)),
+        "{args:?} changed the repository"
+    );
 }
 
 #[test]
@@ -347,25 +540,62 @@ fn keys_bad_input() {
     let other = keys.path().join("other.asc");
     assert_success(&fixture.speedy(&["key", "generate", "--output", other.to_str().unwrap()]));
     // A repository signed by another key is refused, not overwritten.
-    assert_refused_unchanged(&fixture, &["publish", "--key-file", other.to_str().unwrap()], &[], &["not signed by the configured key", "dists/dev/InRelease"]);
-    assert_refused_unchanged(&fixture, &["publish"], &[("SPEEDY_SIGNING_KEY_FILE", other.to_str().unwrap())], &["not signed by the configured key"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--key-file", other.to_str().unwrap()],
+        &[],
+        &["not signed by the configured key", "dists/dev/InRelease"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["publish"],
+        &[("SPEEDY_SIGNING_KEY_FILE", other.to_str().unwrap())],
+        &["not signed by the configured key"],
+    );
     // Missing key file.
-    assert_refused_unchanged(&fixture, &["publish", "--key-file", "/nonexistent/key.asc"], &[], &["/nonexistent/key.asc"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--key-file", "/nonexistent/key.asc"],
+        &[],
+        &["/nonexistent/key.asc"],
+    );
     // Not a key at all.
     let junk = keys.path().join("junk.asc");
     std::fs::write(&junk, "hello").unwrap();
-    assert_refused_unchanged(&fixture, &["publish", "--key-file", junk.to_str().unwrap()], &[], &["junk.asc"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--key-file", junk.to_str().unwrap()],
+        &[],
+        &["junk.asc"],
+    );
     // A passphrase-protected key: missing and wrong passphrases; neither is printed.
     let locked = keys.path().join("locked.asc");
-    let output = fixture.speedy_env(&["key", "generate", "--output", locked.to_str().unwrap()], &[("SPEEDY_SIGNING_PASSPHRASE", "correct horse")]);
+    let output = fixture.speedy_env(
+        &["key", "generate", "--output", locked.to_str().unwrap()],
+        &[("SPEEDY_SIGNING_PASSPHRASE", "correct horse")],
+    );
     assert_success(&output);
     assert!(stdout(&output).contains("passphrase-protected"));
-    assert_refused_unchanged(&fixture, &["publish", "--key-file", locked.to_str().unwrap()], &[], &["locked.asc"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--key-file", locked.to_str().unwrap()],
+        &[],
+        &["locked.asc"],
+    );
     let before = tree_hashes(&repo(&fixture));
-    let output = fixture.speedy_env(&["publish", "--key-file", locked.to_str().unwrap()], &[("SPEEDY_SIGNING_PASSPHRASE", "wrong staple")]);
+    let output = fixture.speedy_env(
+        &["publish", "--key-file", locked.to_str().unwrap()],
+        &[("SPEEDY_SIGNING_PASSPHRASE", "wrong staple")],
+    );
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("passphrase"), "{}", stderr(&output));
-    assert!(!stderr(&output).contains("wrong staple") && !stderr(&output).contains("correct horse"));
+    assert!(
+        stderr(&output).contains("passphrase"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("wrong staple") && !stderr(&output).contains("correct horse")
+    );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
     // The key in the environment, as CI passes it: its text never appears in messages.
     let armored = std::fs::read_to_string(&other).unwrap();
@@ -384,34 +614,83 @@ fn packages_bad_input() {
     let corrupt = dir.path().join("speedy-app_9_amd64.deb");
     let bytes = std::fs::read(fixture.deb("speedy-app")).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
-    assert_refused_unchanged(&fixture, &["publish", corrupt.to_str().unwrap()], &[], &["speedy-app_9_amd64.deb"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", corrupt.to_str().unwrap()],
+        &[],
+        &["speedy-app_9_amd64.deb"],
+    );
     // A .deb whose control data lacks a required field.
     let tree = dir.path().join("pkg");
     std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
-    std::fs::write(tree.join("DEBIAN/control"), "Package: speedy-extra\nVersion: 1.0-1\nArchitecture: all\nDescription: no maintainer\n").unwrap();
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        "Package: speedy-extra\nVersion: 1.0-1\nArchitecture: all\nDescription: no maintainer\n",
+    )
+    .unwrap();
     let incomplete = dir.path().join("incomplete.deb");
-    run("dpkg-deb", &["--root-owner-group", "--build", tree.to_str().unwrap(), incomplete.to_str().unwrap()]);
-    assert_refused_unchanged(&fixture, &["publish", incomplete.to_str().unwrap()], &[], &["incomplete.deb", "`Maintainer` is missing"]);
+    run(
+        "dpkg-deb",
+        &[
+            "--root-owner-group",
+            "--build",
+            tree.to_str().unwrap(),
+            incomplete.to_str().unwrap(),
+        ],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", incomplete.to_str().unwrap()],
+        &[],
+        &["incomplete.deb", "`Maintainer` is missing"],
+    );
     // A version reused with different bytes.
     let rebuilt = Fixture::new();
     std::fs::create_dir_all(rebuilt.path("target/speedy")).unwrap();
-    assert_success(&rebuilt.speedy_env(&["build", "--quiet", "--no-sign"], &[("SOURCE_DATE_EPOCH", "1795000999")]));
+    assert_success(&rebuilt.speedy_env(
+        &["build", "--quiet", "--no-sign"],
+        &[("SOURCE_DATE_EPOCH", "1795000999")],
+    ));
     assert_refused_unchanged(
         &fixture,
         &["publish", rebuilt.deb("speedy-notifier").to_str().unwrap()],
         &[],
-        &["speedy-notifier 1.4.0-1 (amd64) is already in the repository with different contents", "bump the version"],
+        &[
+            "speedy-notifier 1.4.0-1 (amd64) is already in the repository with different contents",
+            "bump the version",
+        ],
     );
     // Suites apt cannot take, and suites not configured.
-    assert_refused_unchanged(&fixture, &["publish", "--suite", "dev/evil"], &[], &["\"dev/evil\" is not a suite name apt can use"]);
-    assert_refused_unchanged(&fixture, &["publish", "--suite", "prod"], &[], &["unknown suite \"prod\"", "dev, stable"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--suite", "dev/evil"],
+        &[],
+        &["\"dev/evil\" is not a suite name apt can use"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["publish", "--suite", "prod"],
+        &[],
+        &["unknown suite \"prod\"", "dev, stable"],
+    );
     // A tampered canonical Packages file: refused before anything is written.
     let packages = repo(&fixture).join("dists/dev/main/binary-amd64/Packages");
-    let text = std::fs::read_to_string(&packages).unwrap().replace("Priority: optional", "Priority: required");
+    let text = std::fs::read_to_string(&packages)
+        .unwrap()
+        .replace("Priority: optional", "Priority: required");
     std::fs::write(&packages, text).unwrap();
     bump_version(&fixture, "1.4.1");
     assert_success(&fixture.speedy(&["build", "--quiet"]));
-    assert_refused_unchanged(&fixture, &["publish"], &[], &["dists/dev/main/binary-amd64/Packages", "changed outside cargo speedy", "cargo speedy verify"]);
+    assert_refused_unchanged(
+        &fixture,
+        &["publish"],
+        &[],
+        &[
+            "dists/dev/main/binary-amd64/Packages",
+            "changed outside cargo speedy",
+            "cargo speedy verify",
+        ],
+    );
 }
 
 #[test]
@@ -419,15 +698,33 @@ fn promote_copies_index_entries_not_bytes() {
     let fixture = released();
     bump_version(&fixture, "1.4.1");
     assert_success(&release(&fixture, &[]));
-    let pool_before: Vec<(String, String)> = tree_hashes(&repo(&fixture)).into_iter().filter(|(k, _)| k.starts_with("pool/")).collect();
+    let pool_before: Vec<(String, String)> = tree_hashes(&repo(&fixture))
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("pool/"))
+        .collect();
     let dev_before = std::fs::read(repo(&fixture).join("dists/dev/InRelease")).unwrap();
 
-    let output = fixture.speedy(&["promote", "--from", "dev", "--to", "stable", "-p", "speedy-app"]);
+    let output = fixture.speedy(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "stable",
+        "-p",
+        "speedy-app",
+    ]);
     assert_success(&output);
-    assert!(stdout(&output).contains("published speedy-app 1.4.1-1 (amd64) to stable"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("published speedy-app 1.4.1-1 (amd64) to stable"),
+        "{}",
+        stdout(&output)
+    );
     let list = stdout(&fixture.speedy(&["list"]));
     let stable = &list[list.find("stable (").unwrap()..];
-    assert!(stable.contains("speedy-app 1.4.1-1") && !stable.contains("speedy-jobs"), "{list}");
+    assert!(
+        stable.contains("speedy-app 1.4.1-1") && !stable.contains("speedy-jobs"),
+        "{list}"
+    );
 
     assert_success(&fixture.speedy(&["promote", "--from", "dev", "--to", "stable"]));
     let apt = apt_for(&fixture, "stable");
@@ -436,12 +733,42 @@ fn promote_copies_index_entries_not_bytes() {
     for name in PACKAGES {
         assert_eq!(apt.candidate(name).as_deref(), Some("1.4.1-1"), "{name}");
     }
-    let pool_after: Vec<(String, String)> = tree_hashes(&repo(&fixture)).into_iter().filter(|(k, _)| k.starts_with("pool/")).collect();
+    let pool_after: Vec<(String, String)> = tree_hashes(&repo(&fixture))
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("pool/"))
+        .collect();
     assert_eq!(pool_before, pool_after, "promotion writes no pool file");
-    assert_eq!(dev_before, std::fs::read(repo(&fixture).join("dists/dev/InRelease")).unwrap(), "the source suite is untouched");
+    assert_eq!(
+        dev_before,
+        std::fs::read(repo(&fixture).join("dists/dev/InRelease")).unwrap(),
+        "the source suite is untouched"
+    );
     assert_success(&fixture.speedy(&["verify"]));
 
-    assert_refused_unchanged(&fixture, &["promote", "--from", "dev", "--to", "stable", "-p", "speedy-web"], &[], &["package `speedy-web` is not in suite dev"]);
-    assert_refused_unchanged(&fixture, &["promote", "--from", "nightly", "--to", "stable"], &[], &["suite nightly has no packages to promote"]);
-    assert_refused_unchanged(&fixture, &["promote", "--from", "dev", "--to", "prod"], &[], &["unknown suite \"prod\""]);
+    assert_refused_unchanged(
+        &fixture,
+        &[
+            "promote",
+            "--from",
+            "dev",
+            "--to",
+            "stable",
+            "-p",
+            "speedy-web",
+        ],
+        &[],
+        &["package `speedy-web` is not in suite dev"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["promote", "--from", "nightly", "--to", "stable"],
+        &[],
+        &["suite nightly has no packages to promote"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["promote", "--from", "dev", "--to", "prod"],
+        &[],
+        &["unknown suite \"prod\""],
+    );
 }

@@ -24,20 +24,46 @@ fn s3_store(moto: &MotoServer, bucket: &str) -> S3Store {
     let mut config = S3Config::spaces(bucket, "us-east-1");
     config.endpoint = moto.endpoint();
     config.path_style = true;
-    S3Store::new(config, Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1)).unwrap()
+    S3Store::new(
+        config,
+        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
+    )
+    .unwrap()
 }
 
 fn clock() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
-fn publish(store: &dyn Store, key: &SigningKey, debs: &[IncomingDeb], lock: LockOptions, retention: usize) -> Result<PublishReport, PublishError> {
-    Publish { store, key, suite: "dev".into(), settings: publish_settings(retention), lock, dry_run: false, now: &clock }.run(debs, &SilentListener)
+fn publish(
+    store: &dyn Store,
+    key: &SigningKey,
+    debs: &[IncomingDeb],
+    lock: LockOptions,
+    retention: usize,
+) -> Result<PublishReport, PublishError> {
+    Publish {
+        store,
+        key,
+        suite: "dev".into(),
+        settings: publish_settings(retention),
+        lock,
+        dry_run: false,
+        now: &clock,
+    }
+    .run(debs, &SilentListener)
 }
 
 /// An apt client reading the bucket over plain HTTP, as a server would.
 fn apt_over_http(moto: &MotoServer, bucket: &str, keyring: &Path) -> Apt {
-    Apt::new(&format!("deb [signed-by={}] {}/{bucket}/ dev main", keyring.display(), moto.endpoint()))
+    Apt::new(&format!(
+        "deb [signed-by={}] {}/{bucket}/ dev main",
+        keyring.display(),
+        moto.endpoint()
+    ))
 }
 
 fn write_keyring(dir: &Path, key: &SigningKey) -> PathBuf {
@@ -59,7 +85,13 @@ fn bucket_contents(store: &dyn Store) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn cli_with_bucket(fixture: &Fixture, moto: &MotoServer, bucket: &str, args: &[&str], key: &Path) -> std::process::Output {
+fn cli_with_bucket(
+    fixture: &Fixture,
+    moto: &MotoServer,
+    bucket: &str,
+    args: &[&str],
+    key: &Path,
+) -> std::process::Output {
     let flags = moto.flags(bucket);
     let mut all: Vec<&str> = args.to_vec();
     all.extend(flags.iter().map(String::as_str));
@@ -84,24 +116,41 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
     assert!(stdout(&output).contains("published speedy-app 1.4.0-1 (amd64) to dev"));
 
     let keyring = fixture.path("keyring.gpg");
-    assert_success(&fixture.speedy(&["key", "export", "--key-file", key.to_str().unwrap(), "--output", keyring.to_str().unwrap()]));
+    assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--output",
+        keyring.to_str().unwrap(),
+    ]));
     let apt = apt_over_http(&moto, "speedy-apt", &keyring);
     let (ok, text) = apt.update();
     assert!(ok, "{text}");
     for name in PACKAGES {
         assert_eq!(apt.candidate(name).as_deref(), Some("1.4.0-1"), "{name}");
     }
-    assert_eq!(sha256_file(&apt.download("speedy-notifier")), sha256_file(&fixture.deb("speedy-notifier")));
+    assert_eq!(
+        sha256_file(&apt.download("speedy-notifier")),
+        sha256_file(&fixture.deb("speedy-notifier"))
+    );
 
     // Object properties: public, typed, cached for as long as they are immutable.
-    let (status, head) = moto.anonymous_get("speedy-apt/pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
+    let (status, head) =
+        moto.anonymous_get("speedy-apt/pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
     assert_eq!(status, 200);
     let head = head.to_ascii_lowercase();
-    assert!(head.contains("cache-control: public, max-age=31536000, immutable"), "{}", &head[..600.min(head.len())]);
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{}",
+        &head[..600.min(head.len())]
+    );
     assert!(head.contains("content-type: application/vnd.debian.binary-package"));
     let (status, head) = moto.anonymous_get("speedy-apt/dists/dev/InRelease");
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains("cache-control: public, max-age=60"));
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("cache-control: public, max-age=60"));
 
     // list and verify work exactly as against a directory.
     let output = cli_with_bucket(&fixture, &moto, "speedy-apt", &["list"], &key);
@@ -121,17 +170,40 @@ fn private_acl_objects_are_not_readable_anonymously() {
     moto.create_bucket("speedy-private");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
-    assert_success(&cli_with_bucket(&fixture, &moto, "speedy-private", &["release", "--quiet", "--acl", "private"], &key));
-    for path in ["dists/dev/InRelease", "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb", "archive-keyring.gpg"] {
+    assert_success(&cli_with_bucket(
+        &fixture,
+        &moto,
+        "speedy-private",
+        &["release", "--quiet", "--acl", "private"],
+        &key,
+    ));
+    for path in [
+        "dists/dev/InRelease",
+        "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb",
+        "archive-keyring.gpg",
+    ] {
         let (status, _) = moto.anonymous_get(&format!("speedy-private/{path}"));
         assert_eq!(status, 403, "{path}");
     }
     let keyring = fixture.path("keyring.gpg");
-    assert_success(&fixture.speedy(&["key", "export", "--key-file", key.to_str().unwrap(), "--output", keyring.to_str().unwrap()]));
+    assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--output",
+        keyring.to_str().unwrap(),
+    ]));
     let (ok, _) = apt_over_http(&moto, "speedy-private", &keyring).update();
     assert!(!ok, "apt cannot read a private repository anonymously");
     // The owner still can.
-    assert_success(&cli_with_bucket(&fixture, &moto, "speedy-private", &["verify", "--acl", "private"], &key));
+    assert_success(&cli_with_bucket(
+        &fixture,
+        &moto,
+        "speedy-private",
+        &["verify", "--acl", "private"],
+        &key,
+    ));
 }
 
 #[test]
@@ -139,14 +211,25 @@ fn doctor_reports_what_the_bucket_supports() {
     let moto = MotoServer::start();
     moto.create_bucket("speedy-doctor");
     let fixture = Fixture::new();
-    let mut args = vec!["doctor".to_owned(), "--message-format".into(), "json".into()];
+    let mut args = vec![
+        "doctor".to_owned(),
+        "--message-format".into(),
+        "json".into(),
+    ];
     args.extend(moto.flags("speedy-doctor"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = fixture.speedy_env(&args, &TEST_CREDENTIALS);
     assert_success(&output);
-    let report: serde_json::Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
     let status = |check: &str| {
-        report["checks"].as_array().unwrap().iter().find(|c| c["check"] == check).map(|c| c["status"].as_str().unwrap().to_owned()).unwrap()
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+            .unwrap()
     };
     assert_eq!(status("credentials and bucket"), "pass");
     assert_eq!(status("conditional writes"), "pass");
@@ -154,7 +237,10 @@ fn doctor_reports_what_the_bucket_supports() {
     assert_eq!(status("private objects"), "pass");
     assert!(["pass", "warn"].contains(&status("checksum headers").as_str()));
     // The probes are cleaned up.
-    assert!(s3_store(&moto, "speedy-doctor").list("").unwrap().is_empty());
+    assert!(s3_store(&moto, "speedy-doctor")
+        .list("")
+        .unwrap()
+        .is_empty());
 
     // A missing bucket: the table says so, and the exit code is 2.
     let mut args = vec!["doctor".to_owned()];
@@ -162,7 +248,12 @@ fn doctor_reports_what_the_bucket_supports() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = fixture.speedy_env(&args, &TEST_CREDENTIALS);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stdout(&output).contains("FAIL") && stdout(&output).contains("\"speedy-missing\" does not exist"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("FAIL")
+            && stdout(&output).contains("\"speedy-missing\" does not exist"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
@@ -171,7 +262,13 @@ fn bad_input_is_refused_and_nothing_is_written() {
     moto.create_bucket("speedy-bad");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
-    assert_success(&cli_with_bucket(&fixture, &moto, "speedy-bad", &["release", "--quiet"], &key));
+    assert_success(&cli_with_bucket(
+        &fixture,
+        &moto,
+        "speedy-bad",
+        &["release", "--quiet"],
+        &key,
+    ));
     let store = s3_store(&moto, "speedy-bad");
     let before = bucket_contents(&store);
     let refused = |args: &[&str], env: &[(&str, &str)], key: &Path, expected: &[&str]| {
@@ -183,41 +280,102 @@ fn bad_input_is_refused_and_nothing_is_written() {
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {text}");
         for needle in expected {
-            assert!(text.contains(needle), "{args:?}: {needle:?} missing from:\n{text}");
+            assert!(
+                text.contains(needle),
+                "{args:?}: {needle:?} missing from:\n{text}"
+            );
         }
-        assert!(!text.contains("speedy-test-secret"), "the secret never appears");
-        assert_eq!(before, bucket_contents(&store), "{args:?} wrote to the bucket");
+        assert!(
+            !text.contains("speedy-test-secret"),
+            "the secret never appears"
+        );
+        assert_eq!(
+            before,
+            bucket_contents(&store),
+            "{args:?} wrote to the bucket"
+        );
     };
     // No credentials in the environment.
-    refused(&["publish"], &[], &key, &["no credentials", "SPACES_ACCESS_KEY_ID"]);
+    refused(
+        &["publish"],
+        &[],
+        &key,
+        &["no credentials", "SPACES_ACCESS_KEY_ID"],
+    );
     // A repository signed by another key.
     let other = fixture.path("other-key.asc");
     assert_success(&fixture.speedy(&["key", "generate", "--output", other.to_str().unwrap()]));
-    refused(&["publish"], &TEST_CREDENTIALS, &other, &["not signed by the configured key"]);
+    refused(
+        &["publish"],
+        &TEST_CREDENTIALS,
+        &other,
+        &["not signed by the configured key"],
+    );
     // An unreachable endpoint.
     let output = fixture.speedy_env(
-        &["publish", "--bucket", "speedy-bad", "--region", "us-east-1", "--endpoint", "http://127.0.0.1:9", "--addressing", "path", "--key-file", key.to_str().unwrap()],
+        &[
+            "publish",
+            "--bucket",
+            "speedy-bad",
+            "--region",
+            "us-east-1",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--addressing",
+            "path",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
         &TEST_CREDENTIALS,
     );
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("cannot reach http://127.0.0.1:9"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot reach http://127.0.0.1:9"),
+        "{}",
+        stderr(&output)
+    );
     // A missing bucket.
     let output = cli_with_bucket(&fixture, &moto, "speedy-nowhere", &["publish"], &key);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("the bucket \"speedy-nowhere\" does not exist"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the bucket \"speedy-nowhere\" does not exist"),
+        "{}",
+        stderr(&output)
+    );
     // Spaces never gets a development key.
-    let output = fixture.speedy_env(&["publish", "--bucket", "speedy-bad", "--endpoint", &moto.endpoint(), "--addressing", "path"], &TEST_CREDENTIALS);
+    let output = fixture.speedy_env(
+        &[
+            "publish",
+            "--bucket",
+            "speedy-bad",
+            "--endpoint",
+            &moto.endpoint(),
+            "--addressing",
+            "path",
+        ],
+        &TEST_CREDENTIALS,
+    );
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no signing key configured"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no signing key configured"),
+        "{}",
+        stderr(&output)
+    );
     // A corrupt remote Packages file.
     let packages = "dists/dev/main/binary-amd64/Packages";
     let mut text = store.get(packages).unwrap().unwrap();
     text.extend_from_slice(b"\nPackage: evil\n");
-    store.put(packages, Body::Bytes(&text), &PutOptions::for_key(packages)).unwrap();
+    store
+        .put(packages, Body::Bytes(&text), &PutOptions::for_key(packages))
+        .unwrap();
     let before_corrupt = bucket_contents(&store);
     let output = cli_with_bucket(&fixture, &moto, "speedy-bad", &["publish"], &key);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("changed outside cargo speedy"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("changed outside cargo speedy"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(before_corrupt, bucket_contents(&store));
 }
 
@@ -228,7 +386,10 @@ fn wrong_credentials_are_refused_clearly() {
     moto.create_bucket("speedy-auth");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
-    let credentials = [("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN"), ("AWS_SECRET_ACCESS_KEY", "speedy-wrong-secret")];
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "AKIAUNKNOWN"),
+        ("AWS_SECRET_ACCESS_KEY", "speedy-wrong-secret"),
+    ];
     let flags = moto.flags("speedy-auth");
     let mut args = vec!["release", "--quiet"];
     args.extend(flags.iter().map(String::as_str));
@@ -236,10 +397,19 @@ fn wrong_credentials_are_refused_clearly() {
     let output = fixture.speedy_env(&args, &credentials);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("the credentials were refused (InvalidAccessKeyId)"), "{text}");
+    assert!(
+        text.contains("the credentials were refused (InvalidAccessKeyId)"),
+        "{text}"
+    );
     assert!(text.contains("SPACES_ACCESS_KEY_ID"), "{text}");
-    assert!(!text.contains("speedy-wrong-secret"), "the secret never appears");
-    assert!(fixture.debs().is_empty(), "the store is checked before building");
+    assert!(
+        !text.contains("speedy-wrong-secret"),
+        "the secret never appears"
+    );
+    assert!(
+        fixture.debs().is_empty(),
+        "the store is checked before building"
+    );
 }
 
 /// Invariant 6 against S3: every request of a three-package publish into a non-empty
@@ -250,27 +420,53 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
-    let v1: Vec<PathBuf> = PACKAGES.iter().map(|n| tiny_deb(work.path(), n, "1.0-1")).collect();
-    let v2: Vec<PathBuf> = PACKAGES.iter().map(|n| tiny_deb(work.path(), n, "1.1-1")).collect();
+    let v1: Vec<PathBuf> = PACKAGES
+        .iter()
+        .map(|n| tiny_deb(work.path(), n, "1.0-1"))
+        .collect();
+    let v2: Vec<PathBuf> = PACKAGES
+        .iter()
+        .map(|n| tiny_deb(work.path(), n, "1.1-1"))
+        .collect();
     let v1 = read_debs(&v1).unwrap();
     let v2 = read_debs(&v2).unwrap();
 
     moto.create_bucket("probe");
-    publish(&s3_store(&moto, "probe"), &key, &v1, LockOptions::default(), 5).unwrap();
+    publish(
+        &s3_store(&moto, "probe"),
+        &key,
+        &v1,
+        LockOptions::default(),
+        5,
+    )
+    .unwrap();
     let probe = FaultyStore::new(s3_store(&moto, "probe"));
     publish(&probe, &key, &v2, LockOptions::default(), 5).unwrap();
     let requests = probe.requests();
     assert!(requests > 20, "{requests}");
 
-    for (t, timing) in [FaultTiming::Before, FaultTiming::After].into_iter().enumerate() {
+    for (t, timing) in [FaultTiming::Before, FaultTiming::After]
+        .into_iter()
+        .enumerate()
+    {
         for k in 1..=requests {
             let context = format!("fault {timing:?} at request {k} of {requests}");
             let bucket = format!("crash-{t}-{k}");
             moto.create_bucket(&bucket);
-            publish(&s3_store(&moto, &bucket), &key, &v1, LockOptions::default(), 5).unwrap();
+            publish(
+                &s3_store(&moto, &bucket),
+                &key,
+                &v1,
+                LockOptions::default(),
+                5,
+            )
+            .unwrap();
             let faulty = FaultyStore::new(s3_store(&moto, &bucket)).failing(k, timing);
             if let Err(error) = publish(&faulty, &key, &v2, LockOptions::default(), 5) {
-                assert!(error.to_string().contains("injected fault"), "{context}: {error}");
+                assert!(
+                    error.to_string().contains("injected fault"),
+                    "{context}: {error}"
+                );
             }
             let store = s3_store(&moto, &bucket);
             let report = verify::verify(&store, &key.public_key()).unwrap();
@@ -280,11 +476,23 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
             // A lock left by the failed release request is this process's; a crashed
             // process's lock would be taken over as its owner is dead.
             let left_lock = store.get(LOCK_KEY).unwrap().is_some();
-            publish(&store, &key, &v2, LockOptions { wait: None, break_lock: left_lock }, 5)
-                .unwrap_or_else(|e| panic!("{context}: rerun: {e}"));
+            publish(
+                &store,
+                &key,
+                &v2,
+                LockOptions {
+                    wait: None,
+                    break_lock: left_lock,
+                },
+                5,
+            )
+            .unwrap_or_else(|e| panic!("{context}: rerun: {e}"));
             let listed = verify::list(&store, &key.public_key()).unwrap();
             assert_eq!(listed[0].packages.len(), 6, "{context}");
-            assert!(verify::verify(&store, &key.public_key()).unwrap().ok(), "{context}");
+            assert!(
+                verify::verify(&store, &key.public_key()).unwrap().ok(),
+                "{context}"
+            );
         }
     }
 }
@@ -293,7 +501,11 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
 /// every package is there at the end. With the lock, and without conditional writes.
 fn concurrent_rounds(conditional_writes: bool) {
     let moto = MotoServer::start();
-    let bucket = if conditional_writes { "race-locked" } else { "race-lockless" };
+    let bucket = if conditional_writes {
+        "race-locked"
+    } else {
+        "race-lockless"
+    };
     moto.create_bucket(bucket);
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
@@ -301,7 +513,9 @@ fn concurrent_rounds(conditional_writes: bool) {
     const ROUNDS: usize = 10;
     let debs: Vec<Vec<IncomingDeb>> = (0..PUBLISHERS)
         .map(|p| {
-            let paths: Vec<PathBuf> = (0..ROUNDS).map(|r| tiny_deb(work.path(), &format!("speedy-p{p}"), &format!("1.{r}-1"))).collect();
+            let paths: Vec<PathBuf> = (0..ROUNDS)
+                .map(|r| tiny_deb(work.path(), &format!("speedy-p{p}"), &format!("1.{r}-1")))
+                .collect();
             read_debs(&paths).unwrap()
         })
         .collect();
@@ -317,7 +531,10 @@ fn concurrent_rounds(conditional_writes: bool) {
                     Box::new(FaultyStore::new(store).without_conditional_writes())
                 };
                 for deb in publisher {
-                    let lock = LockOptions { wait: Some(Duration::from_secs(120)), break_lock: false };
+                    let lock = LockOptions {
+                        wait: Some(Duration::from_secs(120)),
+                        break_lock: false,
+                    };
                     publish(store.as_ref(), key, std::slice::from_ref(deb), lock, 100).unwrap();
                 }
             });
@@ -325,7 +542,11 @@ fn concurrent_rounds(conditional_writes: bool) {
     });
     let store = s3_store(&moto, bucket);
     let listed = verify::list(&store, &key.public_key()).unwrap();
-    let present: Vec<(String, String)> = listed[0].packages.iter().map(|p| (p.name.clone(), p.version.clone())).collect();
+    let present: Vec<(String, String)> = listed[0]
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
     for p in 0..PUBLISHERS {
         for r in 0..ROUNDS {
             let id = (format!("speedy-p{p}"), format!("1.{r}-1"));
@@ -365,7 +586,9 @@ fn readers_during_writes_never_see_a_mismatch() {
             let mut updates = 0;
             let mut failures = Vec::new();
             let started = std::time::Instant::now();
-            while !done.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < Duration::from_secs(300) {
+            while !done.load(std::sync::atomic::Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(300)
+            {
                 let (ok, text) = apt.update();
                 updates += 1;
                 if !ok {
@@ -375,14 +598,24 @@ fn readers_during_writes_never_see_a_mismatch() {
             (updates, failures)
         });
         for version in 1..=10 {
-            let debs = read_debs(&[tiny_deb(work.path(), "speedy-app", &format!("1.{version}-1"))]).unwrap();
+            let debs = read_debs(&[tiny_deb(
+                work.path(),
+                "speedy-app",
+                &format!("1.{version}-1"),
+            )])
+            .unwrap();
             publish(&store, &key, &debs, LockOptions::default(), 5).unwrap();
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         reader.join().unwrap()
     });
     assert!(updates >= 2, "the reader ran ({updates} updates)");
-    assert!(failures.is_empty(), "{} of {updates} updates failed, first:\n{}", failures.len(), failures[0]);
+    assert!(
+        failures.is_empty(),
+        "{} of {updates} updates failed, first:\n{}",
+        failures.len(),
+        failures[0]
+    );
 }
 
 #[test]
@@ -395,18 +628,28 @@ fn large_files_stream_from_disk_in_parts() {
     config.multipart_threshold = 5 * 1024 * 1024;
     config.part_size = 5 * 1024 * 1024;
     config.parallelism = 2;
-    let store = S3Store::new(config, Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1)).unwrap();
+    let store = S3Store::new(
+        config,
+        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.deb");
     // 12 MiB and a bit: three parts, the last one short.
-    let bytes: Vec<u8> = (0..(12 * 1024 * 1024 + 12345u32)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..(12 * 1024 * 1024 + 12345u32))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, &bytes).unwrap();
     let key = "pool/main/b/big/big_1.0-1_all.deb";
-    store.put(key, Body::File(&path), &PutOptions::for_key(key)).unwrap();
+    store
+        .put(key, Body::File(&path), &PutOptions::for_key(key))
+        .unwrap();
     assert_eq!(store.head(key).unwrap().unwrap().size, bytes.len() as u64);
     let back = store.get(key).unwrap().unwrap();
     assert!(back == bytes, "the object reads back byte for byte");
     let (status, head) = moto.anonymous_get(&format!("speedy-multipart/{key}"));
     assert_eq!(status, 200, "public-read applies to multipart uploads too");
-    assert!(head.to_ascii_lowercase().contains("cache-control: public, max-age=31536000, immutable"));
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("cache-control: public, max-age=31536000, immutable"));
 }

@@ -99,13 +99,26 @@ impl Repo {
     }
 
     fn gpgv(&self, files: &[&Path]) -> Output {
-        let mut args = vec!["--homedir", path(&self.gnupghome), "--keyring", path(&self.keyring)];
+        let mut args = vec![
+            "--homedir",
+            path(&self.gnupghome),
+            "--keyring",
+            path(&self.keyring),
+        ];
         args.extend(files.iter().map(|f| path(f)));
         run("gpgv", &args)
     }
 
     fn sqv(&self, signature: &Path, data: &Path) -> Output {
-        run("sqv", &["--keyring", path(&self.keyring), path(signature), path(data)])
+        run(
+            "sqv",
+            &[
+                "--keyring",
+                path(&self.keyring),
+                path(signature),
+                path(data),
+            ],
+        )
     }
 
     /// gpgv and sqv both accept the detached signature over `data`.
@@ -132,18 +145,30 @@ impl Repo {
         let content = self.write(&format!("{name}.content"), content);
         let signature = self.write(&format!("{name}.sig"), signature);
         let out = self.sqv(&signature, &content);
-        assert!(out.status.success(), "sqv {name}: {}\n{inrelease}", describe(&out));
+        assert!(
+            out.status.success(),
+            "sqv {name}: {}\n{inrelease}",
+            describe(&out)
+        );
     }
 
     fn assert_inrelease_fails(&self, inrelease: &str, name: &str) {
         let file = self.write(name, inrelease);
         let out = self.gpgv(&[&file]);
-        assert!(!out.status.success(), "gpgv accepted {name}: {}", describe(&out));
+        assert!(
+            !out.status.success(),
+            "gpgv accepted {name}: {}",
+            describe(&out)
+        );
         let (content, signature) = split_like_apt(inrelease);
         let content = self.write(&format!("{name}.content"), content);
         let signature = self.write(&format!("{name}.sig"), signature);
         let out = self.sqv(&signature, &content);
-        assert!(!out.status.success(), "sqv accepted {name}: {}", describe(&out));
+        assert!(
+            !out.status.success(),
+            "sqv accepted {name}: {}",
+            describe(&out)
+        );
     }
 }
 
@@ -238,12 +263,14 @@ fn check_repository_signatures(key: &SigningKey) -> Repo {
     let release = repo.write("Release", RELEASE);
     let release_gpg = repo.write(
         "Release.gpg",
-        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT)
+            .unwrap(),
     );
     repo.assert_detached_verifies(&release_gpg, &release);
     let binary_sig = repo.write(
         "Release.sig",
-        key.sign_detached_binary(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+        key.sign_detached_binary(RELEASE.as_bytes(), SIGNED_AT)
+            .unwrap(),
     );
     repo.assert_detached_verifies(&binary_sig, &release);
 
@@ -270,15 +297,24 @@ fn check_repository_signatures(key: &SigningKey) -> Repo {
 /// The signature and key packets as gpg sees them.
 fn check_packets(key: &SigningKey, repo: &Repo, algo: u8) {
     let gnupg = GnupgHome::new();
-    let signature = repo.write("check.sig", key.sign_detached_binary(b"data", SIGNED_AT).unwrap());
+    let signature = repo.write(
+        "check.sig",
+        key.sign_detached_binary(b"data", SIGNED_AT).unwrap(),
+    );
     let packets = gnupg.list_packets(&signature);
     assert!(
         packets.contains(&format!(":signature packet: algo {algo},")),
         "{packets}"
     );
-    assert!(packets.contains("digest algo 10,"), "not SHA-512: {packets}");
+    assert!(
+        packets.contains("digest algo 10,"),
+        "not SHA-512: {packets}"
+    );
     assert!(packets.contains("version 4,"), "{packets}");
-    assert!(packets.contains("sigclass 0x00"), "not a binary signature: {packets}");
+    assert!(
+        packets.contains("sigclass 0x00"),
+        "not a binary signature: {packets}"
+    );
 
     // gpg lists only the text of a cleartext message, so look at its signature block.
     let (_, inrelease_sig) = split_like_apt(&key.clearsign("a\n", SIGNED_AT).unwrap());
@@ -318,7 +354,11 @@ fn check_packets(key: &SigningKey, repo: &Repo, algo: u8) {
 
 #[test]
 fn ed25519_signatures_verify_with_gpgv_and_sqv() {
-    let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, Some("integration passphrase"))).unwrap();
+    let key = SigningKey::generate(&params(
+        KeyAlgorithm::Ed25519,
+        Some("integration passphrase"),
+    ))
+    .unwrap();
     let repo = check_repository_signatures(&key);
     check_packets(&key, &repo, 22);
 }
@@ -339,7 +379,10 @@ fn signatures_dated_before_the_key_still_verify() {
     let key = SigningKey::generate(&params(KeyAlgorithm::Ed25519, None)).unwrap();
     let repo = Repo::new(&key.public_key());
     let release = repo.write("Release", RELEASE);
-    let sig = repo.write("Release.gpg", key.sign_detached_armored(RELEASE.as_bytes(), 0).unwrap());
+    let sig = repo.write(
+        "Release.gpg",
+        key.sign_detached_armored(RELEASE.as_bytes(), 0).unwrap(),
+    );
     repo.assert_detached_verifies(&sig, &release);
 }
 
@@ -368,7 +411,8 @@ fn signatures_dated_before_the_self_signature_are_moved_after_it() {
     let release = repo.write("Release", RELEASE);
     let sig = repo.write(
         "Release.gpg",
-        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+        key.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT)
+            .unwrap(),
     );
     repo.assert_detached_verifies(&sig, &release);
     repo.assert_inrelease_verifies(&key.clearsign(RELEASE, SIGNED_AT).unwrap(), "InRelease");
@@ -382,14 +426,19 @@ fn a_signature_by_another_key_is_refused_by_all_verifiers() {
     let release = repo.write("Release", RELEASE);
     let sig = repo.write(
         "Release.gpg",
-        other.sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT).unwrap(),
+        other
+            .sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT)
+            .unwrap(),
     );
     repo.assert_detached_fails(&sig, &release);
     let err = key
         .public_key()
         .verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap())
         .unwrap_err();
-    assert!(matches!(err, VerifyError::SignedByOtherKey { .. }), "{err:?}");
+    assert!(
+        matches!(err, VerifyError::SignedByOtherKey { .. }),
+        "{err:?}"
+    );
 }
 
 /// Users bring keys made by GnuPG: a plain `--quick-gen-key` Ed25519 key, protected by a
@@ -403,7 +452,15 @@ fn gnupg_made_keys_sign_repositories() {
         ("Plain <plain@speedy.example>", "sign,cert", false),
         ("Subkey <subkey@speedy.example>", "cert", true),
     ] {
-        gnupg.gpg_ok(&["--passphrase", pass, "--quick-gen-key", uid, "ed25519", usage, "never"]);
+        gnupg.gpg_ok(&[
+            "--passphrase",
+            pass,
+            "--quick-gen-key",
+            uid,
+            "ed25519",
+            usage,
+            "never",
+        ]);
         let colons = gnupg.gpg_ok(&["--with-colons", "--list-keys", uid]);
         let fingerprint = colons
             .lines()
@@ -422,7 +479,13 @@ fn gnupg_made_keys_sign_repositories() {
                 "never",
             ]);
         }
-        let secret = gnupg.gpg_ok(&["--passphrase", pass, "--armor", "--export-secret-keys", &fingerprint]);
+        let secret = gnupg.gpg_ok(&[
+            "--passphrase",
+            pass,
+            "--armor",
+            "--export-secret-keys",
+            &fingerprint,
+        ]);
         let public = gnupg.gpg_ok(&["--armor", "--export", &fingerprint]);
 
         let err = SigningKey::from_armored(&secret, None, "GPG_KEY").unwrap_err();

@@ -56,7 +56,8 @@ impl cargo_deb::listener::Listener for ListenerBridge<'_> {
         self.listener.detail(&format!("{}: {s}", self.package));
     }
     fn progress(&self, operation: &str, detail: String) {
-        self.listener.detail(&format!("{}: {operation} {detail}", self.package));
+        self.listener
+            .detail(&format!("{}: {operation} {detail}", self.package));
     }
     fn error(&self, _error: &(dyn std::error::Error + 'static)) {
         // Errors are returned to our caller, which reports them once.
@@ -102,7 +103,8 @@ pub fn build_deb(
         build_profile: profile,
         ..BuildOptions::default()
     };
-    let (mut environment, packages) = BuildEnvironment::from_manifest(options, &bridge).map_err(fail)?;
+    let (mut environment, packages) =
+        BuildEnvironment::from_manifest(options, &bridge).map_err(fail)?;
     environment.reproducible = true;
     let mut package_config = packages.into_iter().next().ok_or_else(|| DebError {
         package: package.to_owned(),
@@ -112,7 +114,9 @@ pub fn build_deb(
     package_config.default_timestamp = settings.timestamp;
 
     package_config.resolve_assets(&bridge).map_err(fail)?;
-    let depends = package_config.resolved_binary_dependencies(&bridge).map_err(fail)?;
+    let depends = package_config
+        .resolved_binary_dependencies(&bridge)
+        .map_err(fail)?;
     package_config.resolved_depends = Some(depends);
     let compressed = compressed_assets(&package_config, &bridge).map_err(fail)?;
     apply_compressed_assets(&mut package_config, compressed);
@@ -128,6 +132,13 @@ pub fn build_deb(
         compress_system: false,
         rsyncable: false,
     };
-    write_deb(&environment, output.to_path_buf(), &package_config, &compress, &bridge).map_err(fail)?;
+    write_deb(
+        &environment,
+        output.to_path_buf(),
+        &package_config,
+        &compress,
+        &bridge,
+    )
+    .map_err(fail)?;
     Ok(())
 }

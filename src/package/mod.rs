@@ -55,7 +55,10 @@ pub enum BuildError {
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("{}: {source}", package.display())]
-    Render { package: PathBuf, source: render::RenderError },
+    Render {
+        package: PathBuf,
+        source: render::RenderError,
+    },
     #[error(transparent)]
     Stage(#[from] stage::StageError),
     #[error(transparent)]
@@ -69,7 +72,10 @@ pub enum BuildError {
     #[error("`--profile {0}`: not a valid profile name")]
     Profile(String),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     DebFile(#[from] crate::debfile::DebFileError),
     #[error("signing the .deb: {0}")]
@@ -77,7 +83,10 @@ pub enum BuildError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
-    move |source| BuildError::Io { path: path.to_owned(), source }
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// One package, ready to build.
@@ -112,7 +121,8 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
         options.locking,
         &calendar::check_with_systemd,
     )?;
-    let (timestamp, timestamp_source) = source_date_epoch(&workspace.root, &workspace.root_manifest)?;
+    let (timestamp, timestamp_source) =
+        source_date_epoch(&workspace.root, &workspace.root_manifest)?;
     if timestamp_source == TimestampSource::ManifestModified {
         listener.warning(&format!(
             "{} is not in a git repository and SOURCE_DATE_EPOCH is not set: the archive timestamps \
@@ -122,26 +132,48 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
     }
     let mut packages = Vec::with_capacity(workspace.services.len());
     for service in &workspace.services {
-        let render_error = |source| BuildError::Render { package: service.manifest_path.clone(), source };
+        let render_error = |source| BuildError::Render {
+            package: service.manifest_path.clone(),
+            source,
+        };
         let context = render::RenderContext { timestamp };
         let mut files = render::render_service(service, &context).map_err(render_error)?;
-        let unmatched = render::apply_overrides(&mut files, &service.overrides_dir).map_err(render_error)?;
+        let unmatched =
+            render::apply_overrides(&mut files, &service.overrides_dir).map_err(render_error)?;
         for name in unmatched {
             listener.warning(&format!(
                 "{}: {name} matches no rendered file and is ignored (rendered: {})",
                 service.overrides_dir.display(),
-                files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                files
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
-        packages.push(PackagePlan { service: service.clone(), files });
+        packages.push(PackagePlan {
+            service: service.clone(),
+            files,
+        });
     }
-    Ok(BuildPlan { workspace, packages, timestamp, timestamp_source })
+    Ok(BuildPlan {
+        workspace,
+        packages,
+        timestamp,
+        timestamp_source,
+    })
 }
 
 fn check_profile(profile: &str) -> Result<(), BuildError> {
     let valid = !profile.is_empty()
-        && profile.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if valid { Ok(()) } else { Err(BuildError::Profile(profile.to_owned())) }
+        && profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(BuildError::Profile(profile.to_owned()))
+    }
 }
 
 /// The directory Cargo puts a profile's output in.
@@ -185,7 +217,11 @@ fn source_date_epoch(root: &Path, manifest: &Path) -> Result<(u64, TimestampSour
     Ok((seconds, TimestampSource::ManifestModified))
 }
 
-fn run_cargo_build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn Listener) -> Result<(), BuildError> {
+fn run_cargo_build(
+    plan: &BuildPlan,
+    options: &BuildOptions,
+    listener: &dyn Listener,
+) -> Result<(), BuildError> {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .arg("build")
@@ -195,20 +231,33 @@ fn run_cargo_build(plan: &BuildPlan, options: &BuildOptions, listener: &dyn List
     if let Some(target) = &options.target {
         command.args(["--target", target]);
     }
-    command.args(options.locking.args()).args(&options.cargo_args);
+    command
+        .args(options.locking.args())
+        .args(&options.cargo_args);
     for package in &plan.packages {
-        command.args(["-p", &package.service.package, "--bin", &package.service.binary]);
+        command.args([
+            "-p",
+            &package.service.package,
+            "--bin",
+            &package.service.binary,
+        ]);
     }
     listener.info(&format!(
         "Building {}",
-        plan.packages.iter().map(|p| p.service.package.as_str()).collect::<Vec<_>>().join(", ")
+        plan.packages
+            .iter()
+            .map(|p| p.service.package.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     // Cargo's own progress goes to our stderr, as it would for `cargo build`.
     let status = command.status().map_err(BuildError::CargoMissing)?;
     if status.success() {
         Ok(())
     } else {
-        Err(BuildError::CargoBuild { status: status.to_string() })
+        Err(BuildError::CargoBuild {
+            status: status.to_string(),
+        })
     }
 }
 
@@ -239,7 +288,10 @@ pub fn build(
     let mut finished = Vec::with_capacity(plan.packages.len());
     for package in &plan.packages {
         let service = &package.service;
-        listener.info(&format!("Packaging {} {}", service.deb_name, service.version));
+        listener.info(&format!(
+            "Packaging {} {}",
+            service.deb_name, service.version
+        ));
         let stage = stage::write_stage(
             service,
             &package.files,
@@ -248,7 +300,12 @@ pub fn build(
             &binary,
             plan.timestamp,
         )?;
-        let file_name = format!("{}_{}_{}.deb", service.deb_name, service.version.without_epoch(), architecture);
+        let file_name = format!(
+            "{}_{}_{}.deb",
+            service.deb_name,
+            service.version.without_epoch(),
+            architecture
+        );
         let scratch_path = scratch.path().join(&file_name);
         let settings = deb::DebSettings {
             deb_version: service.version.to_string(),
@@ -257,7 +314,14 @@ pub fn build(
             timestamp: plan.timestamp,
             compression: options.compression,
         };
-        deb::build_deb(&stage, &service.package, &service.manifest_path, &settings, &scratch_path, listener)?;
+        deb::build_deb(
+            &stage,
+            &service.package,
+            &service.manifest_path,
+            &settings,
+            &scratch_path,
+            listener,
+        )?;
         if let Some(key) = signer {
             sign_deb(&scratch_path, key, plan.timestamp)?;
         }
@@ -295,10 +359,12 @@ fn sign_deb(path: &Path, key: &crate::sign::SigningKey, timestamp: u64) -> Resul
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Debian's name for the architecture of a Rust target (the host's when `None`).
@@ -315,7 +381,11 @@ pub fn debian_architecture(target: Option<&str>) -> String {
         "riscv64" | "riscv64gc" => "riscv64",
         "s390x" => "s390x",
         "loongarch64" => "loong64",
-        a if a.starts_with("armv7") || (a.starts_with("arm") && target.is_some_and(|t| t.ends_with("hf"))) => "armhf",
+        a if a.starts_with("armv7")
+            || (a.starts_with("arm") && target.is_some_and(|t| t.ends_with("hf"))) =>
+        {
+            "armhf"
+        }
         a if a.starts_with("arm") => "armel",
         other => other,
     }
@@ -330,7 +400,10 @@ pub fn explain(plan: &BuildPlan) -> String {
         TimestampSource::GitCommit => "the last git commit",
         TimestampSource::ManifestModified => "the manifest's modification time",
     };
-    out.push_str(&format!("# timestamps: {} (from {source})\n", plan.timestamp));
+    out.push_str(&format!(
+        "# timestamps: {} (from {source})\n",
+        plan.timestamp
+    ));
     for package in &plan.packages {
         let service = &package.service;
         out.push_str(&format!(
@@ -339,7 +412,10 @@ pub fn explain(plan: &BuildPlan) -> String {
             service.version,
             service.manifest_path.display()
         ));
-        out.push_str(&format!("# {} -> {} (0755)\n", service.binary, service.install_path));
+        out.push_str(&format!(
+            "# {} -> {} (0755)\n",
+            service.binary, service.install_path
+        ));
         for config_file in &service.config_files {
             out.push_str(&format!(
                 "# {} -> {} ({:04o}, conffile)\n",
@@ -352,7 +428,9 @@ pub fn explain(plan: &BuildPlan) -> String {
             let destination = match &file.destination {
                 Destination::Control => format!("DEBIAN/{}", file.name),
                 Destination::Installed { path, .. } => path.clone(),
-                Destination::Changelog => format!("/usr/share/doc/{}/changelog.Debian.gz", service.deb_name),
+                Destination::Changelog => {
+                    format!("/usr/share/doc/{}/changelog.Debian.gz", service.deb_name)
+                }
             };
             let origin = match &file.origin {
                 Origin::Template(name) => format!("template {name}"),
@@ -374,10 +452,22 @@ mod tests {
 
     #[test]
     fn architectures() {
-        assert_eq!(debian_architecture(Some("x86_64-unknown-linux-gnu")), "amd64");
-        assert_eq!(debian_architecture(Some("aarch64-unknown-linux-musl")), "arm64");
-        assert_eq!(debian_architecture(Some("armv7-unknown-linux-gnueabihf")), "armhf");
-        assert_eq!(debian_architecture(Some("arm-unknown-linux-gnueabi")), "armel");
+        assert_eq!(
+            debian_architecture(Some("x86_64-unknown-linux-gnu")),
+            "amd64"
+        );
+        assert_eq!(
+            debian_architecture(Some("aarch64-unknown-linux-musl")),
+            "arm64"
+        );
+        assert_eq!(
+            debian_architecture(Some("armv7-unknown-linux-gnueabihf")),
+            "armhf"
+        );
+        assert_eq!(
+            debian_architecture(Some("arm-unknown-linux-gnueabi")),
+            "armel"
+        );
         assert_eq!(debian_architecture(Some("i686-unknown-linux-gnu")), "i386");
     }
 

@@ -19,7 +19,10 @@ pub struct Template {
 
 macro_rules! template {
     ($name:literal) => {
-        Template { name: $name, text: include_str!(concat!("../../templates/debian/", $name)) }
+        Template {
+            name: $name,
+            text: include_str!(concat!("../../templates/debian/", $name)),
+        }
     };
 }
 
@@ -35,17 +38,33 @@ pub const CHANGELOG: Template = template!("changelog");
 pub const LINTIAN_OVERRIDES: Template = template!("lintian-overrides");
 
 /// All templates, for `cargo speedy templates` style listings and for tests.
-pub const ALL_TEMPLATES: &[Template] =
-    &[DAEMON_SERVICE, JOB_SERVICE, JOB_TIMER, HARDENING, SYSUSERS, POSTINST, PRERM, POSTRM, CHANGELOG, LINTIAN_OVERRIDES];
+pub const ALL_TEMPLATES: &[Template] = &[
+    DAEMON_SERVICE,
+    JOB_SERVICE,
+    JOB_TIMER,
+    HARDENING,
+    SYSUSERS,
+    POSTINST,
+    PRERM,
+    POSTRM,
+    CHANGELOG,
+    LINTIAN_OVERRIDES,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("template {template}: placeholder {{{{{placeholder}}}}} has no value")]
-    UnknownPlaceholder { template: &'static str, placeholder: String },
+    UnknownPlaceholder {
+        template: &'static str,
+        placeholder: String,
+    },
     #[error("template {template}: unterminated placeholder")]
     Unterminated { template: &'static str },
     #[error("cannot read the override {}: {source}", path.display())]
-    ReadOverride { path: PathBuf, source: std::io::Error },
+    ReadOverride {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the override {} is not UTF-8 text", path.display())]
     OverrideNotText { path: PathBuf },
 }
@@ -91,7 +110,10 @@ pub fn fill(template: &Template, vars: &BTreeMap<&str, String>) -> Result<String
     let mut out = String::with_capacity(template.text.len() + 256);
     for line in template.text.split_inclusive('\n') {
         let trimmed = line.trim();
-        if let Some(name) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+        if let Some(name) = trimmed
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+        {
             if !name.contains("{{") && vars.get(name).is_some_and(String::is_empty) {
                 continue;
             }
@@ -100,12 +122,16 @@ pub fn fill(template: &Template, vars: &BTreeMap<&str, String>) -> Result<String
         while let Some(start) = rest.find("{{") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or(RenderError::Unterminated { template: template.name })?;
-            let name = &after[..end];
-            let value = vars.get(name).ok_or_else(|| RenderError::UnknownPlaceholder {
+            let end = after.find("}}").ok_or(RenderError::Unterminated {
                 template: template.name,
-                placeholder: name.to_owned(),
             })?;
+            let name = &after[..end];
+            let value = vars
+                .get(name)
+                .ok_or_else(|| RenderError::UnknownPlaceholder {
+                    template: template.name,
+                    placeholder: name.to_owned(),
+                })?;
             // Indent continuation lines of a multi-line value like the placeholder.
             let indent: String = line.chars().take_while(|c| *c == ' ').collect();
             let mut first = true;
@@ -170,7 +196,10 @@ fn environment_lines(service: &Service) -> String {
 fn sysusers_lines(service: &Service) -> String {
     let gecos = format!("\"{} service user\"", service.user);
     if service.user == service.group {
-        format!("u {} - {gecos} /nonexistent /usr/sbin/nologin", service.user)
+        format!(
+            "u {} - {gecos} /nonexistent /usr/sbin/nologin",
+            service.user
+        )
     } else {
         format!(
             "g {group} -\nu {user} -:{group} {gecos} /nonexistent /usr/sbin/nologin",
@@ -205,14 +234,21 @@ fn base_vars(service: &Service) -> BTreeMap<&'static str, String> {
     vars.insert("jobs_disabled_flag", service.jobs_disabled_flag.clone());
     vars.insert(
         "documentation",
-        service.documentation.as_ref().map(|url| format!("Documentation={url}")).unwrap_or_default(),
+        service
+            .documentation
+            .as_ref()
+            .map(|url| format!("Documentation={url}"))
+            .unwrap_or_default(),
     );
     vars.insert("environment", environment_lines(service));
     vars
 }
 
 /// Renders every file of the service, before overrides.
-pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<RenderedFile>, RenderError> {
+pub fn render_service(
+    service: &Service,
+    context: &RenderContext,
+) -> Result<Vec<RenderedFile>, RenderError> {
     let vars = base_vars(service);
     let hardening = fill(&HARDENING, &vars)?.trim_end().to_owned();
     let unit_dir = "/usr/lib/systemd/system";
@@ -225,7 +261,15 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
             v.insert("description", service.description.clone());
             v.insert("exec_start", exec_start(service, args));
             v.insert("hardening", hardening.clone());
-            files.push(rendered(DAEMON_SERVICE, unit.clone(), Destination::Installed { path: format!("{unit_dir}/{unit}"), mode: 0o644 }, &v)?);
+            files.push(rendered(
+                DAEMON_SERVICE,
+                unit.clone(),
+                Destination::Installed {
+                    path: format!("{unit_dir}/{unit}"),
+                    mode: 0o644,
+                },
+                &v,
+            )?);
             (vec![unit.clone()], vec![unit])
         }
         ServiceKind::Jobs { jobs } => {
@@ -244,9 +288,25 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
                 v.insert("schedule", job.schedule.clone());
                 v.insert("randomized_delay", job.randomized_delay.clone());
                 v.insert("unit", service_unit.clone());
-                files.push(rendered(JOB_SERVICE, service_unit.clone(), Destination::Installed { path: format!("{unit_dir}/{service_unit}"), mode: 0o644 }, &v)?);
+                files.push(rendered(
+                    JOB_SERVICE,
+                    service_unit.clone(),
+                    Destination::Installed {
+                        path: format!("{unit_dir}/{service_unit}"),
+                        mode: 0o644,
+                    },
+                    &v,
+                )?);
                 v.insert("unit", timer_unit.clone());
-                files.push(rendered(JOB_TIMER, timer_unit.clone(), Destination::Installed { path: format!("{unit_dir}/{timer_unit}"), mode: 0o644 }, &v)?);
+                files.push(rendered(
+                    JOB_TIMER,
+                    timer_unit.clone(),
+                    Destination::Installed {
+                        path: format!("{unit_dir}/{timer_unit}"),
+                        mode: 0o644,
+                    },
+                    &v,
+                )?);
                 timers.push(timer_unit);
                 services.push(service_unit);
             }
@@ -258,10 +318,15 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
 
     let mut v = vars.clone();
     v.insert("sysusers", sysusers_lines(service));
-    files.push(rendered(SYSUSERS, format!("{}.sysusers", service.deb_name), Destination::Installed {
+    files.push(rendered(
+        SYSUSERS,
+        format!("{}.sysusers", service.deb_name),
+        Destination::Installed {
             path: format!("/usr/lib/sysusers.d/{}.conf", service.deb_name),
             mode: 0o644,
-        }, &v)?);
+        },
+        &v,
+    )?);
 
     // Unit names are validated to contain no shell metacharacters.
     v.insert("enable_units", enable_units.join(" "));
@@ -275,28 +340,51 @@ pub fn render_service(service: &Service, context: &RenderContext) -> Result<Vec<
     };
     v.insert("remove_state_parent", remove_parent);
     for template in [POSTINST, PRERM, POSTRM] {
-        files.push(rendered(template, template.name.to_owned(), Destination::Control, &v)?);
+        files.push(rendered(
+            template,
+            template.name.to_owned(),
+            Destination::Control,
+            &v,
+        )?);
     }
 
-    files.push(rendered(LINTIAN_OVERRIDES, "lintian-overrides".to_owned(), Destination::Installed {
+    files.push(rendered(
+        LINTIAN_OVERRIDES,
+        "lintian-overrides".to_owned(),
+        Destination::Installed {
             path: format!("/usr/share/lintian/overrides/{}", service.deb_name),
             mode: 0o644,
-        }, &v)?);
+        },
+        &v,
+    )?);
 
     v.insert("maintainer", service.maintainer.clone());
     v.insert("date", crate::debian::rfc2822(context.timestamp, "+0000"));
-    files.push(rendered(CHANGELOG, "changelog".to_owned(), Destination::Changelog, &v)?);
+    files.push(rendered(
+        CHANGELOG,
+        "changelog".to_owned(),
+        Destination::Changelog,
+        &v,
+    )?);
     Ok(files)
 }
 
 /// Replaces rendered files with same-named files from `overrides_dir` (the crate's
 /// debian/ folder). Returns the names of files in that folder that match nothing, so
 /// the caller can warn about a typo instead of silently ignoring it.
-pub fn apply_overrides(files: &mut [RenderedFile], overrides_dir: &Path) -> Result<Vec<String>, RenderError> {
+pub fn apply_overrides(
+    files: &mut [RenderedFile],
+    overrides_dir: &Path,
+) -> Result<Vec<String>, RenderError> {
     let entries = match std::fs::read_dir(overrides_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(RenderError::ReadOverride { path: overrides_dir.to_owned(), source }),
+        Err(source) => {
+            return Err(RenderError::ReadOverride {
+                path: overrides_dir.to_owned(),
+                source,
+            })
+        }
     };
     let mut unmatched = Vec::new();
     let mut paths: Vec<PathBuf> = entries
@@ -313,8 +401,12 @@ pub fn apply_overrides(files: &mut [RenderedFile], overrides_dir: &Path) -> Resu
             unmatched.push(name);
             continue;
         };
-        let bytes = std::fs::read(&path).map_err(|source| RenderError::ReadOverride { path: path.clone(), source })?;
-        file.contents = String::from_utf8(bytes).map_err(|_| RenderError::OverrideNotText { path: path.clone() })?;
+        let bytes = std::fs::read(&path).map_err(|source| RenderError::ReadOverride {
+            path: path.clone(),
+            source,
+        })?;
+        file.contents = String::from_utf8(bytes)
+            .map_err(|_| RenderError::OverrideNotText { path: path.clone() })?;
         file.origin = Origin::Override(path);
     }
     Ok(unmatched)
@@ -326,7 +418,10 @@ mod tests {
 
     #[test]
     fn fill_replaces_and_drops_empty_placeholder_lines() {
-        let t = Template { name: "t", text: "a={{a}}\n{{empty}}\n  {{multi}}\nend\n" };
+        let t = Template {
+            name: "t",
+            text: "a={{a}}\n{{empty}}\n  {{multi}}\nend\n",
+        };
         let vars = BTreeMap::from([
             ("a", "1".to_owned()),
             ("empty", String::new()),
@@ -337,17 +432,32 @@ mod tests {
 
     #[test]
     fn fill_reports_unknown_placeholders() {
-        let t = Template { name: "t", text: "{{nope}}" };
+        let t = Template {
+            name: "t",
+            text: "{{nope}}",
+        };
         let error = fill(&t, &BTreeMap::new()).unwrap_err();
-        assert_eq!(error.to_string(), "template t: placeholder {{nope}} has no value");
-        let t = Template { name: "t", text: "{{open" };
-        assert!(matches!(fill(&t, &BTreeMap::new()), Err(RenderError::Unterminated { .. })));
+        assert_eq!(
+            error.to_string(),
+            "template t: placeholder {{nope}} has no value"
+        );
+        let t = Template {
+            name: "t",
+            text: "{{open",
+        };
+        assert!(matches!(
+            fill(&t, &BTreeMap::new()),
+            Err(RenderError::Unterminated { .. })
+        ));
     }
 
     #[test]
     fn quoting_for_exec_start() {
         assert_eq!(systemd_quote("--config"), "--config");
-        assert_eq!(systemd_quote("/etc/speedy/app.conf"), "/etc/speedy/app.conf");
+        assert_eq!(
+            systemd_quote("/etc/speedy/app.conf"),
+            "/etc/speedy/app.conf"
+        );
         assert_eq!(systemd_quote("a b"), "\"a b\"");
         assert_eq!(systemd_quote("100%"), "\"100%%\"");
         assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");

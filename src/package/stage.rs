@@ -19,9 +19,16 @@ use toml::{Table, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: `package.metadata.deb.{key}`: {message}", manifest.display())]
-    DebMetadata { manifest: PathBuf, key: String, message: String },
+    DebMetadata {
+        manifest: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("cannot read {}: {message}", path.display())]
     Manifest { path: PathBuf, message: String },
     #[error(
@@ -32,7 +39,10 @@ pub enum StageError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
-    move |source| StageError::Io { path: path.to_owned(), source }
+    move |source| StageError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where the staged package lives and what cargo-deb needs to know about it.
@@ -44,7 +54,12 @@ pub struct Stage {
 
 /// Paths within `[package.metadata.deb]` that cargo-deb resolves against the crate
 /// directory; the stage lives elsewhere, so they are made absolute.
-const PATH_KEYS: &[&str] = &["changelog", "extended-description-file", "readme", "triggers-file"];
+const PATH_KEYS: &[&str] = &[
+    "changelog",
+    "extended-description-file",
+    "readme",
+    "triggers-file",
+];
 
 /// The parts of the build that decide where the binary is.
 #[derive(Debug, Clone)]
@@ -91,7 +106,11 @@ pub fn write_stage(
     // The binary first: cargo-deb sorts assets itself, but errors read better this way.
     let stage_target = dir.join("target");
     let real_binary = binary.in_target(&binary.target_dir, &service.binary);
-    link_binary(&service.package, &real_binary, &binary.in_target(&stage_target, &service.binary))?;
+    link_binary(
+        &service.package,
+        &real_binary,
+        &binary.in_target(&stage_target, &service.binary),
+    )?;
     assets.push(asset(
         &format!("target/release/{}", service.binary),
         &service.install_path,
@@ -119,33 +138,58 @@ pub fn write_stage(
         }
     }
     for config_file in &service.config_files {
-        assets.push(asset(&config_file.source.to_string_lossy(), &config_file.dest, config_file.mode));
+        assets.push(asset(
+            &config_file.source.to_string_lossy(),
+            &config_file.dest,
+            config_file.mode,
+        ));
     }
 
     let mut deb = user_deb_metadata(service, &stage_target, binary)?;
     // The user's extra assets come after ours; `$auto` would install the binary a
     // second time in /usr/bin, and ours already has its place.
     if let Some(Value::Array(user_assets)) = deb.remove("assets") {
-        assets.extend(user_assets.into_iter().filter(|a| a.as_str() != Some("$auto")));
+        assets.extend(
+            user_assets
+                .into_iter()
+                .filter(|a| a.as_str() != Some("$auto")),
+        );
     }
     deb.insert("name".into(), Value::String(service.deb_name.clone()));
     deb.insert("assets".into(), Value::Array(assets));
-    deb.insert("maintainer-scripts".into(), Value::String(scripts_dir.to_string_lossy().into_owned()));
+    deb.insert(
+        "maintainer-scripts".into(),
+        Value::String(scripts_dir.to_string_lossy().into_owned()),
+    );
     if !deb.contains_key("changelog") {
         if let Some(path) = changelog {
-            deb.insert("changelog".into(), Value::String(path.to_string_lossy().into_owned()));
+            deb.insert(
+                "changelog".into(),
+                Value::String(path.to_string_lossy().into_owned()),
+            );
         }
     }
-    deb.insert("maintainer".into(), Value::String(service.maintainer.clone()));
+    deb.insert(
+        "maintainer".into(),
+        Value::String(service.maintainer.clone()),
+    );
     if !deb.contains_key("copyright") {
         // lintian wants a year in the notice; cargo-deb's default has none.
         let (year, _, _) = crate::debian::civil_date(timestamp);
-        deb.insert("copyright".into(), Value::String(format!("{year} {}", service.maintainer)));
+        deb.insert(
+            "copyright".into(),
+            Value::String(format!("{year} {}", service.maintainer)),
+        );
     }
-    deb.entry("section").or_insert_with(|| Value::String("net".into()));
-    deb.entry("priority").or_insert_with(|| Value::String("optional".into()));
+    deb.entry("section")
+        .or_insert_with(|| Value::String("net".into()));
+    deb.entry("priority")
+        .or_insert_with(|| Value::String("optional".into()));
     if !deb.contains_key("extended-description") && !deb.contains_key("extended-description-file") {
-        deb.insert("extended-description".into(), Value::String(extended_description(service)));
+        deb.insert(
+            "extended-description".into(),
+            Value::String(extended_description(service)),
+        );
     }
     // The maintainer scripts call systemd-sysusers, as dh_installsysusers's do.
     let sysusers = "systemd | systemd-standalone-sysusers | systemd-sysusers";
@@ -178,7 +222,10 @@ fn asset(source: &str, dest: &str, mode: u32) -> Value {
 /// Hard-links (or copies, across file systems) a built binary into the stage.
 fn link_binary(package: &str, real: &Path, staged: &Path) -> Result<(), StageError> {
     if !real.is_file() {
-        return Err(StageError::MissingBinary { package: package.to_owned(), path: real.to_owned() });
+        return Err(StageError::MissingBinary {
+            package: package.to_owned(),
+            path: real.to_owned(),
+        });
     }
     if let Some(parent) = staged.parent() {
         fs::create_dir_all(parent).map_err(io(parent))?;
@@ -191,7 +238,11 @@ fn link_binary(package: &str, real: &Path, staged: &Path) -> Result<(), StageErr
 
 /// The user's `[package.metadata.deb]`, with crate-relative paths made absolute and
 /// their own `target/release/` assets linked into the stage.
-fn user_deb_metadata(service: &Service, stage_target: &Path, binary: &BinaryLocation) -> Result<Table, StageError> {
+fn user_deb_metadata(
+    service: &Service,
+    stage_target: &Path,
+    binary: &BinaryLocation,
+) -> Result<Table, StageError> {
     let Some(json) = &service.deb_metadata else {
         return Ok(Table::new());
     };
@@ -209,7 +260,10 @@ fn user_deb_metadata(service: &Service, stage_target: &Path, binary: &BinaryLoca
             // Handled as the override folder; see `Service::overrides_dir`.
             deb.remove(key);
         } else if deb.contains_key(key) {
-            return Err(invalid(key, "is not supported by cargo speedy; see the README".into()));
+            return Err(invalid(
+                key,
+                "is not supported by cargo speedy; see the README".into(),
+            ));
         }
     }
     let absolute = |p: &str| service.crate_dir.join(p).to_string_lossy().into_owned();
@@ -228,7 +282,12 @@ fn user_deb_metadata(service: &Service, stage_target: &Path, binary: &BinaryLoca
                 *path = absolute(path);
             }
         }
-        Some(_) => return Err(invalid("license-file", "must be a path or [path, lines-to-skip]".into())),
+        Some(_) => {
+            return Err(invalid(
+                "license-file",
+                "must be a path or [path, lines-to-skip]".into(),
+            ))
+        }
         None => {}
     }
     if let Some(assets) = deb.get_mut("assets") {
@@ -243,7 +302,10 @@ fn user_deb_metadata(service: &Service, stage_target: &Path, binary: &BinaryLoca
                 _ => None,
             };
             let Some(Value::String(source)) = source else {
-                return Err(invalid(&format!("assets[{index}]"), "must be [source, dest, mode] or a table with `source`".into()));
+                return Err(invalid(
+                    &format!("assets[{index}]"),
+                    "must be [source, dest, mode] or a table with `source`".into(),
+                ));
             };
             if let Some(rest) = source.strip_prefix("target/release/") {
                 link_binary(
@@ -268,7 +330,9 @@ fn json_to_toml(value: &serde_json::Value) -> Option<Value> {
             None => Value::Float(n.as_f64()?),
         },
         serde_json::Value::String(s) => Value::String(s.clone()),
-        serde_json::Value::Array(items) => Value::Array(items.iter().filter_map(json_to_toml).collect()),
+        serde_json::Value::Array(items) => {
+            Value::Array(items.iter().filter_map(json_to_toml).collect())
+        }
         serde_json::Value::Object(map) => Value::Table(
             map.iter()
                 .filter_map(|(k, v)| json_to_toml(v).map(|v| (k.clone(), v)))
@@ -280,7 +344,10 @@ fn json_to_toml(value: &serde_json::Value) -> Option<Value> {
 fn extended_description(service: &Service) -> String {
     let what = match &service.kind {
         ServiceKind::Daemon { .. } => {
-            format!("It runs as the systemd service {}.service.", service.deb_name)
+            format!(
+                "It runs as the systemd service {}.service.",
+                service.deb_name
+            )
         }
         ServiceKind::Jobs { jobs } => {
             let list = jobs
@@ -303,11 +370,17 @@ fn extended_description(service: &Service) -> String {
 /// The stand-alone manifest: the user's package fields, the service's binary target,
 /// the workspace's profiles (cargo-deb reads `debug`/`strip` from them) and the
 /// generated `[package.metadata.deb]`.
-fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table) -> Result<String, StageError> {
+fn staged_manifest(
+    service: &Service,
+    workspace_root_manifest: &Path,
+    deb: Table,
+) -> Result<String, StageError> {
     let read = |path: &Path| -> Result<Table, StageError> {
         let text = fs::read_to_string(path).map_err(io(path))?;
-        text.parse::<Table>()
-            .map_err(|e| StageError::Manifest { path: path.to_owned(), message: e.to_string() })
+        text.parse::<Table>().map_err(|e| StageError::Manifest {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     };
     let own = read(&service.manifest_path)?;
     let root = read(workspace_root_manifest)?;
@@ -317,19 +390,40 @@ fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table
         .and_then(Value::as_table)
         .cloned()
         .unwrap_or_default();
-    let own_package = own.get("package").and_then(Value::as_table).cloned().unwrap_or_default();
+    let own_package = own
+        .get("package")
+        .and_then(Value::as_table)
+        .cloned()
+        .unwrap_or_default();
 
     let mut package = Table::new();
     package.insert("name".into(), Value::String(service.package.clone()));
     // cargo-deb is given the validated Debian version explicitly; this is for Cargo and
     // for anyone running `cargo deb` on the stage by hand.
-    package.insert("version".into(), Value::String(service.cargo_version.clone()));
+    package.insert(
+        "version".into(),
+        Value::String(service.cargo_version.clone()),
+    );
     package.insert("edition".into(), Value::String("2021".into()));
-    package.insert("description".into(), Value::String(service.description.clone()));
-    for key in ["license", "license-file", "authors", "homepage", "repository", "documentation", "readme"] {
+    package.insert(
+        "description".into(),
+        Value::String(service.description.clone()),
+    );
+    for key in [
+        "license",
+        "license-file",
+        "authors",
+        "homepage",
+        "repository",
+        "documentation",
+        "readme",
+    ] {
         let value = match own_package.get(key) {
             Some(Value::Table(t)) if t.get("workspace").and_then(Value::as_bool) == Some(true) => {
-                workspace_package.get(key).cloned().map(|v| (v, root_dir(workspace_root_manifest)))
+                workspace_package
+                    .get(key)
+                    .cloned()
+                    .map(|v| (v, root_dir(workspace_root_manifest)))
             }
             Some(v) => Some((v.clone(), service.crate_dir.clone())),
             None => None,
@@ -343,7 +437,13 @@ fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table
             package.insert(key.into(), value);
         }
     }
-    for key in ["autobins", "autoexamples", "autotests", "autobenches", "build"] {
+    for key in [
+        "autobins",
+        "autoexamples",
+        "autotests",
+        "autobenches",
+        "build",
+    ] {
         package.insert(key.into(), Value::Boolean(false));
     }
     let mut metadata = Table::new();
@@ -352,7 +452,10 @@ fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table
 
     let mut bin = Table::new();
     bin.insert("name".into(), Value::String(service.binary.clone()));
-    bin.insert("path".into(), Value::String(service.binary_source.to_string_lossy().into_owned()));
+    bin.insert(
+        "path".into(),
+        Value::String(service.binary_source.to_string_lossy().into_owned()),
+    );
 
     let mut manifest = Table::new();
     manifest.insert("package".into(), Value::Table(package));
@@ -363,10 +466,13 @@ fn staged_manifest(service: &Service, workspace_root_manifest: &Path, deb: Table
     // Its own workspace, so Cargo does not look for the user's.
     manifest.insert("workspace".into(), Value::Table(Table::new()));
     let header = "# Generated by cargo-speedy for cargo-deb; edits are overwritten.\n";
-    Ok(format!("{header}{}", toml::to_string(&manifest).map_err(|e| StageError::Manifest {
-        path: service.manifest_path.clone(),
-        message: e.to_string(),
-    })?))
+    Ok(format!(
+        "{header}{}",
+        toml::to_string(&manifest).map_err(|e| StageError::Manifest {
+            path: service.manifest_path.clone(),
+            message: e.to_string(),
+        })?
+    ))
 }
 
 fn root_dir(manifest: &Path) -> PathBuf {

@@ -42,7 +42,9 @@ pub fn this_host() -> String {
 }
 
 fn this_user() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned())
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// Whether a process of this host is still running; a lock whose owner died on this
@@ -72,7 +74,11 @@ fn read_lock(store: &dyn Store) -> Result<Option<LockInfo>, PublishError> {
 
 /// Takes the lock. `Ok(None)` when the store cannot do conditional writes: the caller
 /// then relies on re-reading InRelease before and after its switch alone.
-pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -> Result<Option<HeldLock>, PublishError> {
+pub fn acquire(
+    store: &dyn Store,
+    options: LockOptions,
+    now: impl Fn() -> u64,
+) -> Result<Option<HeldLock>, PublishError> {
     let token = format!("{:032x}", rand::random::<u128>());
     let started = Instant::now();
     let mut broke = false;
@@ -95,14 +101,20 @@ pub fn acquire(store: &dyn Store, options: LockOptions, now: impl Fn() -> u64) -
             Err(e) => {
                 // The write may have happened and only the answer been lost: then the
                 // lock is ours.
-                if read_lock(store).ok().flatten().is_some_and(|current| current.token == token) {
+                if read_lock(store)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|current| current.token == token)
+                {
                     return Ok(Some(HeldLock { info }));
                 }
                 return Err(e.into());
             }
         }
         let holder = read_lock(store)?;
-        let dead_owner = holder.as_ref().is_some_and(|h| h.host == host && !process_alive(h.pid));
+        let dead_owner = holder
+            .as_ref()
+            .is_some_and(|h| h.host == host && !process_alive(h.pid));
         if (options.break_lock || dead_owner) && !broke {
             store.delete(LOCK_KEY)?;
             broke = true;

@@ -31,22 +31,41 @@ pub enum PublishError {
     #[error("{}: {source}", path.display())]
     Control { path: PathBuf, source: IndexError },
     #[error("cannot read {}: {source}", path.display())]
-    ReadDeb { path: PathBuf, source: std::io::Error },
+    ReadDeb {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("suite {0}")]
     InvalidSuite(String),
     #[error("unknown suite {suite:?}: the configured suites are {} (`suites` in [workspace.metadata.speedy.repo])", configured.join(", "))]
-    UnknownSuite { suite: String, configured: Vec<String> },
+    UnknownSuite {
+        suite: String,
+        configured: Vec<String>,
+    },
     #[error(
         "{store}: {key} is not signed by the configured key {expected}: {source}. \
          Refusing to publish into a repository signed by another key; configure the key it was made with"
     )]
-    RemoteSignature { store: String, key: String, expected: String, source: Box<VerifyError> },
+    RemoteSignature {
+        store: String,
+        key: String,
+        expected: String,
+        source: Box<VerifyError>,
+    },
     #[error("{store}: {key}: {reason}. Run `cargo speedy verify` and repair or restore the repository before publishing")]
-    RemoteCorrupt { store: String, key: String, reason: String },
+    RemoteCorrupt {
+        store: String,
+        key: String,
+        reason: String,
+    },
     #[error(transparent)]
     Merge(Box<MergeError>),
     #[error("{store}: {key} already exists with different contents ({reason}); pool files never change: bump the version or the Debian revision")]
-    PoolConflict { store: String, key: String, reason: String },
+    PoolConflict {
+        store: String,
+        key: String,
+        reason: String,
+    },
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error(
@@ -54,7 +73,11 @@ pub enum PublishError {
         holder.owner, holder.pid, holder.host, crate::debian::rfc2822(holder.created, "UTC"),
         if *stale { " (the lock has expired)" } else { "" }
     )]
-    Locked { store: String, holder: Box<LockInfo>, stale: bool },
+    Locked {
+        store: String,
+        holder: Box<LockInfo>,
+        stale: bool,
+    },
     #[error("{store}: the lock was broken by someone else while publishing; nothing was switched, run again")]
     LockLost { store: String },
     #[error("{store}: the suite {suite} kept changing under this publish (another publisher without a lock?); run again")]
@@ -96,19 +119,51 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
     }
     let mut incoming = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| PublishError::ReadDeb { path: path.clone(), source })?;
-        let deb = DebFile::parse(&bytes, path).map_err(|source| PublishError::Deb { path: path.clone(), source })?;
-        let control = deb.control_text().map_err(|source| PublishError::Deb { path: path.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| PublishError::ReadDeb {
+            path: path.clone(),
+            source,
+        })?;
+        let deb = DebFile::parse(&bytes, path).map_err(|source| PublishError::Deb {
+            path: path.clone(),
+            source,
+        })?;
+        let control = deb.control_text().map_err(|source| PublishError::Deb {
+            path: path.clone(),
+            source,
+        })?;
         let sha256 = crate::package::hex(&Sha256::digest(&bytes));
         let md5 = crate::package::hex(&Md5::digest(&bytes));
         let what = path.display().to_string();
         // The pool key needs the name, version and architecture from the control file.
-        let probe = PackageEntry::from_control(&control, "pool/probe.deb", bytes.len() as u64, &sha256, &md5, &what)
-            .map_err(|source| PublishError::Control { path: path.clone(), source })?;
+        let probe = PackageEntry::from_control(
+            &control,
+            "pool/probe.deb",
+            bytes.len() as u64,
+            &sha256,
+            &md5,
+            &what,
+        )
+        .map_err(|source| PublishError::Control {
+            path: path.clone(),
+            source,
+        })?;
         let filename = layout::pool_key(&probe.name, &probe.version, &probe.architecture);
-        let entry = PackageEntry::from_control(&control, &filename, bytes.len() as u64, &sha256, &md5, &what)
-            .map_err(|source| PublishError::Control { path: path.clone(), source })?;
-        incoming.push(IncomingDeb { path: Some(path.clone()), entry });
+        let entry = PackageEntry::from_control(
+            &control,
+            &filename,
+            bytes.len() as u64,
+            &sha256,
+            &md5,
+            &what,
+        )
+        .map_err(|source| PublishError::Control {
+            path: path.clone(),
+            source,
+        })?;
+        incoming.push(IncomingDeb {
+            path: Some(path.clone()),
+            entry,
+        });
     }
     Ok(incoming)
 }
@@ -123,7 +178,11 @@ pub struct PackageRef {
 
 impl From<&PackageEntry> for PackageRef {
     fn from(entry: &PackageEntry) -> Self {
-        PackageRef { name: entry.name.clone(), version: entry.version.clone(), architecture: entry.architecture.clone() }
+        PackageRef {
+            name: entry.name.clone(),
+            version: entry.version.clone(),
+            architecture: entry.architecture.clone(),
+        }
     }
 }
 
@@ -172,10 +231,17 @@ fn describe_step(step: &Step) -> String {
 }
 
 impl Publish<'_> {
-    pub fn run(&self, debs: &[IncomingDeb], listener: &dyn Listener) -> Result<PublishReport, PublishError> {
+    pub fn run(
+        &self,
+        debs: &[IncomingDeb],
+        listener: &dyn Listener,
+    ) -> Result<PublishReport, PublishError> {
         layout::check_suite(&self.suite).map_err(PublishError::InvalidSuite)?;
         if !self.settings.suites.contains(&self.suite) {
-            return Err(PublishError::UnknownSuite { suite: self.suite.clone(), configured: self.settings.suites.clone() });
+            return Err(PublishError::UnknownSuite {
+                suite: self.suite.clone(),
+                configured: self.settings.suites.clone(),
+            });
         }
         if self.dry_run {
             return self.attempt(debs, listener).map(|(report, _)| report);
@@ -206,12 +272,16 @@ impl Publish<'_> {
         for _ in 0..ATTEMPTS {
             let (mut report, switched) = self.attempt(debs, listener)?;
             if !switched {
-                listener.info(&format!("Retrying {}: InRelease changed while publishing", self.suite));
+                listener.info(&format!(
+                    "Retrying {}: InRelease changed while publishing",
+                    self.suite
+                ));
                 continue;
             }
             if let Some(held) = held {
                 if !held.still_held(self.store)? {
-                    listener.warning("the publish lock was broken by someone else during this publish");
+                    listener
+                        .warning("the publish lock was broken by someone else during this publish");
                 }
             }
             // Without a lock (or with a broken one) another publisher may have switched
@@ -223,53 +293,109 @@ impl Publish<'_> {
             }
             let public_key = self.key.public_key();
             let after = state::read_suite(self.store, &public_key, &self.suite)?;
-            let listed = after.as_ref().map(|s| s.packages.clone()).unwrap_or_default();
+            let listed = after
+                .as_ref()
+                .map(|s| s.packages.clone())
+                .unwrap_or_default();
             let missing = debs.iter().any(|d| {
-                let kept = !report.retired.iter().any(|r| r == &PackageRef::from(&d.entry));
-                kept && !listed.iter().any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
+                let kept = !report
+                    .retired
+                    .iter()
+                    .any(|r| r == &PackageRef::from(&d.entry));
+                kept && !listed
+                    .iter()
+                    .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
             });
             if missing {
-                listener.warning("a concurrent publish replaced this one's packages; publishing them again");
+                listener.warning(
+                    "a concurrent publish replaced this one's packages; publishing them again",
+                );
                 continue;
             }
             self.publish_keyring()?;
             report.deleted = self.collect_garbage(listener)?;
             return Ok(report);
         }
-        Err(PublishError::ConcurrentChanges { store: self.store.describe(), suite: self.suite.clone() })
+        Err(PublishError::ConcurrentChanges {
+            store: self.store.describe(),
+            suite: self.suite.clone(),
+        })
     }
 
     /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
     /// Returns whether it switched; `false` means InRelease changed and the caller retries.
-    fn attempt(&self, debs: &[IncomingDeb], listener: &dyn Listener) -> Result<(PublishReport, bool), PublishError> {
+    fn attempt(
+        &self,
+        debs: &[IncomingDeb],
+        listener: &dyn Listener,
+    ) -> Result<(PublishReport, bool), PublishError> {
         let states = state::read_all(self.store, &self.key.public_key())?;
         let current = states.get(&self.suite);
         let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
-        let merged = plan::merge(current.map(|s| s.packages.as_slice()).unwrap_or(&[]), &incoming, self.settings.retention)
-            .map_err(|e| PublishError::Merge(Box::new(e)))?;
+        let merged = plan::merge(
+            current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
+            &incoming,
+            self.settings.retention,
+        )
+        .map_err(|e| PublishError::Merge(Box::new(e)))?;
 
         let mut pool = Vec::new();
         for entry in &merged.added {
-            let Some(source) = debs.iter().position(|d| d.entry.id() == entry.id()) else { continue };
+            let Some(source) = debs.iter().position(|d| d.entry.id() == entry.id()) else {
+                continue;
+            };
             self.check_pool_object(entry, &states)?;
-            pool.push((entry.filename.clone(), source, entry.size, entry.sha256.clone()));
+            pool.push((
+                entry.filename.clone(),
+                source,
+                entry.size,
+                entry.sha256.clone(),
+            ));
         }
 
         let now = (self.now)();
         let date = crate::debian::rfc2822(now, "UTC");
-        let valid_until = self.settings.valid_for_seconds.map(|s| crate::debian::rfc2822(now + s, "UTC"));
-        let indices = plan::build_indices(&self.suite, &merged.packages, &self.settings.repo, &date, valid_until);
+        let valid_until = self
+            .settings
+            .valid_for_seconds
+            .map(|s| crate::debian::rfc2822(now + s, "UTC"));
+        let indices = plan::build_indices(
+            &self.suite,
+            &merged.packages,
+            &self.settings.repo,
+            &date,
+            valid_until,
+        );
         let release_text = indices.release.render();
         let in_release = self.key.clearsign(&release_text, now)?.into_bytes();
-        let release_gpg = self.key.sign_detached_armored(release_text.as_bytes(), now)?.into_bytes();
-        let publish_plan = plan::publish_plan(&self.suite, merged, pool, &indices, release_gpg, in_release);
+        let release_gpg = self
+            .key
+            .sign_detached_armored(release_text.as_bytes(), now)?
+            .into_bytes();
+        let publish_plan =
+            plan::publish_plan(&self.suite, merged, pool, &indices, release_gpg, in_release);
 
         let mut report = PublishReport {
             suite: self.suite.clone(),
             dry_run: self.dry_run,
-            added: publish_plan.merge.added.iter().map(PackageRef::from).collect(),
-            unchanged: publish_plan.merge.unchanged.iter().map(PackageRef::from).collect(),
-            retired: publish_plan.merge.retired.iter().map(PackageRef::from).collect(),
+            added: publish_plan
+                .merge
+                .added
+                .iter()
+                .map(PackageRef::from)
+                .collect(),
+            unchanged: publish_plan
+                .merge
+                .unchanged
+                .iter()
+                .map(PackageRef::from)
+                .collect(),
+            retired: publish_plan
+                .merge
+                .retired
+                .iter()
+                .map(PackageRef::from)
+                .collect(),
             plan: publish_plan.steps.iter().map(describe_step).collect(),
             deleted: Vec::new(),
         };
@@ -301,7 +427,8 @@ impl Publish<'_> {
                 Step::Pool { .. } => {}
                 Step::ByHash { key, bytes } => {
                     if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
-                        self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                        self.store
+                            .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
                     }
                 }
                 Step::Replace { key, bytes } => {
@@ -313,28 +440,42 @@ impl Publish<'_> {
                         }
                         rechecked = true;
                     }
-                    self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                    self.store
+                        .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
                 }
                 Step::InRelease { key, bytes } => {
                     if self.store.get(key)? != before_switch {
                         return Ok((report, false));
                     }
-                    self.store.put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                    self.store
+                        .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
                 }
             }
         }
         if !written.is_empty() {
-            listener.info(&format!("Uploaded {} package(s) to {}", written.len(), self.store.describe()));
+            listener.info(&format!(
+                "Uploaded {} package(s) to {}",
+                written.len(),
+                self.store.describe()
+            ));
         }
         Ok((report, true))
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
     /// Returns the keys written.
-    fn upload_pool(&self, steps: &[Step], debs: &[IncomingDeb], listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
+    fn upload_pool(
+        &self,
+        steps: &[Step],
+        debs: &[IncomingDeb],
+        listener: &dyn Listener,
+    ) -> Result<Vec<String>, PublishError> {
         let mut pending = Vec::new();
         for step in steps {
-            if let Step::Pool { key, source, size, .. } = step {
+            if let Step::Pool {
+                key, source, size, ..
+            } = step
+            {
                 if !self.pool_object_present(key, *size)? {
                     pending.push((key.clone(), *source, *size));
                 }
@@ -386,7 +527,11 @@ impl Publish<'_> {
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
     /// an interrupted publish put it there); different bytes is refused.
-    fn check_pool_object(&self, entry: &PackageEntry, states: &BTreeMap<String, SuiteState>) -> Result<(), PublishError> {
+    fn check_pool_object(
+        &self,
+        entry: &PackageEntry,
+        states: &BTreeMap<String, SuiteState>,
+    ) -> Result<(), PublishError> {
         let mut listed = false;
         for state in states.values() {
             if let Some(other) = state.packages.iter().find(|p| p.filename == entry.filename) {
@@ -394,7 +539,10 @@ impl Publish<'_> {
                     return Err(PublishError::PoolConflict {
                         store: self.store.describe(),
                         key: entry.filename.clone(),
-                        reason: format!("suite {} lists it with sha256 {}, this one is {}", state.suite, other.sha256, entry.sha256),
+                        reason: format!(
+                            "suite {} lists it with sha256 {}, this one is {}",
+                            state.suite, other.sha256, entry.sha256
+                        ),
                     });
                 }
                 listed = true;
@@ -407,7 +555,10 @@ impl Publish<'_> {
         }
         if let Some(meta) = self.store.head(&entry.filename)? {
             let same = meta.size == entry.size
-                && self.store.get(&entry.filename)?.is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
+                && self
+                    .store
+                    .get(&entry.filename)?
+                    .is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
             if !same {
                 return Err(PublishError::PoolConflict {
                     store: self.store.describe(),
@@ -430,10 +581,14 @@ impl Publish<'_> {
         let public_key = self.key.public_key();
         for (key, bytes) in [
             (layout::KEYRING_KEY, public_key.to_binary()?),
-            (layout::KEYRING_ASC_KEY, public_key.to_armored()?.into_bytes()),
+            (
+                layout::KEYRING_ASC_KEY,
+                public_key.to_armored()?.into_bytes(),
+            ),
         ] {
             if self.store.get(key)?.as_deref() != Some(bytes.as_slice()) {
-                self.store.put(key, Body::Bytes(&bytes), &PutOptions::for_key(key))?;
+                self.store
+                    .put(key, Body::Bytes(&bytes), &PutOptions::for_key(key))?;
             }
         }
         Ok(())
@@ -446,19 +601,44 @@ impl Publish<'_> {
         // another publisher may reference new files by now.
         let mut referenced = BTreeSet::new();
         for (suite, state) in state::read_all(self.store, &self.key.public_key())? {
-            referenced.extend(plan::referenced_keys(&suite, &state.release, &state.packages));
+            referenced.extend(plan::referenced_keys(
+                &suite,
+                &state.release,
+                &state.packages,
+            ));
         }
-        let mut existing: BTreeSet<String> = self.store.list("pool/")?.into_iter().map(|m| m.key).collect();
-        existing.extend(self.store.list("dists/")?.into_iter().map(|m| m.key).filter(|k| k.contains("/by-hash/")));
+        let mut existing: BTreeSet<String> = self
+            .store
+            .list("pool/")?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        existing.extend(
+            self.store
+                .list("dists/")?
+                .into_iter()
+                .map(|m| m.key)
+                .filter(|k| k.contains("/by-hash/")),
+        );
         let previous: GcState = self
             .store
             .get(layout::GC_STATE_KEY)?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        let (next, delete) = plan::collect_garbage(&existing, &referenced, &previous, (self.now)(), self.settings.grace_seconds);
+        let (next, delete) = plan::collect_garbage(
+            &existing,
+            &referenced,
+            &previous,
+            (self.now)(),
+            self.settings.grace_seconds,
+        );
         if next != previous {
             let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
-            self.store.put(layout::GC_STATE_KEY, Body::Bytes(&bytes), &PutOptions::for_key(layout::GC_STATE_KEY))?;
+            self.store.put(
+                layout::GC_STATE_KEY,
+                Body::Bytes(&bytes),
+                &PutOptions::for_key(layout::GC_STATE_KEY),
+            )?;
         }
         for key in &delete {
             listener.detail(&format!("delete {key}"));
@@ -478,10 +658,15 @@ pub fn promotion(
     names: &[String],
 ) -> Result<Vec<IncomingDeb>, PublishError> {
     layout::check_suite(from).map_err(PublishError::InvalidSuite)?;
-    let state = state::read_suite(store, key, from)?.ok_or_else(|| PublishError::EmptySuite { suite: from.to_owned() })?;
+    let state = state::read_suite(store, key, from)?.ok_or_else(|| PublishError::EmptySuite {
+        suite: from.to_owned(),
+    })?;
     for name in names {
         if !state.packages.iter().any(|p| &p.name == name) {
-            return Err(PublishError::NotInSuite { suite: from.to_owned(), package: name.clone() });
+            return Err(PublishError::NotInSuite {
+                suite: from.to_owned(),
+                package: name.clone(),
+            });
         }
     }
     // Packages are sorted newest first within a name, so the first of each
@@ -491,11 +676,16 @@ pub fn promotion(
     for entry in &state.packages {
         let wanted = names.is_empty() || names.contains(&entry.name);
         if wanted && seen.insert((entry.name.clone(), entry.architecture.clone())) {
-            incoming.push(IncomingDeb { path: None, entry: entry.clone() });
+            incoming.push(IncomingDeb {
+                path: None,
+                entry: entry.clone(),
+            });
         }
     }
     if incoming.is_empty() {
-        return Err(PublishError::EmptySuite { suite: from.to_owned() });
+        return Err(PublishError::EmptySuite {
+            suite: from.to_owned(),
+        });
     }
     Ok(incoming)
 }

@@ -25,7 +25,11 @@ pub struct SuiteState {
 pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> {
     let mut suites = BTreeSet::new();
     for object in store.list("dists/")? {
-        if let Some(suite) = object.key.strip_prefix("dists/").and_then(|k| k.strip_suffix("/InRelease")) {
+        if let Some(suite) = object
+            .key
+            .strip_prefix("dists/")
+            .and_then(|k| k.strip_suffix("/InRelease"))
+        {
             if !suite.contains('/') {
                 suites.insert(suite.to_owned());
             }
@@ -37,17 +41,32 @@ pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> 
 /// Fetches an index file listed in Release. The by-hash copy is immutable and is what
 /// apt reads; the canonical file may legitimately be one publish ahead when a publish
 /// was interrupted between the two, but then its hash names an existing by-hash copy.
-fn fetch_index(store: &dyn Store, suite: &str, release: &Release, path: &str) -> Result<Vec<u8>, PublishError> {
-    let corrupt = |reason: String| PublishError::RemoteCorrupt { store: store.describe(), key: format!("dists/{suite}/{path}"), reason };
-    let listed = release.file(path).ok_or_else(|| corrupt("not listed in Release".into()))?;
-    let by_hash_key = format!("dists/{suite}/{}", layout::by_hash_path(path, &listed.sha256));
+fn fetch_index(
+    store: &dyn Store,
+    suite: &str,
+    release: &Release,
+    path: &str,
+) -> Result<Vec<u8>, PublishError> {
+    let corrupt = |reason: String| PublishError::RemoteCorrupt {
+        store: store.describe(),
+        key: format!("dists/{suite}/{path}"),
+        reason,
+    };
+    let listed = release
+        .file(path)
+        .ok_or_else(|| corrupt("not listed in Release".into()))?;
+    let by_hash_key = format!(
+        "dists/{suite}/{}",
+        layout::by_hash_path(path, &listed.sha256)
+    );
     let by_hash = store.get(&by_hash_key)?;
     let canonical_key = format!("dists/{suite}/{path}");
     let canonical = store.get(&canonical_key)?;
     if let Some(bytes) = &canonical {
         let sha256 = sha256_hex(bytes);
         if sha256 != listed.sha256 {
-            let by_hash_of_canonical = format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
+            let by_hash_of_canonical =
+                format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
             if store.head(&by_hash_of_canonical)?.is_none() {
                 return Err(corrupt(format!(
                     "its SHA256 {sha256} is not the {} that InRelease lists (size {} vs {}): the file was changed outside cargo speedy",
@@ -59,18 +78,32 @@ fn fetch_index(store: &dyn Store, suite: &str, release: &Release, path: &str) ->
         }
     }
     match (by_hash, canonical) {
-        (Some(bytes), _) | (None, Some(bytes)) if sha256_hex(&bytes) == listed.sha256 && bytes.len() as u64 == listed.size => Ok(bytes),
+        (Some(bytes), _) | (None, Some(bytes))
+            if sha256_hex(&bytes) == listed.sha256 && bytes.len() as u64 == listed.size =>
+        {
+            Ok(bytes)
+        }
         (Some(bytes), _) => Err(PublishError::RemoteCorrupt {
             store: store.describe(),
             key: by_hash_key,
-            reason: format!("its SHA256 is {}, not the {} that InRelease lists", sha256_hex(&bytes), listed.sha256),
+            reason: format!(
+                "its SHA256 is {}, not the {} that InRelease lists",
+                sha256_hex(&bytes),
+                listed.sha256
+            ),
         }),
-        (None, _) => Err(corrupt("missing: neither the file nor its by-hash copy has the hash InRelease lists".into())),
+        (None, _) => Err(corrupt(
+            "missing: neither the file nor its by-hash copy has the hash InRelease lists".into(),
+        )),
     }
 }
 
 /// Reads and verifies one suite; `None` when it has never been published.
-pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Option<SuiteState>, PublishError> {
+pub fn read_suite(
+    store: &dyn Store,
+    key: &PublicKey,
+    suite: &str,
+) -> Result<Option<SuiteState>, PublishError> {
     let in_release_key = layout::in_release_key(suite);
     let Some(in_release) = store.get(&in_release_key)? else {
         return Ok(None);
@@ -80,17 +113,20 @@ pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Opt
         key: in_release_key.clone(),
         reason: "not UTF-8 text".into(),
     })?;
-    let signed = key.verify_cleartext(&text).map_err(|source| PublishError::RemoteSignature {
-        store: store.describe(),
-        key: in_release_key.clone(),
-        expected: key.fingerprint(),
-        source: Box::new(source),
-    })?;
-    let release = Release::parse(&signed, &in_release_key).map_err(|e| PublishError::RemoteCorrupt {
-        store: store.describe(),
-        key: in_release_key.clone(),
-        reason: e.to_string(),
-    })?;
+    let signed = key
+        .verify_cleartext(&text)
+        .map_err(|source| PublishError::RemoteSignature {
+            store: store.describe(),
+            key: in_release_key.clone(),
+            expected: key.fingerprint(),
+            source: Box::new(source),
+        })?;
+    let release =
+        Release::parse(&signed, &in_release_key).map_err(|e| PublishError::RemoteCorrupt {
+            store: store.describe(),
+            key: in_release_key.clone(),
+            reason: e.to_string(),
+        })?;
     if release.suite != suite {
         return Err(PublishError::RemoteCorrupt {
             store: store.describe(),
@@ -119,11 +155,20 @@ pub fn read_suite(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<Opt
             }
         }
     }
-    Ok(Some(SuiteState { suite: suite.to_owned(), in_release, release_text: signed, release, packages }))
+    Ok(Some(SuiteState {
+        suite: suite.to_owned(),
+        in_release,
+        release_text: signed,
+        release,
+        packages,
+    }))
 }
 
 /// Every published suite, read and verified, by name.
-pub fn read_all(store: &dyn Store, key: &PublicKey) -> Result<BTreeMap<String, SuiteState>, PublishError> {
+pub fn read_all(
+    store: &dyn Store,
+    key: &PublicKey,
+) -> Result<BTreeMap<String, SuiteState>, PublishError> {
     let mut states = BTreeMap::new();
     for suite in published_suites(store)? {
         if let Some(state) = read_suite(store, key, &suite)? {

@@ -35,9 +35,15 @@ impl VerifyReport {
 /// (by-hash copy and canonical file), Release and Release.gpg, and every pool file's
 /// size and SHA256.
 pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, PublishError> {
-    let mut report = VerifyReport { store: store.describe(), suites: Vec::new() };
+    let mut report = VerifyReport {
+        store: store.describe(),
+        suites: Vec::new(),
+    };
     for suite in state::published_suites(store)? {
-        let mut check = SuiteCheck { suite: suite.clone(), ..SuiteCheck::default() };
+        let mut check = SuiteCheck {
+            suite: suite.clone(),
+            ..SuiteCheck::default()
+        };
         match state::read_suite(store, key, &suite) {
             Ok(Some(state)) => {
                 check.packages = state.packages.len();
@@ -54,25 +60,44 @@ pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, Publis
     Ok(report)
 }
 
-fn check_indices(store: &dyn Store, state: &SuiteState, check: &mut SuiteCheck) -> Result<(), PublishError> {
+fn check_indices(
+    store: &dyn Store,
+    state: &SuiteState,
+    check: &mut SuiteCheck,
+) -> Result<(), PublishError> {
     let suite = &state.suite;
     for file in &state.release.files {
-        let by_hash = format!("dists/{suite}/{}", layout::by_hash_path(&file.path, &file.sha256));
+        let by_hash = format!(
+            "dists/{suite}/{}",
+            layout::by_hash_path(&file.path, &file.sha256)
+        );
         match store.get(&by_hash)? {
-            Some(bytes) if sha256_hex(&bytes) == file.sha256 && bytes.len() as u64 == file.size => {}
-            Some(_) => check.problems.push(format!("{by_hash}: the contents do not match its name")),
-            None => check.problems.push(format!("{by_hash}: missing, but InRelease lists {}", file.path)),
+            Some(bytes) if sha256_hex(&bytes) == file.sha256 && bytes.len() as u64 == file.size => {
+            }
+            Some(_) => check
+                .problems
+                .push(format!("{by_hash}: the contents do not match its name")),
+            None => check.problems.push(format!(
+                "{by_hash}: missing, but InRelease lists {}",
+                file.path
+            )),
         }
         let canonical = format!("dists/{suite}/{}", file.path);
         match store.get(&canonical)? {
             Some(bytes) if sha256_hex(&bytes) == file.sha256 => {}
             Some(bytes) => {
                 let sha256 = sha256_hex(&bytes);
-                let newer = format!("dists/{suite}/{}", layout::by_hash_path(&file.path, &sha256));
+                let newer = format!(
+                    "dists/{suite}/{}",
+                    layout::by_hash_path(&file.path, &sha256)
+                );
                 if store.head(&newer)?.is_some() {
                     check.notes.push(format!("{canonical} is ahead of InRelease (an interrupted publish); publish again to finish it"));
                 } else {
-                    check.problems.push(format!("{canonical}: SHA256 {sha256} does not match InRelease ({})", file.sha256));
+                    check.problems.push(format!(
+                        "{canonical}: SHA256 {sha256} does not match InRelease ({})",
+                        file.sha256
+                    ));
                 }
             }
             None => check.problems.push(format!("{canonical}: missing")),
@@ -81,12 +106,19 @@ fn check_indices(store: &dyn Store, state: &SuiteState, check: &mut SuiteCheck) 
     Ok(())
 }
 
-fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, check: &mut SuiteCheck) -> Result<(), PublishError> {
+fn check_release_files(
+    store: &dyn Store,
+    key: &PublicKey,
+    state: &SuiteState,
+    check: &mut SuiteCheck,
+) -> Result<(), PublishError> {
     let suite = &state.suite;
     let release_key = layout::release_key(suite);
     let gpg_key = layout::release_gpg_key(suite);
     let (Some(release), Some(signature)) = (store.get(&release_key)?, store.get(&gpg_key)?) else {
-        check.problems.push(format!("{release_key} or {gpg_key} is missing"));
+        check
+            .problems
+            .push(format!("{release_key} or {gpg_key} is missing"));
         return Ok(());
     };
     let pair = key.verify_detached(&release, &signature);
@@ -100,7 +132,9 @@ fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, c
             if Release::parse(&String::from_utf8_lossy(&release), &release_key).is_ok() {
                 check.notes.push(format!("{release_key} is ahead of InRelease (an interrupted publish); publish again to finish it"));
             } else {
-                check.problems.push(format!("{release_key}: not a Release file"));
+                check
+                    .problems
+                    .push(format!("{release_key}: not a Release file"));
             }
         }
         // Our key signed a different text: the next Release, whose write was
@@ -109,17 +143,28 @@ fn check_release_files(store: &dyn Store, key: &PublicKey, state: &SuiteState, c
             Err(crate::sign::VerifyError::BadSignature) => {
                 check.notes.push(format!("{gpg_key} is ahead of {release_key} (an interrupted publish); publish again to finish it"));
             }
-            _ => check.problems.push(format!("{gpg_key}: not a valid signature of {release_key} by the configured key")),
+            _ => check.problems.push(format!(
+                "{gpg_key}: not a valid signature of {release_key} by the configured key"
+            )),
         },
-        (false, false) => check.problems.push(format!("{release_key}: differs from InRelease and {gpg_key} does not sign it")),
+        (false, false) => check.problems.push(format!(
+            "{release_key}: differs from InRelease and {gpg_key} does not sign it"
+        )),
     }
     Ok(())
 }
 
-fn check_pool(store: &dyn Store, state: &SuiteState, check: &mut SuiteCheck) -> Result<(), PublishError> {
+fn check_pool(
+    store: &dyn Store,
+    state: &SuiteState,
+    check: &mut SuiteCheck,
+) -> Result<(), PublishError> {
     for entry in &state.packages {
         match store.get(&entry.filename)? {
-            None => check.problems.push(format!("{}: missing ({} {})", entry.filename, entry.name, entry.version)),
+            None => check.problems.push(format!(
+                "{}: missing ({} {})",
+                entry.filename, entry.name, entry.version
+            )),
             Some(bytes) if bytes.len() as u64 != entry.size => check.problems.push(format!(
                 "{}: {} bytes, but the index says {}",
                 entry.filename,

@@ -16,11 +16,21 @@ pub enum IndexError {
     #[error("{what}: the required field `{field}` is missing")]
     MissingField { what: String, field: &'static str },
     #[error("{what}: field `{field}` has an invalid value {value:?}")]
-    InvalidField { what: String, field: &'static str, value: String },
+    InvalidField {
+        what: String,
+        field: &'static str,
+        value: String,
+    },
 }
 
 /// The fields every binary package needs (Debian Policy 5.3) for apt to install it.
-pub const REQUIRED_CONTROL_FIELDS: &[&str] = &["Package", "Version", "Architecture", "Maintainer", "Description"];
+pub const REQUIRED_CONTROL_FIELDS: &[&str] = &[
+    "Package",
+    "Version",
+    "Architecture",
+    "Maintainer",
+    "Description",
+];
 
 /// One package in a Packages index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,20 +47,32 @@ pub struct PackageEntry {
 }
 
 fn parse_paragraph(text: &str, what: &str) -> Result<Paragraph, IndexError> {
-    text.parse::<Paragraph>()
-        .map_err(|e| IndexError::Syntax { what: what.to_owned(), reason: e.to_string() })
+    text.parse::<Paragraph>().map_err(|e| IndexError::Syntax {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
-fn required<'a>(paragraph: &'a Paragraph, field: &'static str, what: &str) -> Result<&'a str, IndexError> {
+fn required<'a>(
+    paragraph: &'a Paragraph,
+    field: &'static str,
+    what: &str,
+) -> Result<&'a str, IndexError> {
     paragraph
         .get(field)
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| IndexError::MissingField { what: what.to_owned(), field })
+        .ok_or_else(|| IndexError::MissingField {
+            what: what.to_owned(),
+            field,
+        })
 }
 
 fn is_hex(value: &str, len: usize) -> bool {
-    value.len() == len && value.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    value.len() == len
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl PackageEntry {
@@ -78,16 +100,27 @@ impl PackageEntry {
             }
         }
         let name = required(&paragraph, "Package", what)?.to_owned();
-        crate::debian::check_package_name(&name)
-            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Package", value: name.clone() })?;
+        crate::debian::check_package_name(&name).map_err(|_| IndexError::InvalidField {
+            what: what.to_owned(),
+            field: "Package",
+            value: name.clone(),
+        })?;
         let version = required(&paragraph, "Version", what)?.to_owned();
-        crate::debian::DebianVersion::parse(&version)
-            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Version", value: version.clone() })?;
+        crate::debian::DebianVersion::parse(&version).map_err(|_| IndexError::InvalidField {
+            what: what.to_owned(),
+            field: "Version",
+            value: version.clone(),
+        })?;
         let architecture = required(&paragraph, "Architecture", what)?.to_owned();
-        check_architecture(&architecture)
-            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Architecture", value: architecture.clone() })?;
+        check_architecture(&architecture).map_err(|_| IndexError::InvalidField {
+            what: what.to_owned(),
+            field: "Architecture",
+            value: architecture.clone(),
+        })?;
         let mut text = control.trim_end_matches('\n').to_owned();
-        text.push_str(&format!("\nFilename: {filename}\nSize: {size}\nMD5sum: {md5}\nSHA256: {sha256}"));
+        text.push_str(&format!(
+            "\nFilename: {filename}\nSize: {size}\nMD5sum: {md5}\nSHA256: {sha256}"
+        ));
         Ok(PackageEntry {
             name,
             version,
@@ -104,16 +137,25 @@ impl PackageEntry {
         let paragraph = parse_paragraph(text, what)?;
         let field = |name: &'static str| required(&paragraph, name, what).map(str::to_owned);
         let size_text = field("Size")?;
-        let size = size_text
-            .parse()
-            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Size", value: size_text.clone() })?;
+        let size = size_text.parse().map_err(|_| IndexError::InvalidField {
+            what: what.to_owned(),
+            field: "Size",
+            value: size_text.clone(),
+        })?;
         let sha256 = field("SHA256")?;
         if !is_hex(&sha256, 64) {
-            return Err(IndexError::InvalidField { what: what.to_owned(), field: "SHA256", value: sha256 });
+            return Err(IndexError::InvalidField {
+                what: what.to_owned(),
+                field: "SHA256",
+                value: sha256,
+            });
         }
         let filename = field("Filename")?;
-        super::layout::check_key(&filename)
-            .map_err(|_| IndexError::InvalidField { what: what.to_owned(), field: "Filename", value: filename.clone() })?;
+        super::layout::check_key(&filename).map_err(|_| IndexError::InvalidField {
+            what: what.to_owned(),
+            field: "Filename",
+            value: filename.clone(),
+        })?;
         Ok(PackageEntry {
             name: field("Package")?,
             version: field("Version")?,
@@ -134,8 +176,14 @@ impl PackageEntry {
 /// Architecture names as dpkg spells them: lower-case letters, digits and `-`.
 pub fn check_architecture(arch: &str) -> Result<(), String> {
     let valid = !arch.is_empty()
-        && arch.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if valid { Ok(()) } else { Err(format!("{arch:?} is not a Debian architecture name")) }
+        && arch
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{arch:?} is not a Debian architecture name"))
+    }
 }
 
 /// Sorts entries the way readers expect: by name, then newest version first, then
@@ -188,7 +236,9 @@ pub fn parse_packages(text: &str, what: &str) -> Result<Vec<PackageEntry>, Index
     split_paragraphs(text)
         .iter()
         .enumerate()
-        .map(|(index, p)| PackageEntry::from_index_paragraph(p, &format!("{what}, paragraph {}", index + 1)))
+        .map(|(index, p)| {
+            PackageEntry::from_index_paragraph(p, &format!("{what}, paragraph {}", index + 1))
+        })
         .collect()
 }
 
@@ -238,9 +288,17 @@ impl Release {
             field("Acquire-By-Hash", "yes");
         }
         out.push_str("SHA256:\n");
-        let width = self.files.iter().map(|f| f.size.to_string().len()).max().unwrap_or(1);
+        let width = self
+            .files
+            .iter()
+            .map(|f| f.size.to_string().len())
+            .max()
+            .unwrap_or(1);
         for file in &self.files {
-            out.push_str(&format!(" {} {:>width$} {}\n", file.sha256, file.size, file.path));
+            out.push_str(&format!(
+                " {} {:>width$} {}\n",
+                file.sha256, file.size, file.path
+            ));
         }
         out
     }
@@ -249,17 +307,27 @@ impl Release {
     pub fn parse(text: &str, what: &str) -> Result<Self, IndexError> {
         let paragraph = parse_paragraph(text, what)?;
         let get = |name: &'static str| required(&paragraph, name, what).map(str::to_owned);
-        let optional = |name: &str| paragraph.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let optional = |name: &str| {
+            paragraph
+                .get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let list = |name: &'static str| -> Result<Vec<String>, IndexError> {
             Ok(get(name)?.split_whitespace().map(str::to_owned).collect())
         };
         let mut files = Vec::new();
-        let checksums = paragraph
-            .get("SHA256")
-            .ok_or(IndexError::MissingField { what: what.to_owned(), field: "SHA256" })?;
+        let checksums = paragraph.get("SHA256").ok_or(IndexError::MissingField {
+            what: what.to_owned(),
+            field: "SHA256",
+        })?;
         for line in checksums.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let invalid = || IndexError::InvalidField { what: what.to_owned(), field: "SHA256", value: line.to_owned() };
+            let invalid = || IndexError::InvalidField {
+                what: what.to_owned(),
+                field: "SHA256",
+                value: line.to_owned(),
+            };
             let [sha256, size, path] = parts.as_slice() else {
                 return Err(invalid());
             };
@@ -282,7 +350,8 @@ impl Release {
             architectures: list("Architectures")?,
             components: list("Components")?,
             description: optional("Description"),
-            acquire_by_hash: optional("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            acquire_by_hash: optional("Acquire-By-Hash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
             files,
         })
     }
@@ -310,21 +379,37 @@ mod tests {
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn entry(name: &str, version: &str) -> PackageEntry {
-        let control = CONTROL.replace("speedy-app", name).replace("1.4.0-1", version);
-        PackageEntry::from_control(&control, &format!("pool/main/s/{name}/{name}_{version}_amd64.deb"), 42, SHA, "d41d8cd98f00b204e9800998ecf8427e", "test.deb")
-            .unwrap()
+        let control = CONTROL
+            .replace("speedy-app", name)
+            .replace("1.4.0-1", version);
+        PackageEntry::from_control(
+            &control,
+            &format!("pool/main/s/{name}/{name}_{version}_amd64.deb"),
+            42,
+            SHA,
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "test.deb",
+        )
+        .unwrap()
     }
 
     #[test]
     fn packages_round_trip_is_byte_exact() {
-        let mut entries = vec![entry("speedy-app", "1.4.0-1"), entry("speedy-app", "1.10.0-1"), entry("speedy-jobs", "1.4.0-1")];
+        let mut entries = vec![
+            entry("speedy-app", "1.4.0-1"),
+            entry("speedy-app", "1.10.0-1"),
+            entry("speedy-jobs", "1.4.0-1"),
+        ];
         sort_entries(&mut entries);
         assert_eq!(entries[0].version, "1.10.0-1", "newest first");
         let text = render_packages(&entries);
         let parsed = parse_packages(&text, "Packages").unwrap();
         assert_eq!(parsed, entries);
         assert_eq!(render_packages(&parsed), text);
-        assert!(text.contains("\n   verbatim   indented line\n"), "verbatim lines survive:\n{text}");
+        assert!(
+            text.contains("\n   verbatim   indented line\n"),
+            "verbatim lines survive:\n{text}"
+        );
         assert!(text.contains("Filename: pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb\nSize: 42\nMD5sum: d41d8cd98f00b204e9800998ecf8427e\nSHA256: "));
     }
 
@@ -333,16 +418,31 @@ mod tests {
         for field in REQUIRED_CONTROL_FIELDS {
             let control: String = CONTROL
                 .lines()
-                .filter(|l| !(l.starts_with(&format!("{field}:")) || (field == &"Description" && l.starts_with(' '))))
+                .filter(|l| {
+                    !(l.starts_with(&format!("{field}:"))
+                        || (field == &"Description" && l.starts_with(' ')))
+                })
                 .map(|l| format!("{l}\n"))
                 .collect();
-            let error = PackageEntry::from_control(&control, "pool/x.deb", 1, SHA, "", "broken.deb").unwrap_err();
-            assert_eq!(error, IndexError::MissingField { what: "broken.deb".into(), field }, "{field}");
+            let error =
+                PackageEntry::from_control(&control, "pool/x.deb", 1, SHA, "", "broken.deb")
+                    .unwrap_err();
+            assert_eq!(
+                error,
+                IndexError::MissingField {
+                    what: "broken.deb".into(),
+                    field
+                },
+                "{field}"
+            );
         }
         let bad = CONTROL.replace("Version: 1.4.0-1", "Version: one");
         assert!(matches!(
             PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb"),
-            Err(IndexError::InvalidField { field: "Version", .. })
+            Err(IndexError::InvalidField {
+                field: "Version",
+                ..
+            })
         ));
         let bad = CONTROL.replace("Package: speedy-app", "Package: Speedy App");
         assert!(PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb").is_err());
@@ -375,8 +475,16 @@ mod tests {
             description: Some("Speedy services".into()),
             acquire_by_hash: true,
             files: vec![
-                ReleaseFile { path: "main/binary-amd64/Packages".into(), size: 1234, sha256: SHA.into() },
-                ReleaseFile { path: "main/binary-amd64/Packages.gz".into(), size: 56, sha256: SHA.into() },
+                ReleaseFile {
+                    path: "main/binary-amd64/Packages".into(),
+                    size: 1234,
+                    sha256: SHA.into(),
+                },
+                ReleaseFile {
+                    path: "main/binary-amd64/Packages.gz".into(),
+                    size: 56,
+                    sha256: SHA.into(),
+                },
             ],
         }
     }
@@ -388,7 +496,10 @@ mod tests {
         assert!(text.contains("Acquire-By-Hash: yes\n"));
         assert!(text.contains(&format!("SHA256:\n {SHA} 1234 main/binary-amd64/Packages\n {SHA}   56 main/binary-amd64/Packages.gz\n")), "{text}");
         assert_eq!(Release::parse(&text, "Release").unwrap(), r);
-        assert_eq!(r.index_architectures().into_iter().collect::<Vec<_>>(), ["amd64"]);
+        assert_eq!(
+            r.index_architectures().into_iter().collect::<Vec<_>>(),
+            ["amd64"]
+        );
     }
 
     #[test]

@@ -12,9 +12,15 @@ pub const COMPONENT: &str = "main";
 pub fn check_key(key: &str) -> Result<(), String> {
     let valid = !key.is_empty()
         && !key.starts_with('/')
-        && key.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
         && !key.contains(['\\', '\0', '\n']);
-    if valid { Ok(()) } else { Err(format!("{key:?} is not a valid repository path")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{key:?} is not a valid repository path"))
+    }
 }
 
 /// Suite names become path components and apt's `Suite:`; apt accepts letters,
@@ -23,7 +29,9 @@ pub fn check_suite(suite: &str) -> Result<(), String> {
     let valid = !suite.is_empty()
         && suite.len() <= 64
         && suite.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && suite.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && suite
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if valid {
         Ok(())
     } else {
@@ -35,7 +43,11 @@ pub fn check_suite(suite: &str) -> Result<(), String> {
 
 /// The pool directory of a package: `pool/main/s/speedy-app`, `pool/main/libf/libfoo`.
 pub fn pool_dir(name: &str) -> String {
-    let prefix = if name.starts_with("lib") && name.len() > 3 { &name[..4] } else { &name[..1.min(name.len())] };
+    let prefix = if name.starts_with("lib") && name.len() > 3 {
+        &name[..4]
+    } else {
+        &name[..1.min(name.len())]
+    };
     format!("pool/{COMPONENT}/{prefix}/{name}")
 }
 
@@ -84,19 +96,32 @@ mod tests {
 
     #[test]
     fn pool_paths() {
-        assert_eq!(pool_key("speedy-app", "1.4.0-1", "amd64"), "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
-        assert_eq!(pool_key("libfoo", "2:1.0-1", "all"), "pool/main/libf/libfoo/libfoo_1.0-1_all.deb");
+        assert_eq!(
+            pool_key("speedy-app", "1.4.0-1", "amd64"),
+            "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"
+        );
+        assert_eq!(
+            pool_key("libfoo", "2:1.0-1", "all"),
+            "pool/main/libf/libfoo/libfoo_1.0-1_all.deb"
+        );
         assert_eq!(pool_dir("lib"), "pool/main/l/lib");
     }
 
     #[test]
     fn by_hash() {
-        assert_eq!(by_hash_path("main/binary-amd64/Packages.xz", "ab"), "main/binary-amd64/by-hash/SHA256/ab");
+        assert_eq!(
+            by_hash_path("main/binary-amd64/Packages.xz", "ab"),
+            "main/binary-amd64/by-hash/SHA256/ab"
+        );
     }
 
     #[test]
     fn keys_and_suites() {
-        for good in ["pool/main/s/x/x_1_all.deb", "dists/dev/InRelease", ".speedy/lock"] {
+        for good in [
+            "pool/main/s/x/x_1_all.deb",
+            "dists/dev/InRelease",
+            ".speedy/lock",
+        ] {
             assert!(check_key(good).is_ok(), "{good}");
         }
         for bad in ["", "/etc/passwd", "a//b", "a/../b", "./a", "a/", "a\\b"] {
@@ -105,11 +130,15 @@ mod tests {
         for good in ["dev", "stable", "bookworm-backports", "v1.2_x"] {
             assert!(check_suite(good).is_ok(), "{good}");
         }
-        for bad in ["", "dev/x", "dev test", "../x", "-dev", ".hidden", "dév", "a;b"] {
+        for bad in [
+            "", "dev/x", "dev test", "../x", "-dev", ".hidden", "dév", "a;b",
+        ] {
             assert!(check_suite(bad).is_err(), "{bad}");
         }
         assert!(is_immutable("pool/main/s/x.deb"));
-        assert!(is_immutable("dists/dev/main/binary-amd64/by-hash/SHA256/ab"));
+        assert!(is_immutable(
+            "dists/dev/main/binary-amd64/by-hash/SHA256/ab"
+        ));
         assert!(!is_immutable("dists/dev/InRelease"));
     }
 }

@@ -15,7 +15,13 @@ pub enum MergeError {
         "{name} {version} ({architecture}) is already in the repository with different contents \
          (sha256 {existing}, this one {new}); a published version never changes: bump the version or the Debian revision"
     )]
-    VersionReused { name: String, version: String, architecture: String, existing: String, new: String },
+    VersionReused {
+        name: String,
+        version: String,
+        architecture: String,
+        existing: String,
+        new: String,
+    },
 }
 
 /// The outcome of merging incoming packages into a suite.
@@ -33,18 +39,35 @@ pub struct Merge {
 
 /// Merges `incoming` into `current`, keeping the newest `retention` versions of each
 /// package and architecture (at least one).
-pub fn merge(current: &[PackageEntry], incoming: &[PackageEntry], retention: usize) -> Result<Merge, MergeError> {
+pub fn merge(
+    current: &[PackageEntry],
+    incoming: &[PackageEntry],
+    retention: usize,
+) -> Result<Merge, MergeError> {
     let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
         .iter()
-        .map(|e| ((e.name.clone(), e.version.clone(), e.architecture.clone()), e.clone()))
+        .map(|e| {
+            (
+                (e.name.clone(), e.version.clone(), e.architecture.clone()),
+                e.clone(),
+            )
+        })
         .collect();
     let mut added = Vec::new();
     let mut unchanged = Vec::new();
     for entry in incoming {
-        let id = (entry.name.clone(), entry.version.clone(), entry.architecture.clone());
+        let id = (
+            entry.name.clone(),
+            entry.version.clone(),
+            entry.architecture.clone(),
+        );
         match by_id.get(&id) {
             Some(existing) if existing.sha256 == entry.sha256 && existing.size == entry.size => {
-                if !unchanged.iter().any(|u: &PackageEntry| u.id() == entry.id()) && !added.iter().any(|a: &PackageEntry| a.id() == entry.id()) {
+                if !unchanged
+                    .iter()
+                    .any(|u: &PackageEntry| u.id() == entry.id())
+                    && !added.iter().any(|a: &PackageEntry| a.id() == entry.id())
+                {
                     unchanged.push(existing.clone());
                 }
             }
@@ -71,7 +94,9 @@ pub fn merge(current: &[PackageEntry], incoming: &[PackageEntry], retention: usi
     let mut kept = Vec::with_capacity(packages.len());
     let mut retired = Vec::new();
     for entry in packages {
-        let count = seen.entry((entry.name.clone(), entry.architecture.clone())).or_insert(0);
+        let count = seen
+            .entry((entry.name.clone(), entry.architecture.clone()))
+            .or_insert(0);
         *count += 1;
         if *count <= keep {
             kept.push(entry);
@@ -79,7 +104,12 @@ pub fn merge(current: &[PackageEntry], incoming: &[PackageEntry], retention: usi
             retired.push(entry);
         }
     }
-    Ok(Merge { packages: kept, added, unchanged, retired })
+    Ok(Merge {
+        packages: kept,
+        added,
+        unchanged,
+        retired,
+    })
 }
 
 /// Settings of the repository that shape its Release files.
@@ -113,7 +143,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Gzip without a file name and with mtime 0, so equal input gives equal bytes.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
@@ -135,7 +167,12 @@ pub fn build_indices(
     valid_until: Option<String>,
 ) -> SuiteIndices {
     let mut architectures: BTreeSet<String> = settings.architectures.iter().cloned().collect();
-    architectures.extend(packages.iter().filter(|p| p.architecture != "all").map(|p| p.architecture.clone()));
+    architectures.extend(
+        packages
+            .iter()
+            .filter(|p| p.architecture != "all")
+            .map(|p| p.architecture.clone()),
+    );
     let mut files = Vec::new();
     for architecture in &architectures {
         let entries: Vec<PackageEntry> = packages
@@ -145,9 +182,17 @@ pub fn build_indices(
             .collect();
         let plain = render_packages(&entries).into_bytes();
         let dir = layout::binary_dir(architecture);
-        for (name, bytes) in [("Packages", plain.clone()), ("Packages.gz", gzip(&plain)), ("Packages.xz", xz(&plain))] {
+        for (name, bytes) in [
+            ("Packages", plain.clone()),
+            ("Packages.gz", gzip(&plain)),
+            ("Packages.xz", xz(&plain)),
+        ] {
             let sha256 = sha256_hex(&bytes);
-            files.push(IndexFile { path: format!("{dir}/{name}"), bytes, sha256 });
+            files.push(IndexFile {
+                path: format!("{dir}/{name}"),
+                bytes,
+                sha256,
+            });
         }
     }
     let release = Release {
@@ -163,7 +208,11 @@ pub fn build_indices(
         acquire_by_hash: true,
         files: files
             .iter()
-            .map(|f| ReleaseFile { path: f.path.clone(), size: f.bytes.len() as u64, sha256: f.sha256.clone() })
+            .map(|f| ReleaseFile {
+                path: f.path.clone(),
+                size: f.bytes.len() as u64,
+                sha256: f.sha256.clone(),
+            })
             .collect(),
     };
     SuiteIndices { release, files }
@@ -174,7 +223,12 @@ pub fn build_indices(
 pub enum Step {
     /// A .deb into pool/; `source` indexes the publish's input files. Skipped when the
     /// object already exists with this size and hash.
-    Pool { key: String, source: usize, size: u64, sha256: String },
+    Pool {
+        key: String,
+        source: usize,
+        size: u64,
+        sha256: String,
+    },
     /// An immutable by-hash copy; skipped when it exists.
     ByHash { key: String, bytes: Vec<u8> },
     /// A canonical index, Release.gpg or Release, overwritten.
@@ -186,7 +240,10 @@ pub enum Step {
 impl Step {
     pub fn key(&self) -> &str {
         match self {
-            Step::Pool { key, .. } | Step::ByHash { key, .. } | Step::Replace { key, .. } | Step::InRelease { key, .. } => key,
+            Step::Pool { key, .. }
+            | Step::ByHash { key, .. }
+            | Step::Replace { key, .. }
+            | Step::InRelease { key, .. } => key,
         }
     }
 }
@@ -213,7 +270,12 @@ pub fn publish_plan(
     let dists = layout::dists_dir(suite);
     let mut steps: Vec<Step> = pool
         .into_iter()
-        .map(|(key, source, size, sha256)| Step::Pool { key, source, size, sha256 })
+        .map(|(key, source, size, sha256)| Step::Pool {
+            key,
+            source,
+            size,
+            sha256,
+        })
         .collect();
     for file in &indices.files {
         steps.push(Step::ByHash {
@@ -222,20 +284,43 @@ pub fn publish_plan(
         });
     }
     for file in &indices.files {
-        steps.push(Step::Replace { key: format!("{dists}/{}", file.path), bytes: file.bytes.clone() });
+        steps.push(Step::Replace {
+            key: format!("{dists}/{}", file.path),
+            bytes: file.bytes.clone(),
+        });
     }
-    steps.push(Step::Replace { key: layout::release_gpg_key(suite), bytes: release_gpg });
-    steps.push(Step::Replace { key: layout::release_key(suite), bytes: indices.release.render().into_bytes() });
-    steps.push(Step::InRelease { key: layout::in_release_key(suite), bytes: in_release });
-    PublishPlan { suite: suite.to_owned(), merge, steps }
+    steps.push(Step::Replace {
+        key: layout::release_gpg_key(suite),
+        bytes: release_gpg,
+    });
+    steps.push(Step::Replace {
+        key: layout::release_key(suite),
+        bytes: indices.release.render().into_bytes(),
+    });
+    steps.push(Step::InRelease {
+        key: layout::in_release_key(suite),
+        bytes: in_release,
+    });
+    PublishPlan {
+        suite: suite.to_owned(),
+        merge,
+        steps,
+    }
 }
 
 /// Keys a suite references: its pool files and the by-hash copies of its indices.
-pub fn referenced_keys(suite: &str, release: &Release, packages: &[PackageEntry]) -> BTreeSet<String> {
+pub fn referenced_keys(
+    suite: &str,
+    release: &Release,
+    packages: &[PackageEntry],
+) -> BTreeSet<String> {
     let dists = layout::dists_dir(suite);
     let mut keys: BTreeSet<String> = packages.iter().map(|p| p.filename.clone()).collect();
     for file in &release.files {
-        keys.insert(format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256)));
+        keys.insert(format!(
+            "{dists}/{}",
+            layout::by_hash_path(&file.path, &file.sha256)
+        ));
     }
     keys
 }
@@ -281,13 +366,29 @@ mod tests {
 
     fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
         let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
-        PackageEntry::from_control(&control, &layout::pool_key(name, version, arch), u64::from(n), &sha(n), "", "t.deb").unwrap()
+        PackageEntry::from_control(
+            &control,
+            &layout::pool_key(name, version, arch),
+            u64::from(n),
+            &sha(n),
+            "",
+            "t.deb",
+        )
+        .unwrap()
     }
 
     #[test]
     fn merge_adds_keeps_and_refuses_changed_bytes() {
         let current = vec![entry("pa", "1.0-1", "amd64", 1)];
-        let merged = merge(&current, &[entry("pa", "1.0-1", "amd64", 1), entry("pb", "2.0-1", "amd64", 2)], 5).unwrap();
+        let merged = merge(
+            &current,
+            &[
+                entry("pa", "1.0-1", "amd64", 1),
+                entry("pb", "2.0-1", "amd64", 2),
+            ],
+            5,
+        )
+        .unwrap();
         assert_eq!(merged.added.len(), 1);
         assert_eq!(merged.unchanged.len(), 1);
         assert_eq!(merged.packages.len(), 2);
@@ -295,16 +396,43 @@ mod tests {
         assert!(matches!(error, MergeError::VersionReused { .. }));
         assert!(error.to_string().contains("bump the version"));
         // The same package twice in one publish is one package.
-        let twice = merge(&[], &[entry("pb", "2.0-1", "amd64", 2), entry("pb", "2.0-1", "amd64", 2)], 5).unwrap();
+        let twice = merge(
+            &[],
+            &[
+                entry("pb", "2.0-1", "amd64", 2),
+                entry("pb", "2.0-1", "amd64", 2),
+            ],
+            5,
+        )
+        .unwrap();
         assert_eq!(twice.packages.len(), 1);
     }
 
     #[test]
     fn retention_keeps_the_newest_per_name_and_architecture() {
-        let current: Vec<PackageEntry> = ["1.9-1", "1.10-1", "1.2-1"].iter().enumerate().map(|(i, v)| entry("pa", v, "amd64", i as u8)).collect();
-        let merged = merge(&current, &[entry("pa", "1.11-1", "amd64", 7), entry("pa", "1.0-1", "arm64", 8)], 2).unwrap();
-        let kept: Vec<(&str, &str)> = merged.packages.iter().map(|p| (p.version.as_str(), p.architecture.as_str())).collect();
-        assert_eq!(kept, [("1.11-1", "amd64"), ("1.10-1", "amd64"), ("1.0-1", "arm64")]);
+        let current: Vec<PackageEntry> = ["1.9-1", "1.10-1", "1.2-1"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| entry("pa", v, "amd64", i as u8))
+            .collect();
+        let merged = merge(
+            &current,
+            &[
+                entry("pa", "1.11-1", "amd64", 7),
+                entry("pa", "1.0-1", "arm64", 8),
+            ],
+            2,
+        )
+        .unwrap();
+        let kept: Vec<(&str, &str)> = merged
+            .packages
+            .iter()
+            .map(|p| (p.version.as_str(), p.architecture.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("1.11-1", "amd64"), ("1.10-1", "amd64"), ("1.0-1", "arm64")]
+        );
         let retired: Vec<&str> = merged.retired.iter().map(|p| p.version.as_str()).collect();
         assert_eq!(retired, ["1.9-1", "1.2-1"]);
         // Retention 0 is taken as 1: a suite never loses its newest version.
@@ -312,24 +440,52 @@ mod tests {
     }
 
     fn settings() -> RepoSettings {
-        RepoSettings { origin: "O".into(), label: "L".into(), description: None, architectures: vec!["amd64".into()] }
+        RepoSettings {
+            origin: "O".into(),
+            label: "L".into(),
+            description: None,
+            architectures: vec!["amd64".into()],
+        }
     }
 
     #[test]
     fn indices_cover_every_architecture_and_arch_all() {
-        let packages = vec![entry("pa", "1-1", "amd64", 1), entry("pb", "1-1", "all", 2), entry("pc", "1-1", "arm64", 3)];
-        let indices = build_indices("dev", &packages, &settings(), "Sat, 28 Nov 2026 16:48:03 UTC", None);
+        let packages = vec![
+            entry("pa", "1-1", "amd64", 1),
+            entry("pb", "1-1", "all", 2),
+            entry("pc", "1-1", "arm64", 3),
+        ];
+        let indices = build_indices(
+            "dev",
+            &packages,
+            &settings(),
+            "Sat, 28 Nov 2026 16:48:03 UTC",
+            None,
+        );
         assert_eq!(indices.release.architectures, ["amd64", "arm64"]);
         assert_eq!(indices.files.len(), 6);
         let amd64 = String::from_utf8(indices.files[0].bytes.clone()).unwrap();
-        assert!(amd64.contains("Package: pa\n") && amd64.contains("Package: pb\n") && !amd64.contains("Package: pc\n"));
+        assert!(
+            amd64.contains("Package: pa\n")
+                && amd64.contains("Package: pb\n")
+                && !amd64.contains("Package: pc\n")
+        );
         for file in &indices.files {
             let listed = indices.release.file(&file.path).unwrap();
             assert_eq!(listed.sha256, sha256_hex(&file.bytes));
             assert_eq!(listed.size, file.bytes.len() as u64);
         }
         // Deterministic, compressed files included.
-        assert_eq!(indices, build_indices("dev", &packages, &settings(), "Sat, 28 Nov 2026 16:48:03 UTC", None));
+        assert_eq!(
+            indices,
+            build_indices(
+                "dev",
+                &packages,
+                &settings(),
+                "Sat, 28 Nov 2026 16:48:03 UTC",
+                None
+            )
+        );
         let mut decoder = flate2::read::GzDecoder::new(indices.files[1].bytes.as_slice());
         let mut text = String::new();
         std::io::Read::read_to_string(&mut decoder, &mut text).unwrap();
@@ -363,10 +519,16 @@ mod tests {
         let ranks: Vec<u8> = plan.steps.iter().map(rank).collect();
         assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
         assert_eq!(ranks.first(), Some(&0));
-        assert_eq!(plan.steps.last().map(Step::key), Some("dists/dev/InRelease"));
+        assert_eq!(
+            plan.steps.last().map(Step::key),
+            Some("dists/dev/InRelease")
+        );
         // Every file the new Release names is written before InRelease, by hash.
         for file in &indices.release.files {
-            let by_hash = format!("dists/dev/{}", layout::by_hash_path(&file.path, &file.sha256));
+            let by_hash = format!(
+                "dists/dev/{}",
+                layout::by_hash_path(&file.path, &file.sha256)
+            );
             assert!(plan.steps.iter().any(|s| s.key() == by_hash), "{by_hash}");
         }
     }
@@ -390,7 +552,10 @@ mod tests {
                 let name = ["pa", "pb", "pc"][next(3) as usize];
                 let version = format!("{}.{}-{}", next(3), next(12), 1 + next(2));
                 let arch = ["amd64", "arm64", "all"][next(3) as usize];
-                if !pool.iter().any(|e: &PackageEntry| e.id() == (name, version.as_str(), arch)) {
+                if !pool
+                    .iter()
+                    .any(|e: &PackageEntry| e.id() == (name, version.as_str(), arch))
+                {
                     let n = pool.len() as u8;
                     pool.push(entry(name, &version, arch, n));
                 }
@@ -403,19 +568,36 @@ mod tests {
             assert_eq!(merged.packages.len() + merged.retired.len(), pool.len());
             let mut groups: BTreeMap<(String, String), Vec<&PackageEntry>> = BTreeMap::new();
             for p in &merged.packages {
-                groups.entry((p.name.clone(), p.architecture.clone())).or_default().push(p);
+                groups
+                    .entry((p.name.clone(), p.architecture.clone()))
+                    .or_default()
+                    .push(p);
             }
             for ((name, arch), kept) in &groups {
                 assert!(kept.len() <= retention);
-                for retired in merged.retired.iter().filter(|r| &r.name == name && &r.architecture == arch) {
+                for retired in merged
+                    .retired
+                    .iter()
+                    .filter(|r| &r.name == name && &r.architecture == arch)
+                {
                     for k in kept {
-                        assert_ne!(super::super::version::compare(&k.version, &retired.version), std::cmp::Ordering::Less, "kept {} retired {}", k.version, retired.version);
+                        assert_ne!(
+                            super::super::version::compare(&k.version, &retired.version),
+                            std::cmp::Ordering::Less,
+                            "kept {} retired {}",
+                            k.version,
+                            retired.version
+                        );
                     }
                 }
             }
             assert_eq!(merged.added.len(), incoming.len());
             let indices = build_indices("dev", &merged.packages, &settings(), "d", None);
-            for file in indices.files.iter().filter(|f| f.path.ends_with("/Packages")) {
+            for file in indices
+                .files
+                .iter()
+                .filter(|f| f.path.ends_with("/Packages"))
+            {
                 let text = String::from_utf8(file.bytes.clone()).unwrap();
                 let parsed = crate::repo::index::parse_packages(&text, "Packages").unwrap();
                 assert_eq!(render_packages(&parsed), text);
@@ -427,9 +609,13 @@ mod tests {
 
     #[test]
     fn garbage_waits_out_the_grace_period() {
-        let existing: BTreeSet<String> = ["pool/old.deb", "pool/new.deb"].iter().map(|s| s.to_string()).collect();
+        let existing: BTreeSet<String> = ["pool/old.deb", "pool/new.deb"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let referenced: BTreeSet<String> = ["pool/new.deb".to_string()].into();
-        let (state, delete) = collect_garbage(&existing, &referenced, &GcState::default(), 1000, 3600);
+        let (state, delete) =
+            collect_garbage(&existing, &referenced, &GcState::default(), 1000, 3600);
         assert!(delete.is_empty());
         assert_eq!(state.unreferenced_since.get("pool/old.deb"), Some(&1000));
         let (state2, delete) = collect_garbage(&existing, &referenced, &state, 1000 + 3599, 3600);

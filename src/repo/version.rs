@@ -123,7 +123,11 @@ mod tests {
     /// The table again, judged by dpkg itself when it is installed.
     #[test]
     fn agrees_with_dpkg() {
-        if std::process::Command::new("dpkg").arg("--version").output().is_err() {
+        if std::process::Command::new("dpkg")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             return;
         }
         for (a, b, expected) in CASES {

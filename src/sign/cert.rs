@@ -9,7 +9,9 @@ use pgp::{
     crypto::{ecc_curve::ECCCurve, public_key::PublicKeyAlgorithm},
     packet::{Signature, SignatureType, SubpacketData},
     ser::Serialize,
-    types::{EcdsaPublicParams, EddsaLegacyPublicParams, KeyDetails, KeyVersion, PublicParams, Tag},
+    types::{
+        EcdsaPublicParams, EddsaLegacyPublicParams, KeyDetails, KeyVersion, PublicParams, Tag,
+    },
 };
 
 /// The state of a component key (the primary or a subkey) according to its newest valid
@@ -63,11 +65,10 @@ pub(super) fn primary(cert: &SignedPublicKey) -> Option<Component> {
     if self_sigs.is_empty() {
         return None;
     }
-    let revoked = cert
-        .details
-        .revocation_signatures
-        .iter()
-        .any(|sig| sig.typ() == Some(SignatureType::KeyRevocation) && sig.verify_key(key).is_ok());
+    let revoked =
+        cert.details.revocation_signatures.iter().any(|sig| {
+            sig.typ() == Some(SignatureType::KeyRevocation) && sig.verify_key(key).is_ok()
+        });
     Some(component(key, &self_sigs, revoked))
 }
 
@@ -82,11 +83,13 @@ pub(super) fn signing_subkeys(cert: &SignedPublicKey) -> Vec<(&SignedPublicSubKe
             .signatures
             .iter()
             .filter(|sig| {
-                sig.typ() == Some(SignatureType::SubkeyBinding) && sig.verify_subkey_binding(primary, &sub.key).is_ok()
+                sig.typ() == Some(SignatureType::SubkeyBinding)
+                    && sig.verify_subkey_binding(primary, &sub.key).is_ok()
             })
             .collect();
         let revoked = sub.signatures.iter().any(|sig| {
-            sig.typ() == Some(SignatureType::SubkeyRevocation) && sig.verify_subkey_binding(primary, &sub.key).is_ok()
+            sig.typ() == Some(SignatureType::SubkeyRevocation)
+                && sig.verify_subkey_binding(primary, &sub.key).is_ok()
         });
         let Some(newest) = newest(&bindings) else {
             continue;
@@ -178,7 +181,10 @@ pub(super) fn refused_algorithm(key: &(impl KeyDetails + ?Sized)) -> Option<Stri
 }
 
 fn curve_refused(curve: &ECCCurve) -> String {
-    format!("ECDSA on the curve {} is not supported by gpgv and sqv", curve.name())
+    format!(
+        "ECDSA on the curve {} is not supported by gpgv and sqv",
+        curve.name()
+    )
 }
 
 /// The modulus length from the wire format: an MPI starts with its length in bits.

@@ -19,15 +19,19 @@ use std::{
 
 use pgp::{
     composed::{
-        ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType, PublicOrSecret,
-        SecretKeyParamsBuilder, SignedPublicKey, SignedPublicSubKey, SignedSecretKey,
+        ArmorOptions, CleartextSignedMessage, Deserializable, DetachedSignature, KeyType,
+        PublicOrSecret, SecretKeyParamsBuilder, SignedPublicKey, SignedPublicSubKey,
+        SignedSecretKey,
     },
     crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
-    packet::{self, Features, KeyFlags, Signature, SignatureConfig, SignatureType, Subpacket, SubpacketData},
+    packet::{
+        self, Features, KeyFlags, Signature, SignatureConfig, SignatureType, Subpacket,
+        SubpacketData,
+    },
     ser::Serialize,
     types::{
-        CompressionAlgorithm, KeyDetails, KeyVersion, Password, S2kParams, SecretParams, SignedUser,
-        SigningKey as PgpSigningKey, StringToKey, Tag, Timestamp,
+        CompressionAlgorithm, KeyDetails, KeyVersion, Password, S2kParams, SecretParams,
+        SignedUser, SigningKey as PgpSigningKey, StringToKey, Tag, Timestamp,
     },
 };
 use zeroize::Zeroizing;
@@ -77,7 +81,9 @@ impl FromStr for KeyAlgorithm {
             "ed25519" => Ok(KeyAlgorithm::Ed25519),
             "rsa3072" => Ok(KeyAlgorithm::Rsa3072),
             "rsa4096" => Ok(KeyAlgorithm::Rsa4096),
-            _ => Err(SignError::UnknownAlgorithm { name: s.to_string() }),
+            _ => Err(SignError::UnknownAlgorithm {
+                name: s.to_string(),
+            }),
         }
     }
 }
@@ -102,7 +108,10 @@ impl fmt::Debug for KeyParams {
         f.debug_struct("KeyParams")
             .field("algorithm", &self.algorithm)
             .field("user_id", &self.user_id)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .field("created", &self.created)
             .finish()
     }
@@ -145,7 +154,9 @@ pub enum SignError {
     UnknownAlgorithm { name: String },
     #[error("invalid user ID for a new key: {reason}")]
     InvalidUserId { reason: String },
-    #[error("the time {time} (unix seconds) cannot be represented in an OpenPGP v4 key or signature")]
+    #[error(
+        "the time {time} (unix seconds) cannot be represented in an OpenPGP v4 key or signature"
+    )]
     TimeOutOfRange { time: u64 },
     #[error("cannot clearsign this text: {reason}")]
     InvalidText { reason: String },
@@ -264,7 +275,11 @@ impl SigningKey {
     }
 
     /// Loads an ASCII-armored secret key; see [`SigningKey::from_bytes`].
-    pub fn from_armored(armored: &str, passphrase: Option<&str>, origin: &str) -> Result<Self, SignError> {
+    pub fn from_armored(
+        armored: &str,
+        passphrase: Option<&str>,
+        origin: &str,
+    ) -> Result<Self, SignError> {
         Self::from_bytes(armored.as_bytes(), passphrase, origin)
     }
 
@@ -275,15 +290,22 @@ impl SigningKey {
     ///
     /// Like GnuPG, signs with the newest valid signing subkey if there is one, otherwise
     /// with the primary key.
-    pub fn from_bytes(bytes: &[u8], passphrase: Option<&str>, origin: &str) -> Result<Self, SignError> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        passphrase: Option<&str>,
+        origin: &str,
+    ) -> Result<Self, SignError> {
         let origin_s = || origin.to_string();
         let key = match parse_single_key(bytes, origin)? {
             PublicOrSecret::Secret(key) => key,
-            PublicOrSecret::Public(_) => return Err(SignError::PublicKeyGiven { origin: origin_s() }),
+            PublicOrSecret::Public(_) => {
+                return Err(SignError::PublicKeyGiven { origin: origin_s() })
+            }
         };
         let cert = key.to_public_key();
         let now = now();
-        let primary = cert::primary(&cert).ok_or_else(|| SignError::NoValidSelfSignature { origin: origin_s() })?;
+        let primary = cert::primary(&cert)
+            .ok_or_else(|| SignError::NoValidSelfSignature { origin: origin_s() })?;
         if primary.revoked {
             return Err(SignError::Revoked { origin: origin_s() });
         }
@@ -302,7 +324,10 @@ impl SigningKey {
             }
             any_capable = true;
             if let Some(index) = secret_subkey_index(&key, sub) {
-                candidates.push((Signer::Subkey(index), state.valid_from.max(primary.valid_from)));
+                candidates.push((
+                    Signer::Subkey(index),
+                    state.valid_from.max(primary.valid_from),
+                ));
             }
         }
         if primary.may_sign {
@@ -350,7 +375,11 @@ impl SigningKey {
         let works = self
             .detached(probe, u64::from(self.not_before))
             .ok()
-            .is_some_and(|sig| self.public_key().verify_signatures(&[sig.signature], probe).is_ok());
+            .is_some_and(|sig| {
+                self.public_key()
+                    .verify_signatures(&[sig.signature], probe)
+                    .is_ok()
+            });
         match (works, encrypted) {
             (true, _) => Ok(()),
             (false, true) => Err(SignError::WrongPassphrase {
@@ -399,8 +428,9 @@ impl SigningKey {
     pub fn clearsign(&self, text: &str, time: u64) -> Result<String, SignError> {
         let text = cleartext_to_sign(text)?;
         let signer = self.signer()?;
-        let config = data_signature_config(*signer, SignatureType::Text, self.signature_time(time)?)
-            .map_err(pgp_err("preparing the signature failed"))?;
+        let config =
+            data_signature_config(*signer, SignatureType::Text, self.signature_time(time)?)
+                .map_err(pgp_err("preparing the signature failed"))?;
         let message = CleartextSignedMessage::new(&text, config, &signer, &self.password())
             .map_err(pgp_err("clearsigning failed"))?;
         message
@@ -431,8 +461,9 @@ impl SigningKey {
 
     fn detached(&self, data: &[u8], time: u64) -> Result<DetachedSignature, SignError> {
         let signer = self.signer()?;
-        let config = data_signature_config(*signer, SignatureType::Binary, self.signature_time(time)?)
-            .map_err(pgp_err("preparing the signature failed"))?;
+        let config =
+            data_signature_config(*signer, SignatureType::Binary, self.signature_time(time)?)
+                .map_err(pgp_err("preparing the signature failed"))?;
         let signature = config
             .sign(&signer, &self.password(), data)
             .map_err(pgp_err("signing failed"))?;
@@ -525,10 +556,12 @@ impl PublicKey {
     /// reads it: dash-escaping removed, trailing whitespace trimmed, LF line ends, and
     /// ending in a line break (the one that separates the text from the signature).
     pub fn verify_cleartext(&self, signed: &str) -> Result<String, VerifyError> {
-        let (message, _headers) =
-            CleartextSignedMessage::from_string(signed).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let (message, _headers) = CleartextSignedMessage::from_string(signed)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         if message.signatures().is_empty() {
-            return Err(VerifyError::Malformed("the message carries no signature".to_string()));
+            return Err(VerifyError::Malformed(
+                "the message carries no signature".to_string(),
+            ));
         }
         let signed_text = message.signed_text();
         self.verify_signatures(message.signatures(), signed_text.as_bytes())?;
@@ -539,8 +572,8 @@ impl PublicKey {
 
     /// Verifies a detached signature (ASCII-armored or binary) over `data`.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
-        let (signatures, _headers) =
-            DetachedSignature::from_reader_many(signature).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let (signatures, _headers) = DetachedSignature::from_reader_many(signature)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let signatures = signatures
             .map(|sig| sig.map(|sig| sig.signature))
             .collect::<Result<Vec<Signature>, _>>()
@@ -645,7 +678,9 @@ fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignEr
         origin: origin.to_string(),
     };
     let (keys, _headers) = PublicOrSecret::from_reader_many(bytes).map_err(|_| not_a_key())?;
-    let mut keys = keys.collect::<Result<Vec<_>, _>>().map_err(|_| not_a_key())?;
+    let mut keys = keys
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| not_a_key())?;
     match keys.len() {
         0 => Err(not_a_key()),
         1 => keys.pop().ok_or_else(not_a_key),
@@ -668,10 +703,10 @@ fn secret_params_of(key: &SignedSecretKey, signer: Signer) -> &SecretParams {
         Signer::Primary => key.primary_key.secret_params(),
         // An out-of-range index cannot come from `secret_subkey_index`; falling back to
         // the primary keeps this total without a panic.
-        Signer::Subkey(index) => key
-            .secret_subkeys
-            .get(index)
-            .map_or_else(|| key.primary_key.secret_params(), |sub| sub.key.secret_params()),
+        Signer::Subkey(index) => key.secret_subkeys.get(index).map_or_else(
+            || key.primary_key.secret_params(),
+            |sub| sub.key.secret_params(),
+        ),
     }
 }
 
@@ -682,10 +717,14 @@ fn is_stub(params: &SecretParams) -> bool {
         return false;
     };
     match encrypted.string_to_key_params() {
-        S2kParams::Cfb { s2k, .. } | S2kParams::MalleableCfb { s2k, .. } | S2kParams::Aead { s2k, .. } => {
+        S2kParams::Cfb { s2k, .. }
+        | S2kParams::MalleableCfb { s2k, .. }
+        | S2kParams::Aead { s2k, .. } => {
             matches!(
                 s2k,
-                StringToKey::Private { .. } | StringToKey::Other { .. } | StringToKey::Reserved { .. }
+                StringToKey::Private { .. }
+                    | StringToKey::Other { .. }
+                    | StringToKey::Reserved { .. }
             )
         }
         S2kParams::Unprotected | S2kParams::LegacyCfb { .. } => false,
@@ -703,7 +742,9 @@ fn data_signature_config(
         Subpacket::regular(SubpacketData::IssuerFingerprint(signer.fingerprint()))?,
     ];
     // gpgv 2.2 looks keys up by the key ID; it is not covered by the signature, as usual.
-    config.unhashed_subpackets = vec![Subpacket::regular(SubpacketData::IssuerKeyId(signer.legacy_key_id()))?];
+    config.unhashed_subpackets = vec![Subpacket::regular(SubpacketData::IssuerKeyId(
+        signer.legacy_key_id(),
+    ))?];
     Ok(config)
 }
 
@@ -720,7 +761,8 @@ fn self_certification(
         flags.set_sign(true);
         let mut features = Features::new();
         features.set_seipd_v1(true);
-        let mut config = SignatureConfig::v4(SignatureType::CertPositive, primary.algorithm(), DIGEST);
+        let mut config =
+            SignatureConfig::v4(SignatureType::CertPositive, primary.algorithm(), DIGEST);
         config.hashed_subpackets = vec![
             Subpacket::regular(SubpacketData::SignatureCreationTime(created))?,
             Subpacket::regular(SubpacketData::IssuerFingerprint(primary.fingerprint()))?,
@@ -735,7 +777,12 @@ fn self_certification(
                 .into(),
             ))?,
             Subpacket::regular(SubpacketData::PreferredHashAlgorithms(
-                vec![HashAlgorithm::Sha512, HashAlgorithm::Sha384, HashAlgorithm::Sha256].into(),
+                vec![
+                    HashAlgorithm::Sha512,
+                    HashAlgorithm::Sha384,
+                    HashAlgorithm::Sha256,
+                ]
+                .into(),
             ))?,
             Subpacket::regular(SubpacketData::PreferredCompressionAlgorithms(
                 vec![
@@ -747,8 +794,16 @@ fn self_certification(
             ))?,
             Subpacket::regular(SubpacketData::IsPrimary(true))?,
         ];
-        config.unhashed_subpackets = vec![Subpacket::regular(SubpacketData::IssuerKeyId(primary.legacy_key_id()))?];
-        config.sign_certification(primary, primary.public_key(), &Password::empty(), Tag::UserId, user_id)
+        config.unhashed_subpackets = vec![Subpacket::regular(SubpacketData::IssuerKeyId(
+            primary.legacy_key_id(),
+        ))?];
+        config.sign_certification(
+            primary,
+            primary.public_key(),
+            &Password::empty(),
+            Tag::UserId,
+            user_id,
+        )
     };
     build().map_err(pgp_err("self-signing the user ID failed"))
 }
@@ -777,7 +832,10 @@ fn cleartext_to_sign(text: &str) -> Result<String, SignError> {
         // text would verify with one and fail with the other.
         if line.contains('\r') {
             return Err(SignError::InvalidText {
-                reason: format!("line {} contains a carriage return that does not end the line", n + 1),
+                reason: format!(
+                    "line {} contains a carriage return that does not end the line",
+                    n + 1
+                ),
             });
         }
         if n > 0 {
@@ -795,7 +853,9 @@ fn timestamp(secs: u64) -> Result<Timestamp, SignError> {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -826,7 +886,11 @@ mod tests {
     }
 
     /// A key made by rpgp's builder, for shapes `generate` does not produce.
-    fn foreign_key(primary: KeyType, primary_signs: bool, subkeys: Vec<packet_builder::Sub>) -> String {
+    fn foreign_key(
+        primary: KeyType,
+        primary_signs: bool,
+        subkeys: Vec<packet_builder::Sub>,
+    ) -> String {
         packet_builder::build(primary, primary_signs, subkeys)
             .to_armored_string(ArmorOptions::default())
             .unwrap()
@@ -864,7 +928,11 @@ mod tests {
                         })
                         .collect(),
                 );
-            builder.build().unwrap().generate(rand::thread_rng()).unwrap()
+            builder
+                .build()
+                .unwrap()
+                .generate(rand::thread_rng())
+                .unwrap()
         }
     }
 
@@ -898,9 +966,15 @@ mod tests {
         let user = &public.key.details.users[0];
         assert_eq!(user.signatures.len(), 1);
         let self_sig = &user.signatures[0];
-        assert_eq!(self_sig.created(), Some(Timestamp::from_secs(CREATED as u32)));
+        assert_eq!(
+            self_sig.created(),
+            Some(Timestamp::from_secs(CREATED as u32))
+        );
         assert_eq!(self_sig.hash_alg(), Some(HashAlgorithm::Sha512));
-        assert_eq!(self_sig.preferred_hash_algs().first(), Some(&HashAlgorithm::Sha512));
+        assert_eq!(
+            self_sig.preferred_hash_algs().first(),
+            Some(&HashAlgorithm::Sha512)
+        );
         let flags = self_sig.key_flags();
         assert!(flags.sign() && flags.certify());
         self_sig
@@ -939,7 +1013,10 @@ mod tests {
         let packet = signature_packet(&signature);
         assert_eq!(packet.hash_alg(), Some(HashAlgorithm::Sha512));
         // PKCS#1 v1.5 signatures are deterministic: the same input signs the same.
-        assert_eq!(signature, key.sign_detached_binary(b"data", SIGNED_AT).unwrap());
+        assert_eq!(
+            signature,
+            key.sign_detached_binary(b"data", SIGNED_AT).unwrap()
+        );
         let err = public.verify_detached(b"date", &signature).unwrap_err();
         assert!(matches!(err, VerifyError::BadSignature), "{err:?}");
     }
@@ -959,7 +1036,10 @@ mod tests {
         SigningKey::from_armored(&armored, Some("unused"), "key.asc").unwrap();
         // Signatures by the loaded key verify with the original's public key.
         let signed = loaded.clearsign("hello\n", SIGNED_AT).unwrap();
-        assert_eq!(key.public_key().verify_cleartext(&signed).unwrap(), "hello\n");
+        assert_eq!(
+            key.public_key().verify_cleartext(&signed).unwrap(),
+            "hello\n"
+        );
     }
 
     #[test]
@@ -977,10 +1057,12 @@ mod tests {
         let armored = key.to_armored().unwrap();
         assert!(!armored.contains(PASSPHRASE));
 
-        let loaded = SigningKey::from_armored(&armored, Some(PASSPHRASE), "SPEEDY_SIGNING_KEY").unwrap();
+        let loaded =
+            SigningKey::from_armored(&armored, Some(PASSPHRASE), "SPEEDY_SIGNING_KEY").unwrap();
         assert_eq!(loaded.fingerprint(), key.fingerprint());
         // Still protected when exported again.
-        let reloaded = SigningKey::from_armored(&loaded.to_armored().unwrap(), Some(PASSPHRASE), "x").unwrap();
+        let reloaded =
+            SigningKey::from_armored(&loaded.to_armored().unwrap(), Some(PASSPHRASE), "x").unwrap();
         assert!(reloaded.key.primary_key.secret_params().is_encrypted());
 
         let err = SigningKey::from_armored(&armored, None, "SPEEDY_SIGNING_KEY").unwrap_err();
@@ -991,11 +1073,15 @@ mod tests {
         assert!(err.to_string().contains("SPEEDY_SIGNING_KEY"), "{err}");
 
         let wrong = "not the passphrase";
-        let err = SigningKey::from_armored(&armored, Some(wrong), "/etc/speedy/key.asc").unwrap_err();
+        let err =
+            SigningKey::from_armored(&armored, Some(wrong), "/etc/speedy/key.asc").unwrap_err();
         assert!(matches!(err, SignError::WrongPassphrase { .. }), "{err:?}");
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("/etc/speedy/key.asc"), "{shown}");
-        assert!(!shown.contains(wrong) && !shown.contains(PASSPHRASE), "{shown}");
+        assert!(
+            !shown.contains(wrong) && !shown.contains(PASSPHRASE),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -1007,9 +1093,11 @@ mod tests {
     #[test]
     fn public_key_is_refused_where_a_secret_key_is_needed() {
         let public = ed25519(None).public_key();
-        let err = SigningKey::from_armored(&public.to_armored().unwrap(), None, "pub.asc").unwrap_err();
+        let err =
+            SigningKey::from_armored(&public.to_armored().unwrap(), None, "pub.asc").unwrap_err();
         assert!(matches!(err, SignError::PublicKeyGiven { .. }), "{err:?}");
-        let err = SigningKey::from_bytes(&public.to_binary().unwrap(), None, "pub.gpg").unwrap_err();
+        let err =
+            SigningKey::from_bytes(&public.to_binary().unwrap(), None, "pub.gpg").unwrap_err();
         assert!(matches!(err, SignError::PublicKeyGiven { .. }), "{err:?}");
         assert!(err.to_string().contains("pub.gpg"), "{err}");
     }
@@ -1031,7 +1119,9 @@ mod tests {
             assert!(matches!(err, SignError::NotAKey { .. }), "{err:?}");
         }
         // A signature is OpenPGP, but not a key.
-        let signature = ed25519(None).sign_detached_armored(b"x", SIGNED_AT).unwrap();
+        let signature = ed25519(None)
+            .sign_detached_armored(b"x", SIGNED_AT)
+            .unwrap();
         let err = SigningKey::from_armored(&signature, None, "sig.asc").unwrap_err();
         assert!(matches!(err, SignError::NotAKey { .. }), "{err:?}");
     }
@@ -1041,7 +1131,10 @@ mod tests {
         let mut both = ed25519(None).public_key().to_binary().unwrap();
         both.extend(ed25519(None).public_key().to_binary().unwrap());
         let err = PublicKey::from_bytes(&both, "keyring.gpg").unwrap_err();
-        assert!(matches!(err, SignError::MultipleKeys { count: 2, .. }), "{err:?}");
+        assert!(
+            matches!(err, SignError::MultipleKeys { count: 2, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -1049,9 +1142,15 @@ mod tests {
         let key = ed25519(Some(PASSPHRASE));
         let public = key.public_key();
         let binary = public.to_binary().unwrap();
-        assert!(binary[0] & 0x80 != 0, "binary OpenPGP starts with a packet tag");
+        assert!(
+            binary[0] & 0x80 != 0,
+            "binary OpenPGP starts with a packet tag"
+        );
         let armored = public.to_armored().unwrap();
-        assert!(armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"), "{armored}");
+        assert!(
+            armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+            "{armored}"
+        );
         for (bytes, origin) in [(&binary[..], "repo.gpg"), (armored.as_bytes(), "repo.asc")] {
             let loaded = PublicKey::from_bytes(bytes, origin).unwrap();
             assert_eq!(loaded.fingerprint(), key.fingerprint());
@@ -1059,7 +1158,8 @@ mod tests {
             assert_eq!(loaded.to_binary().unwrap(), binary);
         }
         // The secret key stands in for its public part; nothing secret is kept.
-        let from_secret = PublicKey::from_bytes(key.to_armored().unwrap().as_bytes(), "key.asc").unwrap();
+        let from_secret =
+            PublicKey::from_bytes(key.to_armored().unwrap().as_bytes(), "key.asc").unwrap();
         assert_eq!(from_secret.to_binary().unwrap(), binary);
         assert_eq!(
             format!("{from_secret:?}"),
@@ -1080,16 +1180,29 @@ mod tests {
             signed.contains("main/binary-amd64/Packages\n-----BEGIN PGP SIGNATURE-----\n"),
             "{signed}"
         );
-        let body = signed.split("-----BEGIN PGP SIGNATURE-----").next().unwrap();
+        let body = signed
+            .split("-----BEGIN PGP SIGNATURE-----")
+            .next()
+            .unwrap();
         for line in body.lines() {
-            assert_eq!(line, line.trim_end_matches([' ', '\t']), "untrimmed line in {signed}");
+            assert_eq!(
+                line,
+                line.trim_end_matches([' ', '\t']),
+                "untrimmed line in {signed}"
+            );
         }
-        assert_eq!(key.public_key().verify_cleartext(&signed).unwrap(), RELEASE_TRIMMED);
+        assert_eq!(
+            key.public_key().verify_cleartext(&signed).unwrap(),
+            RELEASE_TRIMMED
+        );
     }
 
     #[test]
     fn cleartext_lines_are_trimmed_before_signing() {
-        assert_eq!(cleartext_to_sign("a  \nb\t\n\nc \r\n").unwrap(), "a\nb\n\nc");
+        assert_eq!(
+            cleartext_to_sign("a  \nb\t\n\nc \r\n").unwrap(),
+            "a\nb\n\nc"
+        );
         assert_eq!(cleartext_to_sign("no newline ").unwrap(), "no newline");
         assert_eq!(cleartext_to_sign("").unwrap(), "");
         assert_eq!(cleartext_to_sign("two\n\n").unwrap(), "two\n");
@@ -1148,7 +1261,10 @@ mod tests {
         let public = key.public_key();
         let data = b"Origin: Speedy\nSuite: dev\n";
         let armored = key.sign_detached_armored(data, SIGNED_AT).unwrap();
-        assert!(armored.starts_with("-----BEGIN PGP SIGNATURE-----"), "{armored}");
+        assert!(
+            armored.starts_with("-----BEGIN PGP SIGNATURE-----"),
+            "{armored}"
+        );
         let binary = key.sign_detached_binary(data, SIGNED_AT).unwrap();
         assert!(binary[0] & 0x80 != 0);
         public.verify_detached(data, armored.as_bytes()).unwrap();
@@ -1164,7 +1280,10 @@ mod tests {
             .verify_detached(b"Origin: Speedy\nSuite: stable\n", &binary)
             .unwrap_err();
         assert!(matches!(err, VerifyError::BadSignature), "{err:?}");
-        let err = ed25519(None).public_key().verify_detached(data, &binary).unwrap_err();
+        let err = ed25519(None)
+            .public_key()
+            .verify_detached(data, &binary)
+            .unwrap_err();
         assert!(
             matches!(err, VerifyError::SignedByOtherKey { ref issuers, .. } if issuers == &[key.fingerprint()]),
             "{err:?}"
@@ -1188,7 +1307,9 @@ mod tests {
             key.clearsign("a\n", SIGNED_AT).unwrap(),
             key.clearsign("a\n", SIGNED_AT).unwrap()
         );
-        let err = key.sign_detached_binary(b"data", u64::from(u32::MAX) + 1).unwrap_err();
+        let err = key
+            .sign_detached_binary(b"data", u64::from(u32::MAX) + 1)
+            .unwrap_err();
         assert!(matches!(err, SignError::TimeOutOfRange { .. }), "{err:?}");
     }
 
@@ -1228,7 +1349,10 @@ mod tests {
         );
         let params = params(KeyAlgorithm::Ed25519, Some(PASSPHRASE));
         let debug = format!("{params:?}");
-        assert!(!debug.contains(PASSPHRASE) && debug.contains("<redacted>"), "{debug}");
+        assert!(
+            !debug.contains(PASSPHRASE) && debug.contains("<redacted>"),
+            "{debug}"
+        );
 
         // An error about a key passed in an environment variable names the variable only.
         let armored = key.to_armored().unwrap();
@@ -1236,12 +1360,19 @@ mod tests {
         for err in [
             SigningKey::from_armored(&armored, Some("wrong"), "SPEEDY_KEY").unwrap_err(),
             SigningKey::from_armored(&armored, None, "SPEEDY_KEY").unwrap_err(),
-            SigningKey::from_armored(&armored[..armored.len() / 2], Some(PASSPHRASE), "SPEEDY_KEY").unwrap_err(),
+            SigningKey::from_armored(
+                &armored[..armored.len() / 2],
+                Some(PASSPHRASE),
+                "SPEEDY_KEY",
+            )
+            .unwrap_err(),
         ] {
             let shown = format!("{err} / {err:?}");
             assert!(shown.contains("SPEEDY_KEY"), "{shown}");
             assert!(
-                !shown.contains(PASSPHRASE) && !shown.contains("wrong") && !shown.contains(&secret_line),
+                !shown.contains(PASSPHRASE)
+                    && !shown.contains("wrong")
+                    && !shown.contains(&secret_line),
                 "{shown}"
             );
         }

@@ -25,7 +25,12 @@ pub struct FaultyStore<S> {
 impl<S: Store> FaultyStore<S> {
     /// Counts requests and fails none.
     pub fn new(inner: S) -> Self {
-        FaultyStore { inner, fail_at: None, requests: AtomicUsize::new(0), conditional_writes: true }
+        FaultyStore {
+            inner,
+            fail_at: None,
+            requests: AtomicUsize::new(0),
+            conditional_writes: true,
+        }
     }
 
     /// Fails request number `k` (1-based) once.
@@ -51,7 +56,10 @@ impl<S: Store> FaultyStore<S> {
 
     fn request<T>(&self, call: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let injected = || StoreError::Injected { store: self.inner.describe(), request: number };
+        let injected = || StoreError::Injected {
+            store: self.inner.describe(),
+            request: number,
+        };
         match self.fail_at {
             Some((k, FaultTiming::Before)) if k == number => Err(injected()),
             Some((k, FaultTiming::After)) if k == number => {
@@ -80,11 +88,18 @@ impl<S: Store> Store for FaultyStore<S> {
         self.request(|s| s.put(key, body, options))
     }
 
-    fn put_if_absent(&self, key: &str, body: &[u8], options: &PutOptions) -> Result<bool, StoreError> {
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: &[u8],
+        options: &PutOptions,
+    ) -> Result<bool, StoreError> {
         if !self.conditional_writes {
             return self.request(|s| {
                 let _ = s;
-                Err(StoreError::ConditionalWritesUnsupported { store: s.describe() })
+                Err(StoreError::ConditionalWritesUnsupported {
+                    store: s.describe(),
+                })
             });
         }
         self.request(|s| s.put_if_absent(key, body, options))
@@ -110,14 +125,21 @@ mod tests {
         let opts = PutOptions::for_key("k");
         let store = FaultyStore::new(FsStore::new(dir.path())).failing(2, FaultTiming::Before);
         store.put("a", Body::Bytes(b"1"), &opts).unwrap();
-        assert!(matches!(store.put("b", Body::Bytes(b"2"), &opts), Err(StoreError::Injected { request: 2, .. })));
+        assert!(matches!(
+            store.put("b", Body::Bytes(b"2"), &opts),
+            Err(StoreError::Injected { request: 2, .. })
+        ));
         store.put("c", Body::Bytes(b"3"), &opts).unwrap();
         assert_eq!(store.requests(), 3);
         assert!(store.get("b").unwrap().is_none(), "before: never happened");
 
         let store = FaultyStore::new(FsStore::new(dir.path())).failing(1, FaultTiming::After);
         assert!(store.put("d", Body::Bytes(b"4"), &opts).is_err());
-        assert_eq!(store.get("d").unwrap().as_deref(), Some(&b"4"[..]), "after: happened, answer lost");
+        assert_eq!(
+            store.get("d").unwrap().as_deref(),
+            Some(&b"4"[..]),
+            "after: happened, answer lost"
+        );
     }
 
     #[test]
@@ -125,7 +147,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
         let result = store.put_if_absent("lock", b"x", &PutOptions::for_key("lock"));
-        assert!(matches!(result, Err(StoreError::ConditionalWritesUnsupported { .. })));
+        assert!(matches!(
+            result,
+            Err(StoreError::ConditionalWritesUnsupported { .. })
+        ));
         assert!(store.get("lock").unwrap().is_none());
     }
 }

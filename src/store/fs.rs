@@ -40,7 +40,12 @@ impl FsStore {
     }
 
     /// Writes `body` to a new temporary file beside `path`, synced to disk.
-    fn write_temp(&self, key: &str, path: &Path, body: Body<'_>) -> Result<tempfile::NamedTempFile, StoreError> {
+    fn write_temp(
+        &self,
+        key: &str,
+        path: &Path,
+        body: Body<'_>,
+    ) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir).map_err(self.io(key))?;
         let mut temp = tempfile::Builder::new()
@@ -51,8 +56,11 @@ impl FsStore {
         match body {
             Body::Bytes(bytes) => temp.write_all(bytes).map_err(self.io(key))?,
             Body::File(source) => {
-                let mut file = fs::File::open(source)
-                    .map_err(|source_error| StoreError::ReadLocal { path: source.to_owned(), source: source_error })?;
+                let mut file =
+                    fs::File::open(source).map_err(|source_error| StoreError::ReadLocal {
+                        path: source.to_owned(),
+                        source: source_error,
+                    })?;
                 std::io::copy(&mut file, &mut temp).map_err(self.io(key))?;
             }
         }
@@ -62,7 +70,9 @@ impl FsStore {
 
     fn sync_dir(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(self.io(key))
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io(key))
     }
 }
 
@@ -109,7 +119,12 @@ impl Store for FsStore {
         self.sync_dir(key, &path)
     }
 
-    fn put_if_absent(&self, key: &str, body: &[u8], _options: &PutOptions) -> Result<bool, StoreError> {
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: &[u8],
+        _options: &PutOptions,
+    ) -> Result<bool, StoreError> {
         let path = self.path(key)?;
         let temp = self.write_temp(key, &path, Body::Bytes(body))?;
         match fs::hard_link(temp.path(), &path) {
@@ -140,10 +155,15 @@ impl Store for FsStore {
                 let entry = entry.map_err(self.io(prefix))?;
                 let path = entry.path();
                 let file_type = entry.file_type().map_err(self.io(prefix))?;
-                let Ok(relative) = path.strip_prefix(&self.root) else { continue };
+                let Ok(relative) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
                 let key = relative.to_string_lossy().into_owned();
                 if file_type.is_dir() {
-                    if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) || prefix.is_empty() {
+                    if prefix.starts_with(&format!("{key}/"))
+                        || key.starts_with(prefix)
+                        || prefix.is_empty()
+                    {
                         stack.push(path);
                     }
                 } else if file_type.is_file()
@@ -151,7 +171,11 @@ impl Store for FsStore {
                     && !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
                 {
                     let metadata = entry.metadata().map_err(self.io(&key))?;
-                    found.push(ObjectMeta { key, size: metadata.len(), modified: modified_seconds(&metadata) });
+                    found.push(ObjectMeta {
+                        key,
+                        size: metadata.len(),
+                        modified: modified_seconds(&metadata),
+                    });
                 }
             }
         }
@@ -197,31 +221,76 @@ mod tests {
     fn put_get_head_list_delete() {
         let (_dir, store) = store();
         assert_eq!(store.get("dists/dev/InRelease").unwrap(), None);
-        store.put("dists/dev/InRelease", Body::Bytes(b"one"), &opts("dists/dev/InRelease")).unwrap();
-        store.put("dists/dev/InRelease", Body::Bytes(b"two"), &opts("dists/dev/InRelease")).unwrap();
-        assert_eq!(store.get("dists/dev/InRelease").unwrap().as_deref(), Some(&b"two"[..]));
-        assert_eq!(store.head("dists/dev/InRelease").unwrap().map(|m| m.size), Some(3));
-        store.put("pool/main/s/x/x.deb", Body::Bytes(b"deb"), &opts("pool/main/s/x/x.deb")).unwrap();
+        store
+            .put(
+                "dists/dev/InRelease",
+                Body::Bytes(b"one"),
+                &opts("dists/dev/InRelease"),
+            )
+            .unwrap();
+        store
+            .put(
+                "dists/dev/InRelease",
+                Body::Bytes(b"two"),
+                &opts("dists/dev/InRelease"),
+            )
+            .unwrap();
+        assert_eq!(
+            store.get("dists/dev/InRelease").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(
+            store.head("dists/dev/InRelease").unwrap().map(|m| m.size),
+            Some(3)
+        );
+        store
+            .put(
+                "pool/main/s/x/x.deb",
+                Body::Bytes(b"deb"),
+                &opts("pool/main/s/x/x.deb"),
+            )
+            .unwrap();
         let keys: Vec<String> = store.list("").unwrap().into_iter().map(|m| m.key).collect();
         assert_eq!(keys, ["dists/dev/InRelease", "pool/main/s/x/x.deb"]);
-        let keys: Vec<String> = store.list("pool/").unwrap().into_iter().map(|m| m.key).collect();
+        let keys: Vec<String> = store
+            .list("pool/")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
         assert_eq!(keys, ["pool/main/s/x/x.deb"]);
         assert!(store.list("pool/main/t").unwrap().is_empty());
         store.delete("pool/main/s/x/x.deb").unwrap();
         store.delete("pool/main/s/x/x.deb").unwrap();
-        assert!(!store.root().join("pool").exists(), "empty directories go with their last object");
+        assert!(
+            !store.root().join("pool").exists(),
+            "empty directories go with their last object"
+        );
         // No temporary files remain.
-        let names: Vec<String> = fs::read_dir(store.root().join("dists/dev")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = fs::read_dir(store.root().join("dists/dev"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["InRelease"]);
     }
 
     #[test]
     fn put_if_absent_creates_once() {
         let (_dir, store) = store();
-        assert!(store.put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock")).unwrap());
-        assert!(!store.put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock")).unwrap());
-        assert_eq!(store.get(".speedy/lock").unwrap().as_deref(), Some(&b"me"[..]));
-        assert_eq!(fs::read_dir(store.root().join(".speedy")).unwrap().count(), 1);
+        assert!(store
+            .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
+            .unwrap());
+        assert!(!store
+            .put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock"))
+            .unwrap());
+        assert_eq!(
+            store.get(".speedy/lock").unwrap().as_deref(),
+            Some(&b"me"[..])
+        );
+        assert_eq!(
+            fs::read_dir(store.root().join(".speedy")).unwrap().count(),
+            1
+        );
     }
 
     #[test]
@@ -231,10 +300,17 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|i| {
                     let store = &store;
-                    scope.spawn(move || store.put_if_absent("k", format!("{i}").as_bytes(), &opts("k")).unwrap())
+                    scope.spawn(move || {
+                        store
+                            .put_if_absent("k", format!("{i}").as_bytes(), &opts("k"))
+                            .unwrap()
+                    })
                 })
                 .collect();
-            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
         });
         assert_eq!(winners, 1);
     }
@@ -244,12 +320,27 @@ mod tests {
         let (dir, store) = store();
         let source = dir.path().join("x.deb");
         fs::write(&source, b"package").unwrap();
-        store.put("pool/x.deb", Body::File(&source), &opts("pool/x.deb")).unwrap();
-        assert_eq!(store.get("pool/x.deb").unwrap().as_deref(), Some(&b"package"[..]));
+        store
+            .put("pool/x.deb", Body::File(&source), &opts("pool/x.deb"))
+            .unwrap();
+        assert_eq!(
+            store.get("pool/x.deb").unwrap().as_deref(),
+            Some(&b"package"[..])
+        );
         for bad in ["../escape", "/abs", "a//b", ""] {
-            assert!(matches!(store.put(bad, Body::Bytes(b""), &opts("x")), Err(StoreError::InvalidKey(_))), "{bad}");
+            assert!(
+                matches!(
+                    store.put(bad, Body::Bytes(b""), &opts("x")),
+                    Err(StoreError::InvalidKey(_))
+                ),
+                "{bad}"
+            );
         }
-        let missing = store.put("pool/y.deb", Body::File(&dir.path().join("nope")), &opts("pool/y.deb"));
+        let missing = store.put(
+            "pool/y.deb",
+            Body::File(&dir.path().join("nope")),
+            &opts("pool/y.deb"),
+        );
         assert!(matches!(missing, Err(StoreError::ReadLocal { .. })));
         assert!(!store.root().join("pool/y.deb").exists());
     }

@@ -43,8 +43,16 @@ impl PutOptions {
         } else {
             "text/plain; charset=utf-8"
         };
-        let caching = if crate::repo::layout::is_immutable(key) { Caching::Immutable } else { Caching::Short };
-        PutOptions { content_type, caching, public: !key.starts_with(".speedy/") }
+        let caching = if crate::repo::layout::is_immutable(key) {
+            Caching::Immutable
+        } else {
+            Caching::Short
+        };
+        PutOptions {
+            content_type,
+            caching,
+            public: !key.starts_with(".speedy/"),
+        }
     }
 }
 
@@ -66,11 +74,18 @@ pub struct ObjectMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{store}: {key}: {source}")]
-    Io { store: String, key: String, source: std::io::Error },
+    Io {
+        store: String,
+        key: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     InvalidKey(String),
     #[error("cannot read {}: {source}", path.display())]
-    ReadLocal { path: PathBuf, source: std::io::Error },
+    ReadLocal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{store}: conditional writes are not supported")]
     ConditionalWritesUnsupported { store: String },
     #[error("{store}: {message}")]
@@ -88,7 +103,12 @@ pub trait Store: Send + Sync {
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
     /// Creates the object only if it does not exist; `Ok(false)` when it did.
-    fn put_if_absent(&self, key: &str, body: &[u8], options: &PutOptions) -> Result<bool, StoreError>;
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: &[u8],
+        options: &PutOptions,
+    ) -> Result<bool, StoreError>;
     /// Objects whose keys start with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deleting a missing object is not an error.
@@ -109,8 +129,14 @@ mod tests {
         assert_eq!(pool.caching, Caching::Immutable);
         assert_eq!(pool.content_type, "application/vnd.debian.binary-package");
         assert!(pool.public);
-        assert_eq!(PutOptions::for_key("dists/dev/InRelease").caching, Caching::Short);
-        assert_eq!(PutOptions::for_key("dists/dev/main/binary-amd64/by-hash/SHA256/ab").caching, Caching::Immutable);
+        assert_eq!(
+            PutOptions::for_key("dists/dev/InRelease").caching,
+            Caching::Short
+        );
+        assert_eq!(
+            PutOptions::for_key("dists/dev/main/binary-amd64/by-hash/SHA256/ab").caching,
+            Caching::Immutable
+        );
         assert!(!PutOptions::for_key(".speedy/lock").public);
     }
 }

@@ -7,7 +7,9 @@
 //! Conditional writes (If-None-Match) are probed once, never assumed.
 
 use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError};
-use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl};
@@ -81,7 +83,9 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,7 +104,9 @@ impl Credentials {
     /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
     pub fn from_env() -> Result<Self, StoreError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if let (Some(id), Some(secret)) = (var("SPACES_ACCESS_KEY_ID"), var("SPACES_SECRET_ACCESS_KEY")) {
+        if let (Some(id), Some(secret)) =
+            (var("SPACES_ACCESS_KEY_ID"), var("SPACES_SECRET_ACCESS_KEY"))
+        {
             return Ok(Credentials {
                 access_key_id: id,
                 secret_access_key: Zeroizing::new(secret),
@@ -135,7 +141,12 @@ pub struct S3Store {
 }
 
 /// What went wrong with one request, in terms a user can act on.
-fn describe_failure<E>(store: &str, config: &S3Config, what: &str, error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+fn describe_failure<E>(
+    store: &str,
+    config: &S3Config,
+    what: &str,
+    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -161,7 +172,10 @@ where
         },
         (Some(status), _) => format!("{what}: HTTP {status} {code} {}", error.message().unwrap_or("")),
     };
-    StoreError::Backend { store: store.to_owned(), message }
+    StoreError::Backend {
+        store: store.to_owned(),
+        message,
+    }
 }
 
 fn status_of<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
@@ -174,7 +188,10 @@ impl S3Store {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Backend { store: config.bucket.clone(), message: format!("cannot start the I/O runtime: {e}") })?;
+            .map_err(|e| StoreError::Backend {
+                store: config.bucket.clone(),
+                message: format!("cannot start the I/O runtime: {e}"),
+            })?;
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -261,21 +278,45 @@ impl S3Store {
         };
         let store = self.describe();
         let supported = self.runtime.block_on(async {
-            create().await.map_err(|e| describe_failure(&store, &self.config, "probing conditional writes", &e))?;
+            create().await.map_err(|e| {
+                describe_failure(&store, &self.config, "probing conditional writes", &e)
+            })?;
             match create().await {
                 Ok(_) => Ok(false),
-                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => Ok(true),
+                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
+                    Ok(true)
+                }
                 Err(e) if matches!(status_of(&e), Some(400 | 501)) => Ok(false),
-                Err(e) => Err(describe_failure(&store, &self.config, "probing conditional writes", &e)),
+                Err(e) => Err(describe_failure(
+                    &store,
+                    &self.config,
+                    "probing conditional writes",
+                    &e,
+                )),
             }
         });
-        let _ = self.runtime.block_on(self.client.delete_object().bucket(&self.config.bucket).key(&key).send());
+        let _ = self.runtime.block_on(
+            self.client
+                .delete_object()
+                .bucket(&self.config.bucket)
+                .key(&key)
+                .send(),
+        );
         let supported = supported?;
-        self.conditional_writes.store(if supported { SUPPORTED } else { UNSUPPORTED }, Ordering::SeqCst);
+        self.conditional_writes.store(
+            if supported { SUPPORTED } else { UNSUPPORTED },
+            Ordering::SeqCst,
+        );
         Ok(supported)
     }
 
-    async fn put_multipart(&self, key: &str, path: &std::path::Path, size: u64, options: &PutOptions) -> Result<(), StoreError> {
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        size: u64,
+        options: &PutOptions,
+    ) -> Result<(), StoreError> {
         let store = self.describe();
         let object_key = self.object_key(key);
         let created = self
@@ -298,7 +339,11 @@ impl S3Store {
                     .bucket(&self.config.bucket)
                     .key(&object_key)
                     .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
                     .send()
                     .await
                     .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
@@ -319,13 +364,26 @@ impl S3Store {
         }
     }
 
-    async fn upload_parts(&self, object_key: &str, upload_id: &str, path: &std::path::Path, size: u64) -> Result<Vec<CompletedPart>, StoreError> {
+    async fn upload_parts(
+        &self,
+        object_key: &str,
+        upload_id: &str,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<Vec<CompletedPart>, StoreError> {
         let part_size = self.config.part_size.max(5 * 1024 * 1024);
         let count = size.div_ceil(part_size);
         let limit = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         for index in 0..count {
-            let permit = limit.clone().acquire_owned().await.map_err(|e| StoreError::Backend { store: self.describe(), message: e.to_string() })?;
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| StoreError::Backend {
+                    store: self.describe(),
+                    message: e.to_string(),
+                })?;
             let client = self.client.clone();
             let bucket = self.config.bucket.clone();
             let key = object_key.to_owned();
@@ -343,7 +401,10 @@ impl S3Store {
                     .length(Length::Exact(length))
                     .build()
                     .await
-                    .map_err(|e| StoreError::ReadLocal { path: path.clone(), source: std::io::Error::other(e) })?;
+                    .map_err(|e| StoreError::ReadLocal {
+                        path: path.clone(),
+                        source: std::io::Error::other(e),
+                    })?;
                 let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
                 let uploaded = client
                     .upload_part()
@@ -355,12 +416,20 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| describe_failure(&store, &config, &key, &e))?;
-                Ok::<_, StoreError>(CompletedPart::builder().part_number(part_number).set_e_tag(uploaded.e_tag().map(str::to_owned)).build())
+                Ok::<_, StoreError>(
+                    CompletedPart::builder()
+                        .part_number(part_number)
+                        .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                        .build(),
+                )
             });
         }
         let mut parts = Vec::with_capacity(count as usize);
         while let Some(joined) = tasks.join_next().await {
-            let part = joined.map_err(|e| StoreError::Backend { store: self.describe(), message: e.to_string() })??;
+            let part = joined.map_err(|e| StoreError::Backend {
+                store: self.describe(),
+                message: e.to_string(),
+            })??;
             parts.push(part);
         }
         parts.sort_by_key(|p| p.part_number());
@@ -370,23 +439,44 @@ impl S3Store {
 
 impl Store for S3Store {
     fn describe(&self) -> String {
-        let prefix = self.config.prefix.as_deref().map(|p| format!("/{p}")).unwrap_or_default();
-        format!("s3://{}{prefix} ({})", self.config.bucket, self.config.endpoint)
+        let prefix = self
+            .config
+            .prefix
+            .as_deref()
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
+        format!(
+            "s3://{}{prefix} ({})",
+            self.config.bucket, self.config.endpoint
+        )
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
         let store = self.describe();
         self.runtime.block_on(async {
-            match self.client.get_object().bucket(&self.config.bucket).key(self.object_key(key)).send().await {
+            match self
+                .client
+                .get_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+            {
                 Ok(output) => {
-                    let bytes = output.body.collect().await.map_err(|e| StoreError::Backend {
-                        store: store.clone(),
-                        message: format!("{key}: reading the body: {e}"),
-                    })?;
+                    let bytes = output
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| StoreError::Backend {
+                            store: store.clone(),
+                            message: format!("{key}: reading the body: {e}"),
+                        })?;
                     Ok(Some(bytes.into_bytes().to_vec()))
                 }
-                Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => Ok(None),
+                Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
+                    Ok(None)
+                }
                 Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
             }
         })
@@ -396,11 +486,23 @@ impl Store for S3Store {
         check_key(key)?;
         let store = self.describe();
         self.runtime.block_on(async {
-            match self.client.head_object().bucket(&self.config.bucket).key(self.object_key(key)).send().await {
+            match self
+                .client
+                .head_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .send()
+                .await
+            {
                 Ok(output) => Ok(Some(ObjectMeta {
                     key: key.to_owned(),
-                    size: output.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0),
-                    modified: output.last_modified().and_then(|t| u64::try_from(t.secs()).ok()),
+                    size: output
+                        .content_length()
+                        .and_then(|l| u64::try_from(l).ok())
+                        .unwrap_or(0),
+                    modified: output
+                        .last_modified()
+                        .and_then(|t| u64::try_from(t.secs()).ok()),
                 })),
                 Err(e) if status_of(&e) == Some(404) => {
                     // HEAD has no body to tell a missing key from a missing bucket.
@@ -415,7 +517,14 @@ impl Store for S3Store {
                 Err(e) if e.code().is_none() && matches!(status_of(&e), Some(400 | 401 | 403)) => {
                     // A HEAD answer has no body, so no error code to explain it; a
                     // listing of the bucket fails the same way and says why.
-                    match self.client.list_objects_v2().bucket(&self.config.bucket).max_keys(1).send().await {
+                    match self
+                        .client
+                        .list_objects_v2()
+                        .bucket(&self.config.bucket)
+                        .max_keys(1)
+                        .send()
+                        .await
+                    {
                         Err(listing) => Err(describe_failure(&store, &self.config, key, &listing)),
                         Ok(_) => Err(describe_failure(&store, &self.config, key, &e)),
                     }
@@ -433,14 +542,20 @@ impl Store for S3Store {
                 Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
                 Body::File(path) => {
                     let size = std::fs::metadata(path)
-                        .map_err(|source| StoreError::ReadLocal { path: path.to_owned(), source })?
+                        .map_err(|source| StoreError::ReadLocal {
+                            path: path.to_owned(),
+                            source,
+                        })?
                         .len();
                     if size > self.config.multipart_threshold {
                         return self.put_multipart(key, path, size, options).await;
                     }
                     ByteStream::from_path(path)
                         .await
-                        .map_err(|e| StoreError::ReadLocal { path: path.to_owned(), source: std::io::Error::other(e) })?
+                        .map_err(|e| StoreError::ReadLocal {
+                            path: path.to_owned(),
+                            source: std::io::Error::other(e),
+                        })?
                 }
             };
             self.client
@@ -458,10 +573,17 @@ impl Store for S3Store {
         })
     }
 
-    fn put_if_absent(&self, key: &str, body: &[u8], options: &PutOptions) -> Result<bool, StoreError> {
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: &[u8],
+        options: &PutOptions,
+    ) -> Result<bool, StoreError> {
         check_key(key)?;
         if !self.probe_conditional_writes()? {
-            return Err(StoreError::ConditionalWritesUnsupported { store: self.describe() });
+            return Err(StoreError::ConditionalWritesUnsupported {
+                store: self.describe(),
+            });
         }
         let store = self.describe();
         self.runtime.block_on(async {
@@ -479,7 +601,9 @@ impl Store for S3Store {
                 .await;
             match result {
                 Ok(_) => Ok(true),
-                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => Ok(false),
+                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
+                    Ok(false)
+                }
                 // A concurrent conditional write to the same key.
                 Err(e) if status_of(&e) == Some(409) => Ok(false),
                 Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
@@ -490,7 +614,12 @@ impl Store for S3Store {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let store = self.describe();
         let full_prefix = self.object_key(prefix);
-        let strip = self.config.prefix.as_ref().map(|p| p.len() + 1).unwrap_or(0);
+        let strip = self
+            .config
+            .prefix
+            .as_ref()
+            .map(|p| p.len() + 1)
+            .unwrap_or(0);
         self.runtime.block_on(async {
             let mut found = Vec::new();
             let mut pages = self
@@ -501,14 +630,22 @@ impl Store for S3Store {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
+                let page =
+                    page.map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
-                    let Some(relative) = key.get(strip..) else { continue };
+                    let Some(relative) = key.get(strip..) else {
+                        continue;
+                    };
                     found.push(ObjectMeta {
                         key: relative.to_owned(),
-                        size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                        modified: object.last_modified().and_then(|t| u64::try_from(t.secs()).ok()),
+                        size: object
+                            .size()
+                            .and_then(|s| u64::try_from(s).ok())
+                            .unwrap_or(0),
+                        modified: object
+                            .last_modified()
+                            .and_then(|t| u64::try_from(t.secs()).ok()),
                     });
                 }
             }
@@ -560,7 +697,10 @@ fn anonymous_get(url: &str) -> Result<(u16, Vec<u8>), String> {
         .into();
     let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+    let body = response
+        .body_mut()
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
     Ok((status, body))
 }
 
@@ -571,7 +711,11 @@ impl S3Store {
         let mut checks = Vec::new();
         let store = self.describe();
         let listed = self.runtime.block_on(
-            self.client.list_objects_v2().bucket(&self.config.bucket).max_keys(1).send(),
+            self.client
+                .list_objects_v2()
+                .bucket(&self.config.bucket)
+                .max_keys(1)
+                .send(),
         );
         match listed {
             Ok(_) => checks.push(DoctorCheck {
@@ -580,10 +724,24 @@ impl S3Store {
                 detail: format!("listed {store}"),
             }),
             Err(e) => {
-                let detail = describe_failure(&store, &self.config, "listing the bucket", &e).to_string();
-                checks.push(DoctorCheck { check: "credentials and bucket", status: CheckStatus::Fail, detail });
-                for check in ["conditional writes", "checksum headers", "anonymous public read", "private objects"] {
-                    checks.push(DoctorCheck { check, status: CheckStatus::Skip, detail: "needs the bucket".into() });
+                let detail =
+                    describe_failure(&store, &self.config, "listing the bucket", &e).to_string();
+                checks.push(DoctorCheck {
+                    check: "credentials and bucket",
+                    status: CheckStatus::Fail,
+                    detail,
+                });
+                for check in [
+                    "conditional writes",
+                    "checksum headers",
+                    "anonymous public read",
+                    "private objects",
+                ] {
+                    checks.push(DoctorCheck {
+                        check,
+                        status: CheckStatus::Skip,
+                        detail: "needs the bucket".into(),
+                    });
                 }
                 return checks;
             }
@@ -598,7 +756,12 @@ impl S3Store {
             Err(e) => DoctorCheck { check: "conditional writes", status: CheckStatus::Fail, detail: e.to_string() },
         });
 
-        let probe = |suffix: &str| self.object_key(&format!("speedy-doctor-{:016x}-{suffix}", rand::random::<u64>()));
+        let probe = |suffix: &str| {
+            self.object_key(&format!(
+                "speedy-doctor-{:016x}-{suffix}",
+                rand::random::<u64>()
+            ))
+        };
         let checksum_key = probe("checksum");
         let with_checksum = self.runtime.block_on(
             self.client
@@ -611,11 +774,18 @@ impl S3Store {
                 .send(),
         );
         checks.push(match with_checksum {
-            Ok(_) => DoctorCheck { check: "checksum headers", status: CheckStatus::Pass, detail: "accepted (checksums = \"when-supported\" would work)".into() },
+            Ok(_) => DoctorCheck {
+                check: "checksum headers",
+                status: CheckStatus::Pass,
+                detail: "accepted (checksums = \"when-supported\" would work)".into(),
+            },
             Err(e) => DoctorCheck {
                 check: "checksum headers",
                 status: CheckStatus::Warn,
-                detail: format!("rejected ({}): keep checksums = \"when-required\"", e.code().unwrap_or("error")),
+                detail: format!(
+                    "rejected ({}): keep checksums = \"when-required\"",
+                    e.code().unwrap_or("error")
+                ),
             },
         });
 
@@ -636,7 +806,11 @@ impl S3Store {
                 .map(|_| ())
                 .map_err(|e| describe_failure(&store, &self.config, what, &e).to_string())
         };
-        let relative = |key: &str| key.strip_prefix(&format!("{}/", self.config.prefix.as_deref().unwrap_or(""))).unwrap_or(key).to_owned();
+        let relative = |key: &str| {
+            key.strip_prefix(&format!("{}/", self.config.prefix.as_deref().unwrap_or("")))
+                .unwrap_or(key)
+                .to_owned()
+        };
         checks.push(match put(&public_key, ObjectCannedAcl::PublicRead, "writing a public-read object") {
             Err(detail) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail },
             Ok(_) => {
@@ -668,7 +842,13 @@ impl S3Store {
             }
         });
         for key in [checksum_key, public_key, private_key] {
-            let _ = self.runtime.block_on(self.client.delete_object().bucket(&self.config.bucket).key(key).send());
+            let _ = self.runtime.block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.config.bucket)
+                    .key(key)
+                    .send(),
+            );
         }
         checks
     }

@@ -21,7 +21,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("speedy-fixture-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("speedy-fixture-")
+            .tempdir()
+            .expect("temp dir");
         copy_tree(&fixture_source(), dir.path());
         Fixture { dir }
     }
@@ -47,7 +50,11 @@ impl Fixture {
     /// Replaces exactly one occurrence of `from` in a fixture file.
     pub fn edit(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
-        assert_eq!(text.matches(from).count(), 1, "{rel} should contain {from:?} once");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{rel} should contain {from:?} once"
+        );
         self.write(rel, &text.replacen(from, to, 1));
     }
 
@@ -128,7 +135,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
 
 pub fn speedy_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cargo-speedy"));
-    command.arg("speedy").args(args).current_dir(dir).env("SOURCE_DATE_EPOCH", EPOCH);
+    command
+        .arg("speedy")
+        .args(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", EPOCH);
     command.env_remove("CARGO_TARGET_DIR");
     for (key, value) in env {
         command.env(key, value);
@@ -195,7 +206,11 @@ impl Unpacked {
     }
 
     pub fn file(&self, path: &str) -> String {
-        let full = self.dir.path().join("root").join(path.trim_start_matches('/'));
+        let full = self
+            .dir
+            .path()
+            .join("root")
+            .join(path.trim_start_matches('/'));
         std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
     }
 
@@ -241,7 +256,12 @@ pub fn tree_hashes(dir: &Path) -> BTreeMap<String, String> {
     files
         .into_iter()
         .filter(|p| p.is_file())
-        .map(|p| (p.strip_prefix(dir).unwrap().display().to_string(), sha256_file(&p)))
+        .map(|p| {
+            (
+                p.strip_prefix(dir).unwrap().display().to_string(),
+                sha256_file(&p),
+            )
+        })
         .collect()
 }
 
@@ -258,7 +278,8 @@ impl Apt {
         for sub in ["lists/partial", "cache/archives/partial", "etc"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
-        std::fs::write(dir.path().join("etc/sources.list"), format!("{source}\n")).expect("sources.list");
+        std::fs::write(dir.path().join("etc/sources.list"), format!("{source}\n"))
+            .expect("sources.list");
         Apt { dir }
     }
 
@@ -286,13 +307,19 @@ impl Apt {
             .env("LC_ALL", "C")
             .output()
             .unwrap_or_else(|e| panic!("cannot run {tool} (apt is installed on Debian): {e}"));
-        (output.status.success(), format!("{}{}", stdout(&output), stderr(&output)))
+        (
+            output.status.success(),
+            format!("{}{}", stdout(&output), stderr(&output)),
+        )
     }
 
     pub fn update(&self) -> (bool, String) {
         let (ok, text) = self.run("apt-get", &["update"]);
         // apt-get update exits 0 on some fetch failures; its W:/E: lines tell.
-        let clean = ok && !text.lines().any(|l| l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"));
+        let clean = ok
+            && !text
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("W:") || l.starts_with("Err:"));
         (clean, text)
     }
 
@@ -313,7 +340,12 @@ impl Apt {
         std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}_")))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}_"))
+            })
             .expect("downloaded .deb")
     }
 }
@@ -343,13 +375,21 @@ impl MotoServer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (run .ci/deps to install moto): {e}", exe.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (run .ci/deps to install moto): {e}",
+                    exe.display()
+                )
+            });
         let stderr = child.stderr.take().expect("stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
                     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     if let Ok(port) = digits.parse::<u16>() {
@@ -376,7 +416,16 @@ impl MotoServer {
     /// Creates a bucket (moto accepts unsigned requests; us-east-1 needs no location).
     pub fn create_bucket(&self, bucket: &str) {
         let status = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &format!("{}/{bucket}", self.endpoint())])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "PUT",
+                &format!("{}/{bucket}", self.endpoint()),
+            ])
             .output()
             .expect("curl");
         assert_eq!(stdout(&status), "200", "create bucket {bucket}");
@@ -389,7 +438,11 @@ impl MotoServer {
             .output()
             .expect("curl");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         (status, text)
     }
 
@@ -416,7 +469,10 @@ impl Drop for MotoServer {
 }
 
 /// Credentials for moto, which accepts any.
-pub const TEST_CREDENTIALS: [(&str, &str); 2] = [("AWS_ACCESS_KEY_ID", "speedy-test"), ("AWS_SECRET_ACCESS_KEY", "speedy-test-secret")];
+pub const TEST_CREDENTIALS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "speedy-test"),
+    ("AWS_SECRET_ACCESS_KEY", "speedy-test-secret"),
+];
 
 /// A minimal valid .deb made by dpkg-deb, for tests that need many packages quickly.
 pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
@@ -428,9 +484,22 @@ pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
         format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Speedy Test <test@speedy.example>\nDescription: test package {name}\n"),
     )
     .unwrap();
-    std::fs::write(tree.join(format!("usr/share/doc/{name}/version")), format!("{version}\n")).unwrap();
+    std::fs::write(
+        tree.join(format!("usr/share/doc/{name}/version")),
+        format!("{version}\n"),
+    )
+    .unwrap();
     let deb = dir.join(format!("{name}_{version}_all.deb"));
-    run("dpkg-deb", &["--root-owner-group", "-Zgzip", "--build", tree.to_str().unwrap(), deb.to_str().unwrap()]);
+    run(
+        "dpkg-deb",
+        &[
+            "--root-owner-group",
+            "-Zgzip",
+            "--build",
+            tree.to_str().unwrap(),
+            deb.to_str().unwrap(),
+        ],
+    );
     deb
 }
 
