@@ -185,3 +185,48 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
         .unwrap()
         .ok());
 }
+
+/// Without a lock, a concurrent publisher's pool files are unreferenced until its
+/// switch, so garbage collection waits at least a quarter of an hour even when the
+/// configured grace period is zero; with the lock, zero means now.
+#[test]
+fn without_a_lock_garbage_waits_even_with_no_grace_period() {
+    let key = test_signing_key(now() - 10);
+    let work = tempfile::tempdir().unwrap();
+    let old = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.0-1")]).unwrap();
+    let new = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.1-1")]).unwrap();
+    let newest = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.2-1")]).unwrap();
+    let repo = work.path().join("repo");
+    let mut settings = publish_settings(1);
+    settings.grace_seconds = 0;
+    let run = |store: &dyn Store, debs: &[IncomingDeb]| {
+        Publish {
+            store,
+            key: &key,
+            suite: "dev".into(),
+            settings: settings.clone(),
+            lock: LockOptions::default(),
+            dry_run: false,
+            now: &now,
+        }
+        .run(debs, &SilentListener)
+        .unwrap()
+    };
+    let old_pool = repo.join("pool/main/s/speedy-app/speedy-app_1.0-1_all.deb");
+    run(&FsStore::new(&repo), &old);
+    run(
+        &FaultyStore::new(FsStore::new(&repo)).without_conditional_writes(),
+        &new,
+    );
+    assert!(
+        old_pool.exists(),
+        "kept: a lockless publish never deletes at once"
+    );
+    let pending = std::fs::read_to_string(repo.join(".speedy/pending-deletes.json")).unwrap();
+    assert!(pending.contains("speedy-app_1.0-1_all.deb"), "{pending}");
+    run(&FsStore::new(&repo), &newest);
+    assert!(
+        !old_pool.exists(),
+        "with the lock, no grace period means now"
+    );
+}

@@ -218,6 +218,9 @@ const ATTEMPTS: usize = 5;
 /// Package uploads in flight at once.
 const UPLOAD_PARALLELISM: usize = 4;
 
+/// The shortest grace period without a lock: longer than any upload-to-switch window.
+const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
+
 /// How long a publish without a lock waits before checking that its switch stuck.
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -313,7 +316,7 @@ impl Publish<'_> {
                 continue;
             }
             self.publish_keyring()?;
-            report.deleted = self.collect_garbage(listener)?;
+            report.deleted = self.collect_garbage(held.is_some(), listener)?;
             return Ok(report);
         }
         Err(PublishError::ConcurrentChanges {
@@ -596,7 +599,11 @@ impl Publish<'_> {
 
     /// Deletes pool files and by-hash copies that no suite has referenced for the
     /// grace period.
-    fn collect_garbage(&self, listener: &dyn Listener) -> Result<Vec<String>, PublishError> {
+    fn collect_garbage(
+        &self,
+        locked: bool,
+        listener: &dyn Listener,
+    ) -> Result<Vec<String>, PublishError> {
         // Read afresh rather than reusing the states of the merge: without a lock,
         // another publisher may reference new files by now.
         let mut referenced = BTreeSet::new();
@@ -630,7 +637,13 @@ impl Publish<'_> {
             &referenced,
             &previous,
             (self.now)(),
-            self.settings.grace_seconds,
+            // Without a lock, a concurrent publisher's pool files are unreferenced
+            // until its switch; a grace period spares them.
+            if locked {
+                self.settings.grace_seconds
+            } else {
+                self.settings.grace_seconds.max(LOCKLESS_MIN_GRACE_SECONDS)
+            },
         );
         if next != previous {
             let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
