@@ -185,9 +185,61 @@ pub fn upstream_from_semver(version: &str) -> String {
     upstream.replace('-', ".")
 }
 
+/// Debian's name for the architecture of a Rust target (the host's when `None`).
+pub fn architecture(target: Option<&str>) -> String {
+    let arch = match target {
+        Some(triple) => triple.split('-').next().unwrap_or(triple),
+        None => std::env::consts::ARCH,
+    };
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" | "i586" | "i686" => "i386",
+        "powerpc64le" | "powerpc64" if target.is_none_or(|t| t.contains("le")) => "ppc64el",
+        "riscv64" | "riscv64gc" => "riscv64",
+        "s390x" => "s390x",
+        "loongarch64" => "loong64",
+        a if a.starts_with("armv7")
+            || (a.starts_with("arm") && target.is_some_and(|t| t.ends_with("hf"))) =>
+        {
+            "armhf"
+        }
+        a if a.starts_with("arm") => "armel",
+        other => other,
+    }
+    .to_owned()
+}
+
+
+/// The architecture of the machine running cargo speedy, in Debian's words.
+pub fn host_architecture() -> String {
+    architecture(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn architectures() {
+        assert_eq!(
+            architecture(Some("x86_64-unknown-linux-gnu")),
+            "amd64"
+        );
+        assert_eq!(
+            architecture(Some("aarch64-unknown-linux-musl")),
+            "arm64"
+        );
+        assert_eq!(
+            architecture(Some("armv7-unknown-linux-gnueabihf")),
+            "armhf"
+        );
+        assert_eq!(
+            architecture(Some("arm-unknown-linux-gnueabi")),
+            "armel"
+        );
+        assert_eq!(architecture(Some("i686-unknown-linux-gnu")), "i386");
+    }
 
     #[test]
     fn package_names() {

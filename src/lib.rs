@@ -1,19 +1,23 @@
-//! cargo-speedy: turns the services of a Cargo workspace into Debian packages with
-//! systemd units and maintainer scripts.
+//! cargo-speedy: turns the services of a Cargo workspace into signed Debian packages
+//! with systemd units and maintainer scripts, and publishes them to a signed apt
+//! repository.
 //!
-//! The binary (`cargo speedy`) is a thin layer over this library:
-//! [`workspace::Workspace::load`] reads and validates the services,
-//! [`package::plan`] renders their files, [`package::build`] builds the .debs.
+//! The binary (`cargo speedy`) is a thin layer over this library: [`ops`] has one
+//! operation per command, [`output`] prints their reports. docs/ARCHITECTURE.md
+//! draws the layers and says which may use which.
 
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod debfile;
 pub mod debian;
+pub mod keys;
 pub mod listener;
+pub mod ops;
+pub mod output;
 pub mod package;
 pub mod publish;
 pub mod repo;
-pub mod repo_config;
 pub mod sign;
 pub mod store;
 pub mod workspace;

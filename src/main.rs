@@ -1,19 +1,17 @@
-//! `cargo speedy`: clap definitions and output. The work happens in the library.
+//! `cargo speedy`: the flags, a call into the library (`cargo_speedy::ops`, one
+//! operation per command) and the printing of its report (`cargo_speedy::output`).
+//! Nothing else belongs here.
 
-use cargo_speedy::listener::{BuiltDeb, Listener, SilentListener};
-use cargo_speedy::package::{self, BuildOptions, Compression};
-use cargo_speedy::publish::lock::LockOptions;
-use cargo_speedy::publish::{self, verify, Publish, PublishReport};
-use cargo_speedy::repo_config::{self, Destination, RepoConfig, SpacesMetadata};
-use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey};
-use cargo_speedy::store::fs::FsStore;
-use cargo_speedy::store::s3::{CheckStatus, Credentials, S3Store};
-use cargo_speedy::store::Store;
-use cargo_speedy::workspace::{LockingFlags, WorkspaceInfo};
+use cargo_speedy::config::{RepoOverrides, SpacesMetadata};
+use cargo_speedy::listener::Listener;
+use cargo_speedy::ops::{self, CommandError, PublishControl, RepoTarget};
+use cargo_speedy::output::{Format, Message, Reporter};
+use cargo_speedy::package::{BuildOptions, Compression};
+use cargo_speedy::sign::KeyAlgorithm;
+use cargo_speedy::workspace::LockingFlags;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::error::Error;
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -197,6 +195,13 @@ struct RepoArgs {
 }
 
 impl RepoArgs {
+    fn overrides(&self) -> RepoOverrides {
+        RepoOverrides {
+            dir: self.repo_dir.clone(),
+            spaces: self.spaces(),
+        }
+    }
+
     fn spaces(&self) -> SpacesMetadata {
         SpacesMetadata {
             bucket: self.bucket.clone(),
@@ -302,6 +307,16 @@ struct RepoReadArgs {
     keyring: Option<PathBuf>,
 }
 
+/// The one repository flag a key command uses: the development key lives beside a
+/// local-directory repository.
+#[derive(Args, Clone)]
+struct KeyRepoArgs {
+    /// The local-directory repository whose development key to use (default: `dir`
+    /// in [workspace.metadata.speedy.repo], else target/speedy/repo)
+    #[arg(long, value_name = "DIR")]
+    repo_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Create a signing key (OpenPGP v4); the passphrase, if any, comes from $SPEEDY_SIGNING_PASSPHRASE
@@ -320,7 +335,7 @@ enum KeyCommand {
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
-        repo: RepoArgs,
+        repo: KeyRepoArgs,
         /// The file to write; armored when it ends in .asc or with --armor
         #[arg(long, value_name = "PATH")]
         output: PathBuf,
@@ -332,762 +347,219 @@ enum KeyCommand {
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
-        repo: RepoArgs,
+        repo: KeyRepoArgs,
     },
 }
 
-/// Human lines on stderr (results on stdout), or one JSON object per line on stdout.
-struct Reporter {
-    format: MessageFormat,
-    verbose: bool,
-    quiet: bool,
-    color: bool,
-    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
-}
-
-impl Reporter {
-    fn new(global: &GlobalArgs) -> Self {
-        let color = match global.color {
+impl GlobalArgs {
+    fn reporter(&self) -> Reporter {
+        let color = match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
                 std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
             }
         };
-        Reporter {
-            format: global.message_format,
-            verbose: global.verbose,
-            quiet: global.quiet,
-            color,
-            bar: std::sync::Mutex::new(None),
+        let format = match self.message_format {
+            MessageFormat::Human => Format::Human,
+            MessageFormat::Json => Format::Json,
+        };
+        Reporter::new(format, self.verbose, self.quiet, color)
+    }
+
+    fn locking(&self) -> LockingFlags {
+        LockingFlags {
+            locked: self.locked,
+            offline: self.offline,
+            frozen: self.frozen,
         }
     }
 
-    fn json(&self, value: serde_json::Value) {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{value}");
-    }
-
-    fn human(&self, label: &str, style: &str, message: &str) {
-        let mut stderr = std::io::stderr().lock();
-        if self.color {
-            let _ = writeln!(stderr, "\x1b[{style}m{label:>12}\x1b[0m {message}");
-        } else {
-            let _ = writeln!(stderr, "{label:>12} {message}");
+    fn target(&self, overrides: RepoOverrides, key: &KeyArgs) -> RepoTarget {
+        RepoTarget {
+            manifest_path: self.manifest_path.clone(),
+            locking: self.locking(),
+            overrides,
+            key_file: key.key_file.clone(),
         }
     }
 
-    /// A result: stdout in both formats.
-    fn result(&self, reason: &str, human: &str, value: serde_json::Value) {
-        match self.format {
-            MessageFormat::Json => {
-                let mut value = value;
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("reason".into(), reason.into());
-                }
-                self.json(value);
-            }
-            MessageFormat::Human => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = write!(stdout, "{human}");
-            }
+    fn build_options(&self, args: &PackageArgs) -> BuildOptions {
+        let mut cargo_args = Vec::new();
+        if self.quiet || self.message_format == MessageFormat::Json {
+            cargo_args.push("--quiet".to_owned());
         }
-    }
-
-    fn error(&self, error: &dyn Error) {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            // thiserror's `transparent` repeats the message of the cause.
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(&format!("\n  caused by: {text}"));
-            }
-            source = cause.source();
-        }
-        match self.format {
-            MessageFormat::Json => {
-                self.json(serde_json::json!({ "reason": "error", "message": message }))
-            }
-            MessageFormat::Human => {
-                let mut stderr = std::io::stderr().lock();
-                if self.color {
-                    let _ = writeln!(stderr, "\x1b[1;31merror\x1b[0m: {message}");
-                } else {
-                    let _ = writeln!(stderr, "error: {message}");
-                }
-            }
-        }
-    }
-}
-
-impl Listener for Reporter {
-    fn warning(&self, message: &str) {
-        match self.format {
-            MessageFormat::Json => {
-                self.json(serde_json::json!({ "reason": "warning", "message": message }))
-            }
-            MessageFormat::Human => self.human("warning", "1;33", message),
-        }
-    }
-
-    fn info(&self, message: &str) {
-        if self.quiet {
-            return;
-        }
-        match self.format {
-            MessageFormat::Json => {
-                self.json(serde_json::json!({ "reason": "info", "message": message }))
-            }
-            MessageFormat::Human => {
-                let (label, rest) = message.split_once(' ').unwrap_or((message, ""));
-                self.human(label, "1;32", rest);
-            }
-        }
-    }
-
-    fn detail(&self, message: &str) {
         if self.verbose {
-            match self.format {
-                MessageFormat::Json => {
-                    self.json(serde_json::json!({ "reason": "detail", "message": message }))
-                }
-                MessageFormat::Human => self.human("", "2", message),
-            }
+            cargo_args.push("--verbose".to_owned());
         }
-    }
-
-    fn transfer_start(&self, total_bytes: u64) {
-        if self.quiet || self.format == MessageFormat::Json || !std::io::stderr().is_terminal() {
-            self.info(&format!("Uploading {total_bytes} bytes of packages"));
-            return;
-        }
-        let bar = indicatif::ProgressBar::new(total_bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>12.green.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix("Uploading");
-        if let Ok(mut slot) = self.bar.lock() {
-            *slot = Some(bar);
-        }
-    }
-
-    fn transfer_progress(&self, bytes: u64) {
-        if let Ok(slot) = self.bar.lock() {
-            if let Some(bar) = slot.as_ref() {
-                bar.inc(bytes);
-            }
-        }
-    }
-
-    fn transfer_finish(&self) {
-        if let Ok(mut slot) = self.bar.lock() {
-            if let Some(bar) = slot.take() {
-                bar.finish_and_clear();
-            }
-        }
-    }
-
-    fn deb_built(&self, deb: &BuiltDeb) {
-        match self.format {
-            MessageFormat::Json => {
-                let mut value = serde_json::to_value(deb).unwrap_or_default();
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("reason".into(), "deb-built".into());
-                }
-                self.json(value);
-            }
-            MessageFormat::Human => {
-                if !self.quiet {
-                    self.human(
-                        "Finished",
-                        "1;32",
-                        &format!("{} ({} bytes)", deb.path.display(), deb.size),
-                    );
-                }
-                println!("{}", deb.path.display());
-            }
-        }
-    }
-}
-
-type CliResult = Result<ExitCode, Box<dyn Error>>;
-
-fn locking(global: &GlobalArgs) -> LockingFlags {
-    LockingFlags {
-        locked: global.locked,
-        offline: global.offline,
-        frozen: global.frozen,
-    }
-}
-
-fn build_options(global: &GlobalArgs, args: &PackageArgs) -> BuildOptions {
-    let mut cargo_args = Vec::new();
-    if global.quiet || global.message_format == MessageFormat::Json {
-        cargo_args.push("--quiet".to_owned());
-    }
-    if global.verbose {
-        cargo_args.push("--verbose".to_owned());
-    }
-    cargo_args.push(format!(
-        "--color={}",
-        match global.color {
+        let color = match self.color {
             ColorChoice::Auto => "auto",
             ColorChoice::Always => "always",
             ColorChoice::Never => "never",
-        }
-    ));
-    BuildOptions {
-        manifest_path: global.manifest_path.clone(),
-        packages: args.packages.clone(),
-        target: args.target.clone(),
-        profile: args.profile.clone(),
-        locking: locking(global),
-        no_build: args.no_build,
-        compression: match args.compression {
-            CompressionArg::Xz => Compression::Xz,
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::XzFast => Compression::XzFast,
-        },
-        cargo_args,
-    }
-}
-
-/// The workspace's repository settings, with `--repo-dir` applied.
-fn repo_config(
-    global: &GlobalArgs,
-    repo: &RepoArgs,
-) -> Result<(WorkspaceInfo, RepoConfig), Box<dyn Error>> {
-    let info = WorkspaceInfo::load(global.manifest_path.as_deref(), locking(global))?;
-    let mut config = RepoConfig::resolve(
-        &info.metadata,
-        &info.root,
-        &info.root_manifest,
-        &info.target_dir,
-    )?;
-    if let Some(dir) = &repo.repo_dir {
-        config.dir = dir.clone();
-    }
-    Ok((info, config))
-}
-
-/// Where the repository is, from the settings and the flags.
-fn destination(config: &RepoConfig, repo: &RepoArgs) -> Result<Destination, Box<dyn Error>> {
-    Ok(config.destination(repo.repo_dir.as_deref(), repo.spaces())?)
-}
-
-fn open_store(destination: &Destination) -> Result<Box<dyn Store>, Box<dyn Error>> {
-    Ok(match destination {
-        Destination::Local(dir) => Box::new(FsStore::new(dir)),
-        Destination::Spaces { config, .. } => {
-            Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?)
-        }
-    })
-}
-
-/// The signing key: configured, or for a local-directory repository the development key.
-fn repo_signing_key(
-    key: &KeyArgs,
-    config: &RepoConfig,
-    destination: &Destination,
-    reporter: &Reporter,
-) -> Result<SigningKey, Box<dyn Error>> {
-    let dev_key = match destination {
-        Destination::Local(_) => Some(config.dev_key_path()),
-        Destination::Spaces { .. } => None,
-    };
-    let (signing_key, source) = repo_config::find_signing_key(
-        key.key_file.as_deref(),
-        config.key_file.as_deref(),
-        dev_key.as_deref(),
-    )?
-    .ok_or_else(|| repo_config::KeyError::NotConfigured {
-        destination: destination.describe(),
-    })?;
-    repo_config::warn_about_dev_key(&source, reporter);
-    reporter.detail(&format!(
-        "signing key {} from {source}",
-        signing_key.fingerprint()
-    ));
-    Ok(signing_key)
-}
-
-fn run_build(global: &GlobalArgs, args: &BuildArgs, reporter: &Reporter) -> CliResult {
-    let options = build_options(global, &args.package);
-    let plan = package::plan(&options, reporter)?;
-    if args.explain {
-        print!("{}", package::explain(&plan));
-        return Ok(ExitCode::SUCCESS);
-    }
-    let config = RepoConfig::resolve(
-        &plan.workspace.metadata,
-        &plan.workspace.root,
-        &plan.workspace.root_manifest,
-        &plan.workspace.target_dir,
-    )?;
-    // A plain build signs with a configured key only; it never creates the development key.
-    let signer = if args.package.no_sign || !config.sign_debs {
-        None
-    } else {
-        let key = configured_key(&args.key, &config, reporter)?;
-        if key.is_none() {
-            reporter.detail("no signing key configured: the .debs are not signed");
-        }
-        key
-    };
-    package::build(&plan, &options, signer.as_ref(), reporter)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_report(report: &PublishReport, reporter: &Reporter) {
-    let mut human = String::new();
-    let verb = if report.dry_run {
-        "would publish"
-    } else {
-        "published"
-    };
-    for p in &report.added {
-        human.push_str(&format!(
-            "{verb} {} {} ({}) to {}\n",
-            p.name, p.version, p.architecture, report.suite
-        ));
-    }
-    for p in &report.unchanged {
-        human.push_str(&format!(
-            "unchanged {} {} ({}) in {}\n",
-            p.name, p.version, p.architecture, report.suite
-        ));
-    }
-    for p in &report.retired {
-        human.push_str(&format!(
-            "retired {} {} ({}) from {}\n",
-            p.name, p.version, p.architecture, report.suite
-        ));
-    }
-    if report.dry_run {
-        human.push_str("plan (dry run, nothing was changed):\n");
-        for step in &report.plan {
-            human.push_str(&format!("  {step}\n"));
-        }
-    }
-    for key in &report.deleted {
-        human.push_str(&format!(
-            "deleted {key} (unreferenced for longer than the grace period)\n"
-        ));
-    }
-    reporter.result(
-        "published",
-        &human,
-        serde_json::to_value(report).unwrap_or_default(),
-    );
-}
-
-fn publish_with(
-    store: &dyn Store,
-    config: &RepoConfig,
-    key: &SigningKey,
-    options: &PublishOptionsArgs,
-    debs: &[PathBuf],
-    destination_url: &str,
-    reporter: &Reporter,
-) -> CliResult {
-    let incoming = publish::read_debs(debs)?;
-    let suite = options
-        .suite
-        .clone()
-        .unwrap_or_else(|| config.default_suite.clone());
-    publish_incoming(
-        store,
-        config,
-        key,
-        suite,
-        &options.control,
-        &incoming,
-        destination_url,
-        reporter,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn publish_incoming(
-    store: &dyn Store,
-    config: &RepoConfig,
-    key: &SigningKey,
-    suite: String,
-    control: &PublishControlArgs,
-    incoming: &[publish::IncomingDeb],
-    destination_url: &str,
-    reporter: &Reporter,
-) -> CliResult {
-    let publish = Publish {
-        store,
-        key,
-        suite,
-        settings: config.publish.clone(),
-        lock: LockOptions {
-            wait: control.wait_for_lock.map(Duration::from_secs),
-            break_lock: control.break_lock,
-        },
-        dry_run: control.dry_run,
-        now: &repo_config::now,
-    };
-    let report = publish.run(incoming, reporter)?;
-    print_report(&report, reporter);
-    if !report.dry_run {
-        reporter.detail(&format!(
-            "servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main",
-            destination_url, report.suite
-        ));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_publish(global: &GlobalArgs, args: &PublishArgs, reporter: &Reporter) -> CliResult {
-    let (info, config) = repo_config(global, &args.repo)?;
-    let debs = if args.debs.is_empty() {
-        publish::debs_in(&info.target_dir.join("speedy").join("debs"))
-    } else {
-        args.debs.clone()
-    };
-    let destination = destination(&config, &args.repo)?;
-    let key = repo_signing_key(&args.key, &config, &destination, reporter)?;
-    let store = open_store(&destination)?;
-    publish_with(
-        store.as_ref(),
-        &config,
-        &key,
-        &args.options,
-        &debs,
-        &destination.public_url(),
-        reporter,
-    )
-}
-
-fn run_release(global: &GlobalArgs, args: &ReleaseArgs, reporter: &Reporter) -> CliResult {
-    let (_, config) = repo_config(global, &args.repo)?;
-    let destination = destination(&config, &args.repo)?;
-    let key = repo_signing_key(&args.key, &config, &destination, reporter)?;
-    // Reach the store before building: a wrong bucket or missing credentials should
-    // not cost a build.
-    let store = open_store(&destination)?;
-    store.head(cargo_speedy::repo::layout::LOCK_KEY)?;
-    let options = build_options(global, &args.package);
-    let plan = package::plan(&options, reporter)?;
-    let signer = (!args.package.no_sign && config.sign_debs).then_some(&key);
-    let built = package::build(&plan, &options, signer, reporter)?;
-    let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
-    publish_with(
-        store.as_ref(),
-        &config,
-        &key,
-        &args.options,
-        &debs,
-        &destination.public_url(),
-        reporter,
-    )
-}
-
-fn run_promote(global: &GlobalArgs, args: &PromoteArgs, reporter: &Reporter) -> CliResult {
-    let (_, config) = repo_config(global, &args.repo)?;
-    let destination = destination(&config, &args.repo)?;
-    let key = existing_key(&args.key, &config, reporter)?;
-    let store = open_store(&destination)?;
-    let incoming = publish::promotion(
-        store.as_ref(),
-        &key.public_key(),
-        &args.from,
-        &args.packages,
-    )?;
-    publish_incoming(
-        store.as_ref(),
-        &config,
-        &key,
-        args.to.clone(),
-        &args.control,
-        &incoming,
-        &destination.public_url(),
-        reporter,
-    )
-}
-
-/// The public key for reading: --keyring, else the signing key's public half.
-fn reading_key(args: &RepoReadArgs, config: &RepoConfig) -> Result<PublicKey, Box<dyn Error>> {
-    if let Some(path) = &args.keyring {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?);
-    }
-    Ok(existing_key(&args.key, config, &SilentListener)?.public_key())
-}
-
-fn run_list(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
-    let (_, config) = repo_config(global, &args.repo)?;
-    let key = reading_key(args, &config)?;
-    let destination = destination(&config, &args.repo)?;
-    let store = open_store(&destination)?;
-    let suites = verify::list(store.as_ref(), &key)?;
-    let mut human = String::new();
-    let mut json = Vec::new();
-    for suite in &suites {
-        human.push_str(&format!(
-            "{} ({}, {} packages)\n",
-            suite.suite,
-            suite.release.date,
-            suite.packages.len()
-        ));
-        let mut packages = Vec::new();
-        for p in &suite.packages {
-            human.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
-            packages.push(serde_json::json!({ "name": p.name, "version": p.version, "architecture": p.architecture, "filename": p.filename, "sha256": p.sha256, "size": p.size }));
-        }
-        json.push(serde_json::json!({ "suite": suite.suite, "date": suite.release.date, "packages": packages }));
-    }
-    if suites.is_empty() {
-        human.push_str(&format!(
-            "{}: no suites published yet\n",
-            destination.describe()
-        ));
-    }
-    reporter.result(
-        "list",
-        &human,
-        serde_json::json!({ "repository": destination.describe(), "suites": json }),
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_verify(global: &GlobalArgs, args: &RepoReadArgs, reporter: &Reporter) -> CliResult {
-    let (_, config) = repo_config(global, &args.repo)?;
-    let key = reading_key(args, &config)?;
-    let destination = destination(&config, &args.repo)?;
-    let store = open_store(&destination)?;
-    let report = verify::verify(store.as_ref(), &key)?;
-    let mut human = String::new();
-    for suite in &report.suites {
-        let status = if suite.problems.is_empty() {
-            "ok"
-        } else {
-            "FAILED"
         };
-        human.push_str(&format!(
-            "{}: {status} ({} packages)\n",
-            suite.suite, suite.packages
-        ));
-        for problem in &suite.problems {
-            human.push_str(&format!("  problem: {problem}\n"));
-        }
-        for note in &suite.notes {
-            human.push_str(&format!("  note: {note}\n"));
+        cargo_args.push(format!("--color={color}"));
+        BuildOptions {
+            manifest_path: self.manifest_path.clone(),
+            packages: args.packages.clone(),
+            target: args.target.clone(),
+            profile: args.profile.clone(),
+            locking: self.locking(),
+            no_build: args.no_build,
+            compression: match args.compression {
+                CompressionArg::Xz => Compression::Xz,
+                CompressionArg::Gzip => Compression::Gzip,
+                CompressionArg::XzFast => Compression::XzFast,
+            },
+            cargo_args,
         }
     }
-    if report.suites.is_empty() {
-        human.push_str(&format!(
-            "{}: no suites published yet\n",
-            destination.describe()
-        ));
-    }
-    reporter.result(
-        "verify",
-        &human,
-        serde_json::to_value(&report).unwrap_or_default(),
-    );
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
 }
 
-fn run_doctor(global: &GlobalArgs, args: &DoctorArgs, reporter: &Reporter) -> CliResult {
-    let (_, config) = repo_config(global, &args.repo)?;
-    let Destination::Spaces {
-        config: s3,
-        public_url,
-    } = destination(&config, &args.repo)?
-    else {
-        return Err("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket".into());
+impl PublishControlArgs {
+    fn control(&self) -> PublishControl {
+        PublishControl {
+            dry_run: self.dry_run,
+            wait_for_lock: self.wait_for_lock.map(Duration::from_secs),
+            break_lock: self.break_lock,
+        }
+    }
+}
+
+impl KeyRepoArgs {
+    fn overrides(&self) -> RepoOverrides {
+        RepoOverrides {
+            dir: self.repo_dir.clone(),
+            ..RepoOverrides::default()
+        }
+    }
+}
+
+/// Runs one command; its result is printed, an error is returned.
+fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCode, CommandError> {
+    let published = |summary: ops::PublishSummary| {
+        out.result(&Message::Published(&summary));
+        if !summary.report.dry_run {
+            out.detail(&format!(
+                "servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main",
+                summary.url, summary.report.suite
+            ));
+        }
+        ExitCode::SUCCESS
     };
-    let store = S3Store::new(s3, Credentials::from_env()?)?;
-    let checks = store.doctor(&public_url);
-    let mut human = format!("{:<24} {:<6} detail\n", "check", "result");
-    for check in &checks {
-        let status = match check.status {
-            CheckStatus::Pass => "ok",
-            CheckStatus::Warn => "warn",
-            CheckStatus::Fail => "FAIL",
-            CheckStatus::Skip => "skip",
-        };
-        human.push_str(&format!(
-            "{:<24} {:<6} {}\n",
-            check.check, status, check.detail
-        ));
-    }
-    reporter.result("doctor", &human, serde_json::json!({ "store": store.describe(), "public_url": public_url, "checks": checks }));
-    let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn run_key(global: &GlobalArgs, command: &KeyCommand, reporter: &Reporter) -> CliResult {
-    match command {
-        KeyCommand::Generate {
+    let exit = |ok: bool| if ok { ExitCode::SUCCESS } else { ExitCode::from(2) };
+    Ok(match command {
+        Command::Build(args) => {
+            let options = ops::BuildCommandOptions {
+                build: global.build_options(&args.package),
+                key_file: args.key.key_file.clone(),
+                no_sign: args.package.no_sign,
+                explain: args.explain,
+            };
+            if let ops::BuildOutcome::Explained(text) = ops::build(&options, out)? {
+                out.result(&Message::Explain { text: &text });
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Publish(args) => published(ops::publish(
+            &ops::PublishOptions {
+                repo: global.target(args.repo.overrides(), &args.key),
+                suite: args.options.suite.clone(),
+                debs: args.debs.clone(),
+                control: args.options.control.control(),
+            },
+            out,
+        )?),
+        Command::Release(args) => published(ops::release(
+            &ops::ReleaseOptions {
+                repo: global.target(args.repo.overrides(), &args.key),
+                suite: args.options.suite.clone(),
+                build: global.build_options(&args.package),
+                no_sign: args.package.no_sign,
+                control: args.options.control.control(),
+            },
+            out,
+        )?),
+        Command::Promote(args) => published(ops::promote(
+            &ops::PromoteOptions {
+                repo: global.target(args.repo.overrides(), &args.key),
+                from: args.from.clone(),
+                to: args.to.clone(),
+                packages: args.packages.clone(),
+                control: args.control.control(),
+            },
+            out,
+        )?),
+        Command::List(args) => {
+            let report = ops::list(&args.options(global), out)?;
+            out.result(&Message::List(&report));
+            ExitCode::SUCCESS
+        }
+        Command::Verify(args) => {
+            let outcome = ops::verify(&args.options(global), out)?;
+            out.result(&Message::Verify(&outcome));
+            exit(outcome.report.ok())
+        }
+        Command::Doctor(args) => {
+            let target = global.target(args.repo.overrides(), &KeyArgs { key_file: None });
+            let report = ops::doctor(&target, out)?;
+            out.result(&Message::Doctor(&report));
+            exit(report.ok())
+        }
+        Command::Key(KeyCommand::Generate {
             output,
             algorithm,
             user_id,
-        } => {
-            let passphrase = std::env::var(repo_config::PASSPHRASE_ENV)
-                .ok()
-                .filter(|p| !p.is_empty());
-            let encrypted = passphrase.is_some();
-            let key = SigningKey::generate(&KeyParams {
+        }) => {
+            let options = ops::KeyGenerateOptions {
+                output: output.clone(),
                 algorithm: match algorithm {
                     AlgorithmArg::Ed25519 => KeyAlgorithm::Ed25519,
                     AlgorithmArg::Rsa3072 => KeyAlgorithm::Rsa3072,
                     AlgorithmArg::Rsa4096 => KeyAlgorithm::Rsa4096,
                 },
                 user_id: user_id.clone(),
-                passphrase,
-                created: repo_config::now(),
-            })?;
-            repo_config::write_secret_file(output, key.to_armored()?.as_bytes())?;
-            let human = format!(
-                "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in [workspace.metadata.speedy.signing] or ${} in CI\n  export the public key: cargo speedy key export --key-file {} --output archive-keyring.gpg\n",
-                output.display(),
-                if encrypted { "passphrase-protected" } else { "no passphrase" },
-                key.fingerprint(),
-                repo_config::KEY_ENV,
-                output.display()
-            );
-            reporter.result("key-generated", &human, serde_json::json!({ "path": output, "fingerprint": key.fingerprint(), "encrypted": encrypted }));
+            };
+            out.result(&Message::KeyGenerated(&ops::key_generate(&options, out)?));
+            ExitCode::SUCCESS
         }
-        KeyCommand::Export {
+        Command::Key(KeyCommand::Export {
             key,
             repo,
             output,
             armor,
-        } => {
-            let config = key_command_config(global, key, repo)?;
-            let signing_key = existing_key(key, &config, reporter)?;
-            let public_key = signing_key.public_key();
-            let armored = *armor || output.extension().is_some_and(|e| e == "asc");
-            let bytes = if armored {
-                public_key.to_armored()?.into_bytes()
-            } else {
-                public_key.to_binary()?
+        }) => {
+            let options = ops::KeyExportOptions {
+                repo: global.target(repo.overrides(), key),
+                output: output.clone(),
+                armor: *armor,
             };
-            write_public_file(output, &bytes)?;
-            let human = format!(
-                "wrote the public key {} to {}\n",
-                public_key.fingerprint(),
-                output.display()
-            );
-            reporter.result("key-exported", &human, serde_json::json!({ "path": output, "fingerprint": public_key.fingerprint(), "armored": armored }));
+            out.result(&Message::KeyExported(&ops::key_export(&options, out)?));
+            ExitCode::SUCCESS
         }
-        KeyCommand::DebsigPolicy { key, repo } => {
-            let config = key_command_config(global, key, repo)?;
-            let signing_key = existing_key(key, &config, reporter)?;
-            let fingerprint = signing_key.fingerprint();
-            let policy =
-                cargo_speedy::debfile::debsig_policy(&fingerprint, &config.publish.repo.origin);
-            let (policy_path, keyring_path) = cargo_speedy::debfile::debsig_paths(&fingerprint);
-            let human = format!(
-                "{policy}\n<!-- install as /etc/debsig/policies/{policy_path}, with the binary public keyring as /usr/share/debsig/keyrings/{keyring_path} -->\n"
-            );
-            reporter.result("debsig-policy", &human, serde_json::json!({ "policy": policy, "policy_path": format!("/etc/debsig/policies/{policy_path}"), "keyring_path": format!("/usr/share/debsig/keyrings/{keyring_path}") }));
+        Command::Key(KeyCommand::DebsigPolicy { key, repo }) => {
+            let target = global.target(repo.overrides(), key);
+            out.result(&Message::DebsigPolicy(&ops::debsig_policy(&target, out)?));
+            ExitCode::SUCCESS
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The settings for `key export` and `key debsig-policy`: the workspace's, or with
-/// `--key-file` outside a workspace, the defaults (a key file needs no Cargo.toml).
-fn key_command_config(
-    global: &GlobalArgs,
-    key: &KeyArgs,
-    repo: &RepoArgs,
-) -> Result<RepoConfig, Box<dyn Error>> {
-    match repo_config(global, repo) {
-        Ok((_, config)) => Ok(config),
-        Err(_) if key.key_file.is_some() && global.manifest_path.is_none() => {
-            let here = std::env::current_dir()?;
-            let defaults = cargo_speedy::config::WorkspaceMetadata::default();
-            Ok(RepoConfig::resolve(
-                &defaults,
-                &here,
-                &here.join("Cargo.toml"),
-                &here.join("target"),
-            )?)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// A configured key or an existing development key; never generates one.
-fn configured_key(
-    key: &KeyArgs,
-    config: &RepoConfig,
-    listener: &dyn Listener,
-) -> Result<Option<SigningKey>, Box<dyn Error>> {
-    let existing_dev_key = Some(config.dev_key_path()).filter(|p| p.exists());
-    let found = repo_config::find_signing_key(
-        key.key_file.as_deref(),
-        config.key_file.as_deref(),
-        existing_dev_key.as_deref(),
-    )?;
-    Ok(found.map(|(signing_key, source)| {
-        repo_config::warn_about_dev_key(&source, listener);
-        signing_key
-    }))
-}
-
-/// Like [`configured_key`], but a key is required.
-fn existing_key(
-    key: &KeyArgs,
-    config: &RepoConfig,
-    listener: &dyn Listener,
-) -> Result<SigningKey, Box<dyn Error>> {
-    configured_key(key, config, listener)?.ok_or_else(|| {
-        repo_config::KeyError::NotConfigured {
-            destination: config.dir.display().to_string(),
-        }
-        .into()
     })
 }
 
-/// apt reads keyrings as the `_apt` user: public key files must be world-readable.
-fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), Box<dyn Error>> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| format!("cannot make {} world-readable: {e}", path.display()))?;
-    Ok(())
+impl RepoReadArgs {
+    fn options(&self, global: &GlobalArgs) -> ops::ReadOptions {
+        ops::ReadOptions {
+            repo: global.target(self.repo.overrides(), &self.key),
+            keyring: self.keyring.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let CargoCli::Speedy(cli) = CargoCli::parse();
-    let reporter = Reporter::new(&cli.global);
-    let global = &cli.global;
-    let result = match &cli.command {
-        Command::Build(args) => run_build(global, args, &reporter),
-        Command::Publish(args) => run_publish(global, args, &reporter),
-        Command::Release(args) => run_release(global, args, &reporter),
-        Command::Promote(args) => run_promote(global, args, &reporter),
-        Command::List(args) => run_list(global, args, &reporter),
-        Command::Verify(args) => run_verify(global, args, &reporter),
-        Command::Key(command) => run_key(global, command, &reporter),
-        Command::Doctor(args) => run_doctor(global, args, &reporter),
-    };
-    match result {
+    let reporter = cli.global.reporter();
+    match run(&cli.global, &cli.command, &reporter) {
         Ok(code) => code,
         Err(error) => {
-            reporter.error(error.as_ref());
+            reporter.error(&error);
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,8 @@
-//! Finds the services of a Cargo workspace through `cargo metadata`.
+//! Finds a Cargo workspace and its services through `cargo metadata`.
 
-use crate::config::{self, ConfigError, PackageFacts, Service, WorkspaceMetadata};
+use crate::config::{
+    self, ConfigError, PackageFacts, RepoConfig, Service, SigningConfig, WorkspaceMetadata,
+};
 use std::path::{Path, PathBuf};
 
 /// `--locked`, `--offline`, `--frozen`, passed on to every cargo invocation.
@@ -47,13 +49,15 @@ pub enum WorkspaceError {
     },
     #[error("package `{package}` declares no service: add [package.metadata.speedy] to {}", manifest.display())]
     NotAService { package: String, manifest: PathBuf },
+    #[error("{message}\n(run in a Cargo workspace, or pass --manifest-path)")]
+    NotInWorkspace { message: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
-/// A workspace's location and its `[workspace.metadata.speedy]`.
+/// A workspace: where it is, its `[workspace.metadata.speedy]`, and its members.
 #[derive(Debug, Clone)]
-pub struct WorkspaceInfo {
+pub struct Workspace {
     pub root: PathBuf,
     pub root_manifest: PathBuf,
     pub target_dir: PathBuf,
@@ -61,7 +65,7 @@ pub struct WorkspaceInfo {
     members: Vec<cargo_metadata::Package>,
 }
 
-impl WorkspaceInfo {
+impl Workspace {
     /// Runs `cargo metadata` (without dependencies) and reads the workspace settings.
     pub fn load(
         manifest_path: Option<&Path>,
@@ -73,11 +77,20 @@ impl WorkspaceInfo {
             command.manifest_path(path);
         }
         command.other_options(locking.args());
-        let metadata = command.exec().map_err(|e| WorkspaceError::Metadata {
-            manifest: manifest_path.map(Path::to_owned),
-            message: match e {
-                cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_owned(),
-                other => other.to_string(),
+        let metadata = command.exec().map_err(|e| match e {
+            cargo_metadata::Error::CargoMetadata { stderr }
+                if manifest_path.is_none() && stderr.contains("could not find `Cargo.toml`") =>
+            {
+                WorkspaceError::NotInWorkspace {
+                    message: stderr.trim().to_owned(),
+                }
+            }
+            e => WorkspaceError::Metadata {
+                manifest: manifest_path.map(Path::to_owned),
+                message: match e {
+                    cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_owned(),
+                    other => other.to_string(),
+                },
             },
         })?;
         let root: PathBuf = metadata.workspace_root.clone().into();
@@ -85,7 +98,7 @@ impl WorkspaceInfo {
         let workspace_metadata =
             config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
         let members = metadata.workspace_packages().into_iter().cloned().collect();
-        Ok(WorkspaceInfo {
+        Ok(Workspace {
             root,
             root_manifest,
             target_dir: metadata.target_directory.clone().into(),
@@ -93,40 +106,35 @@ impl WorkspaceInfo {
             members,
         })
     }
-}
 
-/// A workspace and the services selected for packaging.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    pub root: PathBuf,
-    pub root_manifest: PathBuf,
-    pub target_dir: PathBuf,
-    pub metadata: WorkspaceMetadata,
-    pub services: Vec<Service>,
-}
+    /// The repository settings of `[workspace.metadata.speedy.repo]`.
+    pub fn repo_config(&self) -> Result<RepoConfig, ConfigError> {
+        RepoConfig::resolve(
+            &self.metadata,
+            &self.root,
+            &self.root_manifest,
+            &self.target_dir,
+        )
+    }
 
-impl Workspace {
-    /// Reads the workspace and validates every selected service; nothing is built.
-    /// `selected` empty means every package that declares a service.
-    pub fn load(
-        manifest_path: Option<&Path>,
+    /// The signing settings of `[workspace.metadata.speedy.signing]`.
+    pub fn signing_config(&self) -> SigningConfig {
+        SigningConfig::resolve(&self.metadata, &self.root)
+    }
+
+    /// Validates every selected service; nothing is built. `selected` empty means
+    /// every package that declares a service.
+    pub fn services(
+        &self,
         selected: &[String],
-        locking: LockingFlags,
         check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
-    ) -> Result<Self, WorkspaceError> {
-        let info = WorkspaceInfo::load(manifest_path, locking)?;
-        let WorkspaceInfo {
-            root,
-            root_manifest,
-            target_dir,
-            metadata: workspace_metadata,
-            members,
-        } = info;
+    ) -> Result<Vec<Service>, WorkspaceError> {
+        let members = &self.members;
         for name in selected {
             if !members.iter().any(|p| p.name.as_str() == name) {
                 return Err(WorkspaceError::UnknownPackage {
                     package: name.clone(),
-                    manifest: root_manifest.clone(),
+                    manifest: self.root_manifest.clone(),
                     members: members
                         .iter()
                         .map(|p| p.name.as_str())
@@ -137,7 +145,7 @@ impl Workspace {
         }
 
         let mut services = Vec::new();
-        for package in &members {
+        for package in members {
             let wanted = selected.is_empty() || selected.iter().any(|s| s == package.name.as_str());
             if !wanted {
                 continue;
@@ -174,8 +182,8 @@ impl Workspace {
                 repository: package.repository.clone(),
             };
             services.push(config::resolve_service(
-                &workspace_metadata,
-                &root_manifest,
+                &self.metadata,
+                &self.root_manifest,
                 &facts,
                 service_metadata,
                 check_calendar,
@@ -183,16 +191,10 @@ impl Workspace {
         }
         if services.is_empty() {
             return Err(WorkspaceError::NoServices {
-                manifest: root_manifest,
+                manifest: self.root_manifest.clone(),
             });
         }
-        Ok(Workspace {
-            root,
-            root_manifest,
-            target_dir,
-            metadata: workspace_metadata,
-            services,
-        })
+        Ok(services)
     }
 
     /// Where `cargo speedy build` puts the finished packages.

@@ -1,4 +1,4 @@
-//! DESIGN.md invariant 6, proven by enumeration: a publish of three packages into a
+//! Invariant 6 of docs/ARCHITECTURE.md, proven by enumeration: a publish of three packages into a
 //! non-empty repository is failed at request k, for every k and both kinds of fault
 //! (request lost, answer lost). After each, `verify` finds no problem and real apt
 //! reads the repository; running the publish again finishes the job.
@@ -10,9 +10,9 @@ use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
-use cargo_speedy::store::faulty::{FaultTiming, FaultyStore};
+use support::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::fs::FsStore;
-use cargo_speedy::store::Store;
+use cargo_speedy::store::{Body, Store, StoreError};
 use std::path::{Path, PathBuf};
 use support::*;
 
@@ -30,7 +30,7 @@ fn publish(
         store,
         key,
         suite: "dev".into(),
-        settings: publish_settings(5),
+        config: &repo_config(5),
         lock: LockOptions {
             wait: None,
             break_lock,
@@ -197,14 +197,14 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
     let new = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.1-1")]).unwrap();
     let newest = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.2-1")]).unwrap();
     let repo = work.path().join("repo");
-    let mut settings = publish_settings(1);
-    settings.grace_seconds = 0;
+    let mut config = repo_config(1);
+    config.grace_seconds = 0;
     let run = |store: &dyn Store, debs: &[IncomingDeb]| {
         Publish {
             store,
             key: &key,
             suite: "dev".into(),
-            settings: settings.clone(),
+            config: &config,
             lock: LockOptions::default(),
             dry_run: false,
             now: &now,
@@ -229,4 +229,41 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
         !old_pool.exists(),
         "with the lock, no grace period means now"
     );
+}
+
+// The fault injector itself: it must fail exactly what it is told to.
+
+#[test]
+fn fails_exactly_the_chosen_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cargo_speedy::publish::put_options("k");
+    let store = FaultyStore::new(FsStore::new(dir.path())).failing(2, FaultTiming::Before);
+    store.put("a", Body::Bytes(b"1"), &opts).unwrap();
+    assert!(matches!(
+        store.put("b", Body::Bytes(b"2"), &opts),
+        Err(StoreError::Backend { message, .. }) if message.contains("request 2 failed")
+    ));
+    store.put("c", Body::Bytes(b"3"), &opts).unwrap();
+    assert_eq!(store.requests(), 3);
+    assert!(store.get("b").unwrap().is_none(), "before: never happened");
+
+    let store = FaultyStore::new(FsStore::new(dir.path())).failing(1, FaultTiming::After);
+    assert!(store.put("d", Body::Bytes(b"4"), &opts).is_err());
+    assert_eq!(
+        store.get("d").unwrap().as_deref(),
+        Some(&b"4"[..]),
+        "after: happened, answer lost"
+    );
+}
+
+#[test]
+fn can_hide_conditional_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
+    let result = store.put_if_absent("lock", b"x", &cargo_speedy::publish::put_options("lock"));
+    assert!(matches!(
+        result,
+        Err(StoreError::ConditionalWritesUnsupported { .. })
+    ));
+    assert!(store.get("lock").unwrap().is_none());
 }

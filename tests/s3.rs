@@ -10,9 +10,9 @@ use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
-use cargo_speedy::store::faulty::{FaultTiming, FaultyStore};
+use support::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
-use cargo_speedy::store::{Body, PutOptions, Store};
+use cargo_speedy::store::{Body, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,7 +49,7 @@ fn publish(
         store,
         key,
         suite: "dev".into(),
-        settings: publish_settings(retention),
+        config: &repo_config(retention),
         lock,
         dry_run: false,
         now: &clock,
@@ -366,7 +366,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
     let mut text = store.get(packages).unwrap().unwrap();
     text.extend_from_slice(b"\nPackage: evil\n");
     store
-        .put(packages, Body::Bytes(&text), &PutOptions::for_key(packages))
+        .put(packages, Body::Bytes(&text), &cargo_speedy::publish::put_options(packages))
         .unwrap();
     let before_corrupt = bucket_contents(&store);
     let output = cli_with_bucket(&fixture, &moto, "speedy-bad", &["publish"], &key);
@@ -642,7 +642,7 @@ fn large_files_stream_from_disk_in_parts() {
     std::fs::write(&path, &bytes).unwrap();
     let key = "pool/main/b/big/big_1.0-1_all.deb";
     store
-        .put(key, Body::File(&path), &PutOptions::for_key(key))
+        .put(key, Body::File(&path), &cargo_speedy::publish::put_options(key))
         .unwrap();
     assert_eq!(store.head(key).unwrap().unwrap().size, bytes.len() as u64);
     let back = store.get(key).unwrap().unwrap();

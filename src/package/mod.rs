@@ -14,7 +14,7 @@ use crate::config::Service;
 use crate::listener::{BuiltDeb, Listener};
 use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
 pub use deb::Compression;
-use render::{Destination, Origin, RenderedFile};
+use render::{Placement, Origin, RenderedFile};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,12 +115,8 @@ pub struct BuildPlan {
 /// Loads, validates and renders; touches nothing on disk.
 pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan, BuildError> {
     check_profile(&options.profile)?;
-    let workspace = Workspace::load(
-        options.manifest_path.as_deref(),
-        &options.packages,
-        options.locking,
-        &calendar::check_with_systemd,
-    )?;
+    let workspace = Workspace::load(options.manifest_path.as_deref(), options.locking)?;
+    let services = workspace.services(&options.packages, &calendar::check_with_systemd)?;
     let (timestamp, timestamp_source) =
         source_date_epoch(&workspace.root, &workspace.root_manifest)?;
     if timestamp_source == TimestampSource::ManifestModified {
@@ -130,14 +126,14 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
             workspace.root.display()
         ));
     }
-    let mut packages = Vec::with_capacity(workspace.services.len());
-    for service in &workspace.services {
+    let mut packages = Vec::with_capacity(services.len());
+    for service in services {
         let render_error = |source| BuildError::Render {
             package: service.manifest_path.clone(),
             source,
         };
         let context = render::RenderContext { timestamp };
-        let mut files = render::render_service(service, &context).map_err(render_error)?;
+        let mut files = render::render_service(&service, &context).map_err(render_error)?;
         let unmatched =
             render::apply_overrides(&mut files, &service.overrides_dir).map_err(render_error)?;
         for name in unmatched {
@@ -151,10 +147,7 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
                     .join(", ")
             ));
         }
-        packages.push(PackagePlan {
-            service: service.clone(),
-            files,
-        });
+        packages.push(PackagePlan { service, files });
     }
     Ok(BuildPlan {
         workspace,
@@ -284,7 +277,7 @@ pub fn build(
         target_triple: options.target.clone(),
         profile_dir: profile_dir(&options.profile).to_owned(),
     };
-    let architecture = debian_architecture(options.target.as_deref());
+    let architecture = crate::debian::architecture(options.target.as_deref());
     let mut finished = Vec::with_capacity(plan.packages.len());
     for package in &plan.packages {
         let service = &package.service;
@@ -330,7 +323,7 @@ pub fn build(
     let mut built = Vec::with_capacity(finished.len());
     for (service, scratch_path, file_name) in finished {
         let bytes = std::fs::read(&scratch_path).map_err(io_error(&scratch_path))?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = format!("{:x}", Sha256::digest(&bytes));
         let destination = debs_dir.join(&file_name);
         std::fs::rename(&scratch_path, &destination).map_err(io_error(&destination))?;
         let deb = BuiltDeb {
@@ -355,41 +348,6 @@ fn sign_deb(path: &Path, key: &crate::sign::SigningKey, timestamp: u64) -> Resul
     let deb = crate::debfile::DebFile::read(path)?;
     let signature = key.sign_detached_binary(&deb.signed_payload(), timestamp)?;
     std::fs::write(path, deb.with_origin_signature(&signature)).map_err(io_error(path))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// Debian's name for the architecture of a Rust target (the host's when `None`).
-pub fn debian_architecture(target: Option<&str>) -> String {
-    let arch = match target {
-        Some(triple) => triple.split('-').next().unwrap_or(triple),
-        None => std::env::consts::ARCH,
-    };
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" | "i586" | "i686" => "i386",
-        "powerpc64le" | "powerpc64" if target.is_none_or(|t| t.contains("le")) => "ppc64el",
-        "riscv64" | "riscv64gc" => "riscv64",
-        "s390x" => "s390x",
-        "loongarch64" => "loong64",
-        a if a.starts_with("armv7")
-            || (a.starts_with("arm") && target.is_some_and(|t| t.ends_with("hf"))) =>
-        {
-            "armhf"
-        }
-        a if a.starts_with("arm") => "armel",
-        other => other,
-    }
-    .to_owned()
 }
 
 /// What `cargo speedy build --explain` prints: every file as it will land on a server.
@@ -426,9 +384,9 @@ pub fn explain(plan: &BuildPlan) -> String {
         }
         for file in &package.files {
             let destination = match &file.destination {
-                Destination::Control => format!("DEBIAN/{}", file.name),
-                Destination::Installed { path, .. } => path.clone(),
-                Destination::Changelog => {
+                Placement::Control => format!("DEBIAN/{}", file.name),
+                Placement::Installed { path, .. } => path.clone(),
+                Placement::Changelog => {
                     format!("/usr/share/doc/{}/changelog.Debian.gz", service.deb_name)
                 }
             };
@@ -450,26 +408,6 @@ pub fn explain(plan: &BuildPlan) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn architectures() {
-        assert_eq!(
-            debian_architecture(Some("x86_64-unknown-linux-gnu")),
-            "amd64"
-        );
-        assert_eq!(
-            debian_architecture(Some("aarch64-unknown-linux-musl")),
-            "arm64"
-        );
-        assert_eq!(
-            debian_architecture(Some("armv7-unknown-linux-gnueabihf")),
-            "armhf"
-        );
-        assert_eq!(
-            debian_architecture(Some("arm-unknown-linux-gnueabi")),
-            "armel"
-        );
-        assert_eq!(debian_architecture(Some("i686-unknown-linux-gnu")), "i386");
-    }
 
     #[test]
     fn profiles() {

@@ -69,9 +69,9 @@ pub enum RenderError {
     OverrideNotText { path: PathBuf },
 }
 
-/// Where a rendered file goes.
+/// Where a rendered file goes in the package.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum Placement {
     /// A maintainer script or other member of control.tar.
     Control,
     /// Installed at this absolute path with this mode.
@@ -92,7 +92,7 @@ pub enum Origin {
 pub struct RenderedFile {
     /// The file name, which is also the name an override must have in debian/.
     pub name: String,
-    pub destination: Destination,
+    pub destination: Placement,
     pub contents: String,
     pub origin: Origin,
 }
@@ -212,7 +212,7 @@ fn sysusers_lines(service: &Service) -> String {
 fn rendered(
     template: Template,
     name: impl Into<String>,
-    destination: Destination,
+    destination: Placement,
     vars: &BTreeMap<&str, String>,
 ) -> Result<RenderedFile, RenderError> {
     Ok(RenderedFile {
@@ -264,7 +264,7 @@ pub fn render_service(
             files.push(rendered(
                 DAEMON_SERVICE,
                 unit.clone(),
-                Destination::Installed {
+                Placement::Installed {
                     path: format!("{unit_dir}/{unit}"),
                     mode: 0o644,
                 },
@@ -291,7 +291,7 @@ pub fn render_service(
                 files.push(rendered(
                     JOB_SERVICE,
                     service_unit.clone(),
-                    Destination::Installed {
+                    Placement::Installed {
                         path: format!("{unit_dir}/{service_unit}"),
                         mode: 0o644,
                     },
@@ -301,7 +301,7 @@ pub fn render_service(
                 files.push(rendered(
                     JOB_TIMER,
                     timer_unit.clone(),
-                    Destination::Installed {
+                    Placement::Installed {
                         path: format!("{unit_dir}/{timer_unit}"),
                         mode: 0o644,
                     },
@@ -321,7 +321,7 @@ pub fn render_service(
     files.push(rendered(
         SYSUSERS,
         format!("{}.sysusers", service.deb_name),
-        Destination::Installed {
+        Placement::Installed {
             path: format!("/usr/lib/sysusers.d/{}.conf", service.deb_name),
             mode: 0o644,
         },
@@ -343,7 +343,7 @@ pub fn render_service(
         files.push(rendered(
             template,
             template.name.to_owned(),
-            Destination::Control,
+            Placement::Control,
             &v,
         )?);
     }
@@ -351,7 +351,7 @@ pub fn render_service(
     files.push(rendered(
         LINTIAN_OVERRIDES,
         "lintian-overrides".to_owned(),
-        Destination::Installed {
+        Placement::Installed {
             path: format!("/usr/share/lintian/overrides/{}", service.deb_name),
             mode: 0o644,
         },
@@ -363,7 +363,7 @@ pub fn render_service(
     files.push(rendered(
         CHANGELOG,
         "changelog".to_owned(),
-        Destination::Changelog,
+        Placement::Changelog,
         &v,
     )?);
     Ok(files)

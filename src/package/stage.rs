@@ -10,7 +10,7 @@
 //! the stage's target dir, so cargo-deb still treats it as a build product (stripping,
 //! `dpkg-shlibdeps` for `$auto` dependencies).
 
-use super::render::{Destination, RenderedFile};
+use super::render::{Placement, RenderedFile};
 use crate::config::{Service, ServiceKind};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -119,16 +119,16 @@ pub fn write_stage(
 
     for file in files {
         match &file.destination {
-            Destination::Control => {
+            Placement::Control => {
                 let path = scripts_dir.join(&file.name);
                 fs::write(&path, &file.contents).map_err(io(&path))?;
             }
-            Destination::Changelog => {
+            Placement::Changelog => {
                 let path = dir.join("changelog");
                 fs::write(&path, &file.contents).map_err(io(&path))?;
                 changelog = Some(path);
             }
-            Destination::Installed { path: dest, mode } => {
+            Placement::Installed { path: dest, mode } => {
                 let path = files_dir.join(&file.name);
                 fs::write(&path, &file.contents).map_err(io(&path))?;
                 // Relative to the stage: cargo-deb warns about absolute paths that

@@ -4,7 +4,7 @@
 
 use super::PublishError;
 use crate::repo::layout::LOCK_KEY;
-use crate::store::{PutOptions, Store, StoreError};
+use crate::store::{Store, StoreError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,7 +94,7 @@ pub fn acquire(
             token: token.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        match store.put_if_absent(LOCK_KEY, &bytes, &PutOptions::for_key(LOCK_KEY)) {
+        match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
             Ok(true) => return Ok(Some(HeldLock { info })),
             Ok(false) => {}
             Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),

@@ -1,8 +1,9 @@
-//! Runs the pure publish plan against a store, keeping DESIGN.md's invariants:
-//! validate everything first; never change a pool object; write pool, by-hash,
-//! canonical indices, Release.gpg, Release and InRelease last; take the lock and
-//! re-read InRelease just before the switch; verify the remote InRelease with our key;
-//! and delete old objects only after a grace period.
+//! Runs the pure publish plan against a store, keeping the publish invariants of
+//! docs/ARCHITECTURE.md: validate everything first (1); never change a pool object
+//! (2); write pool, by-hash, canonical indices, Release.gpg, Release and InRelease
+//! last, and delete old objects only after a grace period (3); take the lock and
+//! re-read InRelease just before the switch (4); verify the remote InRelease with our
+//! key (5).
 
 pub mod lock;
 pub mod state;
@@ -12,9 +13,10 @@ use crate::debfile::{DebFile, DebFileError};
 use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
-use crate::repo::plan::{self, GcState, MergeError, RepoSettings, Step};
+use crate::config::RepoConfig;
+use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step};
 use crate::sign::{SignError, SigningKey, VerifyError};
-use crate::store::{Body, PutOptions, Store, StoreError};
+use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -90,18 +92,18 @@ pub enum PublishError {
     NotInSuite { suite: String, package: String },
 }
 
-/// What shapes a repository beyond its packages.
-#[derive(Debug, Clone)]
-pub struct PublishSettings {
-    pub repo: RepoSettings,
-    /// The suites this repository may have.
-    pub suites: Vec<String>,
-    /// Versions kept per package and architecture.
-    pub retention: usize,
-    /// How long unreferenced pool files and by-hash copies are kept.
-    pub grace_seconds: u64,
-    /// Valid-Until = Date + this, when set.
-    pub valid_for_seconds: Option<u64>,
+/// How an object is stored, from what its key holds: pool files and by-hash copies
+/// are immutable (long cache lifetimes), bookkeeping is private.
+pub fn put_options(key: &str) -> PutOptions {
+    PutOptions {
+        content_type: layout::content_type(key),
+        caching: if layout::is_immutable(key) {
+            Caching::Immutable
+        } else {
+            Caching::Short
+        },
+        public: !layout::is_private(key),
+    }
 }
 
 /// A .deb to publish, read and validated.
@@ -131,8 +133,8 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
             path: path.clone(),
             source,
         })?;
-        let sha256 = crate::package::hex(&Sha256::digest(&bytes));
-        let md5 = crate::package::hex(&Md5::digest(&bytes));
+        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        let md5 = format!("{:x}", Md5::digest(&bytes));
         let what = path.display().to_string();
         // The pool key needs the name, version and architecture from the control file.
         let probe = PackageEntry::from_control(
@@ -205,11 +207,19 @@ pub struct Publish<'a> {
     pub store: &'a dyn Store,
     pub key: &'a SigningKey,
     pub suite: String,
-    pub settings: PublishSettings,
+    pub config: &'a RepoConfig,
     pub lock: LockOptions,
     pub dry_run: bool,
     /// The clock, injectable so tests can step over the grace period.
     pub now: &'a (dyn Fn() -> u64 + Sync),
+}
+
+/// How one pass of a publish ended.
+enum Attempt {
+    /// The suite is switched (or, for a dry run or no change, needs no switch).
+    Done(PublishReport),
+    /// InRelease changed since it was read: merge again.
+    Raced,
 }
 
 /// How often a publish re-merges when InRelease changed under it.
@@ -226,7 +236,7 @@ const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn describe_step(step: &Step) -> String {
     match step {
-        Step::Pool { key, size, .. } => format!("upload {key} ({size} bytes)"),
+        Step::Pool(PoolUpload { key, size, .. }) => format!("upload {key} ({size} bytes)"),
         Step::ByHash { key, bytes } => format!("upload {key} ({} bytes)", bytes.len()),
         Step::Replace { key, bytes } => format!("write {key} ({} bytes)", bytes.len()),
         Step::InRelease { key, .. } => format!("switch {key}"),
@@ -240,14 +250,21 @@ impl Publish<'_> {
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         layout::check_suite(&self.suite).map_err(PublishError::InvalidSuite)?;
-        if !self.settings.suites.contains(&self.suite) {
+        if !self.config.suites.contains(&self.suite) {
             return Err(PublishError::UnknownSuite {
                 suite: self.suite.clone(),
-                configured: self.settings.suites.clone(),
+                configured: self.config.suites.clone(),
             });
         }
         if self.dry_run {
-            return self.attempt(debs, listener).map(|(report, _)| report);
+            return match self.attempt(debs, listener)? {
+                Attempt::Done(report) => Ok(report),
+                // A dry run stops before the switch, where a race is noticed.
+                Attempt::Raced => Err(PublishError::ConcurrentChanges {
+                    store: self.store.describe(),
+                    suite: self.suite.clone(),
+                }),
+            };
         }
         let held = lock::acquire(self.store, self.lock, self.now)?;
         if held.is_none() {
@@ -273,14 +290,13 @@ impl Publish<'_> {
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         for _ in 0..ATTEMPTS {
-            let (mut report, switched) = self.attempt(debs, listener)?;
-            if !switched {
+            let Attempt::Done(mut report) = self.attempt(debs, listener)? else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
                     self.suite
                 ));
                 continue;
-            }
+            };
             if let Some(held) = held {
                 if !held.still_held(self.store)? {
                     listener
@@ -326,19 +342,18 @@ impl Publish<'_> {
     }
 
     /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
-    /// Returns whether it switched; `false` means InRelease changed and the caller retries.
     fn attempt(
         &self,
         debs: &[IncomingDeb],
         listener: &dyn Listener,
-    ) -> Result<(PublishReport, bool), PublishError> {
+    ) -> Result<Attempt, PublishError> {
         let states = state::read_all(self.store, &self.key.public_key())?;
         let current = states.get(&self.suite);
         let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
         let merged = plan::merge(
             current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
             &incoming,
-            self.settings.retention,
+            self.config.retention,
         )
         .map_err(|e| PublishError::Merge(Box::new(e)))?;
 
@@ -348,24 +363,24 @@ impl Publish<'_> {
                 continue;
             };
             self.check_pool_object(entry, &states)?;
-            pool.push((
-                entry.filename.clone(),
+            pool.push(PoolUpload {
+                key: entry.filename.clone(),
                 source,
-                entry.size,
-                entry.sha256.clone(),
-            ));
+                size: entry.size,
+                sha256: entry.sha256.clone(),
+            });
         }
 
         let now = (self.now)();
         let date = crate::debian::rfc2822(now, "UTC");
         let valid_until = self
-            .settings
+            .config
             .valid_for_seconds
             .map(|s| crate::debian::rfc2822(now + s, "UTC"));
         let indices = plan::build_indices(
             &self.suite,
             &merged.packages,
-            &self.settings.repo,
+            &self.config.release,
             &date,
             valid_until,
         );
@@ -406,7 +421,7 @@ impl Publish<'_> {
             if debs.iter().any(|d| d.entry.id() == entry.id()) {
                 listener.warning(&format!(
                     "{} {} is older than the {} newest versions in {} and is not kept (retention)",
-                    entry.name, entry.version, self.settings.retention, self.suite
+                    entry.name, entry.version, self.config.retention, self.suite
                 ));
             }
         }
@@ -416,10 +431,10 @@ impl Publish<'_> {
         if nothing_changed {
             // Same versions with the same bytes: leave the repository byte-identical.
             report.plan.clear();
-            return Ok((report, true));
+            return Ok(Attempt::Done(report));
         }
         if self.dry_run {
-            return Ok((report, true));
+            return Ok(Attempt::Done(report));
         }
 
         let before_switch = current.map(|s| s.in_release.clone());
@@ -427,11 +442,11 @@ impl Publish<'_> {
         let mut rechecked = false;
         for step in &publish_plan.steps {
             match step {
-                Step::Pool { .. } => {}
+                Step::Pool(_) => {}
                 Step::ByHash { key, bytes } => {
                     if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
                         self.store
-                            .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                            .put(key, Body::Bytes(bytes), &put_options(key))?;
                     }
                 }
                 Step::Replace { key, bytes } => {
@@ -439,19 +454,19 @@ impl Publish<'_> {
                         // Just before the canonical files change: has anyone switched
                         // since we read? Then merge again instead of overwriting them.
                         if self.store.get(&layout::in_release_key(&self.suite))? != before_switch {
-                            return Ok((report, false));
+                            return Ok(Attempt::Raced);
                         }
                         rechecked = true;
                     }
                     self.store
-                        .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                        .put(key, Body::Bytes(bytes), &put_options(key))?;
                 }
                 Step::InRelease { key, bytes } => {
                     if self.store.get(key)? != before_switch {
-                        return Ok((report, false));
+                        return Ok(Attempt::Raced);
                     }
                     self.store
-                        .put(key, Body::Bytes(bytes), &PutOptions::for_key(key))?;
+                        .put(key, Body::Bytes(bytes), &put_options(key))?;
                 }
             }
         }
@@ -462,7 +477,7 @@ impl Publish<'_> {
                 self.store.describe()
             ));
         }
-        Ok((report, true))
+        Ok(Attempt::Done(report))
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
@@ -475,26 +490,28 @@ impl Publish<'_> {
     ) -> Result<Vec<String>, PublishError> {
         let mut pending = Vec::new();
         for step in steps {
-            if let Step::Pool {
-                key, source, size, ..
-            } = step
-            {
-                if !self.pool_object_present(key, *size)? {
-                    pending.push((key.clone(), *source, *size));
+            if let Step::Pool(upload) = step {
+                if !self.pool_object_present(&upload.key, upload.size)? {
+                    pending.push(upload.clone());
                 }
             }
         }
         if pending.is_empty() {
             return Ok(Vec::new());
         }
-        listener.transfer_start(pending.iter().map(|p| p.2).sum());
+        listener.transfer_start(pending.iter().map(|p| p.size).sum());
         let queue = std::sync::Mutex::new(pending.clone().into_iter());
         let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..UPLOAD_PARALLELISM.min(pending.len()) {
                 scope.spawn(|| loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
-                    let Some((key, source, size)) = next else { break };
+                    let Some(PoolUpload {
+                        key, source, size, ..
+                    }) = next
+                    else {
+                        break;
+                    };
                     if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                         break;
                     }
@@ -509,7 +526,7 @@ impl Publish<'_> {
                         }
                         break;
                     };
-                    match self.store.put(&key, Body::File(path), &PutOptions::for_key(&key)) {
+                    match self.store.put(&key, Body::File(path), &put_options(&key)) {
                         Ok(()) => listener.transfer_progress(size),
                         Err(e) => {
                             if let Ok(mut slot) = first_error.lock() {
@@ -525,7 +542,7 @@ impl Publish<'_> {
         if let Some(error) = first_error.into_inner().ok().flatten() {
             return Err(error);
         }
-        Ok(pending.into_iter().map(|p| p.0).collect())
+        Ok(pending.into_iter().map(|p| p.key).collect())
     }
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
@@ -591,7 +608,7 @@ impl Publish<'_> {
         ] {
             if self.store.get(key)?.as_deref() != Some(bytes.as_slice()) {
                 self.store
-                    .put(key, Body::Bytes(&bytes), &PutOptions::for_key(key))?;
+                    .put(key, Body::Bytes(&bytes), &put_options(key))?;
             }
         }
         Ok(())
@@ -640,9 +657,9 @@ impl Publish<'_> {
             // Without a lock, a concurrent publisher's pool files are unreferenced
             // until its switch; a grace period spares them.
             if locked {
-                self.settings.grace_seconds
+                self.config.grace_seconds
             } else {
-                self.settings.grace_seconds.max(LOCKLESS_MIN_GRACE_SECONDS)
+                self.config.grace_seconds.max(LOCKLESS_MIN_GRACE_SECONDS)
             },
         );
         if next != previous {
@@ -650,7 +667,7 @@ impl Publish<'_> {
             self.store.put(
                 layout::GC_STATE_KEY,
                 Body::Bytes(&bytes),
-                &PutOptions::for_key(layout::GC_STATE_KEY),
+                &put_options(layout::GC_STATE_KEY),
             )?;
         }
         for key in &delete {

@@ -1,6 +1,8 @@
 //! Where things live in a Debian repository (keys relative to its root).
 
-/// Objects of cargo-speedy's own bookkeeping; never referenced by apt.
+/// cargo-speedy's own bookkeeping lives below this prefix; apt never reads it, so it
+/// is never public.
+pub const PRIVATE_PREFIX: &str = ".speedy/";
 pub const LOCK_KEY: &str = ".speedy/lock";
 pub const GC_STATE_KEY: &str = ".speedy/pending-deletes.json";
 /// The repository's public key, published beside dists/ for servers to fetch.
@@ -88,6 +90,28 @@ pub fn by_hash_path(index_path: &str, sha256: &str) -> String {
 /// long cache lifetimes, everything else a short one.
 pub fn is_immutable(key: &str) -> bool {
     key.starts_with("pool/") || key.contains("/by-hash/")
+}
+
+/// Whether a key is cargo-speedy's own bookkeeping, to be kept private.
+pub fn is_private(key: &str) -> bool {
+    key.starts_with(PRIVATE_PREFIX)
+}
+
+/// The media type of a repository object, from what its key says it is.
+pub fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".deb") {
+        "application/vnd.debian.binary-package"
+    } else if key.ends_with(".gz") {
+        "application/gzip"
+    } else if key.ends_with(".xz") {
+        "application/x-xz"
+    } else if key.ends_with(".gpg") {
+        "application/pgp-signature"
+    } else if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    }
 }
 
 #[cfg(test)]

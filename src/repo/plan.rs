@@ -112,9 +112,9 @@ pub fn merge(
     })
 }
 
-/// Settings of the repository that shape its Release files.
+/// What the Release files say about the archive, beside the suite and the hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoSettings {
+pub struct ReleaseFields {
     pub origin: String,
     pub label: String,
     pub description: Option<String>,
@@ -138,7 +138,7 @@ pub struct SuiteIndices {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::package::hex(&Sha256::digest(bytes))
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Gzip without a file name and with mtime 0, so equal input gives equal bytes.
@@ -162,7 +162,7 @@ fn xz(bytes: &[u8]) -> Vec<u8> {
 pub fn build_indices(
     suite: &str,
     packages: &[PackageEntry],
-    settings: &RepoSettings,
+    settings: &ReleaseFields,
     date: &str,
     valid_until: Option<String>,
 ) -> SuiteIndices {
@@ -218,17 +218,22 @@ pub fn build_indices(
     SuiteIndices { release, files }
 }
 
+/// A package that a publish adds to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUpload {
+    pub key: String,
+    /// Which of the publish's inputs holds the bytes.
+    pub source: usize,
+    pub size: u64,
+    pub sha256: String,
+}
+
 /// One write or delete of a publish, in the order it must happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A .deb into pool/; `source` indexes the publish's input files. Skipped when the
-    /// object already exists with this size and hash.
-    Pool {
-        key: String,
-        source: usize,
-        size: u64,
-        sha256: String,
-    },
+    /// A .deb into pool/. Skipped when the object already exists with this size and
+    /// hash.
+    Pool(PoolUpload),
     /// An immutable by-hash copy; skipped when it exists.
     ByHash { key: String, bytes: Vec<u8> },
     /// A canonical index, Release.gpg or Release, overwritten.
@@ -240,7 +245,7 @@ pub enum Step {
 impl Step {
     pub fn key(&self) -> &str {
         match self {
-            Step::Pool { key, .. }
+            Step::Pool(PoolUpload { key, .. })
             | Step::ByHash { key, .. }
             | Step::Replace { key, .. }
             | Step::InRelease { key, .. } => key,
@@ -256,27 +261,18 @@ pub struct PublishPlan {
     pub steps: Vec<Step>,
 }
 
-/// Orders the writes of a publish. `pool` lists (pool key, input index, size, sha256)
-/// of the packages this publish adds; `release_gpg` and `in_release` are the signed
-/// forms of `indices.release`.
+/// Orders the writes of a publish. `pool` lists the packages this publish adds;
+/// `release_gpg` and `in_release` are the signed forms of `indices.release`.
 pub fn publish_plan(
     suite: &str,
     merge: Merge,
-    pool: Vec<(String, usize, u64, String)>,
+    pool: Vec<PoolUpload>,
     indices: &SuiteIndices,
     release_gpg: Vec<u8>,
     in_release: Vec<u8>,
 ) -> PublishPlan {
     let dists = layout::dists_dir(suite);
-    let mut steps: Vec<Step> = pool
-        .into_iter()
-        .map(|(key, source, size, sha256)| Step::Pool {
-            key,
-            source,
-            size,
-            sha256,
-        })
-        .collect();
+    let mut steps: Vec<Step> = pool.into_iter().map(Step::Pool).collect();
     for file in &indices.files {
         steps.push(Step::ByHash {
             key: format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256)),
@@ -439,8 +435,8 @@ mod tests {
         assert_eq!(merge(&current, &[], 0).unwrap().packages.len(), 1);
     }
 
-    fn settings() -> RepoSettings {
-        RepoSettings {
+    fn settings() -> ReleaseFields {
+        ReleaseFields {
             origin: "O".into(),
             label: "L".into(),
             description: None,
@@ -503,13 +499,18 @@ mod tests {
         let plan = publish_plan(
             "dev",
             merged,
-            vec![(packages[0].filename.clone(), 0, 1, sha(1))],
+            vec![PoolUpload {
+                key: packages[0].filename.clone(),
+                source: 0,
+                size: 1,
+                sha256: sha(1),
+            }],
             &indices,
             b"sig".to_vec(),
             b"inrelease".to_vec(),
         );
         let rank = |step: &Step| match step {
-            Step::Pool { .. } => 0,
+            Step::Pool(_) => 0,
             Step::ByHash { .. } => 1,
             Step::Replace { key, .. } if key.ends_with("Release.gpg") => 3,
             Step::Replace { key, .. } if key.ends_with("/Release") => 4,

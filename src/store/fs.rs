@@ -29,7 +29,7 @@ impl FsStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         Ok(self.root.join(key))
     }
 
@@ -213,8 +213,12 @@ mod tests {
         (dir, store)
     }
 
-    fn opts(key: &str) -> PutOptions {
-        PutOptions::for_key(key)
+    fn opts(_key: &str) -> PutOptions {
+        PutOptions {
+            content_type: "text/plain",
+            caching: crate::store::Caching::Short,
+            public: true,
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! filesystem-shaped: there are no directories, links or renames to fake on S3. The
 //! local-directory store implements object semantics on top of files instead.
 
-pub mod faulty;
 pub mod fs;
 pub mod s3;
 
@@ -18,42 +17,15 @@ pub enum Caching {
     Short,
 }
 
-/// Properties of a written object. Backends that have no such notion ignore them.
+/// Properties of a written object, decided by the caller (the publish layer knows
+/// what a key holds; the store does not). Backends that have no such notion ignore
+/// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOptions {
     pub content_type: &'static str,
     pub caching: Caching,
     /// Readable by anyone (apt clients); bookkeeping objects are private.
     pub public: bool,
-}
-
-impl PutOptions {
-    /// The options for a repository key, from what it is.
-    pub fn for_key(key: &str) -> Self {
-        let content_type = if key.ends_with(".deb") {
-            "application/vnd.debian.binary-package"
-        } else if key.ends_with(".gz") {
-            "application/gzip"
-        } else if key.ends_with(".xz") {
-            "application/x-xz"
-        } else if key.ends_with(".gpg") {
-            "application/pgp-signature"
-        } else if key.ends_with(".json") {
-            "application/json"
-        } else {
-            "text/plain; charset=utf-8"
-        };
-        let caching = if crate::repo::layout::is_immutable(key) {
-            Caching::Immutable
-        } else {
-            Caching::Short
-        };
-        PutOptions {
-            content_type,
-            caching,
-            public: !key.starts_with(".speedy/"),
-        }
-    }
 }
 
 /// The body of a put: small objects from memory, packages streamed from disk.
@@ -90,8 +62,6 @@ pub enum StoreError {
     ConditionalWritesUnsupported { store: String },
     #[error("{store}: {message}")]
     Backend { store: String, message: String },
-    #[error("{store}: request {request} failed (injected fault)")]
-    Injected { store: String, request: usize },
 }
 
 /// An object store holding one repository.
@@ -115,8 +85,18 @@ pub trait Store: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
-fn check_key(key: &str) -> Result<(), StoreError> {
-    crate::repo::layout::check_key(key).map_err(StoreError::InvalidKey)
+/// Every backend refuses a key that could escape the store (the fs store maps keys
+/// to paths): it is relative, with no empty, `.` or `..` part.
+pub fn check_key(key: &str) -> Result<(), String> {
+    let escapes = key.is_empty()
+        || key.starts_with('/')
+        || key.contains(['\\', '\0', '\n'])
+        || key.split('/').any(|part| matches!(part, "" | "." | ".."));
+    if escapes {
+        Err(format!("{key:?} is not a valid object key"))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -124,19 +104,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_follow_the_key() {
-        let pool = PutOptions::for_key("pool/main/s/x/x_1_amd64.deb");
-        assert_eq!(pool.caching, Caching::Immutable);
-        assert_eq!(pool.content_type, "application/vnd.debian.binary-package");
-        assert!(pool.public);
-        assert_eq!(
-            PutOptions::for_key("dists/dev/InRelease").caching,
-            Caching::Short
-        );
-        assert_eq!(
-            PutOptions::for_key("dists/dev/main/binary-amd64/by-hash/SHA256/ab").caching,
-            Caching::Immutable
-        );
-        assert!(!PutOptions::for_key(".speedy/lock").public);
+    fn keys_cannot_escape_the_store() {
+        for good in ["pool/main/s/x/x_1_amd64.deb", ".speedy/lock", "a"] {
+            assert!(check_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/", "a\\b", "a\nb"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -452,7 +452,7 @@ impl Store for S3Store {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
             match self
@@ -483,7 +483,7 @@ impl Store for S3Store {
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
             match self
@@ -535,7 +535,7 @@ impl Store for S3Store {
     }
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
             let stream = match body {
@@ -579,7 +579,7 @@ impl Store for S3Store {
         body: &[u8],
         options: &PutOptions,
     ) -> Result<bool, StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         if !self.probe_conditional_writes()? {
             return Err(StoreError::ConditionalWritesUnsupported {
                 store: self.describe(),
@@ -655,7 +655,7 @@ impl Store for S3Store {
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
+        check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
             self.client

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod faulty;
+
 /// Fixed archive timestamps, so results do not depend on git or mtimes.
 pub const EPOCH: &str = "1795000000";
 
@@ -186,7 +188,7 @@ pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
 
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).expect("read");
-    cargo_speedy::package::hex(&Sha256::digest(bytes))
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Extracts a .deb's data and control parts into a temp dir: `root/` and `DEBIAN/`.
@@ -503,20 +505,25 @@ pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
     deb
 }
 
-/// Repository settings for tests that call the publish library directly.
-pub fn publish_settings(retention: usize) -> cargo_speedy::publish::PublishSettings {
-    cargo_speedy::publish::PublishSettings {
-        repo: cargo_speedy::repo::plan::RepoSettings {
-            origin: "Speedy".into(),
-            label: "Speedy".into(),
-            description: None,
-            architectures: vec!["amd64".into()],
-        },
-        suites: vec!["dev".into(), "stable".into()],
-        retention,
-        grace_seconds: 3600,
-        valid_for_seconds: None,
-    }
+/// Repository settings for tests that call the publish library directly: the
+/// defaults (suites dev and stable, a grace period of 1h), amd64, `retention`.
+pub fn repo_config(retention: usize) -> cargo_speedy::config::RepoConfig {
+    use cargo_speedy::config::{RepoConfig, RepoMetadata, WorkspaceMetadata};
+    let workspace = WorkspaceMetadata {
+        repo: Some(RepoMetadata {
+            retention: Some(retention),
+            architectures: Some(vec!["amd64".into()]),
+            ..RepoMetadata::default()
+        }),
+        ..WorkspaceMetadata::default()
+    };
+    RepoConfig::resolve(
+        &workspace,
+        Path::new("/ws"),
+        Path::new("/ws/Cargo.toml"),
+        Path::new("/ws/target"),
+    )
+    .expect("valid test settings")
 }
 
 /// A fresh Ed25519 signing key made at `created` (unix seconds).

@@ -1,25 +1,14 @@
-//! `[workspace.metadata.speedy.repo]` and `[workspace.metadata.speedy.signing]`, and
-//! where the signing key comes from.
-//!
-//! Secrets never come from argv: the key is read from a file (`--key-file`, the
-//! `key-file` setting, `SPEEDY_SIGNING_KEY_FILE`) or from the environment variable
-//! `SPEEDY_SIGNING_KEY` holding the armored key (CI), the passphrase only from
-//! `SPEEDY_SIGNING_PASSPHRASE`.
+//! `[workspace.metadata.speedy.repo]` (and `.repo.spaces`): where the apt repository
+//! lives and what shapes it, validated into a [`RepoConfig`] and a [`RepoLocation`].
 
-use crate::config::{check_timespan, parse_timespan, ConfigError, WorkspaceMetadata};
-use crate::listener::Listener;
-use crate::publish::PublishSettings;
+use super::timespan::parse_timespan;
+use super::{ConfigError, WorkspaceMetadata};
 use crate::repo::index::check_architecture;
 use crate::repo::layout::check_suite;
-use crate::repo::plan::RepoSettings;
-use crate::sign::{KeyAlgorithm, KeyParams, SignError, SigningKey};
+use crate::repo::plan::ReleaseFields;
 use crate::store::s3::{ChecksumMode, S3Config};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-
-pub const KEY_ENV: &str = "SPEEDY_SIGNING_KEY";
-pub const KEY_FILE_ENV: &str = "SPEEDY_SIGNING_KEY_FILE";
-pub const PASSPHRASE_ENV: &str = "SPEEDY_SIGNING_PASSPHRASE";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -80,7 +69,7 @@ impl SpacesMetadata {
 
 /// Where a repository lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum RepoLocation {
     Local(PathBuf),
     Spaces {
         config: S3Config,
@@ -88,11 +77,11 @@ pub enum Destination {
     },
 }
 
-impl Destination {
+impl RepoLocation {
     pub fn describe(&self) -> String {
         match self {
-            Destination::Local(dir) => dir.display().to_string(),
-            Destination::Spaces { config, .. } => format!(
+            RepoLocation::Local(dir) => dir.display().to_string(),
+            RepoLocation::Spaces { config, .. } => format!(
                 "s3://{}/{}",
                 config.bucket,
                 config.prefix.as_deref().unwrap_or("")
@@ -103,32 +92,40 @@ impl Destination {
     /// The URL servers put in `URIs:`.
     pub fn public_url(&self) -> String {
         match self {
-            Destination::Local(dir) => format!("file:{}", dir.display()),
-            Destination::Spaces { public_url, .. } => public_url.clone(),
+            RepoLocation::Local(dir) => format!("file:{}", dir.display()),
+            RepoLocation::Spaces { public_url, .. } => public_url.clone(),
         }
     }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct SigningMetadata {
-    /// The armored secret key, relative to the workspace root.
-    pub key_file: Option<PathBuf>,
-    /// Add a debsigs `_gpgorigin` signature to every built .deb (default: yes).
-    pub sign_debs: Option<bool>,
 }
 
 /// The validated repository settings.
 #[derive(Debug, Clone)]
 pub struct RepoConfig {
+    /// The local-directory repository (the embedded default destination).
     pub dir: PathBuf,
-    pub publish: PublishSettings,
+    /// What the Release files say about the archive.
+    pub release: ReleaseFields,
+    /// The suites this repository may have.
+    pub suites: Vec<String>,
     pub default_suite: String,
-    pub key_file: Option<PathBuf>,
-    pub sign_debs: bool,
+    /// Versions kept per package and architecture.
+    pub retention: usize,
+    /// How long unreferenced pool files and by-hash copies are kept.
+    pub grace_seconds: u64,
+    /// Valid-Until = Date + this, when set.
+    pub valid_for_seconds: Option<u64>,
     /// The manifest's Spaces settings, before flags.
     pub spaces: Option<SpacesMetadata>,
     manifest: PathBuf,
+}
+
+/// What the command line says about the destination; wins over the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct RepoOverrides {
+    /// `--repo-dir`: a local directory, which wins over a configured bucket.
+    pub dir: Option<PathBuf>,
+    /// `--bucket`, `--region`, ...: each wins over its manifest key.
+    pub spaces: SpacesMetadata,
 }
 
 fn check_bucket(bucket: &str) -> Result<(), String> {
@@ -147,19 +144,18 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
 }
 
 impl RepoConfig {
-    /// Where to publish: `--repo-dir` wins, then a Spaces bucket (flags over the
-    /// manifest), else the local directory.
-    pub fn destination(
-        &self,
-        local_dir: Option<&Path>,
-        flags: SpacesMetadata,
-    ) -> Result<Destination, ConfigError> {
-        if let Some(dir) = local_dir {
-            return Ok(Destination::Local(dir.to_owned()));
+    /// Where the repository is: `--repo-dir` wins, then a Spaces bucket (flags over
+    /// the manifest), else the configured local directory.
+    pub fn location(&self, overrides: &RepoOverrides) -> Result<RepoLocation, ConfigError> {
+        if let Some(dir) = &overrides.dir {
+            return Ok(RepoLocation::Local(dir.clone()));
         }
-        let spaces = flags.or(self.spaces.clone().unwrap_or_default());
+        let spaces = overrides
+            .spaces
+            .clone()
+            .or(self.spaces.clone().unwrap_or_default());
         let Some(bucket) = spaces.bucket.clone() else {
-            return Ok(Destination::Local(self.dir.clone()));
+            return Ok(RepoLocation::Local(self.dir.clone()));
         };
         let err = |key: &str, message: String| ConfigError {
             manifest: self.manifest.clone(),
@@ -193,7 +189,7 @@ impl RepoConfig {
         if let Some(prefix) = &spaces.prefix {
             let prefix = prefix.trim_matches('/');
             if !prefix.is_empty() {
-                crate::repo::layout::check_key(prefix).map_err(|why| err("prefix", why))?;
+                crate::store::check_key(prefix).map_err(|why| err("prefix", why))?;
                 config.prefix = Some(prefix.to_owned());
             }
         }
@@ -271,7 +267,7 @@ impl RepoConfig {
                 format!("{scheme}://{bucket}.{host}/{prefix_path}")
             }
         };
-        Ok(Destination::Spaces { config, public_url })
+        Ok(RepoLocation::Spaces { config, public_url })
     }
 
     pub fn resolve(
@@ -312,7 +308,7 @@ impl RepoConfig {
         let architectures = repo
             .architectures
             .clone()
-            .unwrap_or_else(|| vec![crate::package::debian_architecture(None)]);
+            .unwrap_or_else(|| vec![crate::debian::host_architecture()]);
         for (index, architecture) in architectures.iter().enumerate() {
             check_architecture(architecture)
                 .map_err(|why| err(&format!("architectures[{index}]"), why))?;
@@ -321,8 +317,8 @@ impl RepoConfig {
         if retention == 0 {
             return Err(err("retention", "keep at least 1 version".into()));
         }
-        let grace = repo.grace_period.clone().unwrap_or_else(|| "1h".to_owned());
-        check_timespan(&grace).map_err(|why| err("grace-period", why))?;
+        let grace = repo.grace_period.as_deref().unwrap_or("1h");
+        let grace_seconds = parse_timespan(grace).map_err(|why| err("grace-period", why))?;
         let valid_for = match &repo.valid_for {
             Some(span) => Some(parse_timespan(span).map_err(|why| err("valid-for", why))?),
             None => None,
@@ -340,209 +336,41 @@ impl RepoConfig {
         if let Some(description) = &repo.description {
             one_line("description", &Some(description.clone()), "")?;
         }
-        let signing = workspace.signing.clone().unwrap_or_default();
         Ok(RepoConfig {
             dir: repo
                 .dir
                 .map(|d| root.join(d))
                 .unwrap_or_else(|| target_dir.join("speedy").join("repo")),
-            publish: PublishSettings {
-                repo: RepoSettings {
-                    origin,
-                    label,
-                    description: repo.description.clone(),
-                    architectures,
-                },
-                suites,
-                retention,
-                grace_seconds: parse_timespan(&grace).map_err(|why| err("grace-period", why))?,
-                valid_for_seconds: valid_for,
+            release: ReleaseFields {
+                origin,
+                label,
+                description: repo.description.clone(),
+                architectures,
             },
+            suites,
             default_suite,
-            key_file: signing.key_file.map(|p| root.join(p)),
-            sign_debs: signing.sign_debs.unwrap_or(true),
+            retention,
+            grace_seconds,
+            valid_for_seconds: valid_for,
             spaces: repo.spaces.clone(),
             manifest: root_manifest.to_owned(),
         })
     }
+}
 
-    /// Where the development key lives when none is configured: beside the repository.
-    pub fn dev_key_path(&self) -> PathBuf {
-        let name = self
-            .dir
+impl RepoLocation {
+    /// Where the development key lives when none is configured: beside a
+    /// local-directory repository. A remote repository never gets one.
+    pub fn dev_key_path(&self) -> Option<PathBuf> {
+        let RepoLocation::Local(dir) = self else {
+            return None;
+        };
+        let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "repo".into());
-        self.dir
-            .with_file_name(format!("{name}-dev-signing-key.asc"))
+        Some(dir.with_file_name(format!("{name}-dev-signing-key.asc")))
     }
-}
-
-/// Where a key came from, for messages (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    File(PathBuf),
-    Environment(&'static str),
-    /// The development key beside the local repository; `generated` when made just now.
-    Development {
-        path: PathBuf,
-        generated: bool,
-    },
-}
-
-impl std::fmt::Display for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::File(path) => write!(f, "{}", path.display()),
-            KeySource::Environment(name) => write!(f, "${name}"),
-            KeySource::Development { path, .. } => {
-                write!(f, "{} (development key)", path.display())
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error(transparent)]
-    Sign(#[from] SignError),
-    #[error("cannot read the signing key {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "no signing key configured: publishing to {destination} needs one. Create one with \
-         `cargo speedy key generate --output KEYFILE`, then set `key-file` in [workspace.metadata.speedy.signing], \
-         pass --key-file, or put the armored key in ${KEY_ENV}"
-    )]
-    NotConfigured { destination: String },
-}
-
-fn passphrase() -> Option<String> {
-    std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty())
-}
-
-fn load_file(path: &Path) -> Result<SigningKey, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(SigningKey::from_bytes(
-        &bytes,
-        passphrase().as_deref(),
-        &path.display().to_string(),
-    )?)
-}
-
-/// Finds the signing key: `--key-file`, then `$SPEEDY_SIGNING_KEY`,
-/// `$SPEEDY_SIGNING_KEY_FILE`, the `key-file` setting, and last, when `dev_key` is
-/// given (a local-directory repository), a development key at that path, generated
-/// if missing. `None` when there is none and no development key is allowed.
-pub fn find_signing_key(
-    flag: Option<&Path>,
-    configured: Option<&Path>,
-    dev_key: Option<&Path>,
-) -> Result<Option<(SigningKey, KeySource)>, KeyError> {
-    if let Some(path) = flag {
-        return Ok(Some((load_file(path)?, KeySource::File(path.to_owned()))));
-    }
-    if let Some(armored) = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()) {
-        let key = SigningKey::from_bytes(
-            armored.as_bytes(),
-            passphrase().as_deref(),
-            &format!("${KEY_ENV}"),
-        )?;
-        return Ok(Some((key, KeySource::Environment(KEY_ENV))));
-    }
-    if let Some(path) = std::env::var_os(KEY_FILE_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-    {
-        return Ok(Some((load_file(&path)?, KeySource::File(path))));
-    }
-    if let Some(path) = configured {
-        return Ok(Some((load_file(path)?, KeySource::File(path.to_owned()))));
-    }
-    let Some(path) = dev_key else { return Ok(None) };
-    if path.exists() {
-        return Ok(Some((
-            load_file(path)?,
-            KeySource::Development {
-                path: path.to_owned(),
-                generated: false,
-            },
-        )));
-    }
-    let key = SigningKey::generate(&KeyParams {
-        algorithm: KeyAlgorithm::Ed25519,
-        user_id: "cargo-speedy development key (not for production) <dev@localhost>".to_owned(),
-        passphrase: None,
-        created: now(),
-    })?;
-    write_secret_file(path, key.to_armored()?.as_bytes())?;
-    Ok(Some((
-        key,
-        KeySource::Development {
-            path: path.to_owned(),
-            generated: true,
-        },
-    )))
-}
-
-/// Says loudly that a development key is in use, once per command.
-pub fn warn_about_dev_key(source: &KeySource, listener: &dyn Listener) {
-    if let KeySource::Development { path, generated } = source {
-        let made = if *generated {
-            "generated a development signing key"
-        } else {
-            "signing with the development key"
-        };
-        listener.warning(&format!(
-            "{made} at {}: fine for trying things locally, NOT for servers. Create a real key with \
-             `cargo speedy key generate --output KEYFILE`, keep it secret, and set `key-file` in \
-             [workspace.metadata.speedy.signing] (or ${KEY_ENV} in CI)",
-            path.display()
-        ));
-    }
-}
-
-/// Writes a secret key file readable by its owner only, created that way (never
-/// world-readable for an instant), via a temporary file in the same directory.
-pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let write_error = |source| KeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".speedy-key-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    temp.write_all(bytes).map_err(write_error)?;
-    temp.as_file().sync_all().map_err(write_error)?;
-    temp.persist_noclobber(path)
-        .map_err(|e| write_error(e.error))?;
-    Ok(())
-}
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -567,12 +395,12 @@ mod tests {
         let config = resolve(RepoMetadata::default()).unwrap();
         assert_eq!(config.dir, Path::new("/ws/target/speedy/repo"));
         assert_eq!(config.default_suite, "dev");
-        assert_eq!(config.publish.suites, ["dev", "stable"]);
-        assert_eq!(config.publish.retention, 5);
-        assert_eq!(config.publish.grace_seconds, 3600);
-        assert!(config.sign_debs);
+        assert_eq!(config.suites, ["dev", "stable"]);
+        assert_eq!(config.retention, 5);
+        assert_eq!(config.grace_seconds, 3600);
+        let location = config.location(&RepoOverrides::default()).unwrap();
         assert_eq!(
-            config.dev_key_path(),
+            location.dev_key_path().unwrap(),
             Path::new("/ws/target/speedy/repo-dev-signing-key.asc")
         );
     }
@@ -630,22 +458,26 @@ mod tests {
         }
     }
 
+    fn spaces_only(spaces: SpacesMetadata) -> RepoOverrides {
+        RepoOverrides { dir: None, spaces }
+    }
+
     #[test]
-    fn destinations() {
+    fn locations() {
         let config = resolve(RepoMetadata::default()).unwrap();
         assert_eq!(
-            config.destination(None, SpacesMetadata::default()).unwrap(),
-            Destination::Local("/ws/target/speedy/repo".into())
+            config.location(&RepoOverrides::default()).unwrap(),
+            RepoLocation::Local("/ws/target/speedy/repo".into())
         );
         let spaces = SpacesMetadata {
             bucket: Some("speedy-apt".into()),
             region: Some("ams3".into()),
             ..Default::default()
         };
-        let Destination::Spaces {
+        let RepoLocation::Spaces {
             config: s3,
             public_url,
-        } = config.destination(None, spaces.clone()).unwrap()
+        } = config.location(&spaces_only(spaces.clone())).unwrap()
         else {
             panic!()
         };
@@ -657,18 +489,18 @@ mod tests {
         );
         // --repo-dir wins; dotted buckets go path-style.
         assert_eq!(
-            config.destination(Some(Path::new("/r")), spaces).unwrap(),
-            Destination::Local("/r".into())
+            config.location(&RepoOverrides { dir: Some("/r".into()), spaces }).unwrap(),
+            RepoLocation::Local("/r".into())
         );
         let dotted = SpacesMetadata {
             bucket: Some("apt.speedy.example".into()),
             prefix: Some("/debian/".into()),
             ..Default::default()
         };
-        let Destination::Spaces {
+        let RepoLocation::Spaces {
             config: s3,
             public_url,
-        } = config.destination(None, dotted).unwrap()
+        } = config.location(&spaces_only(dotted)).unwrap()
         else {
             panic!()
         };
@@ -726,22 +558,8 @@ mod tests {
                 "prefix",
             ),
         ] {
-            let error = config.destination(None, bad).unwrap_err();
+            let error = config.location(&spaces_only(bad)).unwrap_err();
             assert!(error.key.contains(&format!("spaces.{key}")), "{error}");
         }
-    }
-
-    #[test]
-    fn secret_files_are_private_and_never_clobbered() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key.asc");
-        write_secret_file(&path, b"secret").unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert!(write_secret_file(&path, b"other").is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"secret");
     }
 }

@@ -1,9 +1,10 @@
-//! A store wrapper that fails one chosen request, for proving DESIGN.md invariant 6
+//! A store wrapper that fails one chosen request, for proving invariant 6 of
+//! docs/ARCHITECTURE.md
 //! (a fault at any request leaves a readable repository, and a rerun finishes) by
 //! enumerating every request of a publish. It can also pretend the store has no
 //! conditional writes, to exercise the publish path without a lock.
 
-use super::{Body, ObjectMeta, PutOptions, Store, StoreError};
+use cargo_speedy::store::{Body, ObjectMeta, PutOptions, Store, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// When the chosen request fails.
@@ -56,9 +57,9 @@ impl<S: Store> FaultyStore<S> {
 
     fn request<T>(&self, call: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let injected = || StoreError::Injected {
+        let injected = || StoreError::Backend {
             store: self.inner.describe(),
-            request: number,
+            message: format!("request {number} failed (injected fault)"),
         };
         match self.fail_at {
             Some((k, FaultTiming::Before)) if k == number => Err(injected()),
@@ -111,46 +112,5 @@ impl<S: Store> Store for FaultyStore<S> {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.request(|s| s.delete(key))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::fs::FsStore;
-
-    #[test]
-    fn fails_exactly_the_chosen_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = PutOptions::for_key("k");
-        let store = FaultyStore::new(FsStore::new(dir.path())).failing(2, FaultTiming::Before);
-        store.put("a", Body::Bytes(b"1"), &opts).unwrap();
-        assert!(matches!(
-            store.put("b", Body::Bytes(b"2"), &opts),
-            Err(StoreError::Injected { request: 2, .. })
-        ));
-        store.put("c", Body::Bytes(b"3"), &opts).unwrap();
-        assert_eq!(store.requests(), 3);
-        assert!(store.get("b").unwrap().is_none(), "before: never happened");
-
-        let store = FaultyStore::new(FsStore::new(dir.path())).failing(1, FaultTiming::After);
-        assert!(store.put("d", Body::Bytes(b"4"), &opts).is_err());
-        assert_eq!(
-            store.get("d").unwrap().as_deref(),
-            Some(&b"4"[..]),
-            "after: happened, answer lost"
-        );
-    }
-
-    #[test]
-    fn can_hide_conditional_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
-        let result = store.put_if_absent("lock", b"x", &PutOptions::for_key("lock"));
-        assert!(matches!(
-            result,
-            Err(StoreError::ConditionalWritesUnsupported { .. })
-        ));
-        assert!(store.get("lock").unwrap().is_none());
     }
 }

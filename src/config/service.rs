@@ -1,50 +1,16 @@
-//! `[workspace.metadata.speedy]` and `[package.metadata.speedy]`: the declarative
-//! description of a service, read from cargo metadata and validated into a [`Service`]
-//! that the packaging layer can render without further checks.
+//! `[package.metadata.speedy]`: one service, read from cargo metadata and validated
+//! into a [`Service`] that the packaging layer renders without further checks.
+//! Resolution runs as a series of steps, one per concern (name, version, binary,
+//! user, paths, environment, config files, kind, maintainer), each naming the key at
+//! fault.
 
+use super::timespan::check_timespan;
+use super::{parse_table, ConfigError, WorkspaceMetadata};
 use crate::calendar;
 use crate::debian::{self, DebianVersion};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// A configuration mistake, always naming the manifest and the key at fault.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: `{key}`: {message}", manifest.display())]
-pub struct ConfigError {
-    pub manifest: PathBuf,
-    pub key: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(manifest: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            manifest: manifest.to_owned(),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Repo-wide defaults, `[workspace.metadata.speedy]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct WorkspaceMetadata {
-    pub user: Option<String>,
-    pub group: Option<String>,
-    pub maintainer: Option<String>,
-    pub revision: Option<String>,
-    pub install_dir: Option<String>,
-    pub jobs_disabled_flag: Option<String>,
-    pub randomized_delay: Option<String>,
-    pub state_root: Option<String>,
-    /// The apt repository, `[workspace.metadata.speedy.repo]`.
-    pub repo: Option<crate::repo_config::RepoMetadata>,
-    /// The signing key, `[workspace.metadata.speedy.signing]`.
-    pub signing: Option<crate::repo_config::SigningMetadata>,
-}
 
 /// One service, `[package.metadata.speedy]`.
 #[derive(Debug, Deserialize)]
@@ -177,33 +143,6 @@ impl Service {
 
     pub fn job_unit_base(&self, job: &Job) -> String {
         format!("{}-{}", self.deb_name, job.name)
-    }
-}
-
-/// Parses a metadata table, reporting the exact key path at fault.
-fn parse_table<T: DeserializeOwned>(
-    value: &serde_json::Value,
-    manifest: &Path,
-    table: &str,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let key = if path == "." {
-            table.to_owned()
-        } else {
-            format!("{table}.{path}")
-        };
-        ConfigError::new(manifest, key, error.into_inner().to_string())
-    })
-}
-
-pub fn parse_workspace_metadata(
-    workspace_metadata: &serde_json::Value,
-    manifest: &Path,
-) -> Result<WorkspaceMetadata, ConfigError> {
-    match workspace_metadata.get("speedy") {
-        None | Some(serde_json::Value::Null) => Ok(WorkspaceMetadata::default()),
-        Some(value) => parse_table(value, manifest, "workspace.metadata.speedy"),
     }
 }
 
@@ -697,73 +636,6 @@ fn check_job_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// systemd time spans such as `5min`, `30s`, `1h 30min`.
-pub fn check_timespan(span: &str) -> Result<(), String> {
-    parse_timespan(span).map(|_| ())
-}
-
-/// A systemd-style time span in whole seconds (sub-second parts round down).
-pub fn parse_timespan(span: &str) -> Result<u64, String> {
-    const UNITS: &[(&str, f64)] = &[
-        ("", 1.0),
-        ("us", 1e-6),
-        ("usec", 1e-6),
-        ("ms", 1e-3),
-        ("msec", 1e-3),
-        ("s", 1.0),
-        ("sec", 1.0),
-        ("second", 1.0),
-        ("seconds", 1.0),
-        ("m", 60.0),
-        ("min", 60.0),
-        ("minute", 60.0),
-        ("minutes", 60.0),
-        ("h", 3600.0),
-        ("hr", 3600.0),
-        ("hour", 3600.0),
-        ("hours", 3600.0),
-        ("d", 86400.0),
-        ("day", 86400.0),
-        ("days", 86400.0),
-        ("w", 604800.0),
-        ("week", 604800.0),
-        ("weeks", 604800.0),
-    ];
-    let compact: String = span.split_whitespace().collect::<Vec<_>>().join(" ");
-    if compact.is_empty() {
-        return Err("the time span is empty".into());
-    }
-    let mut rest = compact.as_str();
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "{span:?} is not a time span like \"5min\" or \"30s\""
-            ));
-        }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{span:?} is too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let Some((_, factor)) = UNITS.iter().find(|(name, _)| *name == &rest[..unit_len]) else {
-            return Err(format!(
-                "{span:?}: unknown time unit {:?}",
-                &rest[..unit_len]
-            ));
-        };
-        total += value * factor;
-        rest = &rest[unit_len..];
-    }
-    Ok(total as u64)
-}
-
 /// Arguments are written into `ExecStart=`; a newline would end the directive early.
 fn check_args(args: &[String]) -> Result<(), String> {
     for arg in args {
@@ -1022,24 +894,6 @@ mod tests {
             "/etc/a b",
         ] {
             assert!(check_conffile_dest(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn timespan_seconds() {
-        assert_eq!(parse_timespan("1h 30min"), Ok(5400));
-        assert_eq!(parse_timespan("0"), Ok(0));
-        assert_eq!(parse_timespan("2d"), Ok(172_800));
-        assert_eq!(parse_timespan("500ms"), Ok(0));
-    }
-
-    #[test]
-    fn timespans() {
-        for good in ["5min", "30s", "1h 30min", "0", "2d"] {
-            assert!(check_timespan(good).is_ok(), "{good}");
-        }
-        for bad in ["", "soon", "5 parsecs", "min"] {
-            assert!(check_timespan(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,0 +1,107 @@
+//! `list` and `verify`: read-only, with the signing key's public half or `--keyring`.
+
+use super::{open_store, CommandError, RepoTarget};
+use crate::keys::KeyPurpose;
+use crate::listener::Listener;
+use crate::publish::verify::{self, VerifyReport};
+use crate::sign::PublicKey;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    pub repo: RepoTarget,
+    /// Verify against this public key (binary or armored) instead of the signing key.
+    pub keyring: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedSuite {
+    pub suite: String,
+    /// The Release date.
+    pub date: String,
+    pub packages: Vec<ListedPackage>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListReport {
+    pub repository: String,
+    pub suites: Vec<ListedSuite>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyOutcome {
+    #[serde(flatten)]
+    pub report: VerifyReport,
+    pub repository: String,
+}
+
+impl ReadOptions {
+    fn public_key(
+        &self,
+        settings: &super::RepoSettings,
+        listener: &dyn Listener,
+    ) -> Result<PublicKey, CommandError> {
+        let Some(path) = &self.keyring else {
+            let key = settings.signing_key(&self.repo, KeyPurpose::Read, listener)?;
+            return Ok(key.public_key());
+        };
+        let bytes = std::fs::read(path).map_err(|source| CommandError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?)
+    }
+}
+
+pub fn list(options: &ReadOptions, listener: &dyn Listener) -> Result<ListReport, CommandError> {
+    let settings = options.repo.settings()?;
+    let key = options.public_key(&settings, listener)?;
+    let store = open_store(&settings.location)?;
+    let suites = verify::list(store.as_ref(), &key)?
+        .into_iter()
+        .map(|state| ListedSuite {
+            suite: state.suite,
+            date: state.release.date,
+            packages: state
+                .packages
+                .into_iter()
+                .map(|p| ListedPackage {
+                    name: p.name,
+                    version: p.version,
+                    architecture: p.architecture,
+                    filename: p.filename,
+                    sha256: p.sha256,
+                    size: p.size,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(ListReport {
+        repository: settings.location.describe(),
+        suites,
+    })
+}
+
+/// Every signature, index hash and pool file; the report says what is wrong.
+pub fn verify(
+    options: &ReadOptions,
+    listener: &dyn Listener,
+) -> Result<VerifyOutcome, CommandError> {
+    let settings = options.repo.settings()?;
+    let key = options.public_key(&settings, listener)?;
+    let store = open_store(&settings.location)?;
+    Ok(VerifyOutcome {
+        report: verify::verify(store.as_ref(), &key)?,
+        repository: settings.location.describe(),
+    })
+}

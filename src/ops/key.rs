@@ -1,0 +1,110 @@
+//! `key generate`, `key export` and `key debsig-policy`.
+
+use super::{CommandError, RepoTarget};
+use crate::keys::{self, KeyPurpose};
+use crate::listener::Listener;
+use crate::sign::{KeyAlgorithm, KeyParams, SigningKey};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct KeyGenerateOptions {
+    /// Where the armored secret key goes (created 0600, never overwritten).
+    pub output: PathBuf,
+    pub algorithm: KeyAlgorithm,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyGenerated {
+    pub path: PathBuf,
+    pub fingerprint: String,
+    /// Protected by `$SPEEDY_SIGNING_PASSPHRASE`.
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyExportOptions {
+    pub repo: RepoTarget,
+    pub output: PathBuf,
+    /// Armored even when `output` does not end in `.asc`.
+    pub armor: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyExported {
+    pub path: PathBuf,
+    pub fingerprint: String,
+    pub armored: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DebsigPolicy {
+    /// The policy XML.
+    pub policy: String,
+    /// Where it goes on a server.
+    pub policy_path: String,
+    /// Where the binary public keyring goes on a server.
+    pub keyring_path: String,
+}
+
+/// The passphrase, if any, comes from `$SPEEDY_SIGNING_PASSPHRASE`.
+pub fn key_generate(
+    options: &KeyGenerateOptions,
+    listener: &dyn Listener,
+) -> Result<KeyGenerated, CommandError> {
+    let passphrase = keys::passphrase();
+    let encrypted = passphrase.is_some();
+    let key = SigningKey::generate(&KeyParams {
+        algorithm: options.algorithm,
+        user_id: options.user_id.clone(),
+        passphrase,
+        created: crate::clock::now(),
+    })?;
+    keys::write_secret_file(&options.output, key.to_armored()?.as_bytes())?;
+    listener.detail(&format!("wrote {}", options.output.display()));
+    Ok(KeyGenerated {
+        path: options.output.clone(),
+        fingerprint: key.fingerprint(),
+        encrypted,
+    })
+}
+
+/// The public key: a binary keyring for /usr/share/keyrings, or armored (.asc).
+pub fn key_export(
+    options: &KeyExportOptions,
+    listener: &dyn Listener,
+) -> Result<KeyExported, CommandError> {
+    let settings = options.repo.settings_for_key_file()?;
+    let public_key = settings
+        .signing_key(&options.repo, KeyPurpose::Read, listener)?
+        .public_key();
+    let armored = options.armor || options.output.extension().is_some_and(|e| e == "asc");
+    let bytes = if armored {
+        public_key.to_armored()?.into_bytes()
+    } else {
+        public_key.to_binary()?
+    };
+    keys::write_public_file(&options.output, &bytes)?;
+    Ok(KeyExported {
+        path: options.output.clone(),
+        fingerprint: public_key.fingerprint(),
+        armored,
+    })
+}
+
+/// The debsig-verify policy for .debs signed with the key, and where it goes.
+pub fn debsig_policy(
+    repo: &RepoTarget,
+    listener: &dyn Listener,
+) -> Result<DebsigPolicy, CommandError> {
+    let settings = repo.settings_for_key_file()?;
+    let fingerprint = settings
+        .signing_key(repo, KeyPurpose::Read, listener)?
+        .fingerprint();
+    let (policy_path, keyring_path) = crate::debfile::debsig_paths(&fingerprint);
+    Ok(DebsigPolicy {
+        policy: crate::debfile::debsig_policy(&fingerprint, &settings.config.release.origin),
+        policy_path: format!("/etc/debsig/policies/{policy_path}"),
+        keyring_path: format!("/usr/share/debsig/keyrings/{keyring_path}"),
+    })
+}

@@ -1,0 +1,168 @@
+//! The library operations behind the commands: one function per command, each taking
+//! an options struct and a [`Listener`], returning a typed report. The binary only
+//! parses flags into these options and prints the reports (`crate::output`).
+//!
+//! This module is also where the pieces meet: the workspace's settings, the flags
+//! that override them, the store a location opens and the key that signs for it
+//! (docs/ARCHITECTURE.md, "Layers").
+
+mod build;
+mod doctor;
+mod inspect;
+mod key;
+mod publish;
+
+pub use build::{build, BuildCommandOptions, BuildOutcome};
+pub use doctor::{doctor, DoctorReport};
+pub use inspect::{list, verify, ListReport, ListedPackage, ListedSuite, ReadOptions, VerifyOutcome};
+pub use key::{
+    debsig_policy, key_export, key_generate, DebsigPolicy, KeyExportOptions, KeyExported,
+    KeyGenerateOptions, KeyGenerated,
+};
+pub use publish::{
+    promote, publish, release, PromoteOptions, PublishControl, PublishOptions, PublishSummary,
+    ReleaseOptions,
+};
+
+use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
+use crate::keys::{KeyError, KeyPurpose, SigningKeys};
+use crate::listener::Listener;
+use crate::package::BuildError;
+use crate::publish::PublishError;
+use crate::sign::{SignError, SigningKey};
+use crate::store::fs::FsStore;
+use crate::store::s3::{Credentials, S3Store};
+use crate::store::{Store, StoreError};
+use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
+use std::path::PathBuf;
+
+/// Why a command failed. Each variant's message names the file, key or value at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket")]
+    NotSpaces,
+}
+
+/// Which repository a command works on, and with which key: the workspace's settings
+/// with the command line's overrides.
+#[derive(Debug, Clone, Default)]
+pub struct RepoTarget {
+    pub manifest_path: Option<PathBuf>,
+    pub locking: LockingFlags,
+    pub overrides: RepoOverrides,
+    /// `--key-file`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The settings of a repository command, resolved once.
+pub struct RepoSettings {
+    pub workspace: Option<Workspace>,
+    pub config: RepoConfig,
+    pub signing: SigningConfig,
+    pub location: RepoLocation,
+}
+
+impl RepoTarget {
+    /// Loads the workspace and applies the flags.
+    pub fn settings(&self) -> Result<RepoSettings, CommandError> {
+        let workspace = Workspace::load(self.manifest_path.as_deref(), self.locking)?;
+        self.settings_of(workspace)
+    }
+
+    /// Like [`RepoTarget::settings`], but a command that only needs a key file (`key
+    /// export --key-file`) also runs outside any workspace, with the defaults.
+    pub fn settings_for_key_file(&self) -> Result<RepoSettings, CommandError> {
+        match Workspace::load(self.manifest_path.as_deref(), self.locking) {
+            Ok(workspace) => self.settings_of(workspace),
+            Err(WorkspaceError::NotInWorkspace { .. }) if self.key_file.is_some() => {
+                let here = std::env::current_dir().map_err(|source| CommandError::ReadFile {
+                    path: PathBuf::from("."),
+                    source,
+                })?;
+                let config = RepoConfig::resolve(
+                    &Default::default(),
+                    &here,
+                    &here.join("Cargo.toml"),
+                    &here.join("target"),
+                )?;
+                let location = config.location(&self.overrides)?;
+                Ok(RepoSettings {
+                    workspace: None,
+                    config,
+                    signing: SigningConfig::default(),
+                    location,
+                })
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn settings_of(&self, workspace: Workspace) -> Result<RepoSettings, CommandError> {
+        let config = workspace.repo_config()?;
+        let location = config.location(&self.overrides)?;
+        Ok(RepoSettings {
+            signing: workspace.signing_config(),
+            workspace: Some(workspace),
+            config,
+            location,
+        })
+    }
+}
+
+impl RepoSettings {
+    /// The one place a key is chosen for this repository.
+    pub fn signing_key(
+        &self,
+        target: &RepoTarget,
+        purpose: KeyPurpose,
+        listener: &dyn Listener,
+    ) -> Result<SigningKey, CommandError> {
+        Ok(self.keys(target).require(purpose, listener)?)
+    }
+
+    fn keys<'a>(&'a self, target: &'a RepoTarget) -> SigningKeys<'a> {
+        SigningKeys {
+            flag: target.key_file.as_deref(),
+            config: &self.signing,
+            location: &self.location,
+        }
+    }
+
+    /// Where `build` leaves the .debs, which `publish` takes by default.
+    pub fn debs_dir(&self) -> PathBuf {
+        match &self.workspace {
+            Some(workspace) => workspace.debs_dir(),
+            None => PathBuf::from("target/speedy/debs"),
+        }
+    }
+}
+
+/// The one place a store is opened for a location. Spaces credentials come from the
+/// environment only.
+pub fn open_store(location: &RepoLocation) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match location {
+        RepoLocation::Local(dir) => Box::new(FsStore::new(dir)),
+        RepoLocation::Spaces { config, .. } => {
+            Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?)
+        }
+    })
+}

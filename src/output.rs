@@ -1,0 +1,326 @@
+//! What the commands print: human lines (progress on stderr, results on stdout) or,
+//! with `--message-format json`, one JSON object per line on stdout, each a
+//! [`Message`] with a `reason` field saying what it is.
+
+use crate::listener::{BuiltDeb, Listener};
+use crate::ops::{
+    DebsigPolicy, DoctorReport, KeyExported, KeyGenerated, ListReport, PublishSummary,
+    VerifyOutcome,
+};
+use crate::store::s3::CheckStatus;
+use std::error::Error;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Every line of `--message-format json`.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Message<'a> {
+    Warning { message: &'a str },
+    Info { message: &'a str },
+    Detail { message: &'a str },
+    Error { message: &'a str },
+    DebBuilt(&'a BuiltDeb),
+    Explain { text: &'a str },
+    Published(&'a PublishSummary),
+    List(&'a ListReport),
+    Verify(&'a VerifyOutcome),
+    Doctor(&'a DoctorReport),
+    KeyGenerated(&'a KeyGenerated),
+    KeyExported(&'a KeyExported),
+    DebsigPolicy(&'a DebsigPolicy),
+}
+
+/// Prints for the CLI and is the library's [`Listener`].
+pub struct Reporter {
+    format: Format,
+    verbose: bool,
+    quiet: bool,
+    color: bool,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Reporter {
+    pub fn new(format: Format, verbose: bool, quiet: bool, color: bool) -> Self {
+        Reporter {
+            format,
+            verbose,
+            quiet,
+            color,
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn json(&self, message: &Message<'_>) {
+        let line = serde_json::to_string(message).unwrap_or_default();
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+
+    fn human(&self, label: &str, style: &str, message: &str) {
+        let mut stderr = std::io::stderr().lock();
+        if self.color {
+            let _ = writeln!(stderr, "\x1b[{style}m{label:>12}\x1b[0m {message}");
+        } else {
+            let _ = writeln!(stderr, "{label:>12} {message}");
+        }
+    }
+
+    /// A command's result: on stdout in both formats.
+    pub fn result(&self, message: &Message<'_>) {
+        match self.format {
+            Format::Json => self.json(message),
+            Format::Human => {
+                let _ = write!(std::io::stdout().lock(), "{}", human_result(message));
+            }
+        }
+    }
+
+    /// The error that ended the command, with its causes.
+    pub fn error(&self, error: &dyn Error) {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            // thiserror's `transparent` repeats the message of the cause.
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!("\n  caused by: {text}"));
+            }
+            source = cause.source();
+        }
+        match self.format {
+            Format::Json => self.json(&Message::Error { message: &message }),
+            Format::Human => {
+                let mut stderr = std::io::stderr().lock();
+                if self.color {
+                    let _ = writeln!(stderr, "\x1b[1;31merror\x1b[0m: {message}");
+                } else {
+                    let _ = writeln!(stderr, "error: {message}");
+                }
+            }
+        }
+    }
+}
+
+impl Listener for Reporter {
+    fn warning(&self, message: &str) {
+        match self.format {
+            Format::Json => self.json(&Message::Warning { message }),
+            Format::Human => self.human("warning", "1;33", message),
+        }
+    }
+
+    fn info(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.format {
+            Format::Json => self.json(&Message::Info { message }),
+            Format::Human => {
+                let (label, rest) = message.split_once(' ').unwrap_or((message, ""));
+                self.human(label, "1;32", rest);
+            }
+        }
+    }
+
+    fn detail(&self, message: &str) {
+        if !self.verbose {
+            return;
+        }
+        match self.format {
+            Format::Json => self.json(&Message::Detail { message }),
+            Format::Human => self.human("", "2", message),
+        }
+    }
+
+    fn transfer_start(&self, total_bytes: u64) {
+        if self.quiet || self.format == Format::Json || !std::io::stderr().is_terminal() {
+            self.info(&format!("Uploading {total_bytes} bytes of packages"));
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12.green.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("Uploading");
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
+    }
+
+    fn transfer_progress(&self, bytes: u64) {
+        if let Ok(slot) = self.bar.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc(bytes);
+            }
+        }
+    }
+
+    fn transfer_finish(&self) {
+        if let Ok(mut slot) = self.bar.lock() {
+            if let Some(bar) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn deb_built(&self, deb: &BuiltDeb) {
+        match self.format {
+            Format::Json => self.json(&Message::DebBuilt(deb)),
+            Format::Human => {
+                if !self.quiet {
+                    self.human(
+                        "Finished",
+                        "1;32",
+                        &format!("{} ({} bytes)", deb.path.display(), deb.size),
+                    );
+                }
+                println!("{}", deb.path.display());
+            }
+        }
+    }
+}
+
+/// The human form of a result.
+fn human_result(message: &Message<'_>) -> String {
+    match message {
+        Message::Warning { message }
+        | Message::Info { message }
+        | Message::Detail { message }
+        | Message::Error { message } => format!("{message}\n"),
+        Message::DebBuilt(deb) => format!("{}\n", deb.path.display()),
+        Message::Explain { text } => (*text).to_owned(),
+        Message::Published(summary) => human_published(summary),
+        Message::List(report) => human_list(report),
+        Message::Verify(outcome) => human_verify(outcome),
+        Message::Doctor(report) => human_doctor(report),
+        Message::KeyGenerated(key) => format!(
+            "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in \
+             [workspace.metadata.speedy.signing] or ${} in CI\n  export the public key: cargo speedy \
+             key export --key-file {} --output archive-keyring.gpg\n",
+            key.path.display(),
+            if key.encrypted {
+                "passphrase-protected"
+            } else {
+                "no passphrase"
+            },
+            key.fingerprint,
+            crate::keys::KEY_ENV,
+            key.path.display()
+        ),
+        Message::KeyExported(key) => format!(
+            "wrote the public key {} to {}\n",
+            key.fingerprint,
+            key.path.display()
+        ),
+        Message::DebsigPolicy(policy) => format!(
+            "{}\n<!-- install as {}, with the binary public keyring as {} -->\n",
+            policy.policy, policy.policy_path, policy.keyring_path
+        ),
+    }
+}
+
+fn human_published(summary: &PublishSummary) -> String {
+    let report = &summary.report;
+    let mut out = String::new();
+    let verb = if report.dry_run {
+        "would publish"
+    } else {
+        "published"
+    };
+    let lines = [
+        (verb, &report.added, "to"),
+        ("unchanged", &report.unchanged, "in"),
+        ("retired", &report.retired, "from"),
+    ];
+    for (what, packages, preposition) in lines {
+        for p in packages {
+            out.push_str(&format!(
+                "{what} {} {} ({}) {preposition} {}\n",
+                p.name, p.version, p.architecture, report.suite
+            ));
+        }
+    }
+    if report.dry_run {
+        out.push_str("plan (dry run, nothing was changed):\n");
+        for step in &report.plan {
+            out.push_str(&format!("  {step}\n"));
+        }
+    }
+    for key in &report.deleted {
+        out.push_str(&format!(
+            "deleted {key} (unreferenced for longer than the grace period)\n"
+        ));
+    }
+    out
+}
+
+fn human_list(report: &ListReport) -> String {
+    let mut out = String::new();
+    for suite in &report.suites {
+        out.push_str(&format!(
+            "{} ({}, {} packages)\n",
+            suite.suite,
+            suite.date,
+            suite.packages.len()
+        ));
+        for p in &suite.packages {
+            out.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
+        }
+    }
+    if report.suites.is_empty() {
+        out.push_str(&format!("{}: no suites published yet\n", report.repository));
+    }
+    out
+}
+
+fn human_verify(outcome: &VerifyOutcome) -> String {
+    let mut out = String::new();
+    for suite in &outcome.report.suites {
+        let status = if suite.problems.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        out.push_str(&format!(
+            "{}: {status} ({} packages)\n",
+            suite.suite, suite.packages
+        ));
+        for problem in &suite.problems {
+            out.push_str(&format!("  problem: {problem}\n"));
+        }
+        for note in &suite.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    if outcome.report.suites.is_empty() {
+        out.push_str(&format!("{}: no suites published yet\n", outcome.repository));
+    }
+    out
+}
+
+fn human_doctor(report: &DoctorReport) -> String {
+    let mut out = format!("{:<24} {:<6} detail\n", "check", "result");
+    for check in &report.checks {
+        let status = match check.status {
+            CheckStatus::Pass => "ok",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skip => "skip",
+        };
+        out.push_str(&format!(
+            "{:<24} {:<6} {}\n",
+            check.check, status, check.detail
+        ));
+    }
+    out
+}
