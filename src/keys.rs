@@ -22,7 +22,10 @@ pub enum KeySource {
     File(PathBuf),
     Environment(&'static str),
     /// The development key beside the local repository; `generated` when made just now.
-    Development { path: PathBuf, generated: bool },
+    Development {
+        path: PathBuf,
+        generated: bool,
+    },
 }
 
 impl std::fmt::Display for KeySource {
@@ -125,9 +128,9 @@ impl SigningKeys<'_> {
         &self,
         purpose: KeyPurpose,
         listener: &dyn Listener,
-    ) -> Result<SigningKey, KeyError> {
+    ) -> Result<ResolvedKey, KeyError> {
         match self.resolve(purpose, listener)? {
-            Some(found) => Ok(found.key),
+            Some(found) => Ok(found),
             None => Err(KeyError::NotFound {
                 dev_key: self.location.dev_key_path(),
             }),

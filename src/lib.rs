@@ -10,7 +10,6 @@ pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod debfile;
-pub mod debian;
 pub mod keys;
 pub mod listener;
 pub mod ops;

@@ -3,7 +3,6 @@
 //! Nothing else belongs here.
 
 use cargo_speedy::config::{RepoOverrides, SpacesMetadata};
-use cargo_speedy::listener::Listener;
 use cargo_speedy::ops::{self, CommandError, PublishControl, RepoTarget};
 use cargo_speedy::output::{Format, Message, Reporter};
 use cargo_speedy::package::{BuildOptions, Compression};
@@ -384,6 +383,24 @@ impl GlobalArgs {
         }
     }
 
+    fn write(
+        &self,
+        repo: &RepoArgs,
+        key: &KeyArgs,
+        suite: &Option<String>,
+        control: &PublishControlArgs,
+    ) -> ops::WriteOptions {
+        ops::WriteOptions {
+            repo: self.target(repo.overrides(), key),
+            suite: suite.clone(),
+            control: PublishControl {
+                dry_run: control.dry_run,
+                wait_for_lock: control.wait_for_lock.map(Duration::from_secs),
+                break_lock: control.break_lock,
+            },
+        }
+    }
+
     fn build_options(&self, args: &PackageArgs) -> BuildOptions {
         let mut cargo_args = Vec::new();
         if self.quiet || self.message_format == MessageFormat::Json {
@@ -415,16 +432,6 @@ impl GlobalArgs {
     }
 }
 
-impl PublishControlArgs {
-    fn control(&self) -> PublishControl {
-        PublishControl {
-            dry_run: self.dry_run,
-            wait_for_lock: self.wait_for_lock.map(Duration::from_secs),
-            break_lock: self.break_lock,
-        }
-    }
-}
-
 impl KeyRepoArgs {
     fn overrides(&self) -> RepoOverrides {
         RepoOverrides {
@@ -438,15 +445,16 @@ impl KeyRepoArgs {
 fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCode, CommandError> {
     let published = |summary: ops::PublishSummary| {
         out.result(&Message::Published(&summary));
-        if !summary.report.dry_run {
-            out.detail(&format!(
-                "servers: deb [signed-by=/usr/share/keyrings/speedy-archive-keyring.gpg] {} {} main",
-                summary.url, summary.report.suite
-            ));
-        }
+        out.next_steps(&summary);
         ExitCode::SUCCESS
     };
-    let exit = |ok: bool| if ok { ExitCode::SUCCESS } else { ExitCode::from(2) };
+    let exit = |ok: bool| {
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }
+    };
     Ok(match command {
         Command::Build(args) => {
             let options = ops::BuildCommandOptions {
@@ -462,30 +470,34 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         }
         Command::Publish(args) => published(ops::publish(
             &ops::PublishOptions {
-                repo: global.target(args.repo.overrides(), &args.key),
-                suite: args.options.suite.clone(),
+                write: global.write(
+                    &args.repo,
+                    &args.key,
+                    &args.options.suite,
+                    &args.options.control,
+                ),
                 debs: args.debs.clone(),
-                control: args.options.control.control(),
             },
             out,
         )?),
         Command::Release(args) => published(ops::release(
             &ops::ReleaseOptions {
-                repo: global.target(args.repo.overrides(), &args.key),
-                suite: args.options.suite.clone(),
+                write: global.write(
+                    &args.repo,
+                    &args.key,
+                    &args.options.suite,
+                    &args.options.control,
+                ),
                 build: global.build_options(&args.package),
                 no_sign: args.package.no_sign,
-                control: args.options.control.control(),
             },
             out,
         )?),
         Command::Promote(args) => published(ops::promote(
             &ops::PromoteOptions {
-                repo: global.target(args.repo.overrides(), &args.key),
+                write: global.write(&args.repo, &args.key, &Some(args.to.clone()), &args.control),
                 from: args.from.clone(),
-                to: args.to.clone(),
                 packages: args.packages.clone(),
-                control: args.control.control(),
             },
             out,
         )?),

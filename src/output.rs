@@ -81,6 +81,43 @@ impl Reporter {
         }
     }
 
+    /// After a publish, in human output: how a server starts using the repository.
+    pub fn next_steps(&self, summary: &PublishSummary) {
+        if self.quiet || self.format == Format::Json || summary.report.dry_run {
+            return;
+        }
+        let fetch = if summary.keyring.starts_with("http") {
+            format!("curl -fsSL {} -o {}", summary.keyring, summary.keyring_path)
+        } else {
+            format!(
+                "install -m 0644 {} {}",
+                summary.keyring, summary.keyring_path
+            )
+        };
+        let sources: String = summary
+            .sources
+            .lines()
+            .map(|line| format!("\n               {line}"))
+            .collect();
+        self.human(
+            "Next",
+            "1;36",
+            &format!(
+                "on a server, install the public key and this apt source:\n             \
+                 {fetch}\n             {}:{sources}",
+                summary.sources_path
+            ),
+        );
+        if let Some(path) = &summary.development_key {
+            self.warning(&format!(
+                "this repository is signed with the development key {}: it is not for servers, \
+                 and it lives below target/ (`cargo clean` removes it, and servers would then \
+                 refuse the next publish)",
+                path.display()
+            ));
+        }
+    }
+
     /// The error that ended the command, with its causes.
     pub fn error(&self, error: &dyn Error) {
         let mut message = error.to_string();
@@ -140,7 +177,7 @@ impl Listener for Reporter {
 
     fn transfer_start(&self, total_bytes: u64) {
         if self.quiet || self.format == Format::Json || !std::io::stderr().is_terminal() {
-            self.info(&format!("Uploading {total_bytes} bytes of packages"));
+            self.info(&format!("Writing {total_bytes} bytes of packages"));
             return;
         }
         let bar = indicatif::ProgressBar::new(total_bytes);
@@ -303,7 +340,10 @@ fn human_verify(outcome: &VerifyOutcome) -> String {
         }
     }
     if outcome.report.suites.is_empty() {
-        out.push_str(&format!("{}: no suites published yet\n", outcome.repository));
+        out.push_str(&format!(
+            "{}: no suites published yet\n",
+            outcome.repository
+        ));
     }
     out
 }

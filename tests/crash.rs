@@ -10,10 +10,10 @@ use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
-use support::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::fs::FsStore;
 use cargo_speedy::store::{Body, Store, StoreError};
 use std::path::{Path, PathBuf};
+use support::faulty::{FaultTiming, FaultyStore};
 use support::*;
 
 fn now() -> u64 {

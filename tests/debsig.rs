@@ -1,131 +1,51 @@
 //! .deb origin signatures checked by the real debsig-verify (Debian package
 //! `debsig-verify`, which needs `gnupg`), with packages built by the real dpkg-deb.
 
+mod support;
+
 use cargo_speedy::debfile::{debsig_paths, debsig_policy, DebFile};
-use cargo_speedy::sign::{KeyAlgorithm, KeyParams, SigningKey};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use cargo_speedy::sign::SigningKey;
+use std::path::Path;
+use support::{
+    assert_success, describe, test_signing_key, tiny_deb, Debsig, DEBSIG_NO_APPLICABLE_POLICY,
+    DEBSIG_NO_ORIGIN_SIGNATURE, DEBSIG_NO_POLICY_FOR_KEY, DEBSIG_VERIFICATION_FAILED,
+};
 
-const CONTROL: &str = "Package: speedy-signed\nVersion: 0.1.0\nArchitecture: all\n\
-Maintainer: Speedy Test <test@speedy.example>\nDescription: a package for debsig tests\n";
-
-/// Exit statuses documented in debsig-verify(1).
-const NO_ORIGIN_SIGNATURE: i32 = 10;
-const NO_POLICY_FOR_KEY: i32 = 11;
-const NO_APPLICABLE_POLICY: i32 = 12;
-const VERIFICATION_FAILED: i32 = 13;
-
-fn require_tool(tool: &str, package: &str) {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{tool} is needed for this test: apt-get install -y {package} (and add it to .ci/deps)"
-    );
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-fn generate_key(name: &str) -> SigningKey {
-    SigningKey::generate(&KeyParams {
-        algorithm: KeyAlgorithm::Ed25519,
-        user_id: format!("{name} <test@speedy.example>"),
-        passphrase: None,
-        created: unix_now(),
-    })
-    .expect("generate signing key")
-}
-
-fn build_deb(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
-    std::fs::create_dir_all(root.join("usr/share/speedy-signed")).expect("mkdir");
-    std::fs::write(root.join("DEBIAN/control"), CONTROL).expect("write control");
-    std::fs::write(root.join("usr/share/speedy-signed/data.txt"), "payload\n").expect("write");
-    let deb = dir.join("speedy-signed.deb");
-    let out = Command::new("dpkg-deb")
-        .env("SOURCE_DATE_EPOCH", "1795000000")
-        .args(["--root-owner-group", "-Zxz", "--build"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .expect("run dpkg-deb");
-    assert!(
-        out.status.success(),
-        "dpkg-deb: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    deb
-}
+const CREATED: u64 = 1_700_000_000;
+/// After the keys' creation, before "now" (gpg refuses signatures from the future).
+const SIGNED_AT: u64 = 1_700_086_400;
 
 fn sign_deb(deb: &DebFile, key: &SigningKey) -> Vec<u8> {
     let signature = key
-        .sign_detached_binary(&deb.signed_payload(), unix_now())
+        .sign_detached_binary(&deb.signed_payload(), SIGNED_AT)
         .expect("sign payload");
     deb.with_origin_signature(&signature)
 }
 
-/// A debsig-verify configuration trusting `key` only, like an operator would
-/// install it under /etc/debsig/policies and /usr/share/debsig/keyrings.
-struct Trust {
-    policies: PathBuf,
-    keyrings: PathBuf,
-    gnupg_home: PathBuf,
+/// A debsig-verify configuration trusting `key` only: its policy and keyring at the
+/// paths cargo speedy names for its fingerprint.
+fn trusting(key: &SigningKey) -> Debsig {
+    let debsig = Debsig::new();
+    let (policy_path, keyring_path) = debsig_paths(&key.fingerprint());
+    let keyring = key.public_key().to_binary().expect("export public key");
+    debsig.trust(
+        &policy_path,
+        &debsig_policy(&key.fingerprint(), "Speedy Test"),
+        &keyring_path,
+        &keyring,
+    );
+    debsig
 }
 
-impl Trust {
-    fn new(dir: &Path, key: &SigningKey) -> Self {
-        let trust = Trust {
-            policies: dir.join("policies"),
-            keyrings: dir.join("keyrings"),
-            gnupg_home: dir.join("gnupg"),
-        };
-        let fingerprint = key.fingerprint();
-        let (policy_rel, keyring_rel) = debsig_paths(&fingerprint);
-        let policy_path = trust.policies.join(policy_rel);
-        let keyring_path = trust.keyrings.join(keyring_rel);
-        std::fs::create_dir_all(policy_path.parent().expect("parent")).expect("mkdir");
-        std::fs::create_dir_all(keyring_path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&policy_path, debsig_policy(&fingerprint, "Speedy Test")).expect("policy");
-        let keyring = key.public_key().to_binary().expect("export public key");
-        std::fs::write(&keyring_path, keyring).expect("keyring");
-        std::fs::create_dir_all(&trust.gnupg_home).expect("mkdir");
-        // gpg refuses a home directory others can read.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&trust.gnupg_home, std::fs::Permissions::from_mode(0o700))
-            .expect("chmod");
-        trust
-    }
-
-    fn verify(&self, deb: &Path) -> Output {
-        Command::new("debsig-verify")
-            // Keeps gpg away from the invoking user's ~/.gnupg.
-            .env("GNUPGHOME", &self.gnupg_home)
-            .arg("--verbose")
-            .arg("--policies-dir")
-            .arg(&self.policies)
-            .arg("--keyrings-dir")
-            .arg(&self.keyrings)
-            .arg(deb)
-            .output()
-            .expect("run debsig-verify")
-    }
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+/// debsig-verify refuses `deb` with the exit status for `fault`.
+fn assert_refused(debsig: &Debsig, deb: &Path, status: i32, fault: &str) {
+    let out = debsig.verify(deb);
+    assert_eq!(
         out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+        Some(status),
+        "{fault}: {}",
+        describe(&out)
+    );
 }
 
 /// Byte offset in the archive of the data.tar.* member's content.
@@ -139,43 +59,29 @@ fn data_member_offset(deb: &DebFile) -> usize {
 
 #[test]
 fn debsig_verify_accepts_our_signature_and_rejects_the_rest() {
-    require_tool("dpkg-deb", "dpkg");
-    require_tool("debsig-verify", "debsig-verify");
-    require_tool("gpg", "gnupg");
-
     let dir = tempfile::tempdir().expect("tempdir");
-    let unsigned_path = build_deb(dir.path());
+    let unsigned_path = tiny_deb(dir.path(), "speedy-signed", "0.1.0");
     let deb = DebFile::read(&unsigned_path).expect("parse the dpkg-deb package");
-    let key = generate_key("Speedy Test");
-    let trust = Trust::new(dir.path(), &key);
+    let key = test_signing_key(CREATED);
+    let debsig = trusting(&key);
 
     let signed = sign_deb(&deb, &key);
     let signed_path = dir.path().join("signed.deb");
     std::fs::write(&signed_path, &signed).expect("write signed deb");
-    let out = trust.verify(&signed_path);
-    assert!(
-        out.status.success(),
-        "a correctly signed package must verify: {}",
-        describe(&out)
-    );
+    // A correctly signed package verifies.
+    assert_success(&debsig.verify(&signed_path));
 
     // Signing again gives a package that still verifies (the old signature is replaced).
     let resigned = DebFile::parse(&signed, &signed_path).expect("parse signed");
     let resigned_path = dir.path().join("resigned.deb");
     std::fs::write(&resigned_path, sign_deb(&resigned, &key)).expect("write");
-    let out = trust.verify(&resigned_path);
-    assert!(
-        out.status.success(),
-        "a re-signed package must verify: {}",
-        describe(&out)
-    );
+    assert_success(&debsig.verify(&resigned_path));
 
-    let out = trust.verify(&unsigned_path);
-    assert_eq!(
-        out.status.code(),
-        Some(NO_ORIGIN_SIGNATURE),
-        "unsigned: {}",
-        describe(&out)
+    assert_refused(
+        &debsig,
+        &unsigned_path,
+        DEBSIG_NO_ORIGIN_SIGNATURE,
+        "unsigned",
     );
 
     let mut tampered = signed.clone();
@@ -189,23 +95,21 @@ fn debsig_verify_accepts_our_signature_and_rejects_the_rest() {
     let tampered_deb = DebFile::parse(&tampered, &tampered_path).expect("parse tampered");
     assert_eq!(tampered_deb.origin_signature(), resigned.origin_signature());
     assert_ne!(tampered_deb.signed_payload(), resigned.signed_payload());
-    let out = trust.verify(&tampered_path);
-    assert_eq!(
-        out.status.code(),
-        Some(VERIFICATION_FAILED),
-        "tampered: {}",
-        describe(&out)
+    assert_refused(
+        &debsig,
+        &tampered_path,
+        DEBSIG_VERIFICATION_FAILED,
+        "tampered",
     );
 
-    let stranger = generate_key("Someone Else");
+    let stranger = test_signing_key(CREATED);
     let foreign_path = dir.path().join("foreign.deb");
     std::fs::write(&foreign_path, sign_deb(&deb, &stranger)).expect("write");
-    let out = trust.verify(&foreign_path);
-    assert_eq!(
-        out.status.code(),
-        Some(NO_POLICY_FOR_KEY),
-        "signed by an untrusted key: {}",
-        describe(&out)
+    assert_refused(
+        &debsig,
+        &foreign_path,
+        DEBSIG_NO_POLICY_FOR_KEY,
+        "signed by an untrusted key",
     );
 }
 
@@ -213,41 +117,28 @@ fn debsig_verify_accepts_our_signature_and_rejects_the_rest() {
 /// policy names the full fingerprint, so debsig-verify must not accept it.
 #[test]
 fn debsig_verify_rejects_a_signature_checked_against_the_wrong_keyring() {
-    require_tool("dpkg-deb", "dpkg");
-    require_tool("debsig-verify", "debsig-verify");
-    require_tool("gpg", "gnupg");
-
     let dir = tempfile::tempdir().expect("tempdir");
-    let deb = DebFile::read(&build_deb(dir.path())).expect("parse");
-    let trusted = generate_key("Speedy Test");
-    let stranger = generate_key("Someone Else");
-    let trust = Trust::new(dir.path(), &trusted);
+    let deb = DebFile::read(&tiny_deb(dir.path(), "speedy-signed", "0.1.0")).expect("parse");
+    let trusted = test_signing_key(CREATED);
+    let stranger = test_signing_key(CREATED);
+    let debsig = trusting(&trusted);
 
     // Put the stranger's policy directory in place, but with the trusted key's
     // fingerprint in the policy: the stranger's signature must not satisfy it.
     let (stranger_policy, stranger_keyring) = debsig_paths(&stranger.fingerprint());
-    let policy_path = trust.policies.join(stranger_policy);
-    let keyring_path = trust.keyrings.join(stranger_keyring);
-    std::fs::create_dir_all(policy_path.parent().expect("parent")).expect("mkdir");
-    std::fs::create_dir_all(keyring_path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(
-        &policy_path,
-        debsig_policy(&trusted.fingerprint(), "Speedy Test"),
-    )
-    .expect("w");
-    std::fs::write(
-        &keyring_path,
-        stranger.public_key().to_binary().expect("export"),
-    )
-    .expect("w");
+    debsig.trust(
+        &stranger_policy,
+        &debsig_policy(&trusted.fingerprint(), "Speedy Test"),
+        &stranger_keyring,
+        &stranger.public_key().to_binary().expect("export"),
+    );
 
     let path = dir.path().join("foreign.deb");
     std::fs::write(&path, sign_deb(&deb, &stranger)).expect("write");
-    let out = trust.verify(&path);
-    assert_eq!(
-        out.status.code(),
-        Some(NO_APPLICABLE_POLICY),
-        "a policy for another key must not pass: {}",
-        describe(&out)
+    assert_refused(
+        &debsig,
+        &path,
+        DEBSIG_NO_APPLICABLE_POLICY,
+        "a policy for another key must not pass",
     );
 }

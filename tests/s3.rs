@@ -10,12 +10,12 @@ use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
-use support::faulty::{FaultTiming, FaultyStore};
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::{Body, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::faulty::{FaultTiming, FaultyStore};
 use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
@@ -366,7 +366,11 @@ fn bad_input_is_refused_and_nothing_is_written() {
     let mut text = store.get(packages).unwrap().unwrap();
     text.extend_from_slice(b"\nPackage: evil\n");
     store
-        .put(packages, Body::Bytes(&text), &cargo_speedy::publish::put_options(packages))
+        .put(
+            packages,
+            Body::Bytes(&text),
+            &cargo_speedy::publish::put_options(packages),
+        )
         .unwrap();
     let before_corrupt = bucket_contents(&store);
     let output = cli_with_bucket(&fixture, &moto, "speedy-bad", &["publish"], &key);
@@ -642,7 +646,11 @@ fn large_files_stream_from_disk_in_parts() {
     std::fs::write(&path, &bytes).unwrap();
     let key = "pool/main/b/big/big_1.0-1_all.deb";
     store
-        .put(key, Body::File(&path), &cargo_speedy::publish::put_options(key))
+        .put(
+            key,
+            Body::File(&path),
+            &cargo_speedy::publish::put_options(key),
+        )
         .unwrap();
     assert_eq!(store.head(key).unwrap().unwrap().size, bytes.len() as u64);
     let back = store.get(key).unwrap().unwrap();

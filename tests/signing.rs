@@ -6,12 +6,17 @@
 //! Needs `gpgv`, `sqv` and `gnupg` installed. Every gpg invocation gets its own throwaway
 //! home directory; nothing touches the user's keyrings.
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
 use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
+use support::{
+    assert_fails_with, assert_success, create_private_dir, describe, stdout, tool_output, unix_now,
+};
 use tempfile::TempDir;
 
 const CREATED: u64 = 1_700_000_000;
@@ -36,6 +41,10 @@ const RELEASE: &str = concat!(
     " 1f343b0931126a20f133d67c2b018a3b0f2ec5f0ab7fb1e3b30d79a8f8ab4cde       567 main/binary-amd64/Packages.gz\n",
 );
 
+/// What each verifier says of a signature that does not match the signed data.
+const GPGV_BAD: &str = "gpgv: BAD signature from \"Speedy Repository <repo@speedy.example>\"";
+const SQV_BAD: &str = "Message has been manipulated";
+
 fn params(algorithm: KeyAlgorithm, passphrase: Option<&str>) -> KeyParams {
     KeyParams {
         algorithm,
@@ -43,26 +52,6 @@ fn params(algorithm: KeyAlgorithm, passphrase: Option<&str>) -> KeyParams {
         passphrase: passphrase.map(str::to_string),
         created: CREATED,
     }
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (install gpgv, sqv and gnupg): {e}"))
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A directory holding the exported public key and whatever gets verified.
@@ -82,8 +71,7 @@ impl Repo {
         let asc = dir.path().join("speedy-archive-keyring.asc");
         std::fs::write(&asc, public.to_armored().unwrap()).unwrap();
         let gnupghome = dir.path().join("gnupg");
-        std::fs::create_dir(&gnupghome).unwrap();
-        set_mode(&gnupghome, 0o700);
+        create_private_dir(&gnupghome);
         Repo {
             dir,
             keyring,
@@ -99,82 +87,72 @@ impl Repo {
     }
 
     fn gpgv(&self, files: &[&Path]) -> Output {
-        let mut args = vec![
-            "--homedir",
-            path(&self.gnupghome),
-            "--keyring",
-            path(&self.keyring),
-        ];
-        args.extend(files.iter().map(|f| path(f)));
-        run("gpgv", &args)
+        tool_output(
+            Command::new("gpgv")
+                .arg("--homedir")
+                .arg(&self.gnupghome)
+                .arg("--keyring")
+                .arg(&self.keyring)
+                .args(files),
+        )
     }
 
     fn sqv(&self, signature: &Path, data: &Path) -> Output {
-        run(
-            "sqv",
-            &[
-                "--keyring",
-                path(&self.keyring),
-                path(signature),
-                path(data),
-            ],
+        tool_output(
+            Command::new("sqv")
+                .arg("--keyring")
+                .arg(&self.keyring)
+                .arg(signature)
+                .arg(data),
         )
     }
 
     /// gpgv and sqv both accept the detached signature over `data`.
     fn assert_detached_verifies(&self, signature: &Path, data: &Path) {
-        let out = self.gpgv(&[signature, data]);
-        assert!(out.status.success(), "gpgv: {}", describe(&out));
-        let out = self.sqv(signature, data);
-        assert!(out.status.success(), "sqv: {}", describe(&out));
+        assert_success(&self.gpgv(&[signature, data]));
+        assert_success(&self.sqv(signature, data));
     }
 
-    fn assert_detached_fails(&self, signature: &Path, data: &Path) {
-        let out = self.gpgv(&[signature, data]);
-        assert!(!out.status.success(), "gpgv accepted: {}", describe(&out));
-        let out = self.sqv(signature, data);
-        assert!(!out.status.success(), "sqv accepted: {}", describe(&out));
+    /// gpgv and sqv both refuse the detached signature, saying what they say for the
+    /// fault the test made.
+    fn assert_detached_fails(
+        &self,
+        signature: &Path,
+        data: &Path,
+        gpgv_says: &str,
+        sqv_says: &str,
+    ) {
+        assert_fails_with(&self.gpgv(&[signature, data]), gpgv_says);
+        assert_fails_with(&self.sqv(signature, data), sqv_says);
     }
 
     /// gpgv verifies InRelease as a whole; sqv 1.1 gets it split like apt does.
     fn assert_inrelease_verifies(&self, inrelease: &str, name: &str) {
-        let file = self.write(name, inrelease);
-        let out = self.gpgv(&[&file]);
-        assert!(out.status.success(), "gpgv {name}: {}", describe(&out));
-        let (content, signature) = split_like_apt(inrelease);
-        let content = self.write(&format!("{name}.content"), content);
-        let signature = self.write(&format!("{name}.sig"), signature);
-        let out = self.sqv(&signature, &content);
+        let (gpgv, sqv) = self.verify_inrelease(inrelease, name);
+        assert_success(&gpgv);
         assert!(
-            out.status.success(),
+            sqv.status.success(),
             "sqv {name}: {}\n{inrelease}",
-            describe(&out)
+            describe(&sqv)
         );
     }
 
+    /// gpgv and sqv both refuse InRelease as a bad signature.
     fn assert_inrelease_fails(&self, inrelease: &str, name: &str) {
+        let (gpgv, sqv) = self.verify_inrelease(inrelease, name);
+        assert_fails_with(&gpgv, GPGV_BAD);
+        assert_fails_with(&sqv, SQV_BAD);
+    }
+
+    /// (gpgv's, sqv's) verdict on an InRelease written as `name`.
+    fn verify_inrelease(&self, inrelease: &str, name: &str) -> (Output, Output) {
         let file = self.write(name, inrelease);
-        let out = self.gpgv(&[&file]);
-        assert!(
-            !out.status.success(),
-            "gpgv accepted {name}: {}",
-            describe(&out)
-        );
+        let gpgv = self.gpgv(&[&file]);
         let (content, signature) = split_like_apt(inrelease);
         let content = self.write(&format!("{name}.content"), content);
         let signature = self.write(&format!("{name}.sig"), signature);
-        let out = self.sqv(&signature, &content);
-        assert!(
-            !out.status.success(),
-            "sqv accepted {name}: {}",
-            describe(&out)
-        );
+        (gpgv, self.sqv(&signature, &content))
     }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// What apt's SplitClearSignedFile hands to the verifier: the message lines,
@@ -209,39 +187,34 @@ struct GnupgHome(TempDir);
 
 impl GnupgHome {
     fn new() -> GnupgHome {
-        let dir = tempfile::tempdir().unwrap();
-        set_mode(dir.path(), 0o700);
-        GnupgHome(dir)
+        // tempfile makes the directory 0700, as gpg wants of its home.
+        GnupgHome(tempfile::tempdir().unwrap())
     }
 
-    fn gpg(&self, args: &[&str]) -> Output {
-        let mut all = vec![
-            "--homedir",
-            path(self.0.path()),
-            "--batch",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-        ];
-        all.extend_from_slice(args);
-        run("gpg", &all)
-    }
-
+    /// gpg in this home, which must succeed; its stdout.
     fn gpg_ok(&self, args: &[&str]) -> String {
-        let out = self.gpg(args);
-        assert!(out.status.success(), "gpg {args:?}: {}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out = tool_output(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(self.0.path())
+                .args(["--batch", "--no-tty", "--pinentry-mode", "loopback"])
+                .args(args),
+        );
+        assert_success(&out);
+        stdout(&out)
     }
 
     fn list_packets(&self, file: &Path) -> String {
-        self.gpg_ok(&["--list-packets", path(file)])
+        self.gpg_ok(&["--list-packets", file.to_str().expect("utf-8 path")])
     }
 }
 
 impl Drop for GnupgHome {
     fn drop(&mut self) {
         let _ = Command::new("gpgconf")
-            .args(["--homedir", path(self.0.path()), "--kill", "gpg-agent"])
+            .arg("--homedir")
+            .arg(self.0.path())
+            .args(["--kill", "gpg-agent"])
             .output();
     }
 }
@@ -275,8 +248,8 @@ fn check_repository_signatures(key: &SigningKey) -> Repo {
     repo.assert_detached_verifies(&binary_sig, &release);
 
     let tampered = repo.write("Release.tampered", RELEASE.replace("1234", "1235"));
-    repo.assert_detached_fails(&release_gpg, &tampered);
-    repo.assert_detached_fails(&binary_sig, &tampered);
+    repo.assert_detached_fails(&release_gpg, &tampered, GPGV_BAD, SQV_BAD);
+    repo.assert_detached_fails(&binary_sig, &tampered, GPGV_BAD, SQV_BAD);
 
     // Our own verifier agrees with gpgv and sqv.
     let public = key.public_key();
@@ -339,7 +312,11 @@ fn check_packets(key: &SigningKey, repo: &Repo, algo: u8) {
         "{packets}"
     );
     // The .asc is the same key for gpg (apt reads .asc in Signed-By itself).
-    let colons = gnupg.gpg_ok(&["--with-colons", "--show-keys", path(&repo.asc)]);
+    let colons = gnupg.gpg_ok(&[
+        "--with-colons",
+        "--show-keys",
+        repo.asc.to_str().expect("utf-8 path"),
+    ]);
     assert!(
         colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())),
         "{colons}"
@@ -430,7 +407,15 @@ fn a_signature_by_another_key_is_refused_by_all_verifiers() {
             .sign_detached_armored(RELEASE.as_bytes(), SIGNED_AT)
             .unwrap(),
     );
-    repo.assert_detached_fails(&sig, &release);
+    repo.assert_detached_fails(
+        &sig,
+        &release,
+        "gpgv: Can't check signature: No public key",
+        &format!(
+            "Missing key {}, which is needed to verify signature.",
+            other.fingerprint()
+        ),
+    );
     let err = key
         .public_key()
         .verify_detached(RELEASE.as_bytes(), &std::fs::read(&sig).unwrap())
@@ -498,10 +483,7 @@ fn gnupg_made_keys_sign_repositories() {
         assert_eq!(public.fingerprint(), fingerprint);
 
         // The key was created just now: sign "now", as a release would.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = unix_now();
         let repo = Repo::new(&public);
         let release = repo.write("Release", RELEASE);
         let sig = repo.write(
@@ -531,7 +513,12 @@ fn generated_secret_key_imports_into_gnupg() {
     let gnupg = GnupgHome::new();
     let file = gnupg.0.path().join("secret.asc");
     std::fs::write(&file, key.to_armored().unwrap()).unwrap();
-    gnupg.gpg_ok(&["--passphrase", pass, "--import", path(&file)]);
+    gnupg.gpg_ok(&[
+        "--passphrase",
+        pass,
+        "--import",
+        file.to_str().expect("utf-8 path"),
+    ]);
     let colons = gnupg.gpg_ok(&["--with-colons", "--list-secret-keys"]);
     assert!(
         colons.contains(&format!("fpr:::::::::{}:", key.fingerprint())),
@@ -545,7 +532,7 @@ fn generated_secret_key_imports_into_gnupg() {
         "--local-user",
         &key.fingerprint(),
         "--detach-sign",
-        path(&data),
+        data.to_str().expect("utf-8 path"),
     ]);
     let sig = std::fs::read(gnupg.0.path().join("data.sig")).unwrap();
     key.public_key().verify_detached(b"x", &sig).unwrap();

@@ -308,7 +308,7 @@ impl RepoConfig {
         let architectures = repo
             .architectures
             .clone()
-            .unwrap_or_else(|| vec![crate::debian::host_architecture()]);
+            .unwrap_or_else(|| vec![crate::repo::syntax::host_architecture()]);
         for (index, architecture) in architectures.iter().enumerate() {
             check_architecture(architecture)
                 .map_err(|why| err(&format!("architectures[{index}]"), why))?;
@@ -355,6 +355,26 @@ impl RepoConfig {
             spaces: repo.spaces.clone(),
             manifest: root_manifest.to_owned(),
         })
+    }
+}
+
+impl RepoConfig {
+    /// The origin as a file-name part: `speedy` for "Speedy", used for the keyring
+    /// and `.sources` file names on servers.
+    pub fn short_name(&self) -> String {
+        let name: String = self
+            .release
+            .origin
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let name = name.trim_matches('-');
+        if name.is_empty() {
+            "speedy".to_owned()
+        } else {
+            name.to_owned()
+        }
     }
 }
 
@@ -489,7 +509,12 @@ mod tests {
         );
         // --repo-dir wins; dotted buckets go path-style.
         assert_eq!(
-            config.location(&RepoOverrides { dir: Some("/r".into()), spaces }).unwrap(),
+            config
+                .location(&RepoOverrides {
+                    dir: Some("/r".into()),
+                    spaces
+                })
+                .unwrap(),
             RepoLocation::Local("/r".into())
         );
         let dotted = SpacesMetadata {

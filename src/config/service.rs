@@ -7,7 +7,7 @@
 use super::timespan::check_timespan;
 use super::{parse_table, ConfigError, WorkspaceMetadata};
 use crate::calendar;
-use crate::debian::{self, DebianVersion};
+use crate::repo::syntax::{self, DebianVersion};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -187,353 +187,38 @@ pub fn resolve_service(
     metadata: PackageMetadata,
     check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
 ) -> Result<Service, ConfigError> {
-    let manifest = facts.manifest_path.as_path();
-    let key = |k: &str| format!("package.metadata.speedy.{k}");
-    let err = |k: &str, message: String| ConfigError::new(manifest, key(k), message);
-    let crate_dir = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
-
-    let deb_metadata = facts.metadata.get("deb").filter(|v| !v.is_null()).cloned();
-    if let Some(units) = deb_metadata.as_ref().and_then(|d| d.get("systemd-units")) {
-        if !units.is_null() {
-            return Err(ConfigError::new(
-                manifest,
-                "package.metadata.deb.systemd-units",
-                "cargo speedy renders the systemd units itself; remove `systemd-units` and \
-                 put a unit of your own in the crate's debian/ folder to override the rendered one",
-            ));
-        }
-    }
-    let (deb_name, name_key) = match deb_metadata.as_ref().and_then(|d| d.get("name")) {
-        Some(serde_json::Value::String(name)) => (name.clone(), "package.metadata.deb.name"),
-        Some(_) => {
-            return Err(ConfigError::new(
-                manifest,
-                "package.metadata.deb.name",
-                "must be a string",
-            ))
-        }
-        None => (facts.name.replace('_', "-"), "package.name"),
+    let steps = Resolution {
+        workspace,
+        workspace_manifest,
+        manifest: &facts.manifest_path,
+        facts,
+        deb_metadata: deb_metadata(facts)?,
     };
-    debian::check_package_name(&deb_name).map_err(|why| {
-        ConfigError::new(
-            manifest,
-            name_key,
-            format!("{deb_name:?} is not a valid Debian package name: {why}"),
-        )
-    })?;
-
-    let deb_string = |key: &str| {
-        deb_metadata
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let overrides_dir =
-        crate_dir.join(deb_string("maintainer-scripts").unwrap_or_else(|| "debian".to_owned()));
-    let (revision, revision_key, revision_manifest) = if let Some(r) = &metadata.revision {
-        (r.clone(), "package.metadata.speedy.revision", manifest)
-    } else if let Some(r) = deb_string("revision") {
-        (r, "package.metadata.deb.revision", manifest)
-    } else if let Some(r) = &workspace.revision {
-        (
-            r.clone(),
-            "workspace.metadata.speedy.revision",
-            workspace_manifest,
-        )
-    } else {
-        ("1".to_owned(), "package.version", manifest)
-    };
-    let version_text = format!(
-        "{}-{}",
-        debian::upstream_from_semver(&facts.version),
-        revision
-    );
-    let version = DebianVersion::parse(&version_text).map_err(|why| {
-        ConfigError::new(
-            revision_manifest,
-            revision_key,
-            format!("{version_text:?} is not a valid Debian version: {why}"),
-        )
-    })?;
-
-    let bin_names: Vec<String> = facts.bin_targets.iter().map(|t| t.name.clone()).collect();
-    let binary = match (&metadata.binary, bin_names.as_slice()) {
-        (Some(binary), targets) => {
-            if !targets.contains(binary) {
-                return Err(err(
-                    "binary",
-                    format!(
-                        "the package has no binary target {binary:?} (it has: {})",
-                        list_or_none(targets)
-                    ),
-                ));
-            }
-            binary.clone()
-        }
-        (None, [only]) => only.clone(),
-        (None, []) => {
-            return Err(err(
-                "binary",
-                "the package has no binary target to run; add a [[bin]] or src/main.rs".into(),
-            ))
-        }
-        (None, targets) => {
-            return Err(err(
-                "binary",
-                format!(
-                    "the package has several binaries ({}); say which one the service runs",
-                    targets.join(", ")
-                ),
-            ))
-        }
-    };
-    let user = metadata
-        .user
-        .clone()
-        .or_else(|| workspace.user.clone())
-        .unwrap_or_else(|| "speedy".to_owned());
-    check_system_name(&user).map_err(|why| err("user", why))?;
-    let group = metadata
-        .group
-        .clone()
-        .or_else(|| workspace.group.clone())
-        .unwrap_or_else(|| user.clone());
-    check_system_name(&group).map_err(|why| err("group", why))?;
-
-    let binary_source = facts
-        .bin_targets
-        .iter()
-        .find(|t| t.name == binary)
-        .map(|t| t.src_path.clone())
-        .unwrap_or_default();
-
-    let install_dir = workspace
-        .install_dir
-        .clone()
-        .unwrap_or_else(|| format!("/usr/libexec/{user}"));
-    check_absolute_clean(&install_dir).map_err(|why| {
-        ConfigError::new(
-            workspace_manifest,
-            "workspace.metadata.speedy.install-dir",
-            why,
-        )
-    })?;
-    let install_path = format!("{}/{binary}", install_dir.trim_end_matches('/'));
-
+    let deb_name = steps.deb_name()?;
+    let version = steps.version(&metadata)?;
+    let (binary, binary_source) = steps.binary(&metadata)?;
+    let (user, group) = steps.user_and_group(&metadata)?;
+    let install_path = steps.install_path(&user, &binary)?;
     let state_root = workspace.state_root.clone().unwrap_or_else(|| user.clone());
-    let short_name = deb_name
-        .strip_prefix(&format!("{state_root}-"))
-        .unwrap_or(&deb_name)
-        .to_owned();
-    let state_directory = metadata
-        .state_directory
-        .clone()
-        .unwrap_or_else(|| format!("{state_root}/{short_name}"));
-    check_relative_clean(&state_directory).map_err(|why| err("state-directory", why))?;
-
-    let description = metadata
-        .description
-        .clone()
-        .or_else(|| facts.description.clone())
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty())
-        .ok_or_else(|| {
-            err(
-                "description",
-                "no description: set `description` in [package] or here".into(),
-            )
-        })?;
-    if description.contains('\n') {
-        return Err(err(
-            "description",
-            "must be one line (it becomes the unit's Description=)".into(),
-        ));
-    }
-
-    for (name, value) in &metadata.environment {
-        let valid_name = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            return Err(err(
-                &format!("environment.{name}"),
-                "not a valid environment variable name".into(),
-            ));
-        }
-        if value.contains('\n') {
-            return Err(err(
-                &format!("environment.{name}"),
-                "the value must be one line".into(),
-            ));
-        }
-    }
-    check_args(&metadata.args).map_err(|why| err("args", why))?;
-
-    let mut config_files = Vec::with_capacity(metadata.config_files.len());
-    let mut seen_dest = BTreeSet::new();
-    for (index, file) in metadata.config_files.iter().enumerate() {
-        let k = |field: &str| format!("config-files[{index}].{field}");
-        check_conffile_dest(&file.dest)
-            .map_err(|why| err(&k("dest"), format!("{:?}: {why}", file.dest)))?;
-        if !seen_dest.insert(file.dest.clone()) {
-            return Err(err(
-                &k("dest"),
-                format!("{:?} is installed twice", file.dest),
-            ));
-        }
-        let source = crate_dir.join(&file.source);
-        if !source.is_file() {
-            return Err(err(
-                &k("source"),
-                format!("{} does not exist or is not a file", source.display()),
-            ));
-        }
-        let mode = match &file.mode {
-            None => 0o644,
-            Some(mode) => u32::from_str_radix(mode.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| {
-                    err(
-                        &k("mode"),
-                        format!("{mode:?} is not an octal file mode like \"0640\""),
-                    )
-                })?,
-        };
-        config_files.push(ConfigFile {
-            source,
-            dest: file.dest.clone(),
-            mode,
-        });
-    }
-
-    let randomized_delay = metadata
-        .randomized_delay
-        .clone()
-        .or_else(|| workspace.randomized_delay.clone())
-        .unwrap_or_else(|| "5min".to_owned());
-    check_timespan(&randomized_delay).map_err(|why| err("randomized-delay", why))?;
-
-    let kind = match metadata.kind {
-        ServiceKindName::Daemon => {
-            if !metadata.jobs.is_empty() {
-                return Err(err(
-                    "jobs",
-                    "a daemon has no jobs; use kind = \"jobs\" for periodic jobs".into(),
-                ));
-            }
-            ServiceKind::Daemon {
-                args: metadata.args.clone(),
-            }
-        }
-        ServiceKindName::Jobs => {
-            if metadata.jobs.is_empty() {
-                return Err(err(
-                    "jobs",
-                    "kind = \"jobs\" needs at least one [[package.metadata.speedy.jobs]] with a name and a schedule".into(),
-                ));
-            }
-            if !metadata.args.is_empty() {
-                return Err(err(
-                    "args",
-                    "jobs take their arguments per job (jobs[].args)".into(),
-                ));
-            }
-            let mut names = BTreeSet::new();
-            let mut jobs = Vec::with_capacity(metadata.jobs.len());
-            for (index, job) in metadata.jobs.iter().enumerate() {
-                let k = |field: &str| format!("jobs[{index}].{field}");
-                check_job_name(&job.name)
-                    .map_err(|why| err(&k("name"), format!("{:?}: {why}", job.name)))?;
-                if !names.insert(job.name.clone()) {
-                    return Err(err(
-                        &k("name"),
-                        format!("the job name {:?} is used twice", job.name),
-                    ));
-                }
-                let schedule = job.schedule.clone().ok_or_else(|| {
-                    err(
-                        &k("schedule"),
-                        format!("job {:?} has no schedule; add e.g. schedule = \"daily\" (a systemd OnCalendar expression)", job.name),
-                    )
-                })?;
-                let invalid = |why: String| {
-                    err(
-                        &k("schedule"),
-                        format!("{schedule:?} is not a valid OnCalendar expression: {why}"),
-                    )
-                };
-                calendar::check(&schedule).map_err(invalid)?;
-                if let Some(Err(why)) = check_calendar(&schedule) {
-                    return Err(invalid(why));
-                }
-                check_args(&job.args).map_err(|why| err(&k("args"), why))?;
-                let job_delay = job
-                    .randomized_delay
-                    .clone()
-                    .unwrap_or_else(|| randomized_delay.clone());
-                check_timespan(&job_delay).map_err(|why| err(&k("randomized-delay"), why))?;
-                let job_description = job
-                    .description
-                    .clone()
-                    .unwrap_or_else(|| format!("{description}: {}", job.name));
-                if job_description.contains('\n') {
-                    return Err(err(&k("description"), "must be one line".into()));
-                }
-                jobs.push(Job {
-                    name: job.name.clone(),
-                    schedule,
-                    args: job.args.clone(),
-                    description: job_description,
-                    randomized_delay: job_delay,
-                });
-            }
-            ServiceKind::Jobs { jobs }
-        }
-    };
-
-    let maintainer = deb_string("maintainer")
-        .or_else(|| workspace.maintainer.clone())
-        .or_else(|| facts.authors.first().cloned())
-        .ok_or_else(|| {
-            ConfigError::new(
-                manifest,
-                "workspace.metadata.speedy.maintainer",
-                "no maintainer: set maintainer = \"Name <email>\" in [workspace.metadata.speedy] or `authors` in [package]",
-            )
-        })?;
-    if maintainer.contains('\n') || !maintainer.contains('<') || !maintainer.ends_with('>') {
-        return Err(ConfigError::new(
-            manifest,
-            "workspace.metadata.speedy.maintainer",
-            format!("{maintainer:?} is not of the form \"Name <email>\""),
-        ));
-    }
+    let state_directory = steps.state_directory(&metadata, &deb_name, &state_root)?;
+    let description = steps.description(&metadata)?;
+    steps.check_environment(&metadata.environment)?;
+    check_args(&metadata.args).map_err(|why| steps.err("args", why))?;
+    let config_files = steps.config_files(&metadata.config_files)?;
+    let kind = steps.kind(&metadata, &description, check_calendar)?;
+    let maintainer = steps.maintainer()?;
+    let jobs_disabled_flag = steps.jobs_disabled_flag(&state_root)?;
     let documentation = [&facts.homepage, &facts.repository]
         .into_iter()
         .flatten()
         .find(|url| url.starts_with("https://") || url.starts_with("http://"))
         .cloned();
-
-    let jobs_disabled_flag = workspace
-        .jobs_disabled_flag
-        .clone()
-        .unwrap_or_else(|| format!("/etc/{state_root}/jobs.disabled"));
-    check_absolute_clean(&jobs_disabled_flag).map_err(|why| {
-        ConfigError::new(
-            workspace_manifest,
-            "workspace.metadata.speedy.jobs-disabled-flag",
-            why,
-        )
-    })?;
-
     Ok(Service {
         package: facts.name.clone(),
         deb_name,
         cargo_version: facts.version.clone(),
         manifest_path: facts.manifest_path.clone(),
-        crate_dir,
+        crate_dir: steps.crate_dir(),
         version,
         description,
         kind,
@@ -548,9 +233,436 @@ pub fn resolve_service(
         maintainer,
         documentation,
         jobs_disabled_flag,
-        deb_metadata,
-        overrides_dir,
+        overrides_dir: steps.overrides_dir(),
+        deb_metadata: steps.deb_metadata,
     })
+}
+
+/// The user's `[package.metadata.deb]`, where it does not conflict with ours.
+fn deb_metadata(facts: &PackageFacts) -> Result<Option<serde_json::Value>, ConfigError> {
+    let deb_metadata = facts.metadata.get("deb").filter(|v| !v.is_null()).cloned();
+    if let Some(units) = deb_metadata.as_ref().and_then(|d| d.get("systemd-units")) {
+        if !units.is_null() {
+            return Err(ConfigError::new(
+                &facts.manifest_path,
+                "package.metadata.deb.systemd-units",
+                "cargo speedy renders the systemd units itself; remove `systemd-units` and \
+                 put a unit of your own in the crate's debian/ folder to override the rendered one",
+            ));
+        }
+    }
+    Ok(deb_metadata)
+}
+
+/// What every step of [`resolve_service`] reads.
+struct Resolution<'a> {
+    workspace: &'a WorkspaceMetadata,
+    workspace_manifest: &'a Path,
+    manifest: &'a Path,
+    facts: &'a PackageFacts,
+    deb_metadata: Option<serde_json::Value>,
+}
+
+impl Resolution<'_> {
+    /// An error at `package.metadata.speedy.<key>` of the package's manifest.
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::new(
+            self.manifest,
+            format!("package.metadata.speedy.{key}"),
+            message,
+        )
+    }
+
+    /// An error at `workspace.metadata.speedy.<key>` of the workspace manifest.
+    fn workspace_err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::new(
+            self.workspace_manifest,
+            format!("workspace.metadata.speedy.{key}"),
+            message,
+        )
+    }
+
+    fn crate_dir(&self) -> PathBuf {
+        self.manifest
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    }
+
+    fn deb_string(&self, key: &str) -> Option<String> {
+        self.deb_metadata
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+
+    fn overrides_dir(&self) -> PathBuf {
+        self.crate_dir().join(
+            self.deb_string("maintainer-scripts")
+                .unwrap_or_else(|| "debian".to_owned()),
+        )
+    }
+
+    fn deb_name(&self) -> Result<String, ConfigError> {
+        let (deb_name, name_key) = match self.deb_metadata.as_ref().and_then(|d| d.get("name")) {
+            Some(serde_json::Value::String(name)) => (name.clone(), "package.metadata.deb.name"),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    self.manifest,
+                    "package.metadata.deb.name",
+                    "must be a string",
+                ))
+            }
+            None => (self.facts.name.replace('_', "-"), "package.name"),
+        };
+        syntax::check_package_name(&deb_name).map_err(|why| {
+            ConfigError::new(
+                self.manifest,
+                name_key,
+                format!("{deb_name:?} is not a valid Debian package name: {why}"),
+            )
+        })?;
+        Ok(deb_name)
+    }
+
+    /// The Cargo version plus the first Debian revision found: ours, cargo-deb's, the
+    /// workspace's, else 1.
+    fn version(&self, metadata: &PackageMetadata) -> Result<DebianVersion, ConfigError> {
+        let (revision, revision_key, revision_manifest) = if let Some(r) = &metadata.revision {
+            (r.clone(), "package.metadata.speedy.revision", self.manifest)
+        } else if let Some(r) = self.deb_string("revision") {
+            (r, "package.metadata.deb.revision", self.manifest)
+        } else if let Some(r) = &self.workspace.revision {
+            (
+                r.clone(),
+                "workspace.metadata.speedy.revision",
+                self.workspace_manifest,
+            )
+        } else {
+            ("1".to_owned(), "package.version", self.manifest)
+        };
+        let version_text = format!(
+            "{}-{}",
+            syntax::upstream_from_semver(&self.facts.version),
+            revision
+        );
+        let invalid = |why: String| {
+            ConfigError::new(
+                revision_manifest,
+                revision_key,
+                format!("{version_text:?} is not a valid Debian version: {why}"),
+            )
+        };
+        // Checked on its own: "1.4.0--1" would parse, as upstream "1.4.0-" and
+        // revision "1", which is not what anyone meant.
+        syntax::check_revision(&revision).map_err(invalid)?;
+        DebianVersion::parse(&version_text).map_err(invalid)
+    }
+
+    /// The binary target the units run, and its source file.
+    fn binary(&self, metadata: &PackageMetadata) -> Result<(String, PathBuf), ConfigError> {
+        let targets: Vec<String> = self
+            .facts
+            .bin_targets
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        let binary = match (&metadata.binary, targets.as_slice()) {
+            (Some(binary), targets) if !targets.contains(binary) => {
+                return Err(self.err(
+                    "binary",
+                    format!(
+                        "the package has no binary target {binary:?} (it has: {})",
+                        list_or_none(targets)
+                    ),
+                ))
+            }
+            (Some(binary), _) => binary.clone(),
+            (None, [only]) => only.clone(),
+            (None, []) => {
+                return Err(self.err(
+                    "binary",
+                    "the package has no binary target to run; add a [[bin]] or src/main.rs".into(),
+                ))
+            }
+            (None, targets) => {
+                return Err(self.err(
+                    "binary",
+                    format!(
+                        "the package has several binaries ({}); say which one the service runs",
+                        targets.join(", ")
+                    ),
+                ))
+            }
+        };
+        let source = self
+            .facts
+            .bin_targets
+            .iter()
+            .find(|t| t.name == binary)
+            .map(|t| t.src_path.clone())
+            .unwrap_or_default();
+        Ok((binary, source))
+    }
+
+    fn user_and_group(&self, metadata: &PackageMetadata) -> Result<(String, String), ConfigError> {
+        let user = metadata
+            .user
+            .clone()
+            .or_else(|| self.workspace.user.clone())
+            .unwrap_or_else(|| "speedy".to_owned());
+        check_system_name(&user).map_err(|why| self.err("user", why))?;
+        if user == "root" {
+            // The units are hardened to run unprivileged, and sysusers would describe
+            // root as a service user.
+            return Err(self.err(
+                "user",
+                "services must not run as root: name a system user of their own, e.g. \"speedy\""
+                    .into(),
+            ));
+        }
+        let group = metadata
+            .group
+            .clone()
+            .or_else(|| self.workspace.group.clone())
+            .unwrap_or_else(|| user.clone());
+        check_system_name(&group).map_err(|why| self.err("group", why))?;
+        Ok((user, group))
+    }
+
+    /// Where the binary is installed: `<install-dir>/<binary>`.
+    fn install_path(&self, user: &str, binary: &str) -> Result<String, ConfigError> {
+        let install_dir = self
+            .workspace
+            .install_dir
+            .clone()
+            .unwrap_or_else(|| format!("/usr/libexec/{user}"));
+        check_absolute_clean(&install_dir).map_err(|why| self.workspace_err("install-dir", why))?;
+        Ok(format!("{}/{binary}", install_dir.trim_end_matches('/')))
+    }
+
+    fn state_directory(
+        &self,
+        metadata: &PackageMetadata,
+        deb_name: &str,
+        state_root: &str,
+    ) -> Result<String, ConfigError> {
+        let short_name = deb_name
+            .strip_prefix(&format!("{state_root}-"))
+            .unwrap_or(deb_name);
+        let state_directory = metadata
+            .state_directory
+            .clone()
+            .unwrap_or_else(|| format!("{state_root}/{short_name}"));
+        check_relative_clean(&state_directory).map_err(|why| self.err("state-directory", why))?;
+        Ok(state_directory)
+    }
+
+    fn description(&self, metadata: &PackageMetadata) -> Result<String, ConfigError> {
+        let description = metadata
+            .description
+            .clone()
+            .or_else(|| self.facts.description.clone())
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                self.err(
+                    "description",
+                    "no description: set `description` in [package] or here".into(),
+                )
+            })?;
+        if description.contains('\n') {
+            return Err(self.err(
+                "description",
+                "must be one line (it becomes the unit's Description=)".into(),
+            ));
+        }
+        Ok(description)
+    }
+
+    fn check_environment(&self, environment: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        for (name, value) in environment {
+            let valid_name = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let why = if !valid_name {
+                "not a valid environment variable name"
+            } else if value.contains('\n') {
+                "the value must be one line"
+            } else {
+                continue;
+            };
+            return Err(self.err(&format!("environment.{name}"), why.into()));
+        }
+        Ok(())
+    }
+
+    fn config_files(&self, files: &[ConfigFileMetadata]) -> Result<Vec<ConfigFile>, ConfigError> {
+        let mut config_files = Vec::with_capacity(files.len());
+        let mut seen_dest = BTreeSet::new();
+        for (index, file) in files.iter().enumerate() {
+            let k = |field: &str| format!("config-files[{index}].{field}");
+            check_conffile_dest(&file.dest)
+                .map_err(|why| self.err(&k("dest"), format!("{:?}: {why}", file.dest)))?;
+            if !seen_dest.insert(file.dest.clone()) {
+                return Err(self.err(&k("dest"), format!("{:?} is installed twice", file.dest)));
+            }
+            let source = self.crate_dir().join(&file.source);
+            if !source.is_file() {
+                return Err(self.err(
+                    &k("source"),
+                    format!("{} does not exist or is not a file", source.display()),
+                ));
+            }
+            let mode = match &file.mode {
+                None => 0o644,
+                Some(mode) => u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        self.err(
+                            &k("mode"),
+                            format!("{mode:?} is not an octal file mode like \"0640\""),
+                        )
+                    })?,
+            };
+            config_files.push(ConfigFile {
+                source,
+                dest: file.dest.clone(),
+                mode,
+            });
+        }
+        Ok(config_files)
+    }
+
+    fn kind(
+        &self,
+        metadata: &PackageMetadata,
+        description: &str,
+        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+    ) -> Result<ServiceKind, ConfigError> {
+        let randomized_delay = metadata
+            .randomized_delay
+            .clone()
+            .or_else(|| self.workspace.randomized_delay.clone())
+            .unwrap_or_else(|| "5min".to_owned());
+        check_timespan(&randomized_delay).map_err(|why| self.err("randomized-delay", why))?;
+        match metadata.kind {
+            ServiceKindName::Daemon if !metadata.jobs.is_empty() => Err(self.err(
+                "jobs",
+                "a daemon has no jobs; use kind = \"jobs\" for periodic jobs".into(),
+            )),
+            ServiceKindName::Daemon => Ok(ServiceKind::Daemon {
+                args: metadata.args.clone(),
+            }),
+            ServiceKindName::Jobs if metadata.jobs.is_empty() => Err(self.err(
+                "jobs",
+                "kind = \"jobs\" needs at least one [[package.metadata.speedy.jobs]] with a name and a schedule".into(),
+            )),
+            ServiceKindName::Jobs if !metadata.args.is_empty() => Err(self.err(
+                "args",
+                "jobs take their arguments per job (jobs[].args)".into(),
+            )),
+            ServiceKindName::Jobs => {
+                let mut names = BTreeSet::new();
+                let mut jobs = Vec::with_capacity(metadata.jobs.len());
+                for (index, job) in metadata.jobs.iter().enumerate() {
+                    if !names.insert(job.name.clone()) {
+                        return Err(self.err(
+                            &format!("jobs[{index}].name"),
+                            format!("the job name {:?} is used twice", job.name),
+                        ));
+                    }
+                    jobs.push(self.job(index, job, description, &randomized_delay, check_calendar)?);
+                }
+                Ok(ServiceKind::Jobs { jobs })
+            }
+        }
+    }
+
+    fn job(
+        &self,
+        index: usize,
+        job: &JobMetadata,
+        description: &str,
+        randomized_delay: &str,
+        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+    ) -> Result<Job, ConfigError> {
+        let k = |field: &str| format!("jobs[{index}].{field}");
+        check_job_name(&job.name)
+            .map_err(|why| self.err(&k("name"), format!("{:?}: {why}", job.name)))?;
+        let schedule = job.schedule.clone().ok_or_else(|| {
+            self.err(
+                &k("schedule"),
+                format!("job {:?} has no schedule; add e.g. schedule = \"daily\" (a systemd OnCalendar expression)", job.name),
+            )
+        })?;
+        let invalid = |why: String| {
+            self.err(
+                &k("schedule"),
+                format!("{schedule:?} is not a valid OnCalendar expression: {why}"),
+            )
+        };
+        calendar::check(&schedule).map_err(invalid)?;
+        if let Some(Err(why)) = check_calendar(&schedule) {
+            return Err(invalid(why));
+        }
+        check_args(&job.args).map_err(|why| self.err(&k("args"), why))?;
+        let job_delay = job
+            .randomized_delay
+            .clone()
+            .unwrap_or_else(|| randomized_delay.to_owned());
+        check_timespan(&job_delay).map_err(|why| self.err(&k("randomized-delay"), why))?;
+        let job_description = job
+            .description
+            .clone()
+            .unwrap_or_else(|| format!("{description}: {}", job.name));
+        if job_description.contains('\n') {
+            return Err(self.err(&k("description"), "must be one line".into()));
+        }
+        Ok(Job {
+            name: job.name.clone(),
+            schedule,
+            args: job.args.clone(),
+            description: job_description,
+            randomized_delay: job_delay,
+        })
+    }
+
+    /// `Name <email>`: cargo-deb's, the workspace's, else the first author.
+    fn maintainer(&self) -> Result<String, ConfigError> {
+        let err = |message: String| {
+            ConfigError::new(
+                self.manifest,
+                "workspace.metadata.speedy.maintainer",
+                message,
+            )
+        };
+        let maintainer = self
+            .deb_string("maintainer")
+            .or_else(|| self.workspace.maintainer.clone())
+            .or_else(|| self.facts.authors.first().cloned())
+            .ok_or_else(|| {
+                err("no maintainer: set maintainer = \"Name <email>\" in [workspace.metadata.speedy] or `authors` in [package]".into())
+            })?;
+        if maintainer.contains('\n') || !maintainer.contains('<') || !maintainer.ends_with('>') {
+            return Err(err(format!(
+                "{maintainer:?} is not of the form \"Name <email>\""
+            )));
+        }
+        Ok(maintainer)
+    }
+
+    fn jobs_disabled_flag(&self, state_root: &str) -> Result<String, ConfigError> {
+        let flag = self
+            .workspace
+            .jobs_disabled_flag
+            .clone()
+            .unwrap_or_else(|| format!("/etc/{state_root}/jobs.disabled"));
+        check_absolute_clean(&flag).map_err(|why| self.workspace_err("jobs-disabled-flag", why))?;
+        Ok(flag)
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -777,6 +889,16 @@ mod tests {
                 json!({ "kind": "daemon", "user": "Root" }),
                 "user",
                 "not a valid system user",
+            ),
+            (
+                json!({ "kind": "daemon", "user": "root" }),
+                "user",
+                "must not run as root",
+            ),
+            (
+                json!({ "kind": "daemon", "revision": "-1" }),
+                "package.metadata.speedy.revision",
+                "may only contain",
             ),
             (
                 json!({ "kind": "daemon", "randomized-delay": "soon" }),

@@ -9,9 +9,7 @@ pub fn parse_timespan(span: &str) -> Result<u64, String> {
         return Err("the time span is empty".into());
     }
     if span.bytes().all(|b| b.is_ascii_digit()) {
-        return span
-            .parse()
-            .map_err(|_| format!("{span:?} is too large"));
+        return span.parse().map_err(|_| format!("{span:?} is too large"));
     }
     humantime::parse_duration(span)
         .map(|duration| duration.as_secs())
@@ -42,7 +40,15 @@ mod tests {
 
     #[test]
     fn bad_timespans_are_refused() {
-        for bad in ["", " ", "soon", "5 parsecs", "min", "99999999999999999999999", "-5s"] {
+        for bad in [
+            "",
+            " ",
+            "soon",
+            "5 parsecs",
+            "min",
+            "99999999999999999999999",
+            "-5s",
+        ] {
             assert!(check_timespan(bad).is_err(), "{bad}");
         }
     }

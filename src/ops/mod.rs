@@ -14,18 +14,20 @@ mod publish;
 
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, DoctorReport};
-pub use inspect::{list, verify, ListReport, ListedPackage, ListedSuite, ReadOptions, VerifyOutcome};
+pub use inspect::{
+    list, verify, ListReport, ListedPackage, ListedSuite, ReadOptions, VerifyOutcome,
+};
 pub use key::{
     debsig_policy, key_export, key_generate, DebsigPolicy, KeyExportOptions, KeyExported,
     KeyGenerateOptions, KeyGenerated,
 };
 pub use publish::{
-    promote, publish, release, PromoteOptions, PublishControl, PublishOptions, PublishSummary,
-    ReleaseOptions,
+    keyring_install_path, promote, publish, release, sources_entry, PromoteOptions, PublishControl,
+    PublishOptions, PublishSummary, ReleaseOptions, WriteOptions,
 };
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
-use crate::keys::{KeyError, KeyPurpose, SigningKeys};
+use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::Listener;
 use crate::package::BuildError;
 use crate::publish::PublishError;
@@ -136,6 +138,16 @@ impl RepoSettings {
         purpose: KeyPurpose,
         listener: &dyn Listener,
     ) -> Result<SigningKey, CommandError> {
+        Ok(self.resolve_key(target, purpose, listener)?.key)
+    }
+
+    /// Like [`RepoSettings::signing_key`], saying where the key came from.
+    pub fn resolve_key(
+        &self,
+        target: &RepoTarget,
+        purpose: KeyPurpose,
+        listener: &dyn Listener,
+    ) -> Result<ResolvedKey, CommandError> {
         Ok(self.keys(target).require(purpose, listener)?)
     }
 

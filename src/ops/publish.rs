@@ -2,13 +2,13 @@
 //! [`crate::publish::Publish`], so each keeps the publish invariants.
 
 use super::{open_store, CommandError, RepoSettings, RepoTarget};
-use crate::keys::KeyPurpose;
+use crate::config::{RepoConfig, RepoLocation};
+use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
 use crate::listener::Listener;
 use crate::package::{self, BuildOptions};
 use crate::publish::lock::LockOptions;
 use crate::publish::{self, IncomingDeb, Publish, PublishReport};
-use crate::repo::layout::LOCK_KEY;
-use crate::sign::SigningKey;
+use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
 use crate::store::Store;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,34 +24,38 @@ pub struct PublishControl {
     pub break_lock: bool,
 }
 
+/// Which suite of which repository a command writes, and how.
 #[derive(Debug, Clone, Default)]
-pub struct PublishOptions {
+pub struct WriteOptions {
     pub repo: RepoTarget,
     /// Default: `default-suite`, else the first configured suite.
     pub suite: Option<String>,
+    pub control: PublishControl,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    pub write: WriteOptions,
     /// Default: every .deb in target/speedy/debs.
     pub debs: Vec<PathBuf>,
-    pub control: PublishControl,
 }
 
 #[derive(Debug, Clone)]
 pub struct ReleaseOptions {
-    pub repo: RepoTarget,
-    pub suite: Option<String>,
+    pub write: WriteOptions,
     pub build: BuildOptions,
     /// Leave the .debs without a debsigs signature.
     pub no_sign: bool,
-    pub control: PublishControl,
 }
 
+/// `write.suite` is the suite promoted to.
 #[derive(Debug, Clone, Default)]
 pub struct PromoteOptions {
-    pub repo: RepoTarget,
+    pub write: WriteOptions,
+    /// The suite to take the packages from.
     pub from: String,
-    pub to: String,
     /// Default: every package, the newest version of each.
     pub packages: Vec<String>,
-    pub control: PublishControl,
 }
 
 /// What a publish did, and where servers find it.
@@ -63,30 +67,47 @@ pub struct PublishSummary {
     pub repository: String,
     /// What servers put in `URIs:`.
     pub url: String,
+    /// Where a server gets the public key: a path or a URL.
+    pub keyring: String,
+    /// Where a server installs it (the `Signed-By:` of `sources`).
+    pub keyring_path: String,
+    /// A deb822 `.sources` entry for this suite.
+    pub sources: String,
+    /// Where a server puts it.
+    pub sources_path: String,
+    /// Set when the repository was signed with the development key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub development_key: Option<PathBuf>,
+}
+
+/// Where servers install the repository's public key.
+pub fn keyring_install_path(config: &RepoConfig) -> String {
+    format!(
+        "/usr/share/keyrings/{}-archive-keyring.gpg",
+        config.short_name()
+    )
+}
+
+/// The deb822 `.sources` entry for a suite of the repository at `url`.
+pub fn sources_entry(config: &RepoConfig, url: &str, suite: &str) -> String {
+    format!(
+        "Types: deb\nURIs: {url}\nSuites: {suite}\nComponents: {}\nSigned-By: {}\n",
+        crate::repo::layout::COMPONENT,
+        keyring_install_path(config)
+    )
 }
 
 pub fn publish(
     options: &PublishOptions,
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
-    let settings = options.repo.settings()?;
+    let writer = SuiteWriter::open(&options.write, KeyPurpose::Publish, listener)?;
     let debs = if options.debs.is_empty() {
-        publish::debs_in(&settings.debs_dir())
+        publish::debs_in(&writer.settings.debs_dir())
     } else {
         options.debs.clone()
     };
-    let key = settings.signing_key(&options.repo, KeyPurpose::Publish, listener)?;
-    let store = open_store(&settings.location)?;
-    let incoming = publish::read_debs(&debs)?;
-    write_suite(
-        &settings,
-        store.as_ref(),
-        &key,
-        options.suite.as_deref(),
-        &incoming,
-        options.control,
-        listener,
-    )
+    writer.write(&publish::read_debs(&debs)?, listener)
 }
 
 /// `build`, then `publish` of what was built.
@@ -94,26 +115,15 @@ pub fn release(
     options: &ReleaseOptions,
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
-    let settings = options.repo.settings()?;
-    let key = settings.signing_key(&options.repo, KeyPurpose::Publish, listener)?;
-    let store = open_store(&settings.location)?;
+    let writer = SuiteWriter::open(&options.write, KeyPurpose::Publish, listener)?;
     // The cheapest request that proves the bucket and the credentials work: a wrong
     // bucket or missing credentials should not cost a build.
-    store.head(LOCK_KEY)?;
+    writer.store.head(LOCK_KEY)?;
     let plan = package::plan(&options.build, listener)?;
-    let signer = (!options.no_sign && settings.signing.sign_debs).then_some(&key);
+    let signer = (!options.no_sign && writer.settings.signing.sign_debs).then_some(&writer.key.key);
     let built = package::build(&plan, &options.build, signer, listener)?;
     let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
-    let incoming = publish::read_debs(&debs)?;
-    write_suite(
-        &settings,
-        store.as_ref(),
-        &key,
-        options.suite.as_deref(),
-        &incoming,
-        options.control,
-        listener,
-    )
+    writer.write(&publish::read_debs(&debs)?, listener)
 }
 
 /// The newest packages of one suite into another: index entries only, no bytes.
@@ -121,51 +131,83 @@ pub fn promote(
     options: &PromoteOptions,
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
-    let settings = options.repo.settings()?;
-    let key = settings.signing_key(&options.repo, KeyPurpose::Republish, listener)?;
-    let store = open_store(&settings.location)?;
+    let writer = SuiteWriter::open(&options.write, KeyPurpose::Republish, listener)?;
     let incoming = publish::promotion(
-        store.as_ref(),
-        &key.public_key(),
+        writer.store.as_ref(),
+        &writer.key.key.public_key(),
         &options.from,
         &options.packages,
     )?;
-    write_suite(
-        &settings,
-        store.as_ref(),
-        &key,
-        Some(&options.to),
-        &incoming,
-        options.control,
-        listener,
-    )
+    writer.write(&incoming, listener)
 }
 
-fn write_suite(
-    settings: &RepoSettings,
-    store: &dyn Store,
-    key: &SigningKey,
-    suite: Option<&str>,
-    incoming: &[IncomingDeb],
-    control: PublishControl,
-    listener: &dyn Listener,
-) -> Result<PublishSummary, CommandError> {
-    let report = Publish {
-        store,
-        key,
-        suite: suite.unwrap_or(&settings.config.default_suite).to_owned(),
-        config: &settings.config,
-        lock: LockOptions {
-            wait: control.wait_for_lock,
-            break_lock: control.break_lock,
-        },
-        dry_run: control.dry_run,
-        now: &crate::clock::now,
+/// A repository opened for writing one suite: settings, store and signing key.
+struct SuiteWriter<'a> {
+    options: &'a WriteOptions,
+    settings: RepoSettings,
+    store: Box<dyn Store>,
+    key: ResolvedKey,
+}
+
+impl<'a> SuiteWriter<'a> {
+    fn open(
+        options: &'a WriteOptions,
+        purpose: KeyPurpose,
+        listener: &dyn Listener,
+    ) -> Result<Self, CommandError> {
+        let settings = options.repo.settings()?;
+        let key = settings.resolve_key(&options.repo, purpose, listener)?;
+        let store = open_store(&settings.location)?;
+        Ok(SuiteWriter {
+            options,
+            settings,
+            store,
+            key,
+        })
     }
-    .run(incoming, listener)?;
-    Ok(PublishSummary {
-        report,
-        repository: settings.location.describe(),
-        url: settings.location.public_url(),
-    })
+
+    fn write(
+        &self,
+        incoming: &[IncomingDeb],
+        listener: &dyn Listener,
+    ) -> Result<PublishSummary, CommandError> {
+        let control = self.options.control;
+        let config = &self.settings.config;
+        let report = Publish {
+            store: self.store.as_ref(),
+            key: &self.key.key,
+            suite: self
+                .options
+                .suite
+                .clone()
+                .unwrap_or_else(|| config.default_suite.clone()),
+            config,
+            lock: LockOptions {
+                wait: control.wait_for_lock,
+                break_lock: control.break_lock,
+            },
+            dry_run: control.dry_run,
+            now: &crate::clock::now,
+        }
+        .run(incoming, listener)?;
+        let location = &self.settings.location;
+        let url = location.public_url();
+        let keyring = match location {
+            RepoLocation::Local(dir) => dir.join(KEYRING_KEY).display().to_string(),
+            RepoLocation::Spaces { .. } => format!("{url}{KEYRING_KEY}"),
+        };
+        Ok(PublishSummary {
+            keyring_path: keyring_install_path(config),
+            sources: sources_entry(config, &url, &report.suite),
+            sources_path: format!("/etc/apt/sources.list.d/{}.sources", config.short_name()),
+            report,
+            repository: location.describe(),
+            url,
+            keyring,
+            development_key: match &self.key.source {
+                KeySource::Development { path, .. } => Some(path.clone()),
+                _ => None,
+            },
+        })
+    }
 }

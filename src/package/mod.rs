@@ -5,7 +5,7 @@
 //! once, stages each package for cargo-deb, builds all .debs in a temporary directory
 //! and only then renames them into place. A failure at any point leaves no .deb behind.
 
-pub mod deb;
+pub mod cargo_deb_bridge;
 pub mod render;
 pub mod stage;
 
@@ -13,8 +13,8 @@ use crate::calendar;
 use crate::config::Service;
 use crate::listener::{BuiltDeb, Listener};
 use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
-pub use deb::Compression;
-use render::{Placement, Origin, RenderedFile};
+pub use cargo_deb_bridge::Compression;
+use render::{Origin, Placement, RenderedFile};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,7 +62,7 @@ pub enum BuildError {
     #[error(transparent)]
     Stage(#[from] stage::StageError),
     #[error(transparent)]
-    Deb(#[from] deb::DebError),
+    Deb(#[from] cargo_deb_bridge::DebError),
     #[error("`cargo build` failed ({status}); fix the build errors above and run again")]
     CargoBuild { status: String },
     #[error("cannot run cargo: {0}")]
@@ -277,7 +277,7 @@ pub fn build(
         target_triple: options.target.clone(),
         profile_dir: profile_dir(&options.profile).to_owned(),
     };
-    let architecture = crate::debian::architecture(options.target.as_deref());
+    let architecture = crate::repo::syntax::architecture(options.target.as_deref());
     let mut finished = Vec::with_capacity(plan.packages.len());
     for package in &plan.packages {
         let service = &package.service;
@@ -300,14 +300,14 @@ pub fn build(
             architecture
         );
         let scratch_path = scratch.path().join(&file_name);
-        let settings = deb::DebSettings {
+        let settings = cargo_deb_bridge::DebSettings {
             deb_version: service.version.to_string(),
             target_triple: options.target.clone(),
             profile: options.profile.clone(),
             timestamp: plan.timestamp,
             compression: options.compression,
         };
-        deb::build_deb(
+        cargo_deb_bridge::build_deb(
             &stage,
             &service.package,
             &service.manifest_path,
@@ -407,7 +407,6 @@ pub fn explain(plan: &BuildPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn profiles() {

@@ -253,22 +253,39 @@ pub fn render_service(
     let hardening = fill(&HARDENING, &vars)?.trim_end().to_owned();
     let unit_dir = "/usr/lib/systemd/system";
     let mut files = Vec::new();
+    // A unit file: installed below /usr/lib/systemd/system, with the unit's own
+    // description, command line and the shared hardening.
+    let unit_file = |template: Template,
+                     unit: &str,
+                     description: &str,
+                     args: &[String],
+                     extra: &[(&'static str, String)]|
+     -> Result<RenderedFile, RenderError> {
+        let mut v = vars.clone();
+        v.insert("unit", unit.to_owned());
+        v.insert("description", description.to_owned());
+        v.insert("exec_start", exec_start(service, args));
+        v.insert("hardening", hardening.clone());
+        v.extend(extra.iter().cloned());
+        rendered(
+            template,
+            unit,
+            Placement::Installed {
+                path: format!("{unit_dir}/{unit}"),
+                mode: 0o644,
+            },
+            &v,
+        )
+    };
     let (enable_units, stop_units) = match &service.kind {
         ServiceKind::Daemon { args } => {
             let unit = format!("{}.service", service.deb_name);
-            let mut v = vars.clone();
-            v.insert("unit", unit.clone());
-            v.insert("description", service.description.clone());
-            v.insert("exec_start", exec_start(service, args));
-            v.insert("hardening", hardening.clone());
-            files.push(rendered(
+            files.push(unit_file(
                 DAEMON_SERVICE,
-                unit.clone(),
-                Placement::Installed {
-                    path: format!("{unit_dir}/{unit}"),
-                    mode: 0o644,
-                },
-                &v,
+                &unit,
+                &service.description,
+                args,
+                &[],
             )?);
             (vec![unit.clone()], vec![unit])
         }
@@ -279,34 +296,21 @@ pub fn render_service(
                 let base = service.job_unit_base(job);
                 let service_unit = format!("{base}.service");
                 let timer_unit = format!("{base}.timer");
-                let mut v = vars.clone();
-                v.insert("description", job.description.clone());
-                v.insert("exec_start", exec_start(service, &job.args));
-                v.insert("hardening", hardening.clone());
-                v.insert("service", service_unit.clone());
-                v.insert("timer", timer_unit.clone());
-                v.insert("schedule", job.schedule.clone());
-                v.insert("randomized_delay", job.randomized_delay.clone());
-                v.insert("unit", service_unit.clone());
-                files.push(rendered(
-                    JOB_SERVICE,
-                    service_unit.clone(),
-                    Placement::Installed {
-                        path: format!("{unit_dir}/{service_unit}"),
-                        mode: 0o644,
-                    },
-                    &v,
-                )?);
-                v.insert("unit", timer_unit.clone());
-                files.push(rendered(
-                    JOB_TIMER,
-                    timer_unit.clone(),
-                    Placement::Installed {
-                        path: format!("{unit_dir}/{timer_unit}"),
-                        mode: 0o644,
-                    },
-                    &v,
-                )?);
+                let job_vars = [
+                    ("service", service_unit.clone()),
+                    ("timer", timer_unit.clone()),
+                    ("schedule", job.schedule.clone()),
+                    ("randomized_delay", job.randomized_delay.clone()),
+                ];
+                for (template, unit) in [(JOB_SERVICE, &service_unit), (JOB_TIMER, &timer_unit)] {
+                    files.push(unit_file(
+                        template,
+                        unit,
+                        &job.description,
+                        &job.args,
+                        &job_vars,
+                    )?);
+                }
                 timers.push(timer_unit);
                 services.push(service_unit);
             }
@@ -359,7 +363,10 @@ pub fn render_service(
     )?);
 
     v.insert("maintainer", service.maintainer.clone());
-    v.insert("date", crate::debian::rfc2822(context.timestamp, "+0000"));
+    v.insert(
+        "date",
+        crate::repo::syntax::rfc2822(context.timestamp, "+0000"),
+    );
     files.push(rendered(
         CHANGELOG,
         "changelog".to_owned(),

@@ -175,7 +175,7 @@ pub fn write_stage(
     );
     if !deb.contains_key("copyright") {
         // lintian wants a year in the notice; cargo-deb's default has none.
-        let (year, _, _) = crate::debian::civil_date(timestamp);
+        let (year, _, _) = crate::repo::syntax::civil_date(timestamp);
         deb.insert(
             "copyright".into(),
             Value::String(format!("{year} {}", service.maintainer)),

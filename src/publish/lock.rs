@@ -1,6 +1,7 @@
-//! The publish lock (DESIGN.md invariant 4): an object created with put-if-absent, so
-//! of two publishers exactly one holds it. It names its owner and expiry, so a user
-//! who finds it can tell a running release from one that died.
+//! The publish lock (invariant 4, docs/ARCHITECTURE.md, "Publish invariants"): an
+//! object created with put-if-absent, so of two publishers exactly one holds it. It
+//! names its owner and expiry, so a user who finds it can tell a running release from
+//! one that died.
 
 use super::PublishError;
 use crate::repo::layout::LOCK_KEY;

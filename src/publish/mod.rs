@@ -9,11 +9,11 @@ pub mod lock;
 pub mod state;
 pub mod verify;
 
+use crate::config::RepoConfig;
 use crate::debfile::{DebFile, DebFileError};
 use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
-use crate::config::RepoConfig;
 use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step};
 use crate::sign::{SignError, SigningKey, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
@@ -72,7 +72,7 @@ pub enum PublishError {
     Sign(#[from] SignError),
     #[error(
         "{store} is locked by {} (pid {} on {}) since {}{}; wait with --wait-for-lock, or if that publish is dead, run again with --break-lock",
-        holder.owner, holder.pid, holder.host, crate::debian::rfc2822(holder.created, "UTC"),
+        holder.owner, holder.pid, holder.host, crate::repo::syntax::rfc2822(holder.created, "UTC"),
         if *stale { " (the lock has expired)" } else { "" }
     )]
     Locked {
@@ -136,32 +136,11 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
         let sha256 = format!("{:x}", Sha256::digest(&bytes));
         let md5 = format!("{:x}", Md5::digest(&bytes));
         let what = path.display().to_string();
-        // The pool key needs the name, version and architecture from the control file.
-        let probe = PackageEntry::from_control(
-            &control,
-            "pool/probe.deb",
-            bytes.len() as u64,
-            &sha256,
-            &md5,
-            &what,
-        )
-        .map_err(|source| PublishError::Control {
-            path: path.clone(),
-            source,
-        })?;
-        let filename = layout::pool_key(&probe.name, &probe.version, &probe.architecture);
-        let entry = PackageEntry::from_control(
-            &control,
-            &filename,
-            bytes.len() as u64,
-            &sha256,
-            &md5,
-            &what,
-        )
-        .map_err(|source| PublishError::Control {
-            path: path.clone(),
-            source,
-        })?;
+        let entry = PackageEntry::from_control(&control, bytes.len() as u64, &sha256, &md5, &what)
+            .map_err(|source| PublishError::Control {
+                path: path.clone(),
+                source,
+            })?;
         incoming.push(IncomingDeb {
             path: Some(path.clone()),
             entry,
@@ -223,7 +202,7 @@ enum Attempt {
 }
 
 /// How often a publish re-merges when InRelease changed under it.
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: usize = 8;
 
 /// Package uploads in flight at once.
 const UPLOAD_PARALLELISM: usize = 4;
@@ -289,12 +268,16 @@ impl Publish<'_> {
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 1..=ATTEMPTS {
             let Attempt::Done(mut report) = self.attempt(debs, listener)? else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
                     self.suite
                 ));
+                // Only publishers without a lock race like this; a random pause that
+                // grows with each attempt keeps them from colliding again in step.
+                let pause = rand::random::<u64>() % (250 * attempt as u64);
+                std::thread::sleep(std::time::Duration::from_millis(pause));
                 continue;
             };
             if let Some(held) = held {
@@ -372,11 +355,11 @@ impl Publish<'_> {
         }
 
         let now = (self.now)();
-        let date = crate::debian::rfc2822(now, "UTC");
+        let date = crate::repo::syntax::rfc2822(now, "UTC");
         let valid_until = self
             .config
             .valid_for_seconds
-            .map(|s| crate::debian::rfc2822(now + s, "UTC"));
+            .map(|s| crate::repo::syntax::rfc2822(now + s, "UTC"));
         let indices = plan::build_indices(
             &self.suite,
             &merged.packages,
@@ -445,8 +428,7 @@ impl Publish<'_> {
                 Step::Pool(_) => {}
                 Step::ByHash { key, bytes } => {
                     if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
-                        self.store
-                            .put(key, Body::Bytes(bytes), &put_options(key))?;
+                        self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
                     }
                 }
                 Step::Replace { key, bytes } => {
@@ -458,21 +440,19 @@ impl Publish<'_> {
                         }
                         rechecked = true;
                     }
-                    self.store
-                        .put(key, Body::Bytes(bytes), &put_options(key))?;
+                    self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
                 }
                 Step::InRelease { key, bytes } => {
                     if self.store.get(key)? != before_switch {
                         return Ok(Attempt::Raced);
                     }
-                    self.store
-                        .put(key, Body::Bytes(bytes), &put_options(key))?;
+                    self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
                 }
             }
         }
         if !written.is_empty() {
             listener.info(&format!(
-                "Uploaded {} package(s) to {}",
+                "Wrote {} package(s) to {}",
                 written.len(),
                 self.store.describe()
             ));

@@ -1,5 +1,5 @@
 //! Reading what a repository holds, trusting nothing that is not signed by our key
-//! (DESIGN.md invariant 5) and nothing whose hash does not match what is signed.
+//! (invariant 5, docs/ARCHITECTURE.md, "Publish invariants") and nothing whose hash does not match what is signed.
 
 use super::PublishError;
 use crate::repo::index::{parse_packages, PackageEntry, Release};

@@ -80,7 +80,6 @@ impl PackageEntry {
     /// `what` names the .deb in errors.
     pub fn from_control(
         control: &str,
-        filename: &str,
         size: u64,
         sha256: &str,
         md5: &str,
@@ -100,13 +99,13 @@ impl PackageEntry {
             }
         }
         let name = required(&paragraph, "Package", what)?.to_owned();
-        crate::debian::check_package_name(&name).map_err(|_| IndexError::InvalidField {
+        super::syntax::check_package_name(&name).map_err(|_| IndexError::InvalidField {
             what: what.to_owned(),
             field: "Package",
             value: name.clone(),
         })?;
         let version = required(&paragraph, "Version", what)?.to_owned();
-        crate::debian::DebianVersion::parse(&version).map_err(|_| IndexError::InvalidField {
+        super::syntax::DebianVersion::parse(&version).map_err(|_| IndexError::InvalidField {
             what: what.to_owned(),
             field: "Version",
             value: version.clone(),
@@ -117,6 +116,7 @@ impl PackageEntry {
             field: "Architecture",
             value: architecture.clone(),
         })?;
+        let filename = super::layout::pool_key(&name, &version, &architecture);
         let mut text = control.trim_end_matches('\n').to_owned();
         text.push_str(&format!(
             "\nFilename: {filename}\nSize: {size}\nMD5sum: {md5}\nSHA256: {sha256}"
@@ -125,7 +125,7 @@ impl PackageEntry {
             name,
             version,
             architecture,
-            filename: filename.to_owned(),
+            filename,
             size,
             sha256: sha256.to_owned(),
             paragraph: text,
@@ -175,14 +175,83 @@ impl PackageEntry {
 
 /// Architecture names as dpkg spells them: lower-case letters, digits and `-`.
 pub fn check_architecture(arch: &str) -> Result<(), String> {
-    let valid = !arch.is_empty()
-        && arch
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if valid {
+    // dpkg's names (`dpkg-architecture -L`): a CPU, optionally behind an ABI/OS
+    // prefix. A typo such as "x86" would otherwise create an index nobody reads.
+    const CPUS: &[&str] = &[
+        "alpha",
+        "amd64",
+        "arc",
+        "arm",
+        "arm64",
+        "arm64ilp32",
+        "armeb",
+        "armel",
+        "armhf",
+        "avr32",
+        "hppa",
+        "i386",
+        "ia64",
+        "loong64",
+        "m32r",
+        "m68k",
+        "mips",
+        "mips64",
+        "mips64el",
+        "mips64r6",
+        "mips64r6el",
+        "mipsel",
+        "mipsn32",
+        "mipsn32el",
+        "mipsn32r6",
+        "mipsn32r6el",
+        "mipsr6",
+        "mipsr6el",
+        "nios2",
+        "or1k",
+        "powerpc",
+        "powerpcel",
+        "powerpcspe",
+        "ppc64",
+        "ppc64el",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sh3",
+        "sh3eb",
+        "sh4",
+        "sh4eb",
+        "sparc",
+        "sparc64",
+        "tilegx",
+        "x32",
+    ];
+    const PREFIXES: &[&str] = &[
+        "aix",
+        "darwin",
+        "dragonflybsd",
+        "freebsd",
+        "hurd",
+        "kfreebsd",
+        "knetbsd",
+        "kopensolaris",
+        "mint",
+        "musl-linux",
+        "netbsd",
+        "openbsd",
+        "solaris",
+        "uclibc-linux",
+        "uclinux",
+    ];
+    let cpu = PREFIXES
+        .iter()
+        .find_map(|prefix| arch.strip_prefix(prefix)?.strip_prefix('-'))
+        .unwrap_or(arch);
+    if arch == "all" || CPUS.contains(&cpu) {
         Ok(())
     } else {
-        Err(format!("{arch:?} is not a Debian architecture name"))
+        Err(format!(
+            "{arch:?} is not a Debian architecture name (dpkg-architecture -L lists them; e.g. amd64, arm64, armhf, i386)"
+        ))
     }
 }
 
@@ -375,6 +444,31 @@ impl Release {
 mod tests {
     use super::*;
 
+    /// Every architecture dpkg knows is accepted; typos are not.
+    #[test]
+    fn architectures_are_dpkgs() {
+        let output = std::process::Command::new("dpkg-architecture")
+            .arg("-L")
+            .output()
+            .expect("dpkg-architecture is installed (apt-get install dpkg-dev)");
+        let known = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(known.lines().count() > 100, "{known}");
+        for arch in known.lines() {
+            assert_eq!(check_architecture(arch), Ok(()), "{arch}");
+        }
+        for typo in [
+            "x86",
+            "AMD64",
+            "amd-64",
+            "x86_64",
+            "aarch64",
+            "linux-amd64",
+            "",
+        ] {
+            assert!(check_architecture(typo).is_err(), "{typo:?}");
+        }
+    }
+
     const CONTROL: &str = "Package: speedy-app\nVersion: 1.4.0-1\nArchitecture: amd64\nMaintainer: Speedy Team <ops@speedy.example>\nDepends: libc6 (>= 2.34)\nDescription: Speedy web application server\n It runs as a service.\n .\n   verbatim   indented line\n";
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -384,7 +478,6 @@ mod tests {
             .replace("1.4.0-1", version);
         PackageEntry::from_control(
             &control,
-            &format!("pool/main/s/{name}/{name}_{version}_amd64.deb"),
             42,
             SHA,
             "d41d8cd98f00b204e9800998ecf8427e",
@@ -424,9 +517,7 @@ mod tests {
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
-            let error =
-                PackageEntry::from_control(&control, "pool/x.deb", 1, SHA, "", "broken.deb")
-                    .unwrap_err();
+            let error = PackageEntry::from_control(&control, 1, SHA, "", "broken.deb").unwrap_err();
             assert_eq!(
                 error,
                 IndexError::MissingField {
@@ -438,14 +529,14 @@ mod tests {
         }
         let bad = CONTROL.replace("Version: 1.4.0-1", "Version: one");
         assert!(matches!(
-            PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb"),
+            PackageEntry::from_control(&bad, 1, SHA, "", "b.deb"),
             Err(IndexError::InvalidField {
                 field: "Version",
                 ..
             })
         ));
         let bad = CONTROL.replace("Package: speedy-app", "Package: Speedy App");
-        assert!(PackageEntry::from_control(&bad, "pool/x.deb", 1, SHA, "", "b.deb").is_err());
+        assert!(PackageEntry::from_control(&bad, 1, SHA, "", "b.deb").is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Merging packages into a suite, building its indices, and the order in which a
-//! publish writes them (DESIGN.md, invariant 3): pool files, then by-hash copies, then
+//! publish writes them (invariant 3, docs/ARCHITECTURE.md, "Publish invariants"): pool files, then by-hash copies, then
 //! the canonical indices, then Release.gpg and Release, and InRelease last. A reader
 //! that fetched any InRelease finds every file it names, with the listed hashes.
 
@@ -362,15 +362,7 @@ mod tests {
 
     fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
         let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
-        PackageEntry::from_control(
-            &control,
-            &layout::pool_key(name, version, arch),
-            u64::from(n),
-            &sha(n),
-            "",
-            "t.deb",
-        )
-        .unwrap()
+        PackageEntry::from_control(&control, u64::from(n), &sha(n), "", "t.deb").unwrap()
     }
 
     #[test]

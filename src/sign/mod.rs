@@ -677,10 +677,18 @@ fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignEr
     let not_a_key = || SignError::NotAKey {
         origin: origin.to_string(),
     };
-    let (keys, _headers) = PublicOrSecret::from_reader_many(bytes).map_err(|_| not_a_key())?;
-    let mut keys = keys
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| not_a_key())?;
+    // The reader stops after the first armor block, so a file of two concatenated
+    // armored keys would pass as one: read every block.
+    let mut keys = Vec::new();
+    for block in armor_blocks(bytes) {
+        let (parsed, _headers) =
+            PublicOrSecret::from_reader_many(block).map_err(|_| not_a_key())?;
+        keys.extend(
+            parsed
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| not_a_key())?,
+        );
+    }
     match keys.len() {
         0 => Err(not_a_key()),
         1 => keys.pop().ok_or_else(not_a_key),
@@ -689,6 +697,23 @@ fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignEr
             count,
         }),
     }
+}
+
+/// The armor blocks of an armored file, each from its `-----BEGIN PGP` line; binary
+/// input is one block.
+fn armor_blocks(bytes: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN PGP ";
+    let starts: Vec<usize> = (0..bytes.len())
+        .filter(|&at| bytes[at..].starts_with(BEGIN) && (at == 0 || bytes[at - 1] == b'\n'))
+        .collect();
+    if starts.len() < 2 {
+        return vec![bytes];
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| &bytes[start..starts.get(i + 1).copied().unwrap_or(bytes.len())])
+        .collect()
 }
 
 fn secret_subkey_index(key: &SignedSecretKey, public: &SignedPublicSubKey) -> Option<usize> {
@@ -1135,6 +1160,18 @@ mod tests {
             matches!(err, SignError::MultipleKeys { count: 2, .. }),
             "{err:?}"
         );
+        // Two armored secret keys one after the other, as `cat a.asc b.asc` makes.
+        let armored = format!(
+            "{}\n{}",
+            ed25519(None).to_armored().unwrap(),
+            ed25519(None).to_armored().unwrap()
+        );
+        let err = SigningKey::from_bytes(armored.as_bytes(), None, "keys.asc").unwrap_err();
+        assert!(
+            matches!(err, SignError::MultipleKeys { count: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("keys.asc"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -39,19 +40,47 @@ impl FsStore {
         move |source| StoreError::Io { store, key, source }
     }
 
-    /// Writes `body` to a new temporary file beside `path`, synced to disk.
+    /// Creates the directories of `dir` that are missing, 0755 whatever the umask:
+    /// apt reads the repository as the `_apt` user.
+    fn create_dirs(&self, key: &str, dir: &Path) -> Result<(), StoreError> {
+        let mut missing = Vec::new();
+        let mut cursor = Some(dir);
+        while let Some(d) = cursor.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d);
+            cursor = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            match fs::create_dir(d) {
+                Ok(()) => fs::set_permissions(d, fs::Permissions::from_mode(0o755))
+                    .map_err(self.io(key))?,
+                // Another publisher made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(self.io(key)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `body` to a new temporary file beside `path`, synced to disk. Public
+    /// objects are 0644 and private ones 0600, whatever the umask.
     fn write_temp(
         &self,
         key: &str,
         path: &Path,
         body: Body<'_>,
+        options: &PutOptions,
     ) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(self.io(key))?;
+        self.create_dirs(key, dir)?;
+        let mode = if options.public { 0o644 } else { 0o600 };
         let mut temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .permissions(fs::Permissions::from_mode(0o600))
             .tempfile_in(dir)
+            .map_err(self.io(key))?;
+        // The mode given at creation is masked by the umask; this one is not.
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
             .map_err(self.io(key))?;
         match body {
             Body::Bytes(bytes) => temp.write_all(bytes).map_err(self.io(key))?,
@@ -112,9 +141,9 @@ impl Store for FsStore {
         }
     }
 
-    fn put(&self, key: &str, body: Body<'_>, _options: &PutOptions) -> Result<(), StoreError> {
+    fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, body)?;
+        let temp = self.write_temp(key, &path, body, options)?;
         temp.persist(&path).map_err(|e| self.io(key)(e.error))?;
         self.sync_dir(key, &path)
     }
@@ -123,10 +152,10 @@ impl Store for FsStore {
         &self,
         key: &str,
         body: &[u8],
-        _options: &PutOptions,
+        options: &PutOptions,
     ) -> Result<bool, StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, Body::Bytes(body))?;
+        let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;

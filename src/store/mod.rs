@@ -108,7 +108,16 @@ mod tests {
         for good in ["pool/main/s/x/x_1_amd64.deb", ".speedy/lock", "a"] {
             assert!(check_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/", "a\\b", "a\nb"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a/",
+            "a\\b",
+            "a\nb",
+        ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
     }

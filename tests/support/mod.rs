@@ -160,30 +160,25 @@ pub fn stdout(output: &Output) -> String {
 pub fn assert_success(output: &Output) {
     assert!(
         output.status.success(),
-        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        stdout(output),
-        stderr(output)
+        "command failed: {}",
+        describe(output)
     );
 }
 
 /// Runs a command that must succeed and returns its stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (install it; .ci/run does): {e}"));
-    assert_success(&output);
-    stdout(&output)
+    stdout(&run_output(program, args))
 }
 
+/// Runs a command that must succeed and returns its stdout as bytes.
 pub fn run_bytes(program: &str, args: &[&str]) -> Vec<u8> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    run_output(program, args).stdout
+}
+
+fn run_output(program: &str, args: &[&str]) -> Output {
+    let output = tool_output(Command::new(program).args(args));
     assert_success(&output);
-    output.stdout
+    output
 }
 
 pub fn sha256_file(path: &Path) -> String {
@@ -535,4 +530,113 @@ pub fn test_signing_key(created: u64) -> cargo_speedy::sign::SigningKey {
         created,
     })
     .expect("generate a test key")
+}
+
+/// The Debian package that provides a program the tests run (`.ci/deps` installs them).
+fn debian_package(program: &str) -> &str {
+    match program {
+        "apt-get" | "apt-cache" => "apt",
+        "dpkg-deb" => "dpkg",
+        "gpg" | "gpgconf" => "gnupg",
+        // gpgv, sqv, debsig-verify, lintian, curl: the package has the program's name.
+        other => other,
+    }
+}
+
+/// Runs a command and returns its output, for a test that inspects a failure; a
+/// missing program fails the test naming the Debian package to install.
+pub fn tool_output(command: &mut Command) -> Output {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {program}: {e} (install it: apt-get install -y {}; .ci/deps does)",
+            debian_package(&program)
+        )
+    })
+}
+
+/// A command's exit status, stdout and stderr, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    )
+}
+
+/// Asserts that a command failed saying `message` (on stdout or stderr): failing for
+/// another reason does not pass.
+pub fn assert_fails_with(output: &Output, message: &str) {
+    assert!(
+        !output.status.success() && (stdout(output) + &stderr(output)).contains(message),
+        "expected a failure saying {message:?}, got: {}",
+        describe(output)
+    );
+}
+
+/// Seconds since 1970 by the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Creates a directory only its owner may enter, as gpg wants of its home directory.
+pub fn create_private_dir(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).expect("mkdir");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod 700");
+}
+
+/// Exit statuses documented in debsig-verify(1).
+pub const DEBSIG_NO_ORIGIN_SIGNATURE: i32 = 10;
+pub const DEBSIG_NO_POLICY_FOR_KEY: i32 = 11;
+pub const DEBSIG_NO_APPLICABLE_POLICY: i32 = 12;
+pub const DEBSIG_VERIFICATION_FAILED: i32 = 13;
+
+/// The real debsig-verify with its own policies and keyrings in a temp dir, as an
+/// operator installs them under /etc/debsig/policies and /usr/share/debsig/keyrings.
+pub struct Debsig {
+    pub dir: tempfile::TempDir,
+}
+
+impl Debsig {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A GNUPGHOME that keeps gpg away from the invoking user's ~/.gnupg.
+        create_private_dir(&dir.path().join("gnupg"));
+        Debsig { dir }
+    }
+
+    /// Installs a policy and its keyring at paths relative to the policies and
+    /// keyrings directories (e.g. `KEYID/speedy.pol`, `KEYID/debsig.gpg`).
+    pub fn trust(&self, policy_path: &str, policy: &str, keyring_path: &str, keyring: &[u8]) {
+        for (path, contents) in [
+            (
+                self.dir.path().join("policies").join(policy_path),
+                policy.as_bytes(),
+            ),
+            (self.dir.path().join("keyrings").join(keyring_path), keyring),
+        ] {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, contents).expect("write debsig trust");
+        }
+    }
+
+    /// `debsig-verify --verbose DEB`; the caller inspects the exit status.
+    pub fn verify(&self, deb: &Path) -> Output {
+        let dir = self.dir.path();
+        tool_output(
+            Command::new("debsig-verify")
+                .env("GNUPGHOME", dir.join("gnupg"))
+                .arg("--verbose")
+                .arg("--policies-dir")
+                .arg(dir.join("policies"))
+                .arg("--keyrings-dir")
+                .arg(dir.join("keyrings"))
+                .arg(deb),
+        )
+    }
 }

@@ -1,7 +1,9 @@
-//! Debian's naming rules for packages and versions (Debian Policy 5.6.1 and 5.6.12).
+//! Debian's syntax rules: package names and versions (Debian Policy 5.6.1 and
+//! 5.6.12), architecture names, and the RFC 2822 dates of Release files and changelogs.
 //!
-//! Pure functions: they only say whether a string is acceptable and, if not, why in
-//! words a user can act on.
+//! Pure functions: they say whether a string is acceptable and, if not, why in words
+//! a user can act on. How versions *order* is `version`'s concern; the .deb file
+//! format is `crate::debfile`'s; building a .deb is `crate::package`'s.
 
 /// Checks a binary package name: at least two characters, lower-case letters, digits
 /// and `+ - .`, starting with a letter or digit.
@@ -113,7 +115,7 @@ fn check_upstream(upstream: &str, has_revision: bool, has_epoch: bool) -> Result
     Ok(())
 }
 
-fn check_revision(revision: &str) -> Result<(), String> {
+pub fn check_revision(revision: &str) -> Result<(), String> {
     if revision.is_empty() {
         return Err("the Debian revision after '-' is empty".into());
     }
@@ -210,7 +212,6 @@ pub fn architecture(target: Option<&str>) -> String {
     .to_owned()
 }
 
-
 /// The architecture of the machine running cargo speedy, in Debian's words.
 pub fn host_architecture() -> String {
     architecture(None)
@@ -222,22 +223,10 @@ mod tests {
 
     #[test]
     fn architectures() {
-        assert_eq!(
-            architecture(Some("x86_64-unknown-linux-gnu")),
-            "amd64"
-        );
-        assert_eq!(
-            architecture(Some("aarch64-unknown-linux-musl")),
-            "arm64"
-        );
-        assert_eq!(
-            architecture(Some("armv7-unknown-linux-gnueabihf")),
-            "armhf"
-        );
-        assert_eq!(
-            architecture(Some("arm-unknown-linux-gnueabi")),
-            "armel"
-        );
+        assert_eq!(architecture(Some("x86_64-unknown-linux-gnu")), "amd64");
+        assert_eq!(architecture(Some("aarch64-unknown-linux-musl")), "arm64");
+        assert_eq!(architecture(Some("armv7-unknown-linux-gnueabihf")), "armhf");
+        assert_eq!(architecture(Some("arm-unknown-linux-gnueabi")), "armel");
         assert_eq!(architecture(Some("i686-unknown-linux-gnu")), "i386");
     }
 

@@ -1,4 +1,6 @@
-//! The calls into the cargo-deb library (pinned at =3.8.0; its API is "experimental").
+//! The bridge to the cargo-deb library, which writes each .deb (pinned at =3.8.0; its
+//! API is "experimental"). Everything cargo-deb needs but cannot take from us
+//! directly is staged by `stage`; the .deb format itself is `crate::debfile`'s.
 //!
 //! We use the same sequence as `CargoDeb::process_package` in cargo-deb's lib.rs, minus
 //! `cargo build` (we build once for all services) and minus its choice of output path:
