@@ -4,12 +4,11 @@
 
 use cargo_speedy::config::{RepoOverrides, SpacesMetadata};
 use cargo_speedy::ops::{self, CommandError, PublishControl, RepoTarget};
-use cargo_speedy::output::{Format, Message, Reporter};
+use cargo_speedy::output::{ColorChoice, Format, Message, Reporter};
 use cargo_speedy::package::{BuildOptions, Compression};
 use cargo_speedy::sign::KeyAlgorithm;
 use cargo_speedy::workspace::LockingFlags;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::IsTerminal;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -62,33 +61,6 @@ struct DoctorArgs {
     repo: RepoArgs,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum MessageFormat {
-    Human,
-    Json,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CompressionArg {
-    Xz,
-    Gzip,
-    XzFast,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AlgorithmArg {
-    Ed25519,
-    Rsa3072,
-    Rsa4096,
-}
-
 #[derive(Args)]
 struct GlobalArgs {
     /// Path to Cargo.toml
@@ -126,7 +98,7 @@ struct GlobalArgs {
         default_value = "human",
         global = true
     )]
-    message_format: MessageFormat,
+    message_format: Format,
 }
 
 #[derive(Args, Clone)]
@@ -145,7 +117,7 @@ struct PackageArgs {
     no_build: bool,
     /// Compression of the archive members
     #[arg(long, value_enum, default_value = "xz")]
-    compression: CompressionArg,
+    compression: Compression,
     /// Do not add a debsigs signature to the .debs even when a key is configured
     #[arg(long)]
     no_sign: bool,
@@ -252,10 +224,9 @@ struct PublishControlArgs {
     break_lock: bool,
 }
 
+/// The flags of a command that writes a suite it names with --suite.
 #[derive(Args)]
-struct PublishArgs {
-    /// The .debs to publish (default: every .deb in target/speedy/debs)
-    debs: Vec<PathBuf>,
+struct WriteArgs {
     #[command(flatten)]
     options: PublishOptionsArgs,
     #[command(flatten)]
@@ -265,15 +236,19 @@ struct PublishArgs {
 }
 
 #[derive(Args)]
+struct PublishArgs {
+    /// The .debs to publish (default: every .deb in target/speedy/debs)
+    debs: Vec<PathBuf>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Args)]
 struct ReleaseArgs {
     #[command(flatten)]
     package: PackageArgs,
     #[command(flatten)]
-    options: PublishOptionsArgs,
-    #[command(flatten)]
-    repo: RepoArgs,
-    #[command(flatten)]
-    key: KeyArgs,
+    write: WriteArgs,
 }
 
 #[derive(Args)]
@@ -324,7 +299,7 @@ enum KeyCommand {
         #[arg(long, value_name = "PATH")]
         output: PathBuf,
         #[arg(long, value_enum, default_value = "ed25519")]
-        algorithm: AlgorithmArg,
+        algorithm: KeyAlgorithm,
         /// The key's user id
         #[arg(long, default_value = "Speedy apt repository <ops@speedy.example>")]
         user_id: String,
@@ -352,18 +327,12 @@ enum KeyCommand {
 
 impl GlobalArgs {
     fn reporter(&self) -> Reporter {
-        let color = match self.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
-        };
-        let format = match self.message_format {
-            MessageFormat::Human => Format::Human,
-            MessageFormat::Json => Format::Json,
-        };
-        Reporter::new(format, self.verbose, self.quiet, color)
+        Reporter::new(
+            self.message_format,
+            self.verbose,
+            self.quiet,
+            self.color.enabled(),
+        )
     }
 
     fn locking(&self) -> LockingFlags {
@@ -402,19 +371,13 @@ impl GlobalArgs {
     }
 
     fn build_options(&self, args: &PackageArgs) -> BuildOptions {
-        let mut cargo_args = Vec::new();
-        if self.quiet || self.message_format == MessageFormat::Json {
+        let mut cargo_args = vec![self.color.cargo_flag().to_owned()];
+        if self.quiet || self.message_format == Format::Json {
             cargo_args.push("--quiet".to_owned());
         }
         if self.verbose {
             cargo_args.push("--verbose".to_owned());
         }
-        let color = match self.color {
-            ColorChoice::Auto => "auto",
-            ColorChoice::Always => "always",
-            ColorChoice::Never => "never",
-        };
-        cargo_args.push(format!("--color={color}"));
         BuildOptions {
             manifest_path: self.manifest_path.clone(),
             packages: args.packages.clone(),
@@ -422,11 +385,7 @@ impl GlobalArgs {
             profile: args.profile.clone(),
             locking: self.locking(),
             no_build: args.no_build,
-            compression: match args.compression {
-                CompressionArg::Xz => Compression::Xz,
-                CompressionArg::Gzip => Compression::Gzip,
-                CompressionArg::XzFast => Compression::XzFast,
-            },
+            compression: args.compression,
             cargo_args,
         }
     }
@@ -448,13 +407,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         out.next_steps(&summary);
         ExitCode::SUCCESS
     };
-    let exit = |ok: bool| {
-        if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(2)
-        }
-    };
+    let exit = |ok: bool| ExitCode::from(if ok { 0 } else { 2 });
     Ok(match command {
         Command::Build(args) => {
             let options = ops::BuildCommandOptions {
@@ -470,24 +423,14 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         }
         Command::Publish(args) => published(ops::publish(
             &ops::PublishOptions {
-                write: global.write(
-                    &args.repo,
-                    &args.key,
-                    &args.options.suite,
-                    &args.options.control,
-                ),
+                write: args.write.options(global),
                 debs: args.debs.clone(),
             },
             out,
         )?),
         Command::Release(args) => published(ops::release(
             &ops::ReleaseOptions {
-                write: global.write(
-                    &args.repo,
-                    &args.key,
-                    &args.options.suite,
-                    &args.options.control,
-                ),
+                write: args.write.options(global),
                 build: global.build_options(&args.package),
                 no_sign: args.package.no_sign,
             },
@@ -524,11 +467,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         }) => {
             let options = ops::KeyGenerateOptions {
                 output: output.clone(),
-                algorithm: match algorithm {
-                    AlgorithmArg::Ed25519 => KeyAlgorithm::Ed25519,
-                    AlgorithmArg::Rsa3072 => KeyAlgorithm::Rsa3072,
-                    AlgorithmArg::Rsa4096 => KeyAlgorithm::Rsa4096,
-                },
+                algorithm: *algorithm,
                 user_id: user_id.clone(),
             };
             out.result(&Message::KeyGenerated(&ops::key_generate(&options, out)?));
@@ -554,6 +493,17 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             ExitCode::SUCCESS
         }
     })
+}
+
+impl WriteArgs {
+    fn options(&self, global: &GlobalArgs) -> ops::WriteOptions {
+        global.write(
+            &self.repo,
+            &self.key,
+            &self.options.suite,
+            &self.options.control,
+        )
+    }
 }
 
 impl RepoReadArgs {

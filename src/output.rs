@@ -12,10 +12,41 @@ use std::error::Error;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--message-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Human,
     Json,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to color stderr: `auto` means on a terminal, unless `NO_COLOR` is set.
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        }
+    }
+
+    /// The same choice for a cargo command run underneath.
+    pub fn cargo_flag(self) -> &'static str {
+        match self {
+            ColorChoice::Auto => "--color=auto",
+            ColorChoice::Always => "--color=always",
+            ColorChoice::Never => "--color=never",
+        }
+    }
 }
 
 /// Every line of `--message-format json`.

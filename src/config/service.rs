@@ -781,14 +781,20 @@ mod tests {
     }
 
     fn resolve(speedy: serde_json::Value) -> Result<Service, ConfigError> {
-        let facts = facts(json!({ "speedy": speedy }));
+        resolve_facts(&facts(json!({ "speedy": speedy })), &|_| None)
+    }
+
+    fn resolve_facts(
+        facts: &PackageFacts,
+        check_calendar: &dyn Fn(&str) -> Option<Result<(), String>>,
+    ) -> Result<Service, ConfigError> {
         let metadata = parse_package_metadata(&facts.metadata, &facts.manifest_path)?.unwrap();
         resolve_service(
             &WorkspaceMetadata::default(),
             Path::new("/ws/Cargo.toml"),
-            &facts,
+            facts,
             metadata,
-            &|_| None,
+            check_calendar,
         )
     }
 
@@ -817,104 +823,38 @@ mod tests {
 
     #[test]
     fn bad_inputs_name_the_key() {
+        let daemon = |extra: serde_json::Value| {
+            let mut table = json!({ "kind": "daemon" });
+            if let (Some(table), Some(extra)) = (table.as_object_mut(), extra.as_object()) {
+                table.extend(extra.clone());
+            }
+            table
+        };
+        let conffile = |source: &str, dest: &str| {
+            daemon(json!({ "config-files": [{ "source": source, "dest": dest }] }))
+        };
+        let daily = |name: &str| json!({ "name": name, "schedule": "daily" });
+        #[rustfmt::skip]
         let cases = [
-            (
-                json!({ "kind": "deamon" }),
-                "package.metadata.speedy.kind",
-                "unknown variant `deamon`",
-            ),
-            (
-                json!({ "kind": "daemon", "colour": 1 }),
-                "package.metadata.speedy",
-                "unknown field `colour`",
-            ),
-            (
-                jobs(json!([{ "name": "trending" }])),
-                "jobs[0].schedule",
-                "has no schedule",
-            ),
-            (
-                jobs(json!([{ "name": "t", "schedule": "*-*-* 25:00" }])),
-                "jobs[0].schedule",
-                "hour 25",
-            ),
-            (
-                jobs(
-                    json!([{ "name": "t", "schedule": "daily" }, { "name": "t", "schedule": "daily" }]),
-                ),
-                "jobs[1].name",
-                "used twice",
-            ),
-            (
-                jobs(json!([{ "name": "a b", "schedule": "daily" }])),
-                "jobs[0].name",
-                "unit name",
-            ),
-            (
-                jobs(json!([])),
-                "package.metadata.speedy.jobs",
-                "at least one",
-            ),
-            (
-                json!({ "kind": "daemon", "binary": "nope" }),
-                "binary",
-                "no binary target \"nope\"",
-            ),
-            (
-                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/usr/share/x" }] }),
-                "config-files[0].dest",
-                "below /etc/",
-            ),
-            (
-                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "/etc/../x" }] }),
-                "config-files[0].dest",
-                "'..'",
-            ),
-            (
-                json!({ "kind": "daemon", "config-files": [{ "source": "x", "dest": "etc/x" }] }),
-                "config-files[0].dest",
-                "absolute",
-            ),
-            (
-                json!({ "kind": "daemon", "config-files": [{ "source": "missing.conf", "dest": "/etc/speedy/x" }] }),
-                "config-files[0].source",
-                "does not exist",
-            ),
-            (
-                json!({ "kind": "daemon", "revision": "1_2" }),
-                "package.metadata.speedy.revision",
-                "not a valid Debian version",
-            ),
-            (
-                json!({ "kind": "daemon", "user": "Root" }),
-                "user",
-                "not a valid system user",
-            ),
-            (
-                json!({ "kind": "daemon", "user": "root" }),
-                "user",
-                "must not run as root",
-            ),
-            (
-                json!({ "kind": "daemon", "revision": "-1" }),
-                "package.metadata.speedy.revision",
-                "may only contain",
-            ),
-            (
-                json!({ "kind": "daemon", "randomized-delay": "soon" }),
-                "randomized-delay",
-                "time span",
-            ),
-            (
-                json!({ "kind": "daemon", "state-directory": "/var/lib/x" }),
-                "state-directory",
-                "relative",
-            ),
-            (
-                json!({ "kind": "daemon", "environment": { "A-B": "1" } }),
-                "environment.A-B",
-                "environment variable",
-            ),
+            (json!({ "kind": "deamon" }), "speedy.kind", "unknown variant `deamon`"),
+            (daemon(json!({ "colour": 1 })), "package.metadata.speedy", "unknown field `colour`"),
+            (jobs(json!([{ "name": "trending" }])), "jobs[0].schedule", "has no schedule"),
+            (jobs(json!([{ "name": "t", "schedule": "*-*-* 25:00" }])), "jobs[0].schedule", "hour 25"),
+            (jobs(json!([daily("t"), daily("t")])), "jobs[1].name", "used twice"),
+            (jobs(json!([daily("a b")])), "jobs[0].name", "unit name"),
+            (jobs(json!([])), "package.metadata.speedy.jobs", "at least one"),
+            (daemon(json!({ "binary": "nope" })), "binary", "no binary target \"nope\""),
+            (conffile("x", "/usr/share/x"), "config-files[0].dest", "below /etc/"),
+            (conffile("x", "/etc/../x"), "config-files[0].dest", "'..'"),
+            (conffile("x", "etc/x"), "config-files[0].dest", "absolute"),
+            (conffile("missing.conf", "/etc/speedy/x"), "files[0].source", "does not exist"),
+            (daemon(json!({ "revision": "1_2" })), "speedy.revision", "not a valid Debian version"),
+            (daemon(json!({ "revision": "-1" })), "speedy.revision", "may only contain"),
+            (daemon(json!({ "user": "Root" })), "user", "not a valid system user"),
+            (daemon(json!({ "user": "root" })), "user", "must not run as root"),
+            (daemon(json!({ "randomized-delay": "soon" })), "randomized-delay", "time span"),
+            (daemon(json!({ "state-directory": "/var/lib/x" })), "state-directory", "relative"),
+            (daemon(json!({ "environment": { "A-B": "1" } })), "environment.A-B", "environment variable"),
         ];
         for (speedy, key, message) in cases {
             let error = error_of(speedy.clone());
@@ -930,49 +870,19 @@ mod tests {
     fn invalid_package_name_and_version_are_refused() {
         let mut f = facts(json!({ "speedy": { "kind": "daemon" } }));
         f.name = "Speedy_App".into();
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
-            .unwrap()
-            .unwrap();
-        let error = resolve_service(
-            &WorkspaceMetadata::default(),
-            Path::new("/ws/Cargo.toml"),
-            &f,
-            metadata,
-            &|_| None,
-        )
-        .unwrap_err();
+        let error = resolve_facts(&f, &|_| None).unwrap_err();
         assert_eq!(error.key, "package.name");
 
         let mut f = facts(json!({ "speedy": { "kind": "daemon" }, "deb": { "name": "x" } }));
         f.version = "1.0.0".into();
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
-            .unwrap()
-            .unwrap();
-        let error = resolve_service(
-            &WorkspaceMetadata::default(),
-            Path::new("/ws/Cargo.toml"),
-            &f,
-            metadata,
-            &|_| None,
-        )
-        .unwrap_err();
+        let error = resolve_facts(&f, &|_| None).unwrap_err();
         assert!(error.message.contains("two characters"), "{error}");
     }
 
     #[test]
     fn the_external_calendar_judge_is_consulted() {
         let f = facts(json!({ "speedy": jobs(json!([{ "name": "t", "schedule": "daily" }])) }));
-        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
-            .unwrap()
-            .unwrap();
-        let error = resolve_service(
-            &WorkspaceMetadata::default(),
-            Path::new("/ws/Cargo.toml"),
-            &f,
-            metadata,
-            &|_| Some(Err("no".into())),
-        )
-        .unwrap_err();
+        let error = resolve_facts(&f, &|_| Some(Err("no".into()))).unwrap_err();
         assert!(error.message.contains("no"), "{error}");
     }
 

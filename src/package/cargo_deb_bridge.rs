@@ -26,8 +26,9 @@ pub struct DebSettings {
     pub compression: Compression,
 }
 
-/// The data/control compression, as cargo-deb offers it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The data/control compression, as cargo-deb offers it (and as `--compression`
+/// names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
     Xz,
     Gzip,

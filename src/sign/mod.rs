@@ -40,8 +40,8 @@ use zeroize::Zeroizing;
 /// over time; SHA-512 is what Debian's own archive keys use.
 const DIGEST: HashAlgorithm = HashAlgorithm::Sha512;
 
-/// Key algorithms offered for new repository keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Key algorithms offered for new repository keys (as `--algorithm` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyAlgorithm {
     /// Ed25519 as OpenPGP v4 "EdDSA legacy" (algorithm 22). The RFC 9580 form
     /// (algorithm 27) is rejected by gpgv and by Debian 12's sqv.
