@@ -2,6 +2,8 @@
 //! cargo-speedy binary, and the real Debian tools.
 #![allow(dead_code)]
 
+pub mod server;
+
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
