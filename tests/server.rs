@@ -239,3 +239,37 @@ fn repo_http_server_serves_files_and_404() {
         .expect("curl");
     assert!(!output.status.success(), "the server stops on drop");
 }
+
+/// The harness itself: commands run inside the booted root, files land there, and
+/// dropping the handle stops the container and removes its copy of the root. Runs in
+/// parallel with the test above, so a cold cache is bootstrapped once for both.
+#[test]
+fn booted_server_runs_commands_inside_and_stops_on_drop() {
+    let server = BootedServer::boot(SUITE);
+    assert_eq!(server.sh_ok("cat /proc/1/comm").trim(), "systemd");
+    assert_eq!(
+        server.exec_ok(&["cat", "/proc/sys/kernel/hostname"]).trim(),
+        "speedy-server"
+    );
+    assert!(server
+        .exec_ok(&["cat", "/etc/os-release"])
+        .contains("trixie"));
+    server.write_file("/etc/speedy-test/hello", b"hi\n", 0o640);
+    assert_eq!(
+        server.sh_ok("stat -c '%a %U' /etc/speedy-test/hello && cat /etc/speedy-test/hello"),
+        "640 root\nhi\n"
+    );
+    assert!(server.root().join("etc/speedy-test/hello").is_file());
+    assert!(server.exists("/etc/speedy-test/hello"));
+    assert!(!server.exists("/nonexistent"));
+    assert_eq!(server.sh("exit 3").status.code(), Some(3));
+    assert_eq!(server.show("multi-user.target", "ActiveState"), "active");
+    let leader = server.leader_pid();
+    let root = server.root().to_owned();
+    drop(server);
+    assert!(
+        !Path::new(&format!("/proc/{leader}")).exists(),
+        "the container's init is gone"
+    );
+    assert!(!root.exists(), "the copy of the root is removed");
+}

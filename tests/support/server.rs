@@ -35,6 +35,9 @@ pub const SUITE: &str = "trixie";
 
 /// Beyond minbase (which has apt): systemd as init, D-Bus, curl for HTTP checks.
 const INCLUDE: &str = "systemd,systemd-sysv,dbus,curl";
+/// Part of the cached tarball's name: bump it when INCLUDE or `prepare_root` change,
+/// so target dirs that cached an older image bootstrap a new one.
+const IMAGE_REVISION: u32 = 1;
 
 /// Where [`BootedServer::use_apt_repo`] installs the archive keyring and the source.
 pub const KEYRING: &str = "/usr/share/keyrings/speedy-archive-keyring.gpg";
@@ -138,7 +141,7 @@ impl DebianRoot {
     /// made on first use in this target dir and reused afterwards.
     pub fn cached(suite: &str) -> PathBuf {
         let cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let tarball = cache_dir.join(format!("speedy-server-{suite}.tar"));
+        let tarball = cache_dir.join(format!("speedy-server-{suite}-r{IMAGE_REVISION}.tar"));
         let _lock = FileLock::acquire(
             &cache_dir.join(format!("speedy-server-{suite}.lock")),
             Duration::from_secs(900),
@@ -218,6 +221,8 @@ fn prepare_root(root: &Path) {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link).expect("mask a timer");
     }
+    // Not the name of the host that ran debootstrap (which copies /etc/hostname).
+    std::fs::write(root.join("etc/hostname"), "speedy-server\n").expect("hostname");
     // Every boot gets its own machine id.
     std::fs::write(root.join("etc/machine-id"), "").expect("empty machine-id");
     let _ = std::fs::remove_file(root.join("var/lib/dbus/machine-id"));
