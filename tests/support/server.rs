@@ -355,7 +355,7 @@ impl BootedServer {
             self.check_alive();
             // Until the init's root is the container's, nsenter would reach the host.
             let pid = children(nspawn).into_iter().find(|pid| {
-                is_namespace_init(*pid) && same_file(&format!("/proc/{pid}/root"), &self.root)
+                is_namespace_init(*pid) && same_file(format!("/proc/{pid}/root"), &self.root)
             });
             if let Some(pid) = pid {
                 return pid;
