@@ -184,11 +184,33 @@ fn exec_start(service: &Service, args: &[String]) -> String {
         .join(" ")
 }
 
+/// One `Environment=` line per variable. systemd expands specifiers (`%`) in the value
+/// but not variables (systemd.exec(5)), so unlike [`systemd_quote`] for `ExecStart=`
+/// only `%` is doubled: a `$` must reach the service as it is. The assignment is
+/// double-quoted unless plain, with `"` and `\` backslash-escaped.
 fn environment_lines(service: &Service) -> String {
     service
         .environment
         .iter()
-        .map(|(name, value)| format!("Environment={}", systemd_quote(&format!("{name}={value}"))))
+        .map(|(name, value)| {
+            let escaped = format!("{name}={value}").replace('%', "%%");
+            let plain = escaped
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c));
+            if plain {
+                return format!("Environment={escaped}");
+            }
+            let mut quoted = String::with_capacity(escaped.len() + 2);
+            for c in escaped.chars() {
+                match c {
+                    '"' => quoted.push_str("\\\""),
+                    '\\' => quoted.push_str("\\\\"),
+                    '\t' => quoted.push_str("\\t"),
+                    c => quoted.push(c),
+                }
+            }
+            format!("Environment=\"{quoted}\"")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -470,6 +492,44 @@ mod tests {
         assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");
         assert_eq!(systemd_quote("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(systemd_quote(""), "\"\"");
+    }
+
+    #[test]
+    fn quoting_for_environment() {
+        let service = Service {
+            package: "speedy-app".into(),
+            deb_name: "speedy-app".into(),
+            cargo_version: "1.4.0".into(),
+            manifest_path: PathBuf::from("/ws/speedy-app/Cargo.toml"),
+            crate_dir: PathBuf::from("/ws/speedy-app"),
+            version: crate::debian::DebianVersion::parse("1.4.0-1").unwrap(),
+            description: "Speedy web application server".into(),
+            kind: ServiceKind::Daemon { args: Vec::new() },
+            binary: "speedy-app".into(),
+            binary_source: PathBuf::from("/ws/speedy-app/src/main.rs"),
+            install_path: "/usr/libexec/speedy/speedy-app".into(),
+            user: "speedy".into(),
+            group: "speedy".into(),
+            state_directory: "speedy/app".into(),
+            // systemd does not expand `$` in Environment=: `$$5` would reach the service.
+            environment: BTreeMap::from([
+                ("PRICE".to_owned(), "$5 for 100%".to_owned()),
+                ("PLAIN".to_owned(), "info".to_owned()),
+                ("QUOTES".to_owned(), "say \"hi\" \\ ${HOME}".to_owned()),
+            ]),
+            config_files: Vec::new(),
+            maintainer: "Speedy Team <ops@speedy.example>".into(),
+            documentation: None,
+            jobs_disabled_flag: "/etc/speedy/jobs-disabled".into(),
+            deb_metadata: None,
+            overrides_dir: PathBuf::from("/ws/speedy-app/debian"),
+        };
+        assert_eq!(
+            environment_lines(&service),
+            "Environment=PLAIN=info\n\
+             Environment=\"PRICE=$5 for 100%%\"\n\
+             Environment=\"QUOTES=say \\\"hi\\\" \\\\ ${HOME}\""
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: a private copy of the fixture workspace, the
-//! cargo-speedy binary, and the real Debian tools.
+//! cargo-speedy binary, and the real Debian tools; `server` boots a Debian server.
 #![allow(dead_code)]
+
+pub mod server;
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

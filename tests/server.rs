@@ -1,0 +1,275 @@
+//! The packages on a booted Debian server: systemd as PID 1 (systemd-nspawn) installs
+//! them with apt from the signed repository served over HTTP, runs the daemons and the
+//! jobs under their hardening, upgrades them and purges them.
+//!
+//! Needs root, systemd-nspawn, nsenter, debootstrap and curl (`.ci/deps` installs
+//! them); see tests/support/server.rs for the harness and its cached Debian root.
+
+mod support;
+
+use std::path::Path;
+use support::server::{free_port, BootedServer, RepoHttpServer, SUITE};
+use support::*;
+
+const DAEMONS: [&str; 2] = ["speedy-app.service", "speedy-notifier.service"];
+const TIMERS: [&str; 2] = [
+    "speedy-jobs-trending.timer",
+    "speedy-jobs-purge-old-data.timer",
+];
+/// systemd does not expand `$` in `Environment=`: the service must see this exactly.
+const PRICE: &str = "$5 for 100%";
+
+/// Publishes every .deb of the fixture to the `dev` suite of `repo`, signed by `key`.
+fn publish(fixture: &Fixture, repo: &Path, key: &Path) {
+    assert_success(&fixture.speedy(&[
+        "publish",
+        "--quiet",
+        "--repo-dir",
+        repo.to_str().expect("utf-8 path"),
+        "--suite",
+        "dev",
+        "--key-file",
+        key.to_str().expect("utf-8 path"),
+    ]));
+}
+
+/// (MainPID, ActiveEnterTimestamp) of a unit: both change when it is restarted.
+fn incarnation(server: &BootedServer, unit: &str) -> (String, String) {
+    (
+        server.show(unit, "MainPID"),
+        server.show(unit, "ActiveEnterTimestamp"),
+    )
+}
+
+fn assert_price(server: &BootedServer) {
+    let environment = server.main_process_environment("speedy-app.service");
+    let price = environment
+        .iter()
+        .find(|(name, _)| name == "PRICE")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(
+        price,
+        Some(PRICE),
+        "the environment speedy-app runs with: {environment:?}"
+    );
+}
+
+#[test]
+fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
+    // The workspace, with the app on a port free on the host (the server shares its
+    // network) and an environment value that needs escaping.
+    let port = free_port();
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-app/config/app.conf",
+        "port = 8080",
+        &format!("port = {port}"),
+    );
+    fixture.edit(
+        "speedy-app/Cargo.toml",
+        "kind = \"daemon\"\n",
+        &format!("kind = \"daemon\"\nenvironment = {{ PRICE = \"{PRICE}\" }}\n"),
+    );
+    assert_eq!(fixture.build().len(), 3);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("archive-key.asc");
+    let keyring = keys.path().join("archive-keyring.gpg");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--output",
+        keyring.to_str().unwrap(),
+    ]));
+    let repo = tempfile::tempdir().expect("temp dir");
+    publish(&fixture, repo.path(), &key);
+    let http = RepoHttpServer::serve(repo.path());
+
+    // 1. apt installs the three packages from the signed repository over HTTP.
+    let server = BootedServer::boot(SUITE);
+    server.use_apt_repo(
+        &http.url,
+        "dev",
+        &std::fs::read(&keyring).expect("read keyring"),
+    );
+    server.apt_update();
+    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+
+    // 2. The daemons run, the timers are scheduled, a job succeeds under its hardening.
+    for unit in DAEMONS {
+        server.wait_active(unit);
+    }
+    let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
+    for timer in TIMERS {
+        assert!(timers.contains(timer), "{timer} not listed:\n{timers}");
+    }
+    server.systemctl(&["start", "speedy-jobs-trending.service"]);
+    assert_eq!(
+        server.show("speedy-jobs-trending.service", "Result"),
+        "success",
+        "{}",
+        server.diagnose(&["speedy-jobs-trending.service"])
+    );
+    let state = server.sh_ok("ls /var/lib/speedy/jobs");
+    assert!(
+        state.contains("trending-"),
+        "the job wrote nothing: {state}"
+    );
+
+    // 6. The service sees the environment value exactly as configured.
+    assert_price(&server);
+
+    // 3. /healthz, then the maintenance page while the flag file exists.
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    let index = format!("http://127.0.0.1:{port}/");
+    let response = server.http("GET", &healthz);
+    assert_eq!((response.status, response.body.as_str()), (200, "ok\n"));
+    server.sh_ok("touch /var/lib/speedy/app/maintenance");
+    let response = server.http("GET", &healthz);
+    assert_eq!(response.status, 503, "{response:?}");
+    let response = server.http("GET", &index);
+    assert_eq!(response.status, 503, "{response:?}");
+    assert!(
+        response.content_type.starts_with("text/html"),
+        "{response:?}"
+    );
+    assert!(
+        response
+            .body
+            .contains("Speedy is down for scheduled maintenance"),
+        "{response:?}"
+    );
+    server.sh_ok("rm /var/lib/speedy/app/maintenance");
+    assert_eq!(server.http("GET", &healthz).status, 200);
+
+    // 4. An upgrade restarts the daemons and keeps the admin's edit of a conffile.
+    // The packaged conffile is the same in both versions, so dpkg keeps the edited one
+    // without asking: no --force-conf* option is needed.
+    server.sh_ok(
+        "sed -i 's/^heartbeat_seconds = 30$/heartbeat_seconds = 45/' /etc/speedy/notifier.conf",
+    );
+    let before: Vec<_> = DAEMONS.iter().map(|u| incarnation(&server, u)).collect();
+    fixture.edit("Cargo.toml", "version = \"1.4.0\"", "version = \"1.4.1\"");
+    fixture.build();
+    publish(&fixture, repo.path(), &key);
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    for name in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
+        let version = server.exec_ok(&["dpkg-query", "-W", "-f", "${Version}", name]);
+        assert_eq!(version, "1.4.1-1", "{name}");
+    }
+    for (unit, before) in DAEMONS.iter().zip(before) {
+        server.wait_active(unit);
+        let after = incarnation(&server, unit);
+        assert_ne!(after.0, before.0, "{unit} kept its MainPID: not restarted");
+        assert_ne!(after.1, before.1, "{unit} was not restarted");
+    }
+    let conf = server.sh_ok("cat /etc/speedy/notifier.conf");
+    assert!(
+        conf.contains("\nheartbeat_seconds = 45\n"),
+        "the admin's edit is lost:\n{conf}"
+    );
+    let leftovers = server.sh_ok("ls /etc/speedy");
+    assert!(!leftovers.contains(".dpkg-"), "{leftovers}");
+    assert_eq!(server.http("GET", &healthz).status, 200);
+    assert_price(&server);
+
+    // 5. Purging the jobs removes their timers, units and state.
+    server.apt_get(&["purge", "speedy-jobs"]);
+    let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
+    assert!(!timers.contains("speedy-jobs"), "{timers}");
+    // list-unit-files exits 1 when nothing matches.
+    let units = stdout(&server.exec(&[
+        "systemctl",
+        "list-unit-files",
+        "--no-legend",
+        "speedy-jobs*",
+    ]));
+    assert!(units.trim().is_empty(), "unit files left:\n{units}");
+    for timer in TIMERS {
+        assert!(!server.exists(&format!("/usr/lib/systemd/system/{timer}")));
+        assert!(!server.exists(&format!("/etc/systemd/system/timers.target.wants/{timer}")));
+    }
+    assert!(!server.exists("/var/lib/speedy/jobs"));
+    assert!(
+        server.exists("/var/lib/speedy/app"),
+        "the app's state stays"
+    );
+    for unit in DAEMONS {
+        assert_eq!(server.show(unit, "ActiveState"), "active", "{unit}");
+    }
+    drop(server);
+    drop(http);
+}
+
+/// The harness's HTTP server answers GET and HEAD with Content-Length, and 404.
+#[test]
+fn repo_http_server_serves_files_and_404() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("dists/dev")).unwrap();
+    std::fs::write(dir.path().join("dists/dev/Release"), "Suite: dev\n").unwrap();
+    let http = RepoHttpServer::serve(dir.path());
+    let curl = |args: &[&str]| {
+        let mut all = vec!["-sS", "--max-time", "10", "-i"];
+        all.extend_from_slice(args);
+        run("curl", &all)
+    };
+    let get = curl(&[&format!("{}/dists/dev/Release", http.url)]);
+    assert!(get.starts_with("HTTP/1.1 200 OK\r\n"), "{get}");
+    assert!(get.contains("Content-Length: 11\r\n"), "{get}");
+    assert!(get.ends_with("\r\n\r\nSuite: dev\n"), "{get}");
+    let head = curl(&["-I", &format!("{}/dists/dev/Release", http.url)]);
+    assert!(head.contains("Content-Length: 11\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+    for missing in ["/dists/dev/InRelease", "/dists", "/../etc/passwd", "/%zz"] {
+        let response = curl(&["--path-as-is", &format!("{}{missing}", http.url)]);
+        assert!(
+            response.starts_with("HTTP/1.1 404"),
+            "{missing}: {response}"
+        );
+    }
+    assert_eq!(http.requests().len(), 6);
+    let url = http.url.clone();
+    drop(http);
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", &url])
+        .output()
+        .expect("curl");
+    assert!(!output.status.success(), "the server stops on drop");
+}
+
+/// The harness itself: commands run inside the booted root, files land there, and
+/// dropping the handle stops the container and removes its copy of the root. Runs in
+/// parallel with the test above, so a cold cache is bootstrapped once for both.
+#[test]
+fn booted_server_runs_commands_inside_and_stops_on_drop() {
+    let server = BootedServer::boot(SUITE);
+    assert_eq!(server.sh_ok("cat /proc/1/comm").trim(), "systemd");
+    assert_eq!(
+        server.exec_ok(&["cat", "/proc/sys/kernel/hostname"]).trim(),
+        "speedy-server"
+    );
+    assert!(server
+        .exec_ok(&["cat", "/etc/os-release"])
+        .contains("trixie"));
+    server.write_file("/etc/speedy-test/hello", b"hi\n", 0o640);
+    assert_eq!(
+        server.sh_ok("stat -c '%a %U' /etc/speedy-test/hello && cat /etc/speedy-test/hello"),
+        "640 root\nhi\n"
+    );
+    assert!(server.root().join("etc/speedy-test/hello").is_file());
+    assert!(server.exists("/etc/speedy-test/hello"));
+    assert!(!server.exists("/nonexistent"));
+    assert_eq!(server.sh("exit 3").status.code(), Some(3));
+    assert_eq!(server.show("multi-user.target", "ActiveState"), "active");
+    let leader = server.leader_pid();
+    let root = server.root().to_owned();
+    drop(server);
+    assert!(
+        !Path::new(&format!("/proc/{leader}")).exists(),
+        "the container's init is gone"
+    );
+    assert!(!root.exists(), "the copy of the root is removed");
+}
