@@ -155,7 +155,12 @@ pub fn fill(template: &Template, vars: &BTreeMap<&str, String>) -> Result<String
 /// Quotes one argument for `ExecStart=` (systemd.service(5), "Command lines"): `%`
 /// would start a specifier and `$` an environment variable, so both are doubled.
 pub fn systemd_quote(arg: &str) -> String {
-    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    quote_escaped(arg.replace('%', "%%").replace('$', "$$"))
+}
+
+/// Quotes a value whose specifiers are already escaped: as it is when it holds only
+/// plain characters, else in double quotes with `"`, `\` and tabs escaped.
+fn quote_escaped(escaped: String) -> String {
     let plain = !escaped.is_empty()
         && escaped
             .chars()
@@ -184,32 +189,15 @@ fn exec_start(service: &Service, args: &[String]) -> String {
         .join(" ")
 }
 
-/// One `Environment=` line per variable. systemd expands specifiers (`%`) in the value
-/// but not variables (systemd.exec(5)), so unlike [`systemd_quote`] for `ExecStart=`
-/// only `%` is doubled: a `$` must reach the service as it is. The assignment is
-/// double-quoted unless plain, with `"` and `\` backslash-escaped.
+/// `Environment=` lines. systemd expands specifiers (`%`) there but not `$`
+/// (systemd.exec(5)), so only `%` is doubled: the service sees the value as written.
 fn environment_lines(service: &Service) -> String {
     service
         .environment
         .iter()
         .map(|(name, value)| {
             let escaped = format!("{name}={value}").replace('%', "%%");
-            let plain = escaped
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c));
-            if plain {
-                return format!("Environment={escaped}");
-            }
-            let mut quoted = String::with_capacity(escaped.len() + 2);
-            for c in escaped.chars() {
-                match c {
-                    '"' => quoted.push_str("\\\""),
-                    '\\' => quoted.push_str("\\\\"),
-                    '\t' => quoted.push_str("\\t"),
-                    c => quoted.push(c),
-                }
-            }
-            format!("Environment=\"{quoted}\"")
+            format!("Environment={}", quote_escaped(escaped))
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -502,7 +490,7 @@ mod tests {
             cargo_version: "1.4.0".into(),
             manifest_path: PathBuf::from("/ws/speedy-app/Cargo.toml"),
             crate_dir: PathBuf::from("/ws/speedy-app"),
-            version: crate::debian::DebianVersion::parse("1.4.0-1").unwrap(),
+            version: crate::repo::syntax::DebianVersion::parse("1.4.0-1").unwrap(),
             description: "Speedy web application server".into(),
             kind: ServiceKind::Daemon { args: Vec::new() },
             binary: "speedy-app".into(),
