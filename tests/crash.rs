@@ -34,6 +34,7 @@ fn publish(
         lock: LockOptions {
             wait: None,
             break_lock,
+            ..LockOptions::default()
         },
         dry_run: false,
         now: &now,

@@ -477,12 +477,22 @@ fn concurrent_publishers_wait_for_the_lock_and_lose_nothing() {
     );
 }
 
+/// A lock with a live lease (another host's publish in progress) is reported with
+/// its owner and refused, and --break-lock removes it; a lock whose lease ran out
+/// (its publisher died) is taken over without any flag.
 #[test]
-fn a_held_lock_is_reported_and_can_be_broken() {
+fn a_held_lock_is_reported_and_an_expired_lease_is_taken_over() {
     let fixture = released();
     let lock = repo(&fixture).join(".speedy/lock");
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    std::fs::write(&lock, r#"{"owner":"ci@builder","host":"builder","pid":4242,"created":1795000000,"expires":1795001800,"token":"x"}"#).unwrap();
+    let write_lock = |expires: u64| {
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(
+            &lock,
+            format!(r#"{{"owner":"ci@builder","host":"builder","pid":4242,"created":1795000000,"expires":{expires},"token":"x"}}"#),
+        )
+        .unwrap();
+    };
+    write_lock(unix_now() + 600);
     let before = tree_hashes(&repo(&fixture));
     bump_version(&fixture, "1.4.1");
     let output = release(&fixture, &[]);
@@ -493,15 +503,34 @@ fn a_held_lock_is_reported_and_can_be_broken() {
         "{text}"
     );
     assert!(
-        text.contains("(the lock has expired)") && text.contains("--break-lock"),
+        text.contains("its lease runs 5") || text.contains("its lease runs 600 s more"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--wait-for-lock") && text.contains("--break-lock"),
         "{text}"
     );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
     let output = release(&fixture, &["--wait-for-lock", "1"]);
     assert_eq!(output.status.code(), Some(1));
-    assert_success(&release(&fixture, &["--break-lock"]));
+    let output = release(&fixture, &["--break-lock"]);
+    assert_success(&output);
+    assert!(stderr(&output).contains("broke the lock of ci@builder"));
     assert!(!lock.exists());
     assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1"));
+
+    write_lock(unix_now() - 1);
+    bump_version(&fixture, "1.4.2");
+    let output = release(&fixture, &[]);
+    assert_success(&output);
+    assert!(
+        stderr(&output)
+            .contains("took over the lock of ci@builder (pid 4242 on builder): its lease expired"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!lock.exists());
+    assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.2-1"));
 }
 
 /// Every refused input leaves the repository byte-identical.

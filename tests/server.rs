@@ -273,3 +273,139 @@ fn booted_server_runs_commands_inside_and_stops_on_drop() {
     );
     assert!(!root.exists(), "the copy of the root is removed");
 }
+
+/// The README's shell block under "### On a server".
+fn readme_server_steps() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read README.md");
+    let section = readme
+        .split_once("### On a server\n")
+        .expect("README has an \"On a server\" section")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .expect("the section has a sh block")
+        .1;
+    block
+        .split_once("```")
+        .expect("the block ends")
+        .0
+        .to_owned()
+}
+
+/// The README followed literally by a user whose umask is 077: its first command in a
+/// checkout, then its "On a server" steps, run as they are by root from that checkout
+/// (copied into the server as `/srv/checkout`, since apt reads a `file:` repository as
+/// the `_apt` user). The server installs the three packages, apt warns about nothing
+/// (an unreadable file shows as "Download is performed unsandboxed as root", an
+/// unreadable keyring as NO_PUBKEY), and the daemons run.
+#[test]
+fn the_readme_under_a_strict_umask_gives_a_server_that_installs_the_packages() {
+    let checkout = tempfile::tempdir().expect("temp dir");
+    let fixture = checkout.path().join("tests/fixtures/speedy");
+    copy_tree(&fixture_source(), &fixture);
+    // Set-up, not a README step: the app's port must be free on the host, whose
+    // network the server shares with other tests.
+    let port = free_port();
+    let conf = fixture.join("speedy-app/config/app.conf");
+    let text = std::fs::read_to_string(&conf).expect("read app.conf");
+    std::fs::write(
+        &conf,
+        text.replace("port = 8080", &format!("port = {port}")),
+    )
+    .expect("write app.conf");
+
+    // The README's first command (`cargo run -- speedy release --manifest-path
+    // tests/fixtures/speedy/Cargo.toml`), with the binary cargo run would build.
+    let output = std::process::Command::new("sh")
+        .args(["-c", "umask 077 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_cargo-speedy"))
+        .args([
+            "speedy",
+            "release",
+            "--manifest-path",
+            "tests/fixtures/speedy/Cargo.toml",
+        ])
+        .current_dir(checkout.path())
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run cargo-speedy");
+    assert_success(&output);
+    let next = stderr(&output);
+    assert!(
+        next.contains("Suites: dev"),
+        "the main job says what to do next:\n{next}"
+    );
+
+    // Whatever the umask: public files 0644, directories 0755, the secret key 0600.
+    let repo = fixture.join("target/speedy/repo");
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    };
+    let mut files = Vec::new();
+    walk(&repo, &mut files);
+    for path in files.iter().chain([&repo]) {
+        let private = path.components().any(|c| c.as_os_str() == ".speedy");
+        let expected = match (path.is_dir(), private) {
+            (true, _) => 0o755,
+            (false, false) => 0o644,
+            (false, true) => 0o600,
+        };
+        assert_eq!(mode(path), expected, "{}", path.display());
+    }
+    assert_eq!(
+        mode(&fixture.join("target/speedy/repo-dev-signing-key.asc")),
+        0o600
+    );
+
+    let server = BootedServer::boot(SUITE);
+    let inside = server
+        .root()
+        .join("srv/checkout/tests/fixtures/speedy/target/speedy");
+    std::fs::create_dir_all(&inside).expect("mkdir in the server");
+    run(
+        "cp",
+        &[
+            "-a",
+            repo.to_str().expect("utf-8"),
+            inside.to_str().expect("utf-8"),
+        ],
+    );
+    // Standing in for the user's "Y" at apt's prompt.
+    server.write_file(
+        "/etc/apt/apt.conf.d/90assume-yes",
+        b"APT::Get::Assume-Yes \"true\";\n",
+        0o644,
+    );
+    let steps = readme_server_steps();
+    let output = server.sh(&format!("cd /srv/checkout && set -e\n{steps}"));
+    let log = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        output.status.success(),
+        "the README's server steps failed:\n{steps}\n{log}"
+    );
+    for warning in [
+        "unsandboxed",
+        "NO_PUBKEY",
+        "Permission denied",
+        "W: ",
+        "E: ",
+    ] {
+        assert!(!log.contains(warning), "apt said {warning:?}:\n{log}");
+    }
+    for name in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
+        let status = server.exec_ok(&["dpkg-query", "-W", "-f", "${Status} ${Version}", name]);
+        assert_eq!(status, "install ok installed 1.4.0-1", "{name}");
+    }
+    for unit in DAEMONS {
+        server.wait_active(unit);
+    }
+    assert_eq!(
+        server
+            .http("GET", &format!("http://127.0.0.1:{port}/healthz"))
+            .status,
+        200
+    );
+}

@@ -23,6 +23,8 @@ pub struct RepoMetadata {
     pub architectures: Option<Vec<String>>,
     pub retention: Option<usize>,
     pub grace_period: Option<String>,
+    /// How long the publish lock stays valid without renewal.
+    pub lock_lease: Option<String>,
     pub valid_for: Option<String>,
     /// Publish to DigitalOcean Spaces (or any S3-compatible store) instead of `dir`.
     pub spaces: Option<SpacesMetadata>,
@@ -112,6 +114,9 @@ pub struct RepoConfig {
     pub retention: usize,
     /// How long unreferenced pool files and by-hash copies are kept.
     pub grace_seconds: u64,
+    /// How long the publish lock stays valid without renewal: a publisher that died
+    /// blocks others this long at most.
+    pub lock_lease_seconds: u64,
     /// Valid-Until = Date + this, when set.
     pub valid_for_seconds: Option<u64>,
     /// The manifest's Spaces settings, before flags.
@@ -319,6 +324,12 @@ impl RepoConfig {
         }
         let grace = repo.grace_period.as_deref().unwrap_or("1h");
         let grace_seconds = parse_timespan(grace).map_err(|why| err("grace-period", why))?;
+        let lease = repo.lock_lease.as_deref().unwrap_or("1min");
+        let lock_lease_seconds = match parse_timespan(lease) {
+            Ok(seconds) if (3..=3600).contains(&seconds) => seconds,
+            Ok(_) => return Err(err("lock-lease", format!("{lease:?}: between 3s and 1h"))),
+            Err(why) => return Err(err("lock-lease", why)),
+        };
         let valid_for = match &repo.valid_for {
             Some(span) => Some(parse_timespan(span).map_err(|why| err("valid-for", why))?),
             None => None,
@@ -351,6 +362,7 @@ impl RepoConfig {
             default_suite,
             retention,
             grace_seconds,
+            lock_lease_seconds,
             valid_for_seconds: valid_for,
             spaces: repo.spaces.clone(),
             manifest: root_manifest.to_owned(),

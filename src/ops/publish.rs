@@ -185,6 +185,7 @@ impl<'a> SuiteWriter<'a> {
             lock: LockOptions {
                 wait: control.wait_for_lock,
                 break_lock: control.break_lock,
+                lease: Duration::from_secs(config.lock_lease_seconds),
             },
             dry_run: control.dry_run,
             now: &crate::clock::now,

@@ -1,11 +1,16 @@
 //! The publish lock (invariant 4, docs/ARCHITECTURE.md, "Publish invariants"): an
-//! object created with put-if-absent, so of two publishers exactly one holds it. It
-//! names its owner and expiry, so a user who finds it can tell a running release from
-//! one that died.
+//! object created with put-if-absent, so of two publishers exactly one holds it. It is
+//! a lease: it names its owner and an expiry that the holder pushes forward while it
+//! works (docs/ARCHITECTURE.md, "Crash and concurrency model"). A lease not renewed
+//! in time belongs to a publisher that died (a killed CI runner, say) and is taken
+//! over with a compare-and-swap on the lock object's version, so that of two waiters
+//! exactly one wins.
 
 use super::PublishError;
 use crate::repo::layout::LOCK_KEY;
 use crate::store::{Store, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -15,29 +20,51 @@ pub struct LockInfo {
     pub pid: u32,
     /// Unix seconds.
     pub created: u64,
+    /// Unix seconds; the holder pushes it forward while it works.
     pub expires: u64,
     /// Random, so a publisher never mistakes another's lock for its own.
     pub token: String,
 }
 
 /// How to behave when the lock is taken.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct LockOptions {
     /// Wait up to this long for the lock, instead of failing at once.
     pub wait: Option<Duration>,
     /// Remove an existing lock first (after the user checked that its owner is gone).
     pub break_lock: bool,
+    /// How long the lock stays valid without renewal (`lock-lease`).
+    pub lease: Duration,
 }
 
-/// How long a lock is valid: longer than any sane publish, short enough that a dead
-/// CI job's lock is recognisably stale the next morning.
-pub const LOCK_TTL_SECONDS: u64 = 30 * 60;
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            wait: None,
+            break_lock: false,
+            lease: Duration::from_secs(DEFAULT_LEASE_SECONDS),
+        }
+    }
+}
+
+/// Long enough to ride out a few failed renewals, short enough that a release job
+/// after a killed one waits about a minute, not half an hour.
+pub const DEFAULT_LEASE_SECONDS: u64 = 60;
+
+/// `$SPEEDY_HOST` names this host in the lock instead of /etc/hostname (a container
+/// whose hostname is not unique, or a test that plays another runner).
+pub const HOST_ENV: &str = "SPEEDY_HOST";
 
 pub fn this_host() -> String {
-    std::fs::read_to_string("/etc/hostname")
+    std::env::var(HOST_ENV)
         .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown-host".to_owned())
 }
@@ -49,28 +76,83 @@ fn this_user() -> String {
 }
 
 /// Whether a process of this host is still running; a lock whose owner died on this
-/// very machine (a killed release) can be taken over without asking.
+/// very machine (a killed release) can be taken over without waiting for its lease. A
+/// zombie (killed, not yet reaped by its parent) is not running.
 fn process_alive(pid: u32) -> bool {
-    pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may itself
+        // contain spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
-/// A held lock; released explicitly with [`HeldLock::release`], which checks the token.
+/// What the lock object holds now.
+enum Found {
+    Free,
+    Held {
+        info: LockInfo,
+        version: String,
+    },
+    /// Not a lock this tool wrote: only `--break-lock` removes it.
+    Unreadable {
+        version: String,
+    },
+}
+
+fn read_lock(store: &dyn Store) -> Result<Found, PublishError> {
+    Ok(match store.get_versioned(LOCK_KEY)? {
+        None => Found::Free,
+        Some(object) => match serde_json::from_slice(&object.bytes) {
+            Ok(info) => Found::Held {
+                info,
+                version: object.version,
+            },
+            Err(_) => Found::Unreadable {
+                version: object.version,
+            },
+        },
+    })
+}
+
+/// Why a lock that is not ours may be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// Its holder did not renew it in time.
+    LeaseExpired,
+    /// Its holder ran on this host and is gone.
+    OwnerGone,
+    /// `--break-lock`.
+    Broken,
+}
+
+impl Takeover {
+    fn describe(self, holder: &LockInfo) -> String {
+        let who = format!("{} (pid {} on {})", holder.owner, holder.pid, holder.host);
+        match self {
+            Takeover::LeaseExpired => format!("took over the lock of {who}: its lease expired"),
+            Takeover::OwnerGone => format!("took over the lock of {who}: that process is gone"),
+            Takeover::Broken => format!("broke the lock of {who} (--break-lock)"),
+        }
+    }
+}
+
+/// A held lock, renewed with [`HeldLock::renew`] and released explicitly with
+/// [`HeldLock::release`], both of which check that it is still ours.
 #[derive(Debug)]
 pub struct HeldLock {
-    pub info: LockInfo,
-}
-
-fn read_lock(store: &dyn Store) -> Result<Option<LockInfo>, PublishError> {
-    Ok(store.get(LOCK_KEY)?.map(|bytes| {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
-            owner: "(unreadable lock object)".into(),
-            host: String::new(),
-            pid: 0,
-            created: 0,
-            expires: 0,
-            token: String::new(),
-        })
-    }))
+    token: String,
+    lease: Duration,
+    /// The lock as last written, and the store's version of it.
+    current: Mutex<(LockInfo, String)>,
+    /// Someone else took it over: nothing may be switched any more.
+    lost: AtomicBool,
 }
 
 /// Takes the lock. `Ok(None)` when the store cannot do conditional writes: the caller
@@ -79,11 +161,13 @@ pub fn acquire(
     store: &dyn Store,
     options: LockOptions,
     now: impl Fn() -> u64,
+    on_takeover: &dyn Fn(&str),
 ) -> Result<Option<HeldLock>, PublishError> {
     let token = format!("{:032x}", rand::random::<u128>());
     let started = Instant::now();
     let mut broke = false;
     let host = this_host();
+    let lease = options.lease.as_secs().max(1);
     loop {
         let created = now();
         let info = LockInfo {
@@ -91,35 +175,82 @@ pub fn acquire(
             host: host.clone(),
             pid: std::process::id(),
             created,
-            expires: created + LOCK_TTL_SECONDS,
+            expires: created + lease,
             token: token.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
-            Ok(true) => return Ok(Some(HeldLock { info })),
-            Ok(false) => {}
+        let options_for_lock = super::put_options(LOCK_KEY);
+        let created_it = match store.put_if_absent(LOCK_KEY, &bytes, &options_for_lock) {
+            Ok(created) => created,
             Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
-            Err(e) => {
-                // The write may have happened and only the answer been lost: then the
-                // lock is ours.
-                if read_lock(store)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|current| current.token == token)
-                {
-                    return Ok(Some(HeldLock { info }));
-                }
-                return Err(e.into());
+            // The write may have happened and only the answer been lost: what is
+            // there now decides.
+            Err(_) => false,
+        };
+        let found = read_lock(store)?;
+        if let Found::Held {
+            info: current,
+            version,
+        } = &found
+        {
+            // Ours, also when the create's answer was lost and a retry was refused
+            // because our own create had already happened.
+            if current.token == token {
+                return Ok(Some(HeldLock::new(
+                    current.clone(),
+                    version.clone(),
+                    options.lease,
+                )));
             }
         }
-        let holder = read_lock(store)?;
-        let dead_owner = holder
-            .as_ref()
-            .is_some_and(|h| h.host == host && !process_alive(h.pid));
-        if (options.break_lock || dead_owner) && !broke {
-            store.delete(LOCK_KEY)?;
-            broke = true;
+        if created_it {
+            // Created, then replaced by someone who took it over at once: theirs.
             continue;
+        }
+        let (version, takeover) = match &found {
+            Found::Free => continue,
+            Found::Unreadable { version } => (version, None),
+            Found::Held {
+                info: holder,
+                version,
+            } => {
+                let takeover = if holder.expires <= now() {
+                    Some(Takeover::LeaseExpired)
+                } else if holder.host == host && !process_alive(holder.pid) {
+                    Some(Takeover::OwnerGone)
+                } else {
+                    None
+                };
+                (version, takeover)
+            }
+        };
+        let takeover = match takeover {
+            None if options.break_lock && !broke => Some(Takeover::Broken),
+            other => other,
+        };
+        if let Some(takeover) = takeover {
+            match store.put_if_version(LOCK_KEY, &bytes, version, &options_for_lock) {
+                Ok(Some(new_version)) => {
+                    if let Found::Held { info: holder, .. } = &found {
+                        on_takeover(&takeover.describe(holder));
+                    }
+                    return Ok(Some(HeldLock::new(info, new_version, options.lease)));
+                }
+                // Someone else was faster, or the holder renewed: look again.
+                Ok(None) => continue,
+                // Without compare-and-swap, only an explicit break or an owner gone
+                // from this host may delete the lock: an expired lease elsewhere may
+                // still belong to a slow holder, and two waiters could both delete.
+                Err(StoreError::ConditionalWritesUnsupported { .. })
+                    if takeover != Takeover::LeaseExpired && !broke =>
+                {
+                    store.delete(LOCK_KEY)?;
+                    broke = true;
+                    continue;
+                }
+                Err(StoreError::ConditionalWritesUnsupported { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         if let Some(wait) = options.wait {
             if started.elapsed() < wait {
@@ -127,29 +258,108 @@ pub fn acquire(
                 continue;
             }
         }
-        return Err(match holder {
-            Some(holder) => PublishError::Locked {
+        return Err(match found {
+            Found::Held { info: holder, .. } => PublishError::Locked {
                 store: store.describe(),
-                stale: holder.expires <= now(),
+                expires_in: holder.expires.saturating_sub(now()),
                 holder: Box::new(holder),
             },
-            // Released between our attempt and the read: try again.
-            None => continue,
+            Found::Unreadable { .. } => PublishError::LockUnreadable {
+                store: store.describe(),
+            },
+            Found::Free => continue,
         });
     }
 }
 
 impl HeldLock {
-    /// Deletes the lock if it is still ours; someone may have broken it.
-    pub fn release(self, store: &dyn Store) -> Result<(), PublishError> {
+    fn new(info: LockInfo, version: String, lease: Duration) -> Self {
+        HeldLock {
+            token: info.token.clone(),
+            lease,
+            current: Mutex::new((info, version)),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// How often the holder renews: three times per lease, so two renewals may fail.
+    pub fn renewal_interval(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// Pushes the expiry forward. `Ok(false)` when the lock is no longer ours: its
+    /// lease ran out and someone took it over.
+    pub fn renew(&self, store: &dyn Store, now: u64) -> Result<bool, PublishError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let Ok(mut current) = self.current.lock() else {
+            return Ok(false);
+        };
+        let mut info = current.0.clone();
+        info.expires = now + self.lease.as_secs().max(1);
+        let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        let options = super::put_options(LOCK_KEY);
+        match store.put_if_version(LOCK_KEY, &bytes, &current.1, &options) {
+            Ok(Some(version)) => {
+                *current = (info, version);
+                Ok(true)
+            }
+            Ok(None) => {
+                // A lost answer to our own renewal also changes the version: ours
+                // still, if the token says so.
+                if let Found::Held { info, version } = read_lock(store)? {
+                    if info.token == self.token {
+                        *current = (info, version);
+                        return Ok(true);
+                    }
+                }
+                self.lost.store(true, Ordering::SeqCst);
+                Ok(false)
+            }
+            // A store that cannot compare and swap cannot renew either: the lease
+            // then lasts as written, and the lock is broken only explicitly.
+            Err(StoreError::ConditionalWritesUnsupported { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the lock if it is still ours; someone may have taken it over.
+    pub fn release(&self, store: &dyn Store) -> Result<(), PublishError> {
         match read_lock(store)? {
-            Some(current) if current.token == self.info.token => Ok(store.delete(LOCK_KEY)?),
+            Found::Held { info, .. } if info.token == self.token => Ok(store.delete(LOCK_KEY)?),
             _ => Ok(()),
         }
     }
 
-    /// Whether the lock object is still ours (not broken by someone else).
+    /// Whether the lock object is still ours (not taken over or broken by someone else).
     pub fn still_held(&self, store: &dyn Store) -> Result<bool, PublishError> {
-        Ok(read_lock(store)?.is_some_and(|current| current.token == self.info.token))
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        Ok(matches!(read_lock(store)?, Found::Held { info, .. } if info.token == self.token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zombies_and_missing_processes_are_not_alive() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(0));
+        assert!(!process_alive(u32::MAX));
+        // A child that exited and is not reaped yet is a zombie.
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!process_alive(pid), "the zombie {pid} counts as alive");
+        child.wait().expect("reap");
     }
 }

@@ -71,16 +71,22 @@ pub enum PublishError {
     #[error(transparent)]
     Sign(#[from] SignError),
     #[error(
-        "{store} is locked by {} (pid {} on {}) since {}{}; wait with --wait-for-lock, or if that publish is dead, run again with --break-lock",
-        holder.owner, holder.pid, holder.host, crate::repo::syntax::rfc2822(holder.created, "UTC"),
-        if *stale { " (the lock has expired)" } else { "" }
+        "{store} is locked by {} (pid {} on {}) since {}; its lease runs {expires_in} s more. \
+         Wait with --wait-for-lock SECONDS (a publisher that died leaves a lease nobody renews, \
+         taken over when it runs out), or if that publish is dead, run again with --break-lock",
+        holder.owner, holder.pid, holder.host, crate::repo::syntax::rfc2822(holder.created, "UTC")
     )]
     Locked {
         store: String,
         holder: Box<LockInfo>,
-        stale: bool,
+        expires_in: u64,
     },
-    #[error("{store}: the lock was broken by someone else while publishing; nothing was switched, run again")]
+    #[error(
+        "{store}: .speedy/lock is an unreadable lock object (not written by cargo speedy); \
+         if no publish is running, run again with --break-lock"
+    )]
+    LockUnreadable { store: String },
+    #[error("{store}: the lock was taken over by someone else while publishing (its lease ran out, or --break-lock); nothing was switched, run again")]
     LockLost { store: String },
     #[error("{store}: the suite {suite} kept changing under this publish (another publisher without a lock?); run again")]
     ConcurrentChanges { store: String, suite: String },
@@ -236,7 +242,7 @@ impl Publish<'_> {
             });
         }
         if self.dry_run {
-            return match self.attempt(debs, listener)? {
+            return match self.attempt(debs, None, listener)? {
                 Attempt::Done(report) => Ok(report),
                 // A dry run stops before the switch, where a race is noticed.
                 Attempt::Raced => Err(PublishError::ConcurrentChanges {
@@ -245,21 +251,62 @@ impl Publish<'_> {
                 }),
             };
         }
-        let held = lock::acquire(self.store, self.lock, self.now)?;
-        if held.is_none() {
+        let held = lock::acquire(self.store, self.lock, self.now, &|what| {
+            listener.warning(what)
+        })?;
+        let Some(held) = held else {
             listener.warning(&format!(
                 "{} does not support conditional writes: publishing without a lock, relying on re-reading InRelease before and after the switch",
                 self.store.describe()
             ));
-        }
-        let result = self.publish_locked(debs, held.as_ref(), listener);
-        let released = match held {
-            Some(held) => held.release(self.store),
-            None => Ok(()),
+            return self.publish_locked(debs, None, listener);
         };
+        let result = self.while_renewing(&held, listener, || {
+            self.publish_locked(debs, Some(&held), listener)
+        });
+        let released = held.release(self.store);
         let report = result?;
         released?;
         Ok(report)
+    }
+
+    /// Runs `work` while a thread renews the lease, so that a long upload keeps the
+    /// lock. A renewal that finds the lock taken over marks it lost, and the publish
+    /// then stops before its switch.
+    fn while_renewing<T>(
+        &self,
+        held: &lock::HeldLock,
+        listener: &dyn Listener,
+        work: impl FnOnce() -> T,
+    ) -> T {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let step = std::time::Duration::from_millis(50);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut next = std::time::Instant::now() + held.renewal_interval();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(step);
+                    if std::time::Instant::now() < next {
+                        continue;
+                    }
+                    match held.renew(self.store, (self.now)()) {
+                        Ok(true) => next = std::time::Instant::now() + held.renewal_interval(),
+                        Ok(false) => {
+                            listener.warning("the publish lock was taken over by someone else: this publish will not switch");
+                            break;
+                        }
+                        // A failed renewal is tried again soon; the lease allows two.
+                        Err(error) => {
+                            listener.detail(&format!("renewing the publish lock: {error}"));
+                            next = std::time::Instant::now() + step * 20;
+                        }
+                    }
+                }
+            });
+            let result = work();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        })
     }
 
     fn publish_locked(
@@ -269,7 +316,7 @@ impl Publish<'_> {
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         for attempt in 1..=ATTEMPTS {
-            let Attempt::Done(mut report) = self.attempt(debs, listener)? else {
+            let Attempt::Done(mut report) = self.attempt(debs, held, listener)? else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
                     self.suite
@@ -328,6 +375,7 @@ impl Publish<'_> {
     fn attempt(
         &self,
         debs: &[IncomingDeb],
+        held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
         let states = state::read_all(self.store, &self.key.public_key())?;
@@ -433,6 +481,14 @@ impl Publish<'_> {
                 }
                 Step::Replace { key, bytes } => {
                     if !rechecked {
+                        // Whoever took over an expired lease may be switching now.
+                        if let Some(held) = held {
+                            if !held.still_held(self.store)? {
+                                return Err(PublishError::LockLost {
+                                    store: self.store.describe(),
+                                });
+                            }
+                        }
                         // Just before the canonical files change: has anyone switched
                         // since we read? Then merge again instead of overwriting them.
                         if self.store.get(&layout::in_release_key(&self.suite))? != before_switch {

@@ -6,7 +6,7 @@
 //! of the two. put-if-absent links the temporary file to the key, which fails when the
 //! key exists: an atomic create on any POSIX file system, NFS included.
 
-use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError};
+use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -97,12 +97,34 @@ impl FsStore {
         Ok(temp)
     }
 
+    /// Serializes the writes whose outcome depends on what is there (create if
+    /// absent, replace if unchanged, delete) across processes: an exclusive lock on
+    /// one file of the store, held until the guard is dropped.
+    fn conditional_guard(&self, key: &str) -> Result<fs::File, StoreError> {
+        self.create_dirs(key, &self.root)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(format!("{TEMP_PREFIX}conditional.lock")))
+            .map_err(self.io(key))?;
+        file.lock().map_err(self.io(key))?;
+        Ok(file)
+    }
+
     fn sync_dir(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(self.io(key))
     }
+}
+
+/// The version of a local object: the MD5 of its bytes, as S3's ETag of a
+/// single-part upload.
+fn version_of(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    format!("{:x}", Md5::digest(bytes))
 }
 
 fn modified_seconds(metadata: &fs::Metadata) -> Option<u64> {
@@ -118,13 +140,35 @@ impl Store for FsStore {
         self.root.display().to_string()
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let path = self.path(key)?;
         match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(bytes) => Ok(Some(Versioned {
+                version: version_of(&bytes),
+                bytes,
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(key)(e)),
         }
+    }
+
+    fn put_if_version(
+        &self,
+        key: &str,
+        body: &[u8],
+        version: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError> {
+        let path = self.path(key)?;
+        let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
+        let _guard = self.conditional_guard(key)?;
+        let current = self.get_versioned(key)?;
+        if current.is_none_or(|object| object.version != version) {
+            return Ok(None);
+        }
+        temp.persist(&path).map_err(|e| self.io(key)(e.error))?;
+        self.sync_dir(key, &path)?;
+        Ok(Some(version_of(body)))
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
@@ -156,6 +200,7 @@ impl Store for FsStore {
     ) -> Result<bool, StoreError> {
         let path = self.path(key)?;
         let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
+        let _guard = self.conditional_guard(key)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;
@@ -214,6 +259,7 @@ impl Store for FsStore {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
+        let _guard = self.conditional_guard(key)?;
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

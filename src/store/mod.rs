@@ -35,6 +35,14 @@ pub enum Body<'a> {
     File(&'a Path),
 }
 
+/// An object's bytes and its version: an opaque tag (the ETag on S3) that changes
+/// with every write, for a compare-and-swap with [`Store::put_if_version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub bytes: Vec<u8>,
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: String,
@@ -68,7 +76,11 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// Where this is, for messages: a path or a URL, never credentials.
     fn describe(&self) -> String;
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_versioned(key)?.map(|object| object.bytes))
+    }
+    /// The object with its version.
+    fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
@@ -79,6 +91,17 @@ pub trait Store: Send + Sync {
         body: &[u8],
         options: &PutOptions,
     ) -> Result<bool, StoreError>;
+    /// Replaces the object only if its version is still `version`: a compare and
+    /// swap, so of two writers that read the same version exactly one wins.
+    /// `Ok(Some(new version))` when written, `Ok(None)` when the object changed or is
+    /// gone, `ConditionalWritesUnsupported` when the store cannot tell.
+    fn put_if_version(
+        &self,
+        key: &str,
+        body: &[u8],
+        version: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError>;
     /// Objects whose keys start with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deleting a missing object is not an error.

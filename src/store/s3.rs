@@ -6,7 +6,7 @@
 //! number of parts in flight; the SDK retries 5xx and SlowDown with backoff.
 //! Conditional writes (If-None-Match) are probed once, never assumed.
 
-use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError};
+use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -14,7 +14,6 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl};
 use aws_smithy_types::byte_stream::Length;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -129,15 +128,21 @@ impl Credentials {
     }
 }
 
-const UNKNOWN: u8 = 0;
-const SUPPORTED: u8 = 1;
-const UNSUPPORTED: u8 = 2;
+/// Which conditional writes the store honours, found by probing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConditionalWrites {
+    /// `If-None-Match: *` on PUT: create only if absent (the publish lock).
+    pub create: bool,
+    /// `If-Match: <etag>` on PUT: replace only if unchanged (renewing and taking over
+    /// a lock lease).
+    pub replace: bool,
+}
 
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     runtime: tokio::runtime::Runtime,
     config: S3Config,
-    conditional_writes: AtomicU8,
+    conditional_writes: std::sync::OnceLock<ConditionalWrites>,
 }
 
 /// What went wrong with one request, in terms a user can act on.
@@ -227,7 +232,7 @@ impl S3Store {
             client: aws_sdk_s3::Client::from_conf(sdk_config),
             runtime,
             config,
-            conditional_writes: AtomicU8::new(UNKNOWN),
+            conditional_writes: std::sync::OnceLock::new(),
         })
     }
 
@@ -257,43 +262,55 @@ impl S3Store {
         }
     }
 
-    /// Whether the store honours If-None-Match on PUT: create a probe object twice and
-    /// see whether the second create is refused. Cached for the store's lifetime.
-    pub fn probe_conditional_writes(&self) -> Result<bool, StoreError> {
-        match self.conditional_writes.load(Ordering::SeqCst) {
-            SUPPORTED => return Ok(true),
-            UNSUPPORTED => return Ok(false),
-            _ => {}
+    /// Which conditional writes the store honours: create a probe object, create it
+    /// again (refused if If-None-Match works), then replace it naming a wrong version
+    /// (refused if If-Match works). Cached for the store's lifetime.
+    pub fn probe_conditional_writes(&self) -> Result<ConditionalWrites, StoreError> {
+        if let Some(known) = self.conditional_writes.get() {
+            return Ok(*known);
         }
         let key = self.object_key(&format!(".speedy/probe-{:016x}", rand::random::<u64>()));
-        let create = || {
+        let put = |if_none_match: Option<&'static str>, if_match: Option<&'static str>| {
             self.client
                 .put_object()
                 .bucket(&self.config.bucket)
                 .key(&key)
-                .if_none_match("*")
+                .set_if_none_match(if_none_match.map(str::to_owned))
+                .set_if_match(if_match.map(str::to_owned))
                 .acl(ObjectCannedAcl::Private)
                 .body(ByteStream::from_static(b"probe"))
                 .send()
         };
+        let refused = |e: &SdkError<_, _>| {
+            status_of(e) == Some(412) || ProvideErrorMetadata::code(e) == Some("PreconditionFailed")
+        };
         let store = self.describe();
-        let supported = self.runtime.block_on(async {
-            create().await.map_err(|e| {
-                describe_failure(&store, &self.config, "probing conditional writes", &e)
-            })?;
-            match create().await {
-                Ok(_) => Ok(false),
-                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
-                    Ok(true)
-                }
-                Err(e) if matches!(status_of(&e), Some(400 | 501)) => Ok(false),
-                Err(e) => Err(describe_failure(
-                    &store,
-                    &self.config,
-                    "probing conditional writes",
-                    &e,
-                )),
-            }
+        let failure = |e: &SdkError<_, _>| {
+            describe_failure(&store, &self.config, "probing conditional writes", e)
+        };
+        let probed = self.runtime.block_on(async {
+            // A 412 here means the create happened and its answer was lost: the SDK's
+            // retry found the object, which only a store that honours If-None-Match
+            // refuses.
+            let first_refused = match put(Some("*"), None).await {
+                Ok(_) => false,
+                Err(e) if refused(&e) => true,
+                Err(e) => return Err(failure(&e)),
+            };
+            let create = first_refused
+                || match put(Some("*"), None).await {
+                    Ok(_) => false,
+                    Err(e) if refused(&e) => true,
+                    Err(e) if matches!(status_of(&e), Some(400 | 501)) => false,
+                    Err(e) => return Err(failure(&e)),
+                };
+            let replace = match put(None, Some("\"00000000000000000000000000000000\"")).await {
+                Ok(_) => false,
+                Err(e) if refused(&e) => true,
+                Err(e) if matches!(status_of(&e), Some(400 | 501)) => false,
+                Err(e) => return Err(failure(&e)),
+            };
+            Ok(ConditionalWrites { create, replace })
         });
         let _ = self.runtime.block_on(
             self.client
@@ -302,12 +319,8 @@ impl S3Store {
                 .key(&key)
                 .send(),
         );
-        let supported = supported?;
-        self.conditional_writes.store(
-            if supported { SUPPORTED } else { UNSUPPORTED },
-            Ordering::SeqCst,
-        );
-        Ok(supported)
+        let probed = probed?;
+        Ok(*self.conditional_writes.get_or_init(|| probed))
     }
 
     async fn put_multipart(
@@ -451,7 +464,7 @@ impl Store for S3Store {
         )
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
@@ -464,6 +477,7 @@ impl Store for S3Store {
                 .await
             {
                 Ok(output) => {
+                    let version = output.e_tag().unwrap_or_default().to_owned();
                     let bytes = output
                         .body
                         .collect()
@@ -472,9 +486,54 @@ impl Store for S3Store {
                             store: store.clone(),
                             message: format!("{key}: reading the body: {e}"),
                         })?;
-                    Ok(Some(bytes.into_bytes().to_vec()))
+                    Ok(Some(Versioned {
+                        bytes: bytes.into_bytes().to_vec(),
+                        version,
+                    }))
                 }
                 Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
+                    Ok(None)
+                }
+                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            }
+        })
+    }
+
+    fn put_if_version(
+        &self,
+        key: &str,
+        body: &[u8],
+        version: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError> {
+        check_key(key).map_err(StoreError::InvalidKey)?;
+        if !self.probe_conditional_writes()?.replace {
+            return Err(StoreError::ConditionalWritesUnsupported {
+                store: self.describe(),
+            });
+        }
+        let store = self.describe();
+        self.runtime.block_on(async {
+            let result = self
+                .client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .if_match(version)
+                .acl(self.acl(options))
+                .content_type(options.content_type)
+                .cache_control(self.cache_control(options))
+                .body(ByteStream::from(body.to_vec()))
+                .send()
+                .await;
+            match result {
+                Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
+                // Changed since it was read (412), gone (404), or another conditional
+                // write to the same key in flight (409).
+                Err(e)
+                    if matches!(status_of(&e), Some(404 | 409 | 412))
+                        || e.code() == Some("PreconditionFailed") =>
+                {
                     Ok(None)
                 }
                 Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
@@ -580,7 +639,7 @@ impl Store for S3Store {
         options: &PutOptions,
     ) -> Result<bool, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        if !self.probe_conditional_writes()? {
+        if !self.probe_conditional_writes()?.create {
             return Err(StoreError::ConditionalWritesUnsupported {
                 store: self.describe(),
             });
@@ -747,8 +806,17 @@ impl S3Store {
             }
         }
         checks.push(match self.probe_conditional_writes() {
-            Ok(true) => DoctorCheck { check: "conditional writes", status: CheckStatus::Pass, detail: "If-None-Match honoured: publishes take a lock".into() },
-            Ok(false) => DoctorCheck {
+            Ok(ConditionalWrites { create: true, replace: true }) => DoctorCheck {
+                check: "conditional writes",
+                status: CheckStatus::Pass,
+                detail: "If-None-Match and If-Match honoured: publishes take a lock, and a lock whose lease expired is taken over safely".into(),
+            },
+            Ok(ConditionalWrites { create: true, replace: false }) => DoctorCheck {
+                check: "conditional writes",
+                status: CheckStatus::Warn,
+                detail: "If-None-Match honoured, If-Match not: publishes take a lock, but a lock left by a dead publisher on another host needs --break-lock".into(),
+            },
+            Ok(_) => DoctorCheck {
                 check: "conditional writes",
                 status: CheckStatus::Warn,
                 detail: "not honoured: publishes run without a lock, re-reading InRelease before and after the switch".into(),

@@ -4,7 +4,7 @@
 //! enumerating every request of a publish. It can also pretend the store has no
 //! conditional writes, to exercise the publish path without a lock.
 
-use cargo_speedy::store::{Body, ObjectMeta, PutOptions, Store, StoreError};
+use cargo_speedy::store::{Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// When the chosen request fails.
@@ -77,8 +77,25 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.describe()
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.request(|s| s.get(key))
+    fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.request(|s| s.get_versioned(key))
+    }
+
+    fn put_if_version(
+        &self,
+        key: &str,
+        body: &[u8],
+        version: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError> {
+        if !self.conditional_writes {
+            return self.request(|s| {
+                Err(StoreError::ConditionalWritesUnsupported {
+                    store: s.describe(),
+                })
+            });
+        }
+        self.request(|s| s.put_if_version(key, body, version, options))
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
@@ -97,7 +114,6 @@ impl<S: Store> Store for FaultyStore<S> {
     ) -> Result<bool, StoreError> {
         if !self.conditional_writes {
             return self.request(|s| {
-                let _ = s;
                 Err(StoreError::ConditionalWritesUnsupported {
                     store: s.describe(),
                 })

@@ -109,7 +109,8 @@ impl Fixture {
     }
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+/// Every file and directory below `dir`, depth first.
+pub fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("entry").path();
         if path.is_dir() {
