@@ -802,3 +802,52 @@ fn promote_copies_index_entries_not_bytes() {
         &["unknown suite \"prod\""],
     );
 }
+
+/// `key export` says what it looked for and where, in words for an export (not a
+/// publish), uses an existing development key without warning about signing, and
+/// the key commands offer only the flags they use.
+#[test]
+fn key_commands_say_what_they_looked_for_and_take_only_their_flags() {
+    let fixture = Fixture::new();
+    let exported = fixture.path("exported.gpg");
+    let output = fixture.speedy(&["key", "export", "--output", exported.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    for looked_for in [
+        "no signing key found: looked for --key-file, $SPEEDY_SIGNING_KEY, $SPEEDY_SIGNING_KEY_FILE",
+        "[workspace.metadata.speedy.signing]",
+        "target/speedy/repo-dev-signing-key.asc",
+    ] {
+        assert!(text.contains(looked_for), "{looked_for:?}:\n{text}");
+    }
+    assert!(!text.contains("publishing"), "{text}");
+    assert!(!exported.exists());
+
+    assert_success(&release(&fixture, &[]));
+    let output = fixture.speedy(&["key", "export", "--output", exported.to_str().unwrap()]);
+    assert_success(&output);
+    assert!(
+        !stderr(&output).contains("signing with"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(repo(&fixture).join("archive-keyring.gpg")).unwrap(),
+        "the exported key is the one the repository publishes"
+    );
+
+    for command in [
+        ["key", "generate"],
+        ["key", "export"],
+        ["key", "debsig-policy"],
+    ] {
+        let help = stdout(&fixture.speedy(&[command[0], command[1], "--help"]));
+        for repository_flag in ["--bucket", "--acl", "--checksums", "--endpoint", "--region"] {
+            assert!(
+                !help.contains(repository_flag),
+                "{command:?} offers {repository_flag}:\n{help}"
+            );
+        }
+    }
+}

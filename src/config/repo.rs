@@ -463,6 +463,20 @@ mod tests {
             ),
             (
                 RepoMetadata {
+                    architectures: Some(vec!["amd64".into(), "x86".into()]),
+                    ..Default::default()
+                },
+                "repo.architectures[1]",
+            ),
+            (
+                RepoMetadata {
+                    lock_lease: Some("1s".into()),
+                    ..Default::default()
+                },
+                "repo.lock-lease",
+            ),
+            (
+                RepoMetadata {
                     retention: Some(0),
                     ..Default::default()
                 },
