@@ -53,6 +53,70 @@ enum Command {
     /// Probe the configured Spaces bucket: credentials, conditional writes, checksum
     /// headers, anonymous public reads
     Doctor(DoctorArgs),
+    /// List the recorded changes of the suites, newest first
+    History(HistoryArgs),
+    /// Make an earlier state of a suite current again (default: the one before the last change)
+    Rollback(RollbackArgs),
+    /// Remove one version of a package from a suite
+    Withdraw(WithdrawArgs),
+    /// Set the share of servers that take the newest version of a package (100: all)
+    Phase(PhaseArgs),
+}
+
+/// A change of one suite that adds no packages.
+#[derive(Args)]
+struct SuiteEditArgs {
+    /// The suite to change
+    #[arg(long)]
+    suite: String,
+    #[command(flatten)]
+    control: PublishControlArgs,
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// Only this suite (default: every configured suite)
+    #[arg(long)]
+    suite: Option<String>,
+    #[command(flatten)]
+    read: RepoReadArgs,
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    /// The history record whose earlier state comes back (default: the newest)
+    #[arg(long, value_name = "ID")]
+    to: Option<u64>,
+    #[command(flatten)]
+    edit: SuiteEditArgs,
+}
+
+#[derive(Args)]
+struct WithdrawArgs {
+    /// The package
+    #[arg(short = 'p', long = "package", value_name = "NAME")]
+    package: String,
+    /// Its version to remove, e.g. 1.4.1-1
+    #[arg(long)]
+    version: String,
+    #[command(flatten)]
+    edit: SuiteEditArgs,
+}
+
+#[derive(Args)]
+struct PhaseArgs {
+    /// The package whose newest version to phase
+    #[arg(short = 'p', long = "package", value_name = "NAME")]
+    package: String,
+    /// The percentage of servers that take it (0-100)
+    #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
+    percent: u8,
+    #[command(flatten)]
+    edit: SuiteEditArgs,
 }
 
 #[derive(Args)]
@@ -206,6 +270,9 @@ struct PublishOptionsArgs {
     /// The suite to publish to (default: `default-suite`, else the first configured suite)
     #[arg(long)]
     suite: Option<String>,
+    /// Publish the new versions to this percentage of servers only (apt's phased updates)
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    phased: Option<u8>,
     #[command(flatten)]
     control: PublishControlArgs,
 }
@@ -262,6 +329,9 @@ struct PromoteArgs {
     /// Promote only these packages (default: all, the newest version of each)
     #[arg(short = 'p', long = "package", value_name = "NAME")]
     packages: Vec<String>,
+    /// Promote them to this percentage of servers only (apt's phased updates)
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    phased: Option<u8>,
     #[command(flatten)]
     control: PublishControlArgs,
     #[command(flatten)]
@@ -358,10 +428,12 @@ impl GlobalArgs {
         key: &KeyArgs,
         suite: &Option<String>,
         control: &PublishControlArgs,
+        phased: Option<u8>,
     ) -> ops::WriteOptions {
         ops::WriteOptions {
             repo: self.target(repo.overrides(), key),
             suite: suite.clone(),
+            phased,
             control: PublishControl {
                 dry_run: control.dry_run,
                 wait_for_lock: control.wait_for_lock.map(Duration::from_secs),
@@ -438,7 +510,13 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         )?),
         Command::Promote(args) => published(ops::promote(
             &ops::PromoteOptions {
-                write: global.write(&args.repo, &args.key, &Some(args.to.clone()), &args.control),
+                write: global.write(
+                    &args.repo,
+                    &args.key,
+                    &Some(args.to.clone()),
+                    &args.control,
+                    args.phased,
+                ),
                 from: args.from.clone(),
                 packages: args.packages.clone(),
             },
@@ -460,6 +538,37 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             out.result(&Message::Doctor(&report));
             exit(report.ok())
         }
+        Command::History(args) => {
+            let options = ops::HistoryOptions {
+                read: args.read.options(global),
+                suite: args.suite.clone(),
+            };
+            out.result(&Message::History(&ops::history(&options, out)?));
+            ExitCode::SUCCESS
+        }
+        Command::Rollback(args) => published(ops::rollback(
+            &ops::RollbackOptions {
+                write: args.edit.options(global),
+                to: args.to,
+            },
+            out,
+        )?),
+        Command::Withdraw(args) => published(ops::withdraw(
+            &ops::WithdrawOptions {
+                write: args.edit.options(global),
+                package: args.package.clone(),
+                version: args.version.clone(),
+            },
+            out,
+        )?),
+        Command::Phase(args) => published(ops::phase(
+            &ops::PhaseOptions {
+                write: args.edit.options(global),
+                package: args.package.clone(),
+                percent: args.percent,
+            },
+            out,
+        )?),
         Command::Key(KeyCommand::Generate {
             output,
             algorithm,
@@ -497,12 +606,21 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
 
 impl WriteArgs {
     fn options(&self, global: &GlobalArgs) -> ops::WriteOptions {
+        let options = &self.options;
         global.write(
             &self.repo,
             &self.key,
-            &self.options.suite,
-            &self.options.control,
+            &options.suite,
+            &options.control,
+            options.phased,
         )
+    }
+}
+
+impl SuiteEditArgs {
+    fn options(&self, global: &GlobalArgs) -> ops::WriteOptions {
+        let suite = Some(self.suite.clone());
+        global.write(&self.repo, &self.key, &suite, &self.control, None)
     }
 }
 

@@ -4,9 +4,10 @@
 
 use crate::listener::{BuiltDeb, Listener};
 use crate::ops::{
-    DebsigPolicy, DoctorReport, KeyExported, KeyGenerated, ListReport, PublishSummary,
-    VerifyOutcome,
+    DebsigPolicy, DoctorReport, HistoryReport, KeyExported, KeyGenerated, ListReport,
+    PublishSummary, VerifyOutcome,
 };
+use crate::publish::PackageRef;
 use crate::store::s3::CheckStatus;
 use std::error::Error;
 use std::io::{IsTerminal, Write};
@@ -63,6 +64,7 @@ pub enum Message<'a> {
     List(&'a ListReport),
     Verify(&'a VerifyOutcome),
     Doctor(&'a DoctorReport),
+    History(&'a HistoryReport),
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
     DebsigPolicy(&'a DebsigPolicy),
@@ -140,11 +142,16 @@ impl Reporter {
             ),
         );
         if let Some(path) = &summary.development_key {
+            let below_target = path.components().any(|c| c.as_os_str() == "target");
             self.warning(&format!(
-                "this repository is signed with the development key {}: it is not for servers, \
-                 and it lives below target/ (`cargo clean` removes it, and servers would then \
-                 refuse the next publish)",
-                path.display()
+                "this repository is signed with the development key {}: it is not for servers{}",
+                path.display(),
+                if below_target {
+                    ", and it lives below target/: `cargo clean` deletes it, and servers would \
+                     then refuse the next publish"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -271,6 +278,7 @@ fn human_result(message: &Message<'_>) -> String {
         Message::List(report) => human_list(report),
         Message::Verify(outcome) => human_verify(outcome),
         Message::Doctor(report) => human_doctor(report),
+        Message::History(report) => human_history(report),
         Message::KeyGenerated(key) => format!(
             "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in \
              [workspace.metadata.speedy.signing] or ${} in CI\n  export the public key: cargo speedy \
@@ -309,14 +317,24 @@ fn human_published(summary: &PublishSummary) -> String {
         (verb, &report.added, "to"),
         ("unchanged", &report.unchanged, "in"),
         ("retired", &report.retired, "from"),
+        ("changed", &report.changed, "in"),
     ];
     for (what, packages, preposition) in lines {
         for p in packages {
             out.push_str(&format!(
-                "{what} {} {} ({}) {preposition} {}\n",
-                p.name, p.version, p.architecture, report.suite
+                "{what} {} ({}){} {preposition} {}\n",
+                describe_package(p),
+                p.architecture,
+                phase_note(p.phase),
+                report.suite
             ));
         }
+    }
+    if let Some(id) = report.history_id {
+        out.push_str(&format!(
+            "recorded as change {id} of {} (`cargo speedy rollback --suite {} --to {id}` undoes it and what came after)\n",
+            report.suite, report.suite
+        ));
     }
     if report.dry_run {
         out.push_str("plan (dry run, nothing was changed):\n");
@@ -342,11 +360,64 @@ fn human_list(report: &ListReport) -> String {
             suite.packages.len()
         ));
         for p in &suite.packages {
-            out.push_str(&format!("  {} {} {}\n", p.name, p.version, p.architecture));
+            out.push_str(&format!(
+                "  {} {} {}{}\n",
+                p.name,
+                p.version,
+                p.architecture,
+                phase_note(p.phase)
+            ));
         }
     }
     if report.suites.is_empty() {
         out.push_str(&format!("{}: no suites published yet\n", report.repository));
+    }
+    out
+}
+
+fn describe_package(p: &PackageRef) -> String {
+    format!("{} {}", p.name, p.version)
+}
+
+/// ` (phased 10%)` for a phased entry, nothing for a fully released one.
+fn phase_note(phase: Option<u8>) -> String {
+    phase.map(|p| format!(" (phased {p}%)")).unwrap_or_default()
+}
+
+fn human_history(report: &HistoryReport) -> String {
+    let mut out = String::new();
+    for history in &report.suites {
+        out.push_str(&format!("{}:\n", history.suite));
+        if history.records.is_empty() {
+            out.push_str("  no recorded changes\n");
+        }
+        for record in &history.records {
+            let when = crate::repo::syntax::rfc2822(record.time, "UTC");
+            let ci = record
+                .ci_run
+                .as_ref()
+                .map(|run| format!(" in {run}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {:>4}  {when}  {} by {}@{}{ci}\n",
+                record.id, record.command, record.user, record.host
+            ));
+            let lists = [
+                ("+", &record.added),
+                ("-", &record.retired),
+                ("~", &record.changed),
+            ];
+            for (sign, packages) in lists {
+                for p in packages {
+                    out.push_str(&format!(
+                        "        {sign} {} ({}){}\n",
+                        describe_package(p),
+                        p.architecture,
+                        phase_note(p.phase)
+                    ));
+                }
+            }
+        }
     }
     out
 }

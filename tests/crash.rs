@@ -37,6 +37,7 @@ fn publish(
             ..LockOptions::default()
         },
         dry_run: false,
+        command: "publish",
         now: &now,
     }
     .run(debs, &SilentListener)
@@ -208,6 +209,7 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
             config: &config,
             lock: LockOptions::default(),
             dry_run: false,
+            command: "publish",
             now: &now,
         }
         .run(debs, &SilentListener)

@@ -52,6 +52,7 @@ fn publish(
         config: &repo_config(retention),
         lock,
         dry_run: false,
+        command: "publish",
         now: &clock,
     }
     .run(debs, &SilentListener)

@@ -25,6 +25,8 @@ pub struct RepoMetadata {
     pub grace_period: Option<String>,
     /// How long the publish lock stays valid without renewal.
     pub lock_lease: Option<String>,
+    /// How many changes of each suite are recorded for `history` and `rollback`.
+    pub history: Option<usize>,
     pub valid_for: Option<String>,
     /// Publish to DigitalOcean Spaces (or any S3-compatible store) instead of `dir`.
     pub spaces: Option<SpacesMetadata>,
@@ -117,6 +119,8 @@ pub struct RepoConfig {
     /// How long the publish lock stays valid without renewal: a publisher that died
     /// blocks others this long at most.
     pub lock_lease_seconds: u64,
+    /// Changes recorded per suite; their packages are kept from garbage collection.
+    pub history: usize,
     /// Valid-Until = Date + this, when set.
     pub valid_for_seconds: Option<u64>,
     /// The manifest's Spaces settings, before flags.
@@ -324,6 +328,13 @@ impl RepoConfig {
         }
         let grace = repo.grace_period.as_deref().unwrap_or("1h");
         let grace_seconds = parse_timespan(grace).map_err(|why| err("grace-period", why))?;
+        let history = repo.history.unwrap_or(20);
+        if !(1..=1000).contains(&history) {
+            return Err(err(
+                "history",
+                format!("{history}: between 1 and 1000 changes"),
+            ));
+        }
         let lease = repo.lock_lease.as_deref().unwrap_or("1min");
         let lock_lease_seconds = match parse_timespan(lease) {
             Ok(seconds) if (3..=3600).contains(&seconds) => seconds,
@@ -363,6 +374,7 @@ impl RepoConfig {
             retention,
             grace_seconds,
             lock_lease_seconds,
+            history,
             valid_for_seconds: valid_for,
             spaces: repo.spaces.clone(),
             manifest: root_manifest.to_owned(),

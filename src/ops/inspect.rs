@@ -19,6 +19,9 @@ pub struct ListedPackage {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// Its `Phased-Update-Percentage`, when phased.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<u8>,
     pub filename: String,
     pub sha256: String,
     pub size: u64,
@@ -46,7 +49,7 @@ pub struct VerifyOutcome {
 }
 
 impl ReadOptions {
-    fn public_key(
+    pub(super) fn public_key(
         &self,
         settings: &super::RepoSettings,
         listener: &dyn Listener,
@@ -76,6 +79,7 @@ pub fn list(options: &ReadOptions, listener: &dyn Listener) -> Result<ListReport
                 .packages
                 .into_iter()
                 .map(|p| ListedPackage {
+                    phase: p.phase(),
                     name: p.name,
                     version: p.version,
                     architecture: p.architecture,

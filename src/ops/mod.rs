@@ -8,12 +8,17 @@
 
 mod build;
 mod doctor;
+mod history;
 mod inspect;
 mod key;
 mod publish;
 
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, DoctorReport};
+pub use history::{
+    history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
+    RollbackOptions, WithdrawOptions,
+};
 pub use inspect::{
     list, verify, ListReport, ListedPackage, ListedSuite, ReadOptions, VerifyOutcome,
 };

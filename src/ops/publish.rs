@@ -1,5 +1,6 @@
 //! `publish`, `release` and `promote`: every command that writes a suite goes through
-//! [`crate::publish::Publish`], so each keeps the publish invariants.
+//! [`crate::publish::Publish`] (here, [`SuiteWriter`]), so each keeps the publish
+//! invariants and is recorded in the suite's history.
 
 use super::{open_store, CommandError, RepoSettings, RepoTarget};
 use crate::config::{RepoConfig, RepoLocation};
@@ -7,7 +8,7 @@ use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
 use crate::listener::Listener;
 use crate::package::{self, BuildOptions};
 use crate::publish::lock::LockOptions;
-use crate::publish::{self, IncomingDeb, Publish, PublishReport};
+use crate::publish::{self, Change, Publish, PublishReport};
 use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
 use crate::store::Store;
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ pub struct WriteOptions {
     /// Default: `default-suite`, else the first configured suite.
     pub suite: Option<String>,
     pub control: PublishControl,
+    /// For the commands that add packages: publish the new ones phased at this
+    /// percent (`Phased-Update-Percentage`).
+    pub phased: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,7 +111,8 @@ pub fn publish(
     } else {
         options.debs.clone()
     };
-    writer.write(&publish::read_debs(&debs)?, listener)
+    let debs = publish::read_debs(&debs)?;
+    writer.add(&debs, "publish", listener)
 }
 
 /// `build`, then `publish` of what was built.
@@ -123,7 +128,8 @@ pub fn release(
     let signer = (!options.no_sign && writer.settings.signing.sign_debs).then_some(&writer.key.key);
     let built = package::build(&plan, &options.build, signer, listener)?;
     let debs: Vec<PathBuf> = built.into_iter().map(|d| d.path).collect();
-    writer.write(&publish::read_debs(&debs)?, listener)
+    let debs = publish::read_debs(&debs)?;
+    writer.add(&debs, "release", listener)
 }
 
 /// The newest packages of one suite into another: index entries only, no bytes.
@@ -138,19 +144,19 @@ pub fn promote(
         &options.from,
         &options.packages,
     )?;
-    writer.write(&incoming, listener)
+    writer.add(&incoming, "promote", listener)
 }
 
 /// A repository opened for writing one suite: settings, store and signing key.
-struct SuiteWriter<'a> {
+pub(super) struct SuiteWriter<'a> {
     options: &'a WriteOptions,
-    settings: RepoSettings,
-    store: Box<dyn Store>,
-    key: ResolvedKey,
+    pub(super) settings: RepoSettings,
+    pub(super) store: Box<dyn Store>,
+    pub(super) key: ResolvedKey,
 }
 
 impl<'a> SuiteWriter<'a> {
-    fn open(
+    pub(super) fn open(
         options: &'a WriteOptions,
         purpose: KeyPurpose,
         listener: &dyn Listener,
@@ -166,9 +172,28 @@ impl<'a> SuiteWriter<'a> {
         })
     }
 
-    fn write(
+    /// The suite written: `--suite`, else the default suite.
+    pub(super) fn suite(&self) -> String {
+        self.options
+            .suite
+            .clone()
+            .unwrap_or_else(|| self.settings.config.default_suite.clone())
+    }
+
+    fn add(
         &self,
-        incoming: &[IncomingDeb],
+        debs: &[publish::IncomingDeb],
+        command: &str,
+        listener: &dyn Listener,
+    ) -> Result<PublishSummary, CommandError> {
+        let phased = self.options.phased;
+        self.write(Change::Add { debs, phased }, command, listener)
+    }
+
+    pub(super) fn write(
+        &self,
+        change: Change<'_>,
+        command: &str,
         listener: &dyn Listener,
     ) -> Result<PublishSummary, CommandError> {
         let control = self.options.control;
@@ -176,11 +201,7 @@ impl<'a> SuiteWriter<'a> {
         let report = Publish {
             store: self.store.as_ref(),
             key: &self.key.key,
-            suite: self
-                .options
-                .suite
-                .clone()
-                .unwrap_or_else(|| config.default_suite.clone()),
+            suite: self.suite(),
             config,
             lock: LockOptions {
                 wait: control.wait_for_lock,
@@ -188,9 +209,10 @@ impl<'a> SuiteWriter<'a> {
                 lease: Duration::from_secs(config.lock_lease_seconds),
             },
             dry_run: control.dry_run,
+            command,
             now: &crate::clock::now,
         }
-        .run(incoming, listener)?;
+        .apply(change, listener)?;
         let location = &self.settings.location;
         let url = location.public_url();
         let keyring = match location {

@@ -5,6 +5,7 @@
 //! re-read InRelease just before the switch (4); verify the remote InRelease with our
 //! key (5).
 
+pub mod history;
 pub mod lock;
 pub mod state;
 pub mod verify;
@@ -14,7 +15,7 @@ use crate::debfile::{DebFile, DebFileError};
 use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
-use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step};
+use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step, SuiteChange};
 use crate::sign::{SignError, SigningKey, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
@@ -90,6 +91,34 @@ pub enum PublishError {
     LockLost { store: String },
     #[error("{store}: the suite {suite} kept changing under this publish (another publisher without a lock?); run again")]
     ConcurrentChanges { store: String, suite: String },
+    #[error(
+        "{store}: {key} was changed outside cargo speedy ({reason}); history is refused, never \
+         restored: run `cargo speedy verify`, and restore that object from a backup or delete it \
+         to start the history afresh"
+    )]
+    HistoryTampered {
+        store: String,
+        key: String,
+        reason: String,
+    },
+    #[error("{store}: history record {id} cannot be restored: {key} is {reason}")]
+    HistoryStateGone {
+        store: String,
+        id: u64,
+        key: String,
+        reason: String,
+    },
+    #[error("no history record {id} for suite {suite} (`cargo speedy history --suite {suite}` lists them{})",
+        if known.is_empty() { String::from("; there are none yet") } else { format!(": {}", known.join(", ")) })]
+    UnknownHistoryId {
+        suite: String,
+        id: u64,
+        known: Vec<String>,
+    },
+    #[error("suite {suite} has no history to roll back to: no change of it has been recorded yet")]
+    NoHistory { suite: String },
+    #[error("{store}: {key} is listed by the restored state but is not in the pool any more; it cannot be restored")]
+    PoolMissing { store: String, key: String },
     #[error("no .deb files to publish: build them first (cargo speedy build) or name them")]
     NothingToPublish,
     #[error("suite {suite} has no packages to promote (publish to it first)")]
@@ -156,11 +185,14 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
 }
 
 /// A package named in a report.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageRef {
     pub name: String,
     pub version: String,
     pub architecture: String,
+    /// Its `Phased-Update-Percentage`, when it is phased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<u8>,
 }
 
 impl From<&PackageEntry> for PackageRef {
@@ -169,6 +201,7 @@ impl From<&PackageEntry> for PackageRef {
             name: entry.name.clone(),
             version: entry.version.clone(),
             architecture: entry.architecture.clone(),
+            phase: entry.phase(),
         }
     }
 }
@@ -181,10 +214,28 @@ pub struct PublishReport {
     pub added: Vec<PackageRef>,
     pub unchanged: Vec<PackageRef>,
     pub retired: Vec<PackageRef>,
+    /// Packages that stay with another index entry (a new phase).
+    pub changed: Vec<PackageRef>,
     /// One line per step of the plan: "upload pool/...", "write ...", "switch ...".
     pub plan: Vec<String>,
     /// Objects deleted after their grace period.
     pub deleted: Vec<String>,
+    /// The history record of this change (none for a dry run or no change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_id: Option<u64>,
+}
+
+/// What a publish does to its suite.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Adds .debs, or entries promoted from another suite; new ones are phased at
+    /// `phased` percent when given.
+    Add {
+        debs: &'a [IncomingDeb],
+        phased: Option<u8>,
+    },
+    /// Restores, withdraws or re-phases entries whose bytes are in the pool already.
+    Edit(&'a SuiteChange),
 }
 
 /// The parts of a publish that do not change between attempts.
@@ -195,16 +246,25 @@ pub struct Publish<'a> {
     pub config: &'a RepoConfig,
     pub lock: LockOptions,
     pub dry_run: bool,
+    /// The command, for the history: `publish`, `release`, `rollback`, ...
+    pub command: &'a str,
     /// The clock, injectable so tests can step over the grace period.
     pub now: &'a (dyn Fn() -> u64 + Sync),
 }
 
 /// How one pass of a publish ended.
 enum Attempt {
-    /// The suite is switched (or, for a dry run or no change, needs no switch).
-    Done(PublishReport),
+    /// The suite is switched (or, for a dry run or no change, needs no switch); with
+    /// the state it replaced when it switched.
+    Done(PublishReport, Option<Replaced>),
     /// InRelease changed since it was read: merge again.
     Raced,
+}
+
+/// What a switch replaced, for the history.
+struct Replaced {
+    indices: BTreeMap<String, String>,
+    pool: Vec<String>,
 }
 
 /// How often a publish re-merges when InRelease changed under it.
@@ -229,9 +289,19 @@ fn describe_step(step: &Step) -> String {
 }
 
 impl Publish<'_> {
+    /// Adds `debs` to the suite.
     pub fn run(
         &self,
         debs: &[IncomingDeb],
+        listener: &dyn Listener,
+    ) -> Result<PublishReport, PublishError> {
+        self.apply(Change::Add { debs, phased: None }, listener)
+    }
+
+    /// Changes the suite through the publish protocol, and records the change.
+    pub fn apply(
+        &self,
+        change: Change<'_>,
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         layout::check_suite(&self.suite).map_err(PublishError::InvalidSuite)?;
@@ -242,8 +312,8 @@ impl Publish<'_> {
             });
         }
         if self.dry_run {
-            return match self.attempt(debs, None, listener)? {
-                Attempt::Done(report) => Ok(report),
+            return match self.attempt(change, None, listener)? {
+                Attempt::Done(report, _) => Ok(report),
                 // A dry run stops before the switch, where a race is noticed.
                 Attempt::Raced => Err(PublishError::ConcurrentChanges {
                     store: self.store.describe(),
@@ -259,10 +329,10 @@ impl Publish<'_> {
                 "{} does not support conditional writes: publishing without a lock, relying on re-reading InRelease before and after the switch",
                 self.store.describe()
             ));
-            return self.publish_locked(debs, None, listener);
+            return self.publish_locked(change, None, listener);
         };
         let result = self.while_renewing(&held, listener, || {
-            self.publish_locked(debs, Some(&held), listener)
+            self.publish_locked(change, Some(&held), listener)
         });
         let released = held.release(self.store);
         let report = result?;
@@ -311,12 +381,12 @@ impl Publish<'_> {
 
     fn publish_locked(
         &self,
-        debs: &[IncomingDeb],
+        change: Change<'_>,
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         for attempt in 1..=ATTEMPTS {
-            let Attempt::Done(mut report) = self.attempt(debs, held, listener)? else {
+            let Attempt::Done(mut report, replaced) = self.attempt(change, held, listener)? else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
                     self.suite
@@ -346,20 +416,30 @@ impl Publish<'_> {
                 .as_ref()
                 .map(|s| s.packages.clone())
                 .unwrap_or_default();
-            let missing = debs.iter().any(|d| {
-                let kept = !report
-                    .retired
-                    .iter()
-                    .any(|r| r == &PackageRef::from(&d.entry));
-                kept && !listed
-                    .iter()
-                    .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
-            });
+            let listed_ref = |r: &PackageRef| listed.iter().any(|p| &PackageRef::from(p) == r);
+            let missing = match change {
+                Change::Add { debs, .. } => debs.iter().any(|d| {
+                    let kept = !report.retired.iter().any(|r| {
+                        (r.name.as_str(), r.version.as_str(), r.architecture.as_str())
+                            == d.entry.id()
+                    });
+                    kept && !listed
+                        .iter()
+                        .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
+                }),
+                Change::Edit(_) => {
+                    !report.added.iter().chain(&report.changed).all(listed_ref)
+                        || report.retired.iter().any(listed_ref)
+                }
+            };
             if missing {
                 listener.warning(
                     "a concurrent publish replaced this one's packages; publishing them again",
                 );
                 continue;
+            }
+            if let Some(replaced) = replaced {
+                report.history_id = Some(self.record_history(&report, replaced)?);
             }
             self.publish_keyring()?;
             report.deleted = self.collect_garbage(held.is_some(), listener)?;
@@ -374,23 +454,38 @@ impl Publish<'_> {
     /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
     fn attempt(
         &self,
-        debs: &[IncomingDeb],
+        change: Change<'_>,
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
         let states = state::read_all(self.store, &self.key.public_key())?;
         let current = states.get(&self.suite);
-        let incoming: Vec<PackageEntry> = debs.iter().map(|d| d.entry.clone()).collect();
-        let merged = plan::merge(
+        let (debs, suite_change) = match change {
+            Change::Add { debs, phased } => (
+                debs,
+                SuiteChange::Add {
+                    incoming: debs.iter().map(|d| d.entry.clone()).collect(),
+                    retention: self.config.retention,
+                    phased,
+                },
+            ),
+            Change::Edit(edit) => (&[][..], edit.clone()),
+        };
+        let merged = plan::apply(
             current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
-            &incoming,
-            self.config.retention,
+            &suite_change,
         )
         .map_err(|e| PublishError::Merge(Box::new(e)))?;
 
         let mut pool = Vec::new();
         for entry in &merged.added {
-            let Some(source) = debs.iter().position(|d| d.entry.id() == entry.id()) else {
+            let source = debs
+                .iter()
+                .position(|d| d.entry.id() == entry.id() && d.path.is_some());
+            let Some(source) = source else {
+                // Promoted or restored: the bytes must be in the pool already, or the
+                // switch would publish an index naming a missing file.
+                self.require_pool_object(entry)?;
                 continue;
             };
             self.check_pool_object(entry, &states)?;
@@ -445,8 +540,15 @@ impl Publish<'_> {
                 .iter()
                 .map(PackageRef::from)
                 .collect(),
+            changed: publish_plan
+                .merge
+                .changed
+                .iter()
+                .map(PackageRef::from)
+                .collect(),
             plan: publish_plan.steps.iter().map(describe_step).collect(),
             deleted: Vec::new(),
+            history_id: None,
         };
         for entry in &publish_plan.merge.retired {
             if debs.iter().any(|d| d.entry.id() == entry.id()) {
@@ -458,15 +560,32 @@ impl Publish<'_> {
         }
         let nothing_changed = current.is_some()
             && publish_plan.merge.added.is_empty()
-            && publish_plan.merge.retired.is_empty();
+            && publish_plan.merge.retired.is_empty()
+            && publish_plan.merge.changed.is_empty();
         if nothing_changed {
             // Same versions with the same bytes: leave the repository byte-identical.
             report.plan.clear();
-            return Ok(Attempt::Done(report));
+            return Ok(Attempt::Done(report, None));
         }
         if self.dry_run {
-            return Ok(Attempt::Done(report));
+            return Ok(Attempt::Done(report, None));
         }
+        let replaced = Replaced {
+            indices: current
+                .map(|state| {
+                    state
+                        .release
+                        .files
+                        .iter()
+                        .filter(|f| f.path.ends_with("/Packages"))
+                        .map(|f| (f.path.clone(), f.sha256.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pool: current
+                .map(|state| state.packages.iter().map(|p| p.filename.clone()).collect())
+                .unwrap_or_default(),
+        };
 
         let before_switch = current.map(|s| s.in_release.clone());
         let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
@@ -513,7 +632,40 @@ impl Publish<'_> {
                 self.store.describe()
             ));
         }
-        Ok(Attempt::Done(report))
+        Ok(Attempt::Done(report, Some(replaced)))
+    }
+
+    /// Records the switch just made in the suite's history; returns the record's id.
+    fn record_history(
+        &self,
+        report: &PublishReport,
+        replaced: Replaced,
+    ) -> Result<u64, PublishError> {
+        let history = history::read(self.store, &self.key.public_key(), &self.suite)?;
+        let actor = history::Actor::from_env();
+        let id = history::next_id(&history);
+        let record = history::HistoryRecord {
+            id,
+            time: (self.now)(),
+            user: actor.user,
+            host: actor.host,
+            ci_run: actor.ci_run,
+            command: self.command.to_owned(),
+            added: report.added.clone(),
+            retired: report.retired.clone(),
+            changed: report.changed.clone(),
+            replaced_indices: replaced.indices,
+            replaced_pool: replaced.pool,
+        };
+        history::append(
+            self.store,
+            self.key,
+            history,
+            record,
+            self.config.history,
+            (self.now)(),
+        )?;
+        Ok(id)
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
@@ -626,6 +778,19 @@ impl Publish<'_> {
         Ok(())
     }
 
+    /// A promoted or restored entry's bytes must be in the pool with its size (a
+    /// signed index vouched for them when they were published).
+    fn require_pool_object(&self, entry: &PackageEntry) -> Result<(), PublishError> {
+        if self.pool_object_present(&entry.filename, entry.size)? {
+            Ok(())
+        } else {
+            Err(PublishError::PoolMissing {
+                store: self.store.describe(),
+                key: entry.filename.clone(),
+            })
+        }
+    }
+
     fn pool_object_present(&self, key: &str, size: u64) -> Result<bool, PublishError> {
         // Content was compared in check_pool_object; the size tells a half-written
         // object from a complete one.
@@ -660,12 +825,16 @@ impl Publish<'_> {
         // Read afresh rather than reusing the states of the merge: without a lock,
         // another publisher may reference new files by now.
         let mut referenced = BTreeSet::new();
-        for (suite, state) in state::read_all(self.store, &self.key.public_key())? {
+        let public_key = self.key.public_key();
+        for (suite, state) in state::read_all(self.store, &public_key)? {
             referenced.extend(plan::referenced_keys(
                 &suite,
                 &state.release,
                 &state.packages,
             ));
+            // What a rollback may restore stays, however old.
+            let kept = history::read(self.store, &public_key, &suite)?;
+            referenced.extend(history::referenced_keys(std::slice::from_ref(&kept)));
         }
         let mut existing: BTreeSet<String> = self
             .store

@@ -171,7 +171,42 @@ impl PackageEntry {
     pub fn id(&self) -> (&str, &str, &str) {
         (&self.name, &self.version, &self.architecture)
     }
+
+    /// The `Phased-Update-Percentage:` of this entry; `None` means fully released.
+    pub fn phase(&self) -> Option<u8> {
+        self.paragraph.lines().find_map(|line| {
+            let value = line.strip_prefix(PHASE_FIELD)?.strip_prefix(':')?;
+            value.trim().parse().ok().filter(|p| *p <= 100)
+        })
+    }
+
+    /// The entry with its phase set to `percent`; `None` or 100 removes the field, as
+    /// apt reads a missing field as 100%.
+    pub fn with_phase(&self, percent: Option<u8>) -> PackageEntry {
+        let mut lines: Vec<&str> = self
+            .paragraph
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(PHASE_FIELD)
+                    .is_none_or(|rest| !rest.starts_with(':'))
+            })
+            .collect();
+        let field;
+        if let Some(percent) = percent.filter(|p| *p < 100) {
+            field = format!("{PHASE_FIELD}: {percent}");
+            lines.push(&field);
+        }
+        PackageEntry {
+            paragraph: lines.join("\n"),
+            ..self.clone()
+        }
+    }
 }
+
+/// apt's phased updates (apt_preferences(5)): the share of machines that take this
+/// version now; apt decides per machine from the source package, the version and
+/// the machine id.
+pub const PHASE_FIELD: &str = "Phased-Update-Percentage";
 
 /// Architecture names as dpkg spells them: lower-case letters, digits and `-`.
 pub fn check_architecture(arch: &str) -> Result<(), String> {

@@ -5,6 +5,11 @@
 pub const PRIVATE_PREFIX: &str = ".speedy/";
 pub const LOCK_KEY: &str = ".speedy/lock";
 pub const GC_STATE_KEY: &str = ".speedy/pending-deletes.json";
+
+/// The signed history of a suite.
+pub fn history_key(suite: &str) -> String {
+    format!("{PRIVATE_PREFIX}history/{suite}.asc")
+}
 /// The repository's public key, published beside dists/ for servers to fetch.
 pub const KEYRING_KEY: &str = "archive-keyring.gpg";
 pub const KEYRING_ASC_KEY: &str = "archive-keyring.asc";

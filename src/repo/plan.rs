@@ -1,5 +1,6 @@
-//! Merging packages into a suite, building its indices, and the order in which a
-//! publish writes them (invariant 3, docs/ARCHITECTURE.md, "Publish invariants"): pool files, then by-hash copies, then
+//! Changing a suite (adding, restoring, withdrawing, phasing packages), building its
+//! indices, and the order in which a publish writes them (invariant 3,
+//! docs/ARCHITECTURE.md, "Publish invariants"): pool files, then by-hash copies, then
 //! the canonical indices, then Release.gpg and Release, and InRelease last. A reader
 //! that fetched any InRelease finds every file it names, with the listed hashes.
 
@@ -22,6 +23,121 @@ pub enum MergeError {
         existing: String,
         new: String,
     },
+    #[error("{name} {version} is not in the suite (`cargo speedy list` shows what is)")]
+    VersionNotInSuite { name: String, version: String },
+    #[error("no package {name} in the suite (`cargo speedy list` shows what is)")]
+    PackageNotInSuite { name: String },
+    #[error("a phase is a percentage from 0 to 100, not {0}")]
+    PhaseOutOfRange(u8),
+}
+
+/// How a command changes a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SuiteChange {
+    /// Adds packages (publish, release, promote), keeping the newest `retention`
+    /// versions; new ones are phased at `phased` percent when given.
+    Add {
+        incoming: Vec<PackageEntry>,
+        retention: usize,
+        phased: Option<u8>,
+    },
+    /// Makes the suite hold exactly these packages again (rollback).
+    Restore { packages: Vec<PackageEntry> },
+    /// Removes one version of a package, every architecture (withdraw).
+    Withdraw { name: String, version: String },
+    /// Sets the phase of the newest version of a package; 100 releases it fully.
+    Phase { name: String, percent: u8 },
+}
+
+/// Applies `change` to the packages of a suite, pure: what the suite holds afterwards
+/// and what was added, kept, retired and changed.
+pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, MergeError> {
+    match change {
+        SuiteChange::Add {
+            incoming,
+            retention,
+            phased,
+        } => {
+            if let Some(percent) = phased.filter(|p| *p > 100) {
+                return Err(MergeError::PhaseOutOfRange(percent));
+            }
+            let incoming: Vec<PackageEntry> = match phased {
+                Some(percent) => incoming
+                    .iter()
+                    .map(|e| e.with_phase(Some(*percent)))
+                    .collect(),
+                None => incoming.clone(),
+            };
+            merge(current, &incoming, *retention)
+        }
+        SuiteChange::Restore { packages } => Ok(replace(current, packages.clone())),
+        SuiteChange::Withdraw { name, version } => {
+            let kept: Vec<PackageEntry> = current
+                .iter()
+                .filter(|e| !(&e.name == name && &e.version == version))
+                .cloned()
+                .collect();
+            if kept.len() == current.len() {
+                return Err(MergeError::VersionNotInSuite {
+                    name: name.clone(),
+                    version: version.clone(),
+                });
+            }
+            Ok(replace(current, kept))
+        }
+        SuiteChange::Phase { name, percent } => {
+            if *percent > 100 {
+                return Err(MergeError::PhaseOutOfRange(*percent));
+            }
+            // Sorted newest first within a name: the first version seen is the newest.
+            let mut sorted = current.to_vec();
+            sort_entries(&mut sorted);
+            let newest = sorted
+                .iter()
+                .find(|e| &e.name == name)
+                .map(|e| e.version.clone())
+                .ok_or_else(|| MergeError::PackageNotInSuite { name: name.clone() })?;
+            let phased = sorted
+                .into_iter()
+                .map(|e| {
+                    if &e.name == name && e.version == newest {
+                        e.with_phase(Some(*percent))
+                    } else {
+                        e
+                    }
+                })
+                .collect();
+            Ok(replace(current, phased))
+        }
+    }
+}
+
+/// The suite becomes `target`: what it adds, retires and changes relative to `current`.
+fn replace(current: &[PackageEntry], mut target: Vec<PackageEntry>) -> Merge {
+    sort_entries(&mut target);
+    let before: BTreeMap<(&str, &str, &str), &PackageEntry> =
+        current.iter().map(|e| (e.id(), e)).collect();
+    let after: BTreeSet<(&str, &str, &str)> = target.iter().map(PackageEntry::id).collect();
+    let mut merge = Merge {
+        packages: Vec::new(),
+        added: Vec::new(),
+        unchanged: Vec::new(),
+        retired: current
+            .iter()
+            .filter(|e| !after.contains(&e.id()))
+            .cloned()
+            .collect(),
+        changed: Vec::new(),
+    };
+    for entry in &target {
+        match before.get(&entry.id()) {
+            None => merge.added.push(entry.clone()),
+            Some(old) if old.paragraph != entry.paragraph => merge.changed.push(entry.clone()),
+            Some(_) => merge.unchanged.push(entry.clone()),
+        }
+    }
+    merge.packages = target;
+    merge
 }
 
 /// The outcome of merging incoming packages into a suite.
@@ -33,8 +149,11 @@ pub struct Merge {
     pub added: Vec<PackageEntry>,
     /// Incoming packages that were already there with the same bytes.
     pub unchanged: Vec<PackageEntry>,
-    /// Packages dropped by retention.
+    /// Packages no longer in the suite: dropped by retention, withdrawn, or not in the
+    /// restored state.
     pub retired: Vec<PackageEntry>,
+    /// Packages that stay with another index entry (a new phase).
+    pub changed: Vec<PackageEntry>,
 }
 
 /// Merges `incoming` into `current`, keeping the newest `retention` versions of each
@@ -109,6 +228,7 @@ pub fn merge(
         added,
         unchanged,
         retired,
+        changed: Vec::new(),
     })
 }
 
