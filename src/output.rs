@@ -127,18 +127,22 @@ impl Reporter {
                 summary.keyring, summary.keyring_path
             )
         };
-        let sources: String = summary
-            .sources
-            .lines()
-            .map(|line| format!("\n               {line}"))
-            .collect();
+        let indent = |text: &str| -> String {
+            text.lines()
+                .map(|line| format!("\n               {line}"))
+                .collect()
+        };
         self.human(
             "Next",
             "1;36",
             &format!(
-                "on a server, install the public key and this apt source:\n             \
-                 {fetch}\n             {}:{sources}",
-                summary.sources_path
+                "on a server, install the public key, this apt source, and the preferences \
+                 that let apt follow a rollback:\n             {fetch}\n             {}:{}\n             \
+                 {}:{}",
+                summary.sources_path,
+                indent(&summary.sources),
+                summary.preferences_path,
+                indent(&summary.preferences)
             ),
         );
         if let Some(path) = &summary.development_key {

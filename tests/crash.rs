@@ -270,3 +270,103 @@ fn can_hide_conditional_writes() {
     ));
     assert!(store.get("lock").unwrap().is_none());
 }
+
+/// A rollback or a phase change through the same enumeration: after a fault at any
+/// request, verify and apt accept the repository, and running the command again
+/// finishes it.
+#[test]
+fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() {
+    use cargo_speedy::publish::history;
+    use cargo_speedy::publish::Change;
+    use cargo_speedy::repo::plan::SuiteChange;
+
+    let key = test_signing_key(now() - 10);
+    let (_v1_fixture, v1) = debs_at("1.4.0");
+    let (_v2_fixture, v2) = debs_at("1.4.1");
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base");
+    publish(&FsStore::new(&base), &key, &read_debs(&v1).unwrap(), false).unwrap();
+    publish(&FsStore::new(&base), &key, &read_debs(&v2).unwrap(), false).unwrap();
+
+    // The rollback to the state before the 1.4.1 publish, as `rollback` computes it.
+    let store = FsStore::new(&base);
+    let recorded = history::read(&store, &key.public_key(), "dev").unwrap();
+    let record = recorded.find(2).expect("the 1.4.1 publish is change 2");
+    let restore = SuiteChange::Restore {
+        packages: history::replaced_packages(&store, "dev", record).unwrap(),
+    };
+    let phase = SuiteChange::Phase {
+        name: "speedy-app".into(),
+        percent: 50,
+    };
+    let apply = |store: &dyn Store, change: &SuiteChange, break_lock: bool| {
+        Publish {
+            store,
+            key: &key,
+            suite: "dev".into(),
+            config: &repo_config(5),
+            lock: LockOptions {
+                break_lock,
+                ..LockOptions::default()
+            },
+            dry_run: false,
+            command: "rollback",
+            now: &now,
+        }
+        .apply(Change::Edit(change), &SilentListener)
+    };
+    let expect = |store: &FsStore, change: &SuiteChange, context: &str| {
+        let listed = verify::list(store, &key.public_key()).unwrap();
+        let app: Vec<(String, Option<u8>)> = listed[0]
+            .packages
+            .iter()
+            .filter(|p| p.name == "speedy-app")
+            .map(|p| (p.version.clone(), p.phase()))
+            .collect();
+        let expected = match change {
+            SuiteChange::Restore { .. } => vec![("1.4.0-1".to_owned(), None)],
+            _ => vec![
+                ("1.4.1-1".to_owned(), Some(50)),
+                ("1.4.0-1".to_owned(), None),
+            ],
+        };
+        assert_eq!(app, expected, "{context}");
+    };
+
+    for change in [&restore, &phase] {
+        let probe_dir = work.path().join("probe");
+        copy_dir(&base, &probe_dir);
+        let probe = FaultyStore::new(FsStore::new(&probe_dir));
+        apply(&probe, change, false).unwrap();
+        let requests = probe.requests();
+        std::fs::remove_dir_all(&probe_dir).unwrap();
+        for timing in [FaultTiming::Before, FaultTiming::After] {
+            for k in 1..=requests {
+                let context = format!("{change:?}: fault {timing:?} request {k} of {requests}");
+                let case = work.path().join(format!("case-{k}"));
+                let repo = case.join("repo");
+                std::fs::create_dir_all(&case).unwrap();
+                copy_dir(&base, &repo);
+                let faulty = FaultyStore::new(FsStore::new(&repo)).failing(k, timing);
+                if let Err(error) = apply(&faulty, change, false) {
+                    assert!(
+                        error.to_string().contains("injected fault"),
+                        "{context}: {error}"
+                    );
+                }
+                assert_readable(&repo, &key, &context);
+                let store = FsStore::new(&repo);
+                let left_lock = store.get(LOCK_KEY).unwrap().is_some();
+                apply(&store, change, left_lock)
+                    .unwrap_or_else(|e| panic!("{context}: rerun failed: {e}"));
+                assert_readable(&repo, &key, &context);
+                expect(&store, change, &context);
+                assert!(
+                    store.get(LOCK_KEY).unwrap().is_none(),
+                    "{context}: lock left"
+                );
+                std::fs::remove_dir_all(&case).unwrap();
+            }
+        }
+    }
+}

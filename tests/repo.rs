@@ -383,10 +383,13 @@ fn republishing_the_same_bytes_is_a_no_op() {
     assert_eq!(before, tree_hashes(&repo(&fixture)));
 }
 
+/// Retention drops old versions from the index; garbage collection deletes their
+/// files after the grace period, but never a file that a kept history record (a
+/// state `rollback` may restore) references, even with no grace period at all.
 #[test]
-fn retention_and_garbage_collection_after_the_grace_period() {
+fn retention_and_garbage_collection_keep_what_history_may_restore() {
     let fixture = Fixture::new();
-    fixture.edit("Cargo.toml", "revision = \"1\"", "revision = \"1\"\n\n[workspace.metadata.speedy.repo]\nretention = 1\ngrace-period = \"1h\"");
+    fixture.edit("Cargo.toml", "revision = \"1\"", "revision = \"1\"\n\n[workspace.metadata.speedy.repo]\nretention = 1\nhistory = 1\ngrace-period = \"1h\"");
     assert_success(&release(&fixture, &[]));
     bump_version(&fixture, "1.4.1");
     assert_success(&release(&fixture, &[]));
@@ -395,18 +398,20 @@ fn retention_and_garbage_collection_after_the_grace_period() {
         list.contains("speedy-app 1.4.1-1") && !list.contains("speedy-app 1.4.0-1"),
         "{list}"
     );
-    // Retired, but kept for the grace period: a reader of the old InRelease still finds it.
-    let old = repo(&fixture).join("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
-    assert!(old.exists());
+    let pool = |version: &str| {
+        repo(&fixture).join(format!(
+            "pool/main/s/speedy-app/speedy-app_{version}_amd64.deb"
+        ))
+    };
+    // Retired, and kept: the history's one record can restore the 1.4.0 state.
+    assert!(pool("1.4.0-1").exists());
     let pending =
         std::fs::read_to_string(repo(&fixture).join(".speedy/pending-deletes.json")).unwrap();
-    assert!(
-        pending.contains("pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"),
-        "{pending}"
-    );
+    assert!(!pending.contains("speedy-app_1.4.0-1"), "{pending}");
     assert_success(&fixture.speedy(&["verify"]));
 
-    // With no grace period, the next publish deletes what nothing references.
+    // With no grace period, the next publish deletes what neither a suite nor the
+    // kept history references: 1.4.0 goes (its record was pushed out), 1.4.1 stays.
     fixture.edit(
         "Cargo.toml",
         "grace-period = \"1h\"",
@@ -414,24 +419,34 @@ fn retention_and_garbage_collection_after_the_grace_period() {
     );
     bump_version(&fixture, "1.4.2");
     assert_success(&release(&fixture, &[]));
-    assert!(!old.exists(), "collected");
-    assert!(!repo(&fixture)
-        .join("pool/main/s/speedy-app/speedy-app_1.4.1-1_amd64.deb")
-        .exists());
-    assert!(repo(&fixture)
-        .join("pool/main/s/speedy-app/speedy-app_1.4.2-1_amd64.deb")
-        .exists());
+    assert!(!pool("1.4.0-1").exists(), "collected");
+    assert!(pool("1.4.1-1").exists(), "kept for the history");
+    assert!(pool("1.4.2-1").exists());
     let by_hash =
         std::fs::read_dir(repo(&fixture).join("dists/dev/main/binary-amd64/by-hash/SHA256"))
             .unwrap()
             .count();
     assert_eq!(
-        by_hash, 3,
-        "only the current indices' by-hash copies remain"
+        by_hash, 4,
+        "the current indices' by-hash copies, and the Packages the history names"
     );
     assert_success(&fixture.speedy(&["verify"]));
     let (ok, text) = apt_for(&fixture, "dev").update();
     assert!(ok, "{text}");
+
+    // And the kept state can be restored.
+    let output = fixture.speedy(&["rollback", "--suite", "dev"]);
+    assert_success(&output);
+    let list = stdout(&fixture.speedy(&["list"]));
+    assert!(
+        list.contains("speedy-app 1.4.1-1") && !list.contains("speedy-app 1.4.2-1"),
+        "{list}"
+    );
+    assert_success(&fixture.speedy(&["verify"]));
+    let apt = apt_for(&fixture, "dev");
+    let (ok, text) = apt.update();
+    assert!(ok, "{text}");
+    assert_eq!(apt.candidate("speedy-app").as_deref(), Some("1.4.1-1"));
 }
 
 #[test]
@@ -850,4 +865,233 @@ fn key_commands_say_what_they_looked_for_and_take_only_their_flags() {
             );
         }
     }
+}
+
+/// The published entries of `suite` as `list --message-format json` reports them:
+/// (name, version, phase).
+fn listed(fixture: &Fixture, suite: &str) -> Vec<(String, String, Option<u64>)> {
+    let output = fixture.speedy(&["list", "--message-format", "json"]);
+    assert_success(&output);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    report["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["suite"] == suite)
+        .flat_map(|s| s["packages"].as_array().unwrap().clone())
+        .filter(|p| p["name"] == "speedy-app")
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["version"].as_str().unwrap().to_owned(),
+                p["phase"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn app(version: &str, phase: Option<u64>) -> (String, String, Option<u64>) {
+    ("speedy-app".into(), version.into(), phase)
+}
+
+/// The commands that stage and undo a release, from the command line: a phased
+/// release, a new phase, history, a dry-run rollback, a rollback, a withdraw; each
+/// recorded, each read by apt.
+#[test]
+fn phase_history_rollback_and_withdraw_from_the_command_line() {
+    let fixture = released();
+    bump_version(&fixture, "1.4.1");
+    assert_success(&release(&fixture, &["--phased", "10"]));
+    assert_eq!(
+        listed(&fixture, "dev"),
+        [app("1.4.1-1", Some(10)), app("1.4.0-1", None)]
+    );
+    assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1 amd64 (phased 10%)"));
+    let packages =
+        std::fs::read_to_string(repo(&fixture).join("dists/dev/main/binary-amd64/Packages"))
+            .unwrap();
+    assert!(
+        packages.contains("Version: 1.4.1-1\n")
+            && packages.contains("\nPhased-Update-Percentage: 10"),
+        "{packages}"
+    );
+
+    assert_success(&fixture.speedy(&["phase", "--suite", "dev", "-p", "speedy-app", "50"]));
+    assert_eq!(listed(&fixture, "dev")[0], app("1.4.1-1", Some(50)));
+
+    let output = fixture.speedy(&["history", "--suite", "dev", "--message-format", "json"]);
+    assert_success(&output);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(report["reason"], "history");
+    let records = report["suites"][0]["records"].as_array().unwrap();
+    let commands: Vec<&str> = records
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(commands, ["phase", "release", "release"], "newest first");
+    let ids: Vec<u64> = records.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [3, 2, 1]);
+    assert!(records[0]["host"].is_string() && records[0]["user"].is_string());
+    assert_eq!(records[0]["changed"][0]["phase"], 50);
+    let human = stdout(&fixture.speedy(&["history", "--suite", "dev"]));
+    assert!(
+        human.contains("phase by ") && human.contains("~ speedy-app 1.4.1-1 (amd64) (phased 50%)"),
+        "{human}"
+    );
+
+    // A dry run shows what servers will get and changes nothing.
+    let before = tree_hashes(&repo(&fixture));
+    let output = fixture.speedy(&["rollback", "--suite", "dev", "--to", "2", "--dry-run"]);
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("would publish"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("retired speedy-app 1.4.1-1 (amd64) (phased 50%) from dev"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(before, tree_hashes(&repo(&fixture)));
+
+    // The default: the state before the last change (the phase), through the protocol.
+    assert_success(&fixture.speedy(&["rollback", "--suite", "dev"]));
+    assert_eq!(listed(&fixture, "dev")[0], app("1.4.1-1", Some(10)));
+    // Withdraw one version.
+    let output = fixture.speedy(&[
+        "withdraw",
+        "--suite",
+        "dev",
+        "-p",
+        "speedy-app",
+        "--version",
+        "1.4.1-1",
+    ]);
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("retired speedy-app 1.4.1-1"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(listed(&fixture, "dev"), [app("1.4.0-1", None)]);
+    let list = stdout(&fixture.speedy(&["list"]));
+    assert!(
+        list.contains("speedy-notifier 1.4.1-1"),
+        "the others keep theirs:\n{list}"
+    );
+    assert_success(&fixture.speedy(&["verify"]));
+    let apt = apt_for(&fixture, "dev");
+    let (ok, text) = apt.update();
+    assert!(ok, "{text}");
+    assert_eq!(apt.candidate("speedy-app").as_deref(), Some("1.4.0-1"));
+    assert_eq!(apt.candidate("speedy-notifier").as_deref(), Some("1.4.1-1"));
+    let output = fixture.speedy(&["history", "--suite", "dev", "--message-format", "json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    let commands: Vec<&str> = report["suites"][0]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commands,
+        ["withdraw", "rollback", "phase", "release", "release"]
+    );
+}
+
+/// Bad input to the history commands: a clear error naming what is wrong, and the
+/// repository byte-identical.
+#[test]
+fn history_commands_refuse_bad_input_and_change_nothing() {
+    let fixture = released();
+    assert_refused_unchanged(
+        &fixture,
+        &["rollback", "--suite", "prod"],
+        &[],
+        &["unknown suite \"prod\"", "dev, stable"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["rollback", "--suite", "dev", "--to", "99"],
+        &[],
+        &["no history record 99 for suite dev", ": 1"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["rollback", "--suite", "stable"],
+        &[],
+        &["suite stable has no history to roll back to"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &[
+            "withdraw",
+            "--suite",
+            "dev",
+            "-p",
+            "speedy-app",
+            "--version",
+            "9.9-1",
+        ],
+        &[],
+        &["speedy-app 9.9-1 is not in the suite"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["phase", "--suite", "dev", "-p", "speedy-nope", "50"],
+        &[],
+        &["no package speedy-nope in the suite"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["history", "--suite", "prod"],
+        &[],
+        &["unknown suite \"prod\""],
+    );
+    let out_of_range: [&[&str]; 2] = [
+        &["phase", "--suite", "dev", "-p", "speedy-app", "101"],
+        &["release", "--phased", "101"],
+    ];
+    for args in out_of_range {
+        let before = tree_hashes(&repo(&fixture));
+        let output = fixture.speedy(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("101 is not in 0..=100"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(before, tree_hashes(&repo(&fixture)));
+    }
+    // A history edited by hand is refused by every command that would extend it.
+    let history = repo(&fixture).join(".speedy/history/dev.asc");
+    let text = std::fs::read_to_string(&history).unwrap();
+    std::fs::write(
+        &history,
+        text.replace("\"command\": \"release\"", "\"command\": \"promote\""),
+    )
+    .unwrap();
+    assert_refused_unchanged(
+        &fixture,
+        &["rollback", "--suite", "dev"],
+        &[],
+        &[".speedy/history/dev.asc was changed outside cargo speedy"],
+    );
+    assert_refused_unchanged(
+        &fixture,
+        &["history", "--suite", "dev"],
+        &[],
+        &["signature does not verify"],
+    );
+    bump_version(&fixture, "1.4.1");
+    assert_refused_unchanged(
+        &fixture,
+        &["release", "--quiet"],
+        &[],
+        &["was changed outside cargo speedy"],
+    );
 }

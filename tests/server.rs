@@ -409,3 +409,188 @@ fn the_readme_under_a_strict_umask_gives_a_server_that_installs_the_packages() {
         200
     );
 }
+
+/// `speedy-app --version` on the server: which build's binary is installed.
+fn app_version(server: &BootedServer) -> String {
+    server
+        .exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
+        .trim()
+        .to_owned()
+}
+
+fn installed(server: &BootedServer, name: &str) -> String {
+    server.exec_ok(&["dpkg-query", "-W", "-f", "${Version}", name])
+}
+
+/// Whether apt, as the machine with this id, would upgrade speedy-app now.
+fn takes_speedy_app(server: &BootedServer, machine_id: &str) -> bool {
+    let text = server.exec_ok(&[
+        "apt-get",
+        "-s",
+        "-o",
+        &format!("APT::Machine-ID={machine_id}"),
+        "upgrade",
+    ]);
+    text.lines()
+        .any(|line| line.starts_with("Inst speedy-app "))
+}
+
+/// A bad release undone: on a server set up as the README says (the rollback pin
+/// included), 1.4.0 is installed and upgraded to 1.4.1; `rollback` makes the plain
+/// `apt-get upgrade` bring back 1.4.0's binary and restart the daemon. `withdraw`
+/// does the same for one package. A phased release reaches exactly the machines apt's
+/// rule selects, the pin notwithstanding, and everyone at 100%.
+#[test]
+fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
+    let port = free_port();
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-app/config/app.conf",
+        "port = 8080",
+        &format!("port = {port}"),
+    );
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("archive-key.asc");
+    let key_arg = key.to_str().unwrap();
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key_arg]));
+    let keyring = keys.path().join("archive-keyring.gpg");
+    let keyring_arg = keyring.to_str().unwrap();
+    assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key_arg,
+        "--output",
+        keyring_arg,
+    ]));
+    let repo = tempfile::tempdir().expect("temp dir");
+    let repo_arg = repo.path().to_str().unwrap();
+    let speedy = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--repo-dir", repo_arg, "--key-file", key_arg, "--quiet"]);
+        let output = fixture.speedy(&all);
+        assert_success(&output);
+        stdout(&output)
+    };
+    let release = |version: &str, extra: &[&str]| {
+        let text = fixture.read("Cargo.toml");
+        let current = text
+            .lines()
+            .find_map(|l| l.strip_prefix("version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("workspace version")
+            .to_owned();
+        fixture.edit(
+            "Cargo.toml",
+            &format!("version = \"{current}\""),
+            &format!("version = \"{version}\""),
+        );
+        let mut args = vec!["release", "--suite", "dev"];
+        args.extend_from_slice(extra);
+        speedy(&args)
+    };
+    release("1.4.0", &[]);
+    let http = RepoHttpServer::serve(repo.path());
+
+    let server = BootedServer::boot(SUITE);
+    server.use_apt_repo(
+        &http.url,
+        "dev",
+        &std::fs::read(&keyring).expect("read keyring"),
+    );
+    let summary = speedy(&["list", "--message-format", "json"]);
+    assert!(summary.contains("speedy-app"), "{summary}");
+    let preferences = cargo_speedy::ops::rollback_preferences(&repo_config(5));
+    server.write_file(
+        "/etc/apt/preferences.d/speedy.pref",
+        preferences.as_bytes(),
+        0o644,
+    );
+    server.apt_update();
+    server.apt_get(&["install", "speedy-app", "speedy-notifier"]);
+    server.wait_active("speedy-app.service");
+    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+
+    // 1.4.1 goes out and is installed by the plain upgrade.
+    release("1.4.1", &[]);
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    assert_eq!(app_version(&server), "speedy-app 1.4.1");
+    server.wait_active("speedy-app.service");
+    let before_rollback = server.show("speedy-app.service", "MainPID");
+
+    // Rollback: the usual upgrade returns to 1.4.0's binary and restarts the daemon.
+    let rolled = speedy(&["rollback", "--suite", "dev"]);
+    assert!(rolled.contains("retired speedy-app 1.4.1-1"), "{rolled}");
+    server.apt_update();
+    let upgrade = server.apt_get(&["upgrade"]);
+    assert!(upgrade.contains("DOWNGRADED"), "{upgrade}");
+    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(installed(&server, "speedy-notifier"), "1.4.0-1");
+    server.wait_active("speedy-app.service");
+    assert_ne!(
+        server.show("speedy-app.service", "MainPID"),
+        before_rollback,
+        "restarted"
+    );
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    assert_eq!(server.http("GET", &healthz).status, 200);
+
+    // Withdraw one package's bad version: the others keep theirs.
+    release("1.4.2", &[]);
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    assert_eq!(app_version(&server), "speedy-app 1.4.2");
+    speedy(&[
+        "withdraw",
+        "--suite",
+        "dev",
+        "-p",
+        "speedy-app",
+        "--version",
+        "1.4.2-1",
+    ]);
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(installed(&server, "speedy-notifier"), "1.4.2-1");
+    server.wait_active("speedy-app.service");
+    assert_eq!(server.http("GET", &healthz).status, 200);
+
+    // A 10% phase: apt, as each machine, decides from the machine id. Find one id
+    // inside the phase and one outside, by apt's own rule.
+    release("1.4.3", &["--phased", "10"]);
+    server.apt_update();
+    let ids: Vec<String> = (1..=300u32).map(|n| format!("{n:032x}")).collect();
+    let inside = ids.iter().find(|id| takes_speedy_app(&server, id));
+    let outside = ids.iter().find(|id| !takes_speedy_app(&server, id));
+    let (Some(inside), Some(outside)) = (inside, outside) else {
+        panic!("apt put every machine on one side of a 10% phase: inside {inside:?}, outside {outside:?}");
+    };
+    let share = ids
+        .iter()
+        .take(100)
+        .filter(|id| takes_speedy_app(&server, id))
+        .count();
+    assert!(
+        (1..=30).contains(&share),
+        "{share} of 100 machines in a 10% phase"
+    );
+    // The machine outside keeps its version through a real upgrade, pin or not.
+    server.apt_get(&["-o", &format!("APT::Machine-ID={outside}"), "upgrade"]);
+    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    // At 100% every machine takes it.
+    speedy(&["phase", "--suite", "dev", "-p", "speedy-app", "100"]);
+    server.apt_update();
+    assert!(
+        takes_speedy_app(&server, outside),
+        "the machine outside the phase at 100%"
+    );
+    assert!(takes_speedy_app(&server, inside));
+    server.apt_get(&["-o", &format!("APT::Machine-ID={outside}"), "upgrade"]);
+    assert_eq!(app_version(&server), "speedy-app 1.4.3");
+    server.wait_active("speedy-app.service");
+    assert_eq!(server.http("GET", &healthz).status, 200);
+    drop(server);
+    drop(http);
+}

@@ -79,6 +79,10 @@ pub struct PublishSummary {
     pub sources: String,
     /// Where a server puts it.
     pub sources_path: String,
+    /// The apt preferences that make servers follow a rollback or withdraw.
+    pub preferences: String,
+    /// Where a server puts them.
+    pub preferences_path: String,
     /// Set when the repository was signed with the development key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub development_key: Option<PathBuf>,
@@ -89,6 +93,18 @@ pub fn keyring_install_path(config: &RepoConfig) -> String {
     format!(
         "/usr/share/keyrings/{}-archive-keyring.gpg",
         config.short_name()
+    )
+}
+
+/// The apt preferences that make a server follow a rollback: this repository's origin
+/// pinned above 1000, so apt takes its candidate even when that is a downgrade
+/// (docs/ARCHITECTURE.md, "History and rollback").
+pub fn rollback_preferences(config: &RepoConfig) -> String {
+    format!(
+        "# cargo speedy: follow rollbacks and withdrawals of this repository. Above 1000, apt\n\
+         # installs the repository's candidate even when that is a downgrade.\n\
+         Package: *\nPin: release o={}\nPin-Priority: 1001\n",
+        config.release.origin
     )
 }
 
@@ -223,6 +239,8 @@ impl<'a> SuiteWriter<'a> {
             keyring_path: keyring_install_path(config),
             sources: sources_entry(config, &url, &report.suite),
             sources_path: format!("/etc/apt/sources.list.d/{}.sources", config.short_name()),
+            preferences: rollback_preferences(config),
+            preferences_path: format!("/etc/apt/preferences.d/{}.pref", config.short_name()),
             report,
             repository: location.describe(),
             url,

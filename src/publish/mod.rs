@@ -311,6 +311,9 @@ impl Publish<'_> {
                 configured: self.config.suites.clone(),
             });
         }
+        // Invariant 1: a history edited by hand is refused before anything is written,
+        // not found out after the switch when the change is to be recorded.
+        history::read(self.store, &self.key.public_key(), &self.suite)?;
         if self.dry_run {
             return match self.attempt(change, None, listener)? {
                 Attempt::Done(report, _) => Ok(report),
