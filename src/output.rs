@@ -137,12 +137,14 @@ impl Reporter {
             "1;36",
             &format!(
                 "on a server, install the public key, this apt source, and the preferences \
-                 that let apt follow a rollback:\n             {fetch}\n             {}:{}\n             \
-                 {}:{}",
+                 and configuration that let apt follow a rollback:\n             {fetch}\n             \
+                 {}:{}\n             {}:{}\n             {}:{}",
                 summary.sources_path,
                 indent(&summary.sources),
                 summary.preferences_path,
-                indent(&summary.preferences)
+                indent(&summary.preferences),
+                summary.apt_conf_path,
+                indent(&summary.apt_conf)
             ),
         );
         if let Some(path) = &summary.development_key {

@@ -506,6 +506,11 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
         preferences.as_bytes(),
         0o644,
     );
+    server.write_file(
+        "/etc/apt/apt.conf.d/50speedy-rollback",
+        cargo_speedy::ops::rollback_apt_conf().as_bytes(),
+        0o644,
+    );
     server.apt_update();
     server.apt_get(&["install", "speedy-app", "speedy-notifier"]);
     server.wait_active("speedy-app.service");

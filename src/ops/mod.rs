@@ -27,8 +27,9 @@ pub use key::{
     KeyGenerateOptions, KeyGenerated,
 };
 pub use publish::{
-    keyring_install_path, promote, publish, release, rollback_preferences, sources_entry,
-    PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions, WriteOptions,
+    keyring_install_path, promote, publish, release, rollback_apt_conf, rollback_preferences,
+    sources_entry, PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions,
+    WriteOptions,
 };
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};

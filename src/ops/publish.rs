@@ -83,6 +83,11 @@ pub struct PublishSummary {
     pub preferences: String,
     /// Where a server puts them.
     pub preferences_path: String,
+    /// The apt configuration that lets `apt-get -y` and unattended-upgrades carry out
+    /// the downgrade a rollback asks for.
+    pub apt_conf: String,
+    /// Where a server puts it.
+    pub apt_conf_path: String,
     /// Set when the repository was signed with the development key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub development_key: Option<PathBuf>,
@@ -106,6 +111,16 @@ pub fn rollback_preferences(config: &RepoConfig) -> String {
          Package: *\nPin: release o={}\nPin-Priority: 1001\n",
         config.release.origin
     )
+}
+
+/// The apt configuration beside [`rollback_preferences`]: without it `apt-get -y` and
+/// unattended-upgrades refuse the downgrade the pin asks for. Downgrades happen only
+/// where a pin above 1000 asks for one.
+pub fn rollback_apt_conf() -> String {
+    "// cargo speedy: carry out the downgrades that a rollback of the pinned repository asks for.\n\
+     APT::Get::allow-downgrades \"true\";\n\
+     Unattended-Upgrade::Allow-downgrade \"true\";\n"
+        .to_owned()
 }
 
 /// The deb822 `.sources` entry for a suite of the repository at `url`.
@@ -241,6 +256,8 @@ impl<'a> SuiteWriter<'a> {
             sources_path: format!("/etc/apt/sources.list.d/{}.sources", config.short_name()),
             preferences: rollback_preferences(config),
             preferences_path: format!("/etc/apt/preferences.d/{}.pref", config.short_name()),
+            apt_conf: rollback_apt_conf(),
+            apt_conf_path: format!("/etc/apt/apt.conf.d/50{}-rollback", config.short_name()),
             report,
             repository: location.describe(),
             url,

@@ -745,4 +745,116 @@ mod tests {
         let (_, delete) = collect_garbage(&existing, &referenced, &GcState::default(), 5, 0);
         assert_eq!(delete, ["pool/old.deb"]);
     }
+
+    #[test]
+    fn withdraw_restore_and_phase_change_only_what_they_name() {
+        let current = vec![
+            entry("pa", "1-1", "amd64", 1),
+            entry("pa", "2-1", "amd64", 2),
+            entry("pb", "2-1", "amd64", 3),
+        ];
+        let withdrawn = apply(
+            &current,
+            &SuiteChange::Withdraw {
+                name: "pa".into(),
+                version: "2-1".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(withdrawn.retired, vec![current[1].clone()]);
+        assert!(withdrawn.added.is_empty() && withdrawn.changed.is_empty());
+        assert_eq!(withdrawn.packages.len(), 2);
+        assert!(matches!(
+            apply(
+                &current,
+                &SuiteChange::Withdraw {
+                    name: "pa".into(),
+                    version: "3-1".into()
+                }
+            ),
+            Err(MergeError::VersionNotInSuite { .. })
+        ));
+
+        // Phase touches the newest version only; 100 removes the field again.
+        let phased = apply(
+            &current,
+            &SuiteChange::Phase {
+                name: "pa".into(),
+                percent: 10,
+            },
+        )
+        .unwrap();
+        assert_eq!(phased.changed.len(), 1);
+        assert_eq!(phased.changed[0].version, "2-1");
+        assert_eq!(phased.changed[0].phase(), Some(10));
+        let full = apply(
+            &phased.packages,
+            &SuiteChange::Phase {
+                name: "pa".into(),
+                percent: 100,
+            },
+        )
+        .unwrap();
+        assert_eq!(full.changed[0].phase(), None);
+        assert_eq!(full.changed[0].paragraph, current[1].paragraph);
+        assert!(matches!(
+            apply(
+                &current,
+                &SuiteChange::Phase {
+                    name: "pz".into(),
+                    percent: 5
+                }
+            ),
+            Err(MergeError::PackageNotInSuite { .. })
+        ));
+        assert!(matches!(
+            apply(
+                &current,
+                &SuiteChange::Phase {
+                    name: "pa".into(),
+                    percent: 101
+                }
+            ),
+            Err(MergeError::PhaseOutOfRange(101))
+        ));
+
+        // Restore: back to exactly the given state, phase included.
+        let restored = apply(
+            &full.packages,
+            &SuiteChange::Restore {
+                packages: phased.packages.clone(),
+            },
+        )
+        .unwrap();
+        let mut expected = phased.packages.clone();
+        sort_entries(&mut expected);
+        assert_eq!(restored.packages, expected);
+        assert_eq!(restored.changed.len(), 1);
+        let back = apply(
+            &phased.packages,
+            &SuiteChange::Restore {
+                packages: vec![current[0].clone()],
+            },
+        )
+        .unwrap();
+        assert_eq!(back.retired.len(), 2);
+        assert_eq!(back.packages, vec![current[0].clone()]);
+
+        // Adding phased: the new entries carry the field, the existing ones do not.
+        let added = apply(
+            &current,
+            &SuiteChange::Add {
+                incoming: vec![entry("pa", "3-1", "amd64", 4)],
+                retention: 5,
+                phased: Some(0),
+            },
+        )
+        .unwrap();
+        assert_eq!(added.added[0].phase(), Some(0));
+        assert!(added
+            .packages
+            .iter()
+            .filter(|e| e.version != "3-1")
+            .all(|e| e.phase().is_none()));
+    }
 }
