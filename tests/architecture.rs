@@ -43,7 +43,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "workspace",
         ],
     ),
-    ("output", &["keys", "listener", "ops", "store"]),
+    ("output", &["keys", "listener", "ops", "publish", "repo", "store"]),
 ];
 
 fn src() -> PathBuf {
