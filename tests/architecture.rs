@@ -43,7 +43,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "workspace",
         ],
     ),
-    ("output", &["keys", "listener", "ops", "publish", "repo", "store"]),
+    (
+        "output",
+        &["keys", "listener", "ops", "publish", "repo", "store"],
+    ),
 ];
 
 fn src() -> PathBuf {

@@ -197,10 +197,14 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
     let work = tempfile::tempdir().unwrap();
     let old = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.0-1")]).unwrap();
     let new = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.1-1")]).unwrap();
-    let newest = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.2-1")]).unwrap();
+    let newer = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.2-1")]).unwrap();
+    let newest = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.3-1")]).unwrap();
     let repo = work.path().join("repo");
     let mut config = repo_config(1);
     config.grace_seconds = 0;
+    // One history record: it keeps the state before the last change, here the
+    // previous version, so the one before that is garbage.
+    config.history = 1;
     let run = |store: &dyn Store, debs: &[IncomingDeb]| {
         Publish {
             store,
@@ -217,9 +221,11 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
     };
     let old_pool = repo.join("pool/main/s/speedy-app/speedy-app_1.0-1_all.deb");
     run(&FsStore::new(&repo), &old);
+    run(&FsStore::new(&repo), &new);
+    assert!(old_pool.exists(), "kept for the history");
     run(
         &FaultyStore::new(FsStore::new(&repo)).without_conditional_writes(),
-        &new,
+        &newer,
     );
     assert!(
         old_pool.exists(),
