@@ -80,11 +80,15 @@ pub enum KeyError {
     NotConfigured { destination: String },
     #[error(
         "no signing key found: looked for --key-file, ${KEY_ENV}, ${KEY_FILE_ENV}, `key-file` in \
-         [workspace.metadata.speedy.signing]{}. Pass --key-file (or --manifest-path for the workspace \
+         [workspace.metadata.speedy.signing]{}{}. Pass --key-file (or --manifest-path for the workspace \
          whose repository you mean), or create a key with `cargo speedy key generate --output KEYFILE`",
+        manifest.as_ref().map(|p| format!(" of {}", p.display())).unwrap_or_default(),
         dev_key.as_ref().map(|p| format!(", and the development key at {}", p.display())).unwrap_or_default()
     )]
-    NotFound { dev_key: Option<PathBuf> },
+    NotFound {
+        manifest: Option<PathBuf>,
+        dev_key: Option<PathBuf>,
+    },
 }
 
 /// A key, with where it came from.
@@ -132,6 +136,7 @@ impl SigningKeys<'_> {
         match self.resolve(purpose, listener)? {
             Some(found) => Ok(found),
             None => Err(KeyError::NotFound {
+                manifest: self.config.manifest.clone(),
                 dev_key: self.location.dev_key_path(),
             }),
         }

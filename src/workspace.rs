@@ -119,7 +119,7 @@ impl Workspace {
 
     /// The signing settings of `[workspace.metadata.speedy.signing]`.
     pub fn signing_config(&self) -> SigningConfig {
-        SigningConfig::resolve(&self.metadata, &self.root)
+        SigningConfig::resolve(&self.metadata, &self.root, &self.root_manifest)
     }
 
     /// Validates every selected service; nothing is built. `selected` empty means

@@ -946,7 +946,7 @@ fn phase_history_rollback_and_withdraw_from_the_command_line() {
     let output = fixture.speedy(&["rollback", "--suite", "dev", "--to", "2", "--dry-run"]);
     assert_success(&output);
     assert!(
-        stdout(&output).contains("would publish"),
+        stdout(&output).contains("plan (dry run, nothing was changed)"),
         "{}",
         stdout(&output)
     );

@@ -21,14 +21,17 @@ pub struct SigningConfig {
     /// The configured key file, absolute.
     pub key_file: Option<PathBuf>,
     pub sign_debs: bool,
+    /// The manifest these settings come from, for messages; none outside a workspace.
+    pub manifest: Option<PathBuf>,
 }
 
 impl SigningConfig {
-    pub fn resolve(workspace: &WorkspaceMetadata, root: &Path) -> Self {
+    pub fn resolve(workspace: &WorkspaceMetadata, root: &Path, manifest: &Path) -> Self {
         let signing = workspace.signing.clone().unwrap_or_default();
         SigningConfig {
             key_file: signing.key_file.map(|p| root.join(p)),
             sign_debs: signing.sign_debs.unwrap_or(true),
+            manifest: Some(manifest.to_owned()),
         }
     }
 }
@@ -38,6 +41,7 @@ impl Default for SigningConfig {
         SigningConfig {
             key_file: None,
             sign_debs: true,
+            manifest: None,
         }
     }
 }

@@ -311,9 +311,6 @@ impl Publish<'_> {
                 configured: self.config.suites.clone(),
             });
         }
-        // Invariant 1: a history edited by hand is refused before anything is written,
-        // not found out after the switch when the change is to be recorded.
-        history::read(self.store, &self.key.public_key(), &self.suite)?;
         if self.dry_run {
             return match self.attempt(change, None, listener)? {
                 Attempt::Done(report, _) => Ok(report),
@@ -463,6 +460,10 @@ impl Publish<'_> {
     ) -> Result<Attempt, PublishError> {
         let states = state::read_all(self.store, &self.key.public_key())?;
         let current = states.get(&self.suite);
+        // Invariant 1: a history edited by hand is refused before anything is written,
+        // not found out after the switch when the change is to be recorded. (After
+        // the suites: a repository signed by another key is reported as that.)
+        history::read(self.store, &self.key.public_key(), &self.suite)?;
         let (debs, suite_change) = match change {
             Change::Add { debs, phased } => (
                 debs,
