@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${SEED:-12}
 
-cargo test --locked --quiet --test flaky --no-run 2>/dev/null
+log=$(mktemp -t speedy-flaky-network.XXXXXX.log)
+cargo test --locked --quiet --test flaky --no-run 2>>"$log"
 run() { # percent publishers rounds
     SPEEDY_FLAKY_PERCENT=$1 SPEEDY_FLAKY_PUBLISHERS=$2 SPEEDY_FLAKY_ROUNDS=$3 SPEEDY_FLAKY_SEED=$SEED \
-        cargo test --locked --quiet --test flaky -- --ignored --exact random_faults --nocapture 2>/dev/null \
+        cargo test --locked --quiet --test flaky -- --ignored --exact random_faults --nocapture 2>>"$log" \
         | grep '^| '
 }
 echo
@@ -23,3 +24,5 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|"
 run 5 1 20
 run 15 1 20
 run 5 8 25
+echo
+echo "Failed publishes and their errors, if any: $log"

@@ -451,6 +451,8 @@ impl S3Store {
                 .set_if_match(if_match.map(str::to_owned))
                 .acl(ObjectCannedAcl::Private)
                 .body(ByteStream::from_static(b"probe"))
+                .customize()
+                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                 .send()
         };
         let refused = |e: &SdkError<_, _>| {
