@@ -103,7 +103,12 @@ fn repo() -> Repo {
     let v1 = debs("1.0-1");
     let v2 = debs("1.1-1");
     publish(&direct_store(&moto, BUCKET), &key, &v1).unwrap();
-    Repo { moto, key, work, v2 }
+    Repo {
+        moto,
+        key,
+        work,
+        v2,
+    }
 }
 
 impl Repo {
@@ -125,7 +130,10 @@ impl Repo {
                 );
             }
         }
-        assert!(store.get(LOCK_KEY).unwrap().is_none(), "{context}: lock left");
+        assert!(
+            store.get(LOCK_KEY).unwrap().is_none(),
+            "{context}: lock left"
+        );
         let report = verify::verify(&store, &self.key.public_key()).unwrap();
         assert!(report.ok(), "{context}: {:?}", report.suites);
         let keyring = self.work.path().join("keyring.gpg");
@@ -168,7 +176,11 @@ fn a_truncated_get_of_in_release_is_retried() {
 
 #[test]
 fn a_truncated_get_of_packages_is_retried() {
-    survives(vec![Rule::first("GET", PACKAGES_INDEX, Fault::TruncateBody)]);
+    survives(vec![Rule::first(
+        "GET",
+        PACKAGES_INDEX,
+        Fault::TruncateBody,
+    )]);
 }
 
 #[test]
@@ -188,7 +200,11 @@ fn a_lost_answer_to_the_lock_put_is_ours() {
 
 #[test]
 fn a_lost_answer_to_the_probe_put_still_finds_conditional_writes() {
-    survives(vec![Rule::first("PUT", ".speedy/probe-*", Fault::DropAnswer)]);
+    survives(vec![Rule::first(
+        "PUT",
+        ".speedy/probe-*",
+        Fault::DropAnswer,
+    )]);
 }
 
 #[test]
@@ -220,7 +236,11 @@ fn a_stalled_put_is_abandoned_and_retried() {
 
 #[test]
 fn a_put_reset_mid_body_is_retried() {
-    survives(vec![Rule::first("PUT", PACKAGES_INDEX, Fault::ResetMidBody)]);
+    survives(vec![Rule::first(
+        "PUT",
+        PACKAGES_INDEX,
+        Fault::ResetMidBody,
+    )]);
 }
 
 /// Garbage collection fails for longer than the retry deadline: the packages are
@@ -308,7 +328,11 @@ fn the_cli_reports_a_publish_with_an_unfinished_step_as_published() {
     assert_success(&output);
     let out = stdout(&output);
     let err = stderr(&output);
-    assert!(out.contains("published speedy-app 1.1-1 (all) to dev"), "{}", describe(&output));
+    assert!(
+        out.contains("published speedy-app 1.1-1 (all) to dev"),
+        "{}",
+        describe(&output)
+    );
     assert!(
         out.contains("unfinished after the switch: garbage collection:")
             && err.contains("the next publish finishes it"),
@@ -351,7 +375,10 @@ fn persistent_faults_are_described_as_what_they_are() {
         error.contains("HTTP 500 Internal Server Error, no error code"),
         "{error}"
     );
-    assert!(error.contains("no-such-object was not found; checking the bucket"), "{error}");
+    assert!(
+        error.contains("no-such-object was not found; checking the bucket"),
+        "{error}"
+    );
 }
 
 /// The random-fault run of `bench/flaky-network.sh`, not a timed test: N publishers ×

@@ -78,6 +78,8 @@ impl SpacesMetadata {
 }
 
 /// Where a repository lives.
+// One value per command: boxing the S3 settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoLocation {
     Local(PathBuf),

@@ -325,7 +325,11 @@ impl ClassifyRetry for RetryDeadline {
 
 /// The per-request settings: its timeouts (an upload's by its `body_size`) and a
 /// retry deadline `deadline` from now.
-fn per_request(config: &S3Config, body_size: u64, deadline: Duration) -> aws_sdk_s3::config::Builder {
+fn per_request(
+    config: &S3Config,
+    body_size: u64,
+    deadline: Duration,
+) -> aws_sdk_s3::config::Builder {
     aws_sdk_s3::Config::builder()
         .timeout_config(timeouts(config, body_size, deadline))
         .retry_classifier(RetryDeadline {
@@ -874,11 +878,7 @@ impl Store for S3Store {
                 .cache_control(self.cache_control(options))
                 .body(stream)
                 .customize()
-                .config_override(per_request(
-                    &self.config,
-                    size,
-                    self.config.retry_deadline,
-                ))
+                .config_override(per_request(&self.config, size, self.config.retry_deadline))
                 .send()
                 .await
                 .map_err(|e| describe_failure(&store, &self.config, key, &e))?;

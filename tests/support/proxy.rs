@@ -240,7 +240,8 @@ impl Head {
     }
 
     fn content_length(&self) -> Option<usize> {
-        self.header("content-length").and_then(|v| v.trim().parse().ok())
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -289,7 +290,11 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
 /// Reads a body framed by `head` verbatim (chunk sizes, extensions and trailers
 /// included). `until_close` reads to the end of the connection when there is no
 /// framing (an answer only).
-fn read_body(reader: &mut impl BufRead, head: &Head, until_close: bool) -> std::io::Result<Vec<u8>> {
+fn read_body(
+    reader: &mut impl BufRead,
+    head: &Head,
+    until_close: bool,
+) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     if head.chunked() {
         loop {
