@@ -249,6 +249,8 @@ impl RepoArgs {
             checksums: self.checksums.clone(),
             multipart_threshold: None,
             parallelism: None,
+            retry_deadline: None,
+            attempt_timeout: None,
         }
     }
 }

@@ -353,6 +353,11 @@ fn human_published(summary: &PublishSummary) -> String {
             "deleted {key} (unreferenced for longer than the grace period)\n"
         ));
     }
+    for what in &report.unfinished {
+        out.push_str(&format!(
+            "unfinished after the switch: {what}; the next publish finishes it\n"
+        ));
+    }
     out
 }
 

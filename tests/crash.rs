@@ -105,6 +105,10 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
     publish(&probe, &key, &v2, false).unwrap();
     let requests = probe.requests();
     assert!(requests > 20, "a publish makes many requests ({requests})");
+    // The switch: faults after it no longer fail the publish.
+    let switch = probe
+        .last_request("put dists/dev/InRelease")
+        .expect("the publish switches InRelease");
 
     for timing in [FaultTiming::Before, FaultTiming::After] {
         for k in 1..=requests {
@@ -120,6 +124,16 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
                     error.to_string().contains("injected fault"),
                     "{context}: {error}"
                 );
+            }
+            // A fault after the switch, or one that loses only the switch's answer,
+            // leaves a publish that happened: it reports success, naming what is left.
+            let switched = k > switch || (k == switch && timing == FaultTiming::After);
+            if switched {
+                let report = result.unwrap_or_else(|e| {
+                    panic!("{context}: failed after the switch (request {switch}): {e}")
+                });
+                let listed = verify::list(&FsStore::new(&repo), &key.public_key()).unwrap();
+                assert_eq!(listed[0].packages.len(), 6, "{context}: {report:?}");
             }
             assert_readable(&repo, &key, &context);
 

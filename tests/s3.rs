@@ -449,6 +449,9 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     publish(&probe, &key, &v2, LockOptions::default(), 5).unwrap();
     let requests = probe.requests();
     assert!(requests > 20, "{requests}");
+    let switch = probe
+        .last_request("put dists/dev/InRelease")
+        .expect("the publish switches InRelease");
 
     for (t, timing) in [FaultTiming::Before, FaultTiming::After]
         .into_iter()
@@ -467,11 +470,21 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
             )
             .unwrap();
             let faulty = FaultyStore::new(s3_store(&moto, &bucket)).failing(k, timing);
-            if let Err(error) = publish(&faulty, &key, &v2, LockOptions::default(), 5) {
+            let result = publish(&faulty, &key, &v2, LockOptions::default(), 5);
+            if let Err(error) = &result {
                 assert!(
                     error.to_string().contains("injected fault"),
                     "{context}: {error}"
                 );
+            }
+            // After the switch (or when only the switch's answer is lost) the publish
+            // happened, and says so.
+            if k > switch || (k == switch && timing == FaultTiming::After) {
+                let report = result.unwrap_or_else(|e| {
+                    panic!("{context}: failed after the switch (request {switch}): {e}")
+                });
+                let listed = verify::list(&s3_store(&moto, &bucket), &key.public_key()).unwrap();
+                assert_eq!(listed[0].packages.len(), 6, "{context}: {report:?}");
             }
             let store = s3_store(&moto, &bucket);
             let report = verify::verify(&store, &key.public_key()).unwrap();

@@ -51,6 +51,12 @@ pub struct SpacesMetadata {
     pub checksums: Option<String>,
     pub multipart_threshold: Option<u64>,
     pub parallelism: Option<usize>,
+    /// How long a failing request is retried before the publish gives up (a time
+    /// span, default 2min).
+    pub retry_deadline: Option<String>,
+    /// How long one attempt of a request may go unanswered before it is abandoned and
+    /// retried (a time span, default 30s; uploads get more, by their size).
+    pub attempt_timeout: Option<String>,
 }
 
 impl SpacesMetadata {
@@ -67,11 +73,15 @@ impl SpacesMetadata {
             checksums: self.checksums.or(other.checksums),
             multipart_threshold: self.multipart_threshold.or(other.multipart_threshold),
             parallelism: self.parallelism.or(other.parallelism),
+            retry_deadline: self.retry_deadline.or(other.retry_deadline),
+            attempt_timeout: self.attempt_timeout.or(other.attempt_timeout),
         }
     }
 }
 
 /// Where a repository lives.
+// One value per command: boxing the S3 settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoLocation {
     Local(PathBuf),
@@ -137,6 +147,14 @@ pub struct RepoOverrides {
     pub spaces: SpacesMetadata,
 }
 
+/// Spaces settings that only the manifest sets (no command-line flag).
+const FLAGLESS_SPACES_KEYS: [&str; 4] = [
+    "multipart-threshold",
+    "parallelism",
+    "retry-deadline",
+    "attempt-timeout",
+];
+
 fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
         && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -168,7 +186,11 @@ impl RepoConfig {
         };
         let err = |key: &str, message: String| ConfigError {
             manifest: self.manifest.clone(),
-            key: format!("workspace.metadata.speedy.repo.spaces.{key} (or --{key})"),
+            key: if FLAGLESS_SPACES_KEYS.contains(&key) {
+                format!("workspace.metadata.speedy.repo.spaces.{key}")
+            } else {
+                format!("workspace.metadata.speedy.repo.spaces.{key} (or --{key})")
+            },
             message,
         };
         check_bucket(&bucket).map_err(|why| err("bucket", why))?;
@@ -254,6 +276,26 @@ impl RepoConfig {
                 return Err(err("parallelism", "between 1 and 64".into()));
             }
             config.parallelism = parallelism;
+        }
+        if let Some(span) = &spaces.retry_deadline {
+            let seconds = parse_timespan(span).map_err(|why| err("retry-deadline", why))?;
+            if seconds == 0 {
+                return Err(err(
+                    "retry-deadline",
+                    "at least 1s (requests are retried until this runs out)".into(),
+                ));
+            }
+            config.retry_deadline = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(span) = &spaces.attempt_timeout {
+            let seconds = parse_timespan(span).map_err(|why| err("attempt-timeout", why))?;
+            if seconds == 0 {
+                return Err(err(
+                    "attempt-timeout",
+                    "at least 1s (a request that is not answered within it is retried)".into(),
+                ));
+            }
+            config.attempt_timeout = std::time::Duration::from_secs(seconds);
         }
         let prefix_path = config
             .prefix
@@ -619,6 +661,30 @@ mod tests {
                     ..Default::default()
                 },
                 "prefix",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    retry_deadline: Some("soon".into()),
+                    ..Default::default()
+                },
+                "retry-deadline",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    retry_deadline: Some("0".into()),
+                    ..Default::default()
+                },
+                "retry-deadline",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    attempt_timeout: Some("0s".into()),
+                    ..Default::default()
+                },
+                "attempt-timeout",
             ),
         ] {
             let error = config.location(&spaces_only(bad)).unwrap_err();

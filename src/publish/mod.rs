@@ -223,6 +223,12 @@ pub struct PublishReport {
     /// The history record of this change (none for a dry run or no change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_id: Option<u64>,
+    /// Steps after the switch that failed (the history record, keyring, garbage
+    /// collection, the check that the switch stuck, releasing the lock): the packages
+    /// are published, and the next publish finishes these (docs/ARCHITECTURE.md,
+    /// "Retries on a flaky network").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<String>,
 }
 
 /// What a publish does to its suite.
@@ -278,6 +284,14 @@ const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
 
 /// How long a publish without a lock waits before checking that its switch stuck.
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Records a step after the switch that failed: the publish still succeeds.
+fn unfinished(report: &mut PublishReport, listener: &dyn Listener, what: String) {
+    listener.warning(&format!(
+        "published, but not finished: {what}; the next publish finishes it"
+    ));
+    report.unfinished.push(what);
+}
 
 fn describe_step(step: &Step) -> String {
     match step {
@@ -335,8 +349,17 @@ impl Publish<'_> {
             self.publish_locked(change, Some(&held), listener)
         });
         let released = held.release(self.store);
-        let report = result?;
-        released?;
+        let mut report = result?;
+        if let Err(error) = released {
+            // After the switch: the publish happened. The lease runs out on its own,
+            // and the next publish from this host takes the lock over once this
+            // process is gone.
+            unfinished(
+                &mut report,
+                listener,
+                format!("releasing the lock: {error} (it expires with its lease)"),
+            );
+        }
         Ok(report)
     }
 
@@ -397,10 +420,19 @@ impl Publish<'_> {
                 std::thread::sleep(std::time::Duration::from_millis(pause));
                 continue;
             };
+            // From here on the suite is switched: a failure no longer makes the publish
+            // fail, it is reported as unfinished and the next publish finishes it
+            // (docs/ARCHITECTURE.md, "Retries on a flaky network").
             if let Some(held) = held {
-                if !held.still_held(self.store)? {
-                    listener
-                        .warning("the publish lock was broken by someone else during this publish");
+                match held.still_held(self.store) {
+                    Ok(true) => {}
+                    Ok(false) => listener
+                        .warning("the publish lock was broken by someone else during this publish"),
+                    Err(error) => unfinished(
+                        &mut report,
+                        listener,
+                        format!("checking the lock after the switch: {error}"),
+                    ),
                 }
             }
             // Without a lock (or with a broken one) another publisher may have switched
@@ -411,38 +443,67 @@ impl Publish<'_> {
                 std::thread::sleep(LOCKLESS_SETTLE);
             }
             let public_key = self.key.public_key();
-            let after = state::read_suite(self.store, &public_key, &self.suite)?;
-            let listed = after
-                .as_ref()
-                .map(|s| s.packages.clone())
-                .unwrap_or_default();
-            let listed_ref = |r: &PackageRef| listed.iter().any(|p| &PackageRef::from(p) == r);
-            let missing = match change {
-                Change::Add { debs, .. } => debs.iter().any(|d| {
-                    let kept = !report.retired.iter().any(|r| {
-                        (r.name.as_str(), r.version.as_str(), r.architecture.as_str())
-                            == d.entry.id()
-                    });
-                    kept && !listed
-                        .iter()
-                        .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
-                }),
-                Change::Edit(_) => {
-                    !report.added.iter().chain(&report.changed).all(listed_ref)
-                        || report.retired.iter().any(listed_ref)
+            match state::read_suite(self.store, &public_key, &self.suite) {
+                Ok(after) => {
+                    let listed = after
+                        .as_ref()
+                        .map(|s| s.packages.clone())
+                        .unwrap_or_default();
+                    let listed_ref =
+                        |r: &PackageRef| listed.iter().any(|p| &PackageRef::from(p) == r);
+                    let missing = match change {
+                        Change::Add { debs, .. } => debs.iter().any(|d| {
+                            let kept = !report.retired.iter().any(|r| {
+                                (r.name.as_str(), r.version.as_str(), r.architecture.as_str())
+                                    == d.entry.id()
+                            });
+                            kept && !listed
+                                .iter()
+                                .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
+                        }),
+                        Change::Edit(_) => {
+                            !report.added.iter().chain(&report.changed).all(listed_ref)
+                                || report.retired.iter().any(listed_ref)
+                        }
+                    };
+                    if missing {
+                        listener.warning(
+                            "a concurrent publish replaced this one's packages; publishing them again",
+                        );
+                        continue;
+                    }
                 }
-            };
-            if missing {
-                listener.warning(
-                    "a concurrent publish replaced this one's packages; publishing them again",
-                );
-                continue;
+                Err(error) => unfinished(
+                    &mut report,
+                    listener,
+                    format!("checking the switch: {error}"),
+                ),
             }
             if let Some(replaced) = replaced {
-                report.history_id = Some(self.record_history(&report, replaced)?);
+                match self.record_history(&report, replaced) {
+                    Ok(id) => report.history_id = Some(id),
+                    Err(error) => unfinished(
+                        &mut report,
+                        listener,
+                        format!("recording the change in the history: {error}"),
+                    ),
+                }
             }
-            self.publish_keyring()?;
-            report.deleted = self.collect_garbage(held.is_some(), listener)?;
+            if let Err(error) = self.publish_keyring() {
+                unfinished(
+                    &mut report,
+                    listener,
+                    format!("publishing the keyring: {error}"),
+                );
+            }
+            match self.collect_garbage(held.is_some(), listener) {
+                Ok(deleted) => report.deleted = deleted,
+                Err(error) => unfinished(
+                    &mut report,
+                    listener,
+                    format!("garbage collection: {error}"),
+                ),
+            }
             return Ok(report);
         }
         Err(PublishError::ConcurrentChanges {
@@ -553,6 +614,7 @@ impl Publish<'_> {
             plan: publish_plan.steps.iter().map(describe_step).collect(),
             deleted: Vec::new(),
             history_id: None,
+            unfinished: Vec::new(),
         };
         for entry in &publish_plan.merge.retired {
             if debs.iter().any(|d| d.entry.id() == entry.id()) {
@@ -625,7 +687,16 @@ impl Publish<'_> {
                     if self.store.get(key)? != before_switch {
                         return Ok(Attempt::Raced);
                     }
-                    self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
+                    if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+                        // The write may have happened and only its answer been lost
+                        // (every retry of it too): what InRelease holds now decides.
+                        match self.store.get(key) {
+                            Ok(Some(now)) if now == *bytes => listener.detail(&format!(
+                                "switched {key} (the answer to the write was lost: {error})"
+                            )),
+                            _ => return Err(error.into()),
+                        }
+                    }
                 }
             }
         }

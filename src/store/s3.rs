@@ -3,8 +3,16 @@
 //! Blocking on the outside (the [`Store`] trait is synchronous, and publishing is a
 //! sequence of dependent steps), async inside on a small private tokio runtime.
 //! Uploads stream from disk and switch to multipart above a threshold, with a bounded
-//! number of parts in flight; the SDK retries 5xx and SlowDown with backoff.
-//! Conditional writes (If-None-Match) are probed once, never assumed.
+//! number of parts in flight. Conditional writes (If-None-Match) are probed once, never
+//! assumed.
+//!
+//! Every request is retried, with exponential backoff and full jitter, until it
+//! succeeds or the retry deadline (`retry-deadline`) runs out; each attempt has a
+//! timeout (`attempt-timeout`, more for an upload, by its size), so a connection that
+//! stops answering is abandoned and retried instead of hanging the publish and its
+//! lock. The SDK retries up to the response headers; a GET whose body fails mid-stream
+//! is retried here, as a whole. Why every write may be retried is in
+//! docs/ARCHITECTURE.md, "Retries on a flaky network".
 
 use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use aws_sdk_s3::config::{
@@ -13,8 +21,14 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl};
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 use aws_smithy_types::byte_stream::Length;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Where the bucket is and how to talk to it. Never holds credentials.
@@ -41,7 +55,31 @@ pub struct S3Config {
     /// The Cache-Control of immutable objects (pool/, by-hash/) and of the rest.
     pub cache_immutable: String,
     pub cache_short: String,
+    /// How long one request is retried before the publish gives up (`retry-deadline`).
+    pub retry_deadline: Duration,
+    /// How long one attempt of a small request may take before it is abandoned and
+    /// retried (`attempt-timeout`); uploads get more time, by their size.
+    pub attempt_timeout: Duration,
 }
+
+/// The default `retry-deadline`: rides out a minute or two of a flaky network or a
+/// throttling store, short enough that a CI job fails while someone still watches.
+pub const DEFAULT_RETRY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The default `attempt-timeout` of a request without a large body.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest upload rate an attempt is given time for: a body of n bytes gets
+/// `attempt-timeout + n / MIN_UPLOAD_RATE` before it is abandoned and retried.
+const MIN_UPLOAD_RATE: u64 = 256 * 1024;
+
+/// The first retry waits up to this long (full jitter), doubling with each attempt up
+/// to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The SDK counts attempts; the deadline is what really bounds them.
+const MAX_ATTEMPTS: u32 = 64;
 
 /// When to send the checksum headers recent SDKs add; several S3-compatible stores
 /// reject them, so only when an operation requires them by default.
@@ -67,6 +105,8 @@ impl S3Config {
             parallelism: 4,
             cache_immutable: "public, max-age=31536000, immutable".to_owned(),
             cache_short: "public, max-age=60".to_owned(),
+            retry_deadline: DEFAULT_RETRY_DEADLINE,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
         }
     }
 }
@@ -166,20 +206,147 @@ where
             "{what}: access denied{}; the key needs read and write access to the bucket",
             if code.is_empty() { String::new() } else { format!(" ({code})") }
         ),
+        _ if matches!(error, SdkError::ResponseError(_)) => format!(
+            "{what}: the answer from {} was cut off, also when retried until the retry deadline ({} s): {}",
+            config.endpoint,
+            config.retry_deadline.as_secs(),
+            DisplayErrorContext(error)
+        ),
         (None, _) => match error {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 // The context repeats itself in Debug form after the readable part.
                 let text = DisplayErrorContext(error).to_string();
                 let readable = text.split(" (DispatchFailure").next().unwrap_or(&text).to_owned();
-                format!("cannot reach {}: {readable}", config.endpoint)
+                let connect_failed = text.contains("client error (Connect)")
+                    || text.contains("Connection refused")
+                    || text.contains("dns error");
+                if connect_failed {
+                    format!("cannot reach {}: {readable}", config.endpoint)
+                } else if matches!(error, SdkError::TimeoutError(_))
+                    || matches!(error, SdkError::DispatchFailure(d) if d.is_timeout())
+                {
+                    format!(
+                        "{what}: {} did not answer in time, also when retried until the retry deadline ({} s): {readable}",
+                        config.endpoint,
+                        config.retry_deadline.as_secs()
+                    )
+                } else {
+                    format!(
+                        "{what}: the connection to {} failed during the request, also when retried until the retry deadline ({} s): {readable}",
+                        config.endpoint,
+                        config.retry_deadline.as_secs()
+                    )
+                }
             }
             _ => format!("{what}: {}", DisplayErrorContext(error)),
         },
+        (Some(status), "") => format!(
+            "{what}: HTTP {status} {}, no error code (a HEAD answer has no body){}",
+            reason_phrase(status),
+            if status >= 500 {
+                format!("; the store kept failing until the retry deadline ({} s)", config.retry_deadline.as_secs())
+            } else {
+                String::new()
+            }
+        ),
         (Some(status), _) => format!("{what}: HTTP {status} {code} {}", error.message().unwrap_or("")),
     };
     StoreError::Backend {
         store: store.to_owned(),
         message,
+    }
+}
+
+/// The timeouts of a request whose body is `body_size` bytes: each attempt gets
+/// `attempt-timeout` plus the time to send the body at [`MIN_UPLOAD_RATE`]; all
+/// attempts together get the deadline plus one attempt and one backoff, a hard cap
+/// behind [`RetryDeadline`], which ends the retries with the last real failure.
+fn timeouts(
+    config: &S3Config,
+    body_size: u64,
+    deadline: Duration,
+) -> aws_smithy_types::timeout::TimeoutConfig {
+    let attempt = attempt_timeout(config, body_size);
+    aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10).min(attempt))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(deadline + attempt + MAX_BACKOFF)
+        .build()
+}
+
+fn attempt_timeout(config: &S3Config, body_size: u64) -> Duration {
+    config.attempt_timeout + Duration::from_secs(body_size / MIN_UPLOAD_RATE)
+}
+
+/// How long to wait before retry number `attempt` (1-based) of a GET whose body
+/// failed: exponential backoff with full jitter, as the SDK does for the rest.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = INITIAL_BACKOFF
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    ceiling.mul_f64(rand::random::<f64>())
+}
+
+/// Forbids further retries of one request once its deadline has passed, so that the
+/// SDK's retry loop ends with the last failure (a 503, a reset) rather than with a
+/// bare timeout. Runs after the SDK's own classifiers and only ever vetoes them.
+#[derive(Debug)]
+struct RetryDeadline {
+    until: Instant,
+}
+
+impl ClassifyRetry for RetryDeadline {
+    fn classify_retry(&self, _ctx: &InterceptorContext) -> RetryAction {
+        RetryAction::NoActionIndicated
+    }
+
+    fn classify_retry_v2(&self, _ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
+        if previous.should_retry() && Instant::now() >= self.until {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "cargo-speedy retry deadline"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        // After every classifier of the SDK (theirs are at most a little above the
+        // transient-error classifier).
+        let mut priority = RetryClassifierPriority::transient_error_classifier();
+        for _ in 0..50 {
+            priority = RetryClassifierPriority::run_after(priority);
+        }
+        priority
+    }
+}
+
+/// The per-request settings: its timeouts (an upload's by its `body_size`) and a
+/// retry deadline `deadline` from now.
+fn per_request(
+    config: &S3Config,
+    body_size: u64,
+    deadline: Duration,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
+        .timeout_config(timeouts(config, body_size, deadline))
+        .retry_classifier(RetryDeadline {
+            until: Instant::now() + deadline,
+        })
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
     }
 }
 
@@ -221,12 +388,21 @@ impl S3Store {
                 ChecksumMode::WhenSupported => RequestChecksumCalculation::WhenSupported,
             })
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(5))
-            .timeout_config(
-                aws_smithy_types::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(10))
+            // Retries are bounded by the deadline (the operation timeout), not by the
+            // SDK's retry quota, which is shared by every client of the process and
+            // would let a burst of faults fail a publish early.
+            .retry_config(
+                aws_smithy_types::retry::RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(INITIAL_BACKOFF)
+                    .with_max_backoff(MAX_BACKOFF),
+            )
+            .retry_partition(
+                RetryPartition::custom("cargo-speedy")
+                    .token_bucket(TokenBucket::unlimited())
                     .build(),
             )
+            .timeout_config(timeouts(&config, 0, config.retry_deadline))
             .build();
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(sdk_config),
@@ -279,6 +455,8 @@ impl S3Store {
                 .set_if_match(if_match.map(str::to_owned))
                 .acl(ObjectCannedAcl::Private)
                 .body(ByteStream::from_static(b"probe"))
+                .customize()
+                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                 .send()
         };
         let refused = |e: &SdkError<_, _>| {
@@ -340,6 +518,8 @@ impl S3Store {
             .acl(self.acl(options))
             .content_type(options.content_type)
             .cache_control(self.cache_control(options))
+            .customize()
+            .config_override(per_request(&self.config, 0, self.config.retry_deadline))
             .send()
             .await
             .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
@@ -347,7 +527,8 @@ impl S3Store {
         let result = self.upload_parts(&object_key, &upload_id, path, size).await;
         match result {
             Ok(parts) => {
-                self.client
+                let completed = self
+                    .client
                     .complete_multipart_upload()
                     .bucket(&self.config.bucket)
                     .key(&object_key)
@@ -357,10 +538,31 @@ impl S3Store {
                             .set_parts(Some(parts))
                             .build(),
                     )
+                    .customize()
+                    .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                     .send()
-                    .await
-                    .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
-                Ok(())
+                    .await;
+                match completed {
+                    Ok(_) => Ok(()),
+                    // A retry after a lost answer finds the upload already completed:
+                    // the object is there with all its bytes.
+                    Err(e) if e.code() == Some("NoSuchUpload") => {
+                        let head = self
+                            .client
+                            .head_object()
+                            .bucket(&self.config.bucket)
+                            .key(&object_key)
+                            .send()
+                            .await
+                            .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+                        if head.content_length().and_then(|l| u64::try_from(l).ok()) == Some(size) {
+                            Ok(())
+                        } else {
+                            Err(describe_failure(&store, &self.config, key, &e))
+                        }
+                    }
+                    Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+                }
             }
             Err(error) => {
                 // Abandoned parts are billed until aborted.
@@ -426,6 +628,8 @@ impl S3Store {
                     .upload_id(upload_id)
                     .part_number(part_number)
                     .body(body)
+                    .customize()
+                    .config_override(per_request(&config, length, config.retry_deadline))
                     .send()
                     .await
                     .map_err(|e| describe_failure(&store, &config, &key, &e))?;
@@ -467,34 +671,63 @@ impl Store for S3Store {
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
+        let started = Instant::now();
+        let deadline = self.config.retry_deadline;
         self.runtime.block_on(async {
-            match self
-                .client
-                .get_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .send()
-                .await
-            {
-                Ok(output) => {
-                    let version = output.e_tag().unwrap_or_default().to_owned();
-                    let bytes = output
-                        .body
-                        .collect()
-                        .await
-                        .map_err(|e| StoreError::Backend {
-                            store: store.clone(),
-                            message: format!("{key}: reading the body: {e}"),
-                        })?;
-                    Ok(Some(Versioned {
-                        bytes: bytes.into_bytes().to_vec(),
-                        version,
-                    }))
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                // The SDK retries up to the headers within what is left of the deadline;
+                // the body is read here, and a body cut off is retried as a whole.
+                let remaining = deadline.saturating_sub(started.elapsed());
+                let output = match self
+                    .client
+                    .get_object()
+                    .bucket(&self.config.bucket)
+                    .key(self.object_key(key))
+                    .customize()
+                    .config_override(per_request(&self.config, 0, remaining))
+                    .send()
+                    .await
+                {
+                    Ok(output) => output,
+                    Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(describe_failure(&store, &self.config, key, &e)),
+                };
+                let version = output.e_tag().unwrap_or_default().to_owned();
+                let size = output.content_length().unwrap_or(0).max(0) as u64;
+                let read = tokio::time::timeout(
+                    attempt_timeout(&self.config, size),
+                    output.body.collect(),
+                )
+                .await;
+                let why = match read {
+                    Ok(Ok(bytes)) => {
+                        return Ok(Some(Versioned {
+                            bytes: bytes.into_bytes().to_vec(),
+                            version,
+                        }))
+                    }
+                    Ok(Err(e)) => format!("the connection failed while reading the body: {e}"),
+                    Err(_) => format!(
+                        "no data for {} s while reading the body",
+                        attempt_timeout(&self.config, size).as_secs()
+                    ),
+                };
+                let pause = backoff(attempt);
+                if started.elapsed() + pause >= deadline {
+                    return Err(StoreError::Backend {
+                        store: store.clone(),
+                        message: format!(
+                            "{key}: {why} (gave up after {attempt} attempt(s) in {} s; retry-deadline is {} s)",
+                            started.elapsed().as_secs(),
+                            deadline.as_secs()
+                        ),
+                    });
                 }
-                Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
-                    Ok(None)
-                }
-                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+                tokio::time::sleep(pause).await;
             }
         })
     }
@@ -524,6 +757,12 @@ impl Store for S3Store {
                 .content_type(options.content_type)
                 .cache_control(self.cache_control(options))
                 .body(ByteStream::from(body.to_vec()))
+                .customize()
+                .config_override(per_request(
+                    &self.config,
+                    body.len() as u64,
+                    self.config.retry_deadline,
+                ))
                 .send()
                 .await;
             match result {
@@ -550,6 +789,8 @@ impl Store for S3Store {
                 .head_object()
                 .bucket(&self.config.bucket)
                 .key(self.object_key(key))
+                .customize()
+                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                 .send()
                 .await
             {
@@ -568,9 +809,18 @@ impl Store for S3Store {
                     self.client
                         .head_bucket()
                         .bucket(&self.config.bucket)
+                        .customize()
+                        .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                         .send()
                         .await
-                        .map_err(|e| describe_failure(&store, &self.config, "bucket", &e))?;
+                        .map_err(|e| {
+                            describe_failure(
+                                &store,
+                                &self.config,
+                                &format!("{key} was not found; checking the bucket"),
+                                &e,
+                            )
+                        })?;
                     Ok(None)
                 }
                 Err(e) if e.code().is_none() && matches!(status_of(&e), Some(400 | 401 | 403)) => {
@@ -597,8 +847,8 @@ impl Store for S3Store {
         check_key(key).map_err(StoreError::InvalidKey)?;
         let store = self.describe();
         self.runtime.block_on(async {
-            let stream = match body {
-                Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+            let (stream, size) = match body {
+                Body::Bytes(bytes) => (ByteStream::from(bytes.to_vec()), bytes.len() as u64),
                 Body::File(path) => {
                     let size = std::fs::metadata(path)
                         .map_err(|source| StoreError::ReadLocal {
@@ -609,12 +859,14 @@ impl Store for S3Store {
                     if size > self.config.multipart_threshold {
                         return self.put_multipart(key, path, size, options).await;
                     }
-                    ByteStream::from_path(path)
-                        .await
-                        .map_err(|e| StoreError::ReadLocal {
-                            path: path.to_owned(),
-                            source: std::io::Error::other(e),
-                        })?
+                    let stream =
+                        ByteStream::from_path(path)
+                            .await
+                            .map_err(|e| StoreError::ReadLocal {
+                                path: path.to_owned(),
+                                source: std::io::Error::other(e),
+                            })?;
+                    (stream, size)
                 }
             };
             self.client
@@ -625,6 +877,8 @@ impl Store for S3Store {
                 .content_type(options.content_type)
                 .cache_control(self.cache_control(options))
                 .body(stream)
+                .customize()
+                .config_override(per_request(&self.config, size, self.config.retry_deadline))
                 .send()
                 .await
                 .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
@@ -656,6 +910,12 @@ impl Store for S3Store {
                 .content_type(options.content_type)
                 .cache_control(self.cache_control(options))
                 .body(ByteStream::from(body.to_vec()))
+                .customize()
+                .config_override(per_request(
+                    &self.config,
+                    body.len() as u64,
+                    self.config.retry_deadline,
+                ))
                 .send()
                 .await;
             match result {
@@ -681,16 +941,19 @@ impl Store for S3Store {
             .unwrap_or(0);
         self.runtime.block_on(async {
             let mut found = Vec::new();
-            let mut pages = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.config.bucket)
-                .prefix(&full_prefix)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
+            let mut continuation: Option<String> = None;
+            loop {
+                let page = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.config.bucket)
+                    .prefix(&full_prefix)
+                    .set_continuation_token(continuation.take())
+                    .customize()
+                    .config_override(per_request(&self.config, 0, self.config.retry_deadline))
+                    .send()
+                    .await
+                    .map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
                     let Some(relative) = key.get(strip..) else {
@@ -707,6 +970,12 @@ impl Store for S3Store {
                             .and_then(|t| u64::try_from(t.secs()).ok()),
                     });
                 }
+                match page.next_continuation_token() {
+                    Some(token) if page.is_truncated() == Some(true) => {
+                        continuation = Some(token.to_owned())
+                    }
+                    _ => break,
+                }
             }
             found.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(found)
@@ -721,6 +990,8 @@ impl Store for S3Store {
                 .delete_object()
                 .bucket(&self.config.bucket)
                 .key(self.object_key(key))
+                .customize()
+                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
                 .send()
                 .await
                 .map_err(|e| describe_failure(&store, &self.config, key, &e))?;

@@ -6,6 +6,7 @@
 
 use cargo_speedy::store::{Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// When the chosen request fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct FaultyStore<S> {
     fail_at: Option<(usize, FaultTiming)>,
     requests: AtomicUsize,
     conditional_writes: bool,
+    /// Every request, as "operation key", in order.
+    log: Mutex<Vec<String>>,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -31,6 +34,7 @@ impl<S: Store> FaultyStore<S> {
             fail_at: None,
             requests: AtomicUsize::new(0),
             conditional_writes: true,
+            log: Mutex::new(Vec::new()),
         }
     }
 
@@ -55,7 +59,18 @@ impl<S: Store> FaultyStore<S> {
         &self.inner
     }
 
-    fn request<T>(&self, call: impl FnOnce(&S) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// The 1-based number of the last request `what` ("put dists/dev/InRelease").
+    pub fn last_request(&self, what: &str) -> Option<usize> {
+        let log = self.log.lock().unwrap();
+        log.iter().rposition(|r| r == what).map(|i| i + 1)
+    }
+
+    fn request<T>(
+        &self,
+        what: String,
+        call: impl FnOnce(&S) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.log.lock().unwrap().push(what);
         let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let injected = || StoreError::Backend {
             store: self.inner.describe(),
@@ -78,7 +93,7 @@ impl<S: Store> Store for FaultyStore<S> {
     }
 
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.request(|s| s.get_versioned(key))
+        self.request(format!("get {key}"), |s| s.get_versioned(key))
     }
 
     fn put_if_version(
@@ -89,21 +104,23 @@ impl<S: Store> Store for FaultyStore<S> {
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         if !self.conditional_writes {
-            return self.request(|s| {
+            return self.request(format!("conditional {key}"), |s| {
                 Err(StoreError::ConditionalWritesUnsupported {
                     store: s.describe(),
                 })
             });
         }
-        self.request(|s| s.put_if_version(key, body, version, options))
+        self.request(format!("put-if-version {key}"), |s| {
+            s.put_if_version(key, body, version, options)
+        })
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
-        self.request(|s| s.head(key))
+        self.request(format!("head {key}"), |s| s.head(key))
     }
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
-        self.request(|s| s.put(key, body, options))
+        self.request(format!("put {key}"), |s| s.put(key, body, options))
     }
 
     fn put_if_absent(
@@ -113,20 +130,22 @@ impl<S: Store> Store for FaultyStore<S> {
         options: &PutOptions,
     ) -> Result<bool, StoreError> {
         if !self.conditional_writes {
-            return self.request(|s| {
+            return self.request(format!("conditional {key}"), |s| {
                 Err(StoreError::ConditionalWritesUnsupported {
                     store: s.describe(),
                 })
             });
         }
-        self.request(|s| s.put_if_absent(key, body, options))
+        self.request(format!("put-if-absent {key}"), |s| {
+            s.put_if_absent(key, body, options)
+        })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        self.request(|s| s.list(prefix))
+        self.request(format!("list {prefix}"), |s| s.list(prefix))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.request(|s| s.delete(key))
+        self.request(format!("delete {key}"), |s| s.delete(key))
     }
 }

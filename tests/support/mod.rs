@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod faulty;
+pub mod proxy;
 
 /// Fixed archive timestamps, so results do not depend on git or mtimes.
 pub const EPOCH: &str = "1795000000";
