@@ -654,6 +654,73 @@ impl S3Store {
     }
 }
 
+/// The precondition of a conditional PUT.
+#[derive(Debug, Clone, Copy)]
+enum Condition<'a> {
+    /// `If-None-Match: *`: create only.
+    IfAbsent,
+    /// `If-Match: <etag>`: replace only that version.
+    IfMatch(&'a str),
+}
+
+impl S3Store {
+    /// One conditional PUT, after checking that the store honours the condition. The
+    /// outer error is ours (bad key, unsupported); the inner result is the request's,
+    /// for the caller to tell "precondition failed" from a failure.
+    #[allow(clippy::type_complexity)]
+    fn conditional_put(
+        &self,
+        key: &str,
+        body: &[u8],
+        options: &PutOptions,
+        condition: Condition<'_>,
+    ) -> Result<
+        Result<
+            aws_sdk_s3::operation::put_object::PutObjectOutput,
+            SdkError<
+                aws_sdk_s3::operation::put_object::PutObjectError,
+                aws_sdk_s3::config::http::HttpResponse,
+            >,
+        >,
+        StoreError,
+    > {
+        check_key(key).map_err(StoreError::InvalidKey)?;
+        let support = self.probe_conditional_writes()?;
+        let supported = match condition {
+            Condition::IfAbsent => support.create,
+            Condition::IfMatch(_) => support.replace,
+        };
+        if !supported {
+            return Err(StoreError::ConditionalWritesUnsupported {
+                store: self.describe(),
+            });
+        }
+        let (if_none_match, if_match) = match condition {
+            Condition::IfAbsent => (Some("*".to_owned()), None),
+            Condition::IfMatch(version) => (None, Some(version.to_owned())),
+        };
+        Ok(self.runtime.block_on(
+            self.client
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.object_key(key))
+                .set_if_none_match(if_none_match)
+                .set_if_match(if_match)
+                .acl(self.acl(options))
+                .content_type(options.content_type)
+                .cache_control(self.cache_control(options))
+                .body(ByteStream::from(body.to_vec()))
+                .customize()
+                .config_override(per_request(
+                    &self.config,
+                    body.len() as u64,
+                    self.config.retry_deadline,
+                ))
+                .send(),
+        ))
+    }
+}
+
 impl Store for S3Store {
     fn describe(&self) -> String {
         let prefix = self
@@ -739,45 +806,19 @@ impl Store for S3Store {
         version: &str,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
-        check_key(key).map_err(StoreError::InvalidKey)?;
-        if !self.probe_conditional_writes()?.replace {
-            return Err(StoreError::ConditionalWritesUnsupported {
-                store: self.describe(),
-            });
-        }
         let store = self.describe();
-        self.runtime.block_on(async {
-            let result = self
-                .client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .if_match(version)
-                .acl(self.acl(options))
-                .content_type(options.content_type)
-                .cache_control(self.cache_control(options))
-                .body(ByteStream::from(body.to_vec()))
-                .customize()
-                .config_override(per_request(
-                    &self.config,
-                    body.len() as u64,
-                    self.config.retry_deadline,
-                ))
-                .send()
-                .await;
-            match result {
-                Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
-                // Changed since it was read (412), gone (404), or another conditional
-                // write to the same key in flight (409).
-                Err(e)
-                    if matches!(status_of(&e), Some(404 | 409 | 412))
-                        || e.code() == Some("PreconditionFailed") =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+        match self.conditional_put(key, body, options, Condition::IfMatch(version))? {
+            Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
+            // Changed since it was read (412), gone (404), or another conditional write
+            // to the same key in flight (409).
+            Err(e)
+                if matches!(status_of(&e), Some(404 | 409 | 412))
+                    || e.code() == Some("PreconditionFailed") =>
+            {
+                Ok(None)
             }
-        })
+            Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+        }
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
@@ -892,42 +933,18 @@ impl Store for S3Store {
         body: &[u8],
         options: &PutOptions,
     ) -> Result<bool, StoreError> {
-        check_key(key).map_err(StoreError::InvalidKey)?;
-        if !self.probe_conditional_writes()?.create {
-            return Err(StoreError::ConditionalWritesUnsupported {
-                store: self.describe(),
-            });
-        }
         let store = self.describe();
-        self.runtime.block_on(async {
-            let result = self
-                .client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .if_none_match("*")
-                .acl(self.acl(options))
-                .content_type(options.content_type)
-                .cache_control(self.cache_control(options))
-                .body(ByteStream::from(body.to_vec()))
-                .customize()
-                .config_override(per_request(
-                    &self.config,
-                    body.len() as u64,
-                    self.config.retry_deadline,
-                ))
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(true),
-                Err(e) if status_of(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
-                    Ok(false)
-                }
-                // A concurrent conditional write to the same key.
-                Err(e) if status_of(&e) == Some(409) => Ok(false),
-                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+        match self.conditional_put(key, body, options, Condition::IfAbsent)? {
+            Ok(_) => Ok(true),
+            // Exists (412), or another conditional write to the same key in flight (409).
+            Err(e)
+                if matches!(status_of(&e), Some(409 | 412))
+                    || e.code() == Some("PreconditionFailed") =>
+            {
+                Ok(false)
             }
-        })
+            Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
