@@ -33,6 +33,37 @@ fn publish(fixture: &Fixture, repo: &Path, key: &Path) {
     ]));
 }
 
+/// A copy of the fixture whose app listens on a port free on the host (a booted
+/// server shares the host's network with other tests), and that port.
+fn fixture_on_a_free_port() -> (Fixture, u16) {
+    let port = free_port();
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-app/config/app.conf",
+        "port = 8080",
+        &format!("port = {port}"),
+    );
+    (fixture, port)
+}
+
+/// A new signing key and its exported binary keyring, in their own temp dir:
+/// (dir, secret key, keyring).
+fn archive_key(fixture: &Fixture) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("archive-key.asc");
+    let keyring = keys.path().join("archive-keyring.gpg");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--output",
+        keyring.to_str().unwrap(),
+    ]));
+    (keys, key, keyring)
+}
+
 /// (MainPID, ActiveEnterTimestamp) of a unit: both change when it is restarted.
 fn incarnation(server: &BootedServer, unit: &str) -> (String, String) {
     (
@@ -58,31 +89,14 @@ fn assert_price(server: &BootedServer) {
 fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     // The workspace, with the app on a port free on the host (the server shares its
     // network) and an environment value that needs escaping.
-    let port = free_port();
-    let fixture = Fixture::new();
-    fixture.edit(
-        "speedy-app/config/app.conf",
-        "port = 8080",
-        &format!("port = {port}"),
-    );
+    let (fixture, port) = fixture_on_a_free_port();
     fixture.edit(
         "speedy-app/Cargo.toml",
         "kind = \"daemon\"\n",
         &format!("kind = \"daemon\"\nenvironment = {{ PRICE = \"{PRICE}\" }}\n"),
     );
     assert_eq!(fixture.build().len(), 3);
-    let keys = tempfile::tempdir().expect("temp dir");
-    let key = keys.path().join("archive-key.asc");
-    let keyring = keys.path().join("archive-keyring.gpg");
-    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
-    assert_success(&fixture.speedy(&[
-        "key",
-        "export",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--output",
-        keyring.to_str().unwrap(),
-    ]));
+    let (_keys, key, keyring) = archive_key(&fixture);
     let repo = tempfile::tempdir().expect("temp dir");
     publish(&fixture, repo.path(), &key);
     let http = RepoHttpServer::serve(repo.path());
@@ -448,27 +462,9 @@ fn takes_speedy_app(server: &BootedServer, machine_id: &str) -> bool {
 /// rule selects, the pin notwithstanding, and everyone at 100%.
 #[test]
 fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
-    let port = free_port();
-    let fixture = Fixture::new();
-    fixture.edit(
-        "speedy-app/config/app.conf",
-        "port = 8080",
-        &format!("port = {port}"),
-    );
-    let keys = tempfile::tempdir().expect("temp dir");
-    let key = keys.path().join("archive-key.asc");
+    let (fixture, port) = fixture_on_a_free_port();
+    let (_keys, key, keyring) = archive_key(&fixture);
     let key_arg = key.to_str().unwrap();
-    assert_success(&fixture.speedy(&["key", "generate", "--output", key_arg]));
-    let keyring = keys.path().join("archive-keyring.gpg");
-    let keyring_arg = keyring.to_str().unwrap();
-    assert_success(&fixture.speedy(&[
-        "key",
-        "export",
-        "--key-file",
-        key_arg,
-        "--output",
-        keyring_arg,
-    ]));
     let repo = tempfile::tempdir().expect("temp dir");
     let repo_arg = repo.path().to_str().unwrap();
     let speedy = |args: &[&str]| {
