@@ -33,11 +33,13 @@ use std::time::{Duration, Instant};
 /// these hosts; it is also what new servers run.
 pub const SUITE: &str = "trixie";
 
-/// Beyond minbase (which has apt): systemd as init, D-Bus, curl for HTTP checks.
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,curl";
+/// Beyond minbase (which has apt): systemd as init, D-Bus, curl for HTTP checks, and
+/// unattended-upgrades, which `server-setup` configures (the root has no Debian
+/// sources to install it from).
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,unattended-upgrades";
 /// Part of the cached tarball's name: bump it when INCLUDE or `prepare_root` change,
 /// so target dirs that cached an older image bootstrap a new one.
-const IMAGE_REVISION: u32 = 1;
+const IMAGE_REVISION: u32 = 2;
 
 /// Where [`BootedServer::use_apt_repo`] installs the archive keyring and the source.
 pub const KEYRING: &str = "/usr/share/keyrings/speedy-archive-keyring.gpg";
