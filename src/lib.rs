@@ -7,6 +7,7 @@
 //! draws the layers and says which may use which.
 
 pub mod calendar;
+pub mod cdn;
 pub mod clock;
 pub mod config;
 pub mod debfile;

@@ -251,6 +251,7 @@ impl RepoArgs {
             parallelism: None,
             retry_deadline: None,
             attempt_timeout: None,
+            cdn_endpoint_id: None,
         }
     }
 }

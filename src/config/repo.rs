@@ -57,6 +57,9 @@ pub struct SpacesMetadata {
     /// How long one attempt of a request may go unanswered before it is abandoned and
     /// retried (a time span, default 30s; uploads get more, by their size).
     pub attempt_timeout: Option<String>,
+    /// The DigitalOcean CDN endpoint in front of the bucket: publishes purge what they
+    /// changed from its cache (docs/ARCHITECTURE.md, "CDN purge").
+    pub cdn_endpoint_id: Option<String>,
 }
 
 impl SpacesMetadata {
@@ -75,6 +78,7 @@ impl SpacesMetadata {
             parallelism: self.parallelism.or(other.parallelism),
             retry_deadline: self.retry_deadline.or(other.retry_deadline),
             attempt_timeout: self.attempt_timeout.or(other.attempt_timeout),
+            cdn_endpoint_id: self.cdn_endpoint_id.or(other.cdn_endpoint_id),
         }
     }
 }
@@ -88,6 +92,8 @@ pub enum RepoLocation {
     Spaces {
         config: S3Config,
         public_url: String,
+        /// The CDN endpoint whose cache a publish purges.
+        cdn_endpoint_id: Option<String>,
     },
 }
 
@@ -148,11 +154,12 @@ pub struct RepoOverrides {
 }
 
 /// Spaces settings that only the manifest sets (no command-line flag).
-const FLAGLESS_SPACES_KEYS: [&str; 4] = [
+const FLAGLESS_SPACES_KEYS: [&str; 5] = [
     "multipart-threshold",
     "parallelism",
     "retry-deadline",
     "attempt-timeout",
+    "cdn-endpoint-id",
 ];
 
 fn check_bucket(bucket: &str) -> Result<(), String> {
@@ -297,6 +304,9 @@ impl RepoConfig {
             }
             config.attempt_timeout = std::time::Duration::from_secs(seconds);
         }
+        if let Some(id) = &spaces.cdn_endpoint_id {
+            crate::cdn::check_endpoint_id(id).map_err(|why| err("cdn-endpoint-id", why))?;
+        }
         let prefix_path = config
             .prefix
             .as_deref()
@@ -318,7 +328,11 @@ impl RepoConfig {
                 format!("{scheme}://{bucket}.{host}/{prefix_path}")
             }
         };
-        Ok(RepoLocation::Spaces { config, public_url })
+        Ok(RepoLocation::Spaces {
+            config,
+            public_url,
+            cdn_endpoint_id: spaces.cdn_endpoint_id.clone(),
+        })
     }
 
     pub fn resolve(
@@ -577,6 +591,7 @@ mod tests {
         let RepoLocation::Spaces {
             config: s3,
             public_url,
+            ..
         } = config.location(&spaces_only(spaces.clone())).unwrap()
         else {
             panic!()
@@ -605,6 +620,7 @@ mod tests {
         let RepoLocation::Spaces {
             config: s3,
             public_url,
+            ..
         } = config.location(&spaces_only(dotted)).unwrap()
         else {
             panic!()
@@ -685,6 +701,14 @@ mod tests {
                     ..Default::default()
                 },
                 "attempt-timeout",
+            ),
+            (
+                SpacesMetadata {
+                    bucket: Some("b-b".into()),
+                    cdn_endpoint_id: Some("speedy-cdn".into()),
+                    ..Default::default()
+                },
+                "cdn-endpoint-id",
             ),
         ] {
             let error = config.location(&spaces_only(bad)).unwrap_err();

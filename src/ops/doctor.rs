@@ -22,14 +22,19 @@ impl DoctorReport {
 
 pub fn doctor(target: &RepoTarget, listener: &dyn Listener) -> Result<DoctorReport, CommandError> {
     let settings = target.settings()?;
-    let RepoLocation::Spaces { config, public_url } = settings.location else {
+    let RepoLocation::Spaces {
+        config, public_url, ..
+    } = &settings.location
+    else {
         return Err(CommandError::NotSpaces);
     };
-    let store = S3Store::new(config, Credentials::from_env()?)?;
+    let store = S3Store::new(config.clone(), Credentials::from_env()?)?;
     listener.detail(&format!("probing {}", store.describe()));
+    let mut checks = store.doctor(public_url);
+    checks.push(super::cdn::ttl_check(&settings.location, &settings.config));
     Ok(DoctorReport {
         store: store.describe(),
-        checks: store.doctor(&public_url),
-        public_url,
+        checks,
+        public_url: public_url.clone(),
     })
 }

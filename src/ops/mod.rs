@@ -7,6 +7,7 @@
 //! (docs/ARCHITECTURE.md, "Layers").
 
 mod build;
+mod cdn;
 mod doctor;
 mod history;
 mod inspect;
@@ -61,6 +62,8 @@ pub enum CommandError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Cdn(#[from] crate::cdn::CdnError),
     #[error("cannot read {}: {source}", path.display())]
     ReadFile {
         path: PathBuf,

@@ -2,6 +2,7 @@
 //! [`crate::publish::Publish`] (here, [`SuiteWriter`]), so each keeps the publish
 //! invariants and is recorded in the suite's history.
 
+use super::cdn::CdnPurge;
 use super::{open_store, CommandError, RepoSettings, RepoTarget};
 use crate::config::{RepoConfig, RepoLocation};
 use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
@@ -88,6 +89,9 @@ pub struct PublishSummary {
     pub apt_conf: String,
     /// Where a server puts it.
     pub apt_conf_path: String,
+    /// The paths purged from the CDN in front of the bucket (relative to the bucket).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cdn_purged: Vec<String>,
     /// Set when the repository was signed with the development key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub development_key: Option<PathBuf>,
@@ -184,6 +188,7 @@ pub(super) struct SuiteWriter<'a> {
     pub(super) settings: RepoSettings,
     pub(super) store: Box<dyn Store>,
     pub(super) key: ResolvedKey,
+    cdn: CdnPurge,
 }
 
 impl<'a> SuiteWriter<'a> {
@@ -195,11 +200,13 @@ impl<'a> SuiteWriter<'a> {
         let settings = options.repo.settings()?;
         let key = settings.resolve_key(&options.repo, purpose, listener)?;
         let store = open_store(&settings.location)?;
+        let cdn = CdnPurge::for_location(&settings.location)?;
         Ok(SuiteWriter {
             options,
             settings,
             store,
             key,
+            cdn,
         })
     }
 
@@ -229,7 +236,7 @@ impl<'a> SuiteWriter<'a> {
     ) -> Result<PublishSummary, CommandError> {
         let control = self.options.control;
         let config = &self.settings.config;
-        let report = Publish {
+        let mut report = Publish {
             store: self.store.as_ref(),
             key: &self.key.key,
             suite: self.suite(),
@@ -244,6 +251,7 @@ impl<'a> SuiteWriter<'a> {
             now: &crate::clock::now,
         }
         .apply(change, listener)?;
+        let cdn_purged = self.cdn.after_publish(&mut report, listener);
         let location = &self.settings.location;
         let url = location.public_url();
         let keyring = match location {
@@ -259,6 +267,7 @@ impl<'a> SuiteWriter<'a> {
             apt_conf: rollback_apt_conf(),
             apt_conf_path: format!("/etc/apt/apt.conf.d/50{}-rollback", config.short_name()),
             report,
+            cdn_purged,
             repository: location.describe(),
             url,
             keyring,

@@ -229,6 +229,12 @@ pub struct PublishReport {
     /// "Retries on a flaky network").
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unfinished: Vec<String>,
+    /// The public objects this publish replaced with other bytes (InRelease, Release,
+    /// Release.gpg, changed Packages files, a rewritten keyring): what a CDN in front
+    /// must purge (docs/ARCHITECTURE.md, "CDN purge"). Pool files and by-hash copies
+    /// are immutable and never among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced_mutable: Vec<String>,
 }
 
 /// What a publish does to its suite.
@@ -259,6 +265,8 @@ pub struct Publish<'a> {
 }
 
 /// How one pass of a publish ended.
+// One value per pass: boxing the report would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     /// The suite is switched (or, for a dry run or no change, needs no switch); with
     /// the state it replaced when it switched.
@@ -489,12 +497,13 @@ impl Publish<'_> {
                     ),
                 }
             }
-            if let Err(error) = self.publish_keyring() {
-                unfinished(
+            match self.publish_keyring() {
+                Ok(written) => report.replaced_mutable.extend(written),
+                Err(error) => unfinished(
                     &mut report,
                     listener,
                     format!("publishing the keyring: {error}"),
-                );
+                ),
             }
             match self.collect_garbage(held.is_some(), listener) {
                 Ok(deleted) => report.deleted = deleted,
@@ -615,6 +624,7 @@ impl Publish<'_> {
             deleted: Vec::new(),
             history_id: None,
             unfinished: Vec::new(),
+            replaced_mutable: Vec::new(),
         };
         for entry in &publish_plan.merge.retired {
             if debs.iter().any(|d| d.entry.id() == entry.id()) {
@@ -636,6 +646,8 @@ impl Publish<'_> {
         if self.dry_run {
             return Ok(Attempt::Done(report, None));
         }
+        report.replaced_mutable =
+            plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
         let replaced = Replaced {
             indices: current
                 .map(|state| {
@@ -873,7 +885,9 @@ impl Publish<'_> {
     }
 
     /// The public key beside dists/, for servers to fetch with the repository.
-    fn publish_keyring(&self) -> Result<(), PublishError> {
+    /// Returns the keys it wrote (none when they held the key already).
+    fn publish_keyring(&self) -> Result<Vec<String>, PublishError> {
+        let mut written = Vec::new();
         let public_key = self.key.public_key();
         for (key, bytes) in [
             (layout::KEYRING_KEY, public_key.to_binary()?),
@@ -885,9 +899,10 @@ impl Publish<'_> {
             if self.store.get(key)?.as_deref() != Some(bytes.as_slice()) {
                 self.store
                     .put(key, Body::Bytes(&bytes), &put_options(key))?;
+                written.push(key.to_owned());
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Deletes pool files and by-hash copies that no suite has referenced for the

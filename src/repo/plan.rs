@@ -424,6 +424,38 @@ pub fn publish_plan(
     }
 }
 
+/// The public objects a plan replaces with other bytes: InRelease, Release and
+/// Release.gpg, and each canonical index whose SHA256 differs from the one the
+/// replaced Release (`current`) lists, or that it did not list. Pool files and by-hash
+/// copies are immutable and never replaced; this is what a CDN in front must purge
+/// (docs/ARCHITECTURE.md, "CDN purge").
+pub fn replaced_mutable_keys(plan: &PublishPlan, current: Option<&Release>) -> Vec<String> {
+    let dists = format!("{}/", layout::dists_dir(&plan.suite));
+    let unchanged = |key: &str| {
+        let Some(path) = key.strip_prefix(&dists) else {
+            return false;
+        };
+        let new_sha256 = plan.steps.iter().find_map(|step| match step {
+            Step::Replace { key: k, bytes } if k == key => Some(sha256_hex(bytes)),
+            _ => None,
+        });
+        current.is_some_and(|release| {
+            release
+                .files
+                .iter()
+                .any(|f| f.path == path && Some(&f.sha256) == new_sha256.as_ref())
+        })
+    };
+    plan.steps
+        .iter()
+        .filter(|step| matches!(step, Step::Replace { .. } | Step::InRelease { .. }))
+        .map(Step::key)
+        .filter(|key| !layout::is_immutable(key) && !layout::is_private(key))
+        .filter(|key| !unchanged(key))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Keys a suite references: its pool files and the by-hash copies of its indices.
 pub fn referenced_keys(
     suite: &str,
@@ -601,6 +633,48 @@ mod tests {
         // An empty suite still has an index for the configured architecture.
         let empty = build_indices("dev", &[], &settings(), "d", None);
         assert_eq!(empty.files[0].bytes, b"");
+    }
+
+    #[test]
+    fn replaced_mutable_keys_are_the_changed_indices_and_the_release_files() {
+        let mut fields = settings();
+        fields.architectures = vec!["amd64".into(), "arm64".into()];
+        let plan_for = |current: &[PackageEntry], incoming: &[PackageEntry]| {
+            let merged = merge(current, incoming, 5).unwrap();
+            let indices = build_indices("dev", &merged.packages, &fields, "d", None);
+            let plan = publish_plan(
+                "dev",
+                merged,
+                vec![],
+                &indices,
+                b"s".to_vec(),
+                b"i".to_vec(),
+            );
+            (plan, indices.release)
+        };
+        let release_files = [
+            "dists/dev/Release.gpg",
+            "dists/dev/Release",
+            "dists/dev/InRelease",
+        ];
+        let indices = |arch: &str| {
+            ["Packages", "Packages.gz", "Packages.xz"]
+                .map(|name| format!("dists/dev/main/binary-{arch}/{name}"))
+        };
+        // A new suite: every index of every architecture is new.
+        let first = vec![entry("pa", "1-1", "amd64", 1)];
+        let (plan, release) = plan_for(&[], &first);
+        let mut expected: Vec<String> = indices("amd64")
+            .into_iter()
+            .chain(indices("arm64"))
+            .collect();
+        expected.extend(release_files.map(str::to_owned));
+        assert_eq!(replaced_mutable_keys(&plan, None), expected);
+        // An amd64 package later: arm64's indices keep their bytes and are not purged.
+        let (plan, _) = plan_for(&first, &[entry("pa", "2-1", "amd64", 2)]);
+        let mut expected: Vec<String> = indices("amd64").into();
+        expected.extend(release_files.map(str::to_owned));
+        assert_eq!(replaced_mutable_keys(&plan, Some(&release)), expected);
     }
 
     #[test]
