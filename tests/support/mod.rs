@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod do_api;
 pub mod faulty;
 pub mod proxy;
 
@@ -147,6 +148,15 @@ pub fn speedy_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .current_dir(dir)
         .env("SOURCE_DATE_EPOCH", EPOCH);
     command.env_remove("CARGO_TARGET_DIR");
+    // A developer's real DigitalOcean token never reaches a test: only a test that
+    // sets it (and points the API at a stand-in on 127.0.0.1) has one.
+    for variable in [
+        "DIGITALOCEAN_TOKEN",
+        "DIGITALOCEAN_ACCESS_TOKEN",
+        "SPEEDY_DIGITALOCEAN_API",
+    ] {
+        command.env_remove(variable);
+    }
     for (key, value) in env {
         command.env(key, value);
     }
@@ -477,12 +487,17 @@ pub const TEST_CREDENTIALS: [(&str, &str); 2] = [
 
 /// A minimal valid .deb made by dpkg-deb, for tests that need many packages quickly.
 pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let tree = dir.join(format!("{name}-{version}-tree"));
+    tiny_deb_for(dir, name, version, "all")
+}
+
+/// Like [`tiny_deb`], for one architecture.
+pub fn tiny_deb_for(dir: &Path, name: &str, version: &str, architecture: &str) -> PathBuf {
+    let tree = dir.join(format!("{name}-{version}-{architecture}-tree"));
     std::fs::create_dir_all(tree.join("DEBIAN")).unwrap();
     std::fs::create_dir_all(tree.join(format!("usr/share/doc/{name}"))).unwrap();
     std::fs::write(
         tree.join("DEBIAN/control"),
-        format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Speedy Test <test@speedy.example>\nDescription: test package {name}\n"),
+        format!("Package: {name}\nVersion: {version}\nArchitecture: {architecture}\nMaintainer: Speedy Test <test@speedy.example>\nDescription: test package {name}\n"),
     )
     .unwrap();
     std::fs::write(
@@ -490,7 +505,7 @@ pub fn tiny_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
         format!("{version}\n"),
     )
     .unwrap();
-    let deb = dir.join(format!("{name}_{version}_all.deb"));
+    let deb = dir.join(format!("{name}_{version}_{architecture}.deb"));
     run(
         "dpkg-deb",
         &[
