@@ -74,10 +74,10 @@ impl ApiToken {
     }
 
     /// `$DIGITALOCEAN_TOKEN`, else `$DIGITALOCEAN_ACCESS_TOKEN`; `None` when neither
-    /// is set.
+    /// is set. Empty counts as unset: a CI secret that does not exist expands to "".
     pub fn from_env() -> Result<Option<Self>, CdnError> {
         for variable in [TOKEN_VARIABLE, DOCTL_TOKEN_VARIABLE] {
-            if let Some(value) = std::env::var_os(variable) {
+            if let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
                 let value = value
                     .into_string()
                     .map_err(|_| CdnError::BadToken { variable })?;
