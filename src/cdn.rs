@@ -250,30 +250,69 @@ impl CdnApi {
         format!("{}/v2/cdn/endpoints/{id}", self.base)
     }
 
+    /// One request with the token: the answer's status, its Retry-After and its body.
+    fn send(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, CdnError> {
+        let failed = |reason: String| CdnError::Request {
+            method,
+            url: url.to_owned(),
+            reason,
+        };
+        let bearer = self.token.bearer();
+        let sent = match body {
+            None => self
+                .agent
+                .get(url)
+                .header("Authorization", bearer.as_str())
+                .header("Accept", "application/json")
+                .call(),
+            Some(body) => self
+                .agent
+                .delete(url)
+                .header("Authorization", bearer.as_str())
+                .header("Content-Type", "application/json")
+                .force_send_body()
+                .send(body),
+        };
+        let mut response = sent.map_err(|e| failed(e.to_string()))?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .body_mut()
+            .read_to_vec()
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status == 429 || (200..300).contains(&status) {
+            return Ok(Answer {
+                status,
+                retry_after,
+                body,
+            });
+        }
+        Err(status_error(method, url, status, &body))
+    }
+
     /// `GET /v2/cdn/endpoints/{id}`.
     pub fn endpoint(&self, id: &str) -> Result<Endpoint, CdnError> {
         let url = self.endpoint_url(id);
+        let answer = self.send("GET", &url, None)?;
+        if answer.status == 429 {
+            return Err(status_error("GET", &url, answer.status, &answer.body));
+        }
         let failed = |reason: String| CdnError::Request {
             method: "GET",
             url: url.clone(),
             reason,
         };
-        let mut response = self
-            .agent
-            .get(&url)
-            .header("Authorization", self.token.bearer().as_str())
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| failed(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_vec()
-            .map_err(|e| failed(e.to_string()))?;
-        if status != 200 {
-            return Err(status_error("GET", &url, status, &body));
-        }
-        let json: serde_json::Value = serde_json::from_slice(&body)
+        let json: serde_json::Value = serde_json::from_slice(&answer.body)
             .map_err(|e| failed(format!("the answer is not JSON: {e}")))?;
         let endpoint = &json["endpoint"];
         let ttl = endpoint["ttl"]
@@ -308,43 +347,31 @@ impl CdnApi {
                 }
                 limit.record(pacer.now(), batch.len());
                 outcome.requests += 1;
-                let failed = |reason: String| CdnError::Request {
-                    method: "DELETE",
-                    url: url.clone(),
-                    reason,
-                };
-                let mut response = self
-                    .agent
-                    .delete(&url)
-                    .header("Authorization", self.token.bearer().as_str())
-                    .header("Content-Type", "application/json")
-                    .force_send_body()
-                    .send(body.as_bytes())
-                    .map_err(|e| failed(e.to_string()))?;
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                let answer = response.body_mut().read_to_vec().unwrap_or_default();
-                match status {
-                    200..=299 => break,
-                    429 if rate_limited < RATE_LIMITED_RETRIES => {
-                        rate_limited += 1;
-                        let wait = retry_after
-                            .unwrap_or(DEFAULT_RETRY_AFTER)
-                            .min(LONGEST_RETRY_AFTER);
-                        pacer.sleep(wait);
-                        outcome.waited += wait;
-                    }
-                    _ => return Err(status_error("DELETE", &url, status, &answer)),
+                let answer = self.send("DELETE", &url, Some(body.as_bytes()))?;
+                if answer.status != 429 {
+                    break;
                 }
+                if rate_limited == RATE_LIMITED_RETRIES {
+                    return Err(status_error("DELETE", &url, answer.status, &answer.body));
+                }
+                rate_limited += 1;
+                let wait = answer
+                    .retry_after
+                    .unwrap_or(DEFAULT_RETRY_AFTER)
+                    .min(LONGEST_RETRY_AFTER);
+                pacer.sleep(wait);
+                outcome.waited += wait;
             }
         }
         Ok(outcome)
     }
+}
+
+/// A successful or rate-limited answer.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
 }
 
 /// An error for an HTTP status, with the API's own `message` when it sent one.

@@ -6,11 +6,8 @@
 mod support;
 
 use cargo_speedy::cdn::{ApiToken, CdnApi, Pacer, TOKEN_VARIABLE};
-use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
-use cargo_speedy::store::Store;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 use support::do_api::{ApiAnswer, StandInApi, ENDPOINT_ID};
@@ -33,46 +30,76 @@ fn cdn_fixture() -> Fixture {
     fixture
 }
 
-fn key_file(fixture: &Fixture) -> PathBuf {
-    let key = fixture.path("repo-key.asc");
-    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
-    key
+/// A bucket of its own on moto below the prefix `debian`, the stand-in API, the
+/// fixture with a CDN endpoint, a signing key, and a folder for .debs.
+struct CdnSetup {
+    moto: MotoServer,
+    bucket: &'static str,
+    api: StandInApi,
+    fixture: Fixture,
+    key: PathBuf,
+    debs: tempfile::TempDir,
 }
 
-/// `cargo speedy ARGS` against a bucket of `moto` below the prefix `debian`, with the
-/// API token and the stand-in API in the environment.
-fn speedy_cdn(
-    fixture: &Fixture,
-    moto: &MotoServer,
-    api: &StandInApi,
-    bucket: &str,
-    args: &[&str],
-    extra_env: &[(&str, &str)],
-) -> Output {
-    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    all.extend(moto.flags(bucket));
-    all.extend(["--prefix".into(), "debian".into()]);
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    let mut env = TEST_CREDENTIALS.to_vec();
-    env.extend([
-        (TOKEN_VARIABLE, TOKEN),
-        ("SPEEDY_DIGITALOCEAN_API", api.url.as_str()),
-    ]);
-    env.extend_from_slice(extra_env);
-    fixture.speedy_env(&all, &env)
+impl CdnSetup {
+    fn new(bucket: &'static str, api: StandInApi) -> Self {
+        let moto = MotoServer::start();
+        moto.create_bucket(bucket);
+        let fixture = cdn_fixture();
+        let key = fixture.path("repo-key.asc");
+        assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+        CdnSetup {
+            moto,
+            bucket,
+            api,
+            fixture,
+            key,
+            debs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `cargo speedy ARGS` against the bucket, with the token and the
+    /// stand-in API in the environment (`env` adds or overrides).
+    fn speedy(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(self.moto.flags(self.bucket));
+        all.extend(["--prefix".into(), "debian".into()]);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let mut full_env = TEST_CREDENTIALS.to_vec();
+        full_env.extend([
+            (TOKEN_VARIABLE, TOKEN),
+            ("SPEEDY_DIGITALOCEAN_API", self.api.url.as_str()),
+        ]);
+        full_env.extend_from_slice(env);
+        self.fixture.speedy_env(&all, &full_env)
+    }
+
+    /// Publishes an amd64 speedy-app of `version` to dev, with JSON output.
+    fn publish(&self, version: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        // Made once per version: dpkg-deb's bytes differ from run to run.
+        let deb = self
+            .debs
+            .path()
+            .join(format!("speedy-app_{version}_amd64.deb"));
+        if !deb.exists() {
+            tiny_deb_for(self.debs.path(), "speedy-app", version, "amd64");
+        }
+        let mut args = vec![
+            "publish",
+            deb.to_str().unwrap(),
+            "--key-file",
+            self.key.to_str().unwrap(),
+            "-v",
+            "--message-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        self.speedy(&args, env)
+    }
 }
 
-fn publish_args<'a>(deb: &'a Path, key: &'a Path) -> Vec<&'a str> {
-    vec![
-        "publish",
-        deb.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "-v",
-        "--message-format",
-        "json",
-    ]
-}
+/// An empty token counts as none, as a CI secret that does not exist.
+const NO_TOKEN: (&str, &str) = (TOKEN_VARIABLE, "");
 
 /// The `published` message of a JSON run.
 fn published(output: &Output) -> serde_json::Value {
@@ -101,50 +128,13 @@ fn assert_no_token(output: &Output) {
     assert!(!text.contains("cdn-test-token"), "the token leaked: {text}");
 }
 
-fn bucket_store(moto: &MotoServer, bucket: &str) -> S3Store {
-    let mut config = S3Config::spaces(bucket, "us-east-1");
-    config.endpoint = moto.endpoint();
-    config.path_style = true;
-    S3Store::new(
-        config,
-        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
-    )
-    .unwrap()
-}
-
-/// Every object of a bucket with its bytes: "nothing written" in one value.
-fn bucket_contents(moto: &MotoServer, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-    let store = bucket_store(moto, bucket);
-    store
-        .list("")
-        .unwrap()
-        .into_iter()
-        .map(|m| {
-            let bytes = store.get(&m.key).unwrap().unwrap_or_default();
-            (m.key, bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn a_publish_purges_exactly_the_mutable_paths_it_changed() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-cdn");
-    let api = StandInApi::start(3600);
-    let fixture = cdn_fixture();
-    let key = key_file(&fixture);
-    let debs = tempfile::tempdir().unwrap();
-    let first = tiny_deb_for(debs.path(), "speedy-app", "1.0-1", "amd64");
+    let setup = CdnSetup::new("speedy-cdn", StandInApi::start(3600));
+    let api = &setup.api;
 
     // A new suite: both architectures' indices, the Release files and the keyring.
-    let output = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn",
-        &publish_args(&first, &key),
-        &[],
-    );
+    let output = setup.publish("1.0-1", &[], &[]);
     assert_success(&output);
     assert_no_token(&output);
     let mut expected: Vec<String> = ["InRelease", "Release", "Release.gpg"]
@@ -176,7 +166,7 @@ fn a_publish_purges_exactly_the_mutable_paths_it_changed() {
         sorted(purged.clone())
     );
     // Each purged path is an object of the bucket, none of them immutable.
-    let objects = bucket_contents(&moto, "speedy-cdn");
+    let objects = bucket_contents(&setup.moto.store(setup.bucket));
     for path in &purged {
         assert!(objects.contains_key(path), "{path} is not in the bucket");
         assert!(
@@ -186,28 +176,13 @@ fn a_publish_purges_exactly_the_mutable_paths_it_changed() {
     }
 
     // The same package again changes nothing and purges nothing.
-    let output = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn",
-        &publish_args(&first, &key),
-        &[],
-    );
+    let output = setup.publish("1.0-1", &[], &[]);
     assert_success(&output);
     assert_eq!(api.purges().len(), 1, "{:?}", api.purges());
     assert!(published(&output).get("cdn_purged").is_none());
 
     // A new amd64 version: arm64's indices and the keyring keep their bytes.
-    let second = tiny_deb_for(debs.path(), "speedy-app", "1.1-1", "amd64");
-    let output = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn",
-        &publish_args(&second, &key),
-        &[],
-    );
+    let output = setup.publish("1.1-1", &[], &[]);
     assert_success(&output);
     assert_no_token(&output);
     let purges = api.purges();
@@ -229,34 +204,20 @@ fn a_publish_purges_exactly_the_mutable_paths_it_changed() {
         Some(format!("Bearer {TOKEN}").as_str())
     );
     // A dry run purges nothing either.
-    let mut dry = publish_args(&second, &key);
-    dry.push("--dry-run");
-    assert_success(&speedy_cdn(&fixture, &moto, &api, "speedy-cdn", &dry, &[]));
+    assert_success(&setup.publish("1.2-1", &["--dry-run"], &[]));
     assert_eq!(api.purges().len(), 2);
 }
 
 #[test]
 fn a_failing_api_leaves_the_publish_successful_and_unfinished() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-cdn-down");
     let api = StandInApi::answering(|_, _| {
         ApiAnswer::new(
             500,
             r#"{"id":"server_error","message":"Server was unable to give you a response."}"#,
         )
     });
-    let fixture = cdn_fixture();
-    let key = key_file(&fixture);
-    let debs = tempfile::tempdir().unwrap();
-    let deb = tiny_deb_for(debs.path(), "speedy-app", "1.0-1", "amd64");
-    let output = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn-down",
-        &publish_args(&deb, &key),
-        &[],
-    );
+    let setup = CdnSetup::new("speedy-cdn-down", api);
+    let output = setup.publish("1.0-1", &[], &[]);
     assert_success(&output);
     assert_no_token(&output);
     let report = published(&output);
@@ -274,16 +235,9 @@ fn a_failing_api_leaves_the_publish_successful_and_unfinished() {
         "{unfinished:?}"
     );
     assert!(stdout(&output).contains("published, but not finished"));
-    assert_eq!(api.purges().len(), 1);
+    assert_eq!(setup.api.purges().len(), 1);
     // The packages are published: the repository lists them.
-    let listed = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn-down",
-        &["list", "--key-file", key.to_str().unwrap()],
-        &[],
-    );
+    let listed = setup.speedy(&["list", "--key-file", setup.key.to_str().unwrap()], &[]);
     assert_success(&listed);
     assert!(
         stdout(&listed).contains("speedy-app"),
@@ -294,29 +248,15 @@ fn a_failing_api_leaves_the_publish_successful_and_unfinished() {
 
 #[test]
 fn without_a_token_the_publish_warns_and_purges_nothing() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-cdn-notoken");
-    let api = StandInApi::start(3600);
-    let fixture = cdn_fixture();
-    let key = key_file(&fixture);
-    let debs = tempfile::tempdir().unwrap();
-    let deb = tiny_deb_for(debs.path(), "speedy-app", "1.0-1", "amd64");
-    let mut args: Vec<String> = publish_args(&deb, &key)
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    args.extend(moto.flags("speedy-cdn-notoken"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut env = TEST_CREDENTIALS.to_vec();
-    env.push(("SPEEDY_DIGITALOCEAN_API", api.url.as_str()));
-    let output = fixture.speedy_env(&args, &env);
+    let setup = CdnSetup::new("speedy-cdn-notoken", StandInApi::start(3600));
+    let output = setup.publish("1.0-1", &[], &[NO_TOKEN]);
     assert_success(&output);
     assert!(
         stdout(&output).contains("$DIGITALOCEAN_TOKEN is not set"),
         "{}",
         describe(&output)
     );
-    assert!(api.requests().is_empty());
+    assert!(setup.api.requests().is_empty());
 }
 
 /// A clock that moves only when slept on, recording each sleep.
@@ -378,23 +318,9 @@ fn purges_go_in_batches_of_50_paced_by_the_rate_limits() {
 /// `doctor` against moto with the stand-in API answering a TTL of `ttl`: the CDN
 /// check's (status, detail) and the exit code.
 fn doctor_cdn_check(ttl: u64, with_token: bool) -> (String, String, Option<i32>, StandInApi) {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-cdn-doctor");
-    let api = StandInApi::start(ttl);
-    let fixture = cdn_fixture();
-    let mut args = vec![
-        "doctor".to_owned(),
-        "--message-format".into(),
-        "json".into(),
-    ];
-    args.extend(moto.flags("speedy-cdn-doctor"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut env = TEST_CREDENTIALS.to_vec();
-    env.push(("SPEEDY_DIGITALOCEAN_API", api.url.as_str()));
-    if with_token {
-        env.push((TOKEN_VARIABLE, TOKEN));
-    }
-    let output = fixture.speedy_env(&args, &env);
+    let setup = CdnSetup::new("speedy-cdn-doctor", StandInApi::start(ttl));
+    let env = if with_token { vec![] } else { vec![NO_TOKEN] };
+    let output = setup.speedy(&["doctor", "--message-format", "json"], &env);
     assert_no_token(&output);
     let report: serde_json::Value =
         serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
@@ -409,7 +335,7 @@ fn doctor_cdn_check(ttl: u64, with_token: bool) -> (String, String, Option<i32>,
         check["status"].as_str().unwrap().to_owned(),
         check["detail"].as_str().unwrap().to_owned(),
         output.status.code(),
-        api,
+        setup.api,
     )
 }
 
@@ -445,36 +371,7 @@ fn doctor_warns_when_the_cdn_ttl_exceeds_the_grace_period() {
 
 #[test]
 fn bad_cdn_settings_are_refused_and_nothing_is_written() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-cdn-bad");
-    let api = StandInApi::start(3600);
-    let debs = tempfile::tempdir().unwrap();
-    let deb = tiny_deb_for(debs.path(), "speedy-app", "1.0-1", "amd64");
-
-    let fixture = cdn_fixture();
-    let key = key_file(&fixture);
-    fixture.edit("Cargo.toml", ENDPOINT_ID, "speedy-cdn");
-    let output = speedy_cdn(
-        &fixture,
-        &moto,
-        &api,
-        "speedy-cdn-bad",
-        &publish_args(&deb, &key),
-        &[],
-    );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let text = stdout(&output) + &stderr(&output);
-    assert!(
-        text.contains("workspace.metadata.speedy.repo.spaces.cdn-endpoint-id"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Cargo.toml") && text.contains("is not a CDN endpoint id"),
-        "{text}"
-    );
-
-    let fixture = cdn_fixture();
-    let key = key_file(&fixture);
+    let setup = CdnSetup::new("speedy-cdn-bad", StandInApi::start(3600));
     for (env, needed) in [
         (
             ("SPEEDY_DIGITALOCEAN_API", "ftp://api.example"),
@@ -485,19 +382,24 @@ fn bad_cdn_settings_are_refused_and_nothing_is_written() {
             "$DIGITALOCEAN_TOKEN",
         ),
     ] {
-        let output = speedy_cdn(
-            &fixture,
-            &moto,
-            &api,
-            "speedy-cdn-bad",
-            &publish_args(&deb, &key),
-            &[env],
-        );
+        let output = setup.publish("1.0-1", &[], &[env]);
         assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
         let text = stdout(&output) + &stderr(&output);
         assert!(text.contains(needed), "{needed:?} not in {text}");
         assert_no_token(&output);
     }
-    assert!(bucket_contents(&moto, "speedy-cdn-bad").is_empty());
-    assert!(api.requests().is_empty());
+    setup.fixture.edit("Cargo.toml", ENDPOINT_ID, "speedy-cdn");
+    let output = setup.publish("1.0-1", &[], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stdout(&output) + &stderr(&output);
+    assert!(
+        text.contains("workspace.metadata.speedy.repo.spaces.cdn-endpoint-id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Cargo.toml") && text.contains("is not a CDN endpoint id"),
+        "{text}"
+    );
+    assert!(bucket_contents(&setup.moto.store(setup.bucket)).is_empty());
+    assert!(setup.api.requests().is_empty());
 }

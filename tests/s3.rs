@@ -12,7 +12,6 @@ use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::{Body, Store};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::faulty::{FaultTiming, FaultyStore};
@@ -21,14 +20,7 @@ use support::*;
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 
 fn s3_store(moto: &MotoServer, bucket: &str) -> S3Store {
-    let mut config = S3Config::spaces(bucket, "us-east-1");
-    config.endpoint = moto.endpoint();
-    config.path_style = true;
-    S3Store::new(
-        config,
-        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
-    )
-    .unwrap()
+    moto.store(bucket)
 }
 
 fn clock() -> u64 {
@@ -71,19 +63,6 @@ fn write_keyring(dir: &Path, key: &SigningKey) -> PathBuf {
     let path = dir.join("keyring.gpg");
     std::fs::write(&path, key.public_key().to_binary().unwrap()).unwrap();
     path
-}
-
-/// Every object of a bucket with a hash of its bytes: "nothing written" in one value.
-fn bucket_contents(store: &dyn Store) -> BTreeMap<String, String> {
-    store
-        .list("")
-        .unwrap()
-        .into_iter()
-        .map(|m| {
-            let bytes = store.get(&m.key).unwrap().unwrap();
-            (m.key, cargo_speedy::repo::plan::sha256_hex(&bytes))
-        })
-        .collect()
 }
 
 fn cli_with_bucket(

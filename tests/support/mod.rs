@@ -457,6 +457,19 @@ impl MotoServer {
         (status, text)
     }
 
+    /// A store on a bucket of this server, as the library opens one.
+    pub fn store(&self, bucket: &str) -> cargo_speedy::store::s3::S3Store {
+        use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
+        let mut config = S3Config::spaces(bucket, "us-east-1");
+        config.endpoint = self.endpoint();
+        config.path_style = true;
+        S3Store::new(
+            config,
+            Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
+        )
+        .expect("an S3 store")
+    }
+
     /// The command-line flags that point cargo speedy at a bucket of this server.
     pub fn flags(&self, bucket: &str) -> Vec<String> {
         vec![
@@ -477,6 +490,19 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every object of a store with a hash of its bytes: "nothing written" in one value.
+pub fn bucket_contents(store: &dyn cargo_speedy::store::Store) -> BTreeMap<String, String> {
+    store
+        .list("")
+        .expect("list")
+        .into_iter()
+        .map(|m| {
+            let bytes = store.get(&m.key).expect("get").expect("listed");
+            (m.key, cargo_speedy::repo::plan::sha256_hex(&bytes))
+        })
+        .collect()
 }
 
 /// Credentials for moto, which accepts any.
