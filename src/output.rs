@@ -300,8 +300,9 @@ fn human_result(message: &Message<'_>) -> String {
             key.path.display()
         ),
         Message::KeyExported(key) => format!(
-            "wrote the public key {} to {}\n",
-            key.fingerprint,
+            "wrote the public {} {} to {}\n",
+            if key.fingerprints.len() > 1 { "keys" } else { "key" },
+            key.fingerprints.join(" and "),
             key.path.display()
         ),
         Message::DebsigPolicy(policy) => format!(

@@ -55,7 +55,7 @@ impl ReadOptions {
         listener: &dyn Listener,
     ) -> Result<PublicKey, CommandError> {
         let Some(path) = &self.keyring else {
-            let key = settings.signing_key(&self.repo, KeyPurpose::Read, listener)?;
+            let key = settings.repo_keys(&self.repo, KeyPurpose::Read, listener)?;
             return Ok(key.public_key());
         };
         let bytes = std::fs::read(path).map_err(|source| CommandError::ReadFile {

@@ -37,7 +37,7 @@ use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::Listener;
 use crate::package::BuildError;
 use crate::publish::PublishError;
-use crate::sign::{SignError, SigningKey};
+use crate::sign::{RepoKeys, SignError};
 use crate::store::fs::FsStore;
 use crate::store::s3::{Credentials, S3Store};
 use crate::store::{Store, StoreError};
@@ -128,7 +128,7 @@ impl RepoTarget {
         let config = workspace.repo_config()?;
         let location = config.location(&self.overrides)?;
         Ok(RepoSettings {
-            signing: workspace.signing_config(),
+            signing: workspace.signing_config()?,
             workspace: Some(workspace),
             config,
             location,
@@ -137,17 +137,18 @@ impl RepoTarget {
 }
 
 impl RepoSettings {
-    /// The one place a key is chosen for this repository.
-    pub fn signing_key(
+    /// The one place the keys are chosen for this repository: the key and, during a
+    /// rotation, the next key.
+    pub fn repo_keys(
         &self,
         target: &RepoTarget,
         purpose: KeyPurpose,
         listener: &dyn Listener,
-    ) -> Result<SigningKey, CommandError> {
-        Ok(self.resolve_key(target, purpose, listener)?.key)
+    ) -> Result<RepoKeys, CommandError> {
+        Ok(self.resolve_key(target, purpose, listener)?.repo_keys())
     }
 
-    /// Like [`RepoSettings::signing_key`], saying where the key came from.
+    /// Like [`RepoSettings::repo_keys`], saying where the keys came from.
     pub fn resolve_key(
         &self,
         target: &RepoTarget,

@@ -9,6 +9,7 @@ use crate::listener::Listener;
 use crate::package::{self, BuildOptions};
 use crate::publish::lock::LockOptions;
 use crate::publish::{self, Change, Publish, PublishReport};
+use crate::sign::RepoKeys;
 use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
 use crate::store::Store;
 use std::path::PathBuf;
@@ -171,7 +172,7 @@ pub fn promote(
     let writer = SuiteWriter::open(&options.write, KeyPurpose::Republish, listener)?;
     let incoming = publish::promotion(
         writer.store.as_ref(),
-        &writer.key.key.public_key(),
+        &writer.keys.public_key(),
         &options.from,
         &options.packages,
     )?;
@@ -184,6 +185,8 @@ pub(super) struct SuiteWriter<'a> {
     pub(super) settings: RepoSettings,
     pub(super) store: Box<dyn Store>,
     pub(super) key: ResolvedKey,
+    /// The key and, during a rotation, the next key: they sign the indices.
+    pub(super) keys: RepoKeys,
 }
 
 impl<'a> SuiteWriter<'a> {
@@ -199,6 +202,7 @@ impl<'a> SuiteWriter<'a> {
             options,
             settings,
             store,
+            keys: key.repo_keys(),
             key,
         })
     }
@@ -231,7 +235,7 @@ impl<'a> SuiteWriter<'a> {
         let config = &self.settings.config;
         let report = Publish {
             store: self.store.as_ref(),
-            key: &self.key.key,
+            key: &self.keys,
             suite: self.suite(),
             config,
             lock: LockOptions {

@@ -16,7 +16,7 @@ use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
 use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step, SuiteChange};
-use crate::sign::{SignError, SigningKey, VerifyError};
+use crate::sign::{RepoKeys, SignError, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
 use md5::Md5;
@@ -247,7 +247,7 @@ pub enum Change<'a> {
 /// The parts of a publish that do not change between attempts.
 pub struct Publish<'a> {
     pub store: &'a dyn Store,
-    pub key: &'a SigningKey,
+    pub key: &'a RepoKeys,
     pub suite: String,
     pub config: &'a RepoConfig,
     pub lock: LockOptions,
