@@ -64,6 +64,7 @@ pub enum Message<'a> {
     List(&'a ListReport),
     Verify(&'a VerifyOutcome),
     Doctor(&'a DoctorReport),
+    ServerSetup(&'a crate::ops::ServerSetup),
     History(&'a HistoryReport),
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
@@ -284,6 +285,7 @@ fn human_result(message: &Message<'_>) -> String {
         Message::List(report) => human_list(report),
         Message::Verify(outcome) => human_verify(outcome),
         Message::Doctor(report) => human_doctor(report),
+        Message::ServerSetup(setup) => setup.text.clone(),
         Message::History(report) => human_history(report),
         Message::KeyGenerated(key) => format!(
             "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in \

@@ -12,6 +12,7 @@ mod history;
 mod inspect;
 mod key;
 mod publish;
+mod server_setup;
 
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, DoctorReport};
@@ -27,14 +28,18 @@ pub use key::{
     KeyGenerateOptions, KeyGenerated,
 };
 pub use publish::{
-    keyring_install_path, promote, publish, release, rollback_apt_conf, rollback_preferences,
-    sources_entry, PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions,
-    WriteOptions,
+    promote, publish, release, rollback_apt_conf, rollback_preferences, sources_entry,
+    PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions, WriteOptions,
+};
+pub use server_setup::{
+    server_setup, ServerFiles, ServerSetup, ServerSetupOptions, SetupFormat,
+    CLOUD_INIT_SCRIPT_PATH,
 };
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
 use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::Listener;
+use crate::package::keyring::KeyringPackage;
 use crate::package::BuildError;
 use crate::publish::PublishError;
 use crate::sign::{RepoKeys, SignError};
@@ -66,6 +71,11 @@ pub enum CommandError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "role `{role}` does not install postgresql, so its servers need to know where the database is: \
+         pass --db-host ADDRESS (the IP address `db` should resolve to)"
+    )]
+    DbHostNeeded { role: String },
     #[error("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket")]
     NotSpaces,
 }
@@ -163,6 +173,33 @@ impl RepoSettings {
             flag: target.key_file.as_deref(),
             config: &self.signing,
             location: &self.location,
+        }
+    }
+
+    /// The repository's keyring package: `keyring-package`, else
+    /// `<short name>-archive-keyring`.
+    pub fn keyring_package(&self) -> KeyringPackage {
+        let metadata = self.workspace.as_ref().map(|w| &w.metadata);
+        KeyringPackage {
+            name: self
+                .signing
+                .keyring_package
+                .clone()
+                .unwrap_or_else(|| format!("{}-archive-keyring", self.config.short_name())),
+            origin: self.config.release.origin.clone(),
+            maintainer: metadata
+                .and_then(|m| m.maintainer.clone())
+                .unwrap_or_else(|| {
+                    format!("{} repository <root@{}.invalid>", self.config.release.origin, self.config.short_name())
+                }),
+        }
+    }
+
+    /// Where the keyring package is built.
+    pub fn keyring_dir(&self) -> PathBuf {
+        match &self.workspace {
+            Some(workspace) => workspace.target_dir.join("speedy").join("keyring"),
+            None => PathBuf::from("target/speedy/keyring"),
         }
     }
 

@@ -235,10 +235,11 @@ pub struct PublishReport {
 #[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
     /// Adds .debs, or entries promoted from another suite; new ones are phased at
-    /// `phased` percent when given.
+    /// `phased` percent when given, except the packages named in `unphased`.
     Add {
         debs: &'a [IncomingDeb],
         phased: Option<u8>,
+        unphased: &'a [String],
     },
     /// Restores, withdraws or re-phases entries whose bytes are in the pool already.
     Edit(&'a SuiteChange),
@@ -309,7 +310,14 @@ impl Publish<'_> {
         debs: &[IncomingDeb],
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
-        self.apply(Change::Add { debs, phased: None }, listener)
+        self.apply(
+            Change::Add {
+                debs,
+                phased: None,
+                unphased: &[],
+            },
+            listener,
+        )
     }
 
     /// Changes the suite through the publish protocol, and records the change.
@@ -526,12 +534,17 @@ impl Publish<'_> {
         // the suites: a repository signed by another key is reported as that.)
         history::read(self.store, &self.key.public_key(), &self.suite)?;
         let (debs, suite_change) = match change {
-            Change::Add { debs, phased } => (
+            Change::Add {
+                debs,
+                phased,
+                unphased,
+            } => (
                 debs,
                 SuiteChange::Add {
                     incoming: debs.iter().map(|d| d.entry.clone()).collect(),
                     retention: self.config.retention,
                     phased,
+                    unphased: unphased.to_vec(),
                 },
             ),
             Change::Edit(edit) => (&[][..], edit.clone()),

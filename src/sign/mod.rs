@@ -1184,7 +1184,7 @@ mod tests {
         let public = key.public_key();
         assert_eq!(public.fingerprint(), fingerprint);
         assert_eq!(public.user_ids(), ["Speedy Repo <repo@speedy.example>"]);
-        let user = &public.key.details.users[0];
+        let user = &public.certs[0].details.users[0];
         assert_eq!(user.signatures.len(), 1);
         let self_sig = &user.signatures[0];
         assert_eq!(
@@ -1199,10 +1199,10 @@ mod tests {
         let flags = self_sig.key_flags();
         assert!(flags.sign() && flags.certify());
         self_sig
-            .verify_certification(&public.key.primary_key, Tag::UserId, &user.id)
+            .verify_certification(&public.certs[0].primary_key, Tag::UserId, &user.id)
             .unwrap();
         assert_eq!(
-            cert::primary(&public.key),
+            cert::primary(&public.certs[0]),
             Some(cert::Component {
                 revoked: false,
                 expires: None,
