@@ -50,8 +50,8 @@ enum Command {
     /// Create and export signing keys
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Probe the configured Spaces bucket: credentials, conditional writes, checksum
-    /// headers, anonymous public reads
+    /// Check the signing keys against what apt accepts, and probe the configured Spaces
+    /// bucket: credentials, conditional writes, checksum headers, anonymous public reads
     Doctor(DoctorArgs),
     /// List the recorded changes of the suites, newest first
     History(HistoryArgs),
@@ -149,6 +149,8 @@ struct PhaseArgs {
 struct DoctorArgs {
     #[command(flatten)]
     repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -558,10 +560,10 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         Command::Verify(args) => {
             let outcome = ops::verify(&args.options(global), out)?;
             out.result(&Message::Verify(&outcome));
-            exit(outcome.report.ok())
+            exit(outcome.ok())
         }
         Command::Doctor(args) => {
-            let target = global.target(args.repo.overrides(), &KeyArgs { key_file: None });
+            let target = global.target(args.repo.overrides(), &args.key);
             let report = ops::doctor(&target, out)?;
             out.result(&Message::Doctor(&report));
             exit(report.ok())

@@ -461,6 +461,21 @@ fn human_verify(outcome: &VerifyOutcome) -> String {
             outcome.repository
         ));
     }
+    for key in &outcome.keys {
+        if key.findings.is_empty() {
+            out.push_str(&format!("key {}: ok\n", key.fingerprint));
+        }
+        for finding in &key.findings {
+            let label = match finding.severity {
+                crate::ops::FindingSeverity::Error => "problem",
+                crate::ops::FindingSeverity::Warning => "warning",
+            };
+            out.push_str(&format!(
+                "key {}: {label}: {}\n",
+                key.fingerprint, finding.message
+            ));
+        }
+    }
     out
 }
 

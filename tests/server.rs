@@ -473,7 +473,8 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     );
     let summary = speedy(&["list", "--message-format", "json"]);
     assert!(summary.contains("speedy-app"), "{summary}");
-    let preferences = cargo_speedy::ops::rollback_preferences(&repo_config(5), "speedy-archive-keyring");
+    let preferences =
+        cargo_speedy::ops::rollback_preferences(&repo_config(5), "speedy-archive-keyring");
     server.write_file(
         "/etc/apt/preferences.d/speedy.pref",
         preferences.as_bytes(),

@@ -13,11 +13,11 @@ mod signing;
 pub mod timespan;
 
 pub use repo::{RepoConfig, RepoLocation, RepoMetadata, RepoOverrides, SpacesMetadata};
+pub use roles::{resolve_role, Role, RoleMetadata, RoleTable};
 pub use service::{
     check_conffile_dest, parse_package_metadata, resolve_service, BinTarget, ConfigFile, Job,
     PackageFacts, PackageMetadata, Service, ServiceKind,
 };
-pub use roles::{resolve_role, Role, RoleMetadata, RoleTable};
 pub use signing::{SigningConfig, SigningMetadata};
 
 use serde::de::DeserializeOwned;

@@ -108,8 +108,11 @@ mod tests {
 
     fn metadata(toml_text: &str) -> WorkspaceMetadata {
         let value: serde_json::Value = toml::from_str(toml_text).unwrap();
-        super::super::parse_workspace_metadata(&serde_json::json!({ "speedy": value }), Path::new("Cargo.toml"))
-            .unwrap()
+        super::super::parse_workspace_metadata(
+            &serde_json::json!({ "speedy": value }),
+            Path::new("Cargo.toml"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -126,11 +129,24 @@ worker = { packages = ["speedy-notifier", "speedy-jobs"], jobs = false }
         let single = resolve_role(&workspace, manifest, "single", &jobs).unwrap();
         assert_eq!(single.packages, ["postgresql", "speedy-app", "speedy-jobs"]);
         assert!(single.runs_jobs);
-        assert!(!resolve_role(&workspace, manifest, "web", &jobs).unwrap().runs_jobs);
-        assert!(!resolve_role(&workspace, manifest, "worker", &jobs).unwrap().runs_jobs);
+        assert!(
+            !resolve_role(&workspace, manifest, "web", &jobs)
+                .unwrap()
+                .runs_jobs
+        );
+        assert!(
+            !resolve_role(&workspace, manifest, "worker", &jobs)
+                .unwrap()
+                .runs_jobs
+        );
 
-        let missing = resolve_role(&workspace, manifest, "db", &jobs).unwrap_err().to_string();
-        assert!(missing.contains("workspace.metadata.speedy.roles.db"), "{missing}");
+        let missing = resolve_role(&workspace, manifest, "db", &jobs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("workspace.metadata.speedy.roles.db"),
+            "{missing}"
+        );
         assert!(missing.contains("single, web, worker"), "{missing}");
     }
 
@@ -138,13 +154,25 @@ worker = { packages = ["speedy-notifier", "speedy-jobs"], jobs = false }
     fn bad_roles_name_the_key() {
         let manifest = Path::new("Cargo.toml");
         let empty = metadata("[roles]\nweb = []\n");
-        let error = resolve_role(&empty, manifest, "web", &[]).unwrap_err().to_string();
-        assert!(error.contains("roles.web") && error.contains("at least one"), "{error}");
+        let error = resolve_role(&empty, manifest, "web", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("roles.web") && error.contains("at least one"),
+            "{error}"
+        );
         let bad = metadata("[roles]\nweb = [\"Speedy_App\"]\n");
-        let error = resolve_role(&bad, manifest, "web", &[]).unwrap_err().to_string();
-        assert!(error.contains("\"Speedy_App\" is not a valid Debian package name"), "{error}");
+        let error = resolve_role(&bad, manifest, "web", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"Speedy_App\" is not a valid Debian package name"),
+            "{error}"
+        );
         let none = metadata("");
-        let error = resolve_role(&none, manifest, "web", &[]).unwrap_err().to_string();
+        let error = resolve_role(&none, manifest, "web", &[])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("no roles are declared"), "{error}");
     }
 }

@@ -14,8 +14,10 @@ mod key;
 mod publish;
 mod server_setup;
 
+/// Key health, as `doctor` and `verify` report it.
+pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
-pub use doctor::{doctor, DoctorReport};
+pub use doctor::{doctor, key_checks, DoctorReport};
 pub use history::{
     history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
     RollbackOptions, WithdrawOptions,
@@ -32,8 +34,7 @@ pub use publish::{
     PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions, WriteOptions,
 };
 pub use server_setup::{
-    server_setup, ServerFiles, ServerSetup, ServerSetupOptions, SetupFormat,
-    CLOUD_INIT_SCRIPT_PATH,
+    server_setup, ServerFiles, ServerSetup, ServerSetupOptions, SetupFormat, CLOUD_INIT_SCRIPT_PATH,
 };
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
@@ -76,8 +77,6 @@ pub enum CommandError {
          pass --db-host ADDRESS (the IP address `db` should resolve to)"
     )]
     DbHostNeeded { role: String },
-    #[error("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket")]
-    NotSpaces,
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -168,7 +167,7 @@ impl RepoSettings {
         Ok(self.keys(target).require(purpose, listener)?)
     }
 
-    fn keys<'a>(&'a self, target: &'a RepoTarget) -> SigningKeys<'a> {
+    pub(super) fn keys<'a>(&'a self, target: &'a RepoTarget) -> SigningKeys<'a> {
         SigningKeys {
             flag: target.key_file.as_deref(),
             config: &self.signing,
@@ -190,7 +189,11 @@ impl RepoSettings {
             maintainer: metadata
                 .and_then(|m| m.maintainer.clone())
                 .unwrap_or_else(|| {
-                    format!("{} repository <root@{}.invalid>", self.config.release.origin, self.config.short_name())
+                    format!(
+                        "{} repository <root@{}.invalid>",
+                        self.config.release.origin,
+                        self.config.short_name()
+                    )
                 }),
         }
     }

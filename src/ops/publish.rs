@@ -9,8 +9,8 @@ use crate::listener::Listener;
 use crate::package::{self, BuildOptions};
 use crate::publish::lock::LockOptions;
 use crate::publish::{self, Change, Publish, PublishReport};
-use crate::sign::RepoKeys;
 use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
+use crate::sign::RepoKeys;
 use crate::store::Store;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -220,12 +220,12 @@ impl<'a> SuiteWriter<'a> {
         listener: &dyn Listener,
     ) -> Result<PublishSummary, CommandError> {
         let keyring = self.settings.keyring_package();
-        let sign = self.settings.signing.sign_debs.then_some(self.keys.current());
-        let built = keyring.build(
-            &self.keys.public_key(),
-            &self.settings.keyring_dir(),
-            sign,
-        )?;
+        let sign = self
+            .settings
+            .signing
+            .sign_debs
+            .then_some(self.keys.current());
+        let built = keyring.build(&self.keys.public_key(), &self.settings.keyring_dir(), sign)?;
         let mut all = debs.to_vec();
         let same = |d: &publish::IncomingDeb| {
             d.entry.name == keyring.name && d.entry.version == built.version

@@ -140,9 +140,7 @@ pub fn server_setup(
         .unwrap_or_else(|| settings.config.default_suite.clone());
     let db_host = match options.db_host {
         Some(address) => address,
-        None if role.packages.iter().any(|p| p == "postgresql") => {
-            IpAddr::from([127, 0, 0, 1])
-        }
+        None if role.packages.iter().any(|p| p == "postgresql") => IpAddr::from([127, 0, 0, 1]),
         None => return Err(CommandError::DbHostNeeded { role: role.name }),
     };
     let url = options
@@ -192,7 +190,10 @@ pub const CLOUD_INIT_SCRIPT_PATH: &str = "/usr/local/sbin/speedy-server-setup";
 fn setup_script(setup: &SetupScript<'_>) -> String {
     let files = setup.files;
     let role = setup.role;
-    let mut packages = vec!["unattended-upgrades".to_owned(), files.keyring_package.clone()];
+    let mut packages = vec![
+        "unattended-upgrades".to_owned(),
+        files.keyring_package.clone(),
+    ];
     packages.extend(role.packages.iter().cloned());
     let jobs = if role.runs_jobs {
         format!(
@@ -341,8 +342,7 @@ fn cloud_config(role: &str, script: &str) -> String {
 
 /// Base64 in lines of 76 characters, each ending in a newline, for a here-document.
 fn base64_lines(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut encoded = String::with_capacity(bytes.len() * 4 / 3 + 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -399,13 +399,19 @@ mod tests {
     #[test]
     fn origins_pattern_escapes_commas() {
         let conf = unattended_upgrades_conf("Speedy, Inc", "dev");
-        assert!(conf.contains("\"origin=Speedy\\, Inc,suite=dev\";"), "{conf}");
+        assert!(
+            conf.contains("\"origin=Speedy\\, Inc,suite=dev\";"),
+            "{conf}"
+        );
     }
 
     #[test]
     fn words_are_quoted_for_sh() {
         assert_eq!(shell_quote("speedy-app"), "speedy-app");
-        assert_eq!(shell_quote("/etc/speedy/jobs.disabled"), "/etc/speedy/jobs.disabled");
+        assert_eq!(
+            shell_quote("/etc/speedy/jobs.disabled"),
+            "/etc/speedy/jobs.disabled"
+        );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("a b"), "'a b'");
     }

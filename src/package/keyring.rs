@@ -278,13 +278,19 @@ mod tests {
         let v_new = pkg.version(&new.public_key()).unwrap();
         assert!(newer(&v_both, &v_old), "{v_both} > {v_old}");
         assert!(newer(&v_new, &v_both), "{v_new} > {v_both}");
-        assert!(v_old.starts_with("20231114221320.20231114221320+h"), "{v_old}");
+        assert!(
+            v_old.starts_with("20231114221320.20231114221320+h"),
+            "{v_old}"
+        );
         syntax::DebianVersion::parse(&v_both).unwrap();
 
         let dir = tempfile::tempdir().unwrap();
         let a = pkg.build(&both, &dir.path().join("a"), Some(&old)).unwrap();
         let b = pkg.build(&both, &dir.path().join("b"), Some(&old)).unwrap();
-        assert_eq!(std::fs::read(&a.path).unwrap(), std::fs::read(&b.path).unwrap());
+        assert_eq!(
+            std::fs::read(&a.path).unwrap(),
+            std::fs::read(&b.path).unwrap()
+        );
         assert_eq!(a.fingerprints.len(), 2);
         // Another maintainer: another version, never the same version with other bytes.
         let other = KeyringPackage {

@@ -51,6 +51,22 @@ pub(super) fn primary(cert: &SignedPublicKey) -> Option<Component> {
     Some(component(key, &self_sigs, revoked))
 }
 
+/// Whether the certificate's self-signatures are all SHA-1 (which rpgp, like sqv,
+/// refuses to verify): the reason it has no valid self-signature.
+pub(super) fn bound_only_by_sha1(cert: &SignedPublicKey) -> bool {
+    let sigs: Vec<&Signature> = cert
+        .details
+        .users
+        .iter()
+        .flat_map(|user| &user.signatures)
+        .chain(&cert.details.direct_signatures)
+        .collect();
+    !sigs.is_empty()
+        && sigs
+            .iter()
+            .all(|sig| sig.hash_alg() == Some(HashAlgorithm::Sha1))
+}
+
 /// The user ID certifications and direct-key signatures made by the primary key that
 /// verify.
 fn primary_self_signatures(cert: &SignedPublicKey) -> Vec<&Signature> {
@@ -264,10 +280,17 @@ pub(super) fn health(cert: &SignedPublicKey, now: u64) -> KeyHealth {
         })
     };
     let Some(state) = primary(cert) else {
-        error(format!(
-            "key {fingerprint} has no valid self-signature: gpgv and sqv ignore it. Export it again \
-             with its user ID (`gpg --export {fingerprint}`)"
-        ));
+        error(if bound_only_by_sha1(cert) {
+            format!(
+                "key {fingerprint} is bound only by SHA-1 self-signatures, which apt's sqv (trixie) rejects \
+                 since 2026-02-01: re-sign it, `gpg --cert-digest-algo SHA512 --quick-set-expire {fingerprint} 2y`"
+            )
+        } else {
+            format!(
+                "key {fingerprint} has no valid self-signature: gpgv and sqv ignore it. Export it again \
+                 with its user ID (`gpg --export {fingerprint}`)"
+            )
+        });
         return KeyHealth {
             fingerprint,
             findings,
@@ -344,7 +367,10 @@ fn check_component(
     match state.expires {
         Some(at) if at <= now => add(
             FindingSeverity::Error,
-            format!("{what} expired on {}: apt refuses its signatures; {extend}", date(at)),
+            format!(
+                "{what} expired on {}: apt refuses its signatures; {extend}",
+                date(at)
+            ),
         ),
         Some(at) if at <= now + WARN_AHEAD_SECONDS => add(
             FindingSeverity::Warning,
@@ -359,7 +385,9 @@ fn check_component(
     if let Some(why) = refused_algorithm(key) {
         add(
             FindingSeverity::Error,
-            format!("{what} uses {why}: rotate to a new key (README, \"Rotating the signing key\")"),
+            format!(
+                "{what} uses {why}: rotate to a new key (README, \"Rotating the signing key\")"
+            ),
         );
     } else if let (PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign, PublicParams::RSA(rsa)) =
         (key.algorithm(), key.public_params())

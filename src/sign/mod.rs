@@ -144,6 +144,13 @@ pub enum SignError {
     NotASigningKey { origin: String },
     #[error("the key from {origin} has no valid self-signature, so gpgv and sqv would ignore it")]
     NoValidSelfSignature { origin: String },
+    #[error(
+        "the key {fingerprint} from {origin} is bound only by SHA-1 self-signatures, which apt's sqv (trixie) \
+         rejects since 2026-02-01 (and so does cargo-speedy): re-sign it with SHA-512, \
+         `gpg --cert-digest-algo SHA512 --quick-set-expire {fingerprint} 2y` (add `'*'` for its subkeys), \
+         export it again, and publish; servers get the re-signed key through the keyring package"
+    )]
+    Sha1SelfSignature { origin: String, fingerprint: String },
     #[error("the key from {origin} is revoked")]
     Revoked { origin: String },
     #[error(
@@ -306,8 +313,16 @@ impl SigningKey {
         };
         let cert = key.to_public_key();
         let now = now();
-        let primary = cert::primary(&cert)
-            .ok_or_else(|| SignError::NoValidSelfSignature { origin: origin_s() })?;
+        let primary = cert::primary(&cert).ok_or_else(|| {
+            if cert::bound_only_by_sha1(&cert) {
+                SignError::Sha1SelfSignature {
+                    origin: origin_s(),
+                    fingerprint: format!("{:X}", cert.primary_key.fingerprint()),
+                }
+            } else {
+                SignError::NoValidSelfSignature { origin: origin_s() }
+            }
+        })?;
         if primary.revoked {
             return Err(SignError::Revoked { origin: origin_s() });
         }
@@ -552,7 +567,10 @@ impl PublicKey {
         let mut certs: Vec<SignedPublicKey> = Vec::new();
         for cert in keys.iter().flat_map(|k| &k.certs) {
             let fingerprint = cert.primary_key.fingerprint();
-            if !certs.iter().any(|c| c.primary_key.fingerprint() == fingerprint) {
+            if !certs
+                .iter()
+                .any(|c| c.primary_key.fingerprint() == fingerprint)
+            {
                 certs.push(cert.clone());
             }
         }

@@ -245,7 +245,9 @@ pub fn fixture_on_a_free_port() -> (super::Fixture, u16) {
 
 /// A new signing key and its exported binary keyring, in their own temp dir:
 /// (dir, secret key, keyring).
-pub fn archive_key(fixture: &super::Fixture) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+pub fn archive_key(
+    fixture: &super::Fixture,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let keys = tempfile::tempdir().expect("temp dir");
     let key = keys.path().join("archive-key.asc");
     let keyring = keys.path().join("archive-keyring.gpg");
