@@ -1124,6 +1124,63 @@ mod tests {
         SigningKey::generate(&params(KeyAlgorithm::Ed25519, passphrase)).unwrap()
     }
 
+    #[test]
+    fn during_a_rotation_both_keys_sign_and_either_verifies() {
+        let current = ed25519(None);
+        let next = SigningKey::generate(&KeyParams {
+            created: CREATED + 100,
+            ..params(KeyAlgorithm::Ed25519, None)
+        })
+        .unwrap();
+        let keys = RepoKeys::new(current.clone(), Some(next.clone()));
+        let text = "Origin: Speedy\nSuite: dev\n";
+        let inrelease = keys.clearsign(text, CREATED + 200).unwrap();
+        let detached = keys
+            .sign_detached_armored(text.as_bytes(), CREATED + 200)
+            .unwrap();
+        assert_eq!(
+            detached.matches("BEGIN PGP SIGNATURE").count(),
+            1,
+            "one armor block"
+        );
+        for alone in [current.public_key(), next.public_key()] {
+            assert_eq!(alone.verify_cleartext(&inrelease).unwrap(), text);
+            alone
+                .verify_detached(text.as_bytes(), detached.as_bytes())
+                .unwrap();
+        }
+        let keyring = keys.public_key();
+        assert_eq!(
+            keyring.fingerprints(),
+            [current.fingerprint(), next.fingerprint()]
+        );
+        assert_eq!(
+            keyring.cleartext_signers(&inrelease).unwrap(),
+            keyring.fingerprints()
+        );
+        // The keyring round-trips, binary and armored, both keys kept.
+        for bytes in [
+            keyring.to_binary().unwrap(),
+            keyring.to_armored().unwrap().into_bytes(),
+        ] {
+            let read = PublicKey::keyring_from_bytes(&bytes, "keyring").unwrap();
+            assert_eq!(read.fingerprints(), keyring.fingerprints());
+        }
+        assert!(matches!(
+            PublicKey::from_bytes(&keyring.to_binary().unwrap(), "keyring"),
+            Err(SignError::MultipleKeys { count: 2, .. })
+        ));
+        // Signed by the current key alone: the next key is not among the signers.
+        let single = current.clearsign(text, CREATED + 200).unwrap();
+        assert_eq!(
+            keyring.cleartext_signers(&single).unwrap(),
+            [current.fingerprint()]
+        );
+        // Without a next key, RepoKeys signs exactly as the key does.
+        let plain = RepoKeys::new(current.clone(), None);
+        assert_eq!(plain.clearsign(text, CREATED + 200).unwrap(), single);
+    }
+
     /// A key made by rpgp's builder, for shapes `generate` does not produce.
     fn foreign_key(
         primary: KeyType,
@@ -1414,7 +1471,10 @@ mod tests {
         assert_eq!(from_secret.to_binary().unwrap(), binary);
         assert_eq!(
             format!("{from_secret:?}"),
-            format!("PublicKey {{ fingerprint: {:?}, .. }}", key.fingerprint())
+            format!(
+                "PublicKey {{ fingerprints: [{:?}], .. }}",
+                key.fingerprint()
+            )
         );
     }
 
