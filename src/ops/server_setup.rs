@@ -275,7 +275,7 @@ hosts_with_block() {{
         END {{ if (!done) print ENVIRON["SPEEDY_HOSTS_BLOCK"] }}
     ' "$1"
 }}
-touch /etc/hosts
+[ -e /etc/hosts ] || : >/etc/hosts
 hosts_with_block /etc/hosts >/etc/hosts.speedy-new
 # In place, not renamed: /etc/hosts may be a bind mount (containers).
 if cmp -s /etc/hosts.speedy-new /etc/hosts; then rm -f /etc/hosts.speedy-new; else cat /etc/hosts.speedy-new >/etc/hosts && rm -f /etc/hosts.speedy-new; fi
