@@ -507,6 +507,25 @@ fn parse_ar(bytes: &[u8], origin: &Path) -> Result<Vec<DebMember>, DebFileError>
     Ok(members)
 }
 
+/// A .deb from its compressed control and data archives (`control.tar.xz`,
+/// `data.tar.xz`), every member dated `mtime`: how the keyring package is made.
+pub fn assemble(control_tar_xz: &[u8], data_tar_xz: &[u8], mtime: u64) -> Vec<u8> {
+    let member = |name: &str, data: &[u8]| DebMember {
+        name: name.to_owned(),
+        data: data.to_vec(),
+        mtime,
+        uid: 0,
+        gid: 0,
+        mode: 0o100644,
+    };
+    let members = [
+        member(DEBIAN_BINARY, b"2.0\n"),
+        member("control.tar.xz", control_tar_xz),
+        member("data.tar.xz", data_tar_xz),
+    ];
+    write_ar(&members.iter().collect::<Vec<_>>())
+}
+
 fn write_ar(members: &[&DebMember]) -> Vec<u8> {
     let total: usize = members
         .iter()

@@ -9,12 +9,16 @@
 
 use crate::config::{RepoLocation, SigningConfig};
 use crate::listener::Listener;
-use crate::sign::{KeyAlgorithm, KeyParams, SignError, SigningKey};
+use crate::sign::{KeyAlgorithm, KeyParams, RepoKeys, SignError, SigningKey};
 use std::path::{Path, PathBuf};
 
 pub const KEY_ENV: &str = "SPEEDY_SIGNING_KEY";
 pub const KEY_FILE_ENV: &str = "SPEEDY_SIGNING_KEY_FILE";
 pub const PASSPHRASE_ENV: &str = "SPEEDY_SIGNING_PASSPHRASE";
+/// The next key of a rotation, in CI: like the three above.
+pub const NEXT_KEY_ENV: &str = "SPEEDY_NEXT_SIGNING_KEY";
+pub const NEXT_KEY_FILE_ENV: &str = "SPEEDY_NEXT_SIGNING_KEY_FILE";
+pub const NEXT_PASSPHRASE_ENV: &str = "SPEEDY_NEXT_SIGNING_PASSPHRASE";
 
 /// Where a key came from, for messages (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +93,36 @@ pub enum KeyError {
         manifest: Option<PathBuf>,
         dev_key: Option<PathBuf>,
     },
+    #[error(
+        "the next signing key from {next} is the current key {fingerprint} (from {current}): \
+         a rotation needs a new key; create one with `cargo speedy key generate --output KEYFILE`"
+    )]
+    NextIsCurrent {
+        next: KeySource,
+        current: KeySource,
+        fingerprint: String,
+    },
 }
 
-/// A key, with where it came from.
+/// A key, with where it came from, and the next key when a rotation is under way.
 pub struct ResolvedKey {
     pub key: SigningKey,
     pub source: KeySource,
+    /// `next-key-file`, `$SPEEDY_NEXT_SIGNING_KEY` or `$SPEEDY_NEXT_SIGNING_KEY_FILE`.
+    pub next: Option<NextKey>,
+}
+
+/// The next key of a rotation (docs/ARCHITECTURE.md, "Signing keys").
+pub struct NextKey {
+    pub key: SigningKey,
+    pub source: KeySource,
+}
+
+impl ResolvedKey {
+    /// The keys that sign the repository's indices: this one and the next.
+    pub fn repo_keys(&self) -> RepoKeys {
+        RepoKeys::new(self.key.clone(), self.next.as_ref().map(|n| n.key.clone()))
+    }
 }
 
 /// The places a signing key may come from, in the order they are tried.
@@ -116,15 +144,75 @@ impl SigningKeys<'_> {
         purpose: KeyPurpose,
         listener: &dyn Listener,
     ) -> Result<Option<ResolvedKey>, KeyError> {
-        let Some(found) = self.configured()? else {
-            return self.development_key(purpose, listener);
+        let found = match self.configured()? {
+            Some(found) => {
+                listener.detail(&format!(
+                    "signing key {} from {}",
+                    found.key.fingerprint(),
+                    found.source
+                ));
+                found
+            }
+            None => match self.development_key(purpose, listener)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
-        listener.detail(&format!(
-            "signing key {} from {}",
-            found.key.fingerprint(),
-            found.source
-        ));
-        Ok(Some(found))
+        if purpose == KeyPurpose::SignDebs {
+            // Packages carry the current key's signature only.
+            return Ok(Some(found));
+        }
+        self.with_next(found, listener).map(Some)
+    }
+
+    /// Adds the next key of a rotation, when one is configured.
+    fn with_next(
+        &self,
+        mut found: ResolvedKey,
+        listener: &dyn Listener,
+    ) -> Result<ResolvedKey, KeyError> {
+        let next = if let Some(armored) = std::env::var(NEXT_KEY_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            let key = SigningKey::from_bytes(
+                armored.as_bytes(),
+                next_passphrase().as_deref(),
+                &format!("${NEXT_KEY_ENV}"),
+            )?;
+            Some(NextKey {
+                key,
+                source: KeySource::Environment(NEXT_KEY_ENV),
+            })
+        } else {
+            let path = std::env::var_os(NEXT_KEY_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| self.config.next_key_file.clone());
+            match path {
+                Some(path) => Some(NextKey {
+                    key: load_file(&path, next_passphrase())?,
+                    source: KeySource::File(path),
+                }),
+                None => None,
+            }
+        };
+        if let Some(next) = &next {
+            if next.key.fingerprint() == found.key.fingerprint() {
+                return Err(KeyError::NextIsCurrent {
+                    next: next.source.clone(),
+                    current: found.source.clone(),
+                    fingerprint: found.key.fingerprint(),
+                });
+            }
+            listener.detail(&format!(
+                "next signing key {} from {} (key rotation: both keys sign)",
+                next.key.fingerprint(),
+                next.source
+            ));
+        }
+        found.next = next;
+        Ok(found)
     }
 
     /// Like [`SigningKeys::resolve`], for the purposes that cannot do without a key.
@@ -145,8 +233,9 @@ impl SigningKeys<'_> {
     fn configured(&self) -> Result<Option<ResolvedKey>, KeyError> {
         let from_file = |path: &Path| -> Result<Option<ResolvedKey>, KeyError> {
             Ok(Some(ResolvedKey {
-                key: load_file(path)?,
+                key: load_file(path, passphrase())?,
                 source: KeySource::File(path.to_owned()),
+                next: None,
             }))
         };
         if let Some(path) = self.flag {
@@ -161,6 +250,7 @@ impl SigningKeys<'_> {
             return Ok(Some(ResolvedKey {
                 key,
                 source: KeySource::Environment(KEY_ENV),
+                next: None,
             }));
         }
         if let Some(path) = std::env::var_os(KEY_FILE_ENV).filter(|v| !v.is_empty()) {
@@ -200,7 +290,7 @@ impl SigningKeys<'_> {
             write_secret_file(&path, key.to_armored()?.as_bytes())?;
             key
         } else {
-            load_file(&path)?
+            load_file(&path, passphrase())?
         };
         let doing = match (purpose, generated) {
             (_, true) => "generated a development signing key",
@@ -223,6 +313,7 @@ impl SigningKeys<'_> {
         Ok(Some(ResolvedKey {
             key,
             source: KeySource::Development { path, generated },
+            next: None,
         }))
     }
 }
@@ -232,14 +323,21 @@ pub fn passphrase() -> Option<String> {
     std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty())
 }
 
-fn load_file(path: &Path) -> Result<SigningKey, KeyError> {
+/// The passphrase of the next key of a rotation, from the environment only.
+fn next_passphrase() -> Option<String> {
+    std::env::var(NEXT_PASSPHRASE_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+fn load_file(path: &Path, passphrase: Option<String>) -> Result<SigningKey, KeyError> {
     let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
         source,
     })?;
     Ok(SigningKey::from_bytes(
         &bytes,
-        passphrase().as_deref(),
+        passphrase.as_deref(),
         &path.display().to_string(),
     )?)
 }

@@ -50,8 +50,8 @@ enum Command {
     /// Create and export signing keys
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Probe the configured Spaces bucket: credentials, conditional writes, checksum
-    /// headers, anonymous public reads
+    /// Check the signing keys against what apt accepts, and probe the configured Spaces
+    /// bucket: credentials, conditional writes, checksum headers, anonymous public reads
     Doctor(DoctorArgs),
     /// List the recorded changes of the suites, newest first
     History(HistoryArgs),
@@ -61,6 +61,32 @@ enum Command {
     Withdraw(WithdrawArgs),
     /// Set the share of servers that take the newest version of a package (100: all)
     Phase(PhaseArgs),
+    /// Print what a new Debian server of a role runs to join: a script, or cloud-init user data
+    ServerSetup(ServerSetupArgs),
+}
+
+#[derive(Args)]
+struct ServerSetupArgs {
+    /// The role, from [workspace.metadata.speedy.roles]
+    #[arg(long)]
+    role: String,
+    /// The suite the server follows (default: `default-suite`)
+    #[arg(long)]
+    suite: Option<String>,
+    /// The IP address the host name `db` resolves to (default 127.0.0.1 for a role that installs postgresql)
+    #[arg(long, value_name = "ADDRESS")]
+    db_host: Option<std::net::IpAddr>,
+    /// The repository URL the server uses (default: the configured one: `file:` for a local
+    /// directory, the public or CDN URL for Spaces)
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// script: a shell script to run as root; cloud-init: #cloud-config user data for a new droplet
+    #[arg(long, value_enum, default_value_t)]
+    format: ops::SetupFormat,
+    #[command(flatten)]
+    repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 /// A change of one suite that adds no packages.
@@ -123,6 +149,8 @@ struct PhaseArgs {
 struct DoctorArgs {
     #[command(flatten)]
     repo: RepoArgs,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Args)]
@@ -533,13 +561,25 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         Command::Verify(args) => {
             let outcome = ops::verify(&args.options(global), out)?;
             out.result(&Message::Verify(&outcome));
-            exit(outcome.report.ok())
+            exit(outcome.ok())
         }
         Command::Doctor(args) => {
-            let target = global.target(args.repo.overrides(), &KeyArgs { key_file: None });
+            let target = global.target(args.repo.overrides(), &args.key);
             let report = ops::doctor(&target, out)?;
             out.result(&Message::Doctor(&report));
             exit(report.ok())
+        }
+        Command::ServerSetup(args) => {
+            let options = ops::ServerSetupOptions {
+                repo: global.target(args.repo.overrides(), &args.key),
+                role: args.role.clone(),
+                suite: args.suite.clone(),
+                db_host: args.db_host,
+                url: args.url.clone(),
+                format: args.format,
+            };
+            out.result(&Message::ServerSetup(&ops::server_setup(&options, out)?));
+            ExitCode::SUCCESS
         }
         Command::History(args) => {
             let options = ops::HistoryOptions {

@@ -64,6 +64,7 @@ pub enum Message<'a> {
     List(&'a ListReport),
     Verify(&'a VerifyOutcome),
     Doctor(&'a DoctorReport),
+    ServerSetup(&'a crate::ops::ServerSetup),
     History(&'a HistoryReport),
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
@@ -284,6 +285,7 @@ fn human_result(message: &Message<'_>) -> String {
         Message::List(report) => human_list(report),
         Message::Verify(outcome) => human_verify(outcome),
         Message::Doctor(report) => human_doctor(report),
+        Message::ServerSetup(setup) => setup.text.clone(),
         Message::History(report) => human_history(report),
         Message::KeyGenerated(key) => format!(
             "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in \
@@ -300,8 +302,9 @@ fn human_result(message: &Message<'_>) -> String {
             key.path.display()
         ),
         Message::KeyExported(key) => format!(
-            "wrote the public key {} to {}\n",
-            key.fingerprint,
+            "wrote the public {} {} to {}\n",
+            if key.fingerprints.len() > 1 { "keys" } else { "key" },
+            key.fingerprints.join(" and "),
             key.path.display()
         ),
         Message::DebsigPolicy(policy) => format!(
@@ -457,6 +460,21 @@ fn human_verify(outcome: &VerifyOutcome) -> String {
             "{}: no suites published yet\n",
             outcome.repository
         ));
+    }
+    for key in &outcome.keys {
+        if key.findings.is_empty() {
+            out.push_str(&format!("key {}: ok\n", key.fingerprint));
+        }
+        for finding in &key.findings {
+            let label = match finding.severity {
+                crate::ops::FindingSeverity::Error => "problem",
+                crate::ops::FindingSeverity::Warning => "warning",
+            };
+            out.push_str(&format!(
+                "key {}: {label}: {}\n",
+                key.fingerprint, finding.message
+            ));
+        }
     }
     out
 }

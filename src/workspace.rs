@@ -118,7 +118,7 @@ impl Workspace {
     }
 
     /// The signing settings of `[workspace.metadata.speedy.signing]`.
-    pub fn signing_config(&self) -> SigningConfig {
+    pub fn signing_config(&self) -> Result<SigningConfig, ConfigError> {
         SigningConfig::resolve(&self.metadata, &self.root, &self.root_manifest)
     }
 

@@ -28,7 +28,7 @@ fn publish(
 ) -> Result<PublishReport, PublishError> {
     Publish {
         store,
-        key,
+        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
         suite: "dev".into(),
         config: &repo_config(5),
         lock: LockOptions {
@@ -222,7 +222,7 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
     let run = |store: &dyn Store, debs: &[IncomingDeb]| {
         Publish {
             store,
-            key: &key,
+            key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
             suite: "dev".into(),
             config: &config,
             lock: LockOptions::default(),
@@ -322,7 +322,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
     let apply = |store: &dyn Store, change: &SuiteChange, break_lock: bool| {
         Publish {
             store,
-            key: &key,
+            key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
             suite: "dev".into(),
             config: &repo_config(5),
             lock: LockOptions {

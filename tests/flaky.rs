@@ -68,7 +68,7 @@ fn publish(
 ) -> Result<PublishReport, PublishError> {
     Publish {
         store,
-        key,
+        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
         suite: "dev".into(),
         config: &repo_config(5),
         lock: LockOptions::default(),
@@ -446,7 +446,7 @@ fn random_faults() {
                         let id = (deb.entry.name.clone(), deb.entry.version.clone());
                         let result = Publish {
                             store: &store,
-                            key,
+                            key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
                             suite: "dev".into(),
                             config: &repo_config(100),
                             lock: LockOptions {

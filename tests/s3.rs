@@ -39,7 +39,7 @@ fn publish(
 ) -> Result<PublishReport, PublishError> {
     Publish {
         store,
-        key,
+        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
         suite: "dev".into(),
         config: &repo_config(retention),
         lock,

@@ -8,7 +8,9 @@
 mod support;
 
 use std::path::Path;
-use support::server::{free_port, BootedServer, RepoHttpServer, SUITE};
+use support::server::{
+    archive_key, fixture_on_a_free_port, free_port, BootedServer, RepoHttpServer, SUITE,
+};
 use support::*;
 
 const DAEMONS: [&str; 2] = ["speedy-app.service", "speedy-notifier.service"];
@@ -31,37 +33,6 @@ fn publish(fixture: &Fixture, repo: &Path, key: &Path) {
         "--key-file",
         key.to_str().expect("utf-8 path"),
     ]));
-}
-
-/// A copy of the fixture whose app listens on a port free on the host (a booted
-/// server shares the host's network with other tests), and that port.
-fn fixture_on_a_free_port() -> (Fixture, u16) {
-    let port = free_port();
-    let fixture = Fixture::new();
-    fixture.edit(
-        "speedy-app/config/app.conf",
-        "port = 8080",
-        &format!("port = {port}"),
-    );
-    (fixture, port)
-}
-
-/// A new signing key and its exported binary keyring, in their own temp dir:
-/// (dir, secret key, keyring).
-fn archive_key(fixture: &Fixture) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let keys = tempfile::tempdir().expect("temp dir");
-    let key = keys.path().join("archive-key.asc");
-    let keyring = keys.path().join("archive-keyring.gpg");
-    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
-    assert_success(&fixture.speedy(&[
-        "key",
-        "export",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--output",
-        keyring.to_str().unwrap(),
-    ]));
-    (keys, key, keyring)
 }
 
 /// (MainPID, ActiveEnterTimestamp) of a unit: both change when it is restarted.
@@ -502,7 +473,8 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     );
     let summary = speedy(&["list", "--message-format", "json"]);
     assert!(summary.contains("speedy-app"), "{summary}");
-    let preferences = cargo_speedy::ops::rollback_preferences(&repo_config(5));
+    let preferences =
+        cargo_speedy::ops::rollback_preferences(&repo_config(5), "speedy-archive-keyring");
     server.write_file(
         "/etc/apt/preferences.d/speedy.pref",
         preferences.as_bytes(),

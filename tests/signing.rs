@@ -15,7 +15,8 @@ use std::{
 
 use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
 use support::{
-    assert_fails_with, assert_success, create_private_dir, describe, stdout, tool_output, unix_now,
+    assert_fails_with, assert_success, create_private_dir, describe, split_like_apt, stdout,
+    tiny_deb, tool_output, unix_now, Fixture,
 };
 use tempfile::TempDir;
 
@@ -153,33 +154,6 @@ impl Repo {
         let signature = self.write(&format!("{name}.sig"), signature);
         (gpgv, self.sqv(&signature, &content))
     }
-}
-
-/// What apt's SplitClearSignedFile hands to the verifier: the message lines,
-/// dash-escaping removed, joined by LF without a final line break (apt does not trim
-/// whitespace), and the signature block as a detached signature.
-fn split_like_apt(inrelease: &str) -> (String, String) {
-    let mut lines = inrelease.lines();
-    assert_eq!(lines.next(), Some("-----BEGIN PGP SIGNED MESSAGE-----"));
-    for line in lines.by_ref() {
-        if line.is_empty() {
-            break;
-        }
-        assert!(line.starts_with("Hash: "), "{line}");
-    }
-    let mut content = Vec::new();
-    for line in lines.by_ref() {
-        if line == "-----BEGIN PGP SIGNATURE-----" {
-            break;
-        }
-        content.push(line.strip_prefix("- ").unwrap_or(line));
-    }
-    let mut signature = String::from("-----BEGIN PGP SIGNATURE-----\n");
-    for line in lines {
-        signature.push_str(line);
-        signature.push('\n');
-    }
-    (content.join("\n"), signature)
 }
 
 /// A throwaway GnuPG home for gpg itself; kills the gpg-agent it may have started.
@@ -536,4 +510,130 @@ fn generated_secret_key_imports_into_gnupg() {
     ]);
     let sig = std::fs::read(gnupg.0.path().join("data.sig")).unwrap();
     key.public_key().verify_detached(b"x", &sig).unwrap();
+}
+
+/// `doctor` and `verify` say what apt will make of the key, and what to do: a key that
+/// expires within 90 days is a warning, a key bound only by SHA-1 self-signatures (which
+/// apt's sqv rejects since 2026-02-01) a failure, and the fix `doctor` prints works.
+#[test]
+fn doctor_and_verify_check_the_key_as_apt_will() {
+    let gnupg = GnupgHome::new();
+    let fixture = Fixture::new();
+    let export = |uid: &str, name: &str| -> PathBuf {
+        let armored = gnupg.gpg_ok(&["--armor", "--passphrase", "", "--export-secret-keys", uid]);
+        let path = fixture.path(name);
+        std::fs::write(&path, armored).unwrap();
+        path
+    };
+    let fingerprint = |uid: &str| -> String {
+        gnupg
+            .gpg_ok(&["--with-colons", "--list-keys", uid])
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:::::::::"))
+            .and_then(|l| l.strip_suffix(':'))
+            .unwrap()
+            .to_string()
+    };
+    let doctor = |key: &Path| {
+        fixture.speedy(&[
+            "doctor",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--message-format",
+            "json",
+        ])
+    };
+    let key_rows = |output: &Output| -> Vec<(String, String)> {
+        let report: serde_json::Value =
+            serde_json::from_str(stdout(output).lines().last().unwrap()).unwrap();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == "signing key")
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap().to_owned(),
+                    c["detail"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    // Expiring in 30 days: a warning with the command that extends it.
+    gnupg.gpg_ok(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "Soon <soon@speedy.example>",
+        "ed25519",
+        "sign",
+        "30d",
+    ]);
+    let soon = export("soon@speedy.example", "soon.asc");
+    let output = doctor(&soon);
+    assert_success(&output);
+    let rows = key_rows(&output);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "warn");
+    assert!(
+        rows[0].1.contains("expires on") && rows[0].1.contains("--quick-set-expire"),
+        "{rows:?}"
+    );
+    // verify reports it too, and still passes: apt accepts the key today.
+    let deb = tiny_deb(fixture.root(), "speedy-app", "1.0-1");
+    assert_success(&fixture.speedy(&[
+        "publish",
+        "--quiet",
+        "--key-file",
+        soon.to_str().unwrap(),
+        deb.to_str().unwrap(),
+    ]));
+    let verified = fixture.speedy(&["verify", "--key-file", soon.to_str().unwrap()]);
+    assert_success(&verified);
+    assert!(
+        stdout(&verified).contains("warning: key"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // SHA-1 self-signatures: a failure naming SHA-1, exit code 2.
+    gnupg.gpg_ok(&[
+        "--passphrase",
+        "",
+        "--cert-digest-algo",
+        "SHA1",
+        "--quick-gen-key",
+        "Old <old@speedy.example>",
+        "ed25519",
+        "sign",
+        "2y",
+    ]);
+    let sha1 = export("old@speedy.example", "sha1.asc");
+    let output = doctor(&sha1);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let rows = key_rows(&output);
+    assert_eq!(rows[0].0, "fail");
+    assert!(
+        rows[0].1.contains("SHA-1") && rows[0].1.contains("2026-02-01"),
+        "{rows:?}"
+    );
+
+    // The fix doctor names: a SHA-512 self-signature; then the key is sound.
+    let old = fingerprint("old@speedy.example");
+    gnupg.gpg_ok(&[
+        "--passphrase",
+        "",
+        "--cert-digest-algo",
+        "SHA512",
+        "--quick-set-expire",
+        &old,
+        "2y",
+    ]);
+    let fixed = export("old@speedy.example", "fixed.asc");
+    let output = doctor(&fixed);
+    assert_success(&output);
+    let rows = key_rows(&output);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "pass", "{rows:?}");
 }

@@ -7,11 +7,13 @@
 //! field optional, unknown keys refused); `*Config` is the validated result.
 
 mod repo;
+mod roles;
 mod service;
 mod signing;
 pub mod timespan;
 
 pub use repo::{RepoConfig, RepoLocation, RepoMetadata, RepoOverrides, SpacesMetadata};
+pub use roles::{resolve_role, Role, RoleMetadata, RoleTable};
 pub use service::{
     check_conffile_dest, parse_package_metadata, resolve_service, BinTarget, ConfigFile, Job,
     PackageFacts, PackageMetadata, Service, ServiceKind,
@@ -57,6 +59,8 @@ pub struct WorkspaceMetadata {
     pub repo: Option<RepoMetadata>,
     /// The signing key, `[workspace.metadata.speedy.signing]`.
     pub signing: Option<SigningMetadata>,
+    /// Kinds of server, `[workspace.metadata.speedy.roles]`.
+    pub roles: Option<std::collections::BTreeMap<String, RoleMetadata>>,
 }
 
 /// Parses a metadata table, reporting the exact key path at fault.

@@ -33,7 +33,7 @@ pub fn build(
         return Ok(BuildOutcome::Explained(package::explain(&plan)));
     }
     let config = plan.workspace.repo_config()?;
-    let signing = plan.workspace.signing_config();
+    let signing = plan.workspace.signing_config()?;
     // A plain build signs with a configured key or an existing development key; it
     // never creates one.
     let signer = if options.no_sign || !signing.sign_debs {

@@ -67,7 +67,7 @@ pub fn rollback(
     let suite = writer.suite();
     check_suite(&writer.settings.config.suites, &suite)?;
     let store = writer.store.as_ref();
-    let recorded = history::read(store, &writer.key.key.public_key(), &suite)?;
+    let recorded = history::read(store, &writer.keys.public_key(), &suite)?;
     let record = match options.to {
         Some(id) => recorded
             .find(id)

@@ -4,7 +4,7 @@ use super::{open_store, CommandError, RepoTarget};
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
 use crate::publish::verify::{self, VerifyReport};
-use crate::sign::PublicKey;
+use crate::sign::{KeyHealth, PublicKey};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
@@ -46,6 +46,15 @@ pub struct VerifyOutcome {
     #[serde(flatten)]
     pub report: VerifyReport,
     pub repository: String,
+    /// What apt's verifiers make of the keys verified with.
+    pub keys: Vec<KeyHealth>,
+}
+
+impl VerifyOutcome {
+    /// Every suite verifies and apt accepts the keys.
+    pub fn ok(&self) -> bool {
+        self.report.ok() && !self.keys.iter().any(KeyHealth::has_errors)
+    }
 }
 
 impl ReadOptions {
@@ -55,7 +64,7 @@ impl ReadOptions {
         listener: &dyn Listener,
     ) -> Result<PublicKey, CommandError> {
         let Some(path) = &self.keyring else {
-            let key = settings.signing_key(&self.repo, KeyPurpose::Read, listener)?;
+            let key = settings.repo_keys(&self.repo, KeyPurpose::Read, listener)?;
             return Ok(key.public_key());
         };
         let bytes = std::fs::read(path).map_err(|source| CommandError::ReadFile {
@@ -64,6 +73,33 @@ impl ReadOptions {
         })?;
         Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?)
     }
+}
+
+/// During a rotation: the keys of the keyring that did not sign the suite's
+/// InRelease. Servers that trust only such a key would refuse the suite once the
+/// other key is dropped (docs/ARCHITECTURE.md, "Signing keys").
+fn unsigned_by(
+    store: &dyn crate::store::Store,
+    keys: &PublicKey,
+    suite: &str,
+) -> Result<Vec<String>, CommandError> {
+    let object = format!("dists/{suite}/InRelease");
+    let Some(bytes) = store.get(&object)? else {
+        return Ok(Vec::new());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let signers = keys.cleartext_signers(&text).unwrap_or_default();
+    Ok(keys
+        .fingerprints()
+        .into_iter()
+        .filter(|f| !signers.contains(f))
+        .map(|f| {
+            format!(
+                "{object} is not signed by {f}: publish to {suite} (release, promote or phase) \
+                 so it carries every configured key's signature before a key is dropped"
+            )
+        })
+        .collect())
 }
 
 pub fn list(options: &ReadOptions, listener: &dyn Listener) -> Result<ListReport, CommandError> {
@@ -104,8 +140,17 @@ pub fn verify(
     let settings = options.repo.settings()?;
     let key = options.public_key(&settings, listener)?;
     let store = open_store(&settings.location)?;
+    let mut report = verify::verify(store.as_ref(), &key)?;
+    if key.fingerprints().len() > 1 {
+        for suite in &mut report.suites {
+            suite
+                .notes
+                .extend(unsigned_by(store.as_ref(), &key, &suite.suite)?);
+        }
+    }
     Ok(VerifyOutcome {
-        report: verify::verify(store.as_ref(), &key)?,
+        report,
         repository: settings.location.describe(),
+        keys: key.health(crate::clock::now()),
     })
 }

@@ -33,7 +33,10 @@ pub struct KeyExportOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyExported {
     pub path: PathBuf,
+    /// The current key's.
     pub fingerprint: String,
+    /// Every key exported: during a rotation, the current and the next key.
+    pub fingerprints: Vec<String>,
     pub armored: bool,
 }
 
@@ -76,7 +79,7 @@ pub fn key_export(
 ) -> Result<KeyExported, CommandError> {
     let settings = options.repo.settings_for_key_file()?;
     let public_key = settings
-        .signing_key(&options.repo, KeyPurpose::Read, listener)?
+        .repo_keys(&options.repo, KeyPurpose::Read, listener)?
         .public_key();
     let armored = options.armor || options.output.extension().is_some_and(|e| e == "asc");
     let bytes = if armored {
@@ -88,6 +91,7 @@ pub fn key_export(
     Ok(KeyExported {
         path: options.output.clone(),
         fingerprint: public_key.fingerprint(),
+        fingerprints: public_key.fingerprints(),
         armored,
     })
 }
@@ -99,7 +103,7 @@ pub fn debsig_policy(
 ) -> Result<DebsigPolicy, CommandError> {
     let settings = repo.settings_for_key_file()?;
     let fingerprint = settings
-        .signing_key(repo, KeyPurpose::Read, listener)?
+        .repo_keys(repo, KeyPurpose::Read, listener)?
         .fingerprint();
     let (policy_path, keyring_path) = crate::debfile::debsig_paths(&fingerprint);
     Ok(DebsigPolicy {

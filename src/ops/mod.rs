@@ -13,9 +13,12 @@ mod history;
 mod inspect;
 mod key;
 mod publish;
+mod server_setup;
 
+/// Key health, as `doctor` and `verify` report it.
+pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
-pub use doctor::{doctor, DoctorReport};
+pub use doctor::{doctor, key_checks, DoctorReport};
 pub use history::{
     history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
     RollbackOptions, WithdrawOptions,
@@ -28,17 +31,20 @@ pub use key::{
     KeyGenerateOptions, KeyGenerated,
 };
 pub use publish::{
-    keyring_install_path, promote, publish, release, rollback_apt_conf, rollback_preferences,
-    sources_entry, PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions,
-    WriteOptions,
+    promote, publish, release, rollback_apt_conf, rollback_preferences, sources_entry,
+    PromoteOptions, PublishControl, PublishOptions, PublishSummary, ReleaseOptions, WriteOptions,
+};
+pub use server_setup::{
+    server_setup, ServerFiles, ServerSetup, ServerSetupOptions, SetupFormat, CLOUD_INIT_SCRIPT_PATH,
 };
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
 use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::Listener;
+use crate::package::keyring::KeyringPackage;
 use crate::package::BuildError;
 use crate::publish::PublishError;
-use crate::sign::{SignError, SigningKey};
+use crate::sign::{RepoKeys, SignError};
 use crate::store::fs::FsStore;
 use crate::store::s3::{Credentials, S3Store};
 use crate::store::{Store, StoreError};
@@ -69,8 +75,11 @@ pub enum CommandError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("doctor checks a Spaces bucket: set `bucket` in [workspace.metadata.speedy.repo.spaces] or pass --bucket")]
-    NotSpaces,
+    #[error(
+        "role `{role}` does not install postgresql, so its servers need to know where the database is: \
+         pass --db-host ADDRESS (the IP address `db` should resolve to)"
+    )]
+    DbHostNeeded { role: String },
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -131,7 +140,7 @@ impl RepoTarget {
         let config = workspace.repo_config()?;
         let location = config.location(&self.overrides)?;
         Ok(RepoSettings {
-            signing: workspace.signing_config(),
+            signing: workspace.signing_config()?,
             workspace: Some(workspace),
             config,
             location,
@@ -140,17 +149,18 @@ impl RepoTarget {
 }
 
 impl RepoSettings {
-    /// The one place a key is chosen for this repository.
-    pub fn signing_key(
+    /// The one place the keys are chosen for this repository: the key and, during a
+    /// rotation, the next key.
+    pub fn repo_keys(
         &self,
         target: &RepoTarget,
         purpose: KeyPurpose,
         listener: &dyn Listener,
-    ) -> Result<SigningKey, CommandError> {
-        Ok(self.resolve_key(target, purpose, listener)?.key)
+    ) -> Result<RepoKeys, CommandError> {
+        Ok(self.resolve_key(target, purpose, listener)?.repo_keys())
     }
 
-    /// Like [`RepoSettings::signing_key`], saying where the key came from.
+    /// Like [`RepoSettings::repo_keys`], saying where the keys came from.
     pub fn resolve_key(
         &self,
         target: &RepoTarget,
@@ -160,11 +170,42 @@ impl RepoSettings {
         Ok(self.keys(target).require(purpose, listener)?)
     }
 
-    fn keys<'a>(&'a self, target: &'a RepoTarget) -> SigningKeys<'a> {
+    pub(super) fn keys<'a>(&'a self, target: &'a RepoTarget) -> SigningKeys<'a> {
         SigningKeys {
             flag: target.key_file.as_deref(),
             config: &self.signing,
             location: &self.location,
+        }
+    }
+
+    /// The repository's keyring package: `keyring-package`, else
+    /// `<short name>-archive-keyring`.
+    pub fn keyring_package(&self) -> KeyringPackage {
+        let metadata = self.workspace.as_ref().map(|w| &w.metadata);
+        KeyringPackage {
+            name: self
+                .signing
+                .keyring_package
+                .clone()
+                .unwrap_or_else(|| format!("{}-archive-keyring", self.config.short_name())),
+            origin: self.config.release.origin.clone(),
+            maintainer: metadata
+                .and_then(|m| m.maintainer.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "{} repository <root@{}.invalid>",
+                        self.config.release.origin,
+                        self.config.short_name()
+                    )
+                }),
+        }
+    }
+
+    /// Where the keyring package is built.
+    pub fn keyring_dir(&self) -> PathBuf {
+        match &self.workspace {
+            Some(workspace) => workspace.target_dir.join("speedy").join("keyring"),
+            None => PathBuf::from("target/speedy/keyring"),
         }
     }
 

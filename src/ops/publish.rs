@@ -3,7 +3,7 @@
 //! invariants and is recorded in the suite's history.
 
 use super::cdn::CdnPurge;
-use super::{open_store, CommandError, RepoSettings, RepoTarget};
+use super::{open_store, CommandError, RepoSettings, RepoTarget, ServerFiles};
 use crate::config::{RepoConfig, RepoLocation};
 use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
 use crate::listener::Listener;
@@ -11,6 +11,7 @@ use crate::package::{self, BuildOptions};
 use crate::publish::lock::LockOptions;
 use crate::publish::{self, Change, Publish, PublishReport};
 use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
+use crate::sign::RepoKeys;
 use crate::store::Store;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,23 +98,19 @@ pub struct PublishSummary {
     pub development_key: Option<PathBuf>,
 }
 
-/// Where servers install the repository's public key.
-pub fn keyring_install_path(config: &RepoConfig) -> String {
-    format!(
-        "/usr/share/keyrings/{}-archive-keyring.gpg",
-        config.short_name()
-    )
-}
-
 /// The apt preferences that make a server follow a rollback: this repository's origin
 /// pinned above 1000, so apt takes its candidate even when that is a downgrade
-/// (docs/ARCHITECTURE.md, "History and rollback").
-pub fn rollback_preferences(config: &RepoConfig) -> String {
+/// (docs/ARCHITECTURE.md, "History and rollback"). The keyring package is the
+/// exception: a rollback must never take a key back from servers, since the next
+/// publish may be signed by that key alone.
+pub fn rollback_preferences(config: &RepoConfig, keyring_package: &str) -> String {
     format!(
         "# cargo speedy: follow rollbacks and withdrawals of this repository. Above 1000, apt\n\
-         # installs the repository's candidate even when that is a downgrade.\n\
-         Package: *\nPin: release o={}\nPin-Priority: 1001\n",
-        config.release.origin
+         # installs the repository's candidate even when that is a downgrade; never for the\n\
+         # keyring, whose keys must not go back.\n\
+         Package: {keyring_package}\nPin: release o={origin}\nPin-Priority: 990\n\n\
+         Package: *\nPin: release o={origin}\nPin-Priority: 1001\n",
+        origin = config.release.origin
     )
 }
 
@@ -127,12 +124,12 @@ pub fn rollback_apt_conf() -> String {
         .to_owned()
 }
 
-/// The deb822 `.sources` entry for a suite of the repository at `url`.
-pub fn sources_entry(config: &RepoConfig, url: &str, suite: &str) -> String {
+/// The deb822 `.sources` entry for a suite of the repository at `url`, trusting the
+/// keyring at `keyring_path`.
+pub fn sources_entry(url: &str, suite: &str, keyring_path: &str) -> String {
     format!(
-        "Types: deb\nURIs: {url}\nSuites: {suite}\nComponents: {}\nSigned-By: {}\n",
+        "Types: deb\nURIs: {url}\nSuites: {suite}\nComponents: {}\nSigned-By: {keyring_path}\n",
         crate::repo::layout::COMPONENT,
-        keyring_install_path(config)
     )
 }
 
@@ -175,7 +172,7 @@ pub fn promote(
     let writer = SuiteWriter::open(&options.write, KeyPurpose::Republish, listener)?;
     let incoming = publish::promotion(
         writer.store.as_ref(),
-        &writer.key.key.public_key(),
+        &writer.keys.public_key(),
         &options.from,
         &options.packages,
     )?;
@@ -188,6 +185,8 @@ pub(super) struct SuiteWriter<'a> {
     pub(super) settings: RepoSettings,
     pub(super) store: Box<dyn Store>,
     pub(super) key: ResolvedKey,
+    /// The key and, during a rotation, the next key: they sign the indices.
+    pub(super) keys: RepoKeys,
     cdn: CdnPurge,
 }
 
@@ -205,6 +204,7 @@ impl<'a> SuiteWriter<'a> {
             options,
             settings,
             store,
+            keys: key.repo_keys(),
             key,
             cdn,
         })
@@ -218,14 +218,38 @@ impl<'a> SuiteWriter<'a> {
             .unwrap_or_else(|| self.settings.config.default_suite.clone())
     }
 
+    /// Adds `debs` and the keyring package of the signing keys, which every suite
+    /// carries (unphased) so servers follow a key rotation through apt.
     fn add(
         &self,
         debs: &[publish::IncomingDeb],
         command: &str,
         listener: &dyn Listener,
     ) -> Result<PublishSummary, CommandError> {
-        let phased = self.options.phased;
-        self.write(Change::Add { debs, phased }, command, listener)
+        let keyring = self.settings.keyring_package();
+        let sign = self
+            .settings
+            .signing
+            .sign_debs
+            .then_some(self.keys.current());
+        let built = keyring.build(&self.keys.public_key(), &self.settings.keyring_dir(), sign)?;
+        let mut all = debs.to_vec();
+        let same = |d: &publish::IncomingDeb| {
+            d.entry.name == keyring.name && d.entry.version == built.version
+        };
+        if !all.iter().any(same) {
+            all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
+        }
+        let unphased = [keyring.name];
+        self.write(
+            Change::Add {
+                debs: &all,
+                phased: self.options.phased,
+                unphased: &unphased,
+            },
+            command,
+            listener,
+        )
     }
 
     pub(super) fn write(
@@ -238,7 +262,7 @@ impl<'a> SuiteWriter<'a> {
         let config = &self.settings.config;
         let mut report = Publish {
             store: self.store.as_ref(),
-            key: &self.key.key,
+            key: &self.keys,
             suite: self.suite(),
             config,
             lock: LockOptions {
@@ -258,14 +282,15 @@ impl<'a> SuiteWriter<'a> {
             RepoLocation::Local(dir) => dir.join(KEYRING_KEY).display().to_string(),
             RepoLocation::Spaces { .. } => format!("{url}{KEYRING_KEY}"),
         };
+        let files = ServerFiles::new(&self.settings, &url, &report.suite);
         Ok(PublishSummary {
-            keyring_path: keyring_install_path(config),
-            sources: sources_entry(config, &url, &report.suite),
-            sources_path: format!("/etc/apt/sources.list.d/{}.sources", config.short_name()),
-            preferences: rollback_preferences(config),
-            preferences_path: format!("/etc/apt/preferences.d/{}.pref", config.short_name()),
-            apt_conf: rollback_apt_conf(),
-            apt_conf_path: format!("/etc/apt/apt.conf.d/50{}-rollback", config.short_name()),
+            keyring_path: files.keyring_path,
+            sources: files.sources,
+            sources_path: files.sources_path,
+            preferences: files.preferences,
+            preferences_path: files.preferences_path,
+            apt_conf: files.apt_conf,
+            apt_conf_path: files.apt_conf_path,
             report,
             cdn_purged,
             repository: location.describe(),

@@ -6,6 +6,7 @@
 //! and only then renames them into place. A failure at any point leaves no .deb behind.
 
 pub mod cargo_deb_bridge;
+pub mod keyring;
 pub mod render;
 pub mod stage;
 
@@ -80,6 +81,8 @@ pub enum BuildError {
     DebFile(#[from] crate::debfile::DebFileError),
     #[error("signing the .deb: {0}")]
     Sign(#[from] crate::sign::SignError),
+    #[error("building the keyring package: {0}")]
+    Keyring(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {

@@ -11,7 +11,7 @@
 use super::{PackageRef, PublishError};
 use crate::repo::index::{parse_packages, PackageEntry};
 use crate::repo::layout;
-use crate::sign::{PublicKey, SigningKey};
+use crate::sign::{PublicKey, RepoKeys};
 use crate::store::{Body, Store};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,7 +139,7 @@ pub fn read(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<SuiteHist
 /// signed. Called after the switch, under the lock.
 pub fn append(
     store: &dyn Store,
-    key: &SigningKey,
+    key: &RepoKeys,
     mut history: SuiteHistory,
     record: HistoryRecord,
     depth: usize,

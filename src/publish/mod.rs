@@ -16,7 +16,7 @@ use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
 use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step, SuiteChange};
-use crate::sign::{SignError, SigningKey, VerifyError};
+use crate::sign::{RepoKeys, SignError, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
 use md5::Md5;
@@ -241,10 +241,11 @@ pub struct PublishReport {
 #[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
     /// Adds .debs, or entries promoted from another suite; new ones are phased at
-    /// `phased` percent when given.
+    /// `phased` percent when given, except the packages named in `unphased`.
     Add {
         debs: &'a [IncomingDeb],
         phased: Option<u8>,
+        unphased: &'a [String],
     },
     /// Restores, withdraws or re-phases entries whose bytes are in the pool already.
     Edit(&'a SuiteChange),
@@ -253,7 +254,7 @@ pub enum Change<'a> {
 /// The parts of a publish that do not change between attempts.
 pub struct Publish<'a> {
     pub store: &'a dyn Store,
-    pub key: &'a SigningKey,
+    pub key: &'a RepoKeys,
     pub suite: String,
     pub config: &'a RepoConfig,
     pub lock: LockOptions,
@@ -317,7 +318,14 @@ impl Publish<'_> {
         debs: &[IncomingDeb],
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
-        self.apply(Change::Add { debs, phased: None }, listener)
+        self.apply(
+            Change::Add {
+                debs,
+                phased: None,
+                unphased: &[],
+            },
+            listener,
+        )
     }
 
     /// Changes the suite through the publish protocol, and records the change.
@@ -535,12 +543,17 @@ impl Publish<'_> {
         // the suites: a repository signed by another key is reported as that.)
         history::read(self.store, &self.key.public_key(), &self.suite)?;
         let (debs, suite_change) = match change {
-            Change::Add { debs, phased } => (
+            Change::Add {
+                debs,
+                phased,
+                unphased,
+            } => (
                 debs,
                 SuiteChange::Add {
                     incoming: debs.iter().map(|d| d.entry.clone()).collect(),
                     retention: self.config.retention,
                     phased,
+                    unphased: unphased.to_vec(),
                 },
             ),
             Change::Edit(edit) => (&[][..], edit.clone()),

@@ -35,11 +35,14 @@ pub enum MergeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SuiteChange {
     /// Adds packages (publish, release, promote), keeping the newest `retention`
-    /// versions; new ones are phased at `phased` percent when given.
+    /// versions; new ones are phased at `phased` percent when given, except the
+    /// packages named in `unphased` (the keyring package: a server that misses a new
+    /// key cannot follow the rotation that drops the old one).
     Add {
         incoming: Vec<PackageEntry>,
         retention: usize,
         phased: Option<u8>,
+        unphased: Vec<String>,
     },
     /// Makes the suite hold exactly these packages again (rollback).
     Restore { packages: Vec<PackageEntry> },
@@ -57,6 +60,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             incoming,
             retention,
             phased,
+            unphased,
         } => {
             if let Some(percent) = phased.filter(|p| *p > 100) {
                 return Err(MergeError::PhaseOutOfRange(percent));
@@ -64,7 +68,13 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             let incoming: Vec<PackageEntry> = match phased {
                 Some(percent) => incoming
                     .iter()
-                    .map(|e| e.with_phase(Some(*percent)))
+                    .map(|e| {
+                        if unphased.contains(&e.name) {
+                            e.clone()
+                        } else {
+                            e.with_phase(Some(*percent))
+                        }
+                    })
                     .collect(),
                 None => incoming.clone(),
             };
@@ -918,17 +928,25 @@ mod tests {
         let added = apply(
             &current,
             &SuiteChange::Add {
-                incoming: vec![entry("pa", "3-1", "amd64", 4)],
+                incoming: vec![
+                    entry("pa", "3-1", "amd64", 4),
+                    entry("keyring", "2-1", "all", 5),
+                ],
                 retention: 5,
                 phased: Some(0),
+                unphased: vec!["keyring".into()],
             },
         )
         .unwrap();
-        assert_eq!(added.added[0].phase(), Some(0));
+        assert_eq!(added.added.len(), 2);
+        for new in &added.added {
+            let expected = if new.name == "keyring" { None } else { Some(0) };
+            assert_eq!(new.phase(), expected, "{}", new.name);
+        }
         assert!(added
             .packages
             .iter()
-            .filter(|e| e.version != "3-1")
+            .filter(|e| e.version != "3-1" && e.name != "keyring")
             .all(|e| e.phase().is_none()));
     }
 }

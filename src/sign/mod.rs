@@ -11,6 +11,8 @@
 
 mod cert;
 
+pub use cert::{FindingSeverity, KeyFinding, KeyHealth};
+
 use std::{
     fmt,
     str::FromStr,
@@ -142,6 +144,13 @@ pub enum SignError {
     NotASigningKey { origin: String },
     #[error("the key from {origin} has no valid self-signature, so gpgv and sqv would ignore it")]
     NoValidSelfSignature { origin: String },
+    #[error(
+        "the key {fingerprint} from {origin} is bound only by SHA-1 self-signatures, which apt's sqv (trixie) \
+         rejects since 2026-02-01 (and so does cargo-speedy): re-sign it with SHA-512, \
+         `gpg --cert-digest-algo SHA512 --quick-set-expire {fingerprint} 2y` (add `'*'` for its subkeys), \
+         export it again, and publish; servers get the re-signed key through the keyring package"
+    )]
+    Sha1SelfSignature { origin: String, fingerprint: String },
     #[error("the key from {origin} is revoked")]
     Revoked { origin: String },
     #[error(
@@ -304,8 +313,16 @@ impl SigningKey {
         };
         let cert = key.to_public_key();
         let now = now();
-        let primary = cert::primary(&cert)
-            .ok_or_else(|| SignError::NoValidSelfSignature { origin: origin_s() })?;
+        let primary = cert::primary(&cert).ok_or_else(|| {
+            if cert::bound_only_by_sha1(&cert) {
+                SignError::Sha1SelfSignature {
+                    origin: origin_s(),
+                    fingerprint: format!("{:X}", cert.primary_key.fingerprint()),
+                }
+            } else {
+                SignError::NoValidSelfSignature { origin: origin_s() }
+            }
+        })?;
         if primary.revoked {
             return Err(SignError::Revoked { origin: origin_s() });
         }
@@ -400,7 +417,7 @@ impl SigningKey {
 
     pub fn public_key(&self) -> PublicKey {
         PublicKey {
-            key: self.key.to_public_key(),
+            certs: vec![self.key.to_public_key()],
         }
     }
 
@@ -498,16 +515,18 @@ impl SigningKey {
 }
 
 /// A certificate (public key) to verify repository signatures with and to hand to
-/// servers (`/usr/share/keyrings/*.gpg` and `.asc`).
+/// servers (`/usr/share/keyrings/*.gpg` and `.asc`); during a key rotation, a keyring of
+/// the current and the next certificate (see [`PublicKey::keyring`]).
 #[derive(Clone)]
 pub struct PublicKey {
-    key: SignedPublicKey,
+    /// Never empty; the first is the current key.
+    certs: Vec<SignedPublicKey>,
 }
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
-            .field("fingerprint", &self.fingerprint())
+            .field("fingerprints", &self.fingerprints())
             .finish_non_exhaustive()
     }
 }
@@ -520,35 +539,116 @@ impl PublicKey {
             PublicOrSecret::Public(key) => key,
             PublicOrSecret::Secret(key) => key.to_public_key(),
         };
-        Ok(PublicKey { key })
+        Ok(PublicKey { certs: vec![key] })
     }
 
-    /// The binary certificate: a keyring for `gpgv --keyring`, `sqv --keyring` and apt's
-    /// `Signed-By:` (as a `.gpg` file).
+    /// Reads a keyring of one or more public keys (what `Signed-By:` names), as
+    /// `key export` and the keyring package write it.
+    pub fn keyring_from_bytes(bytes: &[u8], origin: &str) -> Result<Self, SignError> {
+        let not_a_key = || SignError::NotAKey {
+            origin: origin.to_string(),
+        };
+        let mut certs = Vec::new();
+        for key in parse_keys(bytes).map_err(|_| not_a_key())? {
+            certs.push(match key {
+                PublicOrSecret::Public(key) => key,
+                PublicOrSecret::Secret(key) => key.to_public_key(),
+            });
+        }
+        if certs.is_empty() {
+            return Err(not_a_key());
+        }
+        Ok(PublicKey { certs })
+    }
+
+    /// One keyring of several keys: a signature by any of them verifies. The first
+    /// key's fingerprint is [`PublicKey::fingerprint`].
+    pub fn keyring(keys: &[PublicKey]) -> Self {
+        let mut certs: Vec<SignedPublicKey> = Vec::new();
+        for cert in keys.iter().flat_map(|k| &k.certs) {
+            let fingerprint = cert.primary_key.fingerprint();
+            if !certs
+                .iter()
+                .any(|c| c.primary_key.fingerprint() == fingerprint)
+            {
+                certs.push(cert.clone());
+            }
+        }
+        PublicKey { certs }
+    }
+
+    /// The binary keyring, the certificates one after the other: for `gpgv --keyring`,
+    /// `sqv --keyring` and apt's `Signed-By:` (as a `.gpg` file).
     pub fn to_binary(&self) -> Result<Vec<u8>, SignError> {
-        self.key
-            .to_bytes()
-            .map_err(pgp_err("serializing the public key failed"))
+        let mut bytes = Vec::new();
+        for cert in &self.certs {
+            bytes.extend(
+                cert.to_bytes()
+                    .map_err(pgp_err("serializing the public key failed"))?,
+            );
+        }
+        Ok(bytes)
     }
 
-    /// The ASCII-armored certificate (`.asc`).
+    /// The ASCII-armored keyring (`.asc`), all certificates in one armor block.
     pub fn to_armored(&self) -> Result<String, SignError> {
-        self.key
-            .to_armored_string(ArmorOptions::default())
-            .map_err(pgp_err("armoring the public key failed"))
+        let mut out = Vec::new();
+        pgp::armor::write(
+            &self.certs,
+            pgp::armor::BlockType::PublicKey,
+            &mut out,
+            None,
+            true,
+        )
+        .map_err(pgp_err("armoring the public key failed"))?;
+        String::from_utf8(out).map_err(|_| SignError::Pgp("armor is not UTF-8".to_string()))
     }
 
-    /// The primary key's fingerprint, upper-case hex (40 digits for v4).
+    /// The (first) primary key's fingerprint, upper-case hex (40 digits for v4).
     pub fn fingerprint(&self) -> String {
-        format!("{:X}", self.key.primary_key.fingerprint())
+        self.fingerprints().swap_remove(0)
+    }
+
+    /// Every key's fingerprint, the current key first.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs
+            .iter()
+            .map(|cert| format!("{:X}", cert.primary_key.fingerprint()))
+            .collect()
+    }
+
+    /// The newest creation time of the keys, unix seconds.
+    pub fn newest_created(&self) -> u64 {
+        self.certs
+            .iter()
+            .map(|cert| u64::from(cert.primary_key.created_at().as_secs()))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The oldest creation time of the keys, unix seconds.
+    pub fn oldest_created(&self) -> u64 {
+        self.certs
+            .iter()
+            .map(|cert| u64::from(cert.primary_key.created_at().as_secs()))
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn user_ids(&self) -> Vec<String> {
-        self.key
-            .details
-            .users
+        self.certs
             .iter()
+            .flat_map(|cert| &cert.details.users)
             .map(|user| String::from_utf8_lossy(user.id.id()).into_owned())
+            .collect()
+    }
+
+    /// What apt's verifiers will make of each key, now and in the coming days; see
+    /// [`KeyHealth`].
+    pub fn health(&self, now: u64) -> Vec<KeyHealth> {
+        self.certs
+            .iter()
+            .map(|cert| cert::health(cert, now))
             .collect()
     }
 
@@ -570,6 +670,26 @@ impl PublicKey {
         Ok(text)
     }
 
+    /// The fingerprints of the keys of this keyring that made a good signature of a
+    /// cleartext-signed message: during a rotation, both keys' signatures must be there.
+    pub fn cleartext_signers(&self, signed: &str) -> Result<Vec<String>, VerifyError> {
+        let (message, _headers) = CleartextSignedMessage::from_string(signed)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let signed_text = message.signed_text();
+        Ok(self
+            .certs
+            .iter()
+            .filter(|cert| {
+                let one = PublicKey {
+                    certs: vec![(*cert).clone()],
+                };
+                one.verify_signatures(message.signatures(), signed_text.as_bytes())
+                    .is_ok()
+            })
+            .map(|cert| format!("{:X}", cert.primary_key.fingerprint()))
+            .collect())
+    }
+
     /// Verifies a detached signature (ASCII-armored or binary) over `data`.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
         let (signatures, _headers) = DetachedSignature::from_reader_many(signature)
@@ -584,15 +704,18 @@ impl PublicKey {
         self.verify_signatures(&signatures, data)
     }
 
-    /// Succeeds if any signature was made by this certificate (its primary key or a
-    /// signing subkey) and verifies, as gpgv does.
+    /// Succeeds if any signature was made by one of these certificates (its primary key
+    /// or a signing subkey) and verifies, as gpgv does.
     fn verify_signatures(&self, signatures: &[Signature], data: &[u8]) -> Result<(), VerifyError> {
-        let mut verifiers: Vec<Verifier<'_>> = vec![Verifier::Primary(&self.key.primary_key)];
-        verifiers.extend(
-            cert::signing_subkeys(&self.key)
-                .into_iter()
-                .map(|(sub, _)| Verifier::Subkey(sub)),
-        );
+        let mut verifiers: Vec<Verifier<'_>> = Vec::new();
+        for cert in &self.certs {
+            verifiers.push(Verifier::Primary(&cert.primary_key));
+            verifiers.extend(
+                cert::signing_subkeys(cert)
+                    .into_iter()
+                    .map(|(sub, _)| Verifier::Subkey(sub)),
+            );
+        }
 
         let mut issuers: Vec<String> = Vec::new();
         let mut ours = false;
@@ -625,8 +748,100 @@ impl PublicKey {
         issuers.dedup();
         Err(VerifyError::SignedByOtherKey {
             issuers,
-            expected: self.fingerprint(),
+            expected: self.fingerprints().join(", "),
         })
+    }
+}
+
+/// The keys that sign a repository's indices (InRelease, Release.gpg) and its
+/// bookkeeping: the current key and, during a rotation, the next one, each making its
+/// own signature, so servers that trust either key accept the repository
+/// (docs/ARCHITECTURE.md, "Signing keys"). Packages (debsigs) are signed by the
+/// current key only.
+#[derive(Debug, Clone)]
+pub struct RepoKeys {
+    current: SigningKey,
+    next: Option<SigningKey>,
+}
+
+impl RepoKeys {
+    pub fn new(current: SigningKey, next: Option<SigningKey>) -> Self {
+        RepoKeys { current, next }
+    }
+
+    /// The key that signs packages, and the one messages name.
+    pub fn current(&self) -> &SigningKey {
+        &self.current
+    }
+
+    pub fn next(&self) -> Option<&SigningKey> {
+        self.next.as_ref()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.current).chain(self.next.as_ref())
+    }
+
+    /// The current key's fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.current.fingerprint()
+    }
+
+    /// The keyring of every signing key: what servers trust while the keys sign.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::keyring(&self.all().map(SigningKey::public_key).collect::<Vec<_>>())
+    }
+
+    /// Clearsigns `text` with every key (see [`SigningKey::clearsign`]).
+    pub fn clearsign(&self, text: &str, time: u64) -> Result<String, SignError> {
+        if self.next.is_none() {
+            return self.current.clearsign(text, time);
+        }
+        let text = cleartext_to_sign(text)?;
+        let mut signers = Vec::new();
+        for key in self.all() {
+            let signer = key.signer()?;
+            let config =
+                data_signature_config(*signer, SignatureType::Text, key.signature_time(time)?)
+                    .map_err(pgp_err("preparing the signature failed"))?;
+            signers.push((config, signer, key.password()));
+        }
+        let message = CleartextSignedMessage::new_many(&text, |normalized| {
+            signers
+                .into_iter()
+                .map(|(config, signer, password)| {
+                    config.sign(&signer, &password, normalized.as_bytes())
+                })
+                .collect()
+        })
+        .map_err(pgp_err("clearsigning failed"))?;
+        message
+            .to_armored_string(ArmorOptions::default())
+            .map_err(pgp_err("armoring the signed message failed"))
+    }
+
+    /// An ASCII-armored detached signature (Release.gpg) over `data`: one armor block
+    /// with a signature packet per key, as Debian's own Release.gpg.
+    pub fn sign_detached_armored(&self, data: &[u8], time: u64) -> Result<String, SignError> {
+        let signatures = self
+            .all()
+            .map(|key| key.detached(data, time))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::new();
+        pgp::armor::write(
+            &signatures,
+            pgp::armor::BlockType::Signature,
+            &mut out,
+            None,
+            true,
+        )
+        .map_err(pgp_err("armoring the signature failed"))?;
+        String::from_utf8(out).map_err(|_| SignError::Pgp("armor is not UTF-8".to_string()))
+    }
+
+    /// What apt's verifiers will make of each signing key (see [`KeyHealth`]).
+    pub fn health(&self, now: u64) -> Vec<KeyHealth> {
+        self.public_key().health(now)
     }
 }
 
@@ -677,18 +892,7 @@ fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignEr
     let not_a_key = || SignError::NotAKey {
         origin: origin.to_string(),
     };
-    // The reader stops after the first armor block, so a file of two concatenated
-    // armored keys would pass as one: read every block.
-    let mut keys = Vec::new();
-    for block in armor_blocks(bytes) {
-        let (parsed, _headers) =
-            PublicOrSecret::from_reader_many(block).map_err(|_| not_a_key())?;
-        keys.extend(
-            parsed
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| not_a_key())?,
-        );
-    }
+    let mut keys = parse_keys(bytes).map_err(|_| not_a_key())?;
     match keys.len() {
         0 => Err(not_a_key()),
         1 => keys.pop().ok_or_else(not_a_key),
@@ -699,8 +903,18 @@ fn parse_single_key(bytes: &[u8], origin: &str) -> Result<PublicOrSecret, SignEr
     }
 }
 
-/// The armor blocks of an armored file, each from its `-----BEGIN PGP` line; binary
-/// input is one block.
+/// Every key in `bytes`, armored (one or more blocks) or binary.
+fn parse_keys(bytes: &[u8]) -> Result<Vec<PublicOrSecret>, pgp::errors::Error> {
+    // The reader stops after the first armor block, so a file of two concatenated
+    // armored keys would pass as one: read every block.
+    let mut keys = Vec::new();
+    for block in armor_blocks(bytes) {
+        let (parsed, _headers) = PublicOrSecret::from_reader_many(block)?;
+        keys.extend(parsed.collect::<Result<Vec<_>, _>>()?);
+    }
+    Ok(keys)
+}
+
 fn armor_blocks(bytes: &[u8]) -> Vec<&[u8]> {
     const BEGIN: &[u8] = b"-----BEGIN PGP ";
     let starts: Vec<usize> = (0..bytes.len())
@@ -910,6 +1124,63 @@ mod tests {
         SigningKey::generate(&params(KeyAlgorithm::Ed25519, passphrase)).unwrap()
     }
 
+    #[test]
+    fn during_a_rotation_both_keys_sign_and_either_verifies() {
+        let current = ed25519(None);
+        let next = SigningKey::generate(&KeyParams {
+            created: CREATED + 100,
+            ..params(KeyAlgorithm::Ed25519, None)
+        })
+        .unwrap();
+        let keys = RepoKeys::new(current.clone(), Some(next.clone()));
+        let text = "Origin: Speedy\nSuite: dev\n";
+        let inrelease = keys.clearsign(text, CREATED + 200).unwrap();
+        let detached = keys
+            .sign_detached_armored(text.as_bytes(), CREATED + 200)
+            .unwrap();
+        assert_eq!(
+            detached.matches("BEGIN PGP SIGNATURE").count(),
+            1,
+            "one armor block"
+        );
+        for alone in [current.public_key(), next.public_key()] {
+            assert_eq!(alone.verify_cleartext(&inrelease).unwrap(), text);
+            alone
+                .verify_detached(text.as_bytes(), detached.as_bytes())
+                .unwrap();
+        }
+        let keyring = keys.public_key();
+        assert_eq!(
+            keyring.fingerprints(),
+            [current.fingerprint(), next.fingerprint()]
+        );
+        assert_eq!(
+            keyring.cleartext_signers(&inrelease).unwrap(),
+            keyring.fingerprints()
+        );
+        // The keyring round-trips, binary and armored, both keys kept.
+        for bytes in [
+            keyring.to_binary().unwrap(),
+            keyring.to_armored().unwrap().into_bytes(),
+        ] {
+            let read = PublicKey::keyring_from_bytes(&bytes, "keyring").unwrap();
+            assert_eq!(read.fingerprints(), keyring.fingerprints());
+        }
+        assert!(matches!(
+            PublicKey::from_bytes(&keyring.to_binary().unwrap(), "keyring"),
+            Err(SignError::MultipleKeys { count: 2, .. })
+        ));
+        // Signed by the current key alone: the next key is not among the signers.
+        let single = current.clearsign(text, CREATED + 200).unwrap();
+        assert_eq!(
+            keyring.cleartext_signers(&single).unwrap(),
+            [current.fingerprint()]
+        );
+        // Without a next key, RepoKeys signs exactly as the key does.
+        let plain = RepoKeys::new(current.clone(), None);
+        assert_eq!(plain.clearsign(text, CREATED + 200).unwrap(), single);
+    }
+
     /// A key made by rpgp's builder, for shapes `generate` does not produce.
     fn foreign_key(
         primary: KeyType,
@@ -988,7 +1259,7 @@ mod tests {
         let public = key.public_key();
         assert_eq!(public.fingerprint(), fingerprint);
         assert_eq!(public.user_ids(), ["Speedy Repo <repo@speedy.example>"]);
-        let user = &public.key.details.users[0];
+        let user = &public.certs[0].details.users[0];
         assert_eq!(user.signatures.len(), 1);
         let self_sig = &user.signatures[0];
         assert_eq!(
@@ -1003,10 +1274,10 @@ mod tests {
         let flags = self_sig.key_flags();
         assert!(flags.sign() && flags.certify());
         self_sig
-            .verify_certification(&public.key.primary_key, Tag::UserId, &user.id)
+            .verify_certification(&public.certs[0].primary_key, Tag::UserId, &user.id)
             .unwrap();
         assert_eq!(
-            cert::primary(&public.key),
+            cert::primary(&public.certs[0]),
             Some(cert::Component {
                 revoked: false,
                 expires: None,
@@ -1200,7 +1471,10 @@ mod tests {
         assert_eq!(from_secret.to_binary().unwrap(), binary);
         assert_eq!(
             format!("{from_secret:?}"),
-            format!("PublicKey {{ fingerprint: {:?}, .. }}", key.fingerprint())
+            format!(
+                "PublicKey {{ fingerprints: [{:?}], .. }}",
+                key.fingerprint()
+            )
         );
     }
 

@@ -685,3 +685,30 @@ impl Debsig {
         )
     }
 }
+
+/// What apt's SplitClearSignedFile hands to the verifier: the message lines,
+/// dash-escaping removed, joined by LF without a final line break (apt does not trim
+/// whitespace), and the signature block as a detached signature.
+pub fn split_like_apt(inrelease: &str) -> (String, String) {
+    let mut lines = inrelease.lines();
+    assert_eq!(lines.next(), Some("-----BEGIN PGP SIGNED MESSAGE-----"));
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+        assert!(line.starts_with("Hash: "), "{line}");
+    }
+    let mut content = Vec::new();
+    for line in lines.by_ref() {
+        if line == "-----BEGIN PGP SIGNATURE-----" {
+            break;
+        }
+        content.push(line.strip_prefix("- ").unwrap_or(line));
+    }
+    let mut signature = String::from("-----BEGIN PGP SIGNATURE-----\n");
+    for line in lines {
+        signature.push_str(line);
+        signature.push('\n');
+    }
+    (content.join("\n"), signature)
+}

@@ -230,6 +230,39 @@ fn prepare_root(root: &Path) {
     let _ = std::fs::remove_file(root.join("var/lib/dbus/machine-id"));
 }
 
+/// A copy of the fixture whose app listens on a port free on the host (a booted
+/// server shares the host's network with other tests), and that port.
+pub fn fixture_on_a_free_port() -> (super::Fixture, u16) {
+    let port = free_port();
+    let fixture = super::Fixture::new();
+    fixture.edit(
+        "speedy-app/config/app.conf",
+        "port = 8080",
+        &format!("port = {port}"),
+    );
+    (fixture, port)
+}
+
+/// A new signing key and its exported binary keyring, in their own temp dir:
+/// (dir, secret key, keyring).
+pub fn archive_key(
+    fixture: &super::Fixture,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("archive-key.asc");
+    let keyring = keys.path().join("archive-keyring.gpg");
+    super::assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    super::assert_success(&fixture.speedy(&[
+        "key",
+        "export",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--output",
+        keyring.to_str().unwrap(),
+    ]));
+    (keys, key, keyring)
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -1,0 +1,449 @@
+//! Servers joining the fleet and following it, on booted Debian servers (systemd as
+//! PID 1 in systemd-nspawn): `server-setup` makes a server of each role, running it
+//! again changes nothing, unattended-upgrades brings the next release, and a key
+//! rotation is followed through apt alone.
+//!
+//! Needs root, systemd-nspawn, nsenter, debootstrap, gpgv, sqv and cloud-init
+//! (`.ci/deps` installs them); see tests/support/server.rs for the harness.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use support::server::{archive_key, fixture_on_a_free_port, BootedServer, RepoHttpServer, SUITE};
+use support::*;
+
+const KEYRING_PACKAGE: &str = "speedy-archive-keyring";
+const KEYRING_PATH: &str = "/usr/share/keyrings/speedy-archive-keyring.gpg";
+/// What server-setup writes, besides the keyring: none may change on a second run.
+const SETUP_FILES: [&str; 6] = [
+    KEYRING_PATH,
+    "/etc/apt/sources.list.d/speedy.sources",
+    "/etc/apt/preferences.d/speedy.pref",
+    "/etc/apt/apt.conf.d/50speedy-rollback",
+    "/etc/apt/apt.conf.d/52speedy-unattended-upgrades",
+    "/etc/hosts",
+];
+
+/// A fixture repository on disk, served over HTTP, and how to run cargo speedy on it.
+struct Fleet {
+    fixture: Fixture,
+    port: u16,
+    repo: tempfile::TempDir,
+    http: RepoHttpServer,
+}
+
+impl Fleet {
+    fn new() -> Self {
+        let (fixture, port) = fixture_on_a_free_port();
+        let repo = tempfile::tempdir().expect("temp dir");
+        let http = RepoHttpServer::serve(repo.path());
+        Fleet {
+            fixture,
+            port,
+            repo,
+            http,
+        }
+    }
+
+    /// Runs cargo speedy on the repository; it must succeed. Returns stdout.
+    fn speedy(&self, args: &[&str], key: Option<&Path>) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--repo-dir", self.repo.path().to_str().unwrap()]);
+        if let Some(key) = key {
+            all.extend(["--key-file", key.to_str().unwrap()]);
+        }
+        let output = self.fixture.speedy(&all);
+        assert_success(&output);
+        stdout(&output)
+    }
+
+    /// `release --suite dev` of the workspace at `version`.
+    fn release(&self, version: &str, key: Option<&Path>) {
+        let text = self.fixture.read("Cargo.toml");
+        let current = text
+            .lines()
+            .find_map(|l| l.strip_prefix("version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("workspace version")
+            .to_owned();
+        self.fixture.edit(
+            "Cargo.toml",
+            &format!("version = \"{current}\""),
+            &format!("version = \"{version}\""),
+        );
+        self.speedy(&["release", "--quiet", "--suite", "dev"], key);
+    }
+
+    /// The setup of `role` for servers that reach the repository over HTTP.
+    fn setup(&self, role: &str, db_host: &str, format: &str, key: Option<&Path>) -> String {
+        self.speedy(
+            &[
+                "server-setup",
+                "--role",
+                role,
+                "--db-host",
+                db_host,
+                "--url",
+                &self.http.url,
+                "--format",
+                format,
+            ],
+            key,
+        )
+    }
+
+    fn in_release(&self) -> PathBuf {
+        self.repo.path().join("dists/dev/InRelease")
+    }
+}
+
+fn installed(server: &BootedServer, name: &str) -> Option<String> {
+    let output = server.exec(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${db:Status-Status} ${Version}",
+        name,
+    ]);
+    let text = stdout(&output);
+    text.strip_prefix("installed ").map(str::to_owned)
+}
+
+fn app_version(server: &BootedServer) -> String {
+    server
+        .exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
+        .trim()
+        .to_owned()
+}
+
+/// Runs a setup script on the server as root; it must succeed.
+fn run_setup(server: &BootedServer, script: &str) -> String {
+    server.write_file("/root/speedy-server-setup", script.as_bytes(), 0o755);
+    server.exec_ok(&["/root/speedy-server-setup"])
+}
+
+/// Contents and modification time of every file server-setup writes.
+fn setup_state(server: &BootedServer) -> String {
+    let mut state = String::new();
+    for path in SETUP_FILES
+        .iter()
+        .chain(["/etc/speedy/jobs.disabled"].iter())
+    {
+        let output = server.exec(&["stat", "-c", "%n %Y %s %a", path]);
+        state.push_str(&stdout(&output));
+        let sum = server.exec(&["sha256sum", path]);
+        state.push_str(&stdout(&sum));
+    }
+    state.push_str(&server.exec_ok(&[
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Package} ${Version} ${db:Status-Status}\n",
+    ]));
+    state
+}
+
+fn assert_db_resolves_to(server: &BootedServer, address: &str) {
+    let resolved = server.exec_ok(&["getent", "hosts", "db"]);
+    assert_eq!(
+        resolved.split_whitespace().next(),
+        Some(address),
+        "`getent hosts db` on the server: {resolved}"
+    );
+    // First in /etc/hosts, so nothing below can shadow it.
+    let hosts = server.exec_ok(&["cat", "/etc/hosts"]);
+    let first = hosts
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or_default();
+    assert_eq!(first, format!("{address} db"), "/etc/hosts:\n{hosts}");
+}
+
+/// The `single` role from the script: everything runs, `db` resolves, the server is
+/// a jobs host; a second run changes nothing; the next release arrives through
+/// unattended-upgrades.
+#[test]
+fn server_setup_makes_a_single_server_that_upgrades_unattended() {
+    let fleet = Fleet::new();
+    let (_keys, key, _keyring) = archive_key(&fleet.fixture);
+    fleet.release("1.4.0", Some(&key));
+    let script = fleet.setup("single", "10.11.12.13", "script", Some(&key));
+
+    let server = BootedServer::boot(SUITE);
+    run_setup(&server, &script);
+    for unit in ["speedy-app.service", "speedy-notifier.service"] {
+        server.wait_active(unit);
+    }
+    let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
+    assert!(timers.contains("speedy-jobs-trending.timer"), "{timers}");
+    assert!(!server.exists("/etc/speedy/jobs.disabled"), "a jobs host");
+    assert_db_resolves_to(&server, "10.11.12.13");
+    assert!(
+        installed(&server, KEYRING_PACKAGE).is_some(),
+        "the keyring package"
+    );
+    let owner = server.exec_ok(&["dpkg", "-S", KEYRING_PATH]);
+    assert!(owner.starts_with(KEYRING_PACKAGE), "{owner}");
+    let mode = server.exec_ok(&["stat", "-c", "%a", KEYRING_PATH]);
+    assert_eq!(mode.trim(), "644", "apt reads the keyring as _apt");
+    let health = server.http("GET", &format!("http://127.0.0.1:{}/healthz", fleet.port));
+    assert_eq!(health.status, 200);
+
+    // Twice: nothing changes, not even a modification time.
+    let before = setup_state(&server);
+    run_setup(&server, &script);
+    assert_eq!(
+        setup_state(&server),
+        before,
+        "the second run changed something"
+    );
+
+    // The next release reaches the server through unattended-upgrades alone.
+    fleet.release("1.4.1", Some(&key));
+    server.apt_update();
+    let run = server.exec_ok(&["unattended-upgrade", "-v"]);
+    assert_eq!(
+        installed(&server, "speedy-app").as_deref(),
+        Some("1.4.1-1"),
+        "unattended-upgrade:\n{run}\n{}",
+        server.exec_ok(&[
+            "sh",
+            "-c",
+            "cat /var/log/unattended-upgrades/unattended-upgrades.log 2>/dev/null || true"
+        ])
+    );
+    assert_eq!(app_version(&server), "speedy-app 1.4.1");
+    server.wait_active("speedy-app.service");
+    drop(server);
+}
+
+/// The `web` and `worker` roles from cloud-init user data (what a new droplet gets):
+/// only their packages, the jobs flag where the role does not run jobs, `db`
+/// pointing at the database server.
+#[test]
+fn cloud_init_user_data_makes_web_and_worker_servers() {
+    let fleet = Fleet::new();
+    let (_keys, key, _keyring) = archive_key(&fleet.fixture);
+    fleet.release("1.4.0", Some(&key));
+
+    for (role, jobs) in [("web", false), ("worker", true)] {
+        let user_data = fleet.setup(role, "192.0.2.7", "cloud-init", Some(&key));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("user-data");
+        std::fs::write(&file, &user_data).expect("write user data");
+        let schema = tool_output(
+            std::process::Command::new("cloud-init")
+                .args(["schema", "--config-file"])
+                .arg(&file),
+        );
+        assert!(
+            schema.status.success(),
+            "cloud-init schema: {}",
+            describe(&schema)
+        );
+        // What cloud-init does with it: write the file, run the command.
+        let (path, content, command) = cloud_init_script(&file);
+        assert_eq!(command, path, "runcmd runs the script it wrote");
+
+        let server = BootedServer::boot(SUITE);
+        server.write_file(&path, content.as_bytes(), 0o755);
+        server.exec_ok(&[&path]);
+        assert_db_resolves_to(&server, "192.0.2.7");
+        assert_eq!(server.exists("/etc/speedy/jobs.disabled"), !jobs, "{role}");
+        match role {
+            "web" => {
+                server.wait_active("speedy-app.service");
+                assert_eq!(installed(&server, "speedy-notifier"), None);
+                assert_eq!(installed(&server, "speedy-jobs"), None);
+            }
+            _ => {
+                server.wait_active("speedy-notifier.service");
+                assert_eq!(installed(&server, "speedy-app"), None);
+                let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
+                assert!(timers.contains("speedy-jobs-trending.timer"), "{timers}");
+            }
+        }
+        drop(server);
+    }
+}
+
+/// (path, content, runcmd's command) of the user data, read with a YAML parser.
+fn cloud_init_script(user_data: &Path) -> (String, String, String) {
+    let program = r#"
+import json, sys, yaml
+data = yaml.safe_load(open(sys.argv[1]))
+entry = data["write_files"][0]
+print(json.dumps([entry["path"], entry["content"], data["runcmd"][0][0], entry["permissions"]]))
+"#;
+    let output = tool_output(
+        std::process::Command::new("python3")
+            .args(["-c", program])
+            .arg(user_data),
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let parsed: Vec<String> = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(parsed[3], "0755");
+    (parsed[0].clone(), parsed[1].clone(), parsed[2].clone())
+}
+
+/// The procedure of README "Rotating the signing key": a server set up with only the
+/// old key follows the rotation through apt alone and then accepts a repository
+/// signed only by the new key; while both keys sign, gpgv and sqv accept InRelease
+/// and Release.gpg with either key alone.
+#[test]
+fn a_key_rotation_is_followed_through_apt() {
+    let fleet = Fleet::new();
+    let keys = tempfile::tempdir().expect("temp dir");
+    let now = unix_now();
+    let write_key = |name: &str, created: u64| -> (PathBuf, PathBuf) {
+        let key = test_signing_key(created);
+        let secret = keys.path().join(format!("{name}.asc"));
+        std::fs::write(&secret, key.to_armored().unwrap()).unwrap();
+        let public = keys.path().join(format!("{name}.gpg"));
+        std::fs::write(&public, key.public_key().to_binary().unwrap()).unwrap();
+        (secret, public)
+    };
+    let (old, old_public) = write_key("old", now - 86_400);
+    let (new, new_public) = write_key("new", now - 60);
+    let signing = |key_file: &Path, next: Option<&Path>| {
+        let mut table = format!(
+            "\n[workspace.metadata.speedy.signing]\nkey-file = \"{}\"\n",
+            key_file.display()
+        );
+        if let Some(next) = next {
+            table.push_str(&format!("next-key-file = \"{}\"\n", next.display()));
+        }
+        let text = fleet.fixture.read("Cargo.toml");
+        let base = text
+            .split("\n[workspace.metadata.speedy.signing]")
+            .next()
+            .unwrap()
+            .to_owned();
+        fleet.fixture.write("Cargo.toml", &(base + &table));
+    };
+
+    // Before: the old key alone, and a server that trusts only it.
+    signing(&old, None);
+    fleet.release("1.4.0", None);
+    let script = fleet.setup("web", "192.0.2.7", "script", None);
+    let server = BootedServer::boot(SUITE);
+    run_setup(&server, &script);
+    server.wait_active("speedy-app.service");
+    let trusted = |server: &BootedServer| server.exec_ok(&["sha256sum", KEYRING_PATH]);
+    assert!(trusted(&server).starts_with(&sha256_file(&old_public)));
+
+    // 1. Add the new key and publish: both sign, the keyring package carries both.
+    signing(&old, Some(&new));
+    fleet.release("1.4.1", None);
+    for public in [&old_public, &new_public] {
+        assert_verifies_alone(fleet.repo.path(), &fleet.in_release(), public);
+    }
+    // 2. Servers follow through apt: the new keyring arrives with the upgrade.
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    let both = keys.path().join("both.gpg");
+    std::fs::write(
+        &both,
+        [
+            std::fs::read(&old_public).unwrap(),
+            std::fs::read(&new_public).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    assert!(
+        trusted(&server).starts_with(&sha256_file(&both)),
+        "the server's keyring holds both keys after the upgrade"
+    );
+
+    // 3. Drop the old key: the repository is signed by the new key alone, and the
+    //    server, which never saw a key but through apt, still updates.
+    signing(&new, None);
+    fleet.release("1.4.2", None);
+    let gpgv_old = tool_output(
+        std::process::Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&old_public)
+            .arg(fleet.in_release()),
+    );
+    assert!(!gpgv_old.status.success(), "the old key no longer signs");
+    server.apt_update();
+    server.apt_get(&["upgrade"]);
+    assert_eq!(installed(&server, "speedy-app").as_deref(), Some("1.4.2-1"));
+    assert!(
+        trusted(&server).starts_with(&sha256_file(&new_public)),
+        "the old key is gone from the server's keyring"
+    );
+    server.apt_update();
+    drop(server);
+}
+
+/// gpgv and sqv accept InRelease and Release.gpg with `keyring` alone, and so does
+/// bookworm's apt (gpgv). gpgv exits non-zero for the signature whose key it lacks,
+/// so, like apt, it is read by its status lines: a VALIDSIG of the key and no BADSIG.
+fn assert_verifies_alone(repo: &Path, in_release: &Path, keyring: &Path) {
+    let release = repo.join("dists/dev/Release");
+    let detached = repo.join("dists/dev/Release.gpg");
+    let fingerprint = cargo_speedy::sign::PublicKey::from_bytes(
+        &std::fs::read(keyring).expect("read keyring"),
+        "keyring",
+    )
+    .expect("a key")
+    .fingerprint();
+    let gnupghome = tempfile::tempdir().expect("temp dir");
+    let gpgv = |args: &[&Path]| {
+        let output = tool_output(
+            std::process::Command::new("gpgv")
+                .arg("--homedir")
+                .arg(gnupghome.path())
+                .args(["--status-fd", "1", "--keyring"])
+                .arg(keyring)
+                .args(args),
+        );
+        let status = stdout(&output);
+        assert!(
+            status.contains(&format!("[GNUPG:] VALIDSIG {fingerprint}"))
+                && !status.contains("BADSIG"),
+            "gpgv with {}: {}",
+            keyring.display(),
+            describe(&output)
+        );
+    };
+    gpgv(&[in_release]);
+    gpgv(&[&detached, &release]);
+    let sqv = |args: &[&Path]| {
+        let output = tool_output(
+            std::process::Command::new("sqv")
+                .arg("--keyring")
+                .arg(keyring)
+                .args(args),
+        );
+        assert!(
+            output.status.success(),
+            "sqv with {}: {}",
+            keyring.display(),
+            describe(&output)
+        );
+    };
+    // sqv takes the signature first, then the data; InRelease split the way apt does.
+    sqv(&[&detached, &release]);
+    let (content, signature) =
+        split_like_apt(&std::fs::read_to_string(in_release).expect("read InRelease"));
+    let split = tempfile::tempdir().expect("temp dir");
+    let (content_file, signature_file) = (split.path().join("content"), split.path().join("sig"));
+    std::fs::write(&content_file, content).expect("write");
+    std::fs::write(&signature_file, signature).expect("write");
+    sqv(&[&signature_file, &content_file]);
+
+    let apt = Apt::new(&format!(
+        "deb [signed-by={}] file:{} dev main",
+        keyring.display(),
+        repo.display()
+    ));
+    let (clean, text) = apt.update();
+    assert!(
+        clean,
+        "bookworm's apt with {} alone:\n{text}",
+        keyring.display()
+    );
+}
