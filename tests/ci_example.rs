@@ -145,6 +145,21 @@ fn the_workflow_has_the_promised_triggers_steps_and_secrets() {
             );
         }
     }
+    // The tool is installed from a lock file before any of it runs.
+    let runs: Vec<&str> = steps(&workflow)
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    let install = runs
+        .iter()
+        .position(|r| r.contains("cargo install --locked") && r.contains("cargo-speedy"))
+        .expect("a step that installs cargo-speedy");
+    let first_use = runs
+        .iter()
+        .position(|r| r.contains("cargo speedy"))
+        .expect("a cargo speedy step");
+    assert!(install < first_use, "{runs:?}");
+
     // The JSON files are kept, also when a step failed.
     let upload = steps(&workflow)
         .iter()
