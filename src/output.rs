@@ -139,13 +139,16 @@ impl Reporter {
             &format!(
                 "on a server, install the public key, this apt source, and the preferences \
                  and configuration that let apt follow a rollback:\n             {fetch}\n             \
-                 {}:{}\n             {}:{}\n             {}:{}",
+                 {}:{}\n             {}:{}\n             {}:{}\n             \
+                 or all of it, unattended upgrades and a role's packages included, as one script: \
+                 `cargo speedy server-setup --role ROLE --suite {}`",
                 summary.sources_path,
                 indent(&summary.sources),
                 summary.preferences_path,
                 indent(&summary.preferences),
                 summary.apt_conf_path,
-                indent(&summary.apt_conf)
+                indent(&summary.apt_conf),
+                summary.report.suite,
             ),
         );
         if let Some(path) = &summary.development_key {

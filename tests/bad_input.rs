@@ -310,3 +310,107 @@ fn a_failed_build_keeps_earlier_packages() {
     let after: Vec<String> = fixture.debs().iter().map(|d| sha256_file(d)).collect();
     assert_eq!(before, after);
 }
+
+/// `server-setup` and the rotation settings: each bad value is named, the exit code is
+/// 1, and no script is printed (nothing on stdout for a user to pipe into `sh`).
+#[test]
+fn server_setup_and_signing_settings_refuse_bad_values() {
+    let fixture = Fixture::new();
+    let refused = |args: &[&str], expected: &[&str]| {
+        let output = fixture.speedy(args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}:\n{text}");
+        assert!(
+            stdout(&output).is_empty(),
+            "{args:?} printed: {}",
+            stdout(&output)
+        );
+        for needle in expected {
+            assert!(
+                text.contains(needle),
+                "{args:?} should mention {needle:?}:\n{text}"
+            );
+        }
+    };
+    refused(
+        &["server-setup", "--role", "db", "--db-host", "10.0.0.1"],
+        &[
+            "Cargo.toml",
+            "workspace.metadata.speedy.roles.db",
+            "single, web, worker",
+        ],
+    );
+    refused(
+        &["server-setup", "--role", "web"],
+        &["role `web` does not install postgresql", "--db-host"],
+    );
+    // clap names the flag and the value (exit code 2 for usage errors).
+    let output = fixture.speedy(&["server-setup", "--role", "web", "--db-host", "db.internal"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("'db.internal' for '--db-host"),
+        "{}",
+        stderr(&output)
+    );
+
+    fixture.edit(
+        ROOT,
+        "web = [\"speedy-app\"]",
+        "web = [\"speedy-app\", \"Speedy_Extra\"]",
+    );
+    refused(
+        &["server-setup", "--role", "web", "--db-host", "10.0.0.1"],
+        &[
+            "workspace.metadata.speedy.roles.web",
+            "\"Speedy_Extra\" is not a valid Debian package name",
+        ],
+    );
+    fixture.edit(
+        ROOT,
+        "web = [\"speedy-app\", \"Speedy_Extra\"]",
+        "web = [\"speedy-app\"]",
+    );
+
+    let write = |table: &str| {
+        let text = fixture.read(ROOT);
+        let base = text
+            .split("\n[workspace.metadata.speedy.signing]")
+            .next()
+            .unwrap()
+            .to_owned();
+        fixture.write(
+            ROOT,
+            &(base + "\n[workspace.metadata.speedy.signing]\n" + table),
+        );
+    };
+    write("keyring-package = \"Speedy Keys\"\n");
+    refused(
+        &["key", "export", "--output", "k.gpg"],
+        &[
+            "workspace.metadata.speedy.signing.keyring-package",
+            "\"Speedy Keys\" is not a valid Debian package name",
+        ],
+    );
+    write("key-file = \"keys/a.asc\"\nnext-key-file = \"keys/a.asc\"\n");
+    refused(
+        &["key", "export", "--output", "k.gpg"],
+        &[
+            "workspace.metadata.speedy.signing.next-key-file",
+            "the next key of a rotation must be a new key",
+        ],
+    );
+    // The same key under two names: found when the keys are read.
+    let key = fixture.path("a.asc");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    std::fs::copy(&key, fixture.path("b.asc")).unwrap();
+    write(&format!(
+        "key-file = \"{}\"\nnext-key-file = \"{}\"\n",
+        key.display(),
+        fixture.path("b.asc").display()
+    ));
+    refused(
+        &["key", "export", "--output", "k.gpg"],
+        &["the next signing key from", "b.asc", "is the current key"],
+    );
+    assert!(!fixture.path("k.gpg").exists());
+}

@@ -314,6 +314,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
     let record = recorded.find(2).expect("the 1.4.1 publish is change 2");
     let restore = SuiteChange::Restore {
         packages: history::replaced_packages(&store, "dev", record).unwrap(),
+        keep_current: vec![],
     };
     let phase = SuiteChange::Phase {
         name: "speedy-app".into(),

@@ -109,13 +109,6 @@ fn installed(server: &BootedServer, name: &str) -> Option<String> {
     text.strip_prefix("installed ").map(str::to_owned)
 }
 
-fn app_version(server: &BootedServer) -> String {
-    server
-        .exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
-        .trim()
-        .to_owned()
-}
-
 /// Runs a setup script on the server as root; it must succeed.
 fn run_setup(server: &BootedServer, script: &str) -> String {
     server.write_file("/root/speedy-server-setup", script.as_bytes(), 0o755);
@@ -212,7 +205,7 @@ fn server_setup_makes_a_single_server_that_upgrades_unattended() {
             "cat /var/log/unattended-upgrades/unattended-upgrades.log 2>/dev/null || true"
         ])
     );
-    assert_eq!(app_version(&server), "speedy-app 1.4.1");
+    assert_eq!(server.app_version(), "speedy-app 1.4.1");
     server.wait_active("speedy-app.service");
     drop(server);
 }

@@ -401,14 +401,6 @@ fn the_readme_under_a_strict_umask_gives_a_server_that_installs_the_packages() {
     );
 }
 
-/// `speedy-app --version` on the server: which build's binary is installed.
-fn app_version(server: &BootedServer) -> String {
-    server
-        .exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
-        .trim()
-        .to_owned()
-}
-
 fn installed(server: &BootedServer, name: &str) -> String {
     server.exec_ok(&["dpkg-query", "-W", "-f", "${Version}", name])
 }
@@ -488,13 +480,13 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     server.apt_update();
     server.apt_get(&["install", "speedy-app", "speedy-notifier"]);
     server.wait_active("speedy-app.service");
-    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(server.app_version(), "speedy-app 1.4.0");
 
     // 1.4.1 goes out and is installed by the plain upgrade.
     release("1.4.1", &[]);
     server.apt_update();
     server.apt_get(&["upgrade"]);
-    assert_eq!(app_version(&server), "speedy-app 1.4.1");
+    assert_eq!(server.app_version(), "speedy-app 1.4.1");
     server.wait_active("speedy-app.service");
     let before_rollback = server.show("speedy-app.service", "MainPID");
 
@@ -504,7 +496,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     server.apt_update();
     let upgrade = server.apt_get(&["upgrade"]);
     assert!(upgrade.contains("DOWNGRADED"), "{upgrade}");
-    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(server.app_version(), "speedy-app 1.4.0");
     assert_eq!(installed(&server, "speedy-notifier"), "1.4.0-1");
     server.wait_active("speedy-app.service");
     assert_ne!(
@@ -519,7 +511,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     release("1.4.2", &[]);
     server.apt_update();
     server.apt_get(&["upgrade"]);
-    assert_eq!(app_version(&server), "speedy-app 1.4.2");
+    assert_eq!(server.app_version(), "speedy-app 1.4.2");
     speedy(&[
         "withdraw",
         "--suite",
@@ -531,7 +523,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     ]);
     server.apt_update();
     server.apt_get(&["upgrade"]);
-    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(server.app_version(), "speedy-app 1.4.0");
     assert_eq!(installed(&server, "speedy-notifier"), "1.4.2-1");
     server.wait_active("speedy-app.service");
     assert_eq!(server.http("GET", &healthz).status, 200);
@@ -557,7 +549,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     );
     // The machine outside keeps its version through a real upgrade, pin or not.
     server.apt_get(&["-o", &format!("APT::Machine-ID={outside}"), "upgrade"]);
-    assert_eq!(app_version(&server), "speedy-app 1.4.0");
+    assert_eq!(server.app_version(), "speedy-app 1.4.0");
     // At 100% every machine takes it.
     speedy(&["phase", "--suite", "dev", "-p", "speedy-app", "100"]);
     server.apt_update();
@@ -567,7 +559,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     );
     assert!(takes_speedy_app(&server, inside));
     server.apt_get(&["-o", &format!("APT::Machine-ID={outside}"), "upgrade"]);
-    assert_eq!(app_version(&server), "speedy-app 1.4.3");
+    assert_eq!(server.app_version(), "speedy-app 1.4.3");
     server.wait_active("speedy-app.service");
     assert_eq!(server.http("GET", &healthz).status, 200);
     drop(server);

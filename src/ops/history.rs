@@ -88,7 +88,10 @@ pub fn rollback(
         record.id, record.command, record.user, record.host
     ));
     let packages = history::replaced_packages(store, &suite, record)?;
-    let change = SuiteChange::Restore { packages };
+    let change = SuiteChange::Restore {
+        packages,
+        keep_current: vec![writer.settings.keyring_package().name],
+    };
     writer.write(Change::Edit(&change), "rollback", listener)
 }
 

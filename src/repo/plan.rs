@@ -44,8 +44,13 @@ pub enum SuiteChange {
         phased: Option<u8>,
         unphased: Vec<String>,
     },
-    /// Makes the suite hold exactly these packages again (rollback).
-    Restore { packages: Vec<PackageEntry> },
+    /// Makes the suite hold exactly these packages again (rollback), except that the
+    /// packages named in `keep_current` stay as they are now (the keyring package: a
+    /// rollback must not take keys back).
+    Restore {
+        packages: Vec<PackageEntry>,
+        keep_current: Vec<String>,
+    },
     /// Removes one version of a package, every architecture (withdraw).
     Withdraw { name: String, version: String },
     /// Sets the phase of the newest version of a package; 100 releases it fully.
@@ -80,7 +85,18 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             };
             merge(current, &incoming, *retention)
         }
-        SuiteChange::Restore { packages } => Ok(replace(current, packages.clone())),
+        SuiteChange::Restore {
+            packages,
+            keep_current,
+        } => {
+            let restored = packages
+                .iter()
+                .filter(|e| !keep_current.contains(&e.name))
+                .chain(current.iter().filter(|e| keep_current.contains(&e.name)))
+                .cloned()
+                .collect();
+            Ok(replace(current, restored))
+        }
         SuiteChange::Withdraw { name, version } => {
             let kept: Vec<PackageEntry> = current
                 .iter()
@@ -907,6 +923,7 @@ mod tests {
             &full.packages,
             &SuiteChange::Restore {
                 packages: phased.packages.clone(),
+                keep_current: vec![],
             },
         )
         .unwrap();
@@ -918,11 +935,28 @@ mod tests {
             &phased.packages,
             &SuiteChange::Restore {
                 packages: vec![current[0].clone()],
+                keep_current: vec![],
             },
         )
         .unwrap();
         assert_eq!(back.retired.len(), 2);
         assert_eq!(back.packages, vec![current[0].clone()]);
+        // A kept package stays as it is now, whatever the restored state says.
+        let mut with_keyring = phased.packages.clone();
+        with_keyring.push(entry("keyring", "2-1", "all", 7));
+        let kept = apply(
+            &with_keyring,
+            &SuiteChange::Restore {
+                packages: vec![current[0].clone(), entry("keyring", "1-1", "all", 6)],
+                keep_current: vec!["keyring".into()],
+            },
+        )
+        .unwrap();
+        assert!(kept.packages.contains(&entry("keyring", "2-1", "all", 7)));
+        assert!(!kept
+            .packages
+            .iter()
+            .any(|e| e.name == "keyring" && e.version == "1-1"));
 
         // Adding phased: the new entries carry the field, the existing ones do not.
         let added = apply(

@@ -693,6 +693,13 @@ impl BootedServer {
         self.write_file(SOURCES, source.as_bytes(), 0o644);
     }
 
+    /// `speedy-app --version` on the server: which build's binary is installed.
+    pub fn app_version(&self) -> String {
+        self.exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
+            .trim()
+            .to_owned()
+    }
+
     /// `apt-get update`, which must succeed without errors or warnings.
     pub fn apt_update(&self) -> String {
         let text = self.apt_get(&["update"]);
