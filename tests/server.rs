@@ -8,7 +8,7 @@
 mod support;
 
 use std::path::Path;
-use support::server::{free_port, BootedServer, RepoHttpServer, SUITE};
+use support::server::{free_port, wait_for, BootedServer, RepoHttpServer, SUITE};
 use support::*;
 
 const DAEMONS: [&str; 2] = ["speedy-app.service", "speedy-notifier.service"];
@@ -34,7 +34,8 @@ fn publish(fixture: &Fixture, repo: &Path, key: &Path) {
 }
 
 /// A copy of the fixture whose app listens on a port free on the host (a booted
-/// server shares the host's network with other tests), and that port.
+/// server shares the host's network with other tests), and that port; its health
+/// URL, which the monitoring check asks, follows.
 fn fixture_on_a_free_port() -> (Fixture, u16) {
     let port = free_port();
     let fixture = Fixture::new();
@@ -42,6 +43,11 @@ fn fixture_on_a_free_port() -> (Fixture, u16) {
         "speedy-app/config/app.conf",
         "port = 8080",
         &format!("port = {port}"),
+    );
+    fixture.edit(
+        "speedy-app/Cargo.toml",
+        "http://127.0.0.1:8080/healthz",
+        &format!("http://127.0.0.1:{port}/healthz"),
     );
     (fixture, port)
 }
@@ -598,6 +604,210 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     assert_eq!(app_version(&server), "speedy-app 1.4.3");
     server.wait_active("speedy-app.service");
     assert_eq!(server.http("GET", &healthz).status, 200);
+    drop(server);
+    drop(http);
+}
+
+/// What a monitoring check said: its exit code and its status line, split up.
+#[derive(Debug)]
+struct CheckResult {
+    code: i32,
+    state: String,
+    message: String,
+    perfdata: String,
+}
+
+/// Runs `check_<package>` in the server as NRPE does: as an unprivileged user, with
+/// a bare environment. Its output must be one status line in the monitoring-plugins
+/// format, `LABEL STATE - MESSAGE[ | PERFDATA]`, whose state matches the exit code.
+fn run_check(server: &BootedServer, package: &str, args: &[&str]) -> CheckResult {
+    let check = format!("/usr/lib/nagios/plugins/check_{package}");
+    let mut argv = vec!["runuser", "-u", "nobody", "--", "env", "-i", check.as_str()];
+    argv.extend_from_slice(args);
+    let output = server.exec(&argv);
+    let text = stdout(&output);
+    let code = output.status.code().expect("the check exited");
+    assert_eq!(text.lines().count(), 1, "one status line: {text:?}");
+    let line = text.trim_end();
+    let label = package.to_ascii_uppercase();
+    let rest = line
+        .strip_prefix(&format!("{label} "))
+        .unwrap_or_else(|| panic!("{line:?} starts with {label}"));
+    let (state, rest) = rest.split_once(" - ").expect("STATE - MESSAGE");
+    let (message, perfdata) = rest.split_once(" | ").unwrap_or((rest, ""));
+    let expected_code = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]
+        .iter()
+        .position(|word| *word == state)
+        .unwrap_or_else(|| panic!("{state:?} is not a plugin state: {line:?}"));
+    assert_eq!(code, expected_code as i32, "exit code of {line:?}");
+    assert!(!message.is_empty() && !message.contains('|'), "{line:?}");
+    // label=value[unit];[warn];[crit];[min]: single-quoted labels are not needed here.
+    for item in perfdata.split_whitespace() {
+        let (name, value) = item
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{item:?} in {line:?}"));
+        let fields: Vec<&str> = value.split(';').collect();
+        assert!(
+            !name.is_empty() && fields.len() == 4,
+            "{item:?} in {line:?}"
+        );
+        let number = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        assert!(number.parse::<f64>().is_ok(), "{item:?} in {line:?}");
+    }
+    CheckResult {
+        code,
+        state: state.to_owned(),
+        message: message.to_owned(),
+        perfdata: perfdata.to_owned(),
+    }
+}
+
+/// The monitoring checks and NRPE definitions the packages install, on a booted
+/// server: OK when healthy, WARNING in maintenance, CRITICAL when the daemon is
+/// stopped and after a failing job run, OK with the reason on a host whose jobs are
+/// disabled by the flag, UNKNOWN without curl.
+#[test]
+fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server() {
+    let (fixture, port) = fixture_on_a_free_port();
+    assert_eq!(fixture.build().len(), 3);
+    let (_keys, key, keyring) = archive_key(&fixture);
+    let repo = tempfile::tempdir().expect("temp dir");
+    publish(&fixture, repo.path(), &key);
+    let http = RepoHttpServer::serve(repo.path());
+    let server = BootedServer::boot(SUITE);
+    server.use_apt_repo(
+        &http.url,
+        "dev",
+        &std::fs::read(&keyring).expect("read keyring"),
+    );
+    server.apt_update();
+    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+    for unit in DAEMONS {
+        server.wait_active(unit);
+    }
+    for package in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
+        let nrpe = server.sh_ok(&format!("cat /etc/nagios/nrpe.d/{package}.cfg"));
+        assert!(
+            nrpe.lines().any(|l| l
+                == format!("command[check_{package}]=/usr/lib/nagios/plugins/check_{package}")),
+            "{nrpe}"
+        );
+    }
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+
+    // Healthy: OK, with the response time as performance data.
+    let app = run_check(&server, "speedy-app", &[]);
+    assert_eq!(app.state, "OK", "{app:?}");
+    assert!(app.message.contains("speedy-app.service active"), "{app:?}");
+    assert!(
+        app.message.contains(&format!("{healthz} 200 in ")),
+        "{app:?}"
+    );
+    assert!(
+        app.perfdata.starts_with("time=") && app.perfdata.ends_with("s;;;0"),
+        "{app:?}"
+    );
+    let notifier = run_check(&server, "speedy-notifier", &[]);
+    assert_eq!(
+        (notifier.code, notifier.message.as_str()),
+        (0, "speedy-notifier.service active")
+    );
+    let jobs = run_check(&server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 0, "{jobs:?}");
+    for job in ["trending", "purge-old-data"] {
+        assert!(
+            jobs.message
+                .contains(&format!("{job} has not run since its timer started")),
+            "{jobs:?}"
+        );
+        assert!(jobs.perfdata.contains(&format!("{job}_age=")), "{jobs:?}");
+    }
+    server.systemctl(&["start", "speedy-jobs-trending.service"]);
+    let jobs = run_check(&server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 0, "{jobs:?}");
+    assert!(jobs.message.contains("trending last ran "), "{jobs:?}");
+
+    // Maintenance: WARNING, with the reason the app gives.
+    server.sh_ok("touch /var/lib/speedy/app/maintenance");
+    let app = run_check(&server, "speedy-app", &[]);
+    assert_eq!(app.code, 1, "{app:?}");
+    assert!(
+        app.message.starts_with(&format!("{healthz} 503 in ")),
+        "{app:?}"
+    );
+    assert!(app.message.contains("s: maintenance"), "{app:?}");
+    server.sh_ok("rm /var/lib/speedy/app/maintenance");
+    assert_eq!(run_check(&server, "speedy-app", &[]).code, 0);
+
+    // The daemon stopped: CRITICAL.
+    server.systemctl(&["stop", "speedy-app.service"]);
+    let app = run_check(&server, "speedy-app", &[]);
+    assert_eq!(
+        (app.code, app.message.as_str()),
+        (2, "speedy-app.service is inactive (dead)")
+    );
+    server.systemctl(&["start", "speedy-app.service"]);
+    server.wait_active("speedy-app.service");
+    // A health URL nothing answers: CRITICAL, with curl's reason.
+    let closed = format!("http://127.0.0.1:{}/healthz", free_port());
+    let app = run_check(&server, "speedy-app", &["-u", &closed]);
+    assert_eq!(app.code, 2, "{app:?}");
+    assert!(app.message.starts_with(&format!("{closed}: ")), "{app:?}");
+    // Without curl: UNKNOWN, saying what to install.
+    server.sh_ok("mv /usr/bin/curl /usr/bin/curl.hidden");
+    let app = run_check(&server, "speedy-app", &[]);
+    server.sh_ok("mv /usr/bin/curl.hidden /usr/bin/curl");
+    assert_eq!(app.code, 3, "{app:?}");
+    assert!(app.message.contains("curl is not installed"), "{app:?}");
+    assert!(app.message.contains("apt-get install curl"), "{app:?}");
+    wait_for(
+        "speedy-app to answer again",
+        std::time::Duration::from_secs(30),
+        || (run_check(&server, "speedy-app", &[]).code == 0).then_some(()),
+        || format!("{:?}", run_check(&server, "speedy-app", &[])),
+    );
+
+    // A failing job run: CRITICAL, naming the job, its exit status and where to look.
+    server.write_file(
+        "/run/systemd/system/speedy-jobs-trending.service.d/fail.conf",
+        b"[Service]\nExecStart=\nExecStart=/bin/sh -c 'exit 3'\n",
+        0o644,
+    );
+    server.systemctl(&["daemon-reload"]);
+    let run = server.exec(&["systemctl", "start", "speedy-jobs-trending.service"]);
+    assert!(!run.status.success(), "the job was made to fail");
+    let jobs = run_check(&server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 2, "{jobs:?}");
+    assert!(jobs.message.starts_with("trending failed at "), "{jobs:?}");
+    assert!(
+        jobs.message
+            .contains("(exit-code, exit status 3): journalctl -u speedy-jobs-trending.service"),
+        "{jobs:?}"
+    );
+
+    // A host whose jobs are disabled by the flag: OK, with that reason.
+    server.sh_ok("touch /etc/speedy/jobs.disabled");
+    let jobs = run_check(&server, "speedy-jobs", &[]);
+    assert_eq!(
+        (jobs.code, jobs.message.as_str()),
+        (0, "jobs disabled on this host by /etc/speedy/jobs.disabled")
+    );
+    server.sh_ok("rm /etc/speedy/jobs.disabled");
+    assert_eq!(run_check(&server, "speedy-jobs", &[]).code, 2);
+
+    // The job fixed and run again: OK. A timer disabled by hand: CRITICAL.
+    server.sh_ok("rm -r /run/systemd/system/speedy-jobs-trending.service.d");
+    server.systemctl(&["daemon-reload"]);
+    server.systemctl(&["start", "speedy-jobs-trending.service"]);
+    assert_eq!(run_check(&server, "speedy-jobs", &[]).code, 0);
+    server.systemctl(&["disable", "--now", "speedy-jobs-purge-old-data.timer"]);
+    let jobs = run_check(&server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 2, "{jobs:?}");
+    assert!(
+        jobs.message
+            .starts_with("speedy-jobs-purge-old-data.timer is disabled, so purge-old-data never runs; trending last ran "),
+        "{jobs:?}"
+    );
     drop(server);
     drop(http);
 }
