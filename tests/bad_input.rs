@@ -310,3 +310,39 @@ fn a_failed_build_keeps_earlier_packages() {
     let after: Vec<String> = fixture.debs().iter().map(|d| sha256_file(d)).collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn health_url_that_is_not_an_http_url() {
+    refused(
+        |f| {
+            f.edit(
+                APP,
+                "\"http://127.0.0.1:8080/healthz\"",
+                "\"127.0.0.1:8080/healthz\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.health-url",
+            "\"127.0.0.1:8080/healthz\" must be an http:// URL",
+        ],
+    );
+}
+
+#[test]
+fn health_url_on_a_jobs_package() {
+    refused(
+        |f| {
+            f.edit(
+                JOBS,
+                "kind = \"jobs\"\n",
+                "kind = \"jobs\"\nhealth-url = \"http://127.0.0.1:8080/healthz\"\n",
+            )
+        },
+        &[
+            "speedy-jobs/Cargo.toml",
+            "package.metadata.speedy.health-url",
+            "only a daemon has a health URL",
+        ],
+    );
+}

@@ -476,27 +476,20 @@ echo "$value"
             .expect("run the check");
         (output.status.code(), stdout(&output))
     };
-    let (code, text) = run_at(600);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.starts_with("SPEEDY-JOBS OK - trending last ran ")
-            && text.contains("; purge-old-data last ran ")
-            && text.contains(" | trending_age=600s;2040;2940;0 purge-old-data_age=600s;"),
-        "{text}"
-    );
-    let (code, text) = run_at(2041);
-    assert_eq!(code, Some(1), "{text}");
-    assert!(
-        text.starts_with("SPEEDY-JOBS WARNING - trending last ran ")
-            && text.contains(" and is late: a run was due at ")
-            && text.contains("(schedule *:0/15)"),
-        "{text}"
-    );
-    let (code, text) = run_at(2941);
-    assert_eq!(code, Some(2), "{text}");
-    assert!(
-        text.starts_with("SPEEDY-JOBS CRITICAL - trending last ran ")
-            && text.contains(" and missed the runs due since "),
-        "{text}"
-    );
+    #[rustfmt::skip]
+    let cases: [(u64, i32, &[&str]); 3] = [
+        (600, 0, &["SPEEDY-JOBS OK - trending last ran ", "; purge-old-data last ran ",
+                   " | trending_age=600s;2040;2940;0 purge-old-data_age=600s;"]),
+        (2041, 1, &["SPEEDY-JOBS WARNING - trending last ran ",
+                    " and is late: a run was due at ", "(schedule *:0/15)"]),
+        (2941, 2, &["SPEEDY-JOBS CRITICAL - trending last ran ", " and missed the runs due since "]),
+    ];
+    for (seconds_after, expected_code, parts) in cases {
+        let (code, text) = run_at(seconds_after);
+        assert_eq!(code, Some(expected_code), "{text}");
+        assert!(text.starts_with(parts[0]), "{text}");
+        for part in &parts[1..] {
+            assert!(text.contains(part), "{part:?} missing: {text}");
+        }
+    }
 }

@@ -70,6 +70,42 @@ fn archive_key(fixture: &Fixture) -> (tempfile::TempDir, std::path::PathBuf, std
     (keys, key, keyring)
 }
 
+/// A booted server with the fixture's three packages installed by apt from a fresh
+/// signed repository served over HTTP, its daemons active. Drops the server first.
+struct InstalledServer {
+    server: BootedServer,
+    _http: RepoHttpServer,
+    repo: tempfile::TempDir,
+    key: std::path::PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+fn install_the_three_packages(fixture: &Fixture) -> InstalledServer {
+    assert_eq!(fixture.build().len(), 3);
+    let (keys, key, keyring) = archive_key(fixture);
+    let repo = tempfile::tempdir().expect("temp dir");
+    publish(fixture, repo.path(), &key);
+    let http = RepoHttpServer::serve(repo.path());
+    let server = BootedServer::boot(SUITE);
+    server.use_apt_repo(
+        &http.url,
+        "dev",
+        &std::fs::read(&keyring).expect("read keyring"),
+    );
+    server.apt_update();
+    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+    for unit in DAEMONS {
+        server.wait_active(unit);
+    }
+    InstalledServer {
+        server,
+        _http: http,
+        repo,
+        key,
+        _keys: keys,
+    }
+}
+
 /// (MainPID, ActiveEnterTimestamp) of a unit: both change when it is restarted.
 fn incarnation(server: &BootedServer, unit: &str) -> (String, String) {
     (
@@ -101,26 +137,11 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
         "kind = \"daemon\"\n",
         &format!("kind = \"daemon\"\nenvironment = {{ PRICE = \"{PRICE}\" }}\n"),
     );
-    assert_eq!(fixture.build().len(), 3);
-    let (_keys, key, keyring) = archive_key(&fixture);
-    let repo = tempfile::tempdir().expect("temp dir");
-    publish(&fixture, repo.path(), &key);
-    let http = RepoHttpServer::serve(repo.path());
-
     // 1. apt installs the three packages from the signed repository over HTTP.
-    let server = BootedServer::boot(SUITE);
-    server.use_apt_repo(
-        &http.url,
-        "dev",
-        &std::fs::read(&keyring).expect("read keyring"),
-    );
-    server.apt_update();
-    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+    let installed = install_the_three_packages(&fixture);
+    let (server, repo, key) = (&installed.server, &installed.repo, &installed.key);
 
     // 2. The daemons run, the timers are scheduled, a job succeeds under its hardening.
-    for unit in DAEMONS {
-        server.wait_active(unit);
-    }
     let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
     for timer in TIMERS {
         assert!(timers.contains(timer), "{timer} not listed:\n{timers}");
@@ -139,7 +160,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     );
 
     // 6. The service sees the environment value exactly as configured.
-    assert_price(&server);
+    assert_price(server);
 
     // 3. /healthz, then the maintenance page while the flag file exists.
     let healthz = format!("http://127.0.0.1:{port}/healthz");
@@ -170,10 +191,10 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     server.sh_ok(
         "sed -i 's/^heartbeat_seconds = 30$/heartbeat_seconds = 45/' /etc/speedy/notifier.conf",
     );
-    let before: Vec<_> = DAEMONS.iter().map(|u| incarnation(&server, u)).collect();
+    let before: Vec<_> = DAEMONS.iter().map(|u| incarnation(server, u)).collect();
     fixture.edit("Cargo.toml", "version = \"1.4.0\"", "version = \"1.4.1\"");
     fixture.build();
-    publish(&fixture, repo.path(), &key);
+    publish(&fixture, repo.path(), key);
     server.apt_update();
     server.apt_get(&["upgrade"]);
     for name in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
@@ -182,7 +203,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     }
     for (unit, before) in DAEMONS.iter().zip(before) {
         server.wait_active(unit);
-        let after = incarnation(&server, unit);
+        let after = incarnation(server, unit);
         assert_ne!(after.0, before.0, "{unit} kept its MainPID: not restarted");
         assert_ne!(after.1, before.1, "{unit} was not restarted");
     }
@@ -194,7 +215,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     let leftovers = server.sh_ok("ls /etc/speedy");
     assert!(!leftovers.contains(".dpkg-"), "{leftovers}");
     assert_eq!(server.http("GET", &healthz).status, 200);
-    assert_price(&server);
+    assert_price(server);
 
     // 5. Purging the jobs removes their timers, units and state.
     server.apt_get(&["purge", "speedy-jobs"]);
@@ -220,8 +241,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     for unit in DAEMONS {
         assert_eq!(server.show(unit, "ActiveState"), "active", "{unit}");
     }
-    drop(server);
-    drop(http);
+    drop(installed);
 }
 
 /// The harness's HTTP server answers GET and HEAD with Content-Length, and 404.
@@ -669,22 +689,8 @@ fn run_check(server: &BootedServer, package: &str, args: &[&str]) -> CheckResult
 #[test]
 fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server() {
     let (fixture, port) = fixture_on_a_free_port();
-    assert_eq!(fixture.build().len(), 3);
-    let (_keys, key, keyring) = archive_key(&fixture);
-    let repo = tempfile::tempdir().expect("temp dir");
-    publish(&fixture, repo.path(), &key);
-    let http = RepoHttpServer::serve(repo.path());
-    let server = BootedServer::boot(SUITE);
-    server.use_apt_repo(
-        &http.url,
-        "dev",
-        &std::fs::read(&keyring).expect("read keyring"),
-    );
-    server.apt_update();
-    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
-    for unit in DAEMONS {
-        server.wait_active(unit);
-    }
+    let installed = install_the_three_packages(&fixture);
+    let server = &installed.server;
     for package in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
         let nrpe = server.sh_ok(&format!("cat /etc/nagios/nrpe.d/{package}.cfg"));
         assert!(
@@ -696,7 +702,7 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
     let healthz = format!("http://127.0.0.1:{port}/healthz");
 
     // Healthy: OK, with the response time as performance data.
-    let app = run_check(&server, "speedy-app", &[]);
+    let app = run_check(server, "speedy-app", &[]);
     assert_eq!(app.state, "OK", "{app:?}");
     assert!(app.message.contains("speedy-app.service active"), "{app:?}");
     assert!(
@@ -707,12 +713,12 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
         app.perfdata.starts_with("time=") && app.perfdata.ends_with("s;;;0"),
         "{app:?}"
     );
-    let notifier = run_check(&server, "speedy-notifier", &[]);
+    let notifier = run_check(server, "speedy-notifier", &[]);
     assert_eq!(
         (notifier.code, notifier.message.as_str()),
         (0, "speedy-notifier.service active")
     );
-    let jobs = run_check(&server, "speedy-jobs", &[]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
     assert_eq!(jobs.code, 0, "{jobs:?}");
     for job in ["trending", "purge-old-data"] {
         assert!(
@@ -723,13 +729,13 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
         assert!(jobs.perfdata.contains(&format!("{job}_age=")), "{jobs:?}");
     }
     server.systemctl(&["start", "speedy-jobs-trending.service"]);
-    let jobs = run_check(&server, "speedy-jobs", &[]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
     assert_eq!(jobs.code, 0, "{jobs:?}");
     assert!(jobs.message.contains("trending last ran "), "{jobs:?}");
 
     // Maintenance: WARNING, with the reason the app gives.
     server.sh_ok("touch /var/lib/speedy/app/maintenance");
-    let app = run_check(&server, "speedy-app", &[]);
+    let app = run_check(server, "speedy-app", &[]);
     assert_eq!(app.code, 1, "{app:?}");
     assert!(
         app.message.starts_with(&format!("{healthz} 503 in ")),
@@ -737,11 +743,11 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
     );
     assert!(app.message.contains("s: maintenance"), "{app:?}");
     server.sh_ok("rm /var/lib/speedy/app/maintenance");
-    assert_eq!(run_check(&server, "speedy-app", &[]).code, 0);
+    assert_eq!(run_check(server, "speedy-app", &[]).code, 0);
 
     // The daemon stopped: CRITICAL.
     server.systemctl(&["stop", "speedy-app.service"]);
-    let app = run_check(&server, "speedy-app", &[]);
+    let app = run_check(server, "speedy-app", &[]);
     assert_eq!(
         (app.code, app.message.as_str()),
         (2, "speedy-app.service is inactive (dead)")
@@ -750,12 +756,12 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
     server.wait_active("speedy-app.service");
     // A health URL nothing answers: CRITICAL, with curl's reason.
     let closed = format!("http://127.0.0.1:{}/healthz", free_port());
-    let app = run_check(&server, "speedy-app", &["-u", &closed]);
+    let app = run_check(server, "speedy-app", &["-u", &closed]);
     assert_eq!(app.code, 2, "{app:?}");
     assert!(app.message.starts_with(&format!("{closed}: ")), "{app:?}");
     // Without curl: UNKNOWN, saying what to install.
     server.sh_ok("mv /usr/bin/curl /usr/bin/curl.hidden");
-    let app = run_check(&server, "speedy-app", &[]);
+    let app = run_check(server, "speedy-app", &[]);
     server.sh_ok("mv /usr/bin/curl.hidden /usr/bin/curl");
     assert_eq!(app.code, 3, "{app:?}");
     assert!(app.message.contains("curl is not installed"), "{app:?}");
@@ -763,8 +769,8 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
     wait_for(
         "speedy-app to answer again",
         std::time::Duration::from_secs(30),
-        || (run_check(&server, "speedy-app", &[]).code == 0).then_some(()),
-        || format!("{:?}", run_check(&server, "speedy-app", &[])),
+        || (run_check(server, "speedy-app", &[]).code == 0).then_some(()),
+        || format!("{:?}", run_check(server, "speedy-app", &[])),
     );
 
     // A failing job run: CRITICAL, naming the job, its exit status and where to look.
@@ -776,7 +782,7 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
     server.systemctl(&["daemon-reload"]);
     let run = server.exec(&["systemctl", "start", "speedy-jobs-trending.service"]);
     assert!(!run.status.success(), "the job was made to fail");
-    let jobs = run_check(&server, "speedy-jobs", &[]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
     assert_eq!(jobs.code, 2, "{jobs:?}");
     assert!(jobs.message.starts_with("trending failed at "), "{jobs:?}");
     assert!(
@@ -787,27 +793,26 @@ fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server()
 
     // A host whose jobs are disabled by the flag: OK, with that reason.
     server.sh_ok("touch /etc/speedy/jobs.disabled");
-    let jobs = run_check(&server, "speedy-jobs", &[]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
     assert_eq!(
         (jobs.code, jobs.message.as_str()),
         (0, "jobs disabled on this host by /etc/speedy/jobs.disabled")
     );
     server.sh_ok("rm /etc/speedy/jobs.disabled");
-    assert_eq!(run_check(&server, "speedy-jobs", &[]).code, 2);
+    assert_eq!(run_check(server, "speedy-jobs", &[]).code, 2);
 
     // The job fixed and run again: OK. A timer disabled by hand: CRITICAL.
     server.sh_ok("rm -r /run/systemd/system/speedy-jobs-trending.service.d");
     server.systemctl(&["daemon-reload"]);
     server.systemctl(&["start", "speedy-jobs-trending.service"]);
-    assert_eq!(run_check(&server, "speedy-jobs", &[]).code, 0);
+    assert_eq!(run_check(server, "speedy-jobs", &[]).code, 0);
     server.systemctl(&["disable", "--now", "speedy-jobs-purge-old-data.timer"]);
-    let jobs = run_check(&server, "speedy-jobs", &[]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
     assert_eq!(jobs.code, 2, "{jobs:?}");
     assert!(
         jobs.message
             .starts_with("speedy-jobs-purge-old-data.timer is disabled, so purge-old-data never runs; trending last ran "),
         "{jobs:?}"
     );
-    drop(server);
-    drop(http);
+    drop(installed);
 }

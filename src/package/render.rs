@@ -675,6 +675,17 @@ mod tests {
         render_service(service, &RenderContext { timestamp: 0 }).unwrap()
     }
 
+    /// Every line is in the rendered text, which has no placeholder left.
+    fn assert_has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{line:?} missing:\n{text}"
+            );
+        }
+        assert!(!text.contains("{{"), "{text}");
+    }
+
     #[test]
     fn a_daemon_check_asks_systemd_and_its_health_url() {
         let mut service = app_service();
@@ -693,20 +704,16 @@ mod tests {
             "{}",
             check.contents
         );
-        for line in [
-            "label=\"SPEEDY-APP\"",
-            "unit=speedy-app.service",
-            "health_url=''",
-            "while getopts 'u:t:hV' option; do",
-            "        u) health_url=$OPTARG ;;",
-        ] {
-            assert!(
-                check.contents.lines().any(|l| l == line),
-                "{line:?} missing:\n{}",
-                check.contents
-            );
-        }
-        assert!(!check.contents.contains("{{"), "{}", check.contents);
+        assert_has_lines(
+            &check.contents,
+            &[
+                "label=\"SPEEDY-APP\"",
+                "unit=speedy-app.service",
+                "health_url=''",
+                "while getopts 'u:t:hV' option; do",
+                "        u) health_url=$OPTARG ;;",
+            ],
+        );
         let nrpe = rendered_file(&files, "speedy-app.nrpe.cfg");
         assert_eq!(
             nrpe.destination,
@@ -754,21 +761,17 @@ mod tests {
         let files = render(&service);
         let check = rendered_file(&files, "check_speedy-jobs");
         assert_eq!(check.origin, Origin::Template("check-jobs"));
-        for line in [
-            "label=\"SPEEDY-JOBS\"",
-            "flag=/etc/speedy/jobs.disabled",
-            "while getopts 't:hV' option; do",
-            "check_job speedy-jobs-trending '*:0/15' 300",
-            "check_job speedy-jobs-weekly 'Mon..Fri 09:00' 5400",
-        ] {
-            assert!(
-                check.contents.lines().any(|l| l == line),
-                "{line:?} missing:\n{}",
-                check.contents
-            );
-        }
+        assert_has_lines(
+            &check.contents,
+            &[
+                "label=\"SPEEDY-JOBS\"",
+                "flag=/etc/speedy/jobs.disabled",
+                "while getopts 't:hV' option; do",
+                "check_job speedy-jobs-trending '*:0/15' 300",
+                "check_job speedy-jobs-weekly 'Mon..Fri 09:00' 5400",
+            ],
+        );
         assert!(!check.contents.contains("health_url"), "{}", check.contents);
-        assert!(!check.contents.contains("{{"), "{}", check.contents);
     }
 
     #[test]
