@@ -414,3 +414,39 @@ fn server_setup_and_signing_settings_refuse_bad_values() {
     );
     assert!(!fixture.path("k.gpg").exists());
 }
+
+#[test]
+fn health_url_that_is_not_an_http_url() {
+    refused(
+        |f| {
+            f.edit(
+                APP,
+                "\"http://127.0.0.1:8080/healthz\"",
+                "\"127.0.0.1:8080/healthz\"",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.health-url",
+            "\"127.0.0.1:8080/healthz\" must be an http:// URL",
+        ],
+    );
+}
+
+#[test]
+fn health_url_on_a_jobs_package() {
+    refused(
+        |f| {
+            f.edit(
+                JOBS,
+                "kind = \"jobs\"\n",
+                "kind = \"jobs\"\nhealth-url = \"http://127.0.0.1:8080/healthz\"\n",
+            )
+        },
+        &[
+            "speedy-jobs/Cargo.toml",
+            "package.metadata.speedy.health-url",
+            "only a daemon has a health URL",
+        ],
+    );
+}

@@ -59,15 +59,19 @@ fn daemon_packages_carry_a_hardened_service_and_debhelper_style_scripts() {
         "./etc/speedy/app.conf",
         "./usr/share/doc/speedy-app/copyright",
         "./usr/share/doc/speedy-app/changelog.Debian.gz",
+        "./usr/lib/nagios/plugins/check_speedy-app",
+        "./etc/nagios/nrpe.d/speedy-app.cfg",
     ] {
         assert!(
             listing.lines().any(|l| l.ends_with(path)),
             "{path} missing from:\n{listing}"
         );
     }
-    assert!(listing
-        .lines()
-        .any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with("speedy-app")));
+    for executable in ["speedy-app", "check_speedy-app"] {
+        assert!(listing
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x 0/0") && l.ends_with(&format!("/{executable}"))));
+    }
 
     // The control archive, read without unpacking.
     let members = String::from_utf8(run_bytes(
@@ -88,7 +92,10 @@ fn daemon_packages_carry_a_hardened_service_and_debhelper_style_scripts() {
     }
 
     let unpacked = Unpacked::new(&deb);
-    assert_eq!(unpacked.control("conffiles"), "/etc/speedy/app.conf\n");
+    assert_eq!(
+        unpacked.control("conffiles"),
+        "/etc/nagios/nrpe.d/speedy-app.cfg\n/etc/speedy/app.conf\n"
+    );
     let unit = unpacked.file("/usr/lib/systemd/system/speedy-app.service");
     for line in [
         "ExecStart=/usr/libexec/speedy/speedy-app --config /etc/speedy/app.conf",
@@ -162,7 +169,49 @@ fn jobs_package_has_a_oneshot_service_and_timer_per_job() {
     assert!(prerm.contains(
         "stop_units=\"speedy-jobs-trending.timer speedy-jobs-purge-old-data.timer speedy-jobs-trending.service speedy-jobs-purge-old-data.service\""
     ));
-    assert_eq!(unpacked.control("conffiles"), "/etc/speedy/jobs.conf\n");
+    assert_eq!(
+        unpacked.control("conffiles"),
+        "/etc/nagios/nrpe.d/speedy-jobs.cfg\n/etc/speedy/jobs.conf\n"
+    );
+}
+
+#[test]
+fn every_package_ships_a_monitoring_check_and_its_nrpe_command() {
+    let fixture = Fixture::new();
+    fixture.build();
+    for name in PACKAGES {
+        let deb = fixture.deb(name);
+        let unpacked = Unpacked::new(&deb);
+        let check = unpacked.file(&format!("/usr/lib/nagios/plugins/check_{name}"));
+        assert!(check.starts_with("#!/bin/sh\n"), "{check}");
+        assert_eq!(
+            unpacked
+                .file(&format!("/etc/nagios/nrpe.d/{name}.cfg"))
+                .lines()
+                .last(),
+            Some(format!("command[check_{name}]=/usr/lib/nagios/plugins/check_{name}").as_str())
+        );
+        // The daemon with a health URL asks it with curl, which it recommends.
+        let fields = control_fields(&run("dpkg-deb", &["-f", deb.to_str().unwrap()]));
+        if name == "speedy-app" {
+            assert!(
+                check.contains("\nhealth_url=http://127.0.0.1:8080/healthz\n"),
+                "{check}"
+            );
+            assert_eq!(fields["Recommends"], "curl");
+        } else {
+            assert!(!fields.contains_key("Recommends"), "{name}: {fields:?}");
+        }
+    }
+    let jobs = Unpacked::new(&fixture.deb("speedy-jobs"))
+        .file("/usr/lib/nagios/plugins/check_speedy-jobs");
+    for line in [
+        "flag=/etc/speedy/jobs.disabled",
+        "check_job speedy-jobs-trending '*:0/15' 300",
+        "check_job speedy-jobs-purge-old-data '*-*-* 03:30:00' 300",
+    ] {
+        assert!(jobs.lines().any(|l| l == line), "{line:?} missing:\n{jobs}");
+    }
 }
 
 fn assert_lintian_clean(debs: &[std::path::PathBuf]) {
@@ -209,7 +258,7 @@ fn lintian_reports_no_errors_or_warnings() {
 }
 
 #[test]
-fn maintainer_scripts_pass_shellcheck() {
+fn maintainer_scripts_and_monitoring_checks_pass_shellcheck() {
     let fixture = Fixture::new();
     fixture.build();
     for name in PACKAGES {
@@ -221,6 +270,14 @@ fn maintainer_scripts_pass_shellcheck() {
                 &["--shell=sh", "--severity=style", path.to_str().unwrap()],
             );
         }
+        let check = unpacked
+            .dir
+            .path()
+            .join(format!("root/usr/lib/nagios/plugins/check_{name}"));
+        run(
+            "shellcheck",
+            &["--shell=sh", "--severity=style", check.to_str().unwrap()],
+        );
     }
 }
 
@@ -261,6 +318,9 @@ fn explain_shows_every_rendered_file_and_builds_nothing() {
         "==> /usr/lib/sysusers.d/speedy-notifier.conf (template sysusers.conf) <==",
         "==> DEBIAN/postinst (template postinst) <==",
         "==> /usr/share/doc/speedy-jobs/changelog.Debian.gz (template changelog) <==",
+        "==> /usr/lib/nagios/plugins/check_speedy-app (template check-daemon) <==",
+        "==> /usr/lib/nagios/plugins/check_speedy-jobs (template check-jobs) <==",
+        "==> /etc/nagios/nrpe.d/speedy-notifier.cfg (template nrpe.cfg) <==",
     ] {
         assert!(text.contains(header), "{header} missing:\n{text}");
     }
@@ -343,4 +403,93 @@ fn cargo_deb_metadata_keys_are_honoured() {
         unpacked.file("/usr/share/doc/speedy-notifier/notes.txt"),
         "read me\n"
     );
+}
+
+/// The jobs check's lateness rule, run on this host against a stand-in `systemctl`
+/// (every unit property from a file) and `date +%s` (the time now), with the real
+/// `systemd-analyze` computing the schedule: a job whose last start was 1 min past a
+/// quarter hour, on `*:0/15` with the fixture's 5 min randomized delay, is on time
+/// until the second elapse after it plus the delay (34 min later), late (WARNING)
+/// until the third plus the delay (49 min), then CRITICAL.
+#[test]
+fn the_jobs_check_warns_then_goes_critical_as_scheduled_runs_are_missed() {
+    let fixture = Fixture::new();
+    fixture.build();
+    let unpacked = Unpacked::new(&fixture.deb("speedy-jobs"));
+    let check = unpacked
+        .dir
+        .path()
+        .join("root/usr/lib/nagios/plugins/check_speedy-jobs");
+    let stubs = tempfile::tempdir().expect("temp dir");
+    let write_stub = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = stubs.path().join(name);
+        std::fs::write(&path, text).expect("write stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    write_stub(
+        "systemctl",
+        r#"#!/bin/sh
+# `show --property=NAME ... UNIT` and `is-enabled -- UNIT`, from "UNIT NAME=VALUE" lines.
+property="" unit=""
+for argument in "$@"; do
+    case "$argument" in
+        --property=*) property=${argument#--property=} ;;
+        -*|show|is-enabled) ;;
+        *) unit=$argument ;;
+    esac
+done
+if [ "$1" = is-enabled ]; then
+    property=UnitFileState
+fi
+value=$(grep -F "$unit $property=" "$STUB_UNITS" | cut -d= -f2-)
+echo "$value"
+[ "$1" != is-enabled ] || [ "$value" = enabled ]
+"#,
+    );
+    write_stub(
+        "date",
+        "#!/bin/sh\nif [ \"$*\" = +%s ]; then echo \"$STUB_NOW\"; else exec /usr/bin/date \"$@\"; fi\n",
+    );
+    let quarter_hour = 1_795_000_000 / 900 * 900;
+    let last_start = quarter_hour + 60;
+    let units = stubs.path().join("units");
+    let mut lines = String::new();
+    for job in ["trending", "purge-old-data"] {
+        lines.push_str(&format!(
+            "speedy-jobs-{job}.timer UnitFileState=enabled\n\
+             speedy-jobs-{job}.timer ActiveState=active\n\
+             speedy-jobs-{job}.timer LastTriggerUSec=@{last_start}\n\
+             speedy-jobs-{job}.service Result=success\n\
+             speedy-jobs-{job}.service ExecMainStartTimestamp=@{last_start}\n"
+        ));
+    }
+    std::fs::write(&units, lines).expect("write units");
+    let run_at = |seconds_after: u64| {
+        let output = std::process::Command::new(&check)
+            .env_clear()
+            .env("PATH", stubs.path())
+            .env("STUB_UNITS", &units)
+            .env("STUB_NOW", (last_start + seconds_after).to_string())
+            .env("TZ", "UTC")
+            .output()
+            .expect("run the check");
+        (output.status.code(), stdout(&output))
+    };
+    #[rustfmt::skip]
+    let cases: [(u64, i32, &[&str]); 3] = [
+        (600, 0, &["SPEEDY-JOBS OK - trending last ran ", "; purge-old-data last ran ",
+                   " | trending_age=600s;2040;2940;0 purge-old-data_age=600s;"]),
+        (2041, 1, &["SPEEDY-JOBS WARNING - trending last ran ",
+                    " and is late: a run was due at ", "(schedule *:0/15)"]),
+        (2941, 2, &["SPEEDY-JOBS CRITICAL - trending last ran ", " and missed the runs due since "]),
+    ];
+    for (seconds_after, expected_code, parts) in cases {
+        let (code, text) = run_at(seconds_after);
+        assert_eq!(code, Some(expected_code), "{text}");
+        assert!(text.starts_with(parts[0]), "{text}");
+        for part in &parts[1..] {
+            assert!(text.contains(part), "{part:?} missing: {text}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 use support::server::{
-    archive_key, fixture_on_a_free_port, free_port, BootedServer, RepoHttpServer, SUITE,
+    archive_key, fixture_on_a_free_port, free_port, wait_for, BootedServer, RepoHttpServer, SUITE,
 };
 use support::*;
 
@@ -33,6 +33,42 @@ fn publish(fixture: &Fixture, repo: &Path, key: &Path) {
         "--key-file",
         key.to_str().expect("utf-8 path"),
     ]));
+}
+
+/// A booted server with the fixture's three packages installed by apt from a fresh
+/// signed repository served over HTTP, its daemons active. Drops the server first.
+struct InstalledServer {
+    server: BootedServer,
+    _http: RepoHttpServer,
+    repo: tempfile::TempDir,
+    key: std::path::PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+fn install_the_three_packages(fixture: &Fixture) -> InstalledServer {
+    assert_eq!(fixture.build().len(), 3);
+    let (keys, key, keyring) = archive_key(fixture);
+    let repo = tempfile::tempdir().expect("temp dir");
+    publish(fixture, repo.path(), &key);
+    let http = RepoHttpServer::serve(repo.path());
+    let server = BootedServer::boot(SUITE);
+    server.use_apt_repo(
+        &http.url,
+        "dev",
+        &std::fs::read(&keyring).expect("read keyring"),
+    );
+    server.apt_update();
+    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+    for unit in DAEMONS {
+        server.wait_active(unit);
+    }
+    InstalledServer {
+        server,
+        _http: http,
+        repo,
+        key,
+        _keys: keys,
+    }
 }
 
 /// (MainPID, ActiveEnterTimestamp) of a unit: both change when it is restarted.
@@ -66,26 +102,11 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
         "kind = \"daemon\"\n",
         &format!("kind = \"daemon\"\nenvironment = {{ PRICE = \"{PRICE}\" }}\n"),
     );
-    assert_eq!(fixture.build().len(), 3);
-    let (_keys, key, keyring) = archive_key(&fixture);
-    let repo = tempfile::tempdir().expect("temp dir");
-    publish(&fixture, repo.path(), &key);
-    let http = RepoHttpServer::serve(repo.path());
-
     // 1. apt installs the three packages from the signed repository over HTTP.
-    let server = BootedServer::boot(SUITE);
-    server.use_apt_repo(
-        &http.url,
-        "dev",
-        &std::fs::read(&keyring).expect("read keyring"),
-    );
-    server.apt_update();
-    server.apt_get(&["install", "speedy-app", "speedy-notifier", "speedy-jobs"]);
+    let installed = install_the_three_packages(&fixture);
+    let (server, repo, key) = (&installed.server, &installed.repo, &installed.key);
 
     // 2. The daemons run, the timers are scheduled, a job succeeds under its hardening.
-    for unit in DAEMONS {
-        server.wait_active(unit);
-    }
     let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
     for timer in TIMERS {
         assert!(timers.contains(timer), "{timer} not listed:\n{timers}");
@@ -104,7 +125,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     );
 
     // 6. The service sees the environment value exactly as configured.
-    assert_price(&server);
+    assert_price(server);
 
     // 3. /healthz, then the maintenance page while the flag file exists.
     let healthz = format!("http://127.0.0.1:{port}/healthz");
@@ -135,10 +156,10 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     server.sh_ok(
         "sed -i 's/^heartbeat_seconds = 30$/heartbeat_seconds = 45/' /etc/speedy/notifier.conf",
     );
-    let before: Vec<_> = DAEMONS.iter().map(|u| incarnation(&server, u)).collect();
+    let before: Vec<_> = DAEMONS.iter().map(|u| incarnation(server, u)).collect();
     fixture.edit("Cargo.toml", "version = \"1.4.0\"", "version = \"1.4.1\"");
     fixture.build();
-    publish(&fixture, repo.path(), &key);
+    publish(&fixture, repo.path(), key);
     server.apt_update();
     server.apt_get(&["upgrade"]);
     for name in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
@@ -147,7 +168,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     }
     for (unit, before) in DAEMONS.iter().zip(before) {
         server.wait_active(unit);
-        let after = incarnation(&server, unit);
+        let after = incarnation(server, unit);
         assert_ne!(after.0, before.0, "{unit} kept its MainPID: not restarted");
         assert_ne!(after.1, before.1, "{unit} was not restarted");
     }
@@ -159,7 +180,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     let leftovers = server.sh_ok("ls /etc/speedy");
     assert!(!leftovers.contains(".dpkg-"), "{leftovers}");
     assert_eq!(server.http("GET", &healthz).status, 200);
-    assert_price(&server);
+    assert_price(server);
 
     // 5. Purging the jobs removes their timers, units and state.
     server.apt_get(&["purge", "speedy-jobs"]);
@@ -185,8 +206,7 @@ fn apt_installs_runs_upgrades_and_purges_on_a_booted_server() {
     for unit in DAEMONS {
         assert_eq!(server.show(unit, "ActiveState"), "active", "{unit}");
     }
-    drop(server);
-    drop(http);
+    drop(installed);
 }
 
 /// The harness's HTTP server answers GET and HEAD with Content-Length, and 404.
@@ -564,4 +584,193 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     assert_eq!(server.http("GET", &healthz).status, 200);
     drop(server);
     drop(http);
+}
+
+/// What a monitoring check said: its exit code and its status line, split up.
+#[derive(Debug)]
+struct CheckResult {
+    code: i32,
+    state: String,
+    message: String,
+    perfdata: String,
+}
+
+/// Runs `check_<package>` in the server as NRPE does: as an unprivileged user, with
+/// a bare environment. Its output must be one status line in the monitoring-plugins
+/// format, `LABEL STATE - MESSAGE[ | PERFDATA]`, whose state matches the exit code.
+fn run_check(server: &BootedServer, package: &str, args: &[&str]) -> CheckResult {
+    let check = format!("/usr/lib/nagios/plugins/check_{package}");
+    let mut argv = vec!["runuser", "-u", "nobody", "--", "env", "-i", check.as_str()];
+    argv.extend_from_slice(args);
+    let output = server.exec(&argv);
+    let text = stdout(&output);
+    let code = output.status.code().expect("the check exited");
+    assert_eq!(text.lines().count(), 1, "one status line: {text:?}");
+    let line = text.trim_end();
+    let label = package.to_ascii_uppercase();
+    let rest = line
+        .strip_prefix(&format!("{label} "))
+        .unwrap_or_else(|| panic!("{line:?} starts with {label}"));
+    let (state, rest) = rest.split_once(" - ").expect("STATE - MESSAGE");
+    let (message, perfdata) = rest.split_once(" | ").unwrap_or((rest, ""));
+    let expected_code = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]
+        .iter()
+        .position(|word| *word == state)
+        .unwrap_or_else(|| panic!("{state:?} is not a plugin state: {line:?}"));
+    assert_eq!(code, expected_code as i32, "exit code of {line:?}");
+    assert!(!message.is_empty() && !message.contains('|'), "{line:?}");
+    // label=value[unit];[warn];[crit];[min]: single-quoted labels are not needed here.
+    for item in perfdata.split_whitespace() {
+        let (name, value) = item
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{item:?} in {line:?}"));
+        let fields: Vec<&str> = value.split(';').collect();
+        assert!(
+            !name.is_empty() && fields.len() == 4,
+            "{item:?} in {line:?}"
+        );
+        let number = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        assert!(number.parse::<f64>().is_ok(), "{item:?} in {line:?}");
+    }
+    CheckResult {
+        code,
+        state: state.to_owned(),
+        message: message.to_owned(),
+        perfdata: perfdata.to_owned(),
+    }
+}
+
+/// The monitoring checks and NRPE definitions the packages install, on a booted
+/// server: OK when healthy, WARNING in maintenance, CRITICAL when the daemon is
+/// stopped and after a failing job run, OK with the reason on a host whose jobs are
+/// disabled by the flag, UNKNOWN without curl.
+#[test]
+fn monitoring_checks_report_ok_warning_critical_and_unknown_on_a_booted_server() {
+    let (fixture, port) = fixture_on_a_free_port();
+    let installed = install_the_three_packages(&fixture);
+    let server = &installed.server;
+    for package in ["speedy-app", "speedy-notifier", "speedy-jobs"] {
+        let nrpe = server.sh_ok(&format!("cat /etc/nagios/nrpe.d/{package}.cfg"));
+        assert!(
+            nrpe.lines().any(|l| l
+                == format!("command[check_{package}]=/usr/lib/nagios/plugins/check_{package}")),
+            "{nrpe}"
+        );
+    }
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+
+    // Healthy: OK, with the response time as performance data.
+    let app = run_check(server, "speedy-app", &[]);
+    assert_eq!(app.state, "OK", "{app:?}");
+    assert!(app.message.contains("speedy-app.service active"), "{app:?}");
+    assert!(
+        app.message.contains(&format!("{healthz} 200 in ")),
+        "{app:?}"
+    );
+    assert!(
+        app.perfdata.starts_with("time=") && app.perfdata.ends_with("s;;;0"),
+        "{app:?}"
+    );
+    let notifier = run_check(server, "speedy-notifier", &[]);
+    assert_eq!(
+        (notifier.code, notifier.message.as_str()),
+        (0, "speedy-notifier.service active")
+    );
+    let jobs = run_check(server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 0, "{jobs:?}");
+    for job in ["trending", "purge-old-data"] {
+        assert!(
+            jobs.message
+                .contains(&format!("{job} has not run since its timer started")),
+            "{jobs:?}"
+        );
+        assert!(jobs.perfdata.contains(&format!("{job}_age=")), "{jobs:?}");
+    }
+    server.systemctl(&["start", "speedy-jobs-trending.service"]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 0, "{jobs:?}");
+    assert!(jobs.message.contains("trending last ran "), "{jobs:?}");
+
+    // Maintenance: WARNING, with the reason the app gives.
+    server.sh_ok("touch /var/lib/speedy/app/maintenance");
+    let app = run_check(server, "speedy-app", &[]);
+    assert_eq!(app.code, 1, "{app:?}");
+    assert!(
+        app.message.starts_with(&format!("{healthz} 503 in ")),
+        "{app:?}"
+    );
+    assert!(app.message.contains("s: maintenance"), "{app:?}");
+    server.sh_ok("rm /var/lib/speedy/app/maintenance");
+    assert_eq!(run_check(server, "speedy-app", &[]).code, 0);
+
+    // The daemon stopped: CRITICAL.
+    server.systemctl(&["stop", "speedy-app.service"]);
+    let app = run_check(server, "speedy-app", &[]);
+    assert_eq!(
+        (app.code, app.message.as_str()),
+        (2, "speedy-app.service is inactive (dead)")
+    );
+    server.systemctl(&["start", "speedy-app.service"]);
+    server.wait_active("speedy-app.service");
+    // A health URL nothing answers: CRITICAL, with curl's reason.
+    let closed = format!("http://127.0.0.1:{}/healthz", free_port());
+    let app = run_check(server, "speedy-app", &["-u", &closed]);
+    assert_eq!(app.code, 2, "{app:?}");
+    assert!(app.message.starts_with(&format!("{closed}: ")), "{app:?}");
+    // Without curl: UNKNOWN, saying what to install.
+    server.sh_ok("mv /usr/bin/curl /usr/bin/curl.hidden");
+    let app = run_check(server, "speedy-app", &[]);
+    server.sh_ok("mv /usr/bin/curl.hidden /usr/bin/curl");
+    assert_eq!(app.code, 3, "{app:?}");
+    assert!(app.message.contains("curl is not installed"), "{app:?}");
+    assert!(app.message.contains("apt-get install curl"), "{app:?}");
+    wait_for(
+        "speedy-app to answer again",
+        std::time::Duration::from_secs(30),
+        || (run_check(server, "speedy-app", &[]).code == 0).then_some(()),
+        || format!("{:?}", run_check(server, "speedy-app", &[])),
+    );
+
+    // A failing job run: CRITICAL, naming the job, its exit status and where to look.
+    server.write_file(
+        "/run/systemd/system/speedy-jobs-trending.service.d/fail.conf",
+        b"[Service]\nExecStart=\nExecStart=/bin/sh -c 'exit 3'\n",
+        0o644,
+    );
+    server.systemctl(&["daemon-reload"]);
+    let run = server.exec(&["systemctl", "start", "speedy-jobs-trending.service"]);
+    assert!(!run.status.success(), "the job was made to fail");
+    let jobs = run_check(server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 2, "{jobs:?}");
+    assert!(jobs.message.starts_with("trending failed at "), "{jobs:?}");
+    assert!(
+        jobs.message
+            .contains("(exit-code, exit status 3): journalctl -u speedy-jobs-trending.service"),
+        "{jobs:?}"
+    );
+
+    // A host whose jobs are disabled by the flag: OK, with that reason.
+    server.sh_ok("touch /etc/speedy/jobs.disabled");
+    let jobs = run_check(server, "speedy-jobs", &[]);
+    assert_eq!(
+        (jobs.code, jobs.message.as_str()),
+        (0, "jobs disabled on this host by /etc/speedy/jobs.disabled")
+    );
+    server.sh_ok("rm /etc/speedy/jobs.disabled");
+    assert_eq!(run_check(server, "speedy-jobs", &[]).code, 2);
+
+    // The job fixed and run again: OK. A timer disabled by hand: CRITICAL.
+    server.sh_ok("rm -r /run/systemd/system/speedy-jobs-trending.service.d");
+    server.systemctl(&["daemon-reload"]);
+    server.systemctl(&["start", "speedy-jobs-trending.service"]);
+    assert_eq!(run_check(server, "speedy-jobs", &[]).code, 0);
+    server.systemctl(&["disable", "--now", "speedy-jobs-purge-old-data.timer"]);
+    let jobs = run_check(server, "speedy-jobs", &[]);
+    assert_eq!(jobs.code, 2, "{jobs:?}");
+    assert!(
+        jobs.message
+            .starts_with("speedy-jobs-purge-old-data.timer is disabled, so purge-old-data never runs; trending last ran "),
+        "{jobs:?}"
+    );
+    drop(installed);
 }

@@ -32,6 +32,8 @@ pub struct PackageMetadata {
     #[serde(default)]
     pub jobs: Vec<JobMetadata>,
     pub randomized_delay: Option<String>,
+    /// A daemon's health endpoint, which its monitoring check asks.
+    pub health_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,8 +65,12 @@ pub struct JobMetadata {
 /// What the package of a service runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind {
-    /// One long-running `.service`.
-    Daemon { args: Vec<String> },
+    /// One long-running `.service`, and the URL its monitoring check asks for a 200
+    /// (docs/ARCHITECTURE.md, "Monitoring checks").
+    Daemon {
+        args: Vec<String>,
+        health_url: Option<String>,
+    },
     /// One oneshot `.service` plus `.timer` per job.
     Jobs { jobs: Vec<Job> },
 }
@@ -548,6 +554,15 @@ impl Resolution<'_> {
             .or_else(|| self.workspace.randomized_delay.clone())
             .unwrap_or_else(|| "5min".to_owned());
         check_timespan(&randomized_delay).map_err(|why| self.err("randomized-delay", why))?;
+        if let Some(url) = &metadata.health_url {
+            if metadata.kind == ServiceKindName::Jobs {
+                return Err(self.err(
+                    "health-url",
+                    "only a daemon has a health URL; the check of a jobs package looks at its timers and their last runs".into(),
+                ));
+            }
+            check_health_url(url).map_err(|why| self.err("health-url", why))?;
+        }
         match metadata.kind {
             ServiceKindName::Daemon if !metadata.jobs.is_empty() => Err(self.err(
                 "jobs",
@@ -555,6 +570,7 @@ impl Resolution<'_> {
             )),
             ServiceKindName::Daemon => Ok(ServiceKind::Daemon {
                 args: metadata.args.clone(),
+                health_url: metadata.health_url.clone(),
             }),
             ServiceKindName::Jobs if metadata.jobs.is_empty() => Err(self.err(
                 "jobs",
@@ -748,6 +764,32 @@ fn check_job_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A health URL is asked by curl in the generated check and written into it in shell
+/// quotes; limiting it to the characters of RFC 3986 keeps both simple and a typo
+/// (a space, a missing scheme) an error at build time rather than an alert later.
+fn check_health_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "{url:?} must be an http:// URL, like \"http://127.0.0.1:8080/healthz\""
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?} names no host"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    if let Some(bad) = url.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "{url:?} contains {bad:?}, which is not allowed in a URL (percent-encode it)"
+        ));
+    }
+    Ok(())
+}
+
 /// Arguments are written into `ExecStart=`; a newline would end the directive early.
 fn check_args(args: &[String]) -> Result<(), String> {
     for arg in args {
@@ -855,6 +897,12 @@ mod tests {
             (daemon(json!({ "randomized-delay": "soon" })), "randomized-delay", "time span"),
             (daemon(json!({ "state-directory": "/var/lib/x" })), "state-directory", "relative"),
             (daemon(json!({ "environment": { "A-B": "1" } })), "environment.A-B", "environment variable"),
+            (daemon(json!({ "health-url": "127.0.0.1:8080/healthz" })), "speedy.health-url", "must be an http:// URL"),
+            (daemon(json!({ "health-url": "ftp://127.0.0.1/healthz" })), "speedy.health-url", "must be an http:// URL"),
+            (daemon(json!({ "health-url": "http:///healthz" })), "speedy.health-url", "names no host"),
+            (daemon(json!({ "health-url": "http://127.0.0.1/health z" })), "speedy.health-url", "' '"),
+            (daemon(json!({ "health-url": "http://127.0.0.1/\"$(reboot)\"" })), "speedy.health-url", "not allowed in a URL"),
+            ({ let mut j = jobs(json!([daily("t")])); j["health-url"] = json!("http://127.0.0.1/healthz"); j }, "speedy.health-url", "only a daemon"),
         ];
         for (speedy, key, message) in cases {
             let error = error_of(speedy.clone());
@@ -863,6 +911,26 @@ mod tests {
                 "{speedy}: {error}"
             );
             assert!(error.contains("speedy-jobs/Cargo.toml"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_daemon_keeps_its_health_url() {
+        let service =
+            resolve(json!({ "kind": "daemon", "health-url": "http://127.0.0.1:8080/healthz" }))
+                .unwrap();
+        assert_eq!(
+            service.kind,
+            ServiceKind::Daemon {
+                args: vec![],
+                health_url: Some("http://127.0.0.1:8080/healthz".into())
+            }
+        );
+        for good in [
+            "https://app.speedy.example/healthz?deep=1",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(check_health_url(good), Ok(()), "{good}");
         }
     }
 
@@ -905,6 +973,7 @@ mod tests {
                 environment: BTreeMap::new(),
                 jobs: vec![],
                 randomized_delay: None,
+                health_url: None,
             },
             &|_| None,
         )

@@ -6,6 +6,7 @@
 //! user needs; the placeholders are `{{name}}` and nothing else, which keeps the
 //! rendered files greppable and the engine small enough to trust.
 
+use crate::config::timespan::parse_timespan;
 use crate::config::{Service, ServiceKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,16 @@ pub const PRERM: Template = template!("prerm");
 pub const POSTRM: Template = template!("postrm");
 pub const CHANGELOG: Template = template!("changelog");
 pub const LINTIAN_OVERRIDES: Template = template!("lintian-overrides");
+pub const CHECK_COMMON: Template = template!("check-common");
+pub const CHECK_DAEMON: Template = template!("check-daemon");
+pub const CHECK_JOBS: Template = template!("check-jobs");
+pub const NRPE_CFG: Template = template!("nrpe.cfg");
+
+/// Where monitoring agents look for checks (monitoring-plugins' directory on Debian,
+/// the `PluginDir` of Icinga 2 and the path of Nagios' and NRPE's definitions).
+pub const PLUGIN_DIR: &str = "/usr/lib/nagios/plugins";
+/// The folder Debian's NRPE includes (`include_dir=` in /etc/nagios/nrpe.cfg).
+pub const NRPE_DIR: &str = "/etc/nagios/nrpe.d";
 
 /// All templates, for `cargo speedy templates` style listings and for tests.
 pub const ALL_TEMPLATES: &[Template] = &[
@@ -49,6 +60,10 @@ pub const ALL_TEMPLATES: &[Template] = &[
     POSTRM,
     CHANGELOG,
     LINTIAN_OVERRIDES,
+    CHECK_COMMON,
+    CHECK_DAEMON,
+    CHECK_JOBS,
+    NRPE_CFG,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +197,20 @@ fn quote_escaped(escaped: String) -> String {
     quoted
 }
 
+/// Quotes a word for POSIX sh: as it is when it holds only plain characters, else in
+/// single quotes (inside which nothing is special but the quote itself).
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 fn exec_start(service: &Service, args: &[String]) -> String {
     std::iter::once(service.install_path.clone())
         .chain(args.iter().map(|a| systemd_quote(a)))
@@ -288,7 +317,7 @@ pub fn render_service(
         )
     };
     let (enable_units, stop_units) = match &service.kind {
-        ServiceKind::Daemon { args } => {
+        ServiceKind::Daemon { args, .. } => {
             let unit = format!("{}.service", service.deb_name);
             files.push(unit_file(
                 DAEMON_SERVICE,
@@ -372,6 +401,8 @@ pub fn render_service(
         &v,
     )?);
 
+    files.extend(monitoring_check(service, &vars)?);
+
     v.insert("maintainer", service.maintainer.clone());
     v.insert(
         "date",
@@ -384,6 +415,99 @@ pub fn render_service(
         &v,
     )?);
     Ok(files)
+}
+
+/// The monitoring check, `check_<package>` in the plugin folder, and its NRPE command
+/// definition, a conffile (docs/ARCHITECTURE.md, "Monitoring checks").
+fn monitoring_check(
+    service: &Service,
+    vars: &BTreeMap<&'static str, String>,
+) -> Result<[RenderedFile; 2], RenderError> {
+    let mut v = vars.clone();
+    v.insert("check_label", service.deb_name.to_ascii_uppercase());
+    let body = match &service.kind {
+        ServiceKind::Daemon { health_url, .. } => {
+            let unit = format!("{}.service", service.deb_name);
+            let summary = match health_url {
+                Some(_) => format!("{unit} is active and its health URL answers 200"),
+                None => format!("{unit} is active"),
+            };
+            v.extend([
+                (
+                    "check_settings",
+                    format!(
+                        "unit={unit}\nhealth_url={}",
+                        shell_quote(health_url.as_deref().unwrap_or_default())
+                    ),
+                ),
+                ("check_summary", summary),
+                ("usage_options", " [-u URL]".to_owned()),
+                (
+                    "usage_lines",
+                    " \\\n\"  -u URL      the health URL to ask (default: ${health_url:-none})\""
+                        .to_owned(),
+                ),
+                ("getopts", "u:t:hV".to_owned()),
+                ("getopts_cases", "\nu) health_url=$OPTARG ;;".to_owned()),
+            ]);
+            CHECK_DAEMON
+        }
+        ServiceKind::Jobs { jobs } => {
+            let job_checks = jobs
+                .iter()
+                .map(|job| {
+                    // Validated in config, so the fallback never applies.
+                    let delay = parse_timespan(&job.randomized_delay).unwrap_or_default();
+                    format!(
+                        "check_job {} {} {delay}",
+                        service.job_unit_base(job),
+                        shell_quote(&job.schedule)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            v.extend([
+                (
+                    "check_settings",
+                    format!("flag={}", shell_quote(&service.jobs_disabled_flag)),
+                ),
+                (
+                    "check_summary",
+                    "each timer is enabled, and its job's last run succeeded and is not late"
+                        .to_owned(),
+                ),
+                ("usage_options", String::new()),
+                ("usage_lines", String::new()),
+                ("getopts", "t:hV".to_owned()),
+                ("getopts_cases", String::new()),
+                ("job_checks", job_checks),
+            ]);
+            CHECK_JOBS
+        }
+    };
+    let common = fill(&CHECK_COMMON, &v)?;
+    v.insert("check_common", common.trim_end().to_owned());
+    let check_name = format!("check_{}", service.deb_name);
+    Ok([
+        rendered(
+            body,
+            check_name.clone(),
+            Placement::Installed {
+                path: format!("{PLUGIN_DIR}/{check_name}"),
+                mode: 0o755,
+            },
+            &v,
+        )?,
+        rendered(
+            NRPE_CFG,
+            format!("{}.nrpe.cfg", service.deb_name),
+            Placement::Installed {
+                path: format!("{NRPE_DIR}/{}.cfg", service.deb_name),
+                mode: 0o644,
+            },
+            &v,
+        )?,
+    ])
 }
 
 /// Replaces rendered files with same-named files from `overrides_dir` (the crate's
@@ -482,9 +606,9 @@ mod tests {
         assert_eq!(systemd_quote(""), "\"\"");
     }
 
-    #[test]
-    fn quoting_for_environment() {
-        let service = Service {
+    /// The fixture's app as config resolves it, with an environment that needs escaping.
+    fn app_service() -> Service {
+        Service {
             package: "speedy-app".into(),
             deb_name: "speedy-app".into(),
             cargo_version: "1.4.0".into(),
@@ -492,7 +616,10 @@ mod tests {
             crate_dir: PathBuf::from("/ws/speedy-app"),
             version: crate::repo::syntax::DebianVersion::parse("1.4.0-1").unwrap(),
             description: "Speedy web application server".into(),
-            kind: ServiceKind::Daemon { args: Vec::new() },
+            kind: ServiceKind::Daemon {
+                args: Vec::new(),
+                health_url: None,
+            },
             binary: "speedy-app".into(),
             binary_source: PathBuf::from("/ws/speedy-app/src/main.rs"),
             install_path: "/usr/libexec/speedy/speedy-app".into(),
@@ -511,13 +638,140 @@ mod tests {
             jobs_disabled_flag: "/etc/speedy/jobs-disabled".into(),
             deb_metadata: None,
             overrides_dir: PathBuf::from("/ws/speedy-app/debian"),
-        };
+        }
+    }
+
+    #[test]
+    fn quoting_for_environment() {
         assert_eq!(
-            environment_lines(&service),
+            environment_lines(&app_service()),
             "Environment=PLAIN=info\n\
              Environment=\"PRICE=$5 for 100%%\"\n\
              Environment=\"QUOTES=say \\\"hi\\\" \\\\ ${HOME}\""
         );
+    }
+
+    #[test]
+    fn quoting_for_sh() {
+        assert_eq!(shell_quote("speedy-jobs-trending"), "speedy-jobs-trending");
+        assert_eq!(
+            shell_quote("http://127.0.0.1:8080/healthz"),
+            "http://127.0.0.1:8080/healthz"
+        );
+        assert_eq!(shell_quote("*:0/15"), "'*:0/15'");
+        assert_eq!(shell_quote("Mon..Fri 09:00"), "'Mon..Fri 09:00'");
+        assert_eq!(shell_quote("it's $HOME"), "'it'\\''s $HOME'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    fn rendered_file<'a>(files: &'a [RenderedFile], name: &str) -> &'a RenderedFile {
+        files
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} not rendered"))
+    }
+
+    fn render(service: &Service) -> Vec<RenderedFile> {
+        render_service(service, &RenderContext { timestamp: 0 }).unwrap()
+    }
+
+    /// Every line is in the rendered text, which has no placeholder left.
+    fn assert_has_lines(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{line:?} missing:\n{text}"
+            );
+        }
+        assert!(!text.contains("{{"), "{text}");
+    }
+
+    #[test]
+    fn a_daemon_check_asks_systemd_and_its_health_url() {
+        let mut service = app_service();
+        let files = render(&service);
+        let check = rendered_file(&files, "check_speedy-app");
+        assert_eq!(
+            check.destination,
+            Placement::Installed {
+                path: "/usr/lib/nagios/plugins/check_speedy-app".into(),
+                mode: 0o755
+            }
+        );
+        assert_eq!(check.origin, Origin::Template("check-daemon"));
+        assert!(
+            check.contents.starts_with("#!/bin/sh\n"),
+            "{}",
+            check.contents
+        );
+        assert_has_lines(
+            &check.contents,
+            &[
+                "label=\"SPEEDY-APP\"",
+                "unit=speedy-app.service",
+                "health_url=''",
+                "while getopts 'u:t:hV' option; do",
+                "        u) health_url=$OPTARG ;;",
+            ],
+        );
+        let nrpe = rendered_file(&files, "speedy-app.nrpe.cfg");
+        assert_eq!(
+            nrpe.destination,
+            Placement::Installed {
+                path: "/etc/nagios/nrpe.d/speedy-app.cfg".into(),
+                mode: 0o644
+            }
+        );
+        assert!(nrpe
+            .contents
+            .ends_with("\ncommand[check_speedy-app]=/usr/lib/nagios/plugins/check_speedy-app\n"));
+
+        service.kind = ServiceKind::Daemon {
+            args: Vec::new(),
+            health_url: Some("http://127.0.0.1:8080/healthz?x=1&y=2".into()),
+        };
+        let files = render(&service);
+        let check = &rendered_file(&files, "check_speedy-app").contents;
+        assert!(
+            check
+                .lines()
+                .any(|l| l == "health_url='http://127.0.0.1:8080/healthz?x=1&y=2'"),
+            "{check}"
+        );
+    }
+
+    #[test]
+    fn a_jobs_check_knows_each_timer_schedule_and_delay() {
+        let mut service = app_service();
+        service.deb_name = "speedy-jobs".into();
+        service.jobs_disabled_flag = "/etc/speedy/jobs.disabled".into();
+        let job = |name: &str, schedule: &str, delay: &str| crate::config::Job {
+            name: name.into(),
+            schedule: schedule.into(),
+            args: Vec::new(),
+            description: name.into(),
+            randomized_delay: delay.into(),
+        };
+        service.kind = ServiceKind::Jobs {
+            jobs: vec![
+                job("trending", "*:0/15", "5min"),
+                job("weekly", "Mon..Fri 09:00", "1h 30min"),
+            ],
+        };
+        let files = render(&service);
+        let check = rendered_file(&files, "check_speedy-jobs");
+        assert_eq!(check.origin, Origin::Template("check-jobs"));
+        assert_has_lines(
+            &check.contents,
+            &[
+                "label=\"SPEEDY-JOBS\"",
+                "flag=/etc/speedy/jobs.disabled",
+                "while getopts 't:hV' option; do",
+                "check_job speedy-jobs-trending '*:0/15' 300",
+                "check_job speedy-jobs-weekly 'Mon..Fri 09:00' 5400",
+            ],
+        );
+        assert!(!check.contents.contains("health_url"), "{}", check.contents);
     }
 
     #[test]

@@ -204,6 +204,21 @@ pub fn write_stage(
         _ => format!("$auto, {sysusers}"),
     };
     deb.insert("depends".into(), Value::String(depends));
+    // The monitoring check asks the health URL with curl, and says UNKNOWN with the
+    // package to install when it is missing: the daemon itself runs without it.
+    if let ServiceKind::Daemon {
+        health_url: Some(_),
+        ..
+    } = &service.kind
+    {
+        let recommends = match deb.get("recommends") {
+            Some(Value::String(recommends)) if !recommends.trim().is_empty() => {
+                format!("{recommends}, curl")
+            }
+            _ => "curl".to_owned(),
+        };
+        deb.insert("recommends".into(), Value::String(recommends));
+    }
 
     let manifest_text = staged_manifest(service, workspace_root_manifest, deb)?;
     let manifest = dir.join("Cargo.toml");

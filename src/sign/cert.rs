@@ -273,14 +273,8 @@ pub enum FindingSeverity {
 pub(super) fn health(cert: &SignedPublicKey, now: u64) -> KeyHealth {
     let fingerprint = format!("{:X}", cert.primary_key.fingerprint());
     let mut findings = Vec::new();
-    let mut error = |message: String| {
-        findings.push(KeyFinding {
-            severity: FindingSeverity::Error,
-            message,
-        })
-    };
     let Some(state) = primary(cert) else {
-        error(if bound_only_by_sha1(cert) {
+        let message = if bound_only_by_sha1(cert) {
             format!(
                 "key {fingerprint} is bound only by SHA-1 self-signatures, which apt's sqv (trixie) rejects \
                  since 2026-02-01: re-sign it, `gpg --cert-digest-algo SHA512 --quick-set-expire {fingerprint} 2y`"
@@ -290,13 +284,16 @@ pub(super) fn health(cert: &SignedPublicKey, now: u64) -> KeyHealth {
                 "key {fingerprint} has no valid self-signature: gpgv and sqv ignore it. Export it again \
                  with its user ID (`gpg --export {fingerprint}`)"
             )
+        };
+        findings.push(KeyFinding {
+            severity: FindingSeverity::Error,
+            message,
         });
         return KeyHealth {
             fingerprint,
             findings,
         };
     };
-    drop(error);
     let self_sigs = primary_self_signatures(cert);
     check_component(
         &mut findings,

@@ -231,7 +231,8 @@ fn prepare_root(root: &Path) {
 }
 
 /// A copy of the fixture whose app listens on a port free on the host (a booted
-/// server shares the host's network with other tests), and that port.
+/// server shares the host's network with other tests), and that port; its health
+/// URL, which the monitoring check asks, follows.
 pub fn fixture_on_a_free_port() -> (super::Fixture, u16) {
     let port = free_port();
     let fixture = super::Fixture::new();
@@ -239,6 +240,11 @@ pub fn fixture_on_a_free_port() -> (super::Fixture, u16) {
         "speedy-app/config/app.conf",
         "port = 8080",
         &format!("port = {port}"),
+    );
+    fixture.edit(
+        "speedy-app/Cargo.toml",
+        "http://127.0.0.1:8080/healthz",
+        &format!("http://127.0.0.1:{port}/healthz"),
     );
     (fixture, port)
 }
