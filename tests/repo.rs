@@ -1058,7 +1058,7 @@ fn history_commands_refuse_bad_input_and_change_nothing() {
     ];
     for args in out_of_range {
         let before = tree_hashes(&repo(&fixture));
-        let output = fixture.speedy(&args);
+        let output = fixture.speedy(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(
             stderr(&output).contains("101 is not in 0..=100"),
