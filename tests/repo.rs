@@ -318,16 +318,18 @@ fn list_and_verify_describe_a_healthy_repository() {
     let output = fixture.speedy(&["list"]);
     assert_success(&output);
     let text = stdout(&output);
+    // The three services, and the keyring package every suite carries.
     assert!(
-        text.contains("dev (") && text.contains("3 packages"),
+        text.contains("dev (") && text.contains("4 packages"),
         "{text}"
     );
     for name in PACKAGES {
         assert!(text.contains(&format!("  {name} 1.4.0-1 amd64")), "{text}");
     }
+    assert!(text.contains("  speedy-archive-keyring "), "{text}");
     let output = fixture.speedy(&["verify"]);
     assert_success(&output);
-    assert!(stdout(&output).contains("dev: ok (3 packages)"));
+    assert!(stdout(&output).contains("dev: ok (4 packages)"));
     // A server (or CI) verifies with the public key only.
     let keyring = repo(&fixture).join("archive-keyring.gpg");
     assert_success(&fixture.speedy_env(&["verify", "--keyring", keyring.to_str().unwrap()], &[]));

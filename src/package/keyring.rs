@@ -160,12 +160,21 @@ impl KeyringPackage {
             mtime,
         )?;
         let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, mtime);
+        // Built and signed in a scratch directory, then renamed into place: publishers
+        // running at once build the same bytes, and none may read another's half.
         std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
-        let path = dir.join(format!("{}_{version}_all.deb", self.name));
-        std::fs::write(&path, deb).map_err(super::io_error(&path))?;
+        let file_name = format!("{}_{version}_all.deb", self.name);
+        let scratch = tempfile::Builder::new()
+            .prefix(".speedy-keyring-")
+            .tempdir_in(dir)
+            .map_err(super::io_error(dir))?;
+        let built = scratch.path().join(&file_name);
+        std::fs::write(&built, deb).map_err(super::io_error(&built))?;
         if let Some(key) = signer {
-            super::sign_deb(&path, key, mtime)?;
+            super::sign_deb(&built, key, mtime)?;
         }
+        let path = dir.join(file_name);
+        std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
         Ok(BuiltKeyring {
             path,
             version,
