@@ -345,9 +345,11 @@ pub fn build(
 /// is as reproducible as the unsigned one (Ed25519 and RSA PKCS#1 signatures are
 /// deterministic).
 fn sign_deb(path: &Path, key: &crate::sign::SigningKey, timestamp: u64) -> Result<(), BuildError> {
-    let deb = crate::debfile::DebFile::read(path)?;
-    let signature = key.sign_detached_binary(&deb.signed_payload(), timestamp)?;
-    std::fs::write(path, deb.with_origin_signature(&signature)).map_err(io_error(path))
+    // Streamed from the file: a large .deb is never held in memory.
+    let deb = crate::debfile::ScannedDeb::scan(path)?;
+    let signature = key.sign_detached_binary_reader(deb.signed_payload()?, timestamp)?;
+    deb.write_with_origin_signature(&signature, path)?;
+    Ok(())
 }
 
 /// What `cargo speedy build --explain` prints: every file as it will land on a server.

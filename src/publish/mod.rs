@@ -11,7 +11,7 @@ pub mod state;
 pub mod verify;
 
 use crate::config::RepoConfig;
-use crate::debfile::{DebFile, DebFileError};
+use crate::debfile::{DebFileError, ScannedDeb};
 use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
@@ -19,8 +19,6 @@ use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step, SuiteChange
 use crate::sign::{SignError, SigningKey, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
-use md5::Md5;
-use sha2::{Digest, Sha256};
 use state::SuiteState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -156,26 +154,23 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
     }
     let mut incoming = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| PublishError::ReadDeb {
+        // One streaming pass: only the ar headers and the control member are held.
+        let deb = ScannedDeb::scan(path).map_err(|source| PublishError::Deb {
             path: path.clone(),
             source,
         })?;
-        let deb = DebFile::parse(&bytes, path).map_err(|source| PublishError::Deb {
-            path: path.clone(),
-            source,
-        })?;
-        let control = deb.control_text().map_err(|source| PublishError::Deb {
-            path: path.clone(),
-            source,
-        })?;
-        let sha256 = format!("{:x}", Sha256::digest(&bytes));
-        let md5 = format!("{:x}", Md5::digest(&bytes));
         let what = path.display().to_string();
-        let entry = PackageEntry::from_control(&control, bytes.len() as u64, &sha256, &md5, &what)
-            .map_err(|source| PublishError::Control {
-                path: path.clone(),
-                source,
-            })?;
+        let entry = PackageEntry::from_control(
+            deb.control_text(),
+            deb.size(),
+            deb.sha256(),
+            deb.md5(),
+            &what,
+        )
+        .map_err(|source| PublishError::Control {
+            path: path.clone(),
+            source,
+        })?;
         incoming.push(IncomingDeb {
             path: Some(path.clone()),
             entry,
