@@ -259,8 +259,8 @@ const MAX_SIGNATURE_MEMBER: u64 = 1024 * 1024;
 /// A .deb read from disk in one pass without holding it in memory: its member
 /// layout, control file, size and hashes. Only debian-binary, control.tar.* and
 /// signatures are read into memory; data.tar.* is hashed as it streams by, so memory
-/// stays flat whatever the package's size (docs/ARCHITECTURE.md, "Publishing at the
-/// cost of what changed").
+/// stays flat whatever the package's size
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
 #[derive(Debug, Clone)]
 pub struct ScannedDeb {
     origin: PathBuf,
