@@ -272,8 +272,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
+/// Preset 1, not the default 6: on a 10,000-entry Packages (4.2 MB) it takes 0.67 s of
+/// CPU instead of 2.2 s and about 10 MB of encoder memory instead of 94 MB, for a
+/// file 27% larger (690 KB instead of 544 KB); every publish pays the CPU, a client
+/// pays the bytes only when the index changed.
 fn xz(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 6);
+    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 1);
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
 }
