@@ -278,8 +278,7 @@ pub fn build(
         profile_dir: profile_dir(&options.profile).to_owned(),
     };
     let architecture = crate::repo::syntax::architecture(options.target.as_deref());
-    let mut finished = Vec::with_capacity(plan.packages.len());
-    for package in &plan.packages {
+    let package_one = |package: &PackagePlan| -> Result<(PathBuf, String), BuildError> {
         let service = &package.service;
         listener.info(&format!(
             "Packaging {} {}",
@@ -318,12 +317,41 @@ pub fn build(
         if let Some(key) = signer {
             sign_deb(&scratch_path, key, plan.timestamp)?;
         }
-        finished.push((service, scratch_path, file_name));
+        Ok((scratch_path, file_name))
+    };
+    // The packages are independent (each stages into its own directory and writes its
+    // own file), and compressing data.tar is most of the time: one thread each.
+    let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
+        let tasks: Vec<_> = plan
+            .packages
+            .iter()
+            .map(|package| scope.spawn(move || package_one(package)))
+            .collect();
+        tasks
+            .into_iter()
+            .map(|task| {
+                task.join().unwrap_or_else(|_| {
+                    Err(BuildError::Io {
+                        path: PathBuf::from("(packaging thread)"),
+                        source: std::io::Error::other("a packaging thread panicked"),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut finished = Vec::with_capacity(results.len());
+    for (package, result) in plan.packages.iter().zip(results) {
+        let (scratch_path, file_name) = result?;
+        finished.push((&package.service, scratch_path, file_name));
     }
     let mut built = Vec::with_capacity(finished.len());
     for (service, scratch_path, file_name) in finished {
-        let bytes = std::fs::read(&scratch_path).map_err(io_error(&scratch_path))?;
-        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        // Hashed as it streams from disk: a large package is never held in memory.
+        let mut hasher = Sha256::new();
+        let size = std::fs::File::open(&scratch_path)
+            .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+            .map_err(io_error(&scratch_path))?;
+        let sha256 = format!("{:x}", hasher.finalize());
         let destination = debs_dir.join(&file_name);
         std::fs::rename(&scratch_path, &destination).map_err(io_error(&destination))?;
         let deb = BuiltDeb {
@@ -333,7 +361,7 @@ pub fn build(
             architecture: architecture.clone(),
             path: destination,
             sha256,
-            size: bytes.len() as u64,
+            size,
         };
         listener.deb_built(&deb);
         built.push(deb);
