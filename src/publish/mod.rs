@@ -284,6 +284,9 @@ struct Replaced {
 /// How often a publish re-merges when InRelease changed under it.
 const ATTEMPTS: usize = 8;
 
+/// Below this many new pool files, a HEAD each is as cheap as listing the pool.
+const LIST_POOL_ABOVE: usize = 8;
+
 /// The shortest grace period without a lock: longer than any upload-to-switch window.
 const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
 
@@ -688,6 +691,26 @@ impl Publish<'_> {
             }
             local
         };
+        // Checking many unlisted files (a first publish) one HEAD each costs more than
+        // listing the pool, about 1,000 keys a request: then the listing answers. It
+        // only saves requests: when it fails, each file is asked about instead.
+        let unlisted = merged
+            .added
+            .iter()
+            .filter(|e| local.contains_key(&e.id()) && !listed.files.contains_key(e.filename.as_str()))
+            .count();
+        let pool_sizes: Option<HashMap<String, u64>> =
+            if unlisted > LIST_POOL_ABOVE.max(listed.files.len() / 1000 + 1) {
+                match self.store.list("pool/") {
+                    Ok(objects) => Some(objects.into_iter().map(|m| (m.key, m.size)).collect()),
+                    Err(error) => {
+                        listener.detail(&format!("listing the pool: {error}; checking each file"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
         let mut pool = Vec::new();
         for entry in &merged.added {
             let Some(&source) = local.get(&entry.id()) else {
@@ -698,7 +721,7 @@ impl Publish<'_> {
                 }
                 continue;
             };
-            if self.check_pool_object(entry, &listed)? == PoolObject::Absent {
+            if self.check_pool_object(entry, &listed, pool_sizes.as_ref())? == PoolObject::Absent {
                 pool.push(PoolUpload {
                     key: entry.filename.clone(),
                     source,
@@ -963,12 +986,14 @@ impl Publish<'_> {
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
     /// an interrupted publish put it there); different bytes is refused. One request
-    /// at most: none when a suite lists the file, one HEAD otherwise (and a GET to
-    /// compare only when an object of the same size is there).
+    /// at most: none when a suite lists the file or `pool_sizes` (a listing of the
+    /// pool) answers, one HEAD otherwise (and a GET to compare only when an object of
+    /// the same size is there).
     fn check_pool_object(
         &self,
         entry: &PackageEntry,
         listed: &PoolListing<'_>,
+        pool_sizes: Option<&HashMap<String, u64>>,
     ) -> Result<PoolObject, PublishError> {
         if let Some((suite, sha256)) = listed.files.get(entry.filename.as_str()) {
             if *sha256 != entry.sha256 {
@@ -985,10 +1010,14 @@ impl Publish<'_> {
             // them).
             return Ok(PoolObject::Present);
         }
-        let Some(meta) = self.store.head(&entry.filename)? else {
+        let size = match pool_sizes {
+            Some(sizes) => sizes.get(&entry.filename).copied(),
+            None => self.store.head(&entry.filename)?.map(|meta| meta.size),
+        };
+        let Some(size) = size else {
             return Ok(PoolObject::Absent);
         };
-        let same = meta.size == entry.size
+        let same = size == entry.size
             && self
                 .store
                 .get(&entry.filename)?
