@@ -28,6 +28,8 @@ pub struct RepoMetadata {
     /// How many changes of each suite are recorded for `history` and `rollback`.
     pub history: Option<usize>,
     pub valid_for: Option<String>,
+    /// How many uploads (pool files, by-hash copies) a publish runs at once.
+    pub jobs: Option<usize>,
     /// Publish to DigitalOcean Spaces (or any S3-compatible store) instead of `dir`.
     pub spaces: Option<SpacesMetadata>,
 }
@@ -139,6 +141,8 @@ pub struct RepoConfig {
     pub history: usize,
     /// Valid-Until = Date + this, when set.
     pub valid_for_seconds: Option<u64>,
+    /// Uploads in flight at once (pool files, by-hash copies).
+    pub jobs: usize,
     /// The manifest's Spaces settings, before flags.
     pub spaces: Option<SpacesMetadata>,
     manifest: PathBuf,
@@ -397,6 +401,16 @@ impl RepoConfig {
             Ok(_) => return Err(err("lock-lease", format!("{lease:?}: between 3s and 1h"))),
             Err(why) => return Err(err("lock-lease", why)),
         };
+        // Spaces allows about 10 concurrent writes per object and answers 503
+        // SlowDown beyond its rate limits (the store backs off): 8 distinct objects at
+        // once stays well inside both.
+        let jobs = repo.jobs.unwrap_or(8);
+        if !(1..=64).contains(&jobs) {
+            return Err(err(
+                "jobs",
+                format!("{jobs}: between 1 and 64 uploads at once"),
+            ));
+        }
         let valid_for = match &repo.valid_for {
             Some(span) => Some(parse_timespan(span).map_err(|why| err("valid-for", why))?),
             None => None,
@@ -432,6 +446,7 @@ impl RepoConfig {
             lock_lease_seconds,
             history,
             valid_for_seconds: valid_for,
+            jobs,
             spaces: repo.spaces.clone(),
             manifest: root_manifest.to_owned(),
         })

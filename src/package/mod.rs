@@ -281,8 +281,7 @@ pub fn build(
         profile_dir: profile_dir(&options.profile).to_owned(),
     };
     let architecture = crate::repo::syntax::architecture(options.target.as_deref());
-    let mut finished = Vec::with_capacity(plan.packages.len());
-    for package in &plan.packages {
+    let package_one = |package: &PackagePlan| -> Result<(PathBuf, String), BuildError> {
         let service = &package.service;
         listener.info(&format!(
             "Packaging {} {}",
@@ -321,12 +320,41 @@ pub fn build(
         if let Some(key) = signer {
             sign_deb(&scratch_path, key, plan.timestamp)?;
         }
-        finished.push((service, scratch_path, file_name));
+        Ok((scratch_path, file_name))
+    };
+    // The packages are independent (each stages into its own directory and writes its
+    // own file), and compressing data.tar is most of the time: one thread each.
+    let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
+        let tasks: Vec<_> = plan
+            .packages
+            .iter()
+            .map(|package| scope.spawn(move || package_one(package)))
+            .collect();
+        tasks
+            .into_iter()
+            .map(|task| {
+                task.join().unwrap_or_else(|_| {
+                    Err(BuildError::Io {
+                        path: PathBuf::from("(packaging thread)"),
+                        source: std::io::Error::other("a packaging thread panicked"),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut finished = Vec::with_capacity(results.len());
+    for (package, result) in plan.packages.iter().zip(results) {
+        let (scratch_path, file_name) = result?;
+        finished.push((&package.service, scratch_path, file_name));
     }
     let mut built = Vec::with_capacity(finished.len());
     for (service, scratch_path, file_name) in finished {
-        let bytes = std::fs::read(&scratch_path).map_err(io_error(&scratch_path))?;
-        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        // Hashed as it streams from disk: a large package is never held in memory.
+        let mut hasher = Sha256::new();
+        let size = std::fs::File::open(&scratch_path)
+            .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+            .map_err(io_error(&scratch_path))?;
+        let sha256 = format!("{:x}", hasher.finalize());
         let destination = debs_dir.join(&file_name);
         std::fs::rename(&scratch_path, &destination).map_err(io_error(&destination))?;
         let deb = BuiltDeb {
@@ -336,7 +364,7 @@ pub fn build(
             architecture: architecture.clone(),
             path: destination,
             sha256,
-            size: bytes.len() as u64,
+            size,
         };
         listener.deb_built(&deb);
         built.push(deb);
@@ -348,9 +376,11 @@ pub fn build(
 /// is as reproducible as the unsigned one (Ed25519 and RSA PKCS#1 signatures are
 /// deterministic).
 fn sign_deb(path: &Path, key: &crate::sign::SigningKey, timestamp: u64) -> Result<(), BuildError> {
-    let deb = crate::debfile::DebFile::read(path)?;
-    let signature = key.sign_detached_binary(&deb.signed_payload(), timestamp)?;
-    std::fs::write(path, deb.with_origin_signature(&signature)).map_err(io_error(path))
+    // Streamed from the file: a large .deb is never held in memory.
+    let deb = crate::debfile::ScannedDeb::scan(path)?;
+    let signature = key.sign_detached_binary_reader(deb.signed_payload()?, timestamp)?;
+    deb.write_with_origin_signature(&signature, path)?;
+    Ok(())
 }
 
 /// What `cargo speedy build --explain` prints: every file as it will land on a server.

@@ -136,7 +136,7 @@ pub fn read(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<SuiteHist
 }
 
 /// Adds `record` as the newest, keeps the newest `depth`, and writes the history
-/// signed. Called after the switch, under the lock.
+/// signed. Called after the switch, under the lock. Returns the history as written.
 pub fn append(
     store: &dyn Store,
     key: &RepoKeys,
@@ -144,7 +144,7 @@ pub fn append(
     record: HistoryRecord,
     depth: usize,
     now: u64,
-) -> Result<(), PublishError> {
+) -> Result<SuiteHistory, PublishError> {
     history.records.insert(0, record);
     history.records.truncate(depth.max(1));
     let json = serde_json::to_string_pretty(&history).unwrap_or_default();
@@ -155,7 +155,7 @@ pub fn append(
         Body::Bytes(signed.as_bytes()),
         &super::put_options(&object),
     )?;
-    Ok(())
+    Ok(history)
 }
 
 /// The next record's id.

@@ -11,7 +11,7 @@ pub mod state;
 pub mod verify;
 
 use crate::config::RepoConfig;
-use crate::debfile::{DebFile, DebFileError};
+use crate::debfile::{DebFileError, ScannedDeb};
 use crate::listener::Listener;
 use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
@@ -19,10 +19,8 @@ use crate::repo::plan::{self, GcState, MergeError, PoolUpload, Step, SuiteChange
 use crate::sign::{RepoKeys, SignError, VerifyError};
 use crate::store::{Body, Caching, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
-use md5::Md5;
-use sha2::{Digest, Sha256};
 use state::SuiteState;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -156,26 +154,23 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
     }
     let mut incoming = Vec::with_capacity(paths.len());
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| PublishError::ReadDeb {
+        // One streaming pass: only the ar headers and the control member are held.
+        let deb = ScannedDeb::scan(path).map_err(|source| PublishError::Deb {
             path: path.clone(),
             source,
         })?;
-        let deb = DebFile::parse(&bytes, path).map_err(|source| PublishError::Deb {
-            path: path.clone(),
-            source,
-        })?;
-        let control = deb.control_text().map_err(|source| PublishError::Deb {
-            path: path.clone(),
-            source,
-        })?;
-        let sha256 = format!("{:x}", Sha256::digest(&bytes));
-        let md5 = format!("{:x}", Md5::digest(&bytes));
         let what = path.display().to_string();
-        let entry = PackageEntry::from_control(&control, bytes.len() as u64, &sha256, &md5, &what)
-            .map_err(|source| PublishError::Control {
-                path: path.clone(),
-                source,
-            })?;
+        let entry = PackageEntry::from_control(
+            deb.control_text(),
+            deb.size(),
+            deb.sha256(),
+            deb.md5(),
+            &what,
+        )
+        .map_err(|source| PublishError::Control {
+            path: path.clone(),
+            source,
+        })?;
         incoming.push(IncomingDeb {
             path: Some(path.clone()),
             entry,
@@ -185,7 +180,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
 }
 
 /// A package named in a report.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PackageRef {
     pub name: String,
     pub version: String,
@@ -271,9 +266,22 @@ pub struct Publish<'a> {
 enum Attempt {
     /// The suite is switched (or, for a dry run or no change, needs no switch); with
     /// the state it replaced when it switched.
-    Done(PublishReport, Option<Replaced>),
+    Done(PublishReport, Option<Replaced>, Known),
     /// InRelease changed since it was read: merge again.
     Raced,
+}
+
+/// What an attempt read and wrote, so that the steps after the switch need not read
+/// it again while the lock keeps it true
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
+struct Known {
+    /// Pool files and by-hash copies that the suites' indices reference after this
+    /// attempt (ours as switched to, the others as read).
+    referenced: BTreeSet<String>,
+    /// The suites besides ours.
+    other_suites: Vec<String>,
+    /// Our suite's history as read before the switch.
+    history: history::SuiteHistory,
 }
 
 /// What a switch replaced, for the history.
@@ -285,14 +293,49 @@ struct Replaced {
 /// How often a publish re-merges when InRelease changed under it.
 const ATTEMPTS: usize = 8;
 
-/// Package uploads in flight at once.
-const UPLOAD_PARALLELISM: usize = 4;
+/// Below this many new pool files, a HEAD each is as cheap as listing the pool.
+const LIST_POOL_ABOVE: usize = 8;
 
 /// The shortest grace period without a lock: longer than any upload-to-switch window.
 const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
 
 /// How long a publish without a lock waits before checking that its switch stuck.
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a pool check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolObject {
+    /// There with these bytes: nothing to upload.
+    Present,
+    Absent,
+}
+
+/// The pool files that the published suites list, by key, with the suite that lists
+/// each and its SHA256: built once per attempt, so each lookup is O(1).
+struct PoolListing<'a> {
+    files: HashMap<&'a str, (&'a str, &'a str)>,
+}
+
+impl<'a> PoolListing<'a> {
+    fn of(states: &'a BTreeMap<String, SuiteState>) -> Self {
+        let mut files = HashMap::new();
+        for state in states.values() {
+            for package in &state.packages {
+                files
+                    .entry(package.filename.as_str())
+                    .or_insert((state.suite.as_str(), package.sha256.as_str()));
+            }
+        }
+        PoolListing { files }
+    }
+
+    /// Whether a suite lists `entry`'s file with its bytes, so it is in the pool.
+    fn vouches_for(&self, entry: &PackageEntry) -> bool {
+        self.files
+            .get(entry.filename.as_str())
+            .is_some_and(|(_, sha256)| *sha256 == entry.sha256)
+    }
+}
 
 /// Records a step after the switch that failed: the publish still succeeds.
 fn unfinished(report: &mut PublishReport, listener: &dyn Listener, what: String) {
@@ -343,7 +386,7 @@ impl Publish<'_> {
         }
         if self.dry_run {
             return match self.attempt(change, None, listener)? {
-                Attempt::Done(report, _) => Ok(report),
+                Attempt::Done(report, _, _) => Ok(report),
                 // A dry run stops before the switch, where a race is noticed.
                 Attempt::Raced => Err(PublishError::ConcurrentChanges {
                     store: self.store.describe(),
@@ -425,7 +468,9 @@ impl Publish<'_> {
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
         for attempt in 1..=ATTEMPTS {
-            let Attempt::Done(mut report, replaced) = self.attempt(change, held, listener)? else {
+            let Attempt::Done(mut report, replaced, known) =
+                self.attempt(change, held, listener)?
+            else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
                     self.suite
@@ -439,9 +484,10 @@ impl Publish<'_> {
             // From here on the suite is switched: a failure no longer makes the publish
             // fail, it is reported as unfinished and the next publish finishes it
             // (docs/ARCHITECTURE.md, "Retries on a flaky network").
+            let mut still_ours = false;
             if let Some(held) = held {
                 match held.still_held(self.store) {
-                    Ok(true) => {}
+                    Ok(true) => still_ours = true,
                     Ok(false) => listener
                         .warning("the publish lock was broken by someone else during this publish"),
                     Err(error) => unfinished(
@@ -452,59 +498,57 @@ impl Publish<'_> {
                 }
             }
             // Without a lock (or with a broken one) another publisher may have switched
-            // right after us from an older state: check our packages made it. Without a
-            // lock, first give a racing publisher's write the time to land, so the check
-            // sees it (the race window is one request long).
-            if held.is_none() {
-                std::thread::sleep(LOCKLESS_SETTLE);
-            }
-            let public_key = self.key.public_key();
-            match state::read_suite(self.store, &public_key, &self.suite) {
-                Ok(after) => {
-                    let listed = after
-                        .as_ref()
-                        .map(|s| s.packages.clone())
-                        .unwrap_or_default();
-                    let listed_ref =
-                        |r: &PackageRef| listed.iter().any(|p| &PackageRef::from(p) == r);
-                    let missing = match change {
-                        Change::Add { debs, .. } => debs.iter().any(|d| {
-                            let kept = !report.retired.iter().any(|r| {
-                                (r.name.as_str(), r.version.as_str(), r.architecture.as_str())
-                                    == d.entry.id()
-                            });
-                            kept && !listed
-                                .iter()
-                                .any(|p| p.id() == d.entry.id() && p.sha256 == d.entry.sha256)
-                        }),
-                        Change::Edit(_) => {
-                            !report.added.iter().chain(&report.changed).all(listed_ref)
-                                || report.retired.iter().any(listed_ref)
-                        }
-                    };
-                    if missing {
+            // right after us from an older state: check our packages made it. A lock
+            // still ours after the switch means nobody else switched, so there is
+            // nothing to read back. Without a lock, first give a racing publisher's
+            // write the time to land, so the check sees it (the race window is one
+            // request long).
+            if !still_ours {
+                if held.is_none() {
+                    std::thread::sleep(LOCKLESS_SETTLE);
+                }
+                match self.lost_to_a_racer(change, &report) {
+                    Ok(true) => {
                         listener.warning(
                             "a concurrent publish replaced this one's packages; publishing them again",
                         );
                         continue;
                     }
+                    Ok(false) => {}
+                    Err(error) => unfinished(
+                        &mut report,
+                        listener,
+                        format!("checking the switch: {error}"),
+                    ),
                 }
-                Err(error) => unfinished(
-                    &mut report,
-                    listener,
-                    format!("checking the switch: {error}"),
-                ),
             }
+            let mut history_now = None;
             if let Some(replaced) = replaced {
-                match self.record_history(&report, replaced) {
-                    Ok(id) => report.history_id = Some(id),
+                match self.record_history(
+                    &report,
+                    replaced,
+                    still_ours.then(|| known.history.clone()),
+                ) {
+                    Ok(written) => {
+                        report.history_id = written.records.first().map(|r| r.id);
+                        history_now = Some(written);
+                    }
                     Err(error) => unfinished(
                         &mut report,
                         listener,
                         format!("recording the change in the history: {error}"),
                     ),
                 }
+            } else if still_ours {
+                history_now = Some(known.history.clone());
             }
+            // What the attempt read stays true while the lock is ours: garbage
+            // collection then needs no second read of every suite.
+            let known = if still_ours {
+                history_now.map(|history| Known { history, ..known })
+            } else {
+                None
+            };
             match self.publish_keyring() {
                 Ok(written) => report.replaced_mutable.extend(written),
                 Err(error) => unfinished(
@@ -513,7 +557,7 @@ impl Publish<'_> {
                     format!("publishing the keyring: {error}"),
                 ),
             }
-            match self.collect_garbage(held.is_some(), listener) {
+            match self.collect_garbage(held.is_some(), known.as_ref(), listener) {
                 Ok(deleted) => report.deleted = deleted,
                 Err(error) => unfinished(
                     &mut report,
@@ -529,6 +573,41 @@ impl Publish<'_> {
         })
     }
 
+    /// Whether, read back after the switch, the suite lacks what this publish put in
+    /// (or still lists what it took out): another publisher switched over it.
+    fn lost_to_a_racer(
+        &self,
+        change: Change<'_>,
+        report: &PublishReport,
+    ) -> Result<bool, PublishError> {
+        let after = state::read_suite(self.store, &self.key.public_key(), &self.suite)?;
+        let listed: Vec<PackageEntry> = after.map(|s| s.packages).unwrap_or_default();
+        let listed_refs: HashSet<PackageRef> = listed.iter().map(PackageRef::from).collect();
+        Ok(match change {
+            Change::Add { debs, .. } => {
+                let retired: HashSet<(&str, &str, &str)> = report
+                    .retired
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.version.as_str(), r.architecture.as_str()))
+                    .collect();
+                let listed_hashes: HashMap<(&str, &str, &str), &str> =
+                    listed.iter().map(|p| (p.id(), p.sha256.as_str())).collect();
+                debs.iter().any(|d| {
+                    !retired.contains(&d.entry.id())
+                        && listed_hashes.get(&d.entry.id()) != Some(&d.entry.sha256.as_str())
+                })
+            }
+            Change::Edit(_) => {
+                !report
+                    .added
+                    .iter()
+                    .chain(&report.changed)
+                    .all(|r| listed_refs.contains(r))
+                    || report.retired.iter().any(|r| listed_refs.contains(r))
+            }
+        })
+    }
+
     /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
     fn attempt(
         &self,
@@ -536,12 +615,13 @@ impl Publish<'_> {
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
-        let states = state::read_all(self.store, &self.key.public_key())?;
+        let public_key = self.key.public_key();
+        let states = state::read_all(self.store, &public_key)?;
         let current = states.get(&self.suite);
         // Invariant 1: a history edited by hand is refused before anything is written,
         // not found out after the switch when the change is to be recorded. (After
         // the suites: a repository signed by another key is reported as that.)
-        history::read(self.store, &self.key.public_key(), &self.suite)?;
+        let history = history::read(self.store, &public_key, &self.suite)?;
         let (debs, suite_change) = match change {
             Change::Add {
                 debs,
@@ -564,24 +644,119 @@ impl Publish<'_> {
         )
         .map_err(|e| PublishError::Merge(Box::new(e)))?;
 
+        let refs = |entries: &[PackageEntry]| entries.iter().map(PackageRef::from).collect();
+        let mut report = PublishReport {
+            suite: self.suite.clone(),
+            dry_run: self.dry_run,
+            added: refs(&merged.added),
+            unchanged: refs(&merged.unchanged),
+            retired: refs(&merged.retired),
+            changed: refs(&merged.changed),
+            plan: Vec::new(),
+            deleted: Vec::new(),
+            history_id: None,
+            unfinished: Vec::new(),
+            replaced_mutable: Vec::new(),
+        };
+        let incoming_ids: HashSet<(&str, &str, &str)> = debs.iter().map(|d| d.entry.id()).collect();
+        for entry in &merged.retired {
+            if incoming_ids.contains(&entry.id()) {
+                listener.warning(&format!(
+                    "{} {} is older than the {} newest versions in {} and is not kept (retention)",
+                    entry.name, entry.version, self.config.retention, self.suite
+                ));
+            }
+        }
+        let other_suites: Vec<String> = states
+            .keys()
+            .filter(|s| **s != self.suite)
+            .cloned()
+            .collect();
+        let referenced_by_others = || {
+            let mut keys = BTreeSet::new();
+            for state in states.values().filter(|s| s.suite != self.suite) {
+                keys.extend(plan::referenced_keys(
+                    &state.suite,
+                    &state.release,
+                    &state.packages,
+                ));
+            }
+            keys
+        };
+        // Decided before anything is compressed or signed: a publish of what is
+        // already there costs the reads and nothing else.
+        let nothing_changed = current.is_some()
+            && merged.added.is_empty()
+            && merged.retired.is_empty()
+            && merged.changed.is_empty();
+        if nothing_changed {
+            // Same versions with the same bytes: leave the repository byte-identical.
+            let mut referenced = referenced_by_others();
+            if let Some(state) = current {
+                referenced.extend(plan::referenced_keys(
+                    &self.suite,
+                    &state.release,
+                    &state.packages,
+                ));
+            }
+            let known = Known {
+                referenced,
+                other_suites,
+                history,
+            };
+            return Ok(Attempt::Done(report, None, known));
+        }
+
+        // Which pool files are there already: what a signed index lists is (invariant
+        // 3), so only the others cost a request.
+        let listed = PoolListing::of(&states);
+        let local: HashMap<(&str, &str, &str), usize> = {
+            let mut local = HashMap::new();
+            for (index, deb) in debs.iter().enumerate().filter(|(_, d)| d.path.is_some()) {
+                local.entry(deb.entry.id()).or_insert(index);
+            }
+            local
+        };
+        // Checking many unlisted files (a first publish) one HEAD each costs more than
+        // listing the pool, about 1,000 keys a request: then the listing answers. It
+        // only saves requests: when it fails, each file is asked about instead.
+        let unlisted = merged
+            .added
+            .iter()
+            .filter(|e| {
+                local.contains_key(&e.id()) && !listed.files.contains_key(e.filename.as_str())
+            })
+            .count();
+        let pool_sizes: Option<HashMap<String, u64>> =
+            if unlisted > LIST_POOL_ABOVE.max(listed.files.len() / 1000 + 1) {
+                match self.store.list("pool/") {
+                    Ok(objects) => Some(objects.into_iter().map(|m| (m.key, m.size)).collect()),
+                    Err(error) => {
+                        listener.detail(&format!("listing the pool: {error}; checking each file"));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
         let mut pool = Vec::new();
         for entry in &merged.added {
-            let source = debs
-                .iter()
-                .position(|d| d.entry.id() == entry.id() && d.path.is_some());
-            let Some(source) = source else {
+            let Some(&source) = local.get(&entry.id()) else {
                 // Promoted or restored: the bytes must be in the pool already, or the
                 // switch would publish an index naming a missing file.
-                self.require_pool_object(entry)?;
+                if !listed.vouches_for(entry) {
+                    self.require_pool_object(entry)?;
+                }
                 continue;
             };
-            self.check_pool_object(entry, &states)?;
-            pool.push(PoolUpload {
-                key: entry.filename.clone(),
-                source,
-                size: entry.size,
-                sha256: entry.sha256.clone(),
-            });
+            if self.check_pool_object(entry, &listed, pool_sizes.as_ref())? == PoolObject::Absent {
+                pool.push(PoolUpload {
+                    key: entry.filename.clone(),
+                    source,
+                    size: entry.size,
+                    sha256: entry.sha256.clone(),
+                });
+            }
         }
 
         let now = (self.now)();
@@ -603,61 +778,22 @@ impl Publish<'_> {
             .key
             .sign_detached_armored(release_text.as_bytes(), now)?
             .into_bytes();
+        let mut referenced = referenced_by_others();
+        referenced.extend(plan::referenced_keys(
+            &self.suite,
+            &indices.release,
+            &merged.packages,
+        ));
         let publish_plan =
             plan::publish_plan(&self.suite, merged, pool, &indices, release_gpg, in_release);
-
-        let mut report = PublishReport {
-            suite: self.suite.clone(),
-            dry_run: self.dry_run,
-            added: publish_plan
-                .merge
-                .added
-                .iter()
-                .map(PackageRef::from)
-                .collect(),
-            unchanged: publish_plan
-                .merge
-                .unchanged
-                .iter()
-                .map(PackageRef::from)
-                .collect(),
-            retired: publish_plan
-                .merge
-                .retired
-                .iter()
-                .map(PackageRef::from)
-                .collect(),
-            changed: publish_plan
-                .merge
-                .changed
-                .iter()
-                .map(PackageRef::from)
-                .collect(),
-            plan: publish_plan.steps.iter().map(describe_step).collect(),
-            deleted: Vec::new(),
-            history_id: None,
-            unfinished: Vec::new(),
-            replaced_mutable: Vec::new(),
+        report.plan = publish_plan.steps.iter().map(describe_step).collect();
+        let known = Known {
+            referenced,
+            other_suites,
+            history,
         };
-        for entry in &publish_plan.merge.retired {
-            if debs.iter().any(|d| d.entry.id() == entry.id()) {
-                listener.warning(&format!(
-                    "{} {} is older than the {} newest versions in {} and is not kept (retention)",
-                    entry.name, entry.version, self.config.retention, self.suite
-                ));
-            }
-        }
-        let nothing_changed = current.is_some()
-            && publish_plan.merge.added.is_empty()
-            && publish_plan.merge.retired.is_empty()
-            && publish_plan.merge.changed.is_empty();
-        if nothing_changed {
-            // Same versions with the same bytes: leave the repository byte-identical.
-            report.plan.clear();
-            return Ok(Attempt::Done(report, None));
-        }
         if self.dry_run {
-            return Ok(Attempt::Done(report, None));
+            return Ok(Attempt::Done(report, None, known));
         }
         report.replaced_mutable =
             plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
@@ -679,16 +815,31 @@ impl Publish<'_> {
         };
 
         let before_switch = current.map(|s| s.in_release.clone());
+        // By-hash copies are content-addressed: one the current Release lists is
+        // there with these bytes; the others are written without asking first.
+        let by_hash_present: HashSet<String> = current
+            .map(|state| {
+                plan::referenced_keys(&self.suite, &state.release, &[])
+                    .into_iter()
+                    .collect()
+            })
+            .unwrap_or_default();
         let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
+        let by_hash: Vec<(&str, &[u8])> = publish_plan
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::ByHash { key, bytes } if !by_hash_present.contains(key) => {
+                    Some((key.as_str(), bytes.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        self.put_all(&by_hash)?;
         let mut rechecked = false;
         for step in &publish_plan.steps {
             match step {
-                Step::Pool(_) => {}
-                Step::ByHash { key, bytes } => {
-                    if self.store.head(key)?.map(|m| m.size) != Some(bytes.len() as u64) {
-                        self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
-                    }
-                }
+                Step::Pool(_) | Step::ByHash { .. } => {}
                 Step::Replace { key, bytes } => {
                     if !rechecked {
                         // Whoever took over an expired lease may be switching now.
@@ -732,16 +883,22 @@ impl Publish<'_> {
                 self.store.describe()
             ));
         }
-        Ok(Attempt::Done(report, Some(replaced)))
+        Ok(Attempt::Done(report, Some(replaced), known))
     }
 
-    /// Records the switch just made in the suite's history; returns the record's id.
+    /// Records the switch just made in the suite's history; returns the history as
+    /// written, the new record first. `read` is the history as read before the
+    /// switch, when the lock kept it current; otherwise it is read again.
     fn record_history(
         &self,
         report: &PublishReport,
         replaced: Replaced,
-    ) -> Result<u64, PublishError> {
-        let history = history::read(self.store, &self.key.public_key(), &self.suite)?;
+        read: Option<history::SuiteHistory>,
+    ) -> Result<history::SuiteHistory, PublishError> {
+        let history = match read {
+            Some(history) => history,
+            None => history::read(self.store, &self.key.public_key(), &self.suite)?,
+        };
         let actor = history::Actor::from_env();
         let id = history::next_id(&history);
         let record = history::HistoryRecord {
@@ -764,8 +921,32 @@ impl Publish<'_> {
             record,
             self.config.history,
             (self.now)(),
-        )?;
-        Ok(id)
+        )
+    }
+
+    /// Writes small immutable objects (by-hash copies), a few at a time.
+    fn put_all(&self, objects: &[(&str, &[u8])]) -> Result<(), PublishError> {
+        let queue = std::sync::Mutex::new(objects.iter());
+        let first_error: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..self.config.jobs.min(objects.len()) {
+                scope.spawn(|| loop {
+                    let Some((key, bytes)) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                        break;
+                    };
+                    if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(error);
+                        }
+                        break;
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().ok().flatten() {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
@@ -776,14 +957,14 @@ impl Publish<'_> {
         debs: &[IncomingDeb],
         listener: &dyn Listener,
     ) -> Result<Vec<String>, PublishError> {
-        let mut pending = Vec::new();
-        for step in steps {
-            if let Step::Pool(upload) = step {
-                if !self.pool_object_present(&upload.key, upload.size)? {
-                    pending.push(upload.clone());
-                }
-            }
-        }
+        // The plan holds only the pool files found missing while planning.
+        let pending: Vec<PoolUpload> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Pool(upload) => Some(upload.clone()),
+                _ => None,
+            })
+            .collect();
         if pending.is_empty() {
             return Ok(Vec::new());
         }
@@ -791,7 +972,7 @@ impl Publish<'_> {
         let queue = std::sync::Mutex::new(pending.clone().into_iter());
         let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
         std::thread::scope(|scope| {
-            for _ in 0..UPLOAD_PARALLELISM.min(pending.len()) {
+            for _ in 0..self.config.jobs.min(pending.len()) {
                 scope.spawn(|| loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());
                     let Some(PoolUpload {
@@ -834,54 +1015,62 @@ impl Publish<'_> {
     }
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
-    /// an interrupted publish put it there); different bytes is refused.
+    /// an interrupted publish put it there); different bytes is refused. One request
+    /// at most: none when a suite lists the file or `pool_sizes` (a listing of the
+    /// pool) answers, one HEAD otherwise (and a GET to compare only when an object of
+    /// the same size is there).
     fn check_pool_object(
         &self,
         entry: &PackageEntry,
-        states: &BTreeMap<String, SuiteState>,
-    ) -> Result<(), PublishError> {
-        let mut listed = false;
-        for state in states.values() {
-            if let Some(other) = state.packages.iter().find(|p| p.filename == entry.filename) {
-                if other.sha256 != entry.sha256 {
-                    return Err(PublishError::PoolConflict {
-                        store: self.store.describe(),
-                        key: entry.filename.clone(),
-                        reason: format!(
-                            "suite {} lists it with sha256 {}, this one is {}",
-                            state.suite, other.sha256, entry.sha256
-                        ),
-                    });
-                }
-                listed = true;
-            }
-        }
-        // A signed index vouches for the bytes of what it lists (`verify` checks them);
-        // anything else already in the pool is compared byte for byte.
-        if listed {
-            return Ok(());
-        }
-        if let Some(meta) = self.store.head(&entry.filename)? {
-            let same = meta.size == entry.size
-                && self
-                    .store
-                    .get(&entry.filename)?
-                    .is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
-            if !same {
+        listed: &PoolListing<'_>,
+        pool_sizes: Option<&HashMap<String, u64>>,
+    ) -> Result<PoolObject, PublishError> {
+        if let Some((suite, sha256)) = listed.files.get(entry.filename.as_str()) {
+            if *sha256 != entry.sha256 {
                 return Err(PublishError::PoolConflict {
                     store: self.store.describe(),
                     key: entry.filename.clone(),
-                    reason: "an object with other bytes is already there".into(),
+                    reason: format!(
+                        "suite {suite} lists it with sha256 {sha256}, this one is {}",
+                        entry.sha256
+                    ),
                 });
             }
+            // A signed index vouches for the bytes of what it lists (`verify` checks
+            // them).
+            return Ok(PoolObject::Present);
         }
-        Ok(())
+        let size = match pool_sizes {
+            Some(sizes) => sizes.get(&entry.filename).copied(),
+            None => self.store.head(&entry.filename)?.map(|meta| meta.size),
+        };
+        let Some(size) = size else {
+            return Ok(PoolObject::Absent);
+        };
+        let same = size == entry.size
+            && self
+                .store
+                .get(&entry.filename)?
+                .is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
+        if same {
+            Ok(PoolObject::Present)
+        } else {
+            Err(PublishError::PoolConflict {
+                store: self.store.describe(),
+                key: entry.filename.clone(),
+                reason: "an object with other bytes is already there".into(),
+            })
+        }
     }
 
     /// A promoted or restored entry's bytes must be in the pool with its size (a
     /// signed index vouched for them when they were published).
     fn require_pool_object(&self, entry: &PackageEntry) -> Result<(), PublishError> {
-        if self.pool_object_present(&entry.filename, entry.size)? {
+        if self
+            .store
+            .head(&entry.filename)?
+            .is_some_and(|m| m.size == entry.size)
+        {
             Ok(())
         } else {
             Err(PublishError::PoolMissing {
@@ -889,12 +1078,6 @@ impl Publish<'_> {
                 key: entry.filename.clone(),
             })
         }
-    }
-
-    fn pool_object_present(&self, key: &str, size: u64) -> Result<bool, PublishError> {
-        // Content was compared in check_pool_object; the size tells a half-written
-        // object from a complete one.
-        Ok(self.store.head(key)?.is_some_and(|m| m.size == size))
     }
 
     /// The public key beside dists/, for servers to fetch with the repository.
@@ -923,21 +1106,39 @@ impl Publish<'_> {
     fn collect_garbage(
         &self,
         locked: bool,
+        known: Option<&Known>,
         listener: &dyn Listener,
     ) -> Result<Vec<String>, PublishError> {
-        // Read afresh rather than reusing the states of the merge: without a lock,
-        // another publisher may reference new files by now.
         let mut referenced = BTreeSet::new();
         let public_key = self.key.public_key();
-        for (suite, state) in state::read_all(self.store, &public_key)? {
-            referenced.extend(plan::referenced_keys(
-                &suite,
-                &state.release,
-                &state.packages,
-            ));
-            // What a rollback may restore stays, however old.
-            let kept = history::read(self.store, &public_key, &suite)?;
-            referenced.extend(history::referenced_keys(std::slice::from_ref(&kept)));
+        match known {
+            // Under a lock still ours, what the attempt read and switched to is what
+            // the suites reference now.
+            Some(known) => {
+                referenced.extend(known.referenced.iter().cloned());
+                referenced.extend(history::referenced_keys(std::slice::from_ref(
+                    &known.history,
+                )));
+                for suite in &known.other_suites {
+                    // What a rollback may restore stays, however old.
+                    let kept = history::read(self.store, &public_key, suite)?;
+                    referenced.extend(history::referenced_keys(std::slice::from_ref(&kept)));
+                }
+            }
+            // Read afresh rather than reusing the states of the merge: without a
+            // lock, another publisher may reference new files by now.
+            None => {
+                for (suite, state) in state::read_all(self.store, &public_key)? {
+                    referenced.extend(plan::referenced_keys(
+                        &suite,
+                        &state.release,
+                        &state.packages,
+                    ));
+                    // What a rollback may restore stays, however old.
+                    let kept = history::read(self.store, &public_key, &suite)?;
+                    referenced.extend(history::referenced_keys(std::slice::from_ref(&kept)));
+                }
+            }
         }
         let mut existing: BTreeSet<String> = self
             .store

@@ -7,7 +7,7 @@ use crate::repo::layout;
 use crate::repo::plan::sha256_hex;
 use crate::sign::PublicKey;
 use crate::store::Store;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// One suite as it is published now.
 #[derive(Debug, Clone)]
@@ -38,9 +38,10 @@ pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> 
     Ok(suites.into_iter().collect())
 }
 
-/// Fetches an index file listed in Release. The by-hash copy is immutable and is what
-/// apt reads; the canonical file may legitimately be one publish ahead when a publish
-/// was interrupted between the two, but then its hash names an existing by-hash copy.
+/// Fetches an index file listed in Release. The canonical file is read first: it
+/// matches Release except after a publish interrupted between the two, and then its
+/// hash names an existing by-hash copy, and the immutable by-hash copy that Release
+/// lists (what apt reads) is fetched instead. One GET in the usual case.
 fn fetch_index(
     store: &dyn Store,
     suite: &str,
@@ -55,35 +56,31 @@ fn fetch_index(
     let listed = release
         .file(path)
         .ok_or_else(|| corrupt("not listed in Release".into()))?;
+    let canonical_key = format!("dists/{suite}/{path}");
+    if let Some(bytes) = store.get(&canonical_key)? {
+        let sha256 = sha256_hex(&bytes);
+        if sha256 == listed.sha256 && bytes.len() as u64 == listed.size {
+            return Ok(bytes);
+        }
+        let by_hash_of_canonical = format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
+        if store.head(&by_hash_of_canonical)?.is_none() {
+            return Err(corrupt(format!(
+                "its SHA256 {sha256} is not the {} that InRelease lists (size {} vs {}): the file was changed outside cargo speedy",
+                listed.sha256,
+                bytes.len(),
+                listed.size
+            )));
+        }
+    }
     let by_hash_key = format!(
         "dists/{suite}/{}",
         layout::by_hash_path(path, &listed.sha256)
     );
-    let by_hash = store.get(&by_hash_key)?;
-    let canonical_key = format!("dists/{suite}/{path}");
-    let canonical = store.get(&canonical_key)?;
-    if let Some(bytes) = &canonical {
-        let sha256 = sha256_hex(bytes);
-        if sha256 != listed.sha256 {
-            let by_hash_of_canonical =
-                format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
-            if store.head(&by_hash_of_canonical)?.is_none() {
-                return Err(corrupt(format!(
-                    "its SHA256 {sha256} is not the {} that InRelease lists (size {} vs {}): the file was changed outside cargo speedy",
-                    listed.sha256,
-                    bytes.len(),
-                    listed.size
-                )));
-            }
-        }
-    }
-    match (by_hash, canonical) {
-        (Some(bytes), _) | (None, Some(bytes))
-            if sha256_hex(&bytes) == listed.sha256 && bytes.len() as u64 == listed.size =>
-        {
+    match store.get(&by_hash_key)? {
+        Some(bytes) if sha256_hex(&bytes) == listed.sha256 && bytes.len() as u64 == listed.size => {
             Ok(bytes)
         }
-        (Some(bytes), _) => Err(PublishError::RemoteCorrupt {
+        Some(bytes) => Err(PublishError::RemoteCorrupt {
             store: store.describe(),
             key: by_hash_key,
             reason: format!(
@@ -92,7 +89,7 @@ fn fetch_index(
                 listed.sha256
             ),
         }),
-        (None, _) => Err(corrupt(
+        None => Err(corrupt(
             "missing: neither the file nor its by-hash copy has the hash InRelease lists".into(),
         )),
     }
@@ -135,6 +132,7 @@ pub fn read_suite(
         });
     }
     let mut packages = Vec::new();
+    let mut seen: HashSet<(String, String, String)> = HashSet::new();
     for architecture in release.index_architectures() {
         let path = format!("{}/Packages", layout::binary_dir(&architecture));
         let bytes = fetch_index(store, suite, &release, &path)?;
@@ -150,7 +148,12 @@ pub fn read_suite(
             reason: e.to_string(),
         })? {
             // arch:all packages appear in every architecture's index.
-            if !packages.iter().any(|p: &PackageEntry| p.id() == entry.id()) {
+            let id = (
+                entry.name.clone(),
+                entry.version.clone(),
+                entry.architecture.clone(),
+            );
+            if seen.insert(id) {
                 packages.push(entry);
             }
         }

@@ -390,7 +390,7 @@ impl SigningKey {
         }
         let probe = b"cargo-speedy: checking that the key can sign";
         let works = self
-            .detached(probe, u64::from(self.not_before))
+            .detached(&probe[..], u64::from(self.not_before))
             .ok()
             .is_some_and(|sig| {
                 self.public_key()
@@ -476,7 +476,23 @@ impl SigningKey {
             .map_err(pgp_err("serializing the signature failed"))
     }
 
-    fn detached(&self, data: &[u8], time: u64) -> Result<DetachedSignature, SignError> {
+    /// [`SigningKey::sign_detached_binary`] over bytes read from `data`, so a large
+    /// .deb is signed without holding it in memory.
+    pub fn sign_detached_binary_reader(
+        &self,
+        data: impl std::io::Read,
+        time: u64,
+    ) -> Result<Vec<u8>, SignError> {
+        self.detached(data, time)?
+            .to_bytes()
+            .map_err(pgp_err("serializing the signature failed"))
+    }
+
+    fn detached(
+        &self,
+        data: impl std::io::Read,
+        time: u64,
+    ) -> Result<DetachedSignature, SignError> {
         let signer = self.signer()?;
         let config =
             data_signature_config(*signer, SignatureType::Binary, self.signature_time(time)?)

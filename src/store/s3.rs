@@ -183,6 +183,9 @@ pub struct S3Store {
     runtime: tokio::runtime::Runtime,
     config: S3Config,
     conditional_writes: std::sync::OnceLock<ConditionalWrites>,
+    /// Set once a HEAD of the bucket succeeded: a later 404 of a HEAD is a missing
+    /// key, with no need to ask the bucket again.
+    bucket_seen: std::sync::OnceLock<()>,
 }
 
 /// What went wrong with one request, in terms a user can act on.
@@ -409,6 +412,7 @@ impl S3Store {
             runtime,
             config,
             conditional_writes: std::sync::OnceLock::new(),
+            bucket_seen: std::sync::OnceLock::new(),
         })
     }
 
@@ -846,22 +850,32 @@ impl Store for S3Store {
                         .and_then(|t| u64::try_from(t.secs()).ok()),
                 })),
                 Err(e) if status_of(&e) == Some(404) => {
-                    // HEAD has no body to tell a missing key from a missing bucket.
-                    self.client
-                        .head_bucket()
-                        .bucket(&self.config.bucket)
-                        .customize()
-                        .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            describe_failure(
-                                &store,
+                    // HEAD has no body to tell a missing key from a missing bucket: the
+                    // bucket is asked once per store, not after every 404, which would
+                    // double the cost of checking each new pool file
+                    // (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
+                    if self.bucket_seen.get().is_none() {
+                        self.client
+                            .head_bucket()
+                            .bucket(&self.config.bucket)
+                            .customize()
+                            .config_override(per_request(
                                 &self.config,
-                                &format!("{key} was not found; checking the bucket"),
-                                &e,
-                            )
-                        })?;
+                                0,
+                                self.config.retry_deadline,
+                            ))
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                describe_failure(
+                                    &store,
+                                    &self.config,
+                                    &format!("{key} was not found; checking the bucket"),
+                                    &e,
+                                )
+                            })?;
+                        let _ = self.bucket_seen.set(());
+                    }
                     Ok(None)
                 }
                 Err(e) if e.code().is_none() && matches!(status_of(&e), Some(400 | 401 | 403)) => {
