@@ -59,18 +59,7 @@ impl Fleet {
 
     /// `release --suite dev` of the workspace at `version`.
     fn release(&self, version: &str, key: Option<&Path>) {
-        let text = self.fixture.read("Cargo.toml");
-        let current = text
-            .lines()
-            .find_map(|l| l.strip_prefix("version = \""))
-            .and_then(|v| v.strip_suffix('"'))
-            .expect("workspace version")
-            .to_owned();
-        self.fixture.edit(
-            "Cargo.toml",
-            &format!("version = \"{current}\""),
-            &format!("version = \"{version}\""),
-        );
+        self.fixture.set_version(version);
         self.speedy(&["release", "--quiet", "--suite", "dev"], key);
     }
 

@@ -33,16 +33,6 @@ fn apt_for(fixture: &Fixture, suite: &str) -> Apt {
     ))
 }
 
-fn bump_version(fixture: &Fixture, version: &str) {
-    let text = fixture.read("Cargo.toml");
-    let start = text.find("\nversion = \"").expect("workspace version") + 1;
-    let end = start + text[start..].find('\n').unwrap();
-    fixture.write(
-        "Cargo.toml",
-        &format!("{}version = \"{version}\"{}", &text[..start], &text[end..]),
-    );
-}
-
 #[test]
 fn apt_installs_from_the_released_repository_and_sees_upgrades() {
     let fixture = Fixture::new();
@@ -74,7 +64,7 @@ fn apt_installs_from_the_released_repository_and_sees_upgrades() {
     );
 
     // A second release: apt sees the new versions, the old ones stay installable.
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     let output = release(&fixture, &[]);
     assert_success(&output);
     assert!(
@@ -338,7 +328,7 @@ fn list_and_verify_describe_a_healthy_repository() {
 #[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let fixture = released();
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_success(&fixture.speedy(&["build", "--quiet"]));
     let before = tree_hashes(&repo(&fixture));
     let output = fixture.speedy(&[
@@ -393,7 +383,7 @@ fn retention_and_garbage_collection_keep_what_history_may_restore() {
     let fixture = Fixture::new();
     fixture.edit("Cargo.toml", "revision = \"1\"", "revision = \"1\"\n\n[workspace.metadata.speedy.repo]\nretention = 1\nhistory = 1\ngrace-period = \"1h\"");
     assert_success(&release(&fixture, &[]));
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_success(&release(&fixture, &[]));
     let list = stdout(&fixture.speedy(&["list"]));
     assert!(
@@ -419,7 +409,7 @@ fn retention_and_garbage_collection_keep_what_history_may_restore() {
         "grace-period = \"1h\"",
         "grace-period = \"0s\"",
     );
-    bump_version(&fixture, "1.4.2");
+    fixture.set_version("1.4.2");
     assert_success(&release(&fixture, &[]));
     assert!(!pool("1.4.0-1").exists(), "collected");
     assert!(pool("1.4.1-1").exists(), "kept for the history");
@@ -511,7 +501,7 @@ fn a_held_lock_is_reported_and_an_expired_lease_is_taken_over() {
     };
     write_lock(unix_now() + 600);
     let before = tree_hashes(&repo(&fixture));
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     let output = release(&fixture, &[]);
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
@@ -537,7 +527,7 @@ fn a_held_lock_is_reported_and_an_expired_lease_is_taken_over() {
     assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1"));
 
     write_lock(unix_now() - 1);
-    bump_version(&fixture, "1.4.2");
+    fixture.set_version("1.4.2");
     let output = release(&fixture, &[]);
     assert_success(&output);
     assert!(
@@ -726,7 +716,7 @@ fn packages_bad_input() {
         .unwrap()
         .replace("Priority: optional", "Priority: required");
     std::fs::write(&packages, text).unwrap();
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_success(&fixture.speedy(&["build", "--quiet"]));
     assert_refused_unchanged(
         &fixture,
@@ -743,7 +733,7 @@ fn packages_bad_input() {
 #[test]
 fn promote_copies_index_entries_not_bytes() {
     let fixture = released();
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_success(&release(&fixture, &[]));
     let pool_before: Vec<(String, String)> = tree_hashes(&repo(&fixture))
         .into_iter()
@@ -903,7 +893,7 @@ fn app(version: &str, phase: Option<u64>) -> (String, String, Option<u64>) {
 #[test]
 fn phase_history_rollback_and_withdraw_from_the_command_line() {
     let fixture = released();
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_success(&release(&fixture, &["--phased", "10"]));
     assert_eq!(
         listed(&fixture, "dev"),
@@ -1089,7 +1079,7 @@ fn history_commands_refuse_bad_input_and_change_nothing() {
         &[],
         &["signature does not verify"],
     );
-    bump_version(&fixture, "1.4.1");
+    fixture.set_version("1.4.1");
     assert_refused_unchanged(
         &fixture,
         &["release", "--quiet"],

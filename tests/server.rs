@@ -458,18 +458,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
         stdout(&output)
     };
     let release = |version: &str, extra: &[&str]| {
-        let text = fixture.read("Cargo.toml");
-        let current = text
-            .lines()
-            .find_map(|l| l.strip_prefix("version = \""))
-            .and_then(|v| v.strip_suffix('"'))
-            .expect("workspace version")
-            .to_owned();
-        fixture.edit(
-            "Cargo.toml",
-            &format!("version = \"{current}\""),
-            &format!("version = \"{version}\""),
-        );
+        fixture.set_version(version);
         let mut args = vec!["release", "--suite", "dev"];
         args.extend_from_slice(extra);
         speedy(&args)

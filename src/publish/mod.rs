@@ -930,15 +930,17 @@ impl Publish<'_> {
         let first_error: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
         std::thread::scope(|scope| {
             for _ in 0..self.config.jobs.min(objects.len()) {
-                scope.spawn(|| loop {
-                    let Some((key, bytes)) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                        break;
-                    };
-                    if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(error);
+                scope.spawn(|| {
+                    // The guard is dropped inside `and_then`, before each put.
+                    while let Some((key, bytes)) = queue.lock().ok().and_then(|mut q| q.next()) {
+                        if let Err(error) =
+                            self.store.put(key, Body::Bytes(bytes), &put_options(key))
+                        {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(error);
+                            }
+                            break;
                         }
-                        break;
                     }
                 });
             }

@@ -64,6 +64,18 @@ impl Fixture {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// Sets the workspace version (`[workspace.package] version`) that every service
+    /// inherits.
+    pub fn set_version(&self, version: &str) {
+        let text = self.read("Cargo.toml");
+        let start = text.find("\nversion = \"").expect("workspace version") + 1;
+        let end = start + text[start..].find('\n').expect("end of the version line");
+        self.write(
+            "Cargo.toml",
+            &format!("{}version = \"{version}\"{}", &text[..start], &text[end..]),
+        );
+    }
+
     pub fn debs_dir(&self) -> PathBuf {
         self.path("target/speedy/debs")
     }
