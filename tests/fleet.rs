@@ -320,6 +320,9 @@ fn a_key_rotation_is_followed_through_apt() {
     for public in [&old_public, &new_public] {
         assert_verifies_alone(fleet.repo.path(), &fleet.in_release(), public);
     }
+    // The keyring published beside the repository holds both keys, and verifies it.
+    let published = fleet.repo.path().join("archive-keyring.gpg");
+    fleet.speedy(&["verify", "--keyring", published.to_str().unwrap()], None);
     // 2. Servers follow through apt: the new keyring arrives with the upgrade.
     server.apt_update();
     server.apt_get(&["upgrade"]);

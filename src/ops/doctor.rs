@@ -75,7 +75,7 @@ pub fn doctor(target: &RepoTarget, listener: &dyn Listener) -> Result<DoctorRepo
 const KEY_CHECK: &str = "signing key";
 
 /// One row per finding of [`PublicKey::health`], or one passing row per sound key.
-pub fn key_checks(keys: &PublicKey, now: u64) -> Vec<DoctorCheck> {
+fn key_checks(keys: &PublicKey, now: u64) -> Vec<DoctorCheck> {
     keys.health(now)
         .into_iter()
         .flat_map(|health: KeyHealth| {

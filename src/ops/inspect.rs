@@ -71,7 +71,11 @@ impl ReadOptions {
             path: path.clone(),
             source,
         })?;
-        Ok(PublicKey::from_bytes(&bytes, &path.display().to_string())?)
+        // During a rotation the published keyring holds both keys.
+        Ok(PublicKey::keyring_from_bytes(
+            &bytes,
+            &path.display().to_string(),
+        )?)
     }
 }
 

@@ -18,7 +18,7 @@ mod server_setup;
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
-pub use doctor::{doctor, key_checks, DoctorReport};
+pub use doctor::{doctor, DoctorReport};
 pub use history::{
     history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
     RollbackOptions, WithdrawOptions,

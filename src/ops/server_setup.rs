@@ -119,13 +119,17 @@ pub fn server_setup(
         ))
     })?;
     let services = workspace.services(&[], &|_| None)?;
-    let jobs_packages: Vec<String> = services
+    let jobs_services: Vec<_> = services
         .iter()
         .filter(|s| matches!(s.kind, ServiceKind::Jobs { .. }))
-        .map(|s| s.deb_name.clone())
         .collect();
-    let jobs_flag = services
+    let jobs_packages: Vec<String> = jobs_services.iter().map(|s| s.deb_name.clone()).collect();
+    // The flag the jobs packages test; every service resolves the same workspace
+    // setting, so any service says it when the workspace has no jobs package.
+    let jobs_flag = jobs_services
         .first()
+        .copied()
+        .or(services.first())
         .map(|s| s.jobs_disabled_flag.clone())
         .unwrap_or_else(|| "/etc/speedy/jobs.disabled".to_owned());
     let role = resolve_role(

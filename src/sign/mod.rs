@@ -919,11 +919,6 @@ impl RepoKeys {
         .map_err(pgp_err("armoring the signature failed"))?;
         String::from_utf8(out).map_err(|_| SignError::Pgp("armor is not UTF-8".to_string()))
     }
-
-    /// What apt's verifiers will make of each signing key (see [`KeyHealth`]).
-    pub fn health(&self, now: u64) -> Vec<KeyHealth> {
-        self.public_key().health(now)
-    }
 }
 
 /// A component key of a certificate that may have made a data signature.
