@@ -11,7 +11,7 @@
 #  aptly: `repo add` into its local database, then `publish repo` / `publish update`,
 #         unsigned (-skip-signing), Packages + .gz + .bz2 and Contents indices.
 #  speedy: `publish`: verifies the signed InRelease it merges into, takes a lock,
-#         writes Packages + .gz + .xz with by-hash copies, Release, Release.gpg and a
+#         writes Packages + .gz with by-hash copies, Release, Release.gpg and a
 #         signed InRelease, records the history, collects garbage.
 #
 # Needs: moto (.ci/deps installs it in .venv), aptly (installed with apt-get when

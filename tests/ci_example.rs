@@ -316,8 +316,7 @@ fn every_cargo_speedy_line_of_the_workflow_runs() {
         assert_eq!(phase_of(service), Some(share), "{service}: {promote}");
     }
     // And the repository says so itself.
-    let stable =
-        std::fs::read_to_string(repo.join("dists/stable/main/binary-amd64/Packages")).unwrap();
+    let stable = packages_text(&repo, "stable", "amd64");
     for service in SERVICES {
         let entry = stable
             .split("\n\n")

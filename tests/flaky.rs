@@ -9,7 +9,7 @@ mod support;
 use cargo_speedy::listener::SilentListener;
 use cargo_speedy::publish::lock::LockOptions;
 use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
-use cargo_speedy::repo::layout::LOCK_KEY;
+use cargo_speedy::repo::layout::{GC_STATE_KEY as GC_STATE, LOCK_KEY};
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::Store;
@@ -20,7 +20,7 @@ use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 const IN_RELEASE: &str = "dists/dev/InRelease";
-const PACKAGES_INDEX: &str = "dists/dev/main/binary-amd64/Packages";
+const PACKAGES_INDEX: &str = "dists/dev/main/binary-amd64/Packages.gz";
 
 fn clock() -> u64 {
     unix_now()
@@ -88,6 +88,7 @@ struct Repo {
 }
 
 const BUCKET: &str = "flaky";
+const PROBE_RECORD: &str = ".speedy/conditional-writes.json";
 
 fn repo() -> Repo {
     let moto = MotoServer::start();
@@ -155,8 +156,14 @@ fn apt_over_http(moto: &MotoServer, keyring: &Path) -> Apt {
 /// Publishes 1.1-1 through a proxy that faults the requests `rules` name; the
 /// publish must succeed as if nothing happened.
 fn survives(rules: Vec<Rule>) {
+    survives_after(|_| {}, rules)
+}
+
+/// `survives`, with `prepare` run on the repository before the faults.
+fn survives_after(prepare: impl FnOnce(&Repo), rules: Vec<Rule>) {
     let context = format!("{rules:?}");
     let repo = repo();
+    prepare(&repo);
     let proxy = FaultProxy::start(repo.moto.port, rules);
     let report = publish(&flaky_store(&proxy, BUCKET), &repo.key, &repo.v2)
         .unwrap_or_else(|e| panic!("{context}: {e}"));
@@ -201,11 +208,60 @@ fn a_lost_answer_to_the_lock_put_is_ours() {
 
 #[test]
 fn a_lost_answer_to_the_probe_put_still_finds_conditional_writes() {
-    survives(vec![Rule::first(
-        "PUT",
-        ".speedy/probe-*",
-        Fault::DropAnswer,
-    )]);
+    // The first publish recorded its probe in the bucket; without that record, the
+    // next publish probes again.
+    survives_after(
+        |repo| {
+            let store = direct_store(&repo.moto, BUCKET);
+            assert!(
+                store.get(PROBE_RECORD).unwrap().is_some(),
+                "the probe is recorded"
+            );
+            store.delete(PROBE_RECORD).unwrap();
+        },
+        vec![Rule::first("PUT", ".speedy/probe-*", Fault::DropAnswer)],
+    );
+}
+
+/// An update asks only what it must
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"): the recorded
+/// probe instead of probing, no HEAD of the bucket,
+/// no listing of the pool (garbage collection looks at what the update dropped), no
+/// read of the keyring it published last time.
+#[test]
+fn an_update_reads_the_recorded_probe_and_lists_nothing_of_the_pool() {
+    let repo = repo();
+    let proxy = FaultProxy::start(repo.moto.port, Vec::new());
+    let report = publish(&flaky_store(&proxy, BUCKET), &repo.key, &repo.v2).unwrap();
+    assert!(report.unfinished.is_empty(), "{report:?}");
+    let seen = proxy.seen();
+    let requests: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {}?{}", s.method, s.key, s.query))
+        .collect();
+    let asked = |method: &str, key: &str| {
+        seen.iter()
+            .any(|s| s.method == method && s.key.starts_with(key))
+    };
+    assert!(asked("GET", PROBE_RECORD), "{requests:#?}");
+    assert!(
+        !asked("PUT", ".speedy/probe-"),
+        "probed again: {requests:#?}"
+    );
+    assert!(!asked("GET", "archive-keyring"), "{requests:#?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.key.is_empty() && (s.method == "HEAD" || s.query.contains("prefix=pool"))),
+        "a HEAD of the bucket or a listing of the pool: {requests:#?}"
+    );
+    // The three new pool files are checked and written; nothing else in the pool is asked.
+    assert_eq!(
+        seen.iter().filter(|s| s.key.starts_with("pool/")).count(),
+        6,
+        "{requests:#?}"
+    );
+    repo.assert_published("an update");
 }
 
 #[test]
@@ -249,10 +305,10 @@ fn a_put_reset_mid_body_is_retried() {
 #[test]
 fn a_failure_after_the_switch_is_reported_as_unfinished_and_the_next_publish_finishes() {
     let repo = repo();
-    // Garbage collection lists pool/ after the switch; every such listing fails.
+    // Garbage collection reads its bookkeeping after the switch; every such read fails.
     let proxy = FaultProxy::start(
         repo.moto.port,
-        Rule::every_listing("prefix=pool", 1000, Fault::InternalError),
+        Rule::every("GET", GC_STATE, 1000, Fault::InternalError),
     );
     let store = store_at(
         &proxy.endpoint(),
@@ -271,21 +327,19 @@ fn a_failure_after_the_switch_is_reported_as_unfinished_and_the_next_publish_fin
     );
     repo.assert_published("after an unfinished publish");
 
-    // The next publish, on a healthy network, finishes: GC runs and records.
+    // The next publish, on a healthy network, finishes: garbage collection sees that
+    // the history moved on without it (the 1.1-1 change), sweeps, and records it.
     let direct = direct_store(&repo.moto, BUCKET);
-    assert!(direct
-        .get(cargo_speedy::repo::layout::GC_STATE_KEY)
-        .unwrap()
-        .is_none());
+    let gc_state = || -> cargo_speedy::repo::plan::GcState {
+        serde_json::from_slice(&direct.get(GC_STATE).unwrap().expect("a gc state")).unwrap()
+    };
+    let before = gc_state();
     let report = publish(&direct, &repo.key, &repo.v2).unwrap();
     assert!(report.unfinished.is_empty(), "{report:?}");
-    assert!(
-        direct
-            .get(cargo_speedy::repo::layout::GC_STATE_KEY)
-            .unwrap()
-            .is_some(),
-        "garbage collection recorded what 1.1-1 no longer references"
-    );
+    let after = gc_state();
+    assert_eq!(after.history_heads.get("dev"), Some(&2), "{after:?}");
+    assert!(after.swept_at >= before.swept_at, "{before:?} {after:?}");
+    assert_ne!(after.history_heads, before.history_heads);
 }
 
 /// The CLI says "published", warns what is unfinished, and exits 0.
@@ -294,7 +348,7 @@ fn the_cli_reports_a_publish_with_an_unfinished_step_as_published() {
     let repo = repo();
     let proxy = FaultProxy::start(
         repo.moto.port,
-        Rule::every_listing("prefix=pool", 1000, Fault::InternalError),
+        Rule::every("GET", GC_STATE, 1000, Fault::InternalError),
     );
     let fixture = Fixture::new();
     let manifest = fixture.read("Cargo.toml");

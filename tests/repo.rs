@@ -419,8 +419,8 @@ fn retention_and_garbage_collection_keep_what_history_may_restore() {
             .unwrap()
             .count();
     assert_eq!(
-        by_hash, 4,
-        "the current indices' by-hash copies, and the Packages the history names"
+        by_hash, 2,
+        "the current Packages.gz's by-hash copy, and the one the history names"
     );
     assert_success(&fixture.speedy(&["verify"]));
     let (ok, text) = apt_for(&fixture, "dev").update();
@@ -711,11 +711,10 @@ fn packages_bad_input() {
         &["unknown suite \"prod\"", "dev, stable"],
     );
     // A tampered canonical Packages file: refused before anything is written.
-    let packages = repo(&fixture).join("dists/dev/main/binary-amd64/Packages");
-    let text = std::fs::read_to_string(&packages)
-        .unwrap()
+    let packages = repo(&fixture).join("dists/dev/main/binary-amd64/Packages.gz");
+    let text = packages_text(&repo(&fixture), "dev", "amd64")
         .replace("Priority: optional", "Priority: required");
-    std::fs::write(&packages, text).unwrap();
+    std::fs::write(&packages, gzip_text(&text)).unwrap();
     fixture.set_version("1.4.1");
     assert_success(&fixture.speedy(&["build", "--quiet"]));
     assert_refused_unchanged(
@@ -900,9 +899,7 @@ fn phase_history_rollback_and_withdraw_from_the_command_line() {
         [app("1.4.1-1", Some(10)), app("1.4.0-1", None)]
     );
     assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1 amd64 (phased 10%)"));
-    let packages =
-        std::fs::read_to_string(repo(&fixture).join("dists/dev/main/binary-amd64/Packages"))
-            .unwrap();
+    let packages = packages_text(&repo(&fixture), "dev", "amd64");
     assert!(
         packages.contains("Version: 1.4.1-1\n")
             && packages.contains("\nPhased-Update-Percentage: 10"),

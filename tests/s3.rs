@@ -343,13 +343,12 @@ fn bad_input_is_refused_and_nothing_is_written() {
         stderr(&output)
     );
     // A corrupt remote Packages file.
-    let packages = "dists/dev/main/binary-amd64/Packages";
-    let mut text = store.get(packages).unwrap().unwrap();
-    text.extend_from_slice(b"\nPackage: evil\n");
+    let packages = "dists/dev/main/binary-amd64/Packages.gz";
+    let text = gunzip_text(&store.get(packages).unwrap().unwrap()) + "\nPackage: evil\n";
     store
         .put(
             packages,
-            Body::Bytes(&text),
+            Body::Bytes(&gzip_text(&text)),
             &cargo_speedy::publish::put_options(packages),
         )
         .unwrap();

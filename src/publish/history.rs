@@ -195,6 +195,12 @@ pub fn replaced_packages(
         if crate::repo::plan::sha256_hex(&bytes) != *sha256 {
             return Err(missing("its SHA256 differs from the record's"));
         }
+        // Records name Packages.gz (older ones the plain Packages).
+        let bytes = if path.ends_with(".gz") {
+            crate::repo::plan::gunzip(&bytes, None).map_err(|why| missing(&why))?
+        } else {
+            bytes
+        };
         let text = String::from_utf8(bytes).map_err(|_| missing("not UTF-8 text"))?;
         packages.extend(parse_packages(&text, &object).map_err(|source| {
             PublishError::RemoteCorrupt {

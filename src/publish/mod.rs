@@ -282,11 +282,17 @@ struct Known {
     other_suites: Vec<String>,
     /// Our suite's history as read before the switch.
     history: history::SuiteHistory,
+    /// What our suite and its history referenced before this attempt: garbage
+    /// collection without a sweep looks only at what of it is referenced no more.
+    referenced_before: BTreeSet<String>,
+    /// Our suite's newest history record before this attempt.
+    history_head_before: Option<u64>,
 }
 
 /// What a switch replaced, for the history.
 struct Replaced {
     indices: BTreeMap<String, String>,
+    /// The replaced state's pool files that the new state does not list.
     pool: Vec<String>,
 }
 
@@ -549,15 +555,29 @@ impl Publish<'_> {
             } else {
                 None
             };
-            match self.publish_keyring() {
-                Ok(written) => report.replaced_mutable.extend(written),
-                Err(error) => unfinished(
-                    &mut report,
-                    listener,
-                    format!("publishing the keyring: {error}"),
-                ),
-            }
-            match self.collect_garbage(held.is_some(), known.as_ref(), listener) {
+            let gc_state = self.read_gc_state();
+            let published_keyring = gc_state
+                .as_ref()
+                .ok()
+                .and_then(|state| state.published_keyring.as_deref());
+            let keyring = match self.publish_keyring(published_keyring) {
+                Ok((written, digest)) => {
+                    report.replaced_mutable.extend(written);
+                    Some(digest)
+                }
+                Err(error) => {
+                    unfinished(
+                        &mut report,
+                        listener,
+                        format!("publishing the keyring: {error}"),
+                    );
+                    None
+                }
+            };
+            let collected = gc_state.and_then(|previous| {
+                self.collect_garbage(held.is_some(), known.as_ref(), &previous, keyring, listener)
+            });
+            match collected {
                 Ok(deleted) => report.deleted = deleted,
                 Err(error) => unfinished(
                     &mut report,
@@ -616,12 +636,24 @@ impl Publish<'_> {
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
         let public_key = self.key.public_key();
-        let states = state::read_all(self.store, &public_key)?;
+        // The suites and our history are read at once (a round trip each saved).
+        let (states, history) = std::thread::scope(|scope| {
+            let history = scope.spawn(|| history::read(self.store, &public_key, &self.suite));
+            let states = state::read_all(self.store, &public_key);
+            (states, history.join())
+        });
+        let states = states?;
         let current = states.get(&self.suite);
         // Invariant 1: a history edited by hand is refused before anything is written,
         // not found out after the switch when the change is to be recorded. (After
         // the suites: a repository signed by another key is reported as that.)
-        let history = history::read(self.store, &public_key, &self.suite)?;
+        let history = history.unwrap_or_else(|_| {
+            Err(PublishError::RemoteCorrupt {
+                store: self.store.describe(),
+                key: layout::history_key(&self.suite),
+                reason: "reading the history failed unexpectedly".into(),
+            })
+        })?;
         let (debs, suite_change) = match change {
             Change::Add {
                 debs,
@@ -699,10 +731,14 @@ impl Publish<'_> {
                     &state.packages,
                 ));
             }
+            let history_head_before = history.records.first().map(|r| r.id);
             let known = Known {
                 referenced,
                 other_suites,
                 history,
+                // Nothing is dropped: nothing to look at besides what was pending.
+                referenced_before: BTreeSet::new(),
+                history_head_before,
             };
             return Ok(Attempt::Done(report, None, known));
         }
@@ -739,17 +775,24 @@ impl Publish<'_> {
             } else {
                 None
             };
+        // Each entry with the .deb it comes from here (none: promoted or restored).
+        let to_check: Vec<(&PackageEntry, Option<usize>)> = merged
+            .added
+            .iter()
+            .map(|entry| (entry, local.get(&entry.id()).copied()))
+            // A promoted or restored entry's bytes must be in the pool already, or the
+            // switch would publish an index naming a missing file.
+            .filter(|(entry, source)| source.is_some() || !listed.vouches_for(entry))
+            .collect();
+        let found = self.each_in_parallel(&to_check, |&(entry, source)| match source {
+            Some(_) => self.check_pool_object(entry, &listed, pool_sizes.as_ref()),
+            None => self
+                .require_pool_object(entry)
+                .map(|()| PoolObject::Present),
+        })?;
         let mut pool = Vec::new();
-        for entry in &merged.added {
-            let Some(&source) = local.get(&entry.id()) else {
-                // Promoted or restored: the bytes must be in the pool already, or the
-                // switch would publish an index naming a missing file.
-                if !listed.vouches_for(entry) {
-                    self.require_pool_object(entry)?;
-                }
-                continue;
-            };
-            if self.check_pool_object(entry, &listed, pool_sizes.as_ref())? == PoolObject::Absent {
+        for (&(entry, source), found) in to_check.iter().zip(found) {
+            if let (Some(source), PoolObject::Absent) = (source, found) {
                 pool.push(PoolUpload {
                     key: entry.filename.clone(),
                     source,
@@ -784,13 +827,43 @@ impl Publish<'_> {
             &indices.release,
             &merged.packages,
         ));
+        // A history record lists only the pool files its change dropped: the suite's
+        // current files and the kept records' lists cover every file a kept state
+        // names, and a record stays small however large the suite.
+        let dropped_pool: Vec<String> = match current {
+            Some(state) => {
+                let listed: HashSet<&str> = merged
+                    .packages
+                    .iter()
+                    .map(|p| p.filename.as_str())
+                    .collect();
+                state
+                    .packages
+                    .iter()
+                    .filter(|p| !listed.contains(p.filename.as_str()))
+                    .map(|p| p.filename.clone())
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut referenced_before = history::referenced_keys(std::slice::from_ref(&history));
+        if let Some(state) = current {
+            referenced_before.extend(plan::referenced_keys(
+                &self.suite,
+                &state.release,
+                &state.packages,
+            ));
+        }
         let publish_plan =
             plan::publish_plan(&self.suite, merged, pool, &indices, release_gpg, in_release);
         report.plan = publish_plan.steps.iter().map(describe_step).collect();
+        let history_head_before = history.records.first().map(|r| r.id);
         let known = Known {
             referenced,
             other_suites,
             history,
+            referenced_before,
+            history_head_before,
         };
         if self.dry_run {
             return Ok(Attempt::Done(report, None, known));
@@ -804,14 +877,12 @@ impl Publish<'_> {
                         .release
                         .files
                         .iter()
-                        .filter(|f| f.path.ends_with("/Packages"))
+                        .filter(|f| f.path.ends_with("/Packages.gz"))
                         .map(|f| (f.path.clone(), f.sha256.clone()))
                         .collect()
                 })
                 .unwrap_or_default(),
-            pool: current
-                .map(|state| state.packages.iter().map(|p| p.filename.clone()).collect())
-                .unwrap_or_default(),
+            pool: dropped_pool,
         };
 
         let before_switch = current.map(|s| s.in_release.clone());
@@ -830,35 +901,53 @@ impl Publish<'_> {
             .iter()
             .filter_map(|step| match step {
                 Step::ByHash { key, bytes } if !by_hash_present.contains(key) => {
-                    Some((key.as_str(), bytes.as_slice()))
+                    Some((key.as_str(), &bytes[..]))
                 }
                 _ => None,
             })
             .collect();
         self.put_all(&by_hash)?;
-        let mut rechecked = false;
+        // The canonical indices go in any order among themselves (in parallel), then
+        // Release.gpg and Release in the plan's order, then the switch.
+        type Writes<'a> = Vec<(&'a str, &'a [u8])>;
+        let (index_writes, release_writes): (Writes, Writes) = publish_plan
+            .steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Replace { key, bytes } => Some((key.as_str(), &bytes[..])),
+                _ => None,
+            })
+            .partition(|(key, _)| layout::is_collectable(key));
+        if !index_writes.is_empty() || !release_writes.is_empty() {
+            // Just before the canonical files change: whoever took over an expired
+            // lease may be switching now, and has anyone switched since we read?
+            // Then merge again instead of overwriting them. (Both asked at once.)
+            let in_release_key = layout::in_release_key(&self.suite);
+            let (lock_check, in_release_now) = std::thread::scope(|scope| {
+                let lock = scope.spawn(|| held.map(|held| held.still_held(self.store)));
+                let in_release = self.store.get(&in_release_key);
+                (lock.join(), in_release)
+            });
+            match lock_check {
+                Ok(None | Some(Ok(true))) => {}
+                Ok(Some(Err(error))) => return Err(error),
+                Ok(Some(Ok(false))) | Err(_) => {
+                    return Err(PublishError::LockLost {
+                        store: self.store.describe(),
+                    })
+                }
+            }
+            if in_release_now? != before_switch {
+                return Ok(Attempt::Raced);
+            }
+        }
+        self.put_all(&index_writes)?;
+        for (key, bytes) in release_writes {
+            self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
+        }
         for step in &publish_plan.steps {
             match step {
-                Step::Pool(_) | Step::ByHash { .. } => {}
-                Step::Replace { key, bytes } => {
-                    if !rechecked {
-                        // Whoever took over an expired lease may be switching now.
-                        if let Some(held) = held {
-                            if !held.still_held(self.store)? {
-                                return Err(PublishError::LockLost {
-                                    store: self.store.describe(),
-                                });
-                            }
-                        }
-                        // Just before the canonical files change: has anyone switched
-                        // since we read? Then merge again instead of overwriting them.
-                        if self.store.get(&layout::in_release_key(&self.suite))? != before_switch {
-                            return Ok(Attempt::Raced);
-                        }
-                        rechecked = true;
-                    }
-                    self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
-                }
+                Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => {}
                 Step::InRelease { key, bytes } => {
                     if self.store.get(key)? != before_switch {
                         return Ok(Attempt::Raced);
@@ -867,7 +956,7 @@ impl Publish<'_> {
                         // The write may have happened and only its answer been lost
                         // (every retry of it too): what InRelease holds now decides.
                         match self.store.get(key) {
-                            Ok(Some(now)) if now == *bytes => listener.detail(&format!(
+                            Ok(Some(now)) if now[..] == bytes[..] => listener.detail(&format!(
                                 "switched {key} (the answer to the write was lost: {error})"
                             )),
                             _ => return Err(error.into()),
@@ -926,29 +1015,58 @@ impl Publish<'_> {
 
     /// Writes small immutable objects (by-hash copies), a few at a time.
     fn put_all(&self, objects: &[(&str, &[u8])]) -> Result<(), PublishError> {
-        let queue = std::sync::Mutex::new(objects.iter());
-        let first_error: std::sync::Mutex<Option<StoreError>> = std::sync::Mutex::new(None);
+        self.each_in_parallel(objects, |(key, bytes)| {
+            Ok(self.store.put(key, Body::Bytes(bytes), &put_options(key))?)
+        })
+        .map(|_| ())
+    }
+
+    /// Runs `work` on each item, `jobs` at a time (requests whose order does not
+    /// matter: a round trip to a remote store is most of their cost). The results
+    /// come in the order of `items`; the first error stops the rest and is returned.
+    fn each_in_parallel<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        work: impl Fn(&T) -> Result<R, PublishError> + Sync,
+    ) -> Result<Vec<R>, PublishError> {
+        if items.len() <= 1 {
+            return items.iter().map(&work).collect();
+        }
+        let queue = std::sync::Mutex::new(items.iter().enumerate());
+        let results: std::sync::Mutex<Vec<Option<R>>> =
+            std::sync::Mutex::new(items.iter().map(|_| None).collect());
+        let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
         std::thread::scope(|scope| {
-            for _ in 0..self.config.jobs.min(objects.len()) {
+            for _ in 0..self.config.jobs.min(items.len()) {
                 scope.spawn(|| {
-                    // The guard is dropped inside `and_then`, before each put.
-                    while let Some((key, bytes)) = queue.lock().ok().and_then(|mut q| q.next()) {
-                        if let Err(error) =
-                            self.store.put(key, Body::Bytes(bytes), &put_options(key))
-                        {
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(error);
+                    // The guard is dropped inside `and_then`, before each piece of work.
+                    while let Some((index, item)) = queue.lock().ok().and_then(|mut q| q.next()) {
+                        match work(item) {
+                            Ok(result) => {
+                                if let Ok(mut slots) = results.lock() {
+                                    slots[index] = Some(result);
+                                }
                             }
-                            break;
+                            Err(error) => {
+                                if let Ok(mut slot) = first_error.lock() {
+                                    slot.get_or_insert(error);
+                                }
+                                // The others stop at their next item.
+                                if let Ok(mut q) = queue.lock() {
+                                    q.by_ref().for_each(drop);
+                                }
+                                break;
+                            }
                         }
                     }
                 });
             }
         });
-        match first_error.into_inner().ok().flatten() {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
+        if let Some(error) = first_error.into_inner().ok().flatten() {
+            return Err(error);
         }
+        let results = results.into_inner().unwrap_or_default();
+        Ok(results.into_iter().flatten().collect())
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
@@ -1083,12 +1201,22 @@ impl Publish<'_> {
     }
 
     /// The public key beside dists/, for servers to fetch with the repository.
-    /// Returns the keys it wrote (none when they held the key already).
-    fn publish_keyring(&self) -> Result<Vec<String>, PublishError> {
+    /// Returns the keys it wrote (none when they held the key already) and the
+    /// keyring's SHA256. `published` is the SHA256 the bookkeeping says was published
+    /// last: when it is this keyring's, nothing is asked.
+    fn publish_keyring(
+        &self,
+        published: Option<&str>,
+    ) -> Result<(Vec<String>, String), PublishError> {
         let mut written = Vec::new();
         let public_key = self.key.public_key();
+        let binary = public_key.to_binary()?;
+        let digest = plan::sha256_hex(&binary);
+        if published == Some(digest.as_str()) {
+            return Ok((written, digest));
+        }
         for (key, bytes) in [
-            (layout::KEYRING_KEY, public_key.to_binary()?),
+            (layout::KEYRING_KEY, binary),
             (
                 layout::KEYRING_ASC_KEY,
                 public_key.to_armored()?.into_bytes(),
@@ -1100,19 +1228,36 @@ impl Publish<'_> {
                 written.push(key.to_owned());
             }
         }
-        Ok(written)
+        Ok((written, digest))
+    }
+
+    /// Garbage collection's bookkeeping; a missing or unreadable one is a fresh start
+    /// (the next collection sweeps).
+    fn read_gc_state(&self) -> Result<GcState, PublishError> {
+        Ok(self
+            .store
+            .get(layout::GC_STATE_KEY)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default())
     }
 
     /// Deletes pool files and by-hash copies that no suite has referenced for the
-    /// grace period.
+    /// grace period. Under a lock still ours it looks only at what this publish
+    /// stopped referencing and what was pending, unless a sweep of the whole store is
+    /// due (`plan::must_sweep`); without one, it always sweeps.
     fn collect_garbage(
         &self,
         locked: bool,
         known: Option<&Known>,
+        previous: &GcState,
+        keyring: Option<String>,
         listener: &dyn Listener,
     ) -> Result<Vec<String>, PublishError> {
         let mut referenced = BTreeSet::new();
         let public_key = self.key.public_key();
+        // Each suite's newest history record before this publish, and after it.
+        let mut heads_before = BTreeMap::new();
+        let mut heads_after = BTreeMap::new();
         match known {
             // Under a lock still ours, what the attempt read and switched to is what
             // the suites reference now.
@@ -1121,14 +1266,25 @@ impl Publish<'_> {
                 referenced.extend(history::referenced_keys(std::slice::from_ref(
                     &known.history,
                 )));
+                if let Some(id) = known.history_head_before {
+                    heads_before.insert(self.suite.clone(), id);
+                }
+                if let Some(record) = known.history.records.first() {
+                    heads_after.insert(self.suite.clone(), record.id);
+                }
                 for suite in &known.other_suites {
                     // What a rollback may restore stays, however old.
                     let kept = history::read(self.store, &public_key, suite)?;
                     referenced.extend(history::referenced_keys(std::slice::from_ref(&kept)));
+                    if let Some(record) = kept.records.first() {
+                        heads_before.insert(suite.clone(), record.id);
+                        heads_after.insert(suite.clone(), record.id);
+                    }
                 }
             }
             // Read afresh rather than reusing the states of the merge: without a
-            // lock, another publisher may reference new files by now.
+            // lock, another publisher may reference new files by now. (No heads: the
+            // next collection under a lock sweeps.)
             None => {
                 for (suite, state) in state::read_all(self.store, &public_key)? {
                     referenced.extend(plan::referenced_keys(
@@ -1142,29 +1298,37 @@ impl Publish<'_> {
                 }
             }
         }
-        let mut existing: BTreeSet<String> = self
-            .store
-            .list("pool/")?
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
-        existing.extend(
-            self.store
-                .list("dists/")?
-                .into_iter()
-                .map(|m| m.key)
-                .filter(|k| k.contains("/by-hash/")),
-        );
-        let previous: GcState = self
-            .store
-            .get(layout::GC_STATE_KEY)?
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        let (next, delete) = plan::collect_garbage(
-            &existing,
+        let now = (self.now)();
+        let sweep = match known {
+            Some(_) => plan::must_sweep(previous, &heads_before, now),
+            None => true,
+        };
+        let candidates: BTreeSet<String> = match known {
+            Some(known) if !sweep => {
+                plan::garbage_candidates(previous, &known.referenced_before, &referenced)
+            }
+            _ => {
+                let mut existing: BTreeSet<String> = self
+                    .store
+                    .list("pool/")?
+                    .into_iter()
+                    .map(|m| m.key)
+                    .collect();
+                existing.extend(
+                    self.store
+                        .list("dists/")?
+                        .into_iter()
+                        .map(|m| m.key)
+                        .filter(|k| layout::is_collectable(k)),
+                );
+                existing
+            }
+        };
+        let (mut next, delete) = plan::collect_garbage(
+            &candidates,
             &referenced,
-            &previous,
-            (self.now)(),
+            previous,
+            now,
             // Without a lock, a concurrent publisher's pool files are unreferenced
             // until its switch; a grace period spares them.
             if locked {
@@ -1173,17 +1337,22 @@ impl Publish<'_> {
                 self.config.grace_seconds.max(LOCKLESS_MIN_GRACE_SECONDS)
             },
         );
-        if next != previous {
+        next.swept_at = if sweep { now } else { previous.swept_at };
+        next.history_heads = heads_after;
+        next.published_keyring = keyring;
+        for key in &delete {
+            listener.detail(&format!("delete {key}"));
+            self.store.delete(key)?;
+        }
+        // Written last: a collection that failed before this point is found out by the
+        // next one (its heads are behind), which then sweeps.
+        if next != *previous {
             let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
             self.store.put(
                 layout::GC_STATE_KEY,
                 Body::Bytes(&bytes),
                 &put_options(layout::GC_STATE_KEY),
             )?;
-        }
-        for key in &delete {
-            listener.detail(&format!("delete {key}"));
-            self.store.delete(key)?;
         }
         Ok(delete)
     }

@@ -4,7 +4,7 @@
 use super::PublishError;
 use crate::repo::index::{parse_packages, PackageEntry, Release};
 use crate::repo::layout;
-use crate::repo::plan::sha256_hex;
+use crate::repo::plan::{gunzip, sha256_hex};
 use crate::sign::PublicKey;
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -95,6 +95,38 @@ fn fetch_index(
     }
 }
 
+/// The Packages index at `path`: decompressed from Packages.gz when Release lists it
+/// (what cargo-speedy writes; the plain file is listed, not written), and checked
+/// against the plain file's listed size and SHA256 too.
+fn read_packages(
+    store: &dyn Store,
+    suite: &str,
+    release: &Release,
+    path: &str,
+) -> Result<Vec<u8>, PublishError> {
+    let gz_path = format!("{path}.gz");
+    if release.file(&gz_path).is_none() {
+        return fetch_index(store, suite, release, path);
+    }
+    let compressed = fetch_index(store, suite, release, &gz_path)?;
+    let corrupt = |reason: String| PublishError::RemoteCorrupt {
+        store: store.describe(),
+        key: format!("dists/{suite}/{gz_path}"),
+        reason,
+    };
+    let listed = release.file(path);
+    let text = gunzip(&compressed, listed.map(|f| f.size)).map_err(corrupt)?;
+    if let Some(listed) = listed {
+        if text.len() as u64 != listed.size || sha256_hex(&text) != listed.sha256 {
+            return Err(corrupt(format!(
+                "it decompresses to other contents than the {path} InRelease lists (SHA256 {})",
+                listed.sha256
+            )));
+        }
+    }
+    Ok(text)
+}
+
 /// Reads and verifies one suite; `None` when it has never been published.
 pub fn read_suite(
     store: &dyn Store,
@@ -135,7 +167,7 @@ pub fn read_suite(
     let mut seen: HashSet<(String, String, String)> = HashSet::new();
     for architecture in release.index_architectures() {
         let path = format!("{}/Packages", layout::binary_dir(&architecture));
-        let bytes = fetch_index(store, suite, &release, &path)?;
+        let bytes = read_packages(store, suite, &release, &path)?;
         let what = format!("dists/{suite}/{path}");
         let text = String::from_utf8(bytes).map_err(|_| PublishError::RemoteCorrupt {
             store: store.describe(),
@@ -172,9 +204,30 @@ pub fn read_all(
     store: &dyn Store,
     key: &PublicKey,
 ) -> Result<BTreeMap<String, SuiteState>, PublishError> {
+    let suites = published_suites(store)?;
+    // A suite at a time would cost a round trip per request; a repository has a few
+    // suites, so each is read on a thread of its own.
+    let read: Vec<Result<Option<SuiteState>, PublishError>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = suites
+            .iter()
+            .map(|suite| scope.spawn(move || read_suite(store, key, suite)))
+            .collect();
+        readers
+            .into_iter()
+            .map(|reader| {
+                reader.join().unwrap_or_else(|_| {
+                    Err(PublishError::RemoteCorrupt {
+                        store: store.describe(),
+                        key: "dists/".into(),
+                        reason: "reading a suite failed unexpectedly".into(),
+                    })
+                })
+            })
+            .collect()
+    });
     let mut states = BTreeMap::new();
-    for suite in published_suites(store)? {
-        if let Some(state) = read_suite(store, key, &suite)? {
+    for (suite, state) in suites.into_iter().zip(read) {
+        if let Some(state) = state? {
             states.insert(suite, state);
         }
     }

@@ -66,7 +66,13 @@ fn check_indices(
     check: &mut SuiteCheck,
 ) -> Result<(), PublishError> {
     let suite = &state.suite;
-    for file in &state.release.files {
+    // Reading the suite checked the plain Packages against what Packages.gz holds.
+    for file in state
+        .release
+        .files
+        .iter()
+        .filter(|f| layout::index_is_written(&f.path))
+    {
         let by_hash = format!(
             "dists/{suite}/{}",
             layout::by_hash_path(&file.path, &file.sha256)

@@ -303,9 +303,9 @@ pub fn sort_entries(entries: &mut [PackageEntry]) {
 }
 
 /// Renders a Packages file from entries in the order given.
-pub fn render_packages(entries: &[PackageEntry]) -> String {
+pub fn render_packages<'a>(entries: impl IntoIterator<Item = &'a PackageEntry>) -> String {
     let mut out = String::new();
-    for (index, entry) in entries.iter().enumerate() {
+    for (index, entry) in entries.into_iter().enumerate() {
         if index > 0 {
             out.push('\n');
         }

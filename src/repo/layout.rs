@@ -97,6 +97,21 @@ pub fn is_immutable(key: &str) -> bool {
     key.starts_with("pool/") || key.contains("/by-hash/")
 }
 
+/// Whether cargo-speedy writes an index file that Release lists. The plain
+/// `Packages` is listed, not written, as in Debian's own archive: apt fetches the
+/// compressed file and checks what it decompresses against the plain file's hash. (A
+/// repository published by an older cargo-speedy has it; it is garbage now.)
+pub fn index_is_written(path: &str) -> bool {
+    !path.ends_with("/Packages")
+}
+
+/// Whether garbage collection may delete a key once nothing references it: pool
+/// files, and whatever lies inside a suite's components (indices and their by-hash
+/// copies). A suite's Release, Release.gpg and InRelease are never collected.
+pub fn is_collectable(key: &str) -> bool {
+    key.starts_with("pool/") || (key.starts_with("dists/") && key.split('/').count() >= 5)
+}
+
 /// Whether a key is cargo-speedy's own bookkeeping, to be kept private.
 pub fn is_private(key: &str) -> bool {
     key.starts_with(PRIVATE_PREFIX)
@@ -169,5 +184,25 @@ mod tests {
             "dists/dev/main/binary-amd64/by-hash/SHA256/ab"
         ));
         assert!(!is_immutable("dists/dev/InRelease"));
+    }
+
+    #[test]
+    fn only_pool_files_and_component_files_are_collectable() {
+        for key in [
+            "pool/main/s/speedy-app/speedy-app_1.0-1_amd64.deb",
+            "dists/dev/main/binary-amd64/Packages.xz",
+            "dists/dev/main/binary-amd64/by-hash/SHA256/ab",
+        ] {
+            assert!(is_collectable(key), "{key}");
+        }
+        for key in [
+            "dists/dev/InRelease",
+            "dists/dev/Release",
+            "dists/dev/Release.gpg",
+            ".speedy/lock",
+            "archive-keyring.gpg",
+        ] {
+            assert!(!is_collectable(key), "{key}");
+        }
     }
 }

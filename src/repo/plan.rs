@@ -9,6 +9,7 @@ use super::layout;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
@@ -274,7 +275,9 @@ pub struct ReleaseFields {
 pub struct IndexFile {
     /// Relative to `dists/<suite>/`.
     pub path: String,
-    pub bytes: Vec<u8>,
+    /// Shared with the plan's by-hash and canonical writes: a 10,000-entry Packages
+    /// is 4 MB, held once.
+    pub bytes: Arc<[u8]>,
     pub sha256: String,
 }
 
@@ -288,22 +291,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Decompresses gzip, refusing output longer than `limit` (the size a signed index
+/// lists), so a bad file cannot make a reader allocate without bound.
+pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = limit.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not valid gzip: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "it decompresses to more than the {limit} bytes listed"
+        ));
+    }
+    Ok(out)
+}
+
 /// Gzip without a file name and with mtime 0, so equal input gives equal bytes.
+///
+/// The indices are Packages and Packages.gz, no .xz: on the benchmark's 10,000-entry
+/// Packages (4.2 MB), gzip -9 gives 690 KB in 0.07 s of CPU, xz preset 1 694 KB in
+/// 0.31 s, and the preset that makes xz worth having (6: 549 KB) 1.5 s and a 94 MB
+/// encoder, paid by every publish; apt takes whichever compression Release lists.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
-}
-
-/// Preset 1, not the default 6: on a 10,000-entry Packages (4.2 MB) it takes 0.67 s of
-/// CPU instead of 2.2 s and about 10 MB of encoder memory instead of 94 MB, for a
-/// file 27% larger (690 KB instead of 544 KB); every publish pays the CPU, a client
-/// pays the bytes only when the index changed.
-fn xz(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 1);
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
 }
@@ -327,47 +343,49 @@ pub fn build_indices(
     let plains: Vec<(String, Vec<u8>)> = architectures
         .iter()
         .map(|architecture| {
-            let entries: Vec<PackageEntry> = packages
+            let entries = packages
                 .iter()
-                .filter(|p| &p.architecture == architecture || p.architecture == "all")
-                .cloned()
-                .collect();
+                .filter(|p| &p.architecture == architecture || p.architecture == "all");
             (
                 layout::binary_dir(architecture),
-                render_packages(&entries).into_bytes(),
+                render_packages(entries).into_bytes(),
             )
         })
         .collect();
-    // Compressing is most of a publish's CPU at thousands of entries: every index
-    // and format on a thread of its own, so the wall time is the slowest one.
-    let compressed: Vec<(Vec<u8>, Vec<u8>)> = std::thread::scope(|scope| {
+    // Compressing is most of a publish's CPU at thousands of entries: every index on
+    // a thread of its own, so the wall time is the slowest one.
+    let compressed: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let tasks: Vec<_> = plains
             .iter()
-            .map(|(_, plain)| {
-                let gz = scope.spawn(|| gzip(plain));
-                let xz = scope.spawn(|| xz(plain));
-                (gz, xz)
-            })
+            .map(|(_, plain)| scope.spawn(|| gzip(plain)))
             .collect();
         tasks
             .into_iter()
-            .map(|(gz, xz)| (gz.join().unwrap_or_default(), xz.join().unwrap_or_default()))
+            .map(|gz| gz.join().unwrap_or_default())
             .collect()
     });
     let mut files = Vec::new();
-    for ((dir, plain), (gz, xz)) in plains.into_iter().zip(compressed) {
-        for (name, bytes) in [
-            ("Packages", plain),
-            ("Packages.gz", gz),
-            ("Packages.xz", xz),
-        ] {
-            let sha256 = sha256_hex(&bytes);
-            files.push(IndexFile {
-                path: format!("{dir}/{name}"),
-                bytes,
-                sha256,
-            });
-        }
+    let mut listed = Vec::new();
+    for ((dir, plain), gz) in plains.into_iter().zip(compressed) {
+        // Listed, not written (`layout::index_is_written`): 4 MB fewer to upload,
+        // twice (the file and its by-hash copy), at 10,000 entries.
+        listed.push(ReleaseFile {
+            path: format!("{dir}/Packages"),
+            size: plain.len() as u64,
+            sha256: sha256_hex(&plain),
+        });
+        let path = format!("{dir}/Packages.gz");
+        let sha256 = sha256_hex(&gz);
+        listed.push(ReleaseFile {
+            path: path.clone(),
+            size: gz.len() as u64,
+            sha256: sha256.clone(),
+        });
+        files.push(IndexFile {
+            path,
+            bytes: gz.into(),
+            sha256,
+        });
     }
     let release = Release {
         origin: settings.origin.clone(),
@@ -380,14 +398,7 @@ pub fn build_indices(
         components: vec![layout::COMPONENT.to_owned()],
         description: settings.description.clone(),
         acquire_by_hash: true,
-        files: files
-            .iter()
-            .map(|f| ReleaseFile {
-                path: f.path.clone(),
-                size: f.bytes.len() as u64,
-                sha256: f.sha256.clone(),
-            })
-            .collect(),
+        files: listed,
     };
     SuiteIndices { release, files }
 }
@@ -409,11 +420,11 @@ pub enum Step {
     /// hash.
     Pool(PoolUpload),
     /// An immutable by-hash copy; skipped when it exists.
-    ByHash { key: String, bytes: Vec<u8> },
+    ByHash { key: String, bytes: Arc<[u8]> },
     /// A canonical index, Release.gpg or Release, overwritten.
-    Replace { key: String, bytes: Vec<u8> },
+    Replace { key: String, bytes: Arc<[u8]> },
     /// The switch: from now on readers see the new suite.
-    InRelease { key: String, bytes: Vec<u8> },
+    InRelease { key: String, bytes: Arc<[u8]> },
 }
 
 impl Step {
@@ -461,15 +472,15 @@ pub fn publish_plan(
     }
     steps.push(Step::Replace {
         key: layout::release_gpg_key(suite),
-        bytes: release_gpg,
+        bytes: release_gpg.into(),
     });
     steps.push(Step::Replace {
         key: layout::release_key(suite),
-        bytes: indices.release.render().into_bytes(),
+        bytes: indices.release.render().into_bytes().into(),
     });
     steps.push(Step::InRelease {
         key: layout::in_release_key(suite),
-        bytes: in_release,
+        bytes: in_release.into(),
     });
     PublishPlan {
         suite: suite.to_owned(),
@@ -510,7 +521,9 @@ pub fn replaced_mutable_keys(plan: &PublishPlan, current: Option<&Release>) -> V
         .collect()
 }
 
-/// Keys a suite references: its pool files and the by-hash copies of its indices.
+/// Keys a suite references: its pool files, and its indices with their by-hash
+/// copies. (An index its Release no longer lists, of an architecture dropped from the
+/// settings or a compression no longer written, is then garbage like any other.)
 pub fn referenced_keys(
     suite: &str,
     release: &Release,
@@ -518,11 +531,16 @@ pub fn referenced_keys(
 ) -> BTreeSet<String> {
     let dists = layout::dists_dir(suite);
     let mut keys: BTreeSet<String> = packages.iter().map(|p| p.filename.clone()).collect();
-    for file in &release.files {
+    for file in release
+        .files
+        .iter()
+        .filter(|f| layout::index_is_written(&f.path))
+    {
         keys.insert(format!(
             "{dists}/{}",
             layout::by_hash_path(&file.path, &file.sha256)
         ));
+        keys.insert(format!("{dists}/{}", file.path));
     }
     keys
 }
@@ -530,9 +548,54 @@ pub fn referenced_keys(
 /// Objects that became unreferenced, and since when (unix seconds). Old pool files and
 /// by-hash copies are kept for a grace period after that, so a reader holding an
 /// older InRelease still finds everything it names.
+///
+/// It is also what lets a collection look only at what changed
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"): the pool is
+/// listed in full (a sweep) once a day, or when a suite's history moved on since the
+/// last collection finished (a publish whose collection failed); otherwise the
+/// candidates are what was pending plus what the publish stopped referencing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcState {
     pub unreferenced_since: BTreeMap<String, u64>,
+    /// When the whole store was last listed (unix seconds; 0: never).
+    #[serde(default)]
+    pub swept_at: u64,
+    /// Each suite's newest history record id when the last collection finished.
+    #[serde(default)]
+    pub history_heads: BTreeMap<String, u64>,
+    /// SHA256 of the keyring last published beside dists/, so an unchanged keyring
+    /// costs no request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_keyring: Option<String>,
+}
+
+/// How often garbage collection lists the whole store at the least: what a failed
+/// publish uploaded and never referenced is found by such a sweep.
+pub const SWEEP_INTERVAL_SECONDS: u64 = 24 * 60 * 60;
+
+/// Whether this collection must list the whole store: the last sweep is a day old,
+/// or a suite's history moved on since the last collection finished (`heads_before`:
+/// each suite's newest record id before this publish), so some publish's collection
+/// did not finish and what it dropped is known nowhere else.
+pub fn must_sweep(previous: &GcState, heads_before: &BTreeMap<String, u64>, now: u64) -> bool {
+    previous.swept_at == 0
+        || now.saturating_sub(previous.swept_at) >= SWEEP_INTERVAL_SECONDS
+        || previous.history_heads != *heads_before
+}
+
+/// The keys a collection without a sweep looks at: what was pending, and what was
+/// referenced before this publish (`referenced_before`) and is not now.
+pub fn garbage_candidates(
+    previous: &GcState,
+    referenced_before: &BTreeSet<String>,
+    referenced: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    previous
+        .unreferenced_since
+        .keys()
+        .cloned()
+        .chain(referenced_before.difference(referenced).cloned())
+        .collect()
 }
 
 /// Decides what to delete now. `existing` are the garbage-collectable keys in the store
@@ -657,13 +720,26 @@ mod tests {
             None,
         );
         assert_eq!(indices.release.architectures, ["amd64", "arm64"]);
-        assert_eq!(indices.files.len(), 6);
-        let amd64 = String::from_utf8(indices.files[0].bytes.clone()).unwrap();
+        // Packages.gz of each architecture is written; Release lists the plain
+        // Packages too, for apt to check what it decompresses.
+        let written: Vec<&str> = indices.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            written,
+            [
+                "main/binary-amd64/Packages.gz",
+                "main/binary-arm64/Packages.gz"
+            ]
+        );
+        let amd64 = String::from_utf8(gunzip(&indices.files[0].bytes, None).unwrap()).unwrap();
         assert!(
             amd64.contains("Package: pa\n")
                 && amd64.contains("Package: pb\n")
                 && !amd64.contains("Package: pc\n")
         );
+        let plain = indices.release.file("main/binary-amd64/Packages").unwrap();
+        assert_eq!(plain.sha256, sha256_hex(amd64.as_bytes()));
+        assert_eq!(plain.size, amd64.len() as u64);
+        assert_eq!(indices.release.files.len(), 4);
         for file in &indices.files {
             let listed = indices.release.file(&file.path).unwrap();
             assert_eq!(listed.sha256, sha256_hex(&file.bytes));
@@ -680,13 +756,12 @@ mod tests {
                 None
             )
         );
-        let mut decoder = flate2::read::GzDecoder::new(indices.files[1].bytes.as_slice());
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut decoder, &mut text).unwrap();
-        assert_eq!(text, amd64);
         // An empty suite still has an index for the configured architecture.
         let empty = build_indices("dev", &[], &settings(), "d", None);
-        assert_eq!(empty.files[0].bytes, b"");
+        assert_eq!(gunzip(&empty.files[0].bytes, None).unwrap(), b"");
+        // A decompressed size above the listed one is refused.
+        assert!(gunzip(&indices.files[0].bytes, Some(amd64.len() as u64 - 1)).is_err());
+        assert!(gunzip(b"not gzip", None).is_err());
     }
 
     #[test]
@@ -711,10 +786,8 @@ mod tests {
             "dists/dev/Release",
             "dists/dev/InRelease",
         ];
-        let indices = |arch: &str| {
-            ["Packages", "Packages.gz", "Packages.xz"]
-                .map(|name| format!("dists/dev/main/binary-{arch}/{name}"))
-        };
+        let indices =
+            |arch: &str| ["Packages.gz"].map(|name| format!("dists/dev/main/binary-{arch}/{name}"));
         // A new suite: every index of every architecture is new.
         let first = vec![entry("pa", "1-1", "amd64", 1)];
         let (plan, release) = plan_for(&[], &first);
@@ -764,14 +837,21 @@ mod tests {
             plan.steps.last().map(Step::key),
             Some("dists/dev/InRelease")
         );
-        // Every file the new Release names is written before InRelease, by hash.
-        for file in &indices.release.files {
+        // Every file the new Release names is written before InRelease, by hash,
+        // but the plain Packages, which is listed only.
+        for file in indices
+            .release
+            .files
+            .iter()
+            .filter(|f| layout::index_is_written(&f.path))
+        {
             let by_hash = format!(
                 "dists/dev/{}",
                 layout::by_hash_path(&file.path, &file.sha256)
             );
             assert!(plan.steps.iter().any(|s| s.key() == by_hash), "{by_hash}");
         }
+        assert!(!plan.steps.iter().any(|s| s.key().ends_with("/Packages")));
     }
 
     /// Random suites and publishes, checked against the rules rather than examples:
@@ -834,12 +914,8 @@ mod tests {
             }
             assert_eq!(merged.added.len(), incoming.len());
             let indices = build_indices("dev", &merged.packages, &settings(), "d", None);
-            for file in indices
-                .files
-                .iter()
-                .filter(|f| f.path.ends_with("/Packages"))
-            {
-                let text = String::from_utf8(file.bytes.clone()).unwrap();
+            for file in &indices.files {
+                let text = String::from_utf8(gunzip(&file.bytes, None).unwrap()).unwrap();
                 let parsed = crate::repo::index::parse_packages(&text, "Packages").unwrap();
                 assert_eq!(render_packages(&parsed), text);
             }
@@ -872,6 +948,56 @@ mod tests {
         // Grace 0 deletes at once.
         let (_, delete) = collect_garbage(&existing, &referenced, &GcState::default(), 5, 0);
         assert_eq!(delete, ["pool/old.deb"]);
+    }
+
+    #[test]
+    fn a_sweep_is_due_daily_or_when_a_history_moved_on_unseen() {
+        let heads: BTreeMap<String, u64> = [("dev".to_string(), 4)].into();
+        let state = GcState {
+            swept_at: 1_000,
+            history_heads: heads.clone(),
+            ..GcState::default()
+        };
+        assert!(!must_sweep(
+            &state,
+            &heads,
+            1_000 + SWEEP_INTERVAL_SECONDS - 1
+        ));
+        assert!(must_sweep(&state, &heads, 1_000 + SWEEP_INTERVAL_SECONDS));
+        // A publish recorded change 5 and its collection never finished.
+        let moved: BTreeMap<String, u64> = [("dev".to_string(), 5)].into();
+        assert!(must_sweep(&state, &moved, 1_001));
+        // A suite that collection has not seen yet.
+        let mut more = heads.clone();
+        more.insert("stable".into(), 1);
+        assert!(must_sweep(&state, &more, 1_001));
+        // Never swept.
+        assert!(must_sweep(&GcState::default(), &BTreeMap::new(), 5));
+    }
+
+    #[test]
+    fn garbage_candidates_are_what_was_pending_and_what_stopped_being_referenced() {
+        let keys = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let previous = GcState {
+            unreferenced_since: [("pool/pending.deb".to_string(), 7)].into(),
+            ..GcState::default()
+        };
+        let before = keys(&["pool/a.deb", "pool/b.deb", "by-hash/old"]);
+        let after = keys(&["pool/b.deb", "pool/c.deb", "by-hash/new"]);
+        assert_eq!(
+            garbage_candidates(&previous, &before, &after),
+            keys(&["by-hash/old", "pool/a.deb", "pool/pending.deb"])
+        );
+        // A candidate referenced again is forgotten by the collection itself.
+        let (next, delete) = collect_garbage(
+            &garbage_candidates(&previous, &before, &after),
+            &keys(&["pool/pending.deb", "pool/b.deb"]),
+            &previous,
+            10,
+            0,
+        );
+        assert_eq!(delete, ["by-hash/old", "pool/a.deb"]);
+        assert!(next.unreferenced_since.is_empty());
     }
 
     #[test]

@@ -81,6 +81,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The SDK counts attempts; the deadline is what really bounds them.
 const MAX_ATTEMPTS: u32 = 64;
 
+/// Where the last probe of conditional writes is recorded in the bucket, so that a
+/// publish costs one GET for it rather than four requests
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
+const PROBE_RECORD_KEY: &str = ".speedy/conditional-writes.json";
+
+/// How long a recorded probe is trusted before the store is probed again.
+const PROBE_RECORD_TTL_SECONDS: u64 = 7 * 24 * 60 * 60;
+
+/// A probe's result as recorded in the bucket.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeRecord {
+    #[serde(flatten)]
+    found: ConditionalWrites,
+    /// Unix seconds.
+    probed_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// When to send the checksum headers recent SDKs add; several S3-compatible stores
 /// reject them, so only when an operation requires them by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +193,7 @@ impl Credentials {
 }
 
 /// Which conditional writes the store honours, found by probing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConditionalWrites {
     /// `If-None-Match: *` on PUT: create only if absent (the publish lock).
     pub create: bool,
@@ -183,8 +207,9 @@ pub struct S3Store {
     runtime: tokio::runtime::Runtime,
     config: S3Config,
     conditional_writes: std::sync::OnceLock<ConditionalWrites>,
-    /// Set once a HEAD of the bucket succeeded: a later 404 of a HEAD is a missing
-    /// key, with no need to ask the bucket again.
+    /// Set once any request showed the bucket exists (an answer from it, or a 404
+    /// that names a missing key): a later 404 of a HEAD is a missing key, with no
+    /// need to ask the bucket.
     bucket_seen: std::sync::OnceLock<()>,
 }
 
@@ -442,13 +467,50 @@ impl S3Store {
         }
     }
 
-    /// Which conditional writes the store honours: create a probe object, create it
-    /// again (refused if If-None-Match works), then replace it naming a wrong version
-    /// (refused if If-Match works). Cached for the store's lifetime.
+    /// Which conditional writes the store honours: what this store found before, or
+    /// the probe recorded in the bucket within the last week, or else a new probe
+    /// (`probe_conditional_writes_afresh`).
     pub fn probe_conditional_writes(&self) -> Result<ConditionalWrites, StoreError> {
         if let Some(known) = self.conditional_writes.get() {
             return Ok(*known);
         }
+        // A store that cannot be read cannot be probed either: its error is the
+        // answer. A record that does not parse, or is stale, is no answer: probe again.
+        let recorded = self
+            .get(PROBE_RECORD_KEY)?
+            .and_then(|bytes| serde_json::from_slice::<ProbeRecord>(&bytes).ok())
+            .filter(|record| {
+                let now = unix_now();
+                record.probed_at <= now && now - record.probed_at < PROBE_RECORD_TTL_SECONDS
+            });
+        if let Some(record) = recorded {
+            return Ok(*self.conditional_writes.get_or_init(|| record.found));
+        }
+        let probed = self.probe_conditional_writes_afresh()?;
+        let record = ProbeRecord {
+            found: probed,
+            probed_at: unix_now(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            // Only saves the next publish its probe: a failure costs nothing more.
+            let _ = self.put(
+                PROBE_RECORD_KEY,
+                Body::Bytes(&bytes),
+                &PutOptions {
+                    content_type: "application/json",
+                    caching: Caching::Short,
+                    public: false,
+                },
+            );
+        }
+        Ok(probed)
+    }
+
+    /// Probes which conditional writes the store honours, leaving nothing behind
+    /// (`doctor`): create a probe object, create it again (refused if If-None-Match
+    /// works), then replace it naming a wrong version (refused if If-Match works).
+    /// The result is kept for the store's lifetime.
+    pub fn probe_conditional_writes_afresh(&self) -> Result<ConditionalWrites, StoreError> {
         let key = self.object_key(&format!(".speedy/probe-{:016x}", rand::random::<u64>()));
         let put = |if_none_match: Option<&'static str>, if_match: Option<&'static str>| {
             self.client
@@ -502,7 +564,8 @@ impl S3Store {
                 .send(),
         );
         let probed = probed?;
-        Ok(*self.conditional_writes.get_or_init(|| probed))
+        let _ = self.conditional_writes.set(probed);
+        Ok(probed)
     }
 
     async fn put_multipart(
@@ -761,9 +824,15 @@ impl Store for S3Store {
                     .send()
                     .await
                 {
-                    Ok(output) => output,
+                    Ok(output) => {
+                        let _ = self.bucket_seen.set(());
+                        output
+                    }
                     Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
-                        return Ok(None)
+                        if e.code() == Some("NoSuchKey") {
+                            let _ = self.bucket_seen.set(());
+                        }
+                        return Ok(None);
                     }
                     Err(e) => return Err(describe_failure(&store, &self.config, key, &e)),
                 };
@@ -937,6 +1006,7 @@ impl Store for S3Store {
                 .send()
                 .await
                 .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            let _ = self.bucket_seen.set(());
             Ok(())
         })
     }
@@ -949,7 +1019,10 @@ impl Store for S3Store {
     ) -> Result<bool, StoreError> {
         let store = self.describe();
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                let _ = self.bucket_seen.set(());
+                Ok(true)
+            }
             // Exists (412), or another conditional write to the same key in flight (409).
             Err(e)
                 if matches!(status_of(&e), Some(409 | 412))
@@ -1009,6 +1082,7 @@ impl Store for S3Store {
                 }
             }
             found.sort_by(|a, b| a.key.cmp(&b.key));
+            let _ = self.bucket_seen.set(());
             Ok(found)
         })
     }
@@ -1107,7 +1181,7 @@ impl S3Store {
                 return checks;
             }
         }
-        checks.push(match self.probe_conditional_writes() {
+        checks.push(match self.probe_conditional_writes_afresh() {
             Ok(ConditionalWrites { create: true, replace: true }) => DoctorCheck {
                 check: "conditional writes",
                 status: CheckStatus::Pass,

@@ -271,6 +271,26 @@ pub fn control_fields(text: &str) -> BTreeMap<String, String> {
 }
 
 /// SHA256 of every file below `dir`, by relative path: "byte-identical" in one value.
+/// Gunzips an index (cargo-speedy writes Packages.gz; the plain Packages is only
+/// listed in Release).
+pub fn gunzip_text(bytes: &[u8]) -> String {
+    String::from_utf8(cargo_speedy::repo::plan::gunzip(bytes, None).expect("gzip")).expect("UTF-8")
+}
+
+/// Gzips text, to tamper with an index.
+pub fn gzip_text(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// The Packages index of `suite` for `arch` in a local repository, as text.
+pub fn packages_text(repo: &Path, suite: &str, arch: &str) -> String {
+    let path = repo.join(format!("dists/{suite}/main/binary-{arch}/Packages.gz"));
+    gunzip_text(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
 pub fn tree_hashes(dir: &Path) -> BTreeMap<String, String> {
     let mut files = Vec::new();
     if dir.exists() {

@@ -90,6 +90,8 @@ impl Rule {
 pub struct Seen {
     pub method: String,
     pub key: String,
+    /// The query string (`list-type=2&prefix=pool/` for a listing of the pool).
+    pub query: String,
     pub fault: Option<Fault>,
 }
 
@@ -375,6 +377,7 @@ fn choose(plan: &Mutex<Plan>, method: &str, key: &str, query: &str) -> Option<Fa
     plan.seen.push(Seen {
         method: method.to_owned(),
         key: key.to_owned(),
+        query: query.to_owned(),
         fault: chosen,
     });
     chosen
