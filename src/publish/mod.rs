@@ -640,20 +640,17 @@ impl Publish<'_> {
         let (states, history) = std::thread::scope(|scope| {
             let history = scope.spawn(|| history::read(self.store, &public_key, &self.suite));
             let states = state::read_all(self.store, &public_key);
-            (states, history.join())
+            let history = history
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (states, history)
         });
         let states = states?;
         let current = states.get(&self.suite);
         // Invariant 1: a history edited by hand is refused before anything is written,
         // not found out after the switch when the change is to be recorded. (After
         // the suites: a repository signed by another key is reported as that.)
-        let history = history.unwrap_or_else(|_| {
-            Err(PublishError::RemoteCorrupt {
-                store: self.store.describe(),
-                key: layout::history_key(&self.suite),
-                reason: "reading the history failed unexpectedly".into(),
-            })
-        })?;
+        let history = history?;
         let (debs, suite_change) = match change {
             Change::Add {
                 debs,
@@ -926,12 +923,15 @@ impl Publish<'_> {
             let (lock_check, in_release_now) = std::thread::scope(|scope| {
                 let lock = scope.spawn(|| held.map(|held| held.still_held(self.store)));
                 let in_release = self.store.get(&in_release_key);
-                (lock.join(), in_release)
+                let lock = lock
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (lock, in_release)
             });
             match lock_check {
-                Ok(None | Some(Ok(true))) => {}
-                Ok(Some(Err(error))) => return Err(error),
-                Ok(Some(Ok(false))) | Err(_) => {
+                None | Some(Ok(true)) => {}
+                Some(Err(error)) => return Err(error),
+                Some(Ok(false)) => {
                     return Err(PublishError::LockLost {
                         store: self.store.describe(),
                     })

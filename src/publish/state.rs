@@ -215,13 +215,9 @@ pub fn read_all(
         readers
             .into_iter()
             .map(|reader| {
-                reader.join().unwrap_or_else(|_| {
-                    Err(PublishError::RemoteCorrupt {
-                        store: store.describe(),
-                        key: "dists/".into(),
-                        reason: "reading a suite failed unexpectedly".into(),
-                    })
-                })
+                reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
     });

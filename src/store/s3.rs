@@ -98,6 +98,8 @@ struct ProbeRecord {
     probed_at: u64,
 }
 
+/// Now, in unix seconds (the store layer may not use `crate::clock`:
+/// docs/ARCHITECTURE.md, "Layers").
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
