@@ -16,6 +16,7 @@ pub mod listener;
 pub mod ops;
 pub mod output;
 pub mod package;
+pub mod parallel;
 pub mod publish;
 pub mod repo;
 pub mod sign;

@@ -114,9 +114,13 @@ struct HistoryArgs {
 
 #[derive(Args)]
 struct RollbackArgs {
-    /// The history record whose earlier state comes back (default: the newest)
-    #[arg(long, value_name = "ID")]
+    /// Bring back the suite as it was right after change N of `cargo speedy history`
+    /// (default: as it was before the newest change)
+    #[arg(long, value_name = "N")]
     to: Option<u64>,
+    /// Allow a rollback that leaves the suite without any of the workspace's services
+    #[arg(long)]
+    allow_empty: bool,
     #[command(flatten)]
     edit: SuiteEditArgs,
 }
@@ -129,6 +133,9 @@ struct WithdrawArgs {
     /// Its version to remove, e.g. 1.4.1-1
     #[arg(long)]
     version: String,
+    /// Allow a withdraw that leaves the suite without any of the workspace's services
+    #[arg(long)]
+    allow_empty: bool,
     #[command(flatten)]
     edit: SuiteEditArgs,
 }
@@ -593,6 +600,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             &ops::RollbackOptions {
                 write: args.edit.options(global),
                 to: args.to,
+                allow_empty: args.allow_empty,
             },
             out,
         )?),
@@ -601,6 +609,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
                 write: args.edit.options(global),
                 package: args.package.clone(),
                 version: args.version.clone(),
+                allow_empty: args.allow_empty,
             },
             out,
         )?),

@@ -315,6 +315,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
     let restore = SuiteChange::Restore {
         packages: history::replaced_packages(&store, "dev", record).unwrap(),
         keep_current: vec![],
+        keep_services: cargo_speedy::repo::plan::KeepServices::AnyOf(vec!["speedy-app".into()]),
     };
     let phase = SuiteChange::Phase {
         name: "speedy-app".into(),

@@ -898,6 +898,8 @@ fn phase_history_rollback_and_withdraw_from_the_command_line() {
         listed(&fixture, "dev"),
         [app("1.4.1-1", Some(10)), app("1.4.0-1", None)]
     );
+    // The suite as it is right after change 2, for `rollback --to 2` below.
+    let after_change_2 = packages_text(&repo(&fixture), "dev", "amd64");
     assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1 amd64 (phased 10%)"));
     let packages = packages_text(&repo(&fixture), "dev", "amd64");
     assert!(
@@ -932,7 +934,9 @@ fn phase_history_rollback_and_withdraw_from_the_command_line() {
 
     // A dry run shows what servers will get and changes nothing.
     let before = tree_hashes(&repo(&fixture));
-    let output = fixture.speedy(&["rollback", "--suite", "dev", "--to", "2", "--dry-run"]);
+    // `--to N` is the state right after change N (as helm and kubectl count): here
+    // after the first release, so 1.4.1 goes.
+    let output = fixture.speedy(&["rollback", "--suite", "dev", "--to", "1", "--dry-run"]);
     assert_success(&output);
     assert!(
         stdout(&output).contains("plan (dry run, nothing was changed)"),
@@ -944,11 +948,58 @@ fn phase_history_rollback_and_withdraw_from_the_command_line() {
         "{}",
         stdout(&output)
     );
+    assert!(
+        stderr(&output).contains("Restoring dev as it was after change 1 (release by "),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(before, tree_hashes(&repo(&fixture)));
+    // The state before the first change has no service: refused, dry run or not.
+    for dry_run in [&["--dry-run"][..], &[]] {
+        let output =
+            fixture.speedy(&[&["rollback", "--suite", "dev", "--to", "0"][..], dry_run].concat());
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let text = stderr(&output);
+        assert!(
+            text.contains("leaves the suite without any service")
+                && text.contains("speedy-app 1.4.0-1")
+                && text.contains("--allow-empty"),
+            "{text}"
+        );
+        assert_eq!(before, tree_hashes(&repo(&fixture)));
+    }
+    // With --allow-empty the dry run shows every service going.
+    let output = fixture.speedy(&[
+        "rollback",
+        "--suite",
+        "dev",
+        "--to",
+        "0",
+        "--allow-empty",
+        "--dry-run",
+    ]);
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("retired speedy-notifier"),
+        "{}",
+        stdout(&output)
+    );
+    // The newest change: the suite is already as it was after it.
+    let output = fixture.speedy(&["rollback", "--suite", "dev", "--to", "3", "--dry-run"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("nothing to roll back"),
+        "{}",
+        stderr(&output)
+    );
 
-    // The default: the state before the last change (the phase), through the protocol.
-    assert_success(&fixture.speedy(&["rollback", "--suite", "dev"]));
+    // Through the protocol: exactly the Packages entries of the state after change 2.
+    assert_success(&fixture.speedy(&["rollback", "--suite", "dev", "--to", "2"]));
     assert_eq!(listed(&fixture, "dev")[0], app("1.4.1-1", Some(10)));
+    assert_eq!(
+        packages_text(&repo(&fixture), "dev", "amd64"),
+        after_change_2
+    );
     // Withdraw one version.
     let output = fixture.speedy(&[
         "withdraw",
@@ -1007,7 +1058,10 @@ fn history_commands_refuse_bad_input_and_change_nothing() {
         &fixture,
         &["rollback", "--suite", "dev", "--to", "99"],
         &[],
-        &["no history record 99 for suite dev", ": 1"],
+        &[
+            "the history of suite dev keeps no state after change 99",
+            "after changes 0, 1",
+        ],
     );
     assert_refused_unchanged(
         &fixture,

@@ -324,24 +324,7 @@ pub fn build(
     };
     // The packages are independent (each stages into its own directory and writes its
     // own file), and compressing data.tar is most of the time: one thread each.
-    let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
-        let tasks: Vec<_> = plan
-            .packages
-            .iter()
-            .map(|package| scope.spawn(move || package_one(package)))
-            .collect();
-        tasks
-            .into_iter()
-            .map(|task| {
-                task.join().unwrap_or_else(|_| {
-                    Err(BuildError::Io {
-                        path: PathBuf::from("(packaging thread)"),
-                        source: std::io::Error::other("a packaging thread panicked"),
-                    })
-                })
-            })
-            .collect()
-    });
+    let results = crate::parallel::map(&plan.packages, plan.packages.len(), package_one);
     let mut finished = Vec::with_capacity(results.len());
     for (package, result) in plan.packages.iter().zip(results) {
         let (scratch_path, file_name) = result?;

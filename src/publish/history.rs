@@ -67,7 +67,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// From the environment: `$USER`, the lock's host name, and the CI run where a
+    /// From the environment: the user as the lock names it, the lock's host name, and the CI run where a
     /// CI system says which (GitHub Actions, GitLab CI, Jenkins, or `CI=true`).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -84,9 +84,7 @@ impl Actor {
                 .or_else(|| var("CI").filter(|v| v == "true").map(|_| "CI".to_owned())),
         };
         Actor {
-            user: var("USER")
-                .or_else(|| var("LOGNAME"))
-                .unwrap_or_else(|| "unknown".to_owned()),
+            user: super::lock::this_user(),
             host: super::lock::this_host(),
             ci_run,
         }

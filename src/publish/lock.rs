@@ -69,10 +69,34 @@ pub fn this_host() -> String {
         .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
-fn this_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+/// Who runs this process: the name of its uid in /etc/passwd first (CI containers
+/// often run without `$USER`), then `$USER` or `$LOGNAME`, then `uid N`.
+pub fn this_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let from_passwd = uid.and_then(|uid| {
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        user_of_uid(&passwd, uid)
+    });
+    let from_env = || {
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    };
+    from_passwd
+        .or_else(from_env)
+        .or_else(|| uid.map(|uid| format!("uid {uid}")))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The name /etc/passwd gives `uid`.
+fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let uid_field = fields.nth(1)?;
+        (uid_field.parse::<u32>().ok() == Some(uid) && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 /// Whether a process of this host is still running; a lock whose owner died on this
@@ -180,14 +204,21 @@ pub fn acquire(
         };
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let options_for_lock = super::put_options(LOCK_KEY);
-        let created_it = match store.put_if_absent(LOCK_KEY, &bytes, &options_for_lock) {
-            Ok(created) => created,
-            Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
-            // The write may have happened and only the answer been lost: what is
-            // there now decides.
-            Err(_) => false,
-        };
+        let (created_it, create_error) =
+            match store.put_if_absent(LOCK_KEY, &bytes, &options_for_lock) {
+                Ok(created) => (created, None),
+                Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
+                // The write may have happened and only the answer been lost: what is
+                // there now decides.
+                Err(error) => (false, Some(error)),
+            };
         let found = read_lock(store)?;
+        // The create failed and left no lock: it never happened (a read-only
+        // repository, a store refusing writes). The store already retried what was
+        // worth retrying; trying again here would loop for ever.
+        if let (Some(error), Found::Free) = (create_error, &found) {
+            return Err(error.into());
+        }
         if let Found::Held {
             info: current,
             version,
@@ -361,5 +392,83 @@ mod tests {
         }
         assert!(!process_alive(pid), "the zombie {pid} counts as alive");
         child.wait().expect("reap");
+    }
+
+    #[test]
+    fn the_user_is_the_name_of_the_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      broken line\n\
+                      ci:x:1001:1001::/home/ci:/bin/sh\n";
+        assert_eq!(user_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of_uid(passwd, 1001).as_deref(), Some("ci"));
+        assert_eq!(user_of_uid(passwd, 7), None);
+        assert!(!this_user().is_empty());
+    }
+
+    /// A store whose creates always fail and that holds nothing: a read-only
+    /// repository.
+    struct RefusesWrites;
+
+    fn refused(key: &str) -> StoreError {
+        StoreError::Io {
+            store: "read-only".into(),
+            key: key.into(),
+            source: std::io::Error::from_raw_os_error(30), // EROFS
+        }
+    }
+
+    impl Store for RefusesWrites {
+        fn describe(&self) -> String {
+            "read-only".into()
+        }
+        fn get_versioned(&self, _: &str) -> Result<Option<crate::store::Versioned>, StoreError> {
+            Ok(None)
+        }
+        fn head(&self, _: &str) -> Result<Option<crate::store::ObjectMeta>, StoreError> {
+            Ok(None)
+        }
+        fn put(
+            &self,
+            key: &str,
+            _: crate::store::Body<'_>,
+            _: &crate::store::PutOptions,
+        ) -> Result<(), StoreError> {
+            Err(refused(key))
+        }
+        fn put_if_absent(
+            &self,
+            key: &str,
+            _: &[u8],
+            _: &crate::store::PutOptions,
+        ) -> Result<bool, StoreError> {
+            Err(refused(key))
+        }
+        fn put_if_version(
+            &self,
+            key: &str,
+            _: &[u8],
+            _: &str,
+            _: &crate::store::PutOptions,
+        ) -> Result<Option<String>, StoreError> {
+            Err(refused(key))
+        }
+        fn list(&self, _: &str) -> Result<Vec<crate::store::ObjectMeta>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            Err(refused(key))
+        }
+    }
+
+    #[test]
+    fn a_create_that_fails_and_leaves_no_lock_is_an_error_not_a_loop() {
+        let started = Instant::now();
+        let result = acquire(&RefusesWrites, LockOptions::default(), || 1_000, &|_| {});
+        let error = match result {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("took a lock on a store that refuses writes"),
+        };
+        assert!(error.contains(".speedy/lock"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

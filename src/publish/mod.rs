@@ -106,8 +106,8 @@ pub enum PublishError {
         key: String,
         reason: String,
     },
-    #[error("no history record {id} for suite {suite} (`cargo speedy history --suite {suite}` lists them{})",
-        if known.is_empty() { String::from("; there are none yet") } else { format!(": {}", known.join(", ")) })]
+    #[error("the history of suite {suite} keeps no state after change {id}{} (`cargo speedy history --suite {suite}` lists the changes)",
+        if known.is_empty() { String::from(": it has no change yet") } else { format!("; it keeps the states after changes {}", known.join(", ")) })]
     UnknownHistoryId {
         suite: String,
         id: u64,
@@ -400,6 +400,8 @@ impl Publish<'_> {
                 }),
             };
         }
+        // Nothing is written, not even the lock, into what is not our repository.
+        state::recognise(self.store, &self.key.public_key())?;
         let held = lock::acquire(self.store, self.lock, self.now, &|what| {
             listener.warning(what)
         })?;
@@ -637,14 +639,10 @@ impl Publish<'_> {
     ) -> Result<Attempt, PublishError> {
         let public_key = self.key.public_key();
         // The suites and our history are read at once (a round trip each saved).
-        let (states, history) = std::thread::scope(|scope| {
-            let history = scope.spawn(|| history::read(self.store, &public_key, &self.suite));
-            let states = state::read_all(self.store, &public_key);
-            let history = history
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (states, history)
-        });
+        let (states, history) = crate::parallel::join(
+            || state::read_all(self.store, &public_key),
+            || history::read(self.store, &public_key, &self.suite),
+        );
         let states = states?;
         let current = states.get(&self.suite);
         // Invariant 1: a history edited by hand is refused before anything is written,
@@ -920,14 +918,10 @@ impl Publish<'_> {
             // lease may be switching now, and has anyone switched since we read?
             // Then merge again instead of overwriting them. (Both asked at once.)
             let in_release_key = layout::in_release_key(&self.suite);
-            let (lock_check, in_release_now) = std::thread::scope(|scope| {
-                let lock = scope.spawn(|| held.map(|held| held.still_held(self.store)));
-                let in_release = self.store.get(&in_release_key);
-                let lock = lock
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (lock, in_release)
-            });
+            let (lock_check, in_release_now) = crate::parallel::join(
+                || held.map(|held| held.still_held(self.store)),
+                || self.store.get(&in_release_key),
+            );
             match lock_check {
                 None | Some(Ok(true)) => {}
                 Some(Err(error)) => return Err(error),
@@ -949,18 +943,15 @@ impl Publish<'_> {
             match step {
                 Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => {}
                 Step::InRelease { key, bytes } => {
-                    if self.store.get(key)? != before_switch {
+                    let replaced_second = current.and_then(|state| state.in_release_modified);
+                    if !self.switch(
+                        key,
+                        bytes,
+                        before_switch.as_deref(),
+                        replaced_second,
+                        listener,
+                    )? {
                         return Ok(Attempt::Raced);
-                    }
-                    if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
-                        // The write may have happened and only its answer been lost
-                        // (every retry of it too): what InRelease holds now decides.
-                        match self.store.get(key) {
-                            Ok(Some(now)) if now[..] == bytes[..] => listener.detail(&format!(
-                                "switched {key} (the answer to the write was lost: {error})"
-                            )),
-                            _ => return Err(error.into()),
-                        }
                     }
                 }
             }
@@ -973,6 +964,61 @@ impl Publish<'_> {
             ));
         }
         Ok(Attempt::Done(report, Some(replaced), known))
+    }
+
+    /// The switch: writes InRelease unless it changed since it was read (`false`:
+    /// merge again). The new InRelease carries a later modification second than the
+    /// one it replaces (`replaced_second`): apt asks with If-Modified-Since, and
+    /// servers compare whole seconds, so a second publish within the same second
+    /// would be answered "304 Not Modified" and missed until the next publish.
+    fn switch(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        before_switch: Option<&[u8]>,
+        replaced_second: Option<u64>,
+        listener: &dyn Listener,
+    ) -> Result<bool, PublishError> {
+        if let Some(second) = replaced_second {
+            crate::clock::wait_past_second(second);
+        }
+        if self.store.get(key)?.as_deref() != before_switch {
+            return Ok(false);
+        }
+        if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+            // The write may have happened and only its answer been lost (every retry
+            // of it too): what InRelease holds now decides.
+            match self.store.get(key) {
+                Ok(Some(now)) if now[..] == bytes[..] => listener.detail(&format!(
+                    "switched {key} (the answer to the write was lost: {error})"
+                )),
+                _ => return Err(error.into()),
+            }
+        }
+        // The store's clock decides the second it records, and it may run behind
+        // ours: close to the replaced second, ask, and write again a second later
+        // (the same bytes) if it recorded the same second.
+        // Switched: from here a failure is a note, not a failed publish.
+        if let Some(second) = replaced_second.filter(|s| crate::clock::now() <= s + 2) {
+            let rewrite = match self.store.head(key) {
+                Ok(meta) => meta
+                    .and_then(|meta| meta.modified)
+                    .is_some_and(|recorded| recorded <= second),
+                Err(error) => {
+                    listener.detail(&format!("checking the time of {key}: {error}"));
+                    false
+                }
+            };
+            if rewrite {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+                    listener.warning(&format!(
+                        "{key} carries the same second as the one it replaced, and writing it again failed ({error}): servers that fetched the old one this second see the change at the next publish"
+                    ));
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Records the switch just made in the suite's history; returns the history as
@@ -1029,44 +1075,7 @@ impl Publish<'_> {
         items: &[T],
         work: impl Fn(&T) -> Result<R, PublishError> + Sync,
     ) -> Result<Vec<R>, PublishError> {
-        if items.len() <= 1 {
-            return items.iter().map(&work).collect();
-        }
-        let queue = std::sync::Mutex::new(items.iter().enumerate());
-        let results: std::sync::Mutex<Vec<Option<R>>> =
-            std::sync::Mutex::new(items.iter().map(|_| None).collect());
-        let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..self.config.jobs.min(items.len()) {
-                scope.spawn(|| {
-                    // The guard is dropped inside `and_then`, before each piece of work.
-                    while let Some((index, item)) = queue.lock().ok().and_then(|mut q| q.next()) {
-                        match work(item) {
-                            Ok(result) => {
-                                if let Ok(mut slots) = results.lock() {
-                                    slots[index] = Some(result);
-                                }
-                            }
-                            Err(error) => {
-                                if let Ok(mut slot) = first_error.lock() {
-                                    slot.get_or_insert(error);
-                                }
-                                // The others stop at their next item.
-                                if let Ok(mut q) = queue.lock() {
-                                    q.by_ref().for_each(drop);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(error) = first_error.into_inner().ok().flatten() {
-            return Err(error);
-        }
-        let results = results.into_inner().unwrap_or_default();
-        Ok(results.into_iter().flatten().collect())
+        crate::parallel::try_map(items, self.config.jobs, work)
     }
 
     /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
@@ -1089,48 +1098,25 @@ impl Publish<'_> {
             return Ok(Vec::new());
         }
         listener.transfer_start(pending.iter().map(|p| p.size).sum());
-        let queue = std::sync::Mutex::new(pending.clone().into_iter());
-        let first_error: std::sync::Mutex<Option<PublishError>> = std::sync::Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..self.config.jobs.min(pending.len()) {
-                scope.spawn(|| loop {
-                    let next = queue.lock().ok().and_then(|mut q| q.next());
-                    let Some(PoolUpload {
-                        key, source, size, ..
-                    }) = next
-                    else {
-                        break;
-                    };
-                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        break;
+        let uploaded =
+            self.each_in_parallel(&pending, |upload| {
+                listener.detail(&format!("upload {}", upload.key));
+                let path = debs[upload.source].path.as_deref().ok_or_else(|| {
+                    PublishError::RemoteCorrupt {
+                        store: self.store.describe(),
+                        key: upload.key.clone(),
+                        reason:
+                            "missing from the pool, but a suite lists it; run `cargo speedy verify`"
+                                .into(),
                     }
-                    listener.detail(&format!("upload {key}"));
-                    let Some(path) = debs[source].path.as_deref() else {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(PublishError::RemoteCorrupt {
-                                store: self.store.describe(),
-                                key: key.clone(),
-                                reason: "missing from the pool, but a suite lists it; run `cargo speedy verify`".into(),
-                            });
-                        }
-                        break;
-                    };
-                    match self.store.put(&key, Body::File(path), &put_options(&key)) {
-                        Ok(()) => listener.transfer_progress(size),
-                        Err(e) => {
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e.into());
-                            }
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+                })?;
+                self.store
+                    .put(&upload.key, Body::File(path), &put_options(&upload.key))?;
+                listener.transfer_progress(upload.size);
+                Ok(())
+            });
         listener.transfer_finish();
-        if let Some(error) = first_error.into_inner().ok().flatten() {
-            return Err(error);
-        }
+        uploaded?;
         Ok(pending.into_iter().map(|p| p.key).collect())
     }
 

@@ -7,7 +7,7 @@ use crate::repo::layout;
 use crate::repo::plan::{gunzip, sha256_hex};
 use crate::sign::PublicKey;
 use crate::store::Store;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// One suite as it is published now.
 #[derive(Debug, Clone)]
@@ -17,13 +17,17 @@ pub struct SuiteState {
     pub in_release: Vec<u8>,
     /// The signed text of InRelease, as verified.
     pub release_text: String,
+    /// When InRelease was written (unix seconds), as the store's listing said: the
+    /// next one must carry a later second ("Publish invariants", the switch).
+    pub in_release_modified: Option<u64>,
     pub release: Release,
     pub packages: Vec<PackageEntry>,
 }
 
-/// The suites that have an InRelease, from the store's listing.
-pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> {
-    let mut suites = BTreeSet::new();
+/// The suites that have an InRelease, from the store's listing, with when each
+/// InRelease was last written (where the store says).
+pub fn published_suites(store: &dyn Store) -> Result<BTreeMap<String, Option<u64>>, PublishError> {
+    let mut suites = BTreeMap::new();
     for object in store.list("dists/")? {
         if let Some(suite) = object
             .key
@@ -31,11 +35,11 @@ pub fn published_suites(store: &dyn Store) -> Result<Vec<String>, PublishError> 
             .and_then(|k| k.strip_suffix("/InRelease"))
         {
             if !suite.contains('/') {
-                suites.insert(suite.to_owned());
+                suites.insert(suite.to_owned(), object.modified);
             }
         }
     }
-    Ok(suites.into_iter().collect())
+    Ok(suites)
 }
 
 /// Fetches an index file listed in Release. The canonical file is read first: it
@@ -127,12 +131,20 @@ fn read_packages(
     Ok(text)
 }
 
-/// Reads and verifies one suite; `None` when it has never been published.
-pub fn read_suite(
+/// A suite's InRelease, verified with our key and parsed.
+struct SignedRelease {
+    in_release: Vec<u8>,
+    text: String,
+    release: Release,
+}
+
+/// Reads `suite`'s InRelease and checks it is ours: signed by `key` and naming the
+/// suite. `None` when the suite has never been published.
+fn read_in_release(
     store: &dyn Store,
     key: &PublicKey,
     suite: &str,
-) -> Result<Option<SuiteState>, PublishError> {
+) -> Result<Option<SignedRelease>, PublishError> {
     let in_release_key = layout::in_release_key(suite);
     let Some(in_release) = store.get(&in_release_key)? else {
         return Ok(None);
@@ -163,6 +175,39 @@ pub fn read_suite(
             reason: format!("it says Suite: {}, expected {suite}", release.suite),
         });
     }
+    Ok(Some(SignedRelease {
+        in_release,
+        text: signed,
+        release,
+    }))
+}
+
+/// Whether the store holds a repository of ours or none: every published suite's
+/// InRelease verifies with `key`. Read-only, so a publish into a directory or bucket
+/// that is someone else's is refused before it writes anything, even its lock
+/// (invariants 1 and 5).
+pub fn recognise(store: &dyn Store, key: &PublicKey) -> Result<(), PublishError> {
+    let suites: Vec<String> = published_suites(store)?.into_keys().collect();
+    crate::parallel::try_map(&suites, suites.len(), |suite| {
+        read_in_release(store, key, suite)
+    })
+    .map(drop)
+}
+
+/// Reads and verifies one suite; `None` when it has never been published.
+pub fn read_suite(
+    store: &dyn Store,
+    key: &PublicKey,
+    suite: &str,
+) -> Result<Option<SuiteState>, PublishError> {
+    let Some(SignedRelease {
+        in_release,
+        text: signed,
+        release,
+    }) = read_in_release(store, key, suite)?
+    else {
+        return Ok(None);
+    };
     let mut packages = Vec::new();
     let mut seen: HashSet<(String, String, String)> = HashSet::new();
     for architecture in release.index_architectures() {
@@ -194,6 +239,7 @@ pub fn read_suite(
         suite: suite.to_owned(),
         in_release,
         release_text: signed,
+        in_release_modified: None,
         release,
         packages,
     }))
@@ -204,26 +250,16 @@ pub fn read_all(
     store: &dyn Store,
     key: &PublicKey,
 ) -> Result<BTreeMap<String, SuiteState>, PublishError> {
-    let suites = published_suites(store)?;
+    let suites: Vec<(String, Option<u64>)> = published_suites(store)?.into_iter().collect();
     // A suite at a time would cost a round trip per request; a repository has a few
     // suites, so each is read on a thread of its own.
-    let read: Vec<Result<Option<SuiteState>, PublishError>> = std::thread::scope(|scope| {
-        let readers: Vec<_> = suites
-            .iter()
-            .map(|suite| scope.spawn(move || read_suite(store, key, suite)))
-            .collect();
-        readers
-            .into_iter()
-            .map(|reader| {
-                reader
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    let read = crate::parallel::map(&suites, suites.len(), |(suite, _)| {
+        read_suite(store, key, suite)
     });
     let mut states = BTreeMap::new();
-    for (suite, state) in suites.into_iter().zip(read) {
-        if let Some(state) = state? {
+    for ((suite, modified), state) in suites.into_iter().zip(read) {
+        if let Some(mut state) = state? {
+            state.in_release_modified = modified;
             states.insert(suite, state);
         }
     }

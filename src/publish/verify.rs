@@ -39,7 +39,7 @@ pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, Publis
         store: store.describe(),
         suites: Vec::new(),
     };
-    for suite in state::published_suites(store)? {
+    for suite in state::published_suites(store)?.into_keys() {
         let mut check = SuiteCheck {
             suite: suite.clone(),
             ..SuiteCheck::default()

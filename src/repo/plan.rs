@@ -30,6 +30,52 @@ pub enum MergeError {
     PackageNotInSuite { name: String },
     #[error("a phase is a percentage from 0 to 100, not {0}")]
     PhaseOutOfRange(u8),
+    #[error(
+        "this change leaves the suite without any service: it retires {}; \
+         run it again with --allow-empty if that is what you want",
+        retired.join(", ")
+    )]
+    WouldEmpty { retired: Vec<String> },
+}
+
+/// What a change that removes packages must leave in the suite: one that held any of
+/// the packages that count and holds none afterwards is refused (a rollback to the
+/// state before the first release, or the withdraw of a last version, would retire
+/// every service on every server that follows the suite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepServices {
+    /// `--allow-empty`: anything may go.
+    Allowed,
+    /// At least one of these packages (the workspace's services) stays.
+    AnyOf(Vec<String>),
+    /// At least one package other than these (the keyring) stays: where the
+    /// workspace, and so its services, is not known.
+    AnyBut(Vec<String>),
+}
+
+impl KeepServices {
+    fn counts(&self, name: &str) -> bool {
+        match self {
+            KeepServices::Allowed => false,
+            KeepServices::AnyOf(names) => names.iter().any(|n| n == name),
+            KeepServices::AnyBut(names) => !names.iter().any(|n| n == name),
+        }
+    }
+
+    /// Refuses `merge` when it empties the suite of what counts.
+    fn check(&self, current: &[PackageEntry], merge: Merge) -> Result<Merge, MergeError> {
+        let held = |entries: &[PackageEntry]| entries.iter().any(|e| self.counts(&e.name));
+        if held(current) && !held(&merge.packages) {
+            return Err(MergeError::WouldEmpty {
+                retired: merge
+                    .retired
+                    .iter()
+                    .map(|e| format!("{} {}", e.name, e.version))
+                    .collect(),
+            });
+        }
+        Ok(merge)
+    }
 }
 
 /// How a command changes a suite.
@@ -51,9 +97,14 @@ pub enum SuiteChange {
     Restore {
         packages: Vec<PackageEntry>,
         keep_current: Vec<String>,
+        keep_services: KeepServices,
     },
     /// Removes one version of a package, every architecture (withdraw).
-    Withdraw { name: String, version: String },
+    Withdraw {
+        name: String,
+        version: String,
+        keep_services: KeepServices,
+    },
     /// Sets the phase of the newest version of a package; 100 releases it fully.
     Phase { name: String, percent: u8 },
 }
@@ -89,6 +140,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
         SuiteChange::Restore {
             packages,
             keep_current,
+            keep_services,
         } => {
             let restored = packages
                 .iter()
@@ -96,9 +148,13 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
                 .chain(current.iter().filter(|e| keep_current.contains(&e.name)))
                 .cloned()
                 .collect();
-            Ok(replace(current, restored))
+            keep_services.check(current, replace(current, restored))
         }
-        SuiteChange::Withdraw { name, version } => {
+        SuiteChange::Withdraw {
+            name,
+            version,
+            keep_services,
+        } => {
             let kept: Vec<PackageEntry> = current
                 .iter()
                 .filter(|e| !(&e.name == name && &e.version == version))
@@ -110,7 +166,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
                     version: version.clone(),
                 });
             }
-            Ok(replace(current, kept))
+            keep_services.check(current, replace(current, kept))
         }
         SuiteChange::Phase { name, percent } => {
             if *percent > 100 {
@@ -354,16 +410,7 @@ pub fn build_indices(
         .collect();
     // Compressing is most of a publish's CPU at thousands of entries: every index on
     // a thread of its own, so the wall time is the slowest one.
-    let compressed: Vec<Vec<u8>> = std::thread::scope(|scope| {
-        let tasks: Vec<_> = plains
-            .iter()
-            .map(|(_, plain)| scope.spawn(|| gzip(plain)))
-            .collect();
-        tasks
-            .into_iter()
-            .map(|gz| gz.join().unwrap_or_default())
-            .collect()
-    });
+    let compressed = crate::parallel::map(&plains, plains.len(), |(_, plain)| gzip(plain));
     let mut files = Vec::new();
     let mut listed = Vec::new();
     for ((dir, plain), gz) in plains.into_iter().zip(compressed) {
@@ -1001,6 +1048,71 @@ mod tests {
     }
 
     #[test]
+    fn a_change_that_retires_every_service_is_refused_unless_allowed() {
+        let keyring = entry("keyring", "1-1", "all", 9);
+        let current = vec![
+            entry("pa", "1-1", "amd64", 1),
+            entry("pb", "1-1", "amd64", 2),
+            keyring.clone(),
+        ];
+        let restore = |packages: Vec<PackageEntry>, keep_services: KeepServices| {
+            apply(
+                &current,
+                &SuiteChange::Restore {
+                    packages,
+                    keep_current: vec!["keyring".into()],
+                    keep_services,
+                },
+            )
+        };
+        let services = KeepServices::AnyOf(vec!["pa".into(), "pb".into()]);
+        // Back to the empty state before the first change: every service goes.
+        match restore(vec![], services.clone()) {
+            Err(MergeError::WouldEmpty { retired }) => {
+                assert_eq!(retired, ["pa 1-1", "pb 1-1"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without the workspace, the keyring alone does not count as a service.
+        assert!(matches!(
+            restore(vec![], KeepServices::AnyBut(vec!["keyring".into()])),
+            Err(MergeError::WouldEmpty { .. })
+        ));
+        // One service left is fine, and --allow-empty allows the rest.
+        assert!(restore(vec![current[1].clone()], services.clone()).is_ok());
+        let emptied = restore(vec![], KeepServices::Allowed).unwrap();
+        assert_eq!(emptied.packages, vec![keyring.clone()]);
+        // A suite that held no service may stay without one.
+        let only_keyring = [keyring.clone()];
+        assert!(apply(
+            &only_keyring,
+            &SuiteChange::Restore {
+                packages: vec![],
+                keep_current: vec![],
+                keep_services: services.clone(),
+            }
+        )
+        .is_ok());
+        // The withdraw of the last version of the last service, likewise.
+        let one = [entry("pa", "1-1", "amd64", 1), keyring];
+        let withdraw = |keep_services| {
+            apply(
+                &one,
+                &SuiteChange::Withdraw {
+                    name: "pa".into(),
+                    version: "1-1".into(),
+                    keep_services,
+                },
+            )
+        };
+        assert!(matches!(
+            withdraw(services),
+            Err(MergeError::WouldEmpty { .. })
+        ));
+        assert!(withdraw(KeepServices::Allowed).is_ok());
+    }
+
+    #[test]
     fn withdraw_restore_and_phase_change_only_what_they_name() {
         let current = vec![
             entry("pa", "1-1", "amd64", 1),
@@ -1012,6 +1124,7 @@ mod tests {
             &SuiteChange::Withdraw {
                 name: "pa".into(),
                 version: "2-1".into(),
+                keep_services: KeepServices::Allowed,
             },
         )
         .unwrap();
@@ -1023,7 +1136,8 @@ mod tests {
                 &current,
                 &SuiteChange::Withdraw {
                     name: "pa".into(),
-                    version: "3-1".into()
+                    version: "3-1".into(),
+                    keep_services: KeepServices::Allowed,
                 }
             ),
             Err(MergeError::VersionNotInSuite { .. })
@@ -1078,6 +1192,7 @@ mod tests {
             &SuiteChange::Restore {
                 packages: phased.packages.clone(),
                 keep_current: vec![],
+                keep_services: KeepServices::Allowed,
             },
         )
         .unwrap();
@@ -1090,6 +1205,7 @@ mod tests {
             &SuiteChange::Restore {
                 packages: vec![current[0].clone()],
                 keep_current: vec![],
+                keep_services: KeepServices::Allowed,
             },
         )
         .unwrap();
@@ -1103,6 +1219,7 @@ mod tests {
             &SuiteChange::Restore {
                 packages: vec![current[0].clone(), entry("keyring", "1-1", "all", 6)],
                 keep_current: vec!["keyring".into()],
+                keep_services: KeepServices::Allowed,
             },
         )
         .unwrap();

@@ -12,17 +12,26 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FsStore {
     root: PathBuf,
+    /// Whether the root's lock file of earlier versions was removed in this run.
+    old_guard_removed: std::sync::atomic::AtomicBool,
 }
 
 /// Temporary files start with this; `list` skips them.
 const TEMP_PREFIX: &str = ".speedy-tmp-";
 
+/// The store's own files (the lock of its conditional writes) live in this
+/// directory of the root, the one that holds the repository's private bookkeeping.
+const WORKING_DIR: &str = ".speedy";
+
 impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FsStore { root: root.into() }
+        FsStore {
+            root: root.into(),
+            old_guard_removed: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -100,15 +109,27 @@ impl FsStore {
     /// Serializes the writes whose outcome depends on what is there (create if
     /// absent, replace if unchanged, delete) across processes: an exclusive lock on
     /// one file of the store, held until the guard is dropped.
+    ///
+    /// The lock file lives in the store's working directory, beside the private
+    /// bookkeeping, never beside what apt or a web server reads. (Earlier versions
+    /// kept it in the root: removed there the first time.)
     fn conditional_guard(&self, key: &str) -> Result<fs::File, StoreError> {
-        self.create_dirs(key, &self.root)?;
+        let dir = self.root.join(WORKING_DIR);
+        self.create_dirs(key, &dir)?;
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.root.join(format!("{TEMP_PREFIX}conditional.lock")))
+            .open(dir.join(format!("{TEMP_PREFIX}conditional.lock")))
             .map_err(self.io(key))?;
         file.lock().map_err(self.io(key))?;
+        if !self
+            .old_guard_removed
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Taken under the new lock, so no publisher of this version holds it.
+            let _ = fs::remove_file(self.root.join(format!("{TEMP_PREFIX}conditional.lock")));
+        }
         Ok(file)
     }
 
@@ -366,10 +387,38 @@ mod tests {
             store.get(".speedy/lock").unwrap().as_deref(),
             Some(&b"me"[..])
         );
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        // The store's own lock file sits in .speedy/, never in the root beside
+        // what apt or a web server reads; no temporary file is left.
+        assert_eq!(names(store.root()), [".speedy"]);
         assert_eq!(
-            fs::read_dir(store.root().join(".speedy")).unwrap().count(),
-            1
+            names(&store.root().join(".speedy")),
+            [".speedy-tmp-conditional.lock", "lock"]
         );
+        assert_eq!(
+            store.list("").unwrap().len(),
+            1,
+            "the lock file is no object"
+        );
+    }
+
+    #[test]
+    fn the_lock_file_of_earlier_versions_leaves_the_root() {
+        let (_dir, store) = store();
+        fs::create_dir_all(store.root()).unwrap();
+        let old = store.root().join(".speedy-tmp-conditional.lock");
+        fs::write(&old, b"").unwrap();
+        store
+            .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
+            .unwrap();
+        assert!(!old.exists());
     }
 
     #[test]
