@@ -392,3 +392,141 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
         }
     }
 }
+
+/// `python3 -m http.server` on 127.0.0.1, serving a directory: like most web
+/// servers, S3 and Spaces it answers If-Modified-Since from whole-second modification
+/// times. Stopped on drop.
+struct PlainHttpServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PlainHttpServer {
+    fn serve(dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server (python3 is installed on Debian)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+            .to_owned();
+        PlainHttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for PlainHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 17, defect 6: apt asks for InRelease with If-Modified-Since, and servers
+/// compare whole seconds. Two changes within one second, with an `apt-get update`
+/// between them, used to leave the second unseen ("304 Not Modified") until the next
+/// publish; the switch now waits for the next second when it has to.
+#[test]
+fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
+    let key = test_signing_key(now() - 10);
+    let (_fixture, v1) = debs_at("1.4.0");
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("repo");
+    let store = FsStore::new(&base);
+    publish(&store, &key, &read_debs(&v1).unwrap(), false).unwrap();
+    let keyring = work.path().join("keyring.gpg");
+    std::fs::write(&keyring, key.public_key().to_binary().unwrap()).unwrap();
+    let http = PlainHttpServer::serve(&base);
+    let apt = Apt::new(&format!(
+        "deb [signed-by={}] {} dev main",
+        keyring.display(),
+        http.url
+    ));
+    let phase = |percent: u8| {
+        Publish {
+            store: &store,
+            key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
+            suite: "dev".into(),
+            config: &repo_config(5),
+            lock: LockOptions::default(),
+            dry_run: false,
+            command: "phase",
+            now: &now,
+        }
+        .apply(
+            cargo_speedy::publish::Change::Edit(&cargo_speedy::repo::plan::SuiteChange::Phase {
+                name: "speedy-app".into(),
+                percent,
+            }),
+            &SilentListener,
+        )
+        .unwrap();
+    };
+    let phase_seen = || {
+        let (ok, text) = apt.update();
+        assert!(ok, "{text}");
+        let (_, shown) = apt.run("apt-cache", &["show", "speedy-app"]);
+        shown
+            .lines()
+            .find_map(|l| l.strip_prefix("Phased-Update-Percentage: "))
+            .map(str::to_owned)
+    };
+    let in_release = base.join("dists/dev/InRelease");
+    let modified = || {
+        std::fs::metadata(&in_release)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    assert_eq!(phase_seen(), None);
+    for round in 0..3 {
+        // Start just after a second begins, so that the change, apt's fetch and the
+        // next change all fall in one second unless the publish waits.
+        while std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis()
+            > 50
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        phase(0);
+        let first = modified();
+        assert_eq!(phase_seen().as_deref(), Some("0"), "round {round}");
+        phase(100);
+        let second = modified();
+        assert_eq!(
+            phase_seen(),
+            None,
+            "round {round}: apt missed the second change"
+        );
+        assert!(
+            second.as_secs() > first.as_secs(),
+            "round {round}: the new InRelease carries the second of the one it replaced"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
@@ -1137,4 +1138,116 @@ fn history_commands_refuse_bad_input_and_change_nothing() {
         &[],
         &["was changed outside cargo speedy"],
     );
+}
+
+/// Every path below `dir` (directories too) with its mode and, for files, a hash of
+/// its bytes: what "left as it was" means for a directory.
+fn tree_with_modes(dir: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    found
+        .into_iter()
+        .map(|path| {
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            let mode = metadata.permissions().mode();
+            let what = if metadata.is_file() {
+                format!("{mode:o} {}", sha256_file(&path))
+            } else {
+                format!("{mode:o}")
+            };
+            (path.strip_prefix(dir).unwrap().display().to_string(), what)
+        })
+        .collect()
+}
+
+/// Issue 17, defect 3: publishing into a directory that holds someone else's files (a
+/// web site, another tool's repository) is refused before anything is written, not
+/// even a lock or a working file; and a repository of ours has no file of the
+/// store's own outside `.speedy/`.
+#[test]
+fn a_foreign_directory_is_refused_and_left_byte_identical() {
+    let fixture = released();
+    // Another tool's repository: an InRelease signed by another key, beside a page.
+    let keys = tempfile::tempdir().unwrap();
+    let other_key = keys.path().join("other.asc");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", other_key.to_str().unwrap()]));
+    let theirs = keys.path().join("theirs");
+    assert_success(&fixture.speedy(&[
+        "publish",
+        "--repo-dir",
+        theirs.to_str().unwrap(),
+        "--key-file",
+        other_key.to_str().unwrap(),
+    ]));
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<h1>our site</h1>\n").unwrap();
+    std::fs::create_dir_all(site.path().join("dists/dev")).unwrap();
+    std::fs::copy(
+        theirs.join("dists/dev/InRelease"),
+        site.path().join("dists/dev/InRelease"),
+    )
+    .unwrap();
+    let before = tree_with_modes(site.path());
+    let output = fixture.speedy(&["publish", "--repo-dir", site.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("dists/dev/InRelease is not signed by the configured key"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        before,
+        tree_with_modes(site.path()),
+        "the directory was written to"
+    );
+
+    // Our own repository: the store's working files stay in .speedy/.
+    for (path, _) in tree_with_modes(&repo(&fixture)) {
+        assert!(
+            path.starts_with(".speedy") && !path.starts_with(".speedy-")
+                || !path.split('/').any(|part| part.starts_with(".speedy")),
+            "{path}: a file of the store's own outside .speedy/"
+        );
+    }
+}
+
+/// Issue 17, defect 1: a repository on a read-only file system is refused at once,
+/// naming the path, and left as it was (it used to loop for ever creating the lock).
+/// The read-only mount lives in a mount namespace of the command alone.
+#[test]
+fn a_read_only_repository_is_refused_within_seconds() {
+    let fixture = released();
+    fixture.set_version("1.4.1");
+    assert_success(&fixture.speedy(&["build", "--quiet"]));
+    let repo = repo(&fixture);
+    let before = tree_with_modes(&repo);
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind -o ro "$0" "$0" && exec "$@""#)
+        .arg(&repo)
+        .args([
+            "timeout",
+            "60",
+            env!("CARGO_BIN_EXE_cargo-speedy"),
+            "speedy",
+            "publish",
+        ])
+        .current_dir(fixture.root())
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .expect("unshare (util-linux) runs the publish in a mount namespace of its own");
+    let elapsed = started.elapsed();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&repo.display().to_string()) && text.contains("Read-only file system"),
+        "{text}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(10),
+        "took {elapsed:?}"
+    );
+    assert_eq!(before, tree_with_modes(&repo));
 }
