@@ -145,7 +145,9 @@ struct PhaseArgs {
     /// The package whose newest version to phase
     #[arg(short = 'p', long = "package", value_name = "NAME")]
     package: String,
-    /// The percentage of servers that take it (0-100)
+    /// The percentage of servers that take it (0-100). apt lets a server in when its
+    /// draw (0-100) is at or below it, so P lets about (P+1) in 101 through and 0
+    /// still about 1 in 101: to hold a version back from every server, `withdraw` it
     #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
     percent: u8,
     #[command(flatten)]
@@ -309,6 +311,8 @@ struct PublishOptionsArgs {
     #[arg(long)]
     suite: Option<String>,
     /// Publish the new versions to this percentage of servers only (apt's phased updates)
+    /// (apt lets about PERCENT+1 servers in 101 through: 0 still lets about 1 in 101 in;
+    /// `withdraw` holds a version back from all)
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     phased: Option<u8>,
     #[command(flatten)]
@@ -368,6 +372,8 @@ struct PromoteArgs {
     #[arg(short = 'p', long = "package", value_name = "NAME")]
     packages: Vec<String>,
     /// Promote them to this percentage of servers only (apt's phased updates)
+    /// (apt lets about PERCENT+1 servers in 101 through: 0 still lets about 1 in 101 in;
+    /// `withdraw` holds a version back from all)
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     phased: Option<u8>,
     #[command(flatten)]
