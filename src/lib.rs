@@ -6,6 +6,10 @@
 //! operation per command, [`output`] prints their reports. docs/ARCHITECTURE.md
 //! draws the layers and says which may use which.
 
+// The library never prints by itself: it reports through `listener::Listener`, and
+// only `output` writes, to locked handles (checked by clippy in CI).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod calendar;
 pub mod cdn;
 pub mod clock;

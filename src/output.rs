@@ -269,7 +269,7 @@ impl Listener for Reporter {
                         &format!("{} ({} bytes)", deb.path.display(), deb.size),
                     );
                 }
-                println!("{}", deb.path.display());
+                let _ = writeln!(std::io::stdout().lock(), "{}", deb.path.display());
             }
         }
     }
