@@ -7,6 +7,7 @@
 
 pub mod history;
 pub mod lock;
+pub mod probe;
 pub mod state;
 pub mod verify;
 
@@ -400,6 +401,7 @@ impl Publish<'_> {
                 }),
             };
         }
+        probe::learn_conditional_writes(self.store, (self.now)())?;
         let held = lock::acquire(self.store, self.lock, self.now, &|what| {
             listener.warning(what)
         })?;
