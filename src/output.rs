@@ -2,15 +2,15 @@
 //! with `--message-format json`, one JSON object per line on stdout, each a
 //! [`Message`] with a `reason` field saying what it is.
 
-use crate::listener::{BuiltDeb, Listener};
+use crate::listener::{BuiltDeb, Listener, Retrying};
 use crate::ops::{
-    DebsigPolicy, DoctorReport, HistoryReport, KeyExported, KeyGenerated, ListReport,
+    CheckStatus, DebsigPolicy, DoctorReport, HistoryReport, KeyExported, KeyGenerated, ListReport,
     PublishSummary, VerifyOutcome,
 };
 use crate::publish::PackageRef;
-use crate::store::s3::CheckStatus;
 use std::error::Error;
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// `--message-format`.
@@ -54,12 +54,24 @@ impl ColorChoice {
 #[derive(Debug, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
 pub enum Message<'a> {
-    Warning { message: &'a str },
-    Info { message: &'a str },
-    Detail { message: &'a str },
-    Error { message: &'a str },
+    Warning {
+        message: &'a str,
+    },
+    Info {
+        message: &'a str,
+    },
+    Detail {
+        message: &'a str,
+    },
+    Error {
+        message: &'a str,
+    },
+    /// A request to the store is being retried (`Retrying`'s fields).
+    Retrying(&'a Retrying),
     DebBuilt(&'a BuiltDeb),
-    Explain { text: &'a str },
+    Explain {
+        text: &'a str,
+    },
     Published(&'a PublishSummary),
     List(&'a ListReport),
     Verify(&'a VerifyOutcome),
@@ -71,13 +83,15 @@ pub enum Message<'a> {
     DebsigPolicy(&'a DebsigPolicy),
 }
 
-/// Prints for the CLI and is the library's [`Listener`].
+/// Prints for the CLI and is the library's [`Listener`]. A clone prints to the same
+/// place and shares the progress bar ([`Listener::shared`]).
+#[derive(Clone)]
 pub struct Reporter {
     format: Format,
     verbose: bool,
     quiet: bool,
     color: bool,
-    bar: Mutex<Option<indicatif::ProgressBar>>,
+    bar: Arc<Mutex<Option<indicatif::ProgressBar>>>,
 }
 
 impl Reporter {
@@ -87,7 +101,7 @@ impl Reporter {
             verbose,
             quiet,
             color,
-            bar: Mutex::new(None),
+            bar: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -242,6 +256,25 @@ impl Listener for Reporter {
         }
     }
 
+    fn retrying(&self, notice: &Retrying) {
+        match self.format {
+            Format::Json => self.json(&Message::Retrying(notice)),
+            Format::Human => {
+                let line = notice.to_string();
+                // Above a progress bar, not through it.
+                let bar = self.bar.lock().ok().and_then(|slot| slot.clone());
+                match bar {
+                    Some(bar) => bar.suspend(|| self.human("Retrying", "1;33", &line)),
+                    None => self.human("Retrying", "1;33", &line),
+                }
+            }
+        }
+    }
+
+    fn shared(&self) -> Option<Arc<dyn Listener>> {
+        Some(Arc::new(self.clone()))
+    }
+
     fn transfer_progress(&self, bytes: u64) {
         if let Ok(slot) = self.bar.lock() {
             if let Some(bar) = slot.as_ref() {
@@ -282,6 +315,7 @@ fn human_result(message: &Message<'_>) -> String {
         | Message::Info { message }
         | Message::Detail { message }
         | Message::Error { message } => format!("{message}\n"),
+        Message::Retrying(notice) => format!("retrying {notice}\n"),
         Message::DebBuilt(deb) => format!("{}\n", deb.path.display()),
         Message::Explain { text } => (*text).to_owned(),
         Message::Published(summary) => human_published(summary),

@@ -44,10 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "workspace",
         ],
     ),
-    (
-        "output",
-        &["keys", "listener", "ops", "publish", "repo", "store"],
-    ),
+    ("output", &["keys", "listener", "ops", "publish", "repo"]),
 ];
 
 /// Leaf modules every layer may use (the wall clock, the fan-out with its one panic

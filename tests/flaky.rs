@@ -397,6 +397,87 @@ fn the_cli_reports_a_publish_with_an_unfinished_step_as_published() {
     repo.assert_published("CLI");
 }
 
+/// A request retried for more than a few seconds says so on stderr (human) and as a
+/// `retrying` message (JSON): the request, what failed, the attempt, the time left.
+/// The store answers 503 SlowDown to every read, for longer than the retry deadline.
+#[test]
+fn long_retries_are_reported_in_human_and_json_output() {
+    let repo = repo();
+    let proxy = FaultProxy::start(repo.moto.port, {
+        let mut rules = Rule::every("GET", "*", 1000, Fault::SlowDown);
+        rules.extend(Rule::every("HEAD", "*", 1000, Fault::SlowDown));
+        rules
+    });
+    let fixture = Fixture::new();
+    let manifest = fixture.read("Cargo.toml");
+    fixture.write(
+        "Cargo.toml",
+        &format!("{manifest}\n[workspace.metadata.speedy.repo.spaces]\nretry-deadline = \"20s\"\n"),
+    );
+    let key_file = fixture.path("repo-key.asc");
+    std::fs::write(&key_file, repo.key.to_armored().unwrap()).unwrap();
+    let endpoint = proxy.endpoint();
+    let run = |format: &str| {
+        let mut args: Vec<String> = vec!["publish".into()];
+        args.extend(
+            repo.v2
+                .iter()
+                .map(|d| d.path.as_ref().unwrap().display().to_string()),
+        );
+        args.extend(
+            [
+                "--bucket",
+                BUCKET,
+                "--region",
+                "us-east-1",
+                "--endpoint",
+                &endpoint,
+                "--addressing",
+                "path",
+                "--message-format",
+                format,
+                "--key-file",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(key_file.display().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = fixture.speedy_env(&args, &TEST_CREDENTIALS);
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        output
+    };
+    let human = run("human");
+    let err = stderr(&human);
+    let line = err
+        .lines()
+        .find(|l| l.contains("Retrying"))
+        .unwrap_or_else(|| panic!("no retry line: {}", describe(&human)));
+    assert!(
+        line.contains("GET ")
+            && line.contains("HTTP 503")
+            && line.contains("(attempt ")
+            && line.contains(" s more)"),
+        "{line}"
+    );
+    let json = run("json");
+    let notice: serde_json::Value = stdout(&json)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|m| m["reason"] == "retrying")
+        .unwrap_or_else(|| panic!("no retrying message: {}", describe(&json)));
+    assert!(
+        notice["request"].as_str().unwrap().starts_with("GET "),
+        "{notice}"
+    );
+    assert!(notice["attempt"].as_u64().unwrap() >= 2, "{notice}");
+    assert!(notice["seconds_left"].as_u64().unwrap() <= 17, "{notice}");
+    assert_eq!(notice["never_answered"], false, "{notice}");
+    assert!(
+        notice["failure"].as_str().unwrap().contains("503"),
+        "{notice}"
+    );
+}
+
 /// A failure that outlasts the deadline names what happened: a connection reset is
 /// not "cannot reach", a HEAD's 500 says it has no code.
 #[test]

@@ -292,7 +292,9 @@ fn bad_input_is_refused_and_nothing_is_written() {
         &other,
         &["not signed by the configured key"],
     );
-    // An unreachable endpoint.
+    // An unreachable endpoint: refused at once, named, within seconds (it used to take
+    // two retry deadlines, about 4 minutes).
+    let started = std::time::Instant::now();
     let output = fixture.speedy_env(
         &[
             "publish",
@@ -310,10 +312,16 @@ fn bad_input_is_refused_and_nothing_is_written() {
         &TEST_CREDENTIALS,
     );
     assert_eq!(output.status.code(), Some(1));
+    let took = started.elapsed();
+    let text = stderr(&output);
     assert!(
-        stderr(&output).contains("cannot reach http://127.0.0.1:9"),
-        "{}",
-        stderr(&output)
+        text.contains("cannot reach http://127.0.0.1:9: connection refused")
+            && text.contains("--endpoint"),
+        "{text}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "took {took:?}: {text}"
     );
     // A missing bucket.
     let output = cli_with_bucket(&fixture, &moto, "speedy-nowhere", &["publish"], &key);

@@ -2,12 +2,12 @@
 //! in `doctor`, compare the endpoint's cache TTL with the grace period
 //! (docs/ARCHITECTURE.md, "CDN purge").
 
+use super::doctor::{CheckStatus, DoctorCheck};
 use super::CommandError;
 use crate::cdn::{self, ApiToken, CdnApi};
 use crate::config::{RepoConfig, RepoLocation};
 use crate::listener::Listener;
 use crate::publish::PublishReport;
-use crate::store::s3::{CheckStatus, DoctorCheck};
 
 /// Whether and how a repository's CDN is purged, decided before the publish so that a
 /// bad `$SPEEDY_DIGITALOCEAN_API` or token changes nothing.

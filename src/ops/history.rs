@@ -31,7 +31,7 @@ pub fn history(
 ) -> Result<HistoryReport, CommandError> {
     let settings = options.read.repo.settings()?;
     let key = options.read.public_key(&settings, listener)?;
-    let store = open_store(&settings.location)?;
+    let store = open_store(&settings.location, listener)?;
     let suites = match &options.suite {
         Some(suite) => {
             check_suite(&settings.config.suites, suite)?;

@@ -109,7 +109,7 @@ fn unsigned_by(
 pub fn list(options: &ReadOptions, listener: &dyn Listener) -> Result<ListReport, CommandError> {
     let settings = options.repo.settings()?;
     let key = options.public_key(&settings, listener)?;
-    let store = open_store(&settings.location)?;
+    let store = open_store(&settings.location, listener)?;
     let suites = verify::list(store.as_ref(), &key)?
         .into_iter()
         .map(|state| ListedSuite {
@@ -143,7 +143,7 @@ pub fn verify(
 ) -> Result<VerifyOutcome, CommandError> {
     let settings = options.repo.settings()?;
     let key = options.public_key(&settings, listener)?;
-    let store = open_store(&settings.location)?;
+    let store = open_store(&settings.location, listener)?;
     let mut report = verify::verify(store.as_ref(), &key)?;
     if key.fingerprints().len() > 1 {
         for suite in &mut report.suites {

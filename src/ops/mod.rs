@@ -18,7 +18,7 @@ mod server_setup;
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
-pub use doctor::{doctor, DoctorReport};
+pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
 pub use history::{
     history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
     RollbackOptions, WithdrawOptions,
@@ -40,16 +40,17 @@ pub use server_setup::{
 
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
 use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
-use crate::listener::Listener;
+use crate::listener::{Listener, Retrying};
 use crate::package::keyring::KeyringPackage;
 use crate::package::BuildError;
 use crate::publish::PublishError;
 use crate::sign::{RepoKeys, SignError};
 use crate::store::fs::FsStore;
-use crate::store::s3::{Credentials, S3Store};
+use crate::store::s3::{Credentials, RetryNotice, S3Config, S3Store};
 use crate::store::{Store, StoreError};
 use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a command failed. Each variant's message names the file, key or value at fault.
 #[derive(Debug, thiserror::Error)]
@@ -219,12 +220,31 @@ impl RepoSettings {
 }
 
 /// The one place a store is opened for a location. Spaces credentials come from the
-/// environment only.
-pub fn open_store(location: &RepoLocation) -> Result<Box<dyn Store>, StoreError> {
+/// environment only. The listener hears of requests the store retries for a while,
+/// so that a long wait is never silent.
+pub fn open_store(
+    location: &RepoLocation,
+    listener: &dyn Listener,
+) -> Result<Box<dyn Store>, StoreError> {
     Ok(match location {
         RepoLocation::Local(dir) => Box::new(FsStore::new(dir)),
-        RepoLocation::Spaces { config, .. } => {
-            Box::new(S3Store::new(config.clone(), Credentials::from_env()?)?)
-        }
+        RepoLocation::Spaces { config, .. } => Box::new(open_s3(config, listener)?),
     })
+}
+
+/// An S3 store whose retry notices go to `listener`.
+fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
+    let store = S3Store::new(config.clone(), Credentials::from_env()?)?;
+    if let Some(listener) = listener.shared() {
+        store.set_retry_notice(Arc::new(move |notice: &RetryNotice| {
+            listener.retrying(&Retrying {
+                request: notice.request.clone(),
+                failure: notice.failure.clone(),
+                attempt: notice.attempt,
+                seconds_left: notice.time_left.as_secs(),
+                never_answered: notice.never_answered,
+            })
+        }));
+    }
+    Ok(store)
 }

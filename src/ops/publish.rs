@@ -198,7 +198,7 @@ impl<'a> SuiteWriter<'a> {
     ) -> Result<Self, CommandError> {
         let settings = options.repo.settings()?;
         let key = settings.resolve_key(&options.repo, purpose, listener)?;
-        let store = open_store(&settings.location)?;
+        let store = open_store(&settings.location, listener)?;
         let cdn = CdnPurge::for_location(&settings.location)?;
         Ok(SuiteWriter {
             options,

@@ -7,6 +7,7 @@
 
 pub mod history;
 pub mod lock;
+pub mod probe;
 pub mod state;
 pub mod verify;
 
@@ -400,8 +401,10 @@ impl Publish<'_> {
                 }),
             };
         }
-        // Nothing is written, not even the lock, into what is not our repository.
+        // Nothing is written, not even the lock or the probe's objects, into what is
+        // not our repository.
         state::recognise(self.store, &self.key.public_key())?;
+        probe::learn_conditional_writes(self.store, (self.now)())?;
         let held = lock::acquire(self.store, self.lock, self.now, &|what| {
             listener.warning(what)
         })?;

@@ -72,6 +72,16 @@ pub enum StoreError {
     Backend { store: String, message: String },
 }
 
+/// Which conditional writes a store honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConditionalWrites {
+    /// `If-None-Match: *` on PUT: create only if absent (the publish lock).
+    pub create: bool,
+    /// `If-Match: <etag>` on PUT: replace only if unchanged (renewing and taking over
+    /// a lock lease).
+    pub replace: bool,
+}
+
 /// An object store holding one repository.
 pub trait Store: Send + Sync {
     /// Where this is, for messages: a path or a URL, never credentials.
@@ -106,6 +116,16 @@ pub trait Store: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     /// Deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Asks the store now which conditional writes it honours, when it cannot know
+    /// without asking (S3: Spaces does not document them); `Ok(None)` when there is
+    /// nothing to ask (the local directory honours both). Whether an earlier answer
+    /// is still good is the caller's business ([`Store::assume_conditional_writes`]).
+    fn probe_conditional_writes(&self) -> Result<Option<ConditionalWrites>, StoreError> {
+        Ok(None)
+    }
+    /// What an earlier probe found, so that the store's conditional writes do not
+    /// probe again. Stores with nothing to probe ignore it.
+    fn assume_conditional_writes(&self, _found: ConditionalWrites) {}
 }
 
 /// Every backend refuses a key that could escape the store (the fs store maps keys

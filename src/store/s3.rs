@@ -13,8 +13,20 @@
 //! lock. The SDK retries up to the response headers; a GET whose body fails mid-stream
 //! is retried here, as a whole. Why every write may be retried is in
 //! docs/ARCHITECTURE.md, "Retries on a flaky network".
+//!
+//! Every request goes through one path, [`Link::send`]: it applies the deadline,
+//! reports retries that go on for a while ([`RetryNotice`]), notes that the store
+//! answered, and words the failure. An endpoint that has never answered in this run
+//! (refused, unknown host, TLS failure) is given [`UNANSWERED_DEADLINE`], not the
+//! retry deadline: a wrong `--endpoint` fails in seconds.
+//!
+//! The store answers what it knows (its capabilities, as data: `doctor`'s probes);
+//! what to make of them, and any bookkeeping of them in the repository, is the
+//! caller's (docs/ARCHITECTURE.md, "Layers").
 
+pub use super::ConditionalWrites;
 use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -23,11 +35,15 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectCannedAcl};
 use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 use aws_smithy_types::byte_stream::Length;
-use std::sync::Arc;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -78,34 +94,30 @@ const MIN_UPLOAD_RATE: u64 = 256 * 1024;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The longest pause between retries of a store that has not answered yet.
+const UNANSWERED_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Exponential backoff with full jitter (the SDK's standard strategy).
+fn retry_config(max_backoff: Duration) -> aws_smithy_types::retry::RetryConfig {
+    aws_smithy_types::retry::RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(max_backoff)
+}
+
 /// The SDK counts attempts; the deadline is what really bounds them.
 const MAX_ATTEMPTS: u32 = 64;
 
-/// Where the last probe of conditional writes is recorded in the bucket, so that a
-/// publish costs one GET for it rather than four requests
-/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
-const PROBE_RECORD_KEY: &str = ".speedy/conditional-writes.json";
+/// How long a store that has never answered in this run is retried when it cannot be
+/// connected to (refused, unknown host, TLS failure): long enough for a network that
+/// is coming up, short enough that a wrong endpoint fails while the user waits. Once
+/// it answered, a connection failure is a flaky network and gets the retry deadline.
+pub const UNANSWERED_DEADLINE: Duration = Duration::from_secs(8);
 
-/// How long a recorded probe is trusted before the store is probed again.
-const PROBE_RECORD_TTL_SECONDS: u64 = 7 * 24 * 60 * 60;
-
-/// A probe's result as recorded in the bucket.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ProbeRecord {
-    #[serde(flatten)]
-    found: ConditionalWrites,
-    /// Unix seconds.
-    probed_at: u64,
-}
-
-/// Now, in unix seconds (the store layer may not use `crate::clock`:
-/// docs/ARCHITECTURE.md, "Layers").
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+/// A request retried for longer than this says so ([`RetryNotice`]), and again at
+/// most every [`NOTICE_EVERY`]: a short blip stays quiet, a long wait is explained.
+const NOTICE_AFTER: Duration = Duration::from_secs(3);
+const NOTICE_EVERY: Duration = Duration::from_secs(5);
 
 /// When to send the checksum headers recent SDKs add; several S3-compatible stores
 /// reject them, so only when an operation requires them by default.
@@ -194,92 +206,316 @@ impl Credentials {
     }
 }
 
-/// Which conditional writes the store honours, found by probing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ConditionalWrites {
-    /// `If-None-Match: *` on PUT: create only if absent (the publish lock).
-    pub create: bool,
-    /// `If-Match: <etag>` on PUT: replace only if unchanged (renewing and taking over
-    /// a lock lease).
-    pub replace: bool,
-}
-
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     runtime: tokio::runtime::Runtime,
-    config: S3Config,
-    conditional_writes: std::sync::OnceLock<ConditionalWrites>,
+    link: Arc<Link>,
+    conditional_writes: OnceLock<ConditionalWrites>,
     /// Set once any request showed the bucket exists (an answer from it, or a 404
     /// that names a missing key): a later 404 of a HEAD is a missing key, with no
     /// need to ask the bucket.
-    bucket_seen: std::sync::OnceLock<()>,
+    bucket_seen: OnceLock<()>,
 }
 
-/// What went wrong with one request, in terms a user can act on.
+/// A request that has been retried for a while, as the store tells its caller
+/// ([`S3Store::set_retry_notice`]); the CLI prints it, so a long wait is never silent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryNotice {
+    /// The request: `PUT pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb`.
+    pub request: String,
+    /// What the last attempt ran into: `HTTP 503 Service Unavailable`, `connection refused`.
+    pub failure: String,
+    /// The attempt that just failed, from 1.
+    pub attempt: u32,
+    /// How much longer the request is retried before it fails.
+    pub time_left: Duration,
+    /// The store has not answered at all in this run: the endpoint may be wrong.
+    pub never_answered: bool,
+}
+
+/// Where [`RetryNotice`]s go.
+pub type RetryNoticeFn = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
+
+/// What every request of one store shares: the settings, whether the store ever
+/// answered, and where retry notices go. Shared with the retry classifier of each
+/// request and with the tasks that upload parts, hence its own `Arc`.
+struct Link {
+    config: S3Config,
+    /// `describe()`, for messages.
+    store: String,
+    /// Any HTTP answer (an error status too) since the store was made.
+    answered: AtomicBool,
+    /// When the first request started: the clock of [`UNANSWERED_DEADLINE`].
+    first_request: OnceLock<Instant>,
+    notice: RwLock<Option<RetryNoticeFn>>,
+}
+
+/// A request that failed: the SDK's error, for the caller to tell an expected answer
+/// (404, 412) from a failure, and the failure worded for the user.
+struct Failed<E> {
+    sdk: SdkError<E, HttpResponse>,
+    error: StoreError,
+}
+
+impl<E: ProvideErrorMetadata> Failed<E> {
+    fn status(&self) -> Option<u16> {
+        status_of(&self.sdk)
+    }
+
+    fn code(&self) -> Option<&str> {
+        self.sdk.code()
+    }
+}
+
+impl<E> From<Failed<E>> for StoreError {
+    fn from(failed: Failed<E>) -> Self {
+        failed.error
+    }
+}
+
+impl Link {
+    fn answered(&self) -> bool {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// The one path of every request: `request` gets the per-request settings (the
+    /// timeouts, the retry deadline and the retry notices) and must pass them to
+    /// `.customize().config_override(..)` before `.send()`; a unit test holds every
+    /// request of this file to that.
+    async fn send<T, E, Fut>(
+        self: &Arc<Self>,
+        op: &'static str,
+        what: &str,
+        body_size: u64,
+        deadline: Duration,
+        request: impl FnOnce(aws_sdk_s3::config::Builder) -> Fut,
+    ) -> Result<T, Failed<E>>
+    where
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + StdError + 'static,
+    {
+        let first = *self.first_request.get_or_init(Instant::now);
+        let now = Instant::now();
+        let policy = RequestPolicy {
+            link: self.clone(),
+            request: format!("{op} {what}"),
+            started: now,
+            until: now + deadline,
+            attempts: AtomicU32::new(0),
+            last_notice: Mutex::new(None),
+        };
+        match request(per_request(&self.config, body_size, policy)).await {
+            Ok(output) => {
+                self.answered.store(true, Ordering::SeqCst);
+                Ok(output)
+            }
+            Err(sdk) => {
+                if sdk.raw_response().is_some() {
+                    self.answered.store(true, Ordering::SeqCst);
+                }
+                let error = describe_failure(
+                    &self.store,
+                    &self.config,
+                    what,
+                    &sdk,
+                    self.answered(),
+                    first.elapsed(),
+                );
+                Err(Failed { sdk, error })
+            }
+        }
+    }
+
+    fn notify(&self, notice: &RetryNotice) {
+        if let Ok(slot) = self.notice.read() {
+            if let Some(notify) = slot.as_ref() {
+                notify(notice);
+            }
+        }
+    }
+}
+
+/// What kind of failure ended a request, from the SDK's error types and the store's
+/// status and code (never from message text, which changes between versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// No connection could be made: refused, unknown host, TLS handshake. `reason`
+    /// is the innermost cause, for the message.
+    Connect { reason: String },
+    /// No answer within the attempt timeout.
+    Timeout { reason: String },
+    /// The connection failed during the request (reset, closed).
+    Connection { reason: String },
+    /// An answer came but was cut off or could not be read.
+    CutOff,
+    /// The store answered with an error status (a HEAD answer has no body, no code).
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+    },
+    /// The request could not be made at all (a bug or a bad setting).
+    Other,
+}
+
+fn classify<E>(error: &SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match error {
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(connector) => classify_connector(connector),
+            None => Failure::Other,
+        },
+        SdkError::TimeoutError(_) => Failure::Timeout {
+            reason: innermost(error),
+        },
+        SdkError::ResponseError(_) => Failure::CutOff,
+        SdkError::ServiceError(service) => Failure::Status {
+            status: service.raw().status().as_u16(),
+            code: error.code().map(str::to_owned),
+            message: error.message().map(str::to_owned),
+        },
+        _ => Failure::Other,
+    }
+}
+
+/// A failure of the connector (below HTTP): connecting, waiting, or mid-request.
+fn classify_connector(error: &ConnectorError) -> Failure {
+    if is_connect_failure(error) {
+        return Failure::Connect {
+            reason: connect_reason(error),
+        };
+    }
+    if error.is_timeout() {
+        Failure::Timeout {
+            reason: innermost(error),
+        }
+    } else {
+        Failure::Connection {
+            reason: innermost(error),
+        }
+    }
+}
+
+/// Whether no connection was made: hyper's client marks the failures of connecting
+/// (TCP, DNS, TLS handshake); a refused connection is also known by its I/O kind.
+fn is_connect_failure(error: &ConnectorError) -> bool {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(client) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if client.is_connect() {
+                return true;
+            }
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::AddrNotAvailable
+            ) {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// "connection refused" for a refused connection, else the innermost cause.
+fn connect_reason(error: &ConnectorError) -> String {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "connection refused".to_owned();
+            }
+        }
+        next = error.source();
+    }
+    innermost(error)
+}
+
+/// The innermost cause of an error: the most specific words for it ("Connection
+/// reset by peer"), without the layers of context around it.
+fn innermost(error: &(dyn StdError + 'static)) -> String {
+    let mut last = error;
+    while let Some(source) = last.source() {
+        last = source;
+    }
+    last.to_string()
+}
+
+/// What went wrong with one request, in terms a user can act on. `answered`: whether
+/// the store answered any request in this run; `waited`: since its first request.
 fn describe_failure<E>(
     store: &str,
     config: &S3Config,
     what: &str,
-    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    error: &SdkError<E, HttpResponse>,
+    answered: bool,
+    waited: Duration,
 ) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + StdError + 'static,
 {
-    let status = error.raw_response().map(|r| r.status().as_u16());
-    let code = error.code().unwrap_or("");
-    let message = match (status, code) {
-        (_, "NoSuchBucket") => format!("the bucket {:?} does not exist at {} (create it, or check `bucket` and `region`)", config.bucket, config.endpoint),
-        (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch") | (Some(401), _) => format!(
-            "{what}: the credentials were refused ({code}); check SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY"
+    let deadline = config.retry_deadline.as_secs();
+    let message = match classify(error) {
+        Failure::Status { code: Some(code), .. } if code == "NoSuchBucket" => format!(
+            "the bucket {:?} does not exist at {} (create it, or check `bucket` and `region`)",
+            config.bucket, config.endpoint
         ),
-        (Some(403), _) => format!(
+        Failure::Status { status, code, .. }
+            if status == 401
+                || matches!(code.as_deref(), Some("InvalidAccessKeyId" | "SignatureDoesNotMatch")) =>
+        {
+            format!(
+                "{what}: the credentials were refused ({}); check SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY",
+                code.unwrap_or_else(|| format!("HTTP {status}"))
+            )
+        }
+        Failure::Status { status: 403, code, .. } => format!(
             "{what}: access denied{}; the key needs read and write access to the bucket",
-            if code.is_empty() { String::new() } else { format!(" ({code})") }
+            code.map(|c| format!(" ({c})")).unwrap_or_default()
         ),
-        _ if matches!(error, SdkError::ResponseError(_)) => format!(
-            "{what}: the answer from {} was cut off, also when retried until the retry deadline ({} s): {}",
+        Failure::Connect { reason } if !answered => format!(
+            "cannot reach {}: {reason} (no answer in {} s); check --endpoint (`endpoint` in \
+             [workspace.metadata.speedy.repo.spaces]) and the network",
             config.endpoint,
-            config.retry_deadline.as_secs(),
+            waited.as_secs()
+        ),
+        Failure::Connect { reason } => format!(
+            "{what}: cannot reach {} any more: {reason}, also when retried until the retry deadline ({deadline} s)",
+            config.endpoint
+        ),
+        Failure::Timeout { reason } => format!(
+            "{what}: {} did not answer in time, also when retried until the retry deadline ({deadline} s): {reason}",
+            config.endpoint
+        ),
+        Failure::Connection { reason } => format!(
+            "{what}: the connection to {} failed during the request, also when retried until the retry deadline ({deadline} s): {reason}",
+            config.endpoint
+        ),
+        Failure::CutOff => format!(
+            "{what}: the answer from {} was cut off, also when retried until the retry deadline ({deadline} s): {}",
+            config.endpoint,
             DisplayErrorContext(error)
         ),
-        (None, _) => match error {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                // The context repeats itself in Debug form after the readable part.
-                let text = DisplayErrorContext(error).to_string();
-                let readable = text.split(" (DispatchFailure").next().unwrap_or(&text).to_owned();
-                let connect_failed = text.contains("client error (Connect)")
-                    || text.contains("Connection refused")
-                    || text.contains("dns error");
-                if connect_failed {
-                    format!("cannot reach {}: {readable}", config.endpoint)
-                } else if matches!(error, SdkError::TimeoutError(_))
-                    || matches!(error, SdkError::DispatchFailure(d) if d.is_timeout())
-                {
-                    format!(
-                        "{what}: {} did not answer in time, also when retried until the retry deadline ({} s): {readable}",
-                        config.endpoint,
-                        config.retry_deadline.as_secs()
-                    )
-                } else {
-                    format!(
-                        "{what}: the connection to {} failed during the request, also when retried until the retry deadline ({} s): {readable}",
-                        config.endpoint,
-                        config.retry_deadline.as_secs()
-                    )
-                }
-            }
-            _ => format!("{what}: {}", DisplayErrorContext(error)),
-        },
-        (Some(status), "") => format!(
+        Failure::Status { status, code: None, .. } => format!(
             "{what}: HTTP {status} {}, no error code (a HEAD answer has no body){}",
             reason_phrase(status),
             if status >= 500 {
-                format!("; the store kept failing until the retry deadline ({} s)", config.retry_deadline.as_secs())
+                format!("; the store kept failing until the retry deadline ({deadline} s)")
             } else {
                 String::new()
             }
         ),
-        (Some(status), _) => format!("{what}: HTTP {status} {code} {}", error.message().unwrap_or("")),
+        Failure::Status { status, code: Some(code), message } => {
+            format!("{what}: HTTP {status} {code} {}", message.unwrap_or_default())
+        }
+        Failure::Other => format!("{what}: {}", DisplayErrorContext(error)),
     };
     StoreError::Backend {
         store: store.to_owned(),
@@ -317,25 +553,102 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(rand::random::<f64>())
 }
 
-/// Forbids further retries of one request once its deadline has passed, so that the
-/// SDK's retry loop ends with the last failure (a 503, a reset) rather than with a
-/// bare timeout. Runs after the SDK's own classifiers and only ever vetoes them.
-#[derive(Debug)]
-struct RetryDeadline {
+/// The retry rule of one request, run after the SDK's own classifiers, which it only
+/// ever vetoes: no retry once the deadline has passed, so that the SDK's retry loop
+/// ends with the last failure (a 503, a reset) rather than with a bare timeout; no
+/// retry of a failed connection once a store that never answered has had
+/// [`UNANSWERED_DEADLINE`]; and a [`RetryNotice`] when the retries go on for a while.
+/// It also notes any answer, so that "never answered" holds across the retries of a
+/// request that fails in the end.
+struct RequestPolicy {
+    link: Arc<Link>,
+    /// `GET dists/dev/InRelease`, for notices.
+    request: String,
+    started: Instant,
     until: Instant,
+    attempts: AtomicU32,
+    last_notice: Mutex<Option<Instant>>,
 }
 
-impl ClassifyRetry for RetryDeadline {
+impl std::fmt::Debug for RequestPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPolicy")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestPolicy {
+    /// What the attempt that just failed ran into, for the notice.
+    fn attempt_failure(ctx: &InterceptorContext) -> (String, bool) {
+        if let Some(response) = ctx.response() {
+            let status = response.status().as_u16();
+            return (format!("HTTP {status} {}", reason_phrase(status)), false);
+        }
+        match ctx.output_or_error() {
+            Some(Err(error)) => match error.as_connector_error() {
+                Some(connector) => match classify_connector(connector) {
+                    Failure::Connect { reason } => (reason, true),
+                    Failure::Timeout { .. } => ("no answer in time".to_owned(), false),
+                    Failure::Connection { reason } => (reason, false),
+                    _ => (error.to_string(), false),
+                },
+                None => (innermost(error), false),
+            },
+            _ => ("no answer".to_owned(), false),
+        }
+    }
+
+    /// Says that the request is being retried, at most every [`NOTICE_EVERY`] and only
+    /// once it has gone on for [`NOTICE_AFTER`].
+    fn notice(&self, failure: String, attempt: u32, until: Instant, now: Instant) {
+        if now.duration_since(self.started) < NOTICE_AFTER {
+            return;
+        }
+        let Ok(mut last) = self.last_notice.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| now.duration_since(at) < NOTICE_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        drop(last);
+        self.link.notify(&RetryNotice {
+            request: self.request.clone(),
+            failure,
+            attempt,
+            time_left: until.saturating_duration_since(now),
+            never_answered: !self.link.answered(),
+        });
+    }
+}
+
+impl ClassifyRetry for RequestPolicy {
     fn classify_retry(&self, _ctx: &InterceptorContext) -> RetryAction {
         RetryAction::NoActionIndicated
     }
 
-    fn classify_retry_v2(&self, _ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
-        if previous.should_retry() && Instant::now() >= self.until {
-            RetryAction::RetryForbidden
-        } else {
-            RetryAction::NoActionIndicated
+    fn classify_retry_v2(&self, ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
+        if ctx.response().is_some() {
+            self.link.answered.store(true, Ordering::SeqCst);
         }
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        if !previous.should_retry() {
+            return RetryAction::NoActionIndicated;
+        }
+        let now = Instant::now();
+        let (failure, connect_failed) = Self::attempt_failure(ctx);
+        let mut until = self.until;
+        if connect_failed && !self.link.answered() {
+            if let Some(first) = self.link.first_request.get() {
+                until = until.min(*first + UNANSWERED_DEADLINE);
+            }
+        }
+        if now >= until {
+            return RetryAction::RetryForbidden;
+        }
+        self.notice(failure, attempt, until, now);
+        RetryAction::NoActionIndicated
     }
 
     fn name(&self) -> &'static str {
@@ -353,18 +666,25 @@ impl ClassifyRetry for RetryDeadline {
     }
 }
 
-/// The per-request settings: its timeouts (an upload's by its `body_size`) and a
-/// retry deadline `deadline` from now.
+/// The per-request settings: its timeouts (an upload's by its `body_size`) and its
+/// retry rule. Only [`Link::send`] calls it.
 fn per_request(
     config: &S3Config,
     body_size: u64,
-    deadline: Duration,
+    policy: RequestPolicy,
 ) -> aws_sdk_s3::config::Builder {
+    let deadline = policy.until.saturating_duration_since(policy.started);
+    // Until the store answers, retry often: a backoff of 10 s would overshoot
+    // UNANSWERED_DEADLINE, and a network coming up is noticed sooner.
+    let max_backoff = if policy.link.answered() {
+        MAX_BACKOFF
+    } else {
+        UNANSWERED_MAX_BACKOFF
+    };
     aws_sdk_s3::Config::builder()
         .timeout_config(timeouts(config, body_size, deadline))
-        .retry_classifier(RetryDeadline {
-            until: Instant::now() + deadline,
-        })
+        .retry_config(retry_config(max_backoff))
+        .retry_classifier(policy)
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -421,12 +741,7 @@ impl S3Store {
             // Retries are bounded by the deadline (the operation timeout), not by the
             // SDK's retry quota, which is shared by every client of the process and
             // would let a burst of faults fail a publish early.
-            .retry_config(
-                aws_smithy_types::retry::RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(INITIAL_BACKOFF)
-                    .with_max_backoff(MAX_BACKOFF),
-            )
+            .retry_config(retry_config(MAX_BACKOFF))
             .retry_partition(
                 RetryPartition::custom("cargo-speedy")
                     .token_bucket(TokenBucket::unlimited())
@@ -434,28 +749,42 @@ impl S3Store {
             )
             .timeout_config(timeouts(&config, 0, config.retry_deadline))
             .build();
+        let store = describe(&config);
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(sdk_config),
             runtime,
-            config,
-            conditional_writes: std::sync::OnceLock::new(),
-            bucket_seen: std::sync::OnceLock::new(),
+            link: Arc::new(Link {
+                config,
+                store,
+                answered: AtomicBool::new(false),
+                first_request: OnceLock::new(),
+                notice: RwLock::new(None),
+            }),
+            conditional_writes: OnceLock::new(),
+            bucket_seen: OnceLock::new(),
         })
     }
 
+    /// Where [`RetryNotice`]s go (the CLI prints them); without it, retries are silent.
+    pub fn set_retry_notice(&self, notice: RetryNoticeFn) {
+        if let Ok(mut slot) = self.link.notice.write() {
+            *slot = Some(notice);
+        }
+    }
+
     pub fn config(&self) -> &S3Config {
-        &self.config
+        &self.link.config
     }
 
     fn object_key(&self, key: &str) -> String {
-        match &self.config.prefix {
+        match &self.config().prefix {
             Some(prefix) => format!("{prefix}/{key}"),
             None => key.to_owned(),
         }
     }
 
     fn acl(&self, options: &PutOptions) -> ObjectCannedAcl {
-        if options.public && self.config.public_read {
+        if options.public && self.config().public_read {
             ObjectCannedAcl::PublicRead
         } else {
             ObjectCannedAcl::Private
@@ -464,76 +793,49 @@ impl S3Store {
 
     fn cache_control(&self, options: &PutOptions) -> String {
         match options.caching {
-            Caching::Immutable => self.config.cache_immutable.clone(),
-            Caching::Short => self.config.cache_short.clone(),
+            Caching::Immutable => self.config().cache_immutable.clone(),
+            Caching::Short => self.config().cache_short.clone(),
         }
     }
 
-    /// Which conditional writes the store honours: what this store found before, or
-    /// the probe recorded in the bucket within the last week, or else a new probe
-    /// (`probe_conditional_writes_afresh`).
-    pub fn probe_conditional_writes(&self) -> Result<ConditionalWrites, StoreError> {
-        if let Some(known) = self.conditional_writes.get() {
-            return Ok(*known);
-        }
-        // A store that cannot be read cannot be probed either: its error is the
-        // answer. A record that does not parse, or is stale, is no answer: probe again.
-        let recorded = self
-            .get(PROBE_RECORD_KEY)?
-            .and_then(|bytes| serde_json::from_slice::<ProbeRecord>(&bytes).ok())
-            .filter(|record| {
-                let now = unix_now();
-                record.probed_at <= now && now - record.probed_at < PROBE_RECORD_TTL_SECONDS
-            });
-        if let Some(record) = recorded {
-            return Ok(*self.conditional_writes.get_or_init(|| record.found));
-        }
-        let probed = self.probe_conditional_writes_afresh()?;
-        let record = ProbeRecord {
-            found: probed,
-            probed_at: unix_now(),
-        };
-        if let Ok(bytes) = serde_json::to_vec(&record) {
-            // Only saves the next publish its probe: a failure costs nothing more.
-            let _ = self.put(
-                PROBE_RECORD_KEY,
-                Body::Bytes(&bytes),
-                &PutOptions {
-                    content_type: "application/json",
-                    caching: Caching::Short,
-                    public: false,
-                },
-            );
-        }
-        Ok(probed)
+    /// The deadline of a request that is not a GET with its own body retries.
+    fn deadline(&self) -> Duration {
+        self.config().retry_deadline
     }
 
-    /// Probes which conditional writes the store honours, leaving nothing behind
-    /// (`doctor`): create a probe object, create it again (refused if If-None-Match
-    /// works), then replace it naming a wrong version (refused if If-Match works).
-    /// The result is kept for the store's lifetime.
+    /// Probes which conditional writes the store honours, leaving nothing behind:
+    /// create a probe object, create it again (refused if If-None-Match works), then
+    /// replace it naming a wrong version (refused if If-Match works). The result is
+    /// kept for the store's lifetime. Whether to trust an earlier probe instead is the
+    /// caller's decision ([`Store::assume_conditional_writes`]).
     pub fn probe_conditional_writes_afresh(&self) -> Result<ConditionalWrites, StoreError> {
-        let key = self.object_key(&format!(".speedy/probe-{:016x}", rand::random::<u64>()));
+        let relative = format!(".speedy/probe-{:016x}", rand::random::<u64>());
+        let key = self.object_key(&relative);
+        let key = &key;
         let put = |if_none_match: Option<&'static str>, if_match: Option<&'static str>| {
-            self.client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(&key)
-                .set_if_none_match(if_none_match.map(str::to_owned))
-                .set_if_match(if_match.map(str::to_owned))
-                .acl(ObjectCannedAcl::Private)
-                .body(ByteStream::from_static(b"probe"))
-                .customize()
-                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                .send()
+            self.link.send(
+                "PUT",
+                "probing conditional writes",
+                0,
+                self.deadline(),
+                move |retry| {
+                    self.client
+                        .put_object()
+                        .bucket(&self.config().bucket)
+                        .key(key)
+                        .set_if_none_match(if_none_match.map(str::to_owned))
+                        .set_if_match(if_match.map(str::to_owned))
+                        .acl(ObjectCannedAcl::Private)
+                        .body(ByteStream::from_static(b"probe"))
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                },
+            )
         };
-        let refused = |e: &SdkError<_, _>| {
-            status_of(e) == Some(412) || ProvideErrorMetadata::code(e) == Some("PreconditionFailed")
-        };
-        let store = self.describe();
-        let failure = |e: &SdkError<_, _>| {
-            describe_failure(&store, &self.config, "probing conditional writes", e)
-        };
+        let refused =
+            |e: &Failed<_>| e.status() == Some(412) || e.code() == Some("PreconditionFailed");
+        let unsupported = |e: &Failed<_>| matches!(e.status(), Some(400 | 501));
         let probed = self.runtime.block_on(async {
             // A 412 here means the create happened and its answer was lost: the SDK's
             // retry found the object, which only a store that honours If-None-Match
@@ -541,33 +843,113 @@ impl S3Store {
             let first_refused = match put(Some("*"), None).await {
                 Ok(_) => false,
                 Err(e) if refused(&e) => true,
-                Err(e) => return Err(failure(&e)),
+                Err(e) => return Err(StoreError::from(e)),
             };
             let create = first_refused
                 || match put(Some("*"), None).await {
                     Ok(_) => false,
                     Err(e) if refused(&e) => true,
-                    Err(e) if matches!(status_of(&e), Some(400 | 501)) => false,
-                    Err(e) => return Err(failure(&e)),
+                    Err(e) if unsupported(&e) => false,
+                    Err(e) => return Err(e.into()),
                 };
             let replace = match put(None, Some("\"00000000000000000000000000000000\"")).await {
                 Ok(_) => false,
                 Err(e) if refused(&e) => true,
-                Err(e) if matches!(status_of(&e), Some(400 | 501)) => false,
-                Err(e) => return Err(failure(&e)),
+                Err(e) if unsupported(&e) => false,
+                Err(e) => return Err(e.into()),
             };
             Ok(ConditionalWrites { create, replace })
         });
-        let _ = self.runtime.block_on(
-            self.client
-                .delete_object()
-                .bucket(&self.config.bucket)
-                .key(&key)
-                .send(),
-        );
+        // Best effort: a probe object left behind is private and tiny.
+        let _ = self.delete(&relative);
         let probed = probed?;
         let _ = self.conditional_writes.set(probed);
         Ok(probed)
+    }
+
+    /// Lists at most one object of the bucket: whether the credentials and the bucket
+    /// work at all (`doctor`).
+    pub fn check_access(&self) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            self.link
+                .send("LIST", "listing the bucket", 0, self.deadline(), |retry| {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.config().bucket)
+                        .max_keys(1)
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Writes a small private object with a CRC32 checksum header, as
+    /// `checksums = "when-supported"` would, and deletes it: whether the store accepts
+    /// such headers (several S3-compatible stores reject them).
+    pub fn probe_checksum_headers(&self) -> Result<ChecksumHeaders, StoreError> {
+        let relative = format!("speedy-doctor-{:016x}-checksum", rand::random::<u64>());
+        let key = self.object_key(&relative);
+        let written =
+            self.runtime.block_on(
+                self.link
+                    .send("PUT", &relative, 0, self.deadline(), |retry| {
+                        self.client
+                            .put_object()
+                            .bucket(&self.config().bucket)
+                            .key(&key)
+                            .acl(ObjectCannedAcl::Private)
+                            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                            .body(ByteStream::from_static(b"checksum probe"))
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    }),
+            );
+        let found = match written {
+            Ok(_) => ChecksumHeaders::Accepted,
+            Err(e) => match e.status() {
+                Some(status) => ChecksumHeaders::Rejected {
+                    code: e
+                        .code()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("HTTP {status}")),
+                },
+                None => return Err(e.into()),
+            },
+        };
+        let _ = self.delete(&relative);
+        Ok(found)
+    }
+
+    /// Writes `body` at `key` with the `public-read` or the private ACL, whatever the
+    /// store's `public_read` setting (`doctor` checks both ACLs as servers see them).
+    pub fn put_with_acl(&self, key: &str, body: &[u8], public: bool) -> Result<(), StoreError> {
+        check_key(key).map_err(StoreError::InvalidKey)?;
+        let object_key = self.object_key(key);
+        self.runtime.block_on(async {
+            self.link
+                .send("PUT", key, body.len() as u64, self.deadline(), |retry| {
+                    self.client
+                        .put_object()
+                        .bucket(&self.config().bucket)
+                        .key(&object_key)
+                        .acl(if public {
+                            ObjectCannedAcl::PublicRead
+                        } else {
+                            ObjectCannedAcl::Private
+                        })
+                        .content_type("text/plain")
+                        .body(ByteStream::from(body.to_vec()))
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await?;
+            Ok(())
+        })
     }
 
     async fn put_multipart(
@@ -577,39 +959,50 @@ impl S3Store {
         size: u64,
         options: &PutOptions,
     ) -> Result<(), StoreError> {
-        let store = self.describe();
         let object_key = self.object_key(key);
+        let bucket = &self.config().bucket;
         let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.config.bucket)
-            .key(&object_key)
-            .acl(self.acl(options))
-            .content_type(options.content_type)
-            .cache_control(self.cache_control(options))
-            .customize()
-            .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-            .send()
-            .await
-            .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            .link
+            .send("PUT (multipart create)", key, 0, self.deadline(), |retry| {
+                self.client
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(&object_key)
+                    .acl(self.acl(options))
+                    .content_type(options.content_type)
+                    .cache_control(self.cache_control(options))
+                    .customize()
+                    .config_override(retry)
+                    .send()
+            })
+            .await?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let result = self.upload_parts(&object_key, &upload_id, path, size).await;
         match result {
             Ok(parts) => {
                 let completed = self
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&self.config.bucket)
-                    .key(&object_key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
+                    .link
+                    .send(
+                        "POST (multipart complete)",
+                        key,
+                        0,
+                        self.deadline(),
+                        |retry| {
+                            self.client
+                                .complete_multipart_upload()
+                                .bucket(bucket)
+                                .key(&object_key)
+                                .upload_id(&upload_id)
+                                .multipart_upload(
+                                    CompletedMultipartUpload::builder()
+                                        .set_parts(Some(parts))
+                                        .build(),
+                                )
+                                .customize()
+                                .config_override(retry)
+                                .send()
+                        },
                     )
-                    .customize()
-                    .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                    .send()
                     .await;
                 match completed {
                     Ok(_) => Ok(()),
@@ -617,31 +1010,46 @@ impl S3Store {
                     // the object is there with all its bytes.
                     Err(e) if e.code() == Some("NoSuchUpload") => {
                         let head = self
-                            .client
-                            .head_object()
-                            .bucket(&self.config.bucket)
-                            .key(&object_key)
-                            .send()
-                            .await
-                            .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+                            .link
+                            .send("HEAD", key, 0, self.deadline(), |retry| {
+                                self.client
+                                    .head_object()
+                                    .bucket(bucket)
+                                    .key(&object_key)
+                                    .customize()
+                                    .config_override(retry)
+                                    .send()
+                            })
+                            .await?;
                         if head.content_length().and_then(|l| u64::try_from(l).ok()) == Some(size) {
                             Ok(())
                         } else {
-                            Err(describe_failure(&store, &self.config, key, &e))
+                            Err(e.into())
                         }
                     }
-                    Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+                    Err(e) => Err(e.into()),
                 }
             }
             Err(error) => {
                 // Abandoned parts are billed until aborted.
                 let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.config.bucket)
-                    .key(&object_key)
-                    .upload_id(&upload_id)
-                    .send()
+                    .link
+                    .send(
+                        "DELETE (multipart abort)",
+                        key,
+                        0,
+                        self.deadline(),
+                        |retry| {
+                            self.client
+                                .abort_multipart_upload()
+                                .bucket(bucket)
+                                .key(&object_key)
+                                .upload_id(&upload_id)
+                                .customize()
+                                .config_override(retry)
+                                .send()
+                        },
+                    )
                     .await;
                 Err(error)
             }
@@ -655,9 +1063,11 @@ impl S3Store {
         path: &std::path::Path,
         size: u64,
     ) -> Result<Vec<CompletedPart>, StoreError> {
-        let part_size = self.config.part_size.max(5 * 1024 * 1024);
+        let part_size = self.config().part_size.max(5 * 1024 * 1024);
         let count = size.div_ceil(part_size);
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.config.parallelism.max(1)));
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config().parallelism.max(1),
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         for index in 0..count {
             let permit = limit
@@ -669,12 +1079,10 @@ impl S3Store {
                     message: e.to_string(),
                 })?;
             let client = self.client.clone();
-            let bucket = self.config.bucket.clone();
+            let link = self.link.clone();
             let key = object_key.to_owned();
             let upload_id = upload_id.to_owned();
             let path = path.to_owned();
-            let store = self.describe();
-            let config = self.config.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let offset = index * part_size;
@@ -690,18 +1098,22 @@ impl S3Store {
                         source: std::io::Error::other(e),
                     })?;
                 let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
-                let uploaded = client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(&key)
-                    .upload_id(upload_id)
-                    .part_number(part_number)
-                    .body(body)
-                    .customize()
-                    .config_override(per_request(&config, length, config.retry_deadline))
-                    .send()
-                    .await
-                    .map_err(|e| describe_failure(&store, &config, &key, &e))?;
+                let what = format!("{key} (part {part_number})");
+                let deadline = link.config.retry_deadline;
+                let uploaded = link
+                    .send("PUT", &what, length, deadline, |retry| {
+                        client
+                            .upload_part()
+                            .bucket(&link.config.bucket)
+                            .key(&key)
+                            .upload_id(upload_id)
+                            .part_number(part_number)
+                            .body(body)
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    })
+                    .await?;
                 Ok::<_, StoreError>(
                     CompletedPart::builder()
                         .part_number(part_number)
@@ -723,6 +1135,27 @@ impl S3Store {
     }
 }
 
+/// Whether the store accepts the checksum headers recent SDKs add
+/// ([`S3Store::probe_checksum_headers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChecksumHeaders {
+    Accepted,
+    /// Refused, with the store's error code (or `HTTP <status>`).
+    Rejected {
+        code: String,
+    },
+}
+
+/// `s3://bucket/prefix (endpoint)`: where the store is, never credentials.
+fn describe(config: &S3Config) -> String {
+    let prefix = config
+        .prefix
+        .as_deref()
+        .map(|p| format!("/{p}"))
+        .unwrap_or_default();
+    format!("s3://{}{prefix} ({})", config.bucket, config.endpoint)
+}
+
 /// The precondition of a conditional PUT.
 #[derive(Debug, Clone, Copy)]
 enum Condition<'a> {
@@ -733,9 +1166,10 @@ enum Condition<'a> {
 }
 
 impl S3Store {
-    /// One conditional PUT, after checking that the store honours the condition. The
-    /// outer error is ours (bad key, unsupported); the inner result is the request's,
-    /// for the caller to tell "precondition failed" from a failure.
+    /// One conditional PUT, after checking that the store honours the condition (from
+    /// what the caller told the store, or else a probe). The outer error is ours (bad
+    /// key, unsupported); the inner result is the request's, for the caller to tell
+    /// "precondition failed" from a failure.
     #[allow(clippy::type_complexity)]
     fn conditional_put(
         &self,
@@ -746,15 +1180,15 @@ impl S3Store {
     ) -> Result<
         Result<
             aws_sdk_s3::operation::put_object::PutObjectOutput,
-            SdkError<
-                aws_sdk_s3::operation::put_object::PutObjectError,
-                aws_sdk_s3::config::http::HttpResponse,
-            >,
+            Failed<aws_sdk_s3::operation::put_object::PutObjectError>,
         >,
         StoreError,
     > {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let support = self.probe_conditional_writes()?;
+        let support = match self.conditional_writes.get() {
+            Some(known) => *known,
+            None => self.probe_conditional_writes_afresh()?,
+        };
         let supported = match condition {
             Condition::IfAbsent => support.create,
             Condition::IfMatch(_) => support.replace,
@@ -768,47 +1202,49 @@ impl S3Store {
             Condition::IfAbsent => (Some("*".to_owned()), None),
             Condition::IfMatch(version) => (None, Some(version.to_owned())),
         };
-        Ok(self.runtime.block_on(
-            self.client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .set_if_none_match(if_none_match)
-                .set_if_match(if_match)
-                .acl(self.acl(options))
-                .content_type(options.content_type)
-                .cache_control(self.cache_control(options))
-                .body(ByteStream::from(body.to_vec()))
-                .customize()
-                .config_override(per_request(
-                    &self.config,
-                    body.len() as u64,
-                    self.config.retry_deadline,
-                ))
-                .send(),
-        ))
+        let object_key = self.object_key(key);
+        Ok(self.runtime.block_on(self.link.send(
+            "PUT",
+            key,
+            body.len() as u64,
+            self.deadline(),
+            |retry| {
+                self.client
+                    .put_object()
+                    .bucket(&self.config().bucket)
+                    .key(&object_key)
+                    .set_if_none_match(if_none_match)
+                    .set_if_match(if_match)
+                    .acl(self.acl(options))
+                    .content_type(options.content_type)
+                    .cache_control(self.cache_control(options))
+                    .body(ByteStream::from(body.to_vec()))
+                    .customize()
+                    .config_override(retry)
+                    .send()
+            },
+        )))
     }
 }
 
 impl Store for S3Store {
     fn describe(&self) -> String {
-        let prefix = self
-            .config
-            .prefix
-            .as_deref()
-            .map(|p| format!("/{p}"))
-            .unwrap_or_default();
-        format!(
-            "s3://{}{prefix} ({})",
-            self.config.bucket, self.config.endpoint
-        )
+        self.link.store.clone()
+    }
+
+    fn probe_conditional_writes(&self) -> Result<Option<ConditionalWrites>, StoreError> {
+        self.probe_conditional_writes_afresh().map(Some)
+    }
+
+    fn assume_conditional_writes(&self, found: ConditionalWrites) {
+        let _ = self.conditional_writes.set(found);
     }
 
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let store = self.describe();
         let started = Instant::now();
-        let deadline = self.config.retry_deadline;
+        let deadline = self.deadline();
+        let object_key = self.object_key(key);
         self.runtime.block_on(async {
             let mut attempt = 0u32;
             loop {
@@ -817,31 +1253,34 @@ impl Store for S3Store {
                 // the body is read here, and a body cut off is retried as a whole.
                 let remaining = deadline.saturating_sub(started.elapsed());
                 let output = match self
-                    .client
-                    .get_object()
-                    .bucket(&self.config.bucket)
-                    .key(self.object_key(key))
-                    .customize()
-                    .config_override(per_request(&self.config, 0, remaining))
-                    .send()
+                    .link
+                    .send("GET", key, 0, remaining, |retry| {
+                        self.client
+                            .get_object()
+                            .bucket(&self.config().bucket)
+                            .key(&object_key)
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    })
                     .await
                 {
                     Ok(output) => {
                         let _ = self.bucket_seen.set(());
                         output
                     }
-                    Err(e) if status_of(&e) == Some(404) && e.code() != Some("NoSuchBucket") => {
+                    Err(e) if e.status() == Some(404) && e.code() != Some("NoSuchBucket") => {
                         if e.code() == Some("NoSuchKey") {
                             let _ = self.bucket_seen.set(());
                         }
                         return Ok(None);
                     }
-                    Err(e) => return Err(describe_failure(&store, &self.config, key, &e)),
+                    Err(e) => return Err(e.into()),
                 };
                 let version = output.e_tag().unwrap_or_default().to_owned();
                 let size = output.content_length().unwrap_or(0).max(0) as u64;
                 let read = tokio::time::timeout(
-                    attempt_timeout(&self.config, size),
+                    attempt_timeout(self.config(), size),
                     output.body.collect(),
                 )
                 .await;
@@ -855,18 +1294,27 @@ impl Store for S3Store {
                     Ok(Err(e)) => format!("the connection failed while reading the body: {e}"),
                     Err(_) => format!(
                         "no data for {} s while reading the body",
-                        attempt_timeout(&self.config, size).as_secs()
+                        attempt_timeout(self.config(), size).as_secs()
                     ),
                 };
                 let pause = backoff(attempt);
                 if started.elapsed() + pause >= deadline {
                     return Err(StoreError::Backend {
-                        store: store.clone(),
+                        store: self.describe(),
                         message: format!(
                             "{key}: {why} (gave up after {attempt} attempt(s) in {} s; retry-deadline is {} s)",
                             started.elapsed().as_secs(),
                             deadline.as_secs()
                         ),
+                    });
+                }
+                if started.elapsed() >= NOTICE_AFTER {
+                    self.link.notify(&RetryNotice {
+                        request: format!("GET {key}"),
+                        failure: why,
+                        attempt,
+                        time_left: deadline.saturating_sub(started.elapsed()),
+                        never_answered: false,
                     });
                 }
                 tokio::time::sleep(pause).await;
@@ -881,35 +1329,38 @@ impl Store for S3Store {
         version: &str,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
-        let store = self.describe();
         match self.conditional_put(key, body, options, Condition::IfMatch(version))? {
             Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
             // Changed since it was read (412), gone (404), or another conditional write
             // to the same key in flight (409).
             Err(e)
-                if matches!(status_of(&e), Some(404 | 409 | 412))
+                if matches!(e.status(), Some(404 | 409 | 412))
                     || e.code() == Some("PreconditionFailed") =>
             {
                 Ok(None)
             }
-            Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let store = self.describe();
+        let object_key = self.object_key(key);
+        let bucket = &self.config().bucket;
         self.runtime.block_on(async {
-            match self
-                .client
-                .head_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .customize()
-                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                .send()
-                .await
-            {
+            let headed = self
+                .link
+                .send("HEAD", key, 0, self.deadline(), |retry| {
+                    self.client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(&object_key)
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await;
+            match headed {
                 Ok(output) => Ok(Some(ObjectMeta {
                     key: key.to_owned(),
                     size: output
@@ -920,58 +1371,55 @@ impl Store for S3Store {
                         .last_modified()
                         .and_then(|t| u64::try_from(t.secs()).ok()),
                 })),
-                Err(e) if status_of(&e) == Some(404) => {
+                Err(e) if e.status() == Some(404) => {
                     // HEAD has no body to tell a missing key from a missing bucket: the
                     // bucket is asked once per store, not after every 404, which would
                     // double the cost of checking each new pool file
                     // (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
                     if self.bucket_seen.get().is_none() {
-                        self.client
-                            .head_bucket()
-                            .bucket(&self.config.bucket)
-                            .customize()
-                            .config_override(per_request(
-                                &self.config,
-                                0,
-                                self.config.retry_deadline,
-                            ))
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                describe_failure(
-                                    &store,
-                                    &self.config,
-                                    &format!("{key} was not found; checking the bucket"),
-                                    &e,
-                                )
-                            })?;
+                        let what = format!("{key} was not found; checking the bucket");
+                        self.link
+                            .send("HEAD", &what, 0, self.deadline(), |retry| {
+                                self.client
+                                    .head_bucket()
+                                    .bucket(bucket)
+                                    .customize()
+                                    .config_override(retry)
+                                    .send()
+                            })
+                            .await?;
                         let _ = self.bucket_seen.set(());
                     }
                     Ok(None)
                 }
-                Err(e) if e.code().is_none() && matches!(status_of(&e), Some(400 | 401 | 403)) => {
+                Err(e) if e.code().is_none() && matches!(e.status(), Some(400 | 401 | 403)) => {
                     // A HEAD answer has no body, so no error code to explain it; a
                     // listing of the bucket fails the same way and says why.
-                    match self
-                        .client
-                        .list_objects_v2()
-                        .bucket(&self.config.bucket)
-                        .max_keys(1)
-                        .send()
-                        .await
-                    {
-                        Err(listing) => Err(describe_failure(&store, &self.config, key, &listing)),
-                        Ok(_) => Err(describe_failure(&store, &self.config, key, &e)),
+                    let listed = self
+                        .link
+                        .send("LIST", key, 0, self.deadline(), |retry| {
+                            self.client
+                                .list_objects_v2()
+                                .bucket(bucket)
+                                .max_keys(1)
+                                .customize()
+                                .config_override(retry)
+                                .send()
+                        })
+                        .await;
+                    match listed {
+                        Err(listing) => Err(listing.into()),
+                        Ok(_) => Err(e.into()),
                     }
                 }
-                Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+                Err(e) => Err(e.into()),
             }
         })
     }
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let store = self.describe();
+        let object_key = self.object_key(key);
         self.runtime.block_on(async {
             let (stream, size) = match body {
                 Body::Bytes(bytes) => (ByteStream::from(bytes.to_vec()), bytes.len() as u64),
@@ -982,7 +1430,7 @@ impl Store for S3Store {
                             source,
                         })?
                         .len();
-                    if size > self.config.multipart_threshold {
+                    if size > self.config().multipart_threshold {
                         return self.put_multipart(key, path, size, options).await;
                     }
                     let stream =
@@ -995,19 +1443,21 @@ impl Store for S3Store {
                     (stream, size)
                 }
             };
-            self.client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .acl(self.acl(options))
-                .content_type(options.content_type)
-                .cache_control(self.cache_control(options))
-                .body(stream)
-                .customize()
-                .config_override(per_request(&self.config, size, self.config.retry_deadline))
-                .send()
-                .await
-                .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            self.link
+                .send("PUT", key, size, self.deadline(), |retry| {
+                    self.client
+                        .put_object()
+                        .bucket(&self.config().bucket)
+                        .key(&object_key)
+                        .acl(self.acl(options))
+                        .content_type(options.content_type)
+                        .cache_control(self.cache_control(options))
+                        .body(stream)
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await?;
             let _ = self.bucket_seen.set(());
             Ok(())
         })
@@ -1019,7 +1469,6 @@ impl Store for S3Store {
         body: &[u8],
         options: &PutOptions,
     ) -> Result<bool, StoreError> {
-        let store = self.describe();
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
             Ok(_) => {
                 let _ = self.bucket_seen.set(());
@@ -1027,20 +1476,19 @@ impl Store for S3Store {
             }
             // Exists (412), or another conditional write to the same key in flight (409).
             Err(e)
-                if matches!(status_of(&e), Some(409 | 412))
+                if matches!(e.status(), Some(409 | 412))
                     || e.code() == Some("PreconditionFailed") =>
             {
                 Ok(false)
             }
-            Err(e) => Err(describe_failure(&store, &self.config, key, &e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
-        let store = self.describe();
         let full_prefix = self.object_key(prefix);
         let strip = self
-            .config
+            .config()
             .prefix
             .as_ref()
             .map(|p| p.len() + 1)
@@ -1050,16 +1498,18 @@ impl Store for S3Store {
             let mut continuation: Option<String> = None;
             loop {
                 let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.config.bucket)
-                    .prefix(&full_prefix)
-                    .set_continuation_token(continuation.take())
-                    .customize()
-                    .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                    .send()
-                    .await
-                    .map_err(|e| describe_failure(&store, &self.config, "listing", &e))?;
+                    .link
+                    .send("LIST", "listing", 0, self.deadline(), |retry| {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(&self.config().bucket)
+                            .prefix(&full_prefix)
+                            .set_continuation_token(continuation.take())
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    })
+                    .await?;
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
                     let Some(relative) = key.get(strip..) else {
@@ -1091,211 +1541,211 @@ impl Store for S3Store {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let store = self.describe();
+        let object_key = self.object_key(key);
         self.runtime.block_on(async {
-            self.client
-                .delete_object()
-                .bucket(&self.config.bucket)
-                .key(self.object_key(key))
-                .customize()
-                .config_override(per_request(&self.config, 0, self.config.retry_deadline))
-                .send()
-                .await
-                .map_err(|e| describe_failure(&store, &self.config, key, &e))?;
+            self.link
+                .send("DELETE", key, 0, self.deadline(), |retry| {
+                    self.client
+                        .delete_object()
+                        .bucket(&self.config().bucket)
+                        .key(&object_key)
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await?;
             Ok(())
         })
     }
 }
 
-/// The outcome of one `cargo speedy doctor` check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Pass,
-    /// Works, but not as well as it could; publishing still works.
-    Warn,
-    Fail,
-    Skip,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DoctorCheck {
-    pub check: &'static str,
-    pub status: CheckStatus,
-    pub detail: String,
-}
+    type Error = SdkError<GetObjectError, HttpResponse>;
 
-/// An anonymous GET, as apt on a server does it: (status, body).
-fn anonymous_get(url: &str) -> Result<(u16, Vec<u8>), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(15)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .body_mut()
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
-}
+    fn dispatch(error: ConnectorError) -> Error {
+        SdkError::dispatch_failure(error)
+    }
 
-impl S3Store {
-    /// Probes the bucket the way publishing will use it; changes nothing but short-lived
-    /// probe objects, which it deletes.
-    pub fn doctor(&self, public_url: &str) -> Vec<DoctorCheck> {
-        let mut checks = Vec::new();
-        let store = self.describe();
-        let listed = self.runtime.block_on(
-            self.client
-                .list_objects_v2()
-                .bucket(&self.config.bucket)
-                .max_keys(1)
-                .send(),
-        );
-        match listed {
-            Ok(_) => checks.push(DoctorCheck {
-                check: "credentials and bucket",
-                status: CheckStatus::Pass,
-                detail: format!("listed {store}"),
-            }),
-            Err(e) => {
-                let detail =
-                    describe_failure(&store, &self.config, "listing the bucket", &e).to_string();
-                checks.push(DoctorCheck {
-                    check: "credentials and bucket",
-                    status: CheckStatus::Fail,
-                    detail,
-                });
-                for check in [
-                    "conditional writes",
-                    "checksum headers",
-                    "anonymous public read",
-                    "private objects",
-                ] {
-                    checks.push(DoctorCheck {
-                        check,
-                        status: CheckStatus::Skip,
-                        detail: "needs the bucket".into(),
-                    });
-                }
-                return checks;
-            }
+    fn answered(status: u16, code: Option<&str>) -> Error {
+        let mut meta = ErrorMetadata::builder().message("the store says why");
+        if let Some(code) = code {
+            meta = meta.code(code);
         }
-        checks.push(match self.probe_conditional_writes_afresh() {
-            Ok(ConditionalWrites { create: true, replace: true }) => DoctorCheck {
-                check: "conditional writes",
-                status: CheckStatus::Pass,
-                detail: "If-None-Match and If-Match honoured: publishes take a lock, and a lock whose lease expired is taken over safely".into(),
-            },
-            Ok(ConditionalWrites { create: true, replace: false }) => DoctorCheck {
-                check: "conditional writes",
-                status: CheckStatus::Warn,
-                detail: "If-None-Match honoured, If-Match not: publishes take a lock, but a lock left by a dead publisher on another host needs --break-lock".into(),
-            },
-            Ok(_) => DoctorCheck {
-                check: "conditional writes",
-                status: CheckStatus::Warn,
-                detail: "not honoured: publishes run without a lock, re-reading InRelease before and after the switch".into(),
-            },
-            Err(e) => DoctorCheck { check: "conditional writes", status: CheckStatus::Fail, detail: e.to_string() },
-        });
+        SdkError::service_error(
+            GetObjectError::generic(meta.build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
 
-        let probe = |suffix: &str| {
-            self.object_key(&format!(
-                "speedy-doctor-{:016x}-{suffix}",
-                rand::random::<u64>()
-            ))
-        };
-        let checksum_key = probe("checksum");
-        let with_checksum = self.runtime.block_on(
-            self.client
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(&checksum_key)
-                .acl(ObjectCannedAcl::Private)
-                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
-                .body(ByteStream::from_static(b"checksum probe"))
-                .send(),
+    fn io(kind: std::io::ErrorKind) -> Box<dyn StdError + Send + Sync> {
+        Box::new(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn failures_are_classified_by_type_and_code() {
+        assert_eq!(
+            classify(&dispatch(ConnectorError::io(io(
+                std::io::ErrorKind::ConnectionRefused
+            )))),
+            Failure::Connect {
+                reason: "connection refused".into()
+            }
         );
-        checks.push(match with_checksum {
-            Ok(_) => DoctorCheck {
-                check: "checksum headers",
-                status: CheckStatus::Pass,
-                detail: "accepted (checksums = \"when-supported\" would work)".into(),
-            },
-            Err(e) => DoctorCheck {
-                check: "checksum headers",
-                status: CheckStatus::Warn,
-                detail: format!(
-                    "rejected ({}): keep checksums = \"when-required\"",
-                    e.code().unwrap_or("error")
-                ),
-            },
-        });
+        assert!(matches!(
+            classify(&dispatch(ConnectorError::io(io(
+                std::io::ErrorKind::ConnectionReset
+            )))),
+            Failure::Connection { .. }
+        ));
+        assert!(matches!(
+            classify(&dispatch(ConnectorError::timeout(io(
+                std::io::ErrorKind::TimedOut
+            )))),
+            Failure::Timeout { .. }
+        ));
+        assert!(matches!(
+            classify(&Error::timeout_error(io(std::io::ErrorKind::TimedOut))),
+            Failure::Timeout { .. }
+        ));
+        assert_eq!(
+            classify(&Error::response_error(
+                io(std::io::ErrorKind::UnexpectedEof),
+                HttpResponse::new(200.try_into().unwrap(), SdkBody::empty())
+            )),
+            Failure::CutOff
+        );
+        assert_eq!(
+            classify(&answered(412, Some("PreconditionFailed"))),
+            Failure::Status {
+                status: 412,
+                code: Some("PreconditionFailed".into()),
+                message: Some("the store says why".into())
+            }
+        );
+        assert!(matches!(
+            classify(&answered(500, None)),
+            Failure::Status {
+                status: 500,
+                code: None,
+                ..
+            }
+        ));
+    }
 
-        let public_key = probe("public.txt");
-        let private_key = probe("private.txt");
-        let put = |key: &str, acl: ObjectCannedAcl, what: &str| {
-            self.runtime
-                .block_on(
-                    self.client
-                        .put_object()
-                        .bucket(&self.config.bucket)
-                        .key(key)
-                        .acl(acl)
-                        .content_type("text/plain")
-                        .body(ByteStream::from_static(b"speedy doctor probe"))
-                        .send(),
-                )
-                .map(|_| ())
-                .map_err(|e| describe_failure(&store, &self.config, what, &e).to_string())
-        };
-        let relative = |key: &str| {
-            key.strip_prefix(&format!("{}/", self.config.prefix.as_deref().unwrap_or("")))
-                .unwrap_or(key)
-                .to_owned()
-        };
-        checks.push(match put(&public_key, ObjectCannedAcl::PublicRead, "writing a public-read object") {
-            Err(detail) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail },
-            Ok(_) => {
-                let url = format!("{public_url}{}", relative(&public_key));
-                match anonymous_get(&url) {
-                    Ok((200, body)) if body == b"speedy doctor probe" => DoctorCheck { check: "anonymous public read", status: CheckStatus::Pass, detail: format!("GET {url}: 200") },
-                    Ok((status, _)) => DoctorCheck {
-                        check: "anonymous public read",
-                        status: CheckStatus::Fail,
-                        detail: format!("GET {url}: HTTP {status}; servers could not read the repository (check public-url and the ACL)"),
-                    },
-                    Err(e) => DoctorCheck { check: "anonymous public read", status: CheckStatus::Fail, detail: format!("GET {url}: {e}") },
-                }
-            }
-        });
-        checks.push(match put(&private_key, ObjectCannedAcl::Private, "writing a private object") {
-            Err(detail) => DoctorCheck { check: "private objects", status: CheckStatus::Fail, detail },
-            Ok(_) => {
-                let url = format!("{public_url}{}", relative(&private_key));
-                match anonymous_get(&url) {
-                    Ok((200, _)) => DoctorCheck {
-                        check: "private objects",
-                        status: CheckStatus::Fail,
-                        detail: format!("GET {url}: 200: private objects (the publish lock) are readable by anyone"),
-                    },
-                    Ok((status, _)) => DoctorCheck { check: "private objects", status: CheckStatus::Pass, detail: format!("GET {url}: HTTP {status}") },
-                    Err(e) => DoctorCheck { check: "private objects", status: CheckStatus::Warn, detail: format!("GET {url}: {e}") },
-                }
-            }
-        });
-        for key in [checksum_key, public_key, private_key] {
-            let _ = self.runtime.block_on(
-                self.client
-                    .delete_object()
-                    .bucket(&self.config.bucket)
-                    .key(key)
-                    .send(),
-            );
-        }
-        checks
+    fn message(error: &Error, answered: bool) -> String {
+        let config = S3Config::spaces("bucket", "nyc3");
+        describe_failure(
+            "s3://bucket",
+            &config,
+            "dists/dev/InRelease",
+            error,
+            answered,
+            Duration::from_secs(8),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let refused = dispatch(ConnectorError::io(io(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let never = message(&refused, false);
+        assert!(
+            never.contains("cannot reach https://nyc3.digitaloceanspaces.com: connection refused")
+                && never.contains("--endpoint")
+                && never.contains("network"),
+            "{never}"
+        );
+        let later = message(&refused, true);
+        assert!(later.contains("retry deadline"), "{later}");
+        let reset = message(
+            &dispatch(ConnectorError::io(io(std::io::ErrorKind::ConnectionReset))),
+            false,
+        );
+        assert!(!reset.contains("cannot reach"), "{reset}");
+        assert!(message(&answered(404, Some("NoSuchBucket")), true).contains("does not exist"));
+        assert!(message(&answered(403, Some("SignatureDoesNotMatch")), true)
+            .contains("credentials were refused"));
+        assert!(message(&answered(403, Some("AccessDenied")), true).contains("access denied"));
+        assert!(message(&answered(500, None), true).contains("no error code"));
+    }
+
+    /// Every request of this file goes through [`Link::send`], which applies the
+    /// deadline and words the failure: a `.send()` must take the settings `send` made
+    /// (`config_override(retry)`), and nothing else may build those settings.
+    #[test]
+    fn every_request_goes_through_the_one_path() {
+        let source = include_str!("s3.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let flat: String = code
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
+            .collect();
+        let sends = flat.matches(".send()").count();
+        let through = flat
+            .matches(".customize().config_override(retry).send()")
+            .count();
+        assert!(sends > 10, "{sends}");
+        assert_eq!(
+            sends, through,
+            "a request bypasses Link::send: every `.send()` in src/store/s3.rs must be \
+             `.customize().config_override(retry).send()` inside a `self.link.send(..)` closure"
+        );
+        assert_eq!(
+            flat.matches("per_request(").count(),
+            2,
+            "per_request is defined once and called only by Link::send"
+        );
+        assert_eq!(flat.matches("|retry|").count(), through);
+    }
+
+    /// An endpoint that refuses every connection fails within seconds, not after the
+    /// retry deadline, and says so; the retries in between are reported.
+    #[test]
+    fn a_store_that_never_answers_fails_fast() {
+        let mut config = S3Config::spaces("bucket", "us-east-1");
+        config.endpoint = "http://127.0.0.1:1".into();
+        config.path_style = true;
+        let store = S3Store::new(config, Credentials::new("id", "secret")).unwrap();
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let seen = notices.clone();
+        store.set_retry_notice(Arc::new(move |n: &RetryNotice| {
+            seen.lock().unwrap().push(n.clone())
+        }));
+        let started = Instant::now();
+        let error = store.get("dists/dev/InRelease").unwrap_err().to_string();
+        let first = started.elapsed();
+        assert!(
+            error.contains("cannot reach http://127.0.0.1:1: connection refused"),
+            "{error}"
+        );
+        assert!(
+            first < UNANSWERED_DEADLINE + Duration::from_secs(3),
+            "{first:?}"
+        );
+        assert!(first >= UNANSWERED_DEADLINE, "retried first: {first:?}");
+        // A second request gives up at its first refusal.
+        let again = Instant::now();
+        assert!(store.get(".speedy/lock").is_err());
+        assert!(
+            again.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            again.elapsed()
+        );
+        let notices = notices.lock().unwrap();
+        assert!(!notices.is_empty(), "no retry notice");
+        let notice = &notices[0];
+        assert_eq!(notice.request, "GET dists/dev/InRelease");
+        assert_eq!(notice.failure, "connection refused");
+        assert!(notice.never_answered && notice.attempt > 1, "{notice:?}");
+        assert!(notice.time_left <= UNANSWERED_DEADLINE, "{notice:?}");
     }
 }
