@@ -4,7 +4,9 @@
 //! enumerating every request of a publish. It can also pretend the store has no
 //! conditional writes, to exercise the publish path without a lock.
 
-use cargo_speedy::store::{Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use cargo_speedy::store::{
+    Body, ConditionalWrites, ObjectMeta, PutOptions, Store, StoreError, Versioned,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -147,5 +149,19 @@ impl<S: Store> Store for FaultyStore<S> {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.request(format!("delete {key}"), |s| s.delete(key))
+    }
+
+    /// Passed through uncounted: the wrapped store's own requests are what can fail,
+    /// and a local directory has nothing to probe. Pretending to have no conditional
+    /// writes is answered by `put_if_absent`, as a store that ignores them would.
+    fn probe_conditional_writes(&self) -> Result<Option<ConditionalWrites>, StoreError> {
+        if !self.conditional_writes {
+            return Ok(None);
+        }
+        self.inner.probe_conditional_writes()
+    }
+
+    fn assume_conditional_writes(&self, found: ConditionalWrites) {
+        self.inner.assume_conditional_writes(found)
     }
 }
