@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 /// Something wrong with a .deb file, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DebFileError {
-    #[error("cannot read {}: {source}", origin.display())]
+    #[error("cannot read {}: {cause}", origin.display())]
     Io {
         origin: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error(
@@ -149,7 +148,7 @@ impl DebFile {
     pub fn read(path: &Path) -> Result<Self, DebFileError> {
         let bytes = std::fs::read(path).map_err(|source| DebFileError::Io {
             origin: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::parse(&bytes, path)
     }
@@ -304,7 +303,7 @@ impl ScannedDeb {
     pub fn scan(path: &Path) -> Result<Self, DebFileError> {
         let io = |source: std::io::Error| DebFileError::Io {
             origin: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let total = file.metadata().map_err(io)?.len();
@@ -321,7 +320,7 @@ impl ScannedDeb {
         use sha2::Digest;
         let io = |source: std::io::Error| DebFileError::Io {
             origin: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let mut reader = HashingReader {
             inner: reader,
@@ -392,7 +391,7 @@ impl ScannedDeb {
     pub fn signed_payload(&self) -> Result<impl Read, DebFileError> {
         let file = std::fs::File::open(&self.origin).map_err(|source| DebFileError::Io {
             origin: self.origin.clone(),
-            source,
+            cause: source,
         })?;
         Ok(FileRanges {
             file: std::io::BufReader::with_capacity(256 * 1024, file),
@@ -418,7 +417,7 @@ impl ScannedDeb {
             let origin = origin.to_path_buf();
             move |source: std::io::Error| DebFileError::Io {
                 origin: origin.clone(),
-                source,
+                cause: source,
             }
         };
         let mut source = std::fs::File::open(&self.origin).map_err(io(&self.origin))?;
@@ -725,7 +724,7 @@ fn scan_ar(
     };
     let io = |source: std::io::Error| DebFileError::Io {
         origin: origin.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut magic = [0u8; AR_MAGIC.len()];
     let magic_len = read_up_to(reader, &mut magic).map_err(io)?;

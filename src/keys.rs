@@ -66,15 +66,15 @@ pub enum KeyPurpose {
 pub enum KeyError {
     #[error(transparent)]
     Sign(#[from] SignError),
-    #[error("cannot read the signing key {}: {source}", path.display())]
+    #[error("cannot read the signing key {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "no signing key configured: publishing to {destination} needs one. Create one with \
@@ -333,7 +333,7 @@ fn next_passphrase() -> Option<String> {
 fn load_file(path: &Path, passphrase: Option<String>) -> Result<SigningKey, KeyError> {
     let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(SigningKey::from_bytes(
         &bytes,
@@ -349,7 +349,7 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let write_error = |source| KeyError::Write {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let dir = path
         .parent()
@@ -374,7 +374,7 @@ pub fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let write_error = |source| KeyError::Write {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     std::fs::write(path, bytes).map_err(write_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(write_error)

@@ -182,16 +182,7 @@ impl Reporter {
 
     /// The error that ended the command, with its causes.
     pub fn error(&self, error: &dyn Error) {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            // thiserror's `transparent` repeats the message of the cause.
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(&format!("\n  caused by: {text}"));
-            }
-            source = cause.source();
-        }
+        let message = error_with_causes(error);
         match self.format {
             Format::Json => self.json(&Message::Error { message: &message }),
             Format::Human => {
@@ -204,6 +195,19 @@ impl Reporter {
             }
         }
     }
+}
+
+/// An error's message and, a line each, the causes it does not state itself. A
+/// message that states its cause's text keeps the cause to itself (the field is not
+/// its `source`), so each text is printed once.
+pub fn error_with_causes(error: &dyn Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    message
 }
 
 impl Listener for Reporter {
@@ -531,4 +535,38 @@ fn human_doctor(report: &DoctorReport) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::CommandError;
+    use crate::publish::PublishError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from_raw_os_error(30); // EROFS
+        let text = io().to_string();
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(CommandError::Store(StoreError::Io {
+                store: "/srv/repo".into(),
+                key: ".speedy/lock".into(),
+                cause: io(),
+            })),
+            Box::new(CommandError::Publish(PublishError::Store(StoreError::Io {
+                store: "/srv/repo".into(),
+                key: ".speedy/lock".into(),
+                cause: io(),
+            }))),
+            Box::new(CommandError::Publish(PublishError::ReadDeb {
+                path: "/tmp/a.deb".into(),
+                cause: io(),
+            })),
+        ];
+        for error in errors {
+            let message = error_with_causes(error.as_ref());
+            assert_eq!(message.matches(&text).count(), 1, "{message}");
+        }
+    }
 }

@@ -69,7 +69,7 @@ impl ReadOptions {
         };
         let bytes = std::fs::read(path).map_err(|source| CommandError::ReadFile {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         // During a rotation the published keyring holds both keys.
         Ok(PublicKey::keyring_from_bytes(

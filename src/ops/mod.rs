@@ -71,10 +71,10 @@ pub enum CommandError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Cdn(#[from] crate::cdn::CdnError),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ReadFile {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "role `{role}` does not install postgresql, so its servers need to know where the database is: \
@@ -117,7 +117,7 @@ impl RepoTarget {
             Err(WorkspaceError::NotInWorkspace { .. }) if self.key_file.is_some() => {
                 let here = std::env::current_dir().map_err(|source| CommandError::ReadFile {
                     path: PathBuf::from("."),
-                    source,
+                    cause: source,
                 })?;
                 let config = RepoConfig::resolve(
                     &Default::default(),

@@ -55,10 +55,10 @@ impl Default for BuildOptions {
 pub enum BuildError {
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
-    #[error("{}: {source}", package.display())]
+    #[error("{}: {cause}", package.display())]
     Render {
         package: PathBuf,
-        source: render::RenderError,
+        cause: render::RenderError,
     },
     #[error(transparent)]
     Stage(#[from] stage::StageError),
@@ -72,10 +72,10 @@ pub enum BuildError {
     SourceDateEpoch { value: String },
     #[error("`--profile {0}`: not a valid profile name")]
     Profile(String),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     DebFile(#[from] crate::debfile::DebFileError),
@@ -88,7 +88,7 @@ pub enum BuildError {
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
     move |source| BuildError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -133,7 +133,7 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
     for service in services {
         let render_error = |source| BuildError::Render {
             package: service.manifest_path.clone(),
-            source,
+            cause: source,
         };
         let context = render::RenderContext { timestamp };
         let mut files = render::render_service(&service, &context).map_err(render_error)?;

@@ -75,10 +75,10 @@ pub enum RenderError {
     },
     #[error("template {template}: unterminated placeholder")]
     Unterminated { template: &'static str },
-    #[error("cannot read the override {}: {source}", path.display())]
+    #[error("cannot read the override {}: {cause}", path.display())]
     ReadOverride {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the override {} is not UTF-8 text", path.display())]
     OverrideNotText { path: PathBuf },
@@ -523,7 +523,7 @@ pub fn apply_overrides(
         Err(source) => {
             return Err(RenderError::ReadOverride {
                 path: overrides_dir.to_owned(),
-                source,
+                cause: source,
             })
         }
     };
@@ -544,7 +544,7 @@ pub fn apply_overrides(
         };
         let bytes = std::fs::read(&path).map_err(|source| RenderError::ReadOverride {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         file.contents = String::from_utf8(bytes)
             .map_err(|_| RenderError::OverrideNotText { path: path.clone() })?;

@@ -18,10 +18,10 @@ use toml::{Table, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: `package.metadata.deb.{key}`: {message}", manifest.display())]
     DebMetadata {
@@ -41,7 +41,7 @@ pub enum StageError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     move |source| StageError::Io {
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 

@@ -413,7 +413,7 @@ mod tests {
         StoreError::Io {
             store: "read-only".into(),
             key: key.into(),
-            source: std::io::Error::from_raw_os_error(30), // EROFS
+            cause: std::io::Error::from_raw_os_error(30), // EROFS
         }
     }
 

@@ -28,14 +28,14 @@ use std::path::{Path, PathBuf};
 pub enum PublishError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{}: {source}", path.display())]
-    Deb { path: PathBuf, source: DebFileError },
-    #[error("{}: {source}", path.display())]
-    Control { path: PathBuf, source: IndexError },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
+    Deb { path: PathBuf, cause: DebFileError },
+    #[error("{}: {cause}", path.display())]
+    Control { path: PathBuf, cause: IndexError },
+    #[error("cannot read {}: {cause}", path.display())]
     ReadDeb {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("suite {0}")]
     InvalidSuite(String),
@@ -45,14 +45,14 @@ pub enum PublishError {
         configured: Vec<String>,
     },
     #[error(
-        "{store}: {key} is not signed by the configured key {expected}: {source}. \
+        "{store}: {key} is not signed by the configured key {expected}: {cause}. \
          Refusing to publish into a repository signed by another key; configure the key it was made with"
     )]
     RemoteSignature {
         store: String,
         key: String,
         expected: String,
-        source: Box<VerifyError>,
+        cause: Box<VerifyError>,
     },
     #[error("{store}: {key}: {reason}. Run `cargo speedy verify` and repair or restore the repository before publishing")]
     RemoteCorrupt {
@@ -158,7 +158,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
         // One streaming pass: only the ar headers and the control member are held.
         let deb = ScannedDeb::scan(path).map_err(|source| PublishError::Deb {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         let what = path.display().to_string();
         let entry = PackageEntry::from_control(
@@ -170,7 +170,7 @@ pub fn read_debs(paths: &[PathBuf]) -> Result<Vec<IncomingDeb>, PublishError> {
         )
         .map_err(|source| PublishError::Control {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         incoming.push(IncomingDeb {
             path: Some(path.clone()),

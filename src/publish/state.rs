@@ -160,7 +160,7 @@ fn read_in_release(
             store: store.describe(),
             key: in_release_key.clone(),
             expected: key.fingerprint(),
-            source: Box::new(source),
+            cause: Box::new(source),
         })?;
     let release =
         Release::parse(&signed, &in_release_key).map_err(|e| PublishError::RemoteCorrupt {

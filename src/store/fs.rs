@@ -46,7 +46,11 @@ impl FsStore {
     fn io(&self, key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
         let store = self.describe();
         let key = key.to_owned();
-        move |source| StoreError::Io { store, key, source }
+        move |source| StoreError::Io {
+            store,
+            key,
+            cause: source,
+        }
     }
 
     /// Creates the directories of `dir` that are missing, 0755 whatever the umask:
@@ -97,7 +101,7 @@ impl FsStore {
                 let mut file =
                     fs::File::open(source).map_err(|source_error| StoreError::ReadLocal {
                         path: source.to_owned(),
-                        source: source_error,
+                        cause: source_error,
                     })?;
                 std::io::copy(&mut file, &mut temp).map_err(self.io(key))?;
             }

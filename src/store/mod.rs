@@ -53,18 +53,18 @@ pub struct ObjectMeta {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{store}: {key}: {source}")]
+    #[error("{store}: {key}: {cause}")]
     Io {
         store: String,
         key: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{0}")]
     InvalidKey(String),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ReadLocal {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{store}: conditional writes are not supported")]
     ConditionalWritesUnsupported { store: String },

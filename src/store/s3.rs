@@ -1095,7 +1095,7 @@ impl S3Store {
                     .await
                     .map_err(|e| StoreError::ReadLocal {
                         path: path.clone(),
-                        source: std::io::Error::other(e),
+                        cause: std::io::Error::other(e),
                     })?;
                 let part_number = i32::try_from(index + 1).unwrap_or(i32::MAX);
                 let what = format!("{key} (part {part_number})");
@@ -1427,7 +1427,7 @@ impl Store for S3Store {
                     let size = std::fs::metadata(path)
                         .map_err(|source| StoreError::ReadLocal {
                             path: path.to_owned(),
-                            source,
+                            cause: source,
                         })?
                         .len();
                     if size > self.config().multipart_threshold {
@@ -1438,7 +1438,7 @@ impl Store for S3Store {
                             .await
                             .map_err(|e| StoreError::ReadLocal {
                                 path: path.to_owned(),
-                                source: std::io::Error::other(e),
+                                cause: std::io::Error::other(e),
                             })?;
                     (stream, size)
                 }
