@@ -18,6 +18,7 @@ pub mod output;
 pub mod package;
 pub mod publish;
 pub mod repo;
+pub mod shell;
 pub mod sign;
 pub mod store;
 pub mod workspace;

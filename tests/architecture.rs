@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "debfile",
             "listener",
             "repo",
+            "shell",
             "sign",
             "workspace",
         ],
@@ -39,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "package",
             "publish",
             "repo",
+            "shell",
             "sign",
             "store",
             "workspace",
@@ -46,7 +48,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "output",
-        &["keys", "listener", "ops", "publish", "repo", "store"],
+        &[
+            "keys", "listener", "ops", "publish", "repo", "shell", "store",
+        ],
     ),
 ];
 
