@@ -80,6 +80,25 @@ pub enum CommandError {
          pass --db-host ADDRESS (the IP address `db` should resolve to)"
     )]
     DbHostNeeded { role: String },
+    #[error("--suite: {0}")]
+    InvalidSuite(String),
+    #[error("{what}: {why}")]
+    InvalidUrl { what: &'static str, why: String },
+    #[error(
+        "suite `{suite}` is not in the repository {repository}: {}",
+        if published.is_empty() {
+            "it has no suite yet (release to it first)".to_owned()
+        } else {
+            format!("its suites are {}", published.join(", "))
+        }
+    )]
+    SuiteNotPublished {
+        suite: String,
+        repository: String,
+        published: Vec<String>,
+    },
+    #[error("the server-setup script: {0}")]
+    SetupScript(#[from] crate::package::render::RenderError),
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
