@@ -84,8 +84,9 @@ pub enum KeyError {
     NotConfigured { destination: String },
     #[error(
         "no signing key found: looked for --key-file, ${KEY_ENV}, ${KEY_FILE_ENV}, `key-file` in \
-         [workspace.metadata.speedy.signing]{}{}. Pass --key-file (or --manifest-path for the workspace \
-         whose repository you mean), or create a key with `cargo speedy key generate --output KEYFILE`",
+         [workspace.metadata.speedy.signing]{}{}. Pass --repo-dir DIR for a local repository (its \
+         development key is beside it), --key-file PATH, or --manifest-path for the workspace whose \
+         repository you mean; or create a key with `cargo speedy key generate --output KEYFILE`",
         manifest.as_ref().map(|p| format!(" of {}", p.display())).unwrap_or_default(),
         dev_key.as_ref().map(|p| format!(", and the development key at {}", p.display())).unwrap_or_default()
     )]

@@ -23,6 +23,7 @@ pub mod package;
 pub mod parallel;
 pub mod publish;
 pub mod repo;
+pub mod shell;
 pub mod sign;
 pub mod store;
 pub mod workspace;

@@ -129,42 +129,69 @@ impl Reporter {
         }
     }
 
-    /// After a publish, in human output: how a server starts using the repository.
+    /// After a publish, in human output: how a server starts using the repository. At
+    /// length when the publish created the suite; after that, one line pointing to
+    /// `server-setup`. Every command printed runs as printed (after filling in the
+    /// upper-case words): it carries the flags that chose this repository.
     pub fn next_steps(&self, summary: &PublishSummary) {
         if self.quiet || self.format == Format::Json || summary.report.dry_run {
             return;
         }
-        let fetch = if summary.keyring.starts_with("http") {
-            format!("curl -fsSL {} -o {}", summary.keyring, summary.keyring_path)
-        } else {
-            format!(
-                "install -m 0644 {} {}",
-                summary.keyring, summary.keyring_path
+        let server_setup = format!(
+            "`{}` (ROLE: a role of [workspace.metadata.speedy.roles]; ADDRESS: where `db` \
+             points, which a role that installs postgresql does not need)",
+            next_command(
+                "server-setup",
+                summary,
+                &["--role", "ROLE", "--db-host", "ADDRESS"]
             )
-        };
-        let indent = |text: &str| -> String {
-            text.lines()
-                .map(|line| format!("\n               {line}"))
-                .collect()
-        };
-        self.human(
-            "Next",
-            "1;36",
-            &format!(
-                "on a server, install the public key, this apt source, and the preferences \
-                 and configuration that let apt follow a rollback:\n             {fetch}\n             \
-                 {}:{}\n             {}:{}\n             {}:{}\n             \
-                 or all of it, unattended upgrades and a role's packages included, as one script: \
-                 `cargo speedy server-setup --role ROLE --suite {}`",
-                summary.sources_path,
-                indent(&summary.sources),
-                summary.preferences_path,
-                indent(&summary.preferences),
-                summary.apt_conf_path,
-                indent(&summary.apt_conf),
-                summary.report.suite,
-            ),
         );
+        if !summary.report.created_suite {
+            self.human(
+                "Next",
+                "1;36",
+                &format!(
+                    "to make a server use {}: {server_setup}",
+                    summary.report.suite
+                ),
+            );
+        } else {
+            let fetch = if summary.keyring.starts_with("http") {
+                format!(
+                    "curl -fsSL {} -o {}",
+                    crate::shell::quote(&summary.keyring),
+                    crate::shell::quote(&summary.keyring_path)
+                )
+            } else {
+                format!(
+                    "install -m 0644 {} {}",
+                    crate::shell::quote(&summary.keyring),
+                    crate::shell::quote(&summary.keyring_path)
+                )
+            };
+            let indent = |text: &str| -> String {
+                text.lines()
+                    .map(|line| format!("\n               {line}"))
+                    .collect()
+            };
+            self.human(
+                "Next",
+                "1;36",
+                &format!(
+                    "on a server, install the public key, this apt source, and the preferences \
+                     and configuration that let apt follow a rollback:\n             {fetch}\n             \
+                     {}:{}\n             {}:{}\n             {}:{}\n             \
+                     or all of it, unattended upgrades and a role's packages included, as one script: \
+                     {server_setup}",
+                    summary.sources_path,
+                    indent(&summary.sources),
+                    summary.preferences_path,
+                    indent(&summary.preferences),
+                    summary.apt_conf_path,
+                    indent(&summary.apt_conf),
+                ),
+            );
+        }
         if let Some(path) = &summary.development_key {
             let below_target = path.components().any(|c| c.as_os_str() == "target");
             self.warning(&format!(
@@ -340,7 +367,7 @@ fn human_result(message: &Message<'_>) -> String {
             },
             key.fingerprint,
             crate::keys::KEY_ENV,
-            key.path.display()
+            crate::shell::quote(&key.path.to_string_lossy())
         ),
         Message::KeyExported(key) => format!(
             "wrote the public {} {} to {}\n",
@@ -353,6 +380,17 @@ fn human_result(message: &Message<'_>) -> String {
             policy.policy, policy.policy_path, policy.keyring_path
         ),
     }
+}
+
+/// `cargo speedy COMMAND` for the suite of a publish, with the flags that chose its
+/// repository, then `args` (already sh words).
+fn next_command(command: &str, summary: &PublishSummary, args: &[&str]) -> String {
+    let mut words = vec!["cargo", "speedy", command];
+    words.extend(summary.repository_flags.iter().map(String::as_str));
+    let suite = crate::shell::quote(&summary.report.suite);
+    words.extend(["--suite", &suite]);
+    words.extend(args);
+    words.join(" ")
 }
 
 fn human_published(summary: &PublishSummary) -> String {
@@ -380,11 +418,15 @@ fn human_published(summary: &PublishSummary) -> String {
             ));
         }
     }
-    if let Some(id) = report.history_id {
-        out.push_str(&format!(
-            "recorded as change {id} of {} (`cargo speedy rollback --suite {} --to {id}` undoes it and what came after)\n",
-            report.suite, report.suite
-        ));
+    // Undoing the first change would empty the suite: no hint to copy for that.
+    match report.history_id {
+        Some(id) if id > 1 => out.push_str(&format!(
+            "recorded as change {id} of {} (`{}` undoes it and what came after)\n",
+            report.suite,
+            next_command("rollback", summary, &["--to", &(id - 1).to_string()])
+        )),
+        Some(id) => out.push_str(&format!("recorded as change {id} of {}\n", report.suite)),
+        None => {}
     }
     if report.dry_run {
         out.push_str("plan (dry run, nothing was changed):\n");

@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "debfile",
             "listener",
             "repo",
+            "shell",
             "sign",
             "workspace",
         ],
@@ -39,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "package",
             "publish",
             "repo",
+            "shell",
             "sign",
             "store",
             "workspace",
@@ -48,8 +50,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Leaf modules every layer may use (the wall clock, the fan-out with its one panic
-/// policy); they themselves use nothing of the crate.
-const EVERY_LAYER_MAY_USE: &[&str] = &["clock", "parallel"];
+/// policy, sh quoting); they themselves use nothing of the crate.
+const EVERY_LAYER_MAY_USE: &[&str] = &["clock", "parallel", "shell"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

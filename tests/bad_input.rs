@@ -344,6 +344,34 @@ fn server_setup_and_signing_settings_refuse_bad_values() {
         &["server-setup", "--role", "web"],
         &["role `web` does not install postgresql", "--db-host"],
     );
+    // Values that reach the root script: each is named, and no script is printed.
+    let web = ["server-setup", "--role", "web", "--db-host", "10.0.0.1"];
+    let with = |extra: &[&'static str]| [&web[..], extra].concat();
+    refused(
+        &with(&["--suite", "no/such suite"]),
+        &["--suite", "\"no/such suite\" is not a suite name"],
+    );
+    refused(
+        &with(&["--url", "ftp://mirror.example/speedy"]),
+        &[
+            "--url",
+            "\"ftp://mirror.example/speedy\"",
+            "http://, https:// or file:/",
+        ],
+    );
+    refused(
+        &with(&["--url", "http://apt.example/a b"]),
+        &["--url", "\"http://apt.example/a b\"", "contains ' '"],
+    );
+    refused(
+        &with(&["--url", "http://x/\nSPEEDY_SOURCES\ntouch /tmp/PWNED\n"]),
+        &[
+            "--url",
+            "\"http://x/\\nSPEEDY_SOURCES\\ntouch /tmp/PWNED\\n\"",
+            "contains '\\n'",
+        ],
+    );
+
     // clap names the flag and the value (exit code 2 for usage errors).
     let output = fixture.speedy(&["server-setup", "--role", "web", "--db-host", "db.internal"]);
     assert_eq!(output.status.code(), Some(2));

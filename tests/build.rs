@@ -258,7 +258,7 @@ fn lintian_reports_no_errors_or_warnings() {
 }
 
 #[test]
-fn maintainer_scripts_and_monitoring_checks_pass_shellcheck() {
+fn maintainer_scripts_monitoring_checks_and_the_setup_script_pass_shellcheck() {
     let fixture = Fixture::new();
     fixture.build();
     for name in PACKAGES {
@@ -277,6 +277,20 @@ fn maintainer_scripts_and_monitoring_checks_pass_shellcheck() {
         run(
             "shellcheck",
             &["--shell=sh", "--severity=style", check.to_str().unwrap()],
+        );
+    }
+    // The server-setup script, rendered from templates/server-setup.sh, for a role
+    // that runs the jobs and one that does not.
+    assert_success(&fixture.speedy(&["release", "--quiet", "--no-build"]));
+    let scripts = tempfile::tempdir().unwrap();
+    for role in ["worker", "web"] {
+        let output = fixture.speedy(&["server-setup", "--role", role, "--db-host", "10.0.0.1"]);
+        assert_success(&output);
+        let path = scripts.path().join(format!("setup-{role}.sh"));
+        std::fs::write(&path, &output.stdout).unwrap();
+        run(
+            "shellcheck",
+            &["--shell=sh", "--severity=style", path.to_str().unwrap()],
         );
     }
 }

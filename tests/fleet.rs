@@ -125,6 +125,11 @@ fn setup_state(server: &BootedServer) -> String {
     state
 }
 
+/// Every entry under /etc with its modification time, one per line.
+fn etc_mtimes(server: &BootedServer) -> String {
+    server.exec_ok(&["find", "/etc", "-printf", "%p %T@\\n"])
+}
+
 fn assert_db_resolves_to(server: &BootedServer, address: &str) {
     let resolved = server.exec_ok(&["getent", "hosts", "db"]);
     assert_eq!(
@@ -171,14 +176,28 @@ fn server_setup_makes_a_single_server_that_upgrades_unattended() {
     let health = server.http("GET", &format!("http://127.0.0.1:{}/healthz", fleet.port));
     assert_eq!(health.status, 200);
 
-    // Twice: nothing changes, not even a modification time.
+    // Twice: nothing changes, not even a modification time, of any file or directory
+    // under /etc (a temporary file created beside its target and removed again
+    // would change its directory's).
     let before = setup_state(&server);
+    let etc_before = etc_mtimes(&server);
     run_setup(&server, &script);
     assert_eq!(
         setup_state(&server),
         before,
         "the second run changed something"
     );
+    let etc_after = etc_mtimes(&server);
+    let changed: Vec<String> = etc_after
+        .lines()
+        .filter(|line| !etc_before.lines().any(|l| l == *line))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the second run changed the modification time of (now): {changed:?}"
+    );
+    assert_eq!(etc_before.lines().count(), etc_after.lines().count());
 
     // The next release reaches the server through unattended-upgrades alone.
     fleet.release("1.4.1", Some(&key));

@@ -1251,3 +1251,131 @@ fn a_read_only_repository_is_refused_within_seconds() {
     );
     assert_eq!(before, tree_with_modes(&repo));
 }
+
+/// The `cargo speedy …` commands a run printed as next steps (between backticks).
+fn printed_commands(output: &std::process::Output) -> Vec<String> {
+    let text = stdout(output) + &stderr(output);
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|part| part.starts_with("cargo speedy "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs a printed command line with sh, as a user pasting it would, in `dir`; `cargo`
+/// finds this cargo-speedy first on PATH.
+fn run_as_printed(dir: &std::path::Path, line: &str) -> std::process::Output {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_cargo-speedy"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    assert!(
+        !cargo_home.join("bin/cargo-speedy").exists(),
+        "cargo would run the installed cargo-speedy in {}, not this one",
+        cargo_home.display()
+    );
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    tool_output(
+        std::process::Command::new("sh")
+            .args(["-c", line])
+            .current_dir(dir)
+            .env("PATH", path)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env_remove("CARGO_TARGET_DIR"),
+    )
+}
+
+/// Every command the tool prints as a next step runs as printed: it carries the
+/// flags that chose the repository (here a --repo-dir outside the workspace whose name
+/// needs quoting, and --manifest-path from another directory), with a real role,
+/// address and file name for the upper-case words. The long "Next" block comes when a publish
+/// creates the suite, one line after that.
+#[test]
+fn next_steps_run_as_printed_and_the_long_one_comes_once() {
+    let fixture = Fixture::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let repo_dir = elsewhere.path().join("it's the repo");
+    let manifest = fixture.path("Cargo.toml");
+    let release = || {
+        speedy_in(
+            elsewhere.path(),
+            &[
+                "release",
+                "--manifest-path",
+                manifest.to_str().unwrap(),
+                "--repo-dir",
+                repo_dir.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let long_block = "on a server, install the public key";
+
+    for (round, version) in ["1.4.0", "1.4.1"].into_iter().enumerate() {
+        fixture.set_version(version);
+        let output = release();
+        assert_success(&output);
+        let text = stderr(&output);
+        assert_eq!(
+            text.contains(long_block),
+            round == 0,
+            "the long block only when the suite is created:\n{text}"
+        );
+        let next: Vec<&str> = text.lines().filter(|l| l.contains("Next ")).collect();
+        assert_eq!(next.len(), 1, "{text}");
+        if round == 1 {
+            assert!(
+                next[0].contains("to make a server use dev: `cargo speedy server-setup "),
+                "{text}"
+            );
+        }
+        let commands = printed_commands(&output);
+        let names: Vec<&str> = commands
+            .iter()
+            .map(|c| c.split_whitespace().nth(2).unwrap())
+            .collect();
+        // The development key's warning names `key generate`.
+        assert_eq!(names, ["rollback", "key", "server-setup"], "{commands:?}");
+        // server-setup first: the rollback changes the suite.
+        for command in commands.iter().rev() {
+            let line = command
+                .replace("ROLE", "web")
+                .replace("ADDRESS", "10.0.0.1")
+                .replace("KEYFILE", &format!("new-key-{round}.asc"));
+            let ran = run_as_printed(elsewhere.path(), &line);
+            assert!(ran.status.success(), "{line}: {}", describe(&ran));
+            if line.starts_with("cargo speedy server-setup ") {
+                assert!(stdout(&ran).starts_with("#!/bin/sh\n"), "{}", stdout(&ran));
+            }
+        }
+    }
+
+    // A suite the repository does not have is refused, naming the ones it has.
+    let output = speedy_in(
+        elsewhere.path(),
+        &[
+            "server-setup",
+            "--manifest-path",
+            manifest.to_str().unwrap(),
+            "--repo-dir",
+            repo_dir.to_str().unwrap(),
+            "--role",
+            "web",
+            "--db-host",
+            "10.0.0.1",
+            "--suite",
+            "stable",
+        ],
+        &[],
+    );
+    assert_fails_with(&output, "suite `stable` is not in the repository");
+    assert_fails_with(&output, "its suites are dev");
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}

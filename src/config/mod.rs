@@ -12,7 +12,9 @@ mod service;
 mod signing;
 pub mod timespan;
 
-pub use repo::{RepoConfig, RepoLocation, RepoMetadata, RepoOverrides, SpacesMetadata};
+pub use repo::{
+    check_server_url, RepoConfig, RepoLocation, RepoMetadata, RepoOverrides, SpacesMetadata,
+};
 pub use roles::{resolve_role, Role, RoleMetadata, RoleTable};
 pub use service::{
     check_conffile_dest, parse_package_metadata, resolve_service, BinTarget, ConfigFile, Job,

@@ -114,7 +114,7 @@ impl RepoLocation {
     /// The URL servers put in `URIs:`.
     pub fn public_url(&self) -> String {
         match self {
-            RepoLocation::Local(dir) => format!("file:{}", dir.display()),
+            RepoLocation::Local(dir) => format!("file:{}", file_url_path(dir)),
             RepoLocation::Spaces { public_url, .. } => public_url.clone(),
         }
     }
@@ -165,6 +165,49 @@ const FLAGLESS_SPACES_KEYS: [&str; 5] = [
     "attempt-timeout",
     "cdn-endpoint-id",
 ];
+
+/// A path as the path of a `file:` URL: every byte but the unreserved ones and `/`
+/// percent-encoded, which apt decodes, so a space or a quote in a directory name
+/// cannot split the URL or end a value.
+fn file_url_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL servers put in `URIs:` of a deb822 source, and `server-setup` in a root
+/// script: an `http`, `https` or `file` URL (what apt's built-in methods read) with no
+/// whitespace or control character, since a space would give apt two URIs and a
+/// newline another line of the file.
+pub fn check_server_url(url: &str) -> Result<(), String> {
+    if let Some(bad) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{url:?} is not a URL servers can use: it contains {bad:?} (no whitespace or control characters)"
+        ));
+    }
+    let (scheme, rest) = url.split_once(':').unwrap_or(("", ""));
+    let valid = match scheme {
+        "http" | "https" => rest
+            .strip_prefix("//")
+            .is_some_and(|host| !host.is_empty() && !host.starts_with('/')),
+        "file" => rest.starts_with('/'),
+        _ => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} is not a URL servers can use: an http://, https:// or file:/ URL"
+        ))
+    }
+}
 
 fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
@@ -318,6 +361,8 @@ impl RepoConfig {
             .unwrap_or_default();
         let public_url = match &spaces.public_url {
             Some(url) => {
+                check_server_url(url).map_err(|why| err("public-url", why))?;
+                // A bucket is read over HTTP: a file: URL names nothing on a server.
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(err("public-url", format!("{url:?} is not an http(s) URL")));
                 }
@@ -491,6 +536,51 @@ impl RepoLocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_repository_is_a_percent_encoded_file_url() {
+        let location = RepoLocation::Local(PathBuf::from("/srv/it's the repo/ü~x"));
+        assert_eq!(
+            location.public_url(),
+            "file:/srv/it%27s%20the%20repo/%C3%BC~x"
+        );
+        assert_eq!(check_server_url(&location.public_url()), Ok(()));
+    }
+
+    #[test]
+    fn server_urls_are_http_https_or_file_without_whitespace() {
+        for good in [
+            "http://127.0.0.1:8080/",
+            "https://speedy.nyc3.cdn.digitaloceanspaces.com/apt/",
+            "file:/srv/repo",
+            "file:///srv/repo",
+        ] {
+            assert_eq!(check_server_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            (
+                "ftp://mirror.example/debian",
+                "an http://, https:// or file:/ URL",
+            ),
+            ("http:/no-host", "an http://, https:// or file:/ URL"),
+            ("https://", "an http://, https:// or file:/ URL"),
+            ("speedy.example/apt", "an http://, https:// or file:/ URL"),
+            ("", "an http://, https:// or file:/ URL"),
+            ("http://a b/", "contains ' '"),
+            (
+                "http://x/\nSPEEDY_SOURCES\ntouch /tmp/PWNED",
+                "contains '\\n'",
+            ),
+            ("http://x/\t", "contains '\\t'"),
+            ("http://x/\u{7f}", "contains '\\u{7f}'"),
+        ] {
+            let error = check_server_url(bad).unwrap_err();
+            assert!(
+                error.contains(why) && error.contains(&format!("{bad:?}")),
+                "{bad:?}: {error}"
+            );
+        }
+    }
 
     fn resolve(repo: RepoMetadata) -> Result<RepoConfig, ConfigError> {
         let workspace = WorkspaceMetadata {

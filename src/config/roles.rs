@@ -74,6 +74,21 @@ pub fn resolve_role(
             ),
         ));
     };
+    // The name goes into the server-setup script, cloud-init's user data and
+    // messages: a word, like the names of the suites.
+    let word = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !word {
+        return Err(ConfigError::new(
+            manifest,
+            format!("{table}.{name:?}"),
+            format!(
+                "{name:?} is not a role name: letters, digits, '.', '_' and '-', starting with a letter or digit"
+            ),
+        ));
+    }
     let (packages, jobs) = match metadata {
         RoleMetadata::Packages(packages) => (packages, None),
         RoleMetadata::Table(table) => (&table.packages, table.jobs),
@@ -174,5 +189,13 @@ worker = { packages = ["speedy-notifier", "speedy-jobs"], jobs = false }
             .unwrap_err()
             .to_string();
         assert!(error.contains("no roles are declared"), "{error}");
+        let odd = metadata("[roles]\n\"web\\nrm -rf /\" = [\"speedy-app\"]\n");
+        let error = resolve_role(&odd, manifest, "web\nrm -rf /", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"web\\nrm -rf /\" is not a role name"),
+            "{error}"
+        );
     }
 }

@@ -81,6 +81,25 @@ pub enum CommandError {
          pass --db-host ADDRESS (the IP address `db` should resolve to)"
     )]
     DbHostNeeded { role: String },
+    #[error("--suite: {0}")]
+    InvalidSuite(String),
+    #[error("{what}: {why}")]
+    InvalidUrl { what: &'static str, why: String },
+    #[error(
+        "suite `{suite}` is not in the repository {repository}: {}",
+        if published.is_empty() {
+            "it has no suite yet (release to it first)".to_owned()
+        } else {
+            format!("its suites are {}", published.join(", "))
+        }
+    )]
+    SuiteNotPublished {
+        suite: String,
+        repository: String,
+        published: Vec<String>,
+    },
+    #[error("the server-setup script: {0}")]
+    SetupScript(#[from] crate::package::render::RenderError),
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -103,6 +122,44 @@ pub struct RepoSettings {
 }
 
 impl RepoTarget {
+    /// The flags that select this repository and key, as sh words (`--manifest-path
+    /// P --repo-dir D ...`): a command the tool prints as a next step carries them,
+    /// so that it runs as printed, from the same directory and environment.
+    pub fn command_line_flags(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut flag = |name: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                words.push(name.to_owned());
+                words.push(crate::shell::quote(value));
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+        flag("--manifest-path", path(&self.manifest_path).as_deref());
+        flag("--repo-dir", path(&self.overrides.dir).as_deref());
+        let spaces = &self.overrides.spaces;
+        flag("--bucket", spaces.bucket.as_deref());
+        flag("--region", spaces.region.as_deref());
+        flag("--endpoint", spaces.endpoint.as_deref());
+        flag("--prefix", spaces.prefix.as_deref());
+        flag("--addressing", spaces.addressing.as_deref());
+        flag("--public-url", spaces.public_url.as_deref());
+        flag("--acl", spaces.acl.as_deref());
+        flag("--checksums", spaces.checksums.as_deref());
+        flag("--key-file", path(&self.key_file).as_deref());
+        // cargo's flags: the workspace is read the same way again.
+        let locking = self.locking;
+        for (on, name) in [
+            (locking.locked, "--locked"),
+            (locking.offline, "--offline"),
+            (locking.frozen, "--frozen"),
+        ] {
+            if on {
+                words.push(name.to_owned());
+            }
+        }
+        words
+    }
+
     /// Loads the workspace and applies the flags.
     pub fn settings(&self) -> Result<RepoSettings, CommandError> {
         let workspace = Workspace::load(self.manifest_path.as_deref(), self.locking)?;

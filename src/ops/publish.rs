@@ -93,6 +93,9 @@ pub struct PublishSummary {
     /// The paths purged from the CDN in front of the bucket (relative to the bucket).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cdn_purged: Vec<String>,
+    /// The flags of this command that select the repository and key, as sh words:
+    /// the commands printed as next steps carry them so they run as printed.
+    pub repository_flags: Vec<String>,
     /// Set when the repository was signed with the development key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub development_key: Option<PathBuf>,
@@ -294,6 +297,7 @@ impl<'a> SuiteWriter<'a> {
             report,
             cdn_purged,
             repository: location.describe(),
+            repository_flags: self.options.repo.command_line_flags(),
             url,
             keyring,
             development_key: match &self.key.source {

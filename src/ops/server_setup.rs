@@ -7,9 +7,13 @@
 //! newer keys than the script), and apt installs only what is missing.
 
 use super::{CommandError, RepoSettings, RepoTarget};
-use crate::config::{resolve_role, ConfigError, Role, ServiceKind};
+use crate::config::{check_server_url, resolve_role, ConfigError, Role, ServiceKind};
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
+use crate::package::render::{fill, RenderError, Template};
+use crate::publish::state::published_suites;
+use crate::publish::PublishError;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// The files that make apt on a server use one suite of the repository, follow its
@@ -138,20 +142,28 @@ pub fn server_setup(
         &options.role,
         &jobs_packages,
     )?;
+    // Everything that reaches the root script is validated first: the suite by the
+    // rule `publish` applies, the URL by the one the manifest's `public-url` gets.
     let suite = options
         .suite
         .clone()
         .unwrap_or_else(|| settings.config.default_suite.clone());
+    crate::repo::layout::check_suite(&suite).map_err(CommandError::InvalidSuite)?;
     let db_host = match options.db_host {
         Some(address) => address,
         None if role.packages.iter().any(|p| p == "postgresql") => IpAddr::from([127, 0, 0, 1]),
         None => return Err(CommandError::DbHostNeeded { role: role.name }),
     };
-    let url = options
-        .url
-        .clone()
-        .unwrap_or_else(|| settings.location.public_url());
+    let (url, what) = match &options.url {
+        Some(url) => (url.clone(), "--url"),
+        None => (
+            settings.location.public_url(),
+            "the repository's URL (pass --url with the one servers use)",
+        ),
+    };
+    check_server_url(&url).map_err(|why| CommandError::InvalidUrl { what, why })?;
     let keys = settings.repo_keys(&options.repo, KeyPurpose::Read, listener)?;
+    check_suite_is_published(&settings, &suite, listener)?;
     let keyring = keys.public_key().to_binary()?;
     let files = ServerFiles::new(&settings, &url, &suite);
     let script = setup_script(&SetupScript {
@@ -162,7 +174,7 @@ pub fn server_setup(
         jobs_flag: &jobs_flag,
         suite: &suite,
         url: &url,
-    });
+    })?;
     let text = match options.format {
         SetupFormat::Script => script,
         SetupFormat::CloudInit => cloud_config(&role.name, &script),
@@ -178,6 +190,34 @@ pub fn server_setup(
     })
 }
 
+/// A script for a suite the repository does not have would fail at `apt-get update`
+/// on the server: refuse it here, when the repository can be read. When it cannot
+/// (no credentials for the bucket on this machine, say), the script is still made.
+fn check_suite_is_published(
+    settings: &RepoSettings,
+    suite: &str,
+    listener: &dyn Listener,
+) -> Result<(), CommandError> {
+    let published = super::open_store(&settings.location, listener)
+        .map_err(PublishError::from)
+        .and_then(|store| published_suites(store.as_ref()));
+    match published {
+        Ok(published) if published.contains_key(suite) => Ok(()),
+        Ok(published) => Err(CommandError::SuiteNotPublished {
+            suite: suite.to_owned(),
+            repository: settings.location.describe(),
+            published: published.into_keys().collect(),
+        }),
+        Err(error) => {
+            listener.warning(&format!(
+                "cannot read {} to check that it has suite `{suite}`: {error}",
+                settings.location.describe()
+            ));
+            Ok(())
+        }
+    }
+}
+
 struct SetupScript<'a> {
     role: &'a Role,
     files: &'a ServerFiles,
@@ -191,131 +231,53 @@ struct SetupScript<'a> {
 /// Where cloud-init leaves the script on a droplet (and where it can be run again).
 pub const CLOUD_INIT_SCRIPT_PATH: &str = "/usr/local/sbin/speedy-server-setup";
 
-fn setup_script(setup: &SetupScript<'_>) -> String {
+/// The script, a template like the packages' shell scripts (and read by shellcheck in
+/// the tests like them), filled by the same `{{name}}` substitution.
+const SETUP_TEMPLATE: Template = Template {
+    name: "server-setup.sh",
+    text: include_str!("../../templates/server-setup.sh"),
+};
+
+/// The script. Every value goes in as one single-quoted sh word (`shell::quote`), so
+/// none can end a comment or a here-document whatever it holds; the only
+/// here-document carries base64, whose alphabet cannot spell its terminator.
+fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
     let files = setup.files;
     let role = setup.role;
-    let mut packages = vec![
-        "unattended-upgrades".to_owned(),
-        files.keyring_package.clone(),
-    ];
-    packages.extend(role.packages.iter().cloned());
-    let jobs = if role.runs_jobs {
-        format!(
-            "# This role runs the periodic jobs.\nrm -f {flag}\n",
-            flag = shell_quote(setup.jobs_flag)
-        )
-    } else {
-        format!(
-            "# Not a jobs host: the jobs packages skip their runs while this file exists.\n\
-             mkdir -p {dir}\n\
-             printf '%s\\n' '# cargo speedy server-setup: role {role} does not run the periodic jobs' | write_file {flag} 0644\n",
-            dir = shell_quote(
-                std::path::Path::new(setup.jobs_flag)
-                    .parent()
-                    .and_then(|p| p.to_str())
-                    .unwrap_or("/")
-            ),
-            role = role.name,
-            flag = shell_quote(setup.jobs_flag)
-        )
-    };
-    format!(
-        r#"#!/bin/sh
-# cargo speedy server-setup: a {role} server of {url} (suite {suite}).
-# Run as root on a fresh Debian server; running it again changes nothing.
-set -eu
-umask 022
-export DEBIAN_FRONTEND=noninteractive
-if [ "$(id -u)" != 0 ]; then
-    echo "speedy server-setup: run this as root" >&2
-    exit 1
-fi
-
-# write_file PATH MODE: standard input to PATH, replaced atomically, only if it differs.
-write_file() {{
-    tmp=$(mktemp "$1.speedy-XXXXXX")
-    cat >"$tmp"
-    chmod "$2" "$tmp"
-    if [ -f "$1" ] && cmp -s "$tmp" "$1"; then
-        rm -f "$tmp"
-    else
-        mv -f "$tmp" "$1"
-    fi
-}}
-
-# The archive keyring, until the keyring package owns it: the package may carry
-# newer keys than this script.
-if ! dpkg-query -W -f '${{db:Status-Status}}' {keyring_package} 2>/dev/null | grep -qx installed; then
-    mkdir -p /usr/share/keyrings
-    base64 -d <<'SPEEDY_KEYRING' | write_file {keyring_path} 0644
-{keyring_base64}SPEEDY_KEYRING
-fi
-
-mkdir -p /etc/apt/sources.list.d /etc/apt/preferences.d /etc/apt/apt.conf.d
-write_file {sources_path} 0644 <<'SPEEDY_SOURCES'
-{sources}SPEEDY_SOURCES
-write_file {preferences_path} 0644 <<'SPEEDY_PREFERENCES'
-{preferences}SPEEDY_PREFERENCES
-write_file {apt_conf_path} 0644 <<'SPEEDY_APT_CONF'
-{apt_conf}SPEEDY_APT_CONF
-write_file {unattended_path} 0644 <<'SPEEDY_UNATTENDED'
-{unattended}SPEEDY_UNATTENDED
-
-# The database is always reached as `db`: this block comes first in /etc/hosts, so a
-# failover is repointing it. cloud-init's template gets it too, or a reboot of a
-# droplet would drop it.
-SPEEDY_HOSTS_BLOCK='# BEGIN cargo-speedy server-setup
-{db_host} db
-# END cargo-speedy server-setup'
-export SPEEDY_HOSTS_BLOCK
-hosts_with_block() {{
-    awk '
-        /^# BEGIN cargo-speedy server-setup$/ {{ skip = 1; next }}
-        skip && /^# END cargo-speedy server-setup$/ {{ skip = 0; next }}
-        skip {{ next }}
-        NR == 1 && /^## template:/ {{ print; print ENVIRON["SPEEDY_HOSTS_BLOCK"]; done = 1; next }}
-        !done {{ print ENVIRON["SPEEDY_HOSTS_BLOCK"]; done = 1 }}
-        {{ print }}
-        END {{ if (!done) print ENVIRON["SPEEDY_HOSTS_BLOCK"] }}
-    ' "$1"
-}}
-[ -e /etc/hosts ] || : >/etc/hosts
-hosts_with_block /etc/hosts >/etc/hosts.speedy-new
-# In place, not renamed: /etc/hosts may be a bind mount (containers).
-if cmp -s /etc/hosts.speedy-new /etc/hosts; then rm -f /etc/hosts.speedy-new; else cat /etc/hosts.speedy-new >/etc/hosts && rm -f /etc/hosts.speedy-new; fi
-template=/etc/cloud/templates/hosts.debian.tmpl
-if [ -f "$template" ]; then
-    hosts_with_block "$template" | write_file "$template" 0644
-fi
-
-{jobs}
-apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confold {packages}
-echo "speedy server-setup: {role} server ready ({packages_plain})"
-"#,
-        role = role.name,
-        url = setup.url,
-        suite = setup.suite,
-        keyring_package = files.keyring_package,
-        keyring_path = files.keyring_path,
-        keyring_base64 = base64_lines(setup.keyring),
-        sources_path = files.sources_path,
-        sources = files.sources,
-        preferences_path = files.preferences_path,
-        preferences = files.preferences,
-        apt_conf_path = files.apt_conf_path,
-        apt_conf = files.apt_conf,
-        unattended_path = files.unattended_path,
-        unattended = files.unattended,
-        db_host = setup.db_host,
-        jobs = jobs,
-        packages = packages
-            .iter()
-            .map(|p| shell_quote(p))
-            .collect::<Vec<_>>()
-            .join(" "),
-        packages_plain = role.packages.join(", "),
-    )
+    let quote = |value: &str| crate::shell::quote(value);
+    let vars: BTreeMap<&str, String> = [
+        ("role", quote(&role.name)),
+        ("url", quote(setup.url)),
+        ("suite", quote(setup.suite)),
+        ("db_host", quote(&setup.db_host.to_string())),
+        ("keyring_package", quote(&files.keyring_package)),
+        ("keyring_path", quote(&files.keyring_path)),
+        ("keyring_base64", base64_lines(setup.keyring)),
+        (
+            "runs_jobs",
+            (if role.runs_jobs { "yes" } else { "no" }).to_owned(),
+        ),
+        ("jobs_flag", quote(setup.jobs_flag)),
+        (
+            "packages",
+            role.packages
+                .iter()
+                .map(|p| quote(p))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ("sources", quote(&files.sources)),
+        ("sources_path", quote(&files.sources_path)),
+        ("preferences", quote(&files.preferences)),
+        ("preferences_path", quote(&files.preferences_path)),
+        ("apt_conf", quote(&files.apt_conf)),
+        ("apt_conf_path", quote(&files.apt_conf_path)),
+        ("unattended", quote(&files.unattended)),
+        ("unattended_path", quote(&files.unattended_path)),
+    ]
+    .into_iter()
+    .collect();
+    fill(&SETUP_TEMPLATE, &vars)
 }
 
 /// `#cloud-config` that installs the script and runs it once, at first boot.
@@ -344,44 +306,18 @@ fn cloud_config(role: &str, script: &str) -> String {
     )
 }
 
-/// Base64 in lines of 76 characters, each ending in a newline, for a here-document.
+/// Base64 in lines of 76 characters (as `base64` writes them), for a here-document:
+/// the alphabet has no `_`, so no line can be its terminator.
 fn base64_lines(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut encoded = String::with_capacity(bytes.len() * 4 / 3 + 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                encoded.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                encoded.push('=');
-            }
-        }
-    }
-    let mut out = String::new();
-    for line in encoded.as_bytes().chunks(76) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out
-}
-
-/// Single-quotes a word for sh unless it is plainly safe.
-fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=".contains(c))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // The alphabet is ASCII, so every 76-byte chunk is whole characters.
+    encoded
+        .as_bytes()
+        .chunks(76)
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -391,13 +327,14 @@ mod tests {
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {
         assert_eq!(base64_lines(b""), "");
-        assert_eq!(base64_lines(b"f"), "Zg==\n");
-        assert_eq!(base64_lines(b"fo"), "Zm8=\n");
-        assert_eq!(base64_lines(b"foo"), "Zm9v\n");
-        assert_eq!(base64_lines(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==\n");
+        assert_eq!(base64_lines(b"f"), "Zg==");
+        assert_eq!(base64_lines(b"fo"), "Zm8=");
+        assert_eq!(base64_lines(b"foo"), "Zm9v");
+        assert_eq!(base64_lines(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==");
         let long = base64_lines(&[0u8; 100]);
         assert!(long.lines().all(|l| l.len() <= 76));
         assert_eq!(long.lines().count(), 2);
+        assert_eq!(long.lines().next().map(str::len), Some(76));
     }
 
     #[test]
@@ -409,14 +346,192 @@ mod tests {
         );
     }
 
+    /// Where a byte of an sh script is, as far as the scripts of this module need it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Context {
+        Code,
+        Single,
+        Double,
+        Comment,
+        HereDoc,
+    }
+
+    /// Each line of `script` with the context of each of its characters: enough of
+    /// sh(1)'s lexer for quotes, comments and quoted here-documents.
+    fn contexts(script: &str) -> Vec<Vec<(char, Context)>> {
+        let mut lines = Vec::new();
+        let mut state = Context::Code;
+        let mut pending: Vec<String> = Vec::new();
+        let mut terminator: Option<String> = None;
+        for line in script.split('\n') {
+            let mut out = Vec::new();
+            if let Some(end) = &terminator {
+                if line == end {
+                    terminator = pending.pop();
+                    out.extend(line.chars().map(|c| (c, Context::Code)));
+                } else {
+                    out.extend(line.chars().map(|c| (c, Context::HereDoc)));
+                }
+                lines.push(out);
+                continue;
+            }
+            let chars: Vec<char> = line.chars().collect();
+            let mut i = 0;
+            while i < chars.len() {
+                let c = chars[i];
+                let word_start = i == 0 || " \t;|&(".contains(chars[i - 1]);
+                match state {
+                    Context::Code if c == '\'' => state = Context::Single,
+                    Context::Code if c == '"' => state = Context::Double,
+                    Context::Code if c == '#' && word_start => state = Context::Comment,
+                    Context::Code if c == '\\' => {
+                        out.push((c, state));
+                        i += 1;
+                    }
+                    Context::Code if chars[i..].starts_with(&['<', '<']) => {
+                        let rest: String = chars[i + 2..].iter().collect();
+                        let word = rest.trim_start_matches('-').trim_start();
+                        let word: String = word
+                            .trim_start_matches(['\'', '"'])
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect();
+                        assert!(
+                            rest.trim_start().starts_with('\''),
+                            "only quoted here-documents: {line}"
+                        );
+                        pending.insert(0, word);
+                    }
+                    Context::Single if c == '\'' => {
+                        out.push((c, state));
+                        state = Context::Code;
+                        i += 1;
+                        continue;
+                    }
+                    Context::Double if c == '\\' => {
+                        out.push((c, state));
+                        i += 1;
+                    }
+                    Context::Double if c == '"' => {
+                        out.push((c, state));
+                        state = Context::Code;
+                        i += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if let Some(&c) = chars.get(i) {
+                    out.push((c, state));
+                }
+                i += 1;
+            }
+            if state == Context::Comment {
+                state = Context::Code;
+            }
+            if state == Context::Code && !pending.is_empty() {
+                terminator = pending.pop();
+            }
+            lines.push(out);
+        }
+        assert!(terminator.is_none(), "an unterminated here-document");
+        lines
+    }
+
+    /// Hostile values that bypass the validation of `server_setup`: the script must
+    /// keep every one of them a single-quoted word (never code, a comment or inside
+    /// a here-document), so that none can end a here-document or a comment.
     #[test]
-    fn words_are_quoted_for_sh() {
-        assert_eq!(shell_quote("speedy-app"), "speedy-app");
-        assert_eq!(
-            shell_quote("/etc/speedy/jobs.disabled"),
-            "/etc/speedy/jobs.disabled"
-        );
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote("a b"), "'a b'");
+    fn no_value_can_leave_its_quotes() {
+        for attack in [
+            "\nSPEEDY_KEYRING\ntouch /tmp/PWNED\n",
+            "'\nSPEEDY_KEYRING\n\"\ntouch /tmp/PWNED # `id` $(id)\n'\\\nEOF\n",
+            "\"; touch /tmp/PWNED; \"",
+        ] {
+            hostile_values_stay_quoted(attack);
+        }
+    }
+
+    fn hostile_values_stay_quoted(attack: &str) {
+        let evil = |what: &str| format!("x{what}{attack}");
+        let role = Role {
+            name: evil("role"),
+            packages: vec![evil("package"), "speedy-app".to_owned()],
+            runs_jobs: false,
+        };
+        let files = ServerFiles {
+            keyring_package: evil("keyring-package"),
+            keyring_path: evil("keyring-path"),
+            sources_path: evil("sources-path"),
+            sources: super::super::sources_entry(&evil("url"), &evil("suite"), "/k.gpg"),
+            preferences_path: evil("preferences-path"),
+            preferences: evil("preferences"),
+            apt_conf_path: evil("apt-conf-path"),
+            apt_conf: evil("apt-conf"),
+            unattended_path: evil("unattended-path"),
+            unattended: unattended_upgrades_conf(&evil("origin"), &evil("suite")),
+        };
+        let url = evil("url");
+        let suite = evil("suite");
+        let jobs_flag = evil("jobs-flag");
+        for runs_jobs in [false, true] {
+            let role = Role {
+                runs_jobs,
+                ..role.clone()
+            };
+            let script = setup_script(&SetupScript {
+                role: &role,
+                files: &files,
+                keyring: &[0xfb; 300],
+                db_host: IpAddr::from([10, 0, 0, 1]),
+                jobs_flag: &jobs_flag,
+                suite: &suite,
+                url: &url,
+            })
+            .unwrap();
+            let lines = contexts(&script);
+            let mut here_documents = 0;
+            for (number, line) in lines.iter().enumerate() {
+                let text: String = line.iter().map(|(c, _)| c).collect();
+                for (at, _) in text.match_indices("PWNED") {
+                    let context = line[text[..at].chars().count()].1;
+                    assert_eq!(
+                        context,
+                        Context::Single,
+                        "line {}: {text}\n{script}",
+                        number + 1
+                    );
+                }
+                if line.iter().any(|(_, c)| *c == Context::HereDoc) {
+                    here_documents += 1;
+                    assert!(
+                        text.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)),
+                        "only base64 in a here-document: {text}"
+                    );
+                }
+            }
+            assert_eq!(here_documents, 6, "the keyring's 400 base64 characters");
+            // A value's line that reads like the terminator is inside its quotes; the
+            // one terminator the shell sees is the template's own.
+            let terminators: Vec<Context> = lines
+                .iter()
+                .filter(|line| line.iter().map(|(c, _)| c).collect::<String>() == "SPEEDY_KEYRING")
+                .map(|line| line[0].1)
+                .collect();
+            assert_eq!(
+                terminators
+                    .iter()
+                    .filter(|c| **c != Context::Single)
+                    .count(),
+                1,
+                "{terminators:?}\n{script}"
+            );
+            assert_eq!(script.matches("PWNED").count(), 17, "{script}");
+            let syntax = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(syntax.status.success(), "sh -n: {syntax:?}");
+        }
     }
 }

@@ -197,20 +197,6 @@ fn quote_escaped(escaped: String) -> String {
     quoted
 }
 
-/// Quotes a word for POSIX sh: as it is when it holds only plain characters, else in
-/// single quotes (inside which nothing is special but the quote itself).
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 fn exec_start(service: &Service, args: &[String]) -> String {
     std::iter::once(service.install_path.clone())
         .chain(args.iter().map(|a| systemd_quote(a)))
@@ -437,7 +423,7 @@ fn monitoring_check(
                     "check_settings",
                     format!(
                         "unit={unit}\nhealth_url={}",
-                        shell_quote(health_url.as_deref().unwrap_or_default())
+                        crate::shell::quote(health_url.as_deref().unwrap_or_default())
                     ),
                 ),
                 ("check_summary", summary),
@@ -461,7 +447,7 @@ fn monitoring_check(
                     format!(
                         "check_job {} {} {delay}",
                         service.job_unit_base(job),
-                        shell_quote(&job.schedule)
+                        crate::shell::quote(&job.schedule)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -469,7 +455,7 @@ fn monitoring_check(
             v.extend([
                 (
                     "check_settings",
-                    format!("flag={}", shell_quote(&service.jobs_disabled_flag)),
+                    format!("flag={}", crate::shell::quote(&service.jobs_disabled_flag)),
                 ),
                 (
                     "check_summary",
@@ -649,19 +635,6 @@ mod tests {
              Environment=\"PRICE=$5 for 100%%\"\n\
              Environment=\"QUOTES=say \\\"hi\\\" \\\\ ${HOME}\""
         );
-    }
-
-    #[test]
-    fn quoting_for_sh() {
-        assert_eq!(shell_quote("speedy-jobs-trending"), "speedy-jobs-trending");
-        assert_eq!(
-            shell_quote("http://127.0.0.1:8080/healthz"),
-            "http://127.0.0.1:8080/healthz"
-        );
-        assert_eq!(shell_quote("*:0/15"), "'*:0/15'");
-        assert_eq!(shell_quote("Mon..Fri 09:00"), "'Mon..Fri 09:00'");
-        assert_eq!(shell_quote("it's $HOME"), "'it'\\''s $HOME'");
-        assert_eq!(shell_quote(""), "''");
     }
 
     fn rendered_file<'a>(files: &'a [RenderedFile], name: &str) -> &'a RenderedFile {

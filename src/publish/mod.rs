@@ -206,6 +206,9 @@ impl From<&PackageEntry> for PackageRef {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PublishReport {
     pub suite: String,
+    /// The suite had no InRelease before this publish: servers can start using it
+    /// now (the CLI then says how, at length).
+    pub created_suite: bool,
     pub dry_run: bool,
     pub added: Vec<PackageRef>,
     pub unchanged: Vec<PackageRef>,
@@ -677,6 +680,7 @@ impl Publish<'_> {
         let refs = |entries: &[PackageEntry]| entries.iter().map(PackageRef::from).collect();
         let mut report = PublishReport {
             suite: self.suite.clone(),
+            created_suite: current.is_none(),
             dry_run: self.dry_run,
             added: refs(&merged.added),
             unchanged: refs(&merged.unchanged),

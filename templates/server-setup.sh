@@ -1,0 +1,105 @@
+#!/bin/sh
+# cargo speedy server-setup: makes this Debian server a server of one role of the
+# apt repository below, following its suite through apt and unattended-upgrades.
+# Run it as root; running it again changes nothing, not even a modification time.
+set -eu
+umask 022
+export DEBIAN_FRONTEND=noninteractive
+
+# Every value is one single-quoted word: whatever it holds, it stays a value (it
+# cannot end a comment or a here-document, nor become a command).
+role={{role}}
+url={{url}}
+suite={{suite}}
+db_host={{db_host}}
+keyring_package={{keyring_package}}
+keyring_path={{keyring_path}}
+runs_jobs={{runs_jobs}}
+jobs_flag={{jobs_flag}}
+# The role's packages; unattended-upgrades and the keyring package come too.
+set -- {{packages}}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "speedy server-setup: run this as root" >&2
+    exit 1
+fi
+echo "speedy server-setup: a $role server of $url (suite $suite)"
+
+# New contents are compared here, outside the target's directory: a temporary file
+# beside the target, even one removed again, changes the directory's modification
+# time, which file-integrity tools report on every run.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' HUP INT TERM
+
+# write_file PATH MODE: standard input to PATH when it differs, replaced atomically
+# (a rename from beside it, on the same file system); only the mode is set when the
+# contents are the same.
+write_file() {
+    cat >"$work/new"
+    if [ -f "$1" ] && cmp -s "$work/new" "$1"; then
+        [ "$(stat -c %a "$1")" = "$2" ] || chmod "$2" "$1"
+        return 0
+    fi
+    tmp=$(mktemp "$1.speedy-XXXXXX")
+    cat "$work/new" >"$tmp"
+    chmod "$2" "$tmp"
+    mv -f "$tmp" "$1"
+}
+
+# The archive keyring, until the keyring package owns it: the package may carry
+# newer keys than this script.
+# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+if ! dpkg-query -W -f '${db:Status-Status}' "$keyring_package" 2>/dev/null | grep -qx installed; then
+    mkdir -p "$(dirname "$keyring_path")"
+    base64 -d <<'SPEEDY_KEYRING' | write_file "$keyring_path" 644
+{{keyring_base64}}
+SPEEDY_KEYRING
+fi
+
+mkdir -p /etc/apt/sources.list.d /etc/apt/preferences.d /etc/apt/apt.conf.d
+printf '%s' {{sources}} | write_file {{sources_path}} 644
+printf '%s' {{preferences}} | write_file {{preferences_path}} 644
+printf '%s' {{apt_conf}} | write_file {{apt_conf_path}} 644
+printf '%s' {{unattended}} | write_file {{unattended_path}} 644
+
+# The database is always reached as `db`: this block comes first in /etc/hosts, so a
+# failover is repointing it. cloud-init's template gets it too, or a reboot of a
+# droplet would drop it.
+SPEEDY_HOSTS_BLOCK="# BEGIN cargo-speedy server-setup
+$db_host db
+# END cargo-speedy server-setup"
+export SPEEDY_HOSTS_BLOCK
+hosts_with_block() {
+    awk '
+        /^# BEGIN cargo-speedy server-setup$/ { skip = 1; next }
+        skip && /^# END cargo-speedy server-setup$/ { skip = 0; next }
+        skip { next }
+        NR == 1 && /^## template:/ { print; print ENVIRON["SPEEDY_HOSTS_BLOCK"]; done = 1; next }
+        !done { print ENVIRON["SPEEDY_HOSTS_BLOCK"]; done = 1 }
+        { print }
+        END { if (!done) print ENVIRON["SPEEDY_HOSTS_BLOCK"] }
+    ' "$1"
+}
+[ -e /etc/hosts ] || : >/etc/hosts
+hosts_with_block /etc/hosts >"$work/hosts"
+# In place, not renamed: /etc/hosts may be a bind mount (containers).
+cmp -s "$work/hosts" /etc/hosts || cat "$work/hosts" >/etc/hosts
+template=/etc/cloud/templates/hosts.debian.tmpl
+if [ -f "$template" ]; then
+    hosts_with_block "$template" | write_file "$template" 644
+fi
+
+if [ "$runs_jobs" = yes ]; then
+    # This role runs the periodic jobs.
+    rm -f "$jobs_flag"
+else
+    # Not a jobs host: the jobs packages skip their runs while this file exists.
+    mkdir -p "$(dirname "$jobs_flag")"
+    printf '# cargo speedy server-setup: role %s does not run the periodic jobs\n' "$role" |
+        write_file "$jobs_flag" 644
+fi
+
+apt-get update
+apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@"
+echo "speedy server-setup: $role server ready ($*)"
