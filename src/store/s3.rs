@@ -1493,13 +1493,19 @@ impl Store for S3Store {
             .as_ref()
             .map(|p| p.len() + 1)
             .unwrap_or(0);
+        // What a retry notice names: the prefix listed.
+        let listed = if prefix.is_empty() {
+            "the bucket"
+        } else {
+            prefix
+        };
         self.runtime.block_on(async {
             let mut found = Vec::new();
             let mut continuation: Option<String> = None;
             loop {
                 let page = self
                     .link
-                    .send("LIST", "listing", 0, self.deadline(), |retry| {
+                    .send("LIST", listed, 0, self.deadline(), |retry| {
                         self.client
                             .list_objects_v2()
                             .bucket(&self.config().bucket)
