@@ -1,5 +1,8 @@
 //! The wall clock, in one place so the rest can take time as a plain number (and tests
-//! can pass their own). Every layer may use it (docs/ARCHITECTURE.md, "Layers").
+//! can pass their own), and the calendar arithmetic on such numbers. Every layer may
+//! use it (docs/ARCHITECTURE.md, "Layers"), except that `repo` stays pure: it takes
+//! the time as an argument and uses only the arithmetic (checked by
+//! tests/architecture.rs).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +33,28 @@ pub fn wait_past_second(second: u64) -> Duration {
     wait
 }
 
+/// (year, month, day) in UTC of a Unix time.
+pub fn civil_date(timestamp: u64) -> (i64, i64, i64) {
+    let days = timestamp / 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative).
+    let z = days as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+pub fn iso_date(timestamp: u64) -> String {
+    let (year, month, day) = civil_date(timestamp);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +69,13 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(wait_past_second(this_second + 3600), LONGEST_WAIT);
         assert!(started.elapsed() >= LONGEST_WAIT);
+    }
+
+    #[test]
+    fn dates_of_unix_times() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(951_782_400), (2000, 2, 29));
+        assert_eq!(civil_date(4_102_444_799), (2099, 12, 31));
+        assert_eq!(iso_date(1_795_000_000), "2026-11-18");
     }
 }

@@ -139,6 +139,28 @@ fn every_module_uses_only_what_its_layer_allows() {
     );
 }
 
+/// `repo` is pure: it may use the calendar arithmetic of `clock`, never the clock.
+#[test]
+fn the_repository_model_never_reads_the_clock() {
+    let mut files = Vec::new();
+    rust_files(&src().join("repo"), &mut files);
+    for file in files {
+        let code = production_code(&file);
+        for reading in [
+            "clock::now",
+            "clock::wait_past_second",
+            "SystemTime",
+            "Instant::now",
+        ] {
+            assert!(
+                !code.contains(reading),
+                "{} reads the clock ({reading}): pass the time in",
+                file.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_allowed_layers_have_no_cycle() {
     let graph: BTreeMap<&str, Vec<&str>> = ALLOWED

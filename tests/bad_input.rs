@@ -333,7 +333,7 @@ fn server_setup_and_signing_settings_refuse_bad_values() {
         }
     };
     refused(
-        &["server-setup", "--role", "db", "--db-host", "10.0.0.1"],
+        &["server-setup", "--role", "db", "--db-host", "127.0.0.5"],
         &[
             "Cargo.toml",
             "workspace.metadata.speedy.roles.db",
@@ -345,7 +345,7 @@ fn server_setup_and_signing_settings_refuse_bad_values() {
         &["role `web` does not install postgresql", "--db-host"],
     );
     // Values that reach the root script: each is named, and no script is printed.
-    let web = ["server-setup", "--role", "web", "--db-host", "10.0.0.1"];
+    let web = ["server-setup", "--role", "web", "--db-host", "127.0.0.5"];
     let with = |extra: &[&'static str]| [&web[..], extra].concat();
     refused(
         &with(&["--suite", "no/such suite"]),
@@ -387,7 +387,7 @@ fn server_setup_and_signing_settings_refuse_bad_values() {
         "web = [\"speedy-app\", \"Speedy_Extra\"]",
     );
     refused(
-        &["server-setup", "--role", "web", "--db-host", "10.0.0.1"],
+        &["server-setup", "--role", "web", "--db-host", "127.0.0.5"],
         &[
             "workspace.metadata.speedy.roles.web",
             "\"Speedy_Extra\" is not a valid Debian package name",

@@ -284,7 +284,7 @@ fn maintainer_scripts_monitoring_checks_and_the_setup_script_pass_shellcheck() {
     assert_success(&fixture.speedy(&["release", "--quiet", "--no-build"]));
     let scripts = tempfile::tempdir().unwrap();
     for role in ["worker", "web"] {
-        let output = fixture.speedy(&["server-setup", "--role", role, "--db-host", "10.0.0.1"]);
+        let output = fixture.speedy(&["server-setup", "--role", role, "--db-host", "127.0.0.5"]);
         assert_success(&output);
         let path = scripts.path().join(format!("setup-{role}.sh"));
         std::fs::write(&path, &output.stdout).unwrap();

@@ -152,21 +152,7 @@ pub fn rfc2822(timestamp: u64, zone: &str) -> String {
     )
 }
 
-/// (year, month, day) in UTC of a Unix time.
-pub fn civil_date(timestamp: u64) -> (i64, i64, i64) {
-    let days = timestamp / 86_400;
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative).
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+pub use crate::clock::civil_date;
 
 /// Maps a Cargo (semver) version to a Debian upstream version so that Debian's
 /// ordering agrees with semver's: a pre-release sorts before its release, which in

@@ -434,8 +434,4 @@ impl FindingSeverity {
     }
 }
 
-/// `YYYY-MM-DD` (UTC) of a unix time.
-fn date(secs: u64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    humantime::format_rfc3339_seconds(time).to_string()[..10].to_string()
-}
+use crate::clock::iso_date as date;

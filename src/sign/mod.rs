@@ -13,11 +13,7 @@ mod cert;
 
 pub use cert::{FindingSeverity, KeyFinding, KeyHealth};
 
-use std::{
-    fmt,
-    str::FromStr,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, str::FromStr};
 
 use pgp::{
     composed::{
@@ -1167,11 +1163,7 @@ fn timestamp(secs: u64) -> Result<Timestamp, SignError> {
         .map_err(|_| SignError::TimeOutOfRange { time: secs })
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::clock::now;
 
 #[cfg(test)]
 mod tests {
