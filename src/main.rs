@@ -414,9 +414,10 @@ enum KeyCommand {
         output: PathBuf,
         #[arg(long, value_enum, default_value = "ed25519")]
         algorithm: KeyAlgorithm,
-        /// The key's user id
-        #[arg(long, default_value = "Speedy apt repository <ops@speedy.example>")]
-        user_id: String,
+        /// The key's user id (default: "<Origin> apt repository", with the workspace's
+        /// maintainer address when it names one)
+        #[arg(long)]
+        user_id: Option<String>,
     },
     /// Export the public key: a binary keyring for /usr/share/keyrings, or armored (.asc)
     Export {

@@ -95,9 +95,22 @@ impl Workspace {
         })?;
         let root: PathBuf = metadata.workspace_root.clone().into();
         let root_manifest = root.join("Cargo.toml");
-        let workspace_metadata =
+        let mut workspace_metadata =
             config::parse_workspace_metadata(&metadata.workspace_metadata, &root_manifest)?;
-        let members = metadata.workspace_packages().into_iter().cloned().collect();
+        let members: Vec<cargo_metadata::Package> =
+            metadata.workspace_packages().into_iter().cloned().collect();
+        // Every default named after the project reads this one name.
+        let services: Vec<String> = members
+            .iter()
+            .filter(|p| p.metadata.get("speedy").is_some())
+            .map(|p| p.name.to_string())
+            .collect();
+        workspace_metadata.name = Some(config::project_name(
+            &workspace_metadata,
+            &root_manifest,
+            &services,
+            &root,
+        )?);
         Ok(Workspace {
             root,
             root_manifest,

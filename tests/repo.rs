@@ -1385,3 +1385,62 @@ fn next_steps_run_as_printed_and_the_long_one_comes_once() {
     assert_fails_with(&output, "its suites are dev");
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
 }
+
+/// Issue 24: a project not called "speedy" gets its own names by default: the system
+/// user, the origin, the keyring package, the server files and a new key's user id all
+/// follow `name` (or, without it, what the services' package names start with).
+#[test]
+fn defaults_are_named_after_the_project() {
+    let fixture = Fixture::new();
+    fixture.edit("Cargo.toml", "user = \"speedy\"\n", "name = \"acme\"\n");
+    assert_success(&release(&fixture, &[]));
+    let in_release = std::fs::read_to_string(repo(&fixture).join("dists/dev/InRelease")).unwrap();
+    assert!(in_release.contains("\nOrigin: Acme\n"), "{in_release}");
+    let keyring = fixture.path("target/speedy/repo/pool/main/a/acme-archive-keyring");
+    assert!(keyring.is_dir(), "no acme-archive-keyring in the pool");
+    let app = fixture
+        .debs()
+        .into_iter()
+        .find(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("speedy-app_")
+        })
+        .expect("the app's .deb");
+    let unpacked = Unpacked::new(&app);
+    let unit = unpacked.file("/usr/lib/systemd/system/speedy-app.service");
+    assert!(unit.contains("\nUser=acme\n"), "{unit}");
+    let sysusers = unpacked.file("/usr/lib/sysusers.d/speedy-app.conf");
+    assert!(sysusers.contains("u acme "), "{sysusers}");
+
+    let output = fixture.speedy(&["server-setup", "--role", "web", "--db-host", "127.0.0.5"]);
+    assert_success(&output);
+    let script = stdout(&output);
+    for name in [
+        "/etc/apt/sources.list.d/acme.sources",
+        "acme-archive-keyring",
+        "o=Acme",
+    ] {
+        assert!(script.contains(name), "{name}:\n{script}");
+    }
+    assert!(!script.contains("speedy.sources"), "{script}");
+
+    let key = fixture.path("acme.asc");
+    assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
+    let output = std::process::Command::new("gpg")
+        .args([
+            "--batch",
+            "--show-keys",
+            "--with-colons",
+            key.to_str().unwrap(),
+        ])
+        .env("GNUPGHOME", fixture.path(""))
+        .output()
+        .expect("gpg");
+    assert!(
+        stdout(&output).contains("Acme apt repository <ops@speedy.example>"),
+        "{}",
+        stdout(&output)
+    );
+}

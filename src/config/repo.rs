@@ -468,7 +468,11 @@ impl RepoConfig {
                 }
                 Ok(value)
             };
-        let origin = one_line("origin", &repo.origin, "Speedy")?;
+        let origin = one_line(
+            "origin",
+            &repo.origin,
+            &super::default_origin(workspace.name.as_deref().unwrap_or(DEFAULT_NAME)),
+        )?;
         let label = one_line("label", &repo.label, &origin)?;
         if let Some(description) = &repo.description {
             one_line("description", &Some(description.clone()), "")?;
@@ -497,6 +501,10 @@ impl RepoConfig {
         })
     }
 }
+
+/// The project name where no workspace names one (a key file used outside any
+/// workspace).
+const DEFAULT_NAME: &str = "speedy";
 
 impl RepoConfig {
     /// The origin as a file-name part: `speedy` for "Speedy", used for the keyring

@@ -417,6 +417,7 @@ impl Resolution<'_> {
             .user
             .clone()
             .or_else(|| self.workspace.user.clone())
+            .or_else(|| self.workspace.name.clone())
             .unwrap_or_else(|| "speedy".to_owned());
         check_system_name(&user).map_err(|why| self.err("user", why))?;
         if user == "root" {
@@ -424,7 +425,7 @@ impl Resolution<'_> {
             // root as a service user.
             return Err(self.err(
                 "user",
-                "services must not run as root: name a system user of their own, e.g. \"speedy\""
+                "services must not run as root: name a system user of their own (the default is the project's `name`)"
                     .into(),
             ));
         }

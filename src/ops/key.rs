@@ -11,7 +11,32 @@ pub struct KeyGenerateOptions {
     /// Where the armored secret key goes (created 0600, never overwritten).
     pub output: PathBuf,
     pub algorithm: KeyAlgorithm,
-    pub user_id: String,
+    /// Default: named after the workspace in the current directory ([`default_user_id`]).
+    pub user_id: Option<String>,
+}
+
+/// "<Origin> apt repository <maintainer's address>": the workspace in the current
+/// directory names the key; outside one, "apt repository signing key".
+pub fn default_user_id() -> String {
+    let workspace = crate::workspace::Workspace::load(None, Default::default()).ok();
+    let Some(workspace) = workspace else {
+        return "apt repository signing key".to_owned();
+    };
+    let origin = workspace
+        .repo_config()
+        .map(|config| config.release.origin)
+        .unwrap_or_else(|_| {
+            crate::config::default_origin(workspace.metadata.name.as_deref().unwrap_or("apt"))
+        });
+    let address = workspace
+        .metadata
+        .maintainer
+        .as_deref()
+        .and_then(|m| m.split_once('<'))
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(address, _)| format!(" <{address}>"))
+        .unwrap_or_default();
+    format!("{origin} apt repository{address}")
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,7 +84,7 @@ pub fn key_generate(
     let encrypted = passphrase.is_some();
     let key = SigningKey::generate(&KeyParams {
         algorithm: options.algorithm,
-        user_id: options.user_id.clone(),
+        user_id: options.user_id.clone().unwrap_or_else(default_user_id),
         passphrase,
         created: crate::clock::now(),
     })?;
