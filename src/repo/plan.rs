@@ -377,8 +377,9 @@ pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, String> {
 ///
 /// Packages.gz is the only index written; Release also lists the plain Packages, and
 /// there is no Packages.xz: at the preset a publish can afford, xz is no smaller than
-/// gzip -9 and costs more CPU (docs/ARCHITECTURE.md, "Publishing at the cost of what
-/// changed"). apt takes whichever compression Release lists.
+/// gzip -9 and costs more CPU
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"). apt takes
+/// whichever compression Release lists.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)

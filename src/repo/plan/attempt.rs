@@ -2,8 +2,9 @@
 //! against a store): whether a change changes nothing, what a switch replaces and
 //! drops, what was referenced before it, which by-hash copies are there already, when
 //! one listing of the pool beats a HEAD per file, and which canonical writes are
-//! indices and which the Release files (docs/ARCHITECTURE.md, "The life of a
-//! publish"). The current state is passed in; nothing here reads a store.
+//! indices and which the Release files
+//! (docs/ARCHITECTURE.md, "The life of a publish"). The current state is passed in;
+//! nothing here reads a store.
 
 use super::{referenced_keys, Merge, PublishPlan, Step};
 use crate::repo::index::{PackageEntry, Release};
@@ -17,8 +18,8 @@ pub struct CurrentSuite<'a> {
     pub packages: &'a [PackageEntry],
 }
 
-/// What a switch replaced, for the history (docs/ARCHITECTURE.md, "History and
-/// rollback").
+/// What a switch replaced, for the history
+/// (docs/ARCHITECTURE.md, "History and rollback").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
     /// The Packages.gz the replaced Release lists, by path, with their SHA256.
