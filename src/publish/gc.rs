@@ -1,10 +1,10 @@
 //! Garbage collection after the switch
-//! (docs/ARCHITECTURE.md, "Crash and concurrency model"): what no suite and no kept history record references any more is deleted
-//! once it has been unreferenced for the grace period. Its bookkeeping
-//! (`.speedy/pending-deletes.json`, `repo::plan::GcState`) says since when each object
-//! is unreferenced, when the store was last swept, and each suite's history head; the
-//! decisions are `repo::plan`'s (`must_sweep`, `garbage_candidates`,
-//! `collect_garbage`).
+//! (docs/ARCHITECTURE.md, "Crash and concurrency model"): what no suite and no kept
+//! history record references any more is deleted once it has been unreferenced for
+//! the grace period. Its bookkeeping (`.speedy/pending-deletes.json`,
+//! `repo::plan::GcState`) says since when each object is unreferenced, when the store
+//! was last swept, and each suite's history head; the decisions are `repo::plan`'s
+//! (`must_sweep`, `garbage_candidates`, `collect_garbage`).
 
 use super::{history, put_options, state, Known, Publish, PublishError};
 use crate::listener::Listener;
