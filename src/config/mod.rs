@@ -1,7 +1,8 @@
 //! Settings: everything a user writes in `Cargo.toml` (and the flags that override
 //! it), validated once into types the layers above use without further checks.
 //! See docs/ARCHITECTURE.md, "Layers": this module depends only on the leaf modules
-//! (`repo` for name rules, `store` for bucket addressing, `debian`, `calendar`).
+//! (`repo` for name rules and `ReleaseFields`, `store` for bucket addressing, `cdn`
+//! for the endpoint id rule, `calendar`).
 //!
 //! Naming: `*Metadata` is a table exactly as written in the manifest (serde, every
 //! field optional, unknown keys refused); `*Config` is the validated result.

@@ -4,9 +4,11 @@
 //! works (docs/ARCHITECTURE.md, "Crash and concurrency model"). A lease not renewed
 //! in time belongs to a publisher that died (a killed CI runner, say) and is taken
 //! over with a compare-and-swap on the lock object's version, so that of two waiters
-//! exactly one wins.
+//! exactly one wins. This file owns the lock object: taking it (`acquire`), renewing
+//! it while a publish works (`HeldLock::while_renewing`), checking and releasing it.
 
 use super::PublishError;
+use crate::listener::Listener;
 use crate::repo::layout::LOCK_KEY;
 use crate::store::{Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,6 +132,18 @@ enum Found {
     },
 }
 
+impl Found {
+    /// The lock as ours, when it holds our `token`.
+    fn held_with(&self, token: &str, lease: Duration) -> Option<HeldLock> {
+        match self {
+            Found::Held { info, version } if info.token == token => {
+                Some(HeldLock::new(info.clone(), version.clone(), lease))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn read_lock(store: &dyn Store) -> Result<Found, PublishError> {
     Ok(match store.get_versioned(LOCK_KEY)? {
         None => Found::Free,
@@ -154,6 +168,20 @@ enum Takeover {
     OwnerGone,
     /// `--break-lock`.
     Broken,
+}
+
+impl LockInfo {
+    /// The lock this process writes, created at `created` for `lease` seconds.
+    fn ours(host: &str, token: &str, created: u64, lease: u64) -> Self {
+        LockInfo {
+            owner: format!("{}@{host}", this_user()),
+            host: host.to_owned(),
+            pid: std::process::id(),
+            created,
+            expires: created + lease,
+            token: token.to_owned(),
+        }
+    }
 }
 
 impl Takeover {
@@ -193,19 +221,10 @@ pub fn acquire(
     let host = this_host();
     let lease = options.lease.as_secs().max(1);
     loop {
-        let created = now();
-        let info = LockInfo {
-            owner: format!("{}@{host}", this_user()),
-            host: host.clone(),
-            pid: std::process::id(),
-            created,
-            expires: created + lease,
-            token: token.clone(),
-        };
+        let info = LockInfo::ours(&host, &token, now(), lease);
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        let options_for_lock = super::put_options(LOCK_KEY);
         let (created_it, create_error) =
-            match store.put_if_absent(LOCK_KEY, &bytes, &options_for_lock) {
+            match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
                 Ok(created) => (created, None),
                 Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
                 // The write may have happened and only the answer been lost: what is
@@ -219,68 +238,33 @@ pub fn acquire(
         if let (Some(error), Found::Free) = (create_error, &found) {
             return Err(error.into());
         }
-        if let Found::Held {
-            info: current,
-            version,
-        } = &found
-        {
-            // Ours, also when the create's answer was lost and a retry was refused
-            // because our own create had already happened.
-            if current.token == token {
-                return Ok(Some(HeldLock::new(
-                    current.clone(),
-                    version.clone(),
-                    options.lease,
-                )));
-            }
+        // Ours, also when the create's answer was lost and a retry was refused
+        // because our own create had already happened.
+        if let Some(held) = found.held_with(&token, options.lease) {
+            return Ok(Some(held));
         }
         if created_it {
             // Created, then replaced by someone who took it over at once: theirs.
             continue;
         }
-        let (version, takeover) = match &found {
-            Found::Free => continue,
-            Found::Unreadable { version } => (version, None),
-            Found::Held {
-                info: holder,
-                version,
-            } => {
-                let takeover = if holder.expires <= now() {
-                    Some(Takeover::LeaseExpired)
-                } else if holder.host == host && !process_alive(holder.pid) {
-                    Some(Takeover::OwnerGone)
-                } else {
-                    None
-                };
-                (version, takeover)
-            }
-        };
-        let takeover = match takeover {
-            None if options.break_lock && !broke => Some(Takeover::Broken),
-            other => other,
+        let may_break = options.break_lock && !broke;
+        let Some((version, takeover)) = may_take_over(&found, &host, may_break, &now) else {
+            continue;
         };
         if let Some(takeover) = takeover {
-            match store.put_if_version(LOCK_KEY, &bytes, version, &options_for_lock) {
-                Ok(Some(new_version)) => {
-                    if let Found::Held { info: holder, .. } = &found {
-                        on_takeover(&takeover.describe(holder));
-                    }
-                    return Ok(Some(HeldLock::new(info, new_version, options.lease)));
-                }
-                // Someone else was faster, or the holder renewed: look again.
-                Ok(None) => continue,
-                // Without compare-and-swap, only an explicit break or an owner gone
-                // from this host may delete the lock: an expired lease elsewhere may
-                // still belong to a slow holder, and two waiters could both delete.
-                Err(StoreError::ConditionalWritesUnsupported { .. })
-                    if takeover != Takeover::LeaseExpired && !broke =>
-                {
-                    store.delete(LOCK_KEY)?;
+            let mine = Mine {
+                info,
+                bytes: &bytes,
+                lease: options.lease,
+            };
+            match take_over(store, &found, version, takeover, mine, broke, on_takeover)? {
+                TakeOver::Won(held) => return Ok(Some(held)),
+                TakeOver::LookAgain => continue,
+                TakeOver::Deleted => {
                     broke = true;
                     continue;
                 }
-                Err(StoreError::ConditionalWritesUnsupported { .. }) => {}
-                Err(e) => return Err(e.into()),
+                TakeOver::Refused => {}
             }
         }
         if let Some(wait) = options.wait {
@@ -289,17 +273,111 @@ pub fn acquire(
                 continue;
             }
         }
-        return Err(match found {
-            Found::Held { info: holder, .. } => PublishError::Locked {
-                store: store.describe(),
-                expires_in: holder.expires.saturating_sub(now()),
-                holder: Box::new(holder),
-            },
-            Found::Unreadable { .. } => PublishError::LockUnreadable {
-                store: store.describe(),
-            },
-            Found::Free => continue,
-        });
+        if let Some(error) = refusal(store, found, &now) {
+            return Err(error);
+        }
+    }
+}
+
+/// The version of a lock that is not ours, and why it may be taken over, if it may:
+/// its lease expired, its owner is gone from this host, or `may_break` (`--break-lock`,
+/// not used yet). `None` when it is gone.
+fn may_take_over<'f>(
+    found: &'f Found,
+    host: &str,
+    may_break: bool,
+    now: &impl Fn() -> u64,
+) -> Option<(&'f String, Option<Takeover>)> {
+    let (version, takeover) = match found {
+        Found::Free => return None,
+        Found::Unreadable { version } => (version, None),
+        Found::Held {
+            info: holder,
+            version,
+        } => {
+            let takeover = if holder.expires <= now() {
+                Some(Takeover::LeaseExpired)
+            } else if holder.host == host && !process_alive(holder.pid) {
+                Some(Takeover::OwnerGone)
+            } else {
+                None
+            };
+            (version, takeover)
+        }
+    };
+    let takeover = match takeover {
+        None if may_break => Some(Takeover::Broken),
+        other => other,
+    };
+    Some((version, takeover))
+}
+
+/// The lock this publisher writes: its contents, serialized, and its lease.
+struct Mine<'b> {
+    info: LockInfo,
+    bytes: &'b [u8],
+    lease: Duration,
+}
+
+/// How an attempt to take a lock over ended.
+enum TakeOver {
+    Won(HeldLock),
+    /// Someone else was faster, or the holder renewed: look again.
+    LookAgain,
+    /// The store cannot compare and swap, and the lock was deleted instead.
+    Deleted,
+    /// The store cannot compare and swap, and this lock may not be deleted.
+    Refused,
+}
+
+/// Replaces the lock at `version` with ours (compare and swap).
+fn take_over(
+    store: &dyn Store,
+    found: &Found,
+    version: &str,
+    takeover: Takeover,
+    mine: Mine<'_>,
+    broke: bool,
+    on_takeover: &dyn Fn(&str),
+) -> Result<TakeOver, PublishError> {
+    match store.put_if_version(LOCK_KEY, mine.bytes, version, &super::put_options(LOCK_KEY)) {
+        Ok(Some(new_version)) => {
+            if let Found::Held { info: holder, .. } = found {
+                on_takeover(&takeover.describe(holder));
+            }
+            Ok(TakeOver::Won(HeldLock::new(
+                mine.info,
+                new_version,
+                mine.lease,
+            )))
+        }
+        Ok(None) => Ok(TakeOver::LookAgain),
+        // Without compare-and-swap, only an explicit break or an owner gone from this
+        // host may delete the lock: an expired lease elsewhere may still belong to a
+        // slow holder, and two waiters could both delete.
+        Err(StoreError::ConditionalWritesUnsupported { .. })
+            if takeover != Takeover::LeaseExpired && !broke =>
+        {
+            store.delete(LOCK_KEY)?;
+            Ok(TakeOver::Deleted)
+        }
+        Err(StoreError::ConditionalWritesUnsupported { .. }) => Ok(TakeOver::Refused),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why the lock cannot be had now (`None`: it is gone, look again).
+fn refusal(store: &dyn Store, found: Found, now: &impl Fn() -> u64) -> Option<PublishError> {
+    match found {
+        Found::Held { info: holder, .. } => Some(PublishError::Locked {
+            store: store.describe(),
+            expires_in: holder.expires.saturating_sub(now()),
+            holder: Box::new(holder),
+        }),
+        Found::Unreadable { .. } => Some(PublishError::LockUnreadable {
+            store: store.describe(),
+        }),
+        Found::Free => None,
     }
 }
 
@@ -369,6 +447,46 @@ impl HeldLock {
             return Ok(false);
         }
         Ok(matches!(read_lock(store)?, Found::Held { info, .. } if info.token == self.token))
+    }
+
+    /// Runs `work` while a thread renews the lease, so that a long upload keeps the
+    /// lock. A renewal that finds the lock taken over marks it lost, and the publish
+    /// then stops before its switch.
+    pub fn while_renewing<T>(
+        &self,
+        store: &dyn Store,
+        now: &(dyn Fn() -> u64 + Sync),
+        listener: &dyn Listener,
+        work: impl FnOnce() -> T,
+    ) -> T {
+        let done = AtomicBool::new(false);
+        let step = Duration::from_millis(50);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut next = Instant::now() + self.renewal_interval();
+                while !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(step);
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    match self.renew(store, now()) {
+                        Ok(true) => next = Instant::now() + self.renewal_interval(),
+                        Ok(false) => {
+                            listener.warning("the publish lock was taken over by someone else: this publish will not switch");
+                            break;
+                        }
+                        // A failed renewal is tried again soon; the lease allows two.
+                        Err(error) => {
+                            listener.detail(&format!("renewing the publish lock: {error}"));
+                            next = Instant::now() + step * 20;
+                        }
+                    }
+                }
+            });
+            let result = work();
+            done.store(true, Ordering::SeqCst);
+            result
+        })
     }
 }
 

@@ -2,7 +2,9 @@
 //! indices, and the order in which a publish writes them (invariant 3,
 //! docs/ARCHITECTURE.md, "Publish invariants"): pool files, then by-hash copies, then
 //! the canonical indices, then Release.gpg and Release, and InRelease last. A reader
-//! that fetched any InRelease finds every file it names, with the listed hashes.
+//! that fetched any InRelease finds every file it names, with the listed hashes. Also
+//! garbage collection's decisions, and ([`attempt`]) the other pure decisions of one
+//! publish attempt.
 
 use super::index::{render_packages, sort_entries, PackageEntry, Release, ReleaseFile};
 use super::layout;
@@ -10,6 +12,12 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
+
+pub mod attempt;
+pub use attempt::{
+    by_hash_to_write, canonical_writes, dropped_pool, list_the_pool, nothing_changed,
+    referenced_before, replaced, retired_on_arrival, CanonicalWrites, CurrentSuite, Replaced,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
@@ -367,10 +375,11 @@ pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, String> {
 
 /// Gzip without a file name and with mtime 0, so equal input gives equal bytes.
 ///
-/// The indices are Packages and Packages.gz, no .xz: on the benchmark's 10,000-entry
-/// Packages (4.2 MB), gzip -9 gives 690 KB in 0.07 s of CPU, xz preset 1 694 KB in
-/// 0.31 s, and the preset that makes xz worth having (6: 549 KB) 1.5 s and a 94 MB
-/// encoder, paid by every publish; apt takes whichever compression Release lists.
+/// Packages.gz is the only index written; Release also lists the plain Packages, and
+/// there is no Packages.xz: at the preset a publish can afford, xz is no smaller than
+/// gzip -9 and costs more CPU
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"). apt takes
+/// whichever compression Release lists.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
@@ -380,8 +389,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-/// Builds the Packages indices (plain, .gz, .xz) of every architecture and the
-/// Release that lists them. `date` is already formatted for apt.
+/// Builds the Packages.gz index of every architecture and the Release that lists it
+/// with the plain Packages it decompresses to. `date` is already formatted for apt.
 pub fn build_indices(
     suite: &str,
     packages: &[PackageEntry],
@@ -463,10 +472,10 @@ pub struct PoolUpload {
 /// One write or delete of a publish, in the order it must happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A .deb into pool/. Skipped when the object already exists with this size and
-    /// hash.
+    /// A .deb into pool/; the plan holds only those found missing while planning.
     Pool(PoolUpload),
-    /// An immutable by-hash copy; skipped when it exists.
+    /// An immutable by-hash copy; skipped when the current Release lists it
+    /// ([`by_hash_to_write`]).
     ByHash { key: String, bytes: Arc<[u8]> },
     /// A canonical index, Release.gpg or Release, overwritten.
     Replace { key: String, bytes: Arc<[u8]> },
@@ -672,11 +681,11 @@ pub fn collect_garbage(
 mod tests {
     use super::*;
 
-    fn sha(n: u8) -> String {
+    pub(super) fn sha(n: u8) -> String {
         format!("{n:02x}").repeat(32)
     }
 
-    fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
+    pub(super) fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
         let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
         PackageEntry::from_control(&control, u64::from(n), &sha(n), "", "t.deb").unwrap()
     }
@@ -743,7 +752,7 @@ mod tests {
         assert_eq!(merge(&current, &[], 0).unwrap().packages.len(), 1);
     }
 
-    fn settings() -> ReleaseFields {
+    pub(super) fn settings() -> ReleaseFields {
         ReleaseFields {
             origin: "O".into(),
             label: "L".into(),

@@ -1,0 +1,169 @@
+//! Garbage collection after the switch
+//! (docs/ARCHITECTURE.md, "Crash and concurrency model"): what no suite and no kept
+//! history record references any more is deleted once it has been unreferenced for
+//! the grace period. Its bookkeeping (`.speedy/pending-deletes.json`,
+//! `repo::plan::GcState`) says since when each object is unreferenced, when the store
+//! was last swept, and each suite's history head; the decisions are `repo::plan`'s
+//! (`must_sweep`, `garbage_candidates`, `collect_garbage`).
+
+use super::{history, put_options, state, Known, Publish, PublishError};
+use crate::listener::Listener;
+use crate::repo::layout;
+use crate::repo::plan::{self, GcState};
+use crate::store::Body;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The shortest grace period without a lock: longer than any upload-to-switch window.
+const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
+
+/// What the suites reference now, and each suite's newest history record before
+/// this publish and after it.
+#[derive(Default)]
+struct Referenced {
+    keys: BTreeSet<String>,
+    heads_before: BTreeMap<String, u64>,
+    heads_after: BTreeMap<String, u64>,
+}
+
+impl Publish<'_> {
+    /// Garbage collection's bookkeeping; a missing or unreadable one is a fresh start
+    /// (the next collection sweeps).
+    pub(super) fn read_gc_state(&self) -> Result<GcState, PublishError> {
+        Ok(self
+            .store
+            .get(layout::GC_STATE_KEY)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// Deletes pool files and by-hash copies that no suite has referenced for the
+    /// grace period. Under a lock still ours it looks only at what this publish
+    /// stopped referencing and what was pending, unless a sweep of the whole store is
+    /// due (`plan::must_sweep`); without one, it always sweeps.
+    pub(super) fn collect_garbage(
+        &self,
+        locked: bool,
+        known: Option<&Known>,
+        previous: &GcState,
+        keyring: Option<String>,
+        listener: &dyn Listener,
+    ) -> Result<Vec<String>, PublishError> {
+        let referenced = match known {
+            Some(known) => self.referenced_as_known(known)?,
+            None => self.referenced_as_read()?,
+        };
+        let now = (self.now)();
+        let sweep = match known {
+            Some(_) => plan::must_sweep(previous, &referenced.heads_before, now),
+            None => true,
+        };
+        let candidates: BTreeSet<String> = match known {
+            Some(known) if !sweep => {
+                plan::garbage_candidates(previous, &known.referenced_before, &referenced.keys)
+            }
+            _ => self.collectable_objects()?,
+        };
+        let (mut next, delete) = plan::collect_garbage(
+            &candidates,
+            &referenced.keys,
+            previous,
+            now,
+            // Without a lock, a concurrent publisher's pool files are unreferenced
+            // until its switch; a grace period spares them.
+            if locked {
+                self.config.grace_seconds
+            } else {
+                self.config.grace_seconds.max(LOCKLESS_MIN_GRACE_SECONDS)
+            },
+        );
+        next.swept_at = if sweep { now } else { previous.swept_at };
+        next.history_heads = referenced.heads_after;
+        next.published_keyring = keyring;
+        for key in &delete {
+            listener.detail(&format!("delete {key}"));
+            self.store.delete(key)?;
+        }
+        // Written last: a collection that failed before this point is found out by the
+        // next one (its heads are behind), which then sweeps.
+        if next != *previous {
+            let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
+            self.store.put(
+                layout::GC_STATE_KEY,
+                Body::Bytes(&bytes),
+                &put_options(layout::GC_STATE_KEY),
+            )?;
+        }
+        Ok(delete)
+    }
+
+    /// Under a lock still ours, what the attempt read and switched to is what the
+    /// suites reference now; only the other suites' histories are read.
+    fn referenced_as_known(&self, known: &Known) -> Result<Referenced, PublishError> {
+        let public_key = self.key.public_key();
+        let mut referenced = Referenced::default();
+        referenced.keys.extend(known.referenced.iter().cloned());
+        referenced
+            .keys
+            .extend(history::referenced_keys(std::slice::from_ref(
+                &known.history,
+            )));
+        if let Some(id) = known.history_head_before {
+            referenced.heads_before.insert(self.suite.clone(), id);
+        }
+        if let Some(record) = known.history.records.first() {
+            referenced.heads_after.insert(self.suite.clone(), record.id);
+        }
+        for suite in &known.other_suites {
+            // What a rollback may restore stays, however old.
+            let kept = history::read(self.store, &public_key, suite)?;
+            referenced
+                .keys
+                .extend(history::referenced_keys(std::slice::from_ref(&kept)));
+            if let Some(record) = kept.records.first() {
+                referenced.heads_before.insert(suite.clone(), record.id);
+                referenced.heads_after.insert(suite.clone(), record.id);
+            }
+        }
+        Ok(referenced)
+    }
+
+    /// Read afresh rather than reusing the states of the merge: without a lock,
+    /// another publisher may reference new files by now. (No heads: the next
+    /// collection under a lock sweeps.)
+    fn referenced_as_read(&self) -> Result<Referenced, PublishError> {
+        let public_key = self.key.public_key();
+        let mut referenced = Referenced::default();
+        for (suite, state) in state::read_all(self.store, &public_key)? {
+            referenced.keys.extend(plan::referenced_keys(
+                &suite,
+                &state.release,
+                &state.packages,
+            ));
+            // What a rollback may restore stays, however old.
+            let kept = history::read(self.store, &public_key, &suite)?;
+            referenced
+                .keys
+                .extend(history::referenced_keys(std::slice::from_ref(&kept)));
+        }
+        Ok(referenced)
+    }
+
+    /// A sweep: every collectable object in the store, the pool and the indices and
+    /// by-hash copies under dists/.
+    fn collectable_objects(&self) -> Result<BTreeSet<String>, PublishError> {
+        let mut existing: BTreeSet<String> = self
+            .store
+            .list("pool/")?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        existing.extend(
+            self.store
+                .list("dists/")?
+                .into_iter()
+                .map(|m| m.key)
+                .filter(|k| layout::is_collectable(k)),
+        );
+        Ok(existing)
+    }
+}

@@ -1,0 +1,166 @@
+//! The writes of a publish, in the plan's order (invariant 3, docs/ARCHITECTURE.md,
+//! "Publish invariants"): pool uploads, by-hash copies, the re-check of the lock and
+//! InRelease, the canonical indices, Release.gpg, Release, and the switch, the single
+//! write of InRelease that makes the new suite visible.
+
+use super::state::SuiteState;
+use super::{lock, put_options, IncomingDeb, Publish, PublishError};
+use crate::listener::Listener;
+use crate::repo::layout;
+use crate::repo::plan::{self, PublishPlan, Step};
+use crate::store::Body;
+
+impl Publish<'_> {
+    /// Writes `publish_plan` over `current` (the suite as read) up to and including
+    /// the switch. `false`: InRelease changed since it was read, nothing switched, and
+    /// the caller merges again.
+    pub(super) fn write_and_switch(
+        &self,
+        publish_plan: &PublishPlan,
+        current: Option<&SuiteState>,
+        debs: &[IncomingDeb],
+        held: Option<&lock::HeldLock>,
+        listener: &dyn Listener,
+    ) -> Result<bool, PublishError> {
+        let before_switch = current.map(|s| s.in_release.clone());
+        let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
+        self.put_all(&plan::by_hash_to_write(
+            publish_plan,
+            current.map(|state| &state.release),
+        ))?;
+        let canonical = plan::canonical_writes(publish_plan);
+        if !canonical.is_empty() && !self.unchanged_since_read(held, before_switch.as_deref())? {
+            return Ok(false);
+        }
+        self.put_all(&canonical.indices)?;
+        for (key, bytes) in canonical.release {
+            self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
+        }
+        for step in &publish_plan.steps {
+            match step {
+                Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => {}
+                Step::InRelease { key, bytes } => {
+                    let replaced_second = current.and_then(|state| state.in_release_modified);
+                    if !self.switch(
+                        key,
+                        bytes,
+                        before_switch.as_deref(),
+                        replaced_second,
+                        listener,
+                    )? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        if !written.is_empty() {
+            listener.info(&format!(
+                "Wrote {} package(s) to {}",
+                written.len(),
+                self.store.describe()
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Just before the canonical files change: whoever took over an expired lease may
+    /// be switching now (`LockLost`), and has anyone switched since we read
+    /// (`false`: merge again instead of overwriting them)? Both asked at once.
+    fn unchanged_since_read(
+        &self,
+        held: Option<&lock::HeldLock>,
+        before_switch: Option<&[u8]>,
+    ) -> Result<bool, PublishError> {
+        let in_release_key = layout::in_release_key(&self.suite);
+        let (lock_check, in_release_now) = crate::parallel::join(
+            || held.map(|held| held.still_held(self.store)),
+            || self.store.get(&in_release_key),
+        );
+        match lock_check {
+            None | Some(Ok(true)) => {}
+            Some(Err(error)) => return Err(error),
+            Some(Ok(false)) => {
+                return Err(PublishError::LockLost {
+                    store: self.store.describe(),
+                })
+            }
+        }
+        Ok(in_release_now?.as_deref() == before_switch)
+    }
+
+    /// The switch: writes InRelease unless it changed since it was read (`false`:
+    /// merge again). The new InRelease carries a later modification second than the
+    /// one it replaces (`replaced_second`): apt asks with If-Modified-Since, and
+    /// servers compare whole seconds, so a second publish within the same second
+    /// would be answered "304 Not Modified" and missed until the next publish.
+    fn switch(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        before_switch: Option<&[u8]>,
+        replaced_second: Option<u64>,
+        listener: &dyn Listener,
+    ) -> Result<bool, PublishError> {
+        if let Some(second) = replaced_second {
+            crate::clock::wait_past_second(second);
+        }
+        if self.store.get(key)?.as_deref() != before_switch {
+            return Ok(false);
+        }
+        if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+            // The write may have happened and only its answer been lost (every retry
+            // of it too): what InRelease holds now decides.
+            match self.store.get(key) {
+                Ok(Some(now)) if now[..] == bytes[..] => listener.detail(&format!(
+                    "switched {key} (the answer to the write was lost: {error})"
+                )),
+                _ => return Err(error.into()),
+            }
+        }
+        // Switched: from here a failure is a note, not a failed publish.
+        if let Some(second) = replaced_second {
+            self.after_the_replaced_second(key, bytes, second, listener);
+        }
+        Ok(true)
+    }
+
+    /// The store's clock decides the second it records, and it may run behind ours:
+    /// close to the replaced second, ask, and write again a second later (the same
+    /// bytes) if it recorded the same second.
+    fn after_the_replaced_second(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        second: u64,
+        listener: &dyn Listener,
+    ) {
+        if crate::clock::now() > second + 2 {
+            return;
+        }
+        let rewrite = match self.store.head(key) {
+            Ok(meta) => meta
+                .and_then(|meta| meta.modified)
+                .is_some_and(|recorded| recorded <= second),
+            Err(error) => {
+                listener.detail(&format!("checking the time of {key}: {error}"));
+                false
+            }
+        };
+        if rewrite {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
+                listener.warning(&format!(
+                    "{key} carries the same second as the one it replaced, and writing it again failed ({error}): servers that fetched the old one this second see the change at the next publish"
+                ));
+            }
+        }
+    }
+
+    /// Writes small objects (by-hash copies, canonical indices), a few at a time.
+    fn put_all(&self, objects: &[(&str, &[u8])]) -> Result<(), PublishError> {
+        self.each_in_parallel(objects, |(key, bytes)| {
+            Ok(self.store.put(key, Body::Bytes(bytes), &put_options(key))?)
+        })
+        .map(|_| ())
+    }
+}
