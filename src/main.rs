@@ -142,9 +142,10 @@ struct WithdrawArgs {
 
 #[derive(Args)]
 struct PhaseArgs {
-    /// The package whose newest version to phase
+    /// A package whose newest version to phase (repeatable; default: every package the
+    /// suite's last change added or re-phased)
     #[arg(short = 'p', long = "package", value_name = "NAME")]
-    package: String,
+    packages: Vec<String>,
     /// The percentage of servers that take it (0-100). apt lets a server in when its
     /// draw (0-100) is at or below it, so P lets about (P+1) in 101 through and 0
     /// still about 1 in 101: to hold a version back from every server, `withdraw` it
@@ -623,7 +624,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         Command::Phase(args) => published(ops::phase(
             &ops::PhaseOptions {
                 write: args.edit.options(global),
-                package: args.package.clone(),
+                packages: args.packages.clone(),
                 percent: args.percent,
             },
             out,

@@ -318,7 +318,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
         keep_services: cargo_speedy::repo::plan::KeepServices::AnyOf(vec!["speedy-app".into()]),
     };
     let phase = SuiteChange::Phase {
-        name: "speedy-app".into(),
+        names: vec!["speedy-app".into()],
         percent: 50,
     };
     let apply = |store: &dyn Store, change: &SuiteChange, break_lock: bool| {
@@ -477,7 +477,7 @@ fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
         }
         .apply(
             cargo_speedy::publish::Change::Edit(&cargo_speedy::repo::plan::SuiteChange::Phase {
-                name: "speedy-app".into(),
+                names: vec!["speedy-app".into()],
                 percent,
             }),
             &SilentListener,

@@ -1444,3 +1444,68 @@ fn defaults_are_named_after_the_project() {
         stdout(&output)
     );
 }
+
+/// Issue 24: `phase` without `-p` raises every package the suite's last change brought
+/// (a phased promote of three services is raised in one command), never the keyring;
+/// where the last change brought none, it says to name them.
+#[test]
+fn phase_without_a_package_takes_what_the_last_change_brought() {
+    let fixture = released();
+    fixture.set_version("1.4.1");
+    assert_success(&release(&fixture, &["--phased", "10"]));
+    let phases = |fixture: &Fixture| -> Vec<(String, String, Option<u64>)> {
+        let output = fixture.speedy(&["list", "--message-format", "json"]);
+        assert_success(&output);
+        let report: serde_json::Value =
+            serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+        report["suites"][0]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["version"].as_str().unwrap().starts_with("1.4.1"))
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["version"].as_str().unwrap().to_owned(),
+                    p["phase"].as_u64(),
+                )
+            })
+            .collect()
+    };
+    assert!(phases(&fixture)
+        .iter()
+        .all(|(_, _, phase)| *phase == Some(10)));
+    let output = fixture.speedy(&["phase", "--suite", "dev", "50"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("speedy-app, speedy-jobs, speedy-notifier"),
+        "{}",
+        stderr(&output)
+    );
+    let now = phases(&fixture);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(
+        now.iter().all(|(_, _, phase)| *phase == Some(50)),
+        "{now:?}"
+    );
+    // Again: the last change (the phase) re-phased the same three.
+    assert_success(&fixture.speedy(&["phase", "--suite", "dev", "100"]));
+    assert!(phases(&fixture).iter().all(|(_, _, phase)| phase.is_none()));
+    // A withdraw brings nothing to phase.
+    assert_success(&fixture.speedy(&[
+        "withdraw",
+        "--suite",
+        "dev",
+        "-p",
+        "speedy-jobs",
+        "--version",
+        "1.4.1-1",
+    ]));
+    let output = fixture.speedy(&["phase", "--suite", "dev", "10"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("added or re-phased no package") && stderr(&output).contains("-p"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -206,22 +206,62 @@ pub fn withdraw(
 #[derive(Debug, Clone, Default)]
 pub struct PhaseOptions {
     pub write: WriteOptions,
-    pub package: String,
+    /// The packages whose newest versions to phase; none: every package the suite's
+    /// last change added or re-phased (the keyring package is never phased).
+    pub packages: Vec<String>,
     /// 0 to 100; 100 releases the version to every machine.
     pub percent: u8,
 }
 
-/// Sets the phase of the newest version of a package in the suite.
+/// Sets the phase of the newest version of packages in the suite.
 pub fn phase(
     options: &PhaseOptions,
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
     let writer = SuiteWriter::open(&options.write, KeyPurpose::Republish, listener)?;
+    let names = if options.packages.is_empty() {
+        let suite = writer.suite();
+        let recorded = history::read(writer.store.as_ref(), &writer.keys.public_key(), &suite)?;
+        let newest = recorded
+            .records
+            .first()
+            .ok_or_else(|| PublishError::NoHistory {
+                suite: suite.clone(),
+            })?;
+        let names = last_change_packages(newest, &writer.settings.keyring_package().name);
+        if names.is_empty() {
+            return Err(CommandError::NothingToPhase {
+                suite,
+                command: newest.command.clone(),
+            });
+        }
+        listener.info(&format!(
+            "Phasing what change {} ({}) brought to {suite}: {}",
+            newest.id,
+            newest.command,
+            names.join(", ")
+        ));
+        names
+    } else {
+        options.packages.clone()
+    };
     let change = SuiteChange::Phase {
-        name: options.package.clone(),
+        names,
         percent: options.percent,
     };
     writer.write(Change::Edit(&change), "phase", listener)
+}
+
+/// The packages a change added or re-phased, but the keyring, each once, sorted.
+fn last_change_packages(record: &HistoryRecord, keyring: &str) -> Vec<String> {
+    let names: std::collections::BTreeSet<String> = record
+        .added
+        .iter()
+        .chain(&record.changed)
+        .map(|p| p.name.clone())
+        .filter(|name| name != keyring)
+        .collect();
+    names.into_iter().collect()
 }
 
 fn check_suite(configured: &[String], suite: &str) -> Result<(), PublishError> {

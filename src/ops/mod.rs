@@ -100,6 +100,10 @@ pub enum CommandError {
     },
     #[error("the server-setup script: {0}")]
     SetupScript(#[from] crate::package::render::RenderError),
+    #[error(
+        "the last change of suite {suite} ({command}) added or re-phased no package besides the keyring: name the packages to phase with -p"
+    )]
+    NothingToPhase { suite: String, command: String },
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings

@@ -113,8 +113,9 @@ pub enum SuiteChange {
         version: String,
         keep_services: KeepServices,
     },
-    /// Sets the phase of the newest version of a package; 100 releases it fully.
-    Phase { name: String, percent: u8 },
+    /// Sets the phase of the newest version of each named package; 100 releases it
+    /// fully.
+    Phase { names: Vec<String>, percent: u8 },
 }
 
 /// Applies `change` to the packages of a suite, pure: what the suite holds afterwards
@@ -176,22 +177,26 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             }
             keep_services.check(current, replace(current, kept))
         }
-        SuiteChange::Phase { name, percent } => {
+        SuiteChange::Phase { names, percent } => {
             if *percent > 100 {
                 return Err(MergeError::PhaseOutOfRange(*percent));
             }
             // Sorted newest first within a name: the first version seen is the newest.
             let mut sorted = current.to_vec();
             sort_entries(&mut sorted);
-            let newest = sorted
-                .iter()
-                .find(|e| &e.name == name)
-                .map(|e| e.version.clone())
-                .ok_or_else(|| MergeError::PackageNotInSuite { name: name.clone() })?;
+            let mut newest = BTreeMap::new();
+            for name in names {
+                let version = sorted
+                    .iter()
+                    .find(|e| &e.name == name)
+                    .map(|e| e.version.clone())
+                    .ok_or_else(|| MergeError::PackageNotInSuite { name: name.clone() })?;
+                newest.insert(name.as_str(), version);
+            }
             let phased = sorted
                 .into_iter()
                 .map(|e| {
-                    if &e.name == name && e.version == newest {
+                    if newest.get(e.name.as_str()) == Some(&e.version) {
                         e.with_phase(Some(*percent))
                     } else {
                         e
@@ -1156,7 +1161,7 @@ mod tests {
         let phased = apply(
             &current,
             &SuiteChange::Phase {
-                name: "pa".into(),
+                names: vec!["pa".into()],
                 percent: 10,
             },
         )
@@ -1167,7 +1172,7 @@ mod tests {
         let full = apply(
             &phased.packages,
             &SuiteChange::Phase {
-                name: "pa".into(),
+                names: vec!["pa".into()],
                 percent: 100,
             },
         )
@@ -1178,7 +1183,7 @@ mod tests {
             apply(
                 &current,
                 &SuiteChange::Phase {
-                    name: "pz".into(),
+                    names: vec!["pz".into()],
                     percent: 5
                 }
             ),
@@ -1188,7 +1193,7 @@ mod tests {
             apply(
                 &current,
                 &SuiteChange::Phase {
-                    name: "pa".into(),
+                    names: vec!["pa".into()],
                     percent: 101
                 }
             ),
