@@ -415,7 +415,8 @@ fn secrets_lines(secrets: &[PackageSecrets]) -> String {
             let names: Vec<&str> = package.lines.iter().map(|(n, _)| n.as_str()).collect();
             let lines: Vec<&str> = package.lines.iter().map(|(_, l)| l.as_str()).collect();
             format!(
-                "set_secrets {} {} {} {} {}",
+                "# shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
+                 set_secrets {} {} {} {} {}",
                 quote(&package.file),
                 quote(&package.package),
                 quote(&package.restart.join(" ")),
@@ -577,7 +578,9 @@ mod tests {
         let script = secrets_lines(&given.packages);
         assert_eq!(
             script,
-            "set_secrets /etc/speedy/app.secrets app app.service DATABASE_URL 'DATABASE_URL=\"postgres://u:p w@db/app\"'\n\
+            "# shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
+             set_secrets /etc/speedy/app.secrets app app.service DATABASE_URL 'DATABASE_URL=\"postgres://u:p w@db/app\"'\n\
+             # shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
              set_secrets /etc/speedy/jobs.secrets jobs '' DATABASE_URL 'DATABASE_URL=\"postgres://u:p w@db/app\"'"
         );
 
