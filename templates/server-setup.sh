@@ -158,12 +158,13 @@ set_secrets() {
 }
 {{secrets}}
 
-apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@"
+# Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
+apt-get update </dev/null
+apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@" </dev/null
 if [ -n "$restart" ] && [ -d /run/systemd/system ]; then
     for unit in $restart; do
         if systemctl --quiet is-enabled "$unit" 2>/dev/null; then
-            systemctl restart "$unit" ||
+            systemctl restart "$unit" </dev/null ||
                 echo "speedy server-setup: $unit did not start with its new secrets: see journalctl -u $unit" >&2
         fi
     done

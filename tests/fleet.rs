@@ -560,6 +560,12 @@ fn server_setup_gives_the_app_its_secret_from_the_environment_and_nobody_else() 
             "{}",
             stderr(&output)
         );
+        // sh read the whole script from stdin: nothing on the way ate its end.
+        assert!(
+            stdout(&output).contains("speedy server-setup: web server ready"),
+            "{}",
+            describe(&output)
+        );
     };
     run(&script);
     server.wait_active("speedy-app.service");
