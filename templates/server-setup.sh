@@ -100,6 +100,73 @@ else
         write_file "$jobs_flag" 644
 fi
 
-apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@"
+# set_secrets FILE PACKAGE UNITS NAMES LINES: the secrets of PACKAGE given to
+# cargo speedy server-setup, into FILE, the EnvironmentFile= of its units (which no
+# package ships; root's only). Each NAME=value line of LINES replaces that name's
+# line, every other line stays; the file is replaced only when that changes it.
+# The values reach awk through its environment, never a command line. Written
+# before the packages are installed, so a new service starts with them; UNITS of a
+# package installed already are restarted after the install when FILE changed.
+restart=""
+set_secrets() {
+    src=$1
+    [ -f "$src" ] || src=/dev/null
+    SPEEDY_SECRET_LINES=$5
+    export SPEEDY_SECRET_LINES
+    awk '
+        BEGIN {
+            n = split(ENVIRON["SPEEDY_SECRET_LINES"], given, "\n")
+            for (i = 1; i <= n; i++) {
+                name = given[i]
+                sub(/=.*/, "", name)
+                order[i] = name
+                line[name] = given[i]
+            }
+        }
+        {
+            name = $0
+            sub(/^[ \t]+/, "", name)
+            if (name ~ /^[A-Za-z_][A-Za-z0-9_]*[ \t]*=/) {
+                sub(/[ \t]*=.*/, "", name)
+            } else {
+                name = ""
+            }
+            if (name != "" && name in line) {
+                if (!(name in done)) print line[name]
+                done[name] = 1
+                next
+            }
+            print
+        }
+        END {
+            for (i = 1; i <= n; i++) if (!(order[i] in done)) print line[order[i]]
+        }
+    ' "$src" >"$work/secrets"
+    unset SPEEDY_SECRET_LINES
+    if [ -f "$1" ] && cmp -s "$work/secrets" "$1"; then
+        [ "$(stat -c %u:%g "$1")" = 0:0 ] || chown root:root "$1"
+        [ "$(stat -c %a "$1")" = 600 ] || chmod 600 "$1"
+        return 0
+    fi
+    mkdir -p "$(dirname "$1")"
+    write_file "$1" 600 <"$work/secrets"
+    echo "speedy server-setup: $4 set in $1"
+    # shellcheck disable=SC2016 # dpkg-query's format, not the shell's
+    if dpkg-query -W -f '${db:Status-Status}' "$2" 2>/dev/null | grep -qx installed; then
+        restart="$restart $3"
+    fi
+}
+{{secrets}}
+
+# Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
+apt-get update </dev/null
+apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@" </dev/null
+if [ -n "$restart" ] && [ -d /run/systemd/system ]; then
+    for unit in $restart; do
+        if systemctl --quiet is-enabled "$unit" 2>/dev/null; then
+            systemctl restart "$unit" </dev/null ||
+                echo "speedy server-setup: $unit did not start with its new secrets: see journalctl -u $unit" >&2
+        fi
+    done
+fi
 echo "speedy server-setup: $role server ready ($*)"

@@ -478,3 +478,57 @@ fn health_url_on_a_jobs_package() {
         ],
     );
 }
+
+#[test]
+fn bad_secrets() {
+    let declare = |secrets: &str| {
+        let secrets = secrets.to_owned();
+        move |f: &Fixture| {
+            f.edit(
+                APP,
+                "kind = \"daemon\"",
+                &format!("kind = \"daemon\"\n{secrets}"),
+            )
+        }
+    };
+    refused(
+        declare("secrets = [\"database_url\"]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.secrets[0]",
+            "\"database_url\" is not a secret's name",
+        ],
+    );
+    refused(
+        declare("secrets = [\"API_TOKEN\", \"9LIVES\"]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.secrets[1]",
+            "\"9LIVES\"",
+        ],
+    );
+    refused(
+        declare("secrets = [\"API_TOKEN\", \"API_TOKEN\"]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.secrets[1]",
+            "\"API_TOKEN\" is declared twice",
+        ],
+    );
+    refused(
+        declare("secrets = [\"TOKEN\"]\nenvironment = { TOKEN = \"visible\" }"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.secrets[0]",
+            "\"TOKEN\" is also in `environment`",
+        ],
+    );
+    refused(
+        declare("secrets = [{ name = \"TOKEN\" }]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy",
+            "invalid type",
+        ],
+    );
+}

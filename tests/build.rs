@@ -260,6 +260,10 @@ fn lintian_reports_no_errors_or_warnings() {
 #[test]
 fn maintainer_scripts_monitoring_checks_and_the_setup_script_pass_shellcheck() {
     let fixture = Fixture::new();
+    // With secrets on the app and the jobs, and none on the notifier: every block of
+    // the templates is rendered somewhere.
+    fixture.declare_secrets("speedy-app", &["DATABASE_URL", "API_TOKEN"]);
+    fixture.declare_secrets("speedy-jobs", &["DATABASE_URL"]);
     fixture.build();
     for name in PACKAGES {
         let unpacked = Unpacked::new(&fixture.deb(name));
@@ -270,21 +274,30 @@ fn maintainer_scripts_monitoring_checks_and_the_setup_script_pass_shellcheck() {
                 &["--shell=sh", "--severity=style", path.to_str().unwrap()],
             );
         }
-        let check = unpacked
-            .dir
-            .path()
-            .join(format!("root/usr/lib/nagios/plugins/check_{name}"));
-        run(
-            "shellcheck",
-            &["--shell=sh", "--severity=style", check.to_str().unwrap()],
-        );
+        let root = unpacked.dir.path().join("root");
+        let mut scripts = vec![root.join(format!("usr/lib/nagios/plugins/check_{name}"))];
+        if name != "speedy-notifier" {
+            scripts.push(root.join(format!("usr/lib/{name}/require-secrets")));
+        }
+        for script in scripts {
+            run(
+                "shellcheck",
+                &["--shell=sh", "--severity=style", script.to_str().unwrap()],
+            );
+        }
     }
     // The server-setup script, rendered from templates/server-setup.sh, for a role
-    // that runs the jobs and one that does not.
+    // that runs the jobs and one that does not, with a secret given and one not.
     assert_success(&fixture.speedy(&["release", "--quiet", "--no-build"]));
     let scripts = tempfile::tempdir().unwrap();
     for role in ["worker", "web"] {
-        let output = fixture.speedy(&["server-setup", "--role", role, "--db-host", "127.0.0.5"]);
+        let output = fixture.speedy_env(
+            &["server-setup", "--role", role, "--db-host", "127.0.0.5"],
+            &[(
+                "DATABASE_URL",
+                "postgres://app:it's \"$ecret\" `x` \\@db/app\\",
+            )],
+        );
         assert_success(&output);
         let path = scripts.path().join(format!("setup-{role}.sh"));
         std::fs::write(&path, &output.stdout).unwrap();
@@ -506,4 +519,69 @@ echo "$value"
             assert!(text.contains(part), "{part:?} missing: {text}");
         }
     }
+}
+
+/// A service's secrets come from a file on the server that no package ships: its
+/// units read it and refuse to start without each secret; the packages stay
+/// lintian-clean.
+#[test]
+fn secrets_are_read_from_a_file_that_no_package_ships() {
+    let fixture = Fixture::new();
+    fixture.declare_secrets("speedy-app", &["DATABASE_URL", "API_TOKEN"]);
+    fixture.declare_secrets("speedy-jobs", &["DATABASE_URL"]);
+    let debs = fixture.build();
+    let checks = [
+        (
+            "speedy-app",
+            vec!["speedy-app.service"],
+            "DATABASE_URL API_TOKEN",
+        ),
+        (
+            "speedy-jobs",
+            vec![
+                "speedy-jobs-trending.service",
+                "speedy-jobs-purge-old-data.service",
+            ],
+            "DATABASE_URL",
+        ),
+    ];
+    for (name, units, names) in checks {
+        let deb = fixture.deb(name);
+        let unpacked = Unpacked::new(&deb);
+        for unit in units {
+            let text = unpacked.file(&format!("/usr/lib/systemd/system/{unit}"));
+            for line in [
+                format!("EnvironmentFile=-/etc/speedy/{name}.secrets"),
+                format!("ExecStartPre=/usr/lib/{name}/require-secrets {names}"),
+            ] {
+                assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+            }
+        }
+        let listing = run("dpkg-deb", &["-c", deb.to_str().unwrap()]);
+        assert!(
+            listing.lines().any(|l| l.starts_with("-rwxr-xr-x 0/0")
+                && l.ends_with(&format!("./usr/lib/{name}/require-secrets"))),
+            "{listing}"
+        );
+        let postinst = unpacked.control("postinst");
+        assert!(
+            postinst.contains(&format!(
+                "install -m 0600 -o root -g root /dev/null /etc/speedy/{name}.secrets"
+            )),
+            "{postinst}"
+        );
+        assert!(unpacked
+            .control("postrm")
+            .contains(&format!("rm -f /etc/speedy/{name}.secrets")));
+        assert!(!unpacked.control("conffiles").contains("secrets"));
+    }
+    // No package ships a secrets file, nor any file under a name like it.
+    for deb in &debs {
+        let listing = run("dpkg-deb", &["-c", deb.to_str().unwrap()]);
+        assert!(!listing.contains(".secrets"), "{listing}");
+    }
+    let notifier = Unpacked::new(&fixture.deb("speedy-notifier"));
+    let unit = notifier.file("/usr/lib/systemd/system/speedy-notifier.service");
+    assert!(!unit.contains("EnvironmentFile"), "{unit}");
+    assert_lintian_clean(&debs);
 }

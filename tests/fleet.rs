@@ -47,14 +47,25 @@ impl Fleet {
 
     /// Runs cargo speedy on the repository; it must succeed. Returns stdout.
     fn speedy(&self, args: &[&str], key: Option<&Path>) -> String {
+        stdout(&self.speedy_env(args, key, &[]))
+    }
+
+    /// Like [`speedy`](Self::speedy), with `env` added to cargo speedy's environment;
+    /// returns the whole output.
+    fn speedy_env(
+        &self,
+        args: &[&str],
+        key: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         let mut all = args.to_vec();
         all.extend(["--repo-dir", self.repo.path().to_str().unwrap()]);
         if let Some(key) = key {
             all.extend(["--key-file", key.to_str().unwrap()]);
         }
-        let output = self.fixture.speedy(&all);
+        let output = self.fixture.speedy_env(&all, env);
         assert_success(&output);
-        stdout(&output)
+        output
     }
 
     /// `release --suite dev` of the workspace at `version`.
@@ -283,7 +294,8 @@ print(json.dumps([entry["path"], entry["content"], data["runcmd"][0][0], entry["
     );
     assert!(output.status.success(), "{}", describe(&output));
     let parsed: Vec<String> = serde_json::from_str(&stdout(&output)).expect("json");
-    assert_eq!(parsed[3], "0755");
+    // Root's only: with secrets declared, the script holds their values.
+    assert_eq!(parsed[3], "0700");
     (parsed[0].clone(), parsed[1].clone(), parsed[2].clone())
 }
 
@@ -450,4 +462,224 @@ fn assert_verifies_alone(repo: &Path, in_release: &Path, keyring: &Path) {
         "bookworm's apt with {} alone:\n{text}",
         keyring.display()
     );
+}
+
+/// A secret no .deb and no repository file holds: it contains every character
+/// systemd's EnvironmentFile= syntax or the shell could take for its own.
+const SECRET: &str =
+    "postgres://app:s3cr3t-7b1e 'it''s' \"q\" $HOME ${X} `id` 100% #1 ;\\@127.0.0.5/app\\";
+/// The part of [`SECRET`] that no encoding of it leaves out.
+const SECRET_TOKEN: &str = "s3cr3t-7b1e";
+
+/// Files under `dir`, and inside each .deb there, whose bytes contain [`SECRET_TOKEN`].
+fn files_holding_the_secret(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    let mut found = Vec::new();
+    for file in files.into_iter().filter(|f| f.is_file()) {
+        let bytes = std::fs::read(&file).expect("read");
+        if String::from_utf8_lossy(&bytes).contains(SECRET_TOKEN) {
+            found.push(file.display().to_string());
+        }
+        if file.extension().is_some_and(|e| e == "deb") {
+            let unpacked = Unpacked::new(&file);
+            found.extend(files_holding_the_secret(unpacked.dir.path()));
+        }
+    }
+    found
+}
+
+/// Secrets outside the packages: `DATABASE_URL` in the environment of
+/// `cargo speedy server-setup` reaches the app through a file of the server that is
+/// root's only; it is in no .deb and no file of the repository; a second run changes
+/// nothing; without it the app does not start, and says which secret is missing.
+#[test]
+fn server_setup_gives_the_app_its_secret_from_the_environment_and_nobody_else() {
+    let fleet = Fleet::new();
+    fleet
+        .fixture
+        .declare_secrets("speedy-app", &["DATABASE_URL"]);
+    let (_keys, key, _keyring) = archive_key(&fleet.fixture);
+    fleet.release("1.4.0", Some(&key));
+    let setup = |value: Option<&str>| {
+        let env: Vec<(&str, &str)> = value.map(|v| ("DATABASE_URL", v)).into_iter().collect();
+        let output = fleet.speedy_env(
+            &[
+                "server-setup",
+                "--role",
+                "web",
+                "--db-host",
+                "127.0.0.5",
+                "--url",
+                &fleet.http.url,
+            ],
+            Some(&key),
+            &env,
+        );
+        assert!(
+            !stderr(&output).contains(SECRET_TOKEN),
+            "{}",
+            stderr(&output)
+        );
+        output
+    };
+    let output = setup(Some(SECRET));
+    let script = stdout(&output);
+    assert!(
+        !stderr(&output).contains("not in this environment"),
+        "{}",
+        stderr(&output)
+    );
+    // Not given: the script leaves the server's file as it is, and says which.
+    let without = setup(None);
+    assert!(
+        stderr(&without).contains(
+            "secrets not in this environment, left as they are on the server: DATABASE_URL"
+        ),
+        "{}",
+        stderr(&without)
+    );
+    assert!(
+        !stdout(&without).contains("set_secrets /"),
+        "{}",
+        stdout(&without)
+    );
+
+    let server = BootedServer::boot(SUITE);
+    // As `… | ssh root@host sh` runs it: from stdin, never a file on the server.
+    let run = |script: &str| {
+        let output = server.exec_input(&["sh"], script.as_bytes());
+        assert!(output.status.success(), "{}", describe(&output));
+        assert!(
+            !stdout(&output).contains(SECRET_TOKEN),
+            "{}",
+            stdout(&output)
+        );
+        assert!(
+            !stderr(&output).contains(SECRET_TOKEN),
+            "{}",
+            stderr(&output)
+        );
+        // sh read the whole script from stdin: nothing on the way ate its end.
+        assert!(
+            stdout(&output).contains("speedy server-setup: web server ready"),
+            "{}",
+            describe(&output)
+        );
+    };
+    run(&script);
+    server.wait_active("speedy-app.service");
+    let file = "/etc/speedy/speedy-app.secrets";
+    assert_eq!(
+        server.exec_ok(&["stat", "-c", "%a %U:%G %F", file]).trim(),
+        "600 root:root regular file"
+    );
+    let contents = server.exec_ok(&["cat", file]);
+    assert!(contents.contains(SECRET_TOKEN), "{contents}");
+    let environment = server.main_process_environment("speedy-app.service");
+    let seen = environment
+        .iter()
+        .find(|(name, _)| name == "DATABASE_URL")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(seen, Some(SECRET), "the app's environment: {environment:?}");
+    // The app runs as its own user, and the file is root's only.
+    let nobody = server.exec(&[
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "cat",
+        file,
+    ]);
+    assert!(!nobody.status.success(), "{}", describe(&nobody));
+    assert!(
+        stderr(&nobody).contains("Permission denied"),
+        "{}",
+        describe(&nobody)
+    );
+    // systemd accepts the installed unit with its EnvironmentFile= and check.
+    let verify = server.exec(&[
+        "systemd-analyze",
+        "verify",
+        "/usr/lib/systemd/system/speedy-app.service",
+    ]);
+    assert!(
+        verify.status.success() && stdout(&verify).trim().is_empty(),
+        "{}",
+        describe(&verify)
+    );
+    // Neither the repository (pool, indices, history) nor any .deb holds it.
+    assert_eq!(
+        files_holding_the_secret(fleet.repo.path()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_holding_the_secret(&fleet.fixture.debs_dir()),
+        Vec::<String>::new()
+    );
+
+    // A second run changes nothing: no modification time under /etc, no restart.
+    let pid = server.show("speedy-app.service", "MainPID");
+    let etc_before = etc_mtimes(&server);
+    run(&script);
+    assert_eq!(
+        etc_mtimes(&server),
+        etc_before,
+        "the second run changed /etc"
+    );
+    assert_eq!(server.show("speedy-app.service", "MainPID"), pid);
+    // Nor does a run without the secret: the server keeps its value.
+    run(&stdout(&without));
+    assert_eq!(
+        etc_mtimes(&server),
+        etc_before,
+        "a run without the secret changed /etc"
+    );
+    assert_eq!(server.exec_ok(&["cat", file]), contents);
+
+    // A new value replaces the line and restarts the app with it.
+    let rotated = SECRET.replace("7b1e", "7b1e-rotated");
+    run(&stdout(&setup(Some(&rotated))));
+    server.wait_active("speedy-app.service");
+    assert_ne!(server.show("speedy-app.service", "MainPID"), pid);
+    let environment = server.main_process_environment("speedy-app.service");
+    assert!(
+        environment
+            .iter()
+            .any(|(name, value)| name == "DATABASE_URL" && *value == rotated),
+        "{environment:?}"
+    );
+    assert_eq!(server.exec_ok(&["cat", file]).lines().count(), 1);
+
+    // Without the line, the app does not start, and says which secret and where.
+    server.exec_ok(&["sed", "-i", "/^DATABASE_URL=/d", file]);
+    let restart = server.exec(&["systemctl", "restart", "speedy-app.service"]);
+    assert!(!restart.status.success(), "{}", describe(&restart));
+    let journal = server.exec_ok(&[
+        "journalctl",
+        "--no-pager",
+        "-u",
+        "speedy-app.service",
+        "-n",
+        "30",
+    ]);
+    assert!(
+        journal.contains("missing secrets: DATABASE_URL") && journal.contains(file),
+        "{journal}"
+    );
+    assert!(!journal.contains(SECRET_TOKEN), "{journal}");
+    let status = server.exec(&[
+        "systemctl",
+        "status",
+        "--no-pager",
+        "-n",
+        "20",
+        "speedy-app.service",
+    ]);
+    assert!(
+        stdout(&status).contains("DATABASE_URL"),
+        "{}",
+        describe(&status)
+    );
+    drop(server);
 }

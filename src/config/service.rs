@@ -29,6 +29,10 @@ pub struct PackageMetadata {
     pub state_directory: Option<String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Names of environment variables the service needs whose values stay out of the
+    /// package: they are read from [`Service::secrets_file`] on the server.
+    #[serde(default)]
+    pub secrets: Vec<String>,
     #[serde(default)]
     pub jobs: Vec<JobMetadata>,
     pub randomized_delay: Option<String>,
@@ -119,6 +123,11 @@ pub struct Service {
     /// Relative to /var/lib, as systemd's `StateDirectory=` wants it.
     pub state_directory: String,
     pub environment: BTreeMap<String, String>,
+    /// The secrets the units require (names only, sorted as declared), read from
+    /// `secrets_file`, which no package ships (docs/ARCHITECTURE.md, "Servers").
+    pub secrets: Vec<String>,
+    /// `/etc/<state-root>/<package>.secrets`: the units' `EnvironmentFile=`.
+    pub secrets_file: String,
     pub config_files: Vec<ConfigFile>,
     /// `Name <email>` for the control file and the changelog.
     pub maintainer: String,
@@ -209,6 +218,9 @@ pub fn resolve_service(
     let state_directory = steps.state_directory(&metadata, &deb_name, &state_root)?;
     let description = steps.description(&metadata)?;
     steps.check_environment(&metadata.environment)?;
+    steps.check_secrets(&metadata.secrets, &metadata.environment)?;
+    let secrets_file = format!("/etc/{state_root}/{deb_name}.secrets");
+    check_absolute_clean(&secrets_file).map_err(|why| steps.err("secrets", why))?;
     check_args(&metadata.args).map_err(|why| steps.err("args", why))?;
     let config_files = steps.config_files(&metadata.config_files)?;
     let kind = steps.kind(&metadata, &description, check_calendar)?;
@@ -235,6 +247,8 @@ pub fn resolve_service(
         group,
         state_directory,
         environment: metadata.environment,
+        secrets: metadata.secrets,
+        secrets_file,
         config_files,
         maintainer,
         documentation,
@@ -505,6 +519,34 @@ impl Resolution<'_> {
         Ok(())
     }
 
+    /// Secrets are names only: each a variable name as the shell and systemd's
+    /// `EnvironmentFile=` read it, declared once, and not also given a value (which
+    /// would be inside the public package) in `environment`.
+    fn check_secrets(
+        &self,
+        secrets: &[String],
+        environment: &BTreeMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        let mut seen = BTreeSet::new();
+        for (index, name) in secrets.iter().enumerate() {
+            let key = format!("secrets[{index}]");
+            check_secret_name(name).map_err(|why| self.err(&key, why))?;
+            if !seen.insert(name) {
+                return Err(self.err(&key, format!("{name:?} is declared twice")));
+            }
+            if environment.contains_key(name) {
+                return Err(self.err(
+                    &key,
+                    format!(
+                        "{name:?} is also in `environment`, whose values are inside the package \
+                         anyone can download: keep a secret only in `secrets`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn config_files(&self, files: &[ConfigFileMetadata]) -> Result<Vec<ConfigFile>, ConfigError> {
         let mut config_files = Vec::with_capacity(files.len());
         let mut seen_dest = BTreeSet::new();
@@ -705,6 +747,23 @@ fn check_system_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A secret's name: `[A-Z_][A-Z0-9_]*`, so the shell, systemd's `EnvironmentFile=`
+/// and the `require-secrets` check all read it the same way.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a secret's name: an environment variable name of capital letters, digits and '_', not starting with a digit (like \"DATABASE_URL\")"
+        ))
+    }
+}
+
 fn check_absolute_clean(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must be an absolute path"));
@@ -860,6 +919,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn secrets_are_names_kept_in_order_with_a_file_under_etc() {
+        let service = resolve(json!({ "kind": "daemon" })).unwrap();
+        assert!(service.secrets.is_empty());
+        assert_eq!(service.secrets_file, "/etc/speedy/speedy-jobs.secrets");
+        let service =
+            resolve(json!({ "kind": "daemon", "secrets": ["DATABASE_URL", "API_TOKEN", "_X1"] }))
+                .unwrap();
+        assert_eq!(service.secrets, ["DATABASE_URL", "API_TOKEN", "_X1"]);
+        // The file follows the state root, like the jobs flag.
+        let f = facts(json!({ "speedy": { "kind": "daemon", "secrets": ["A"] } }));
+        let metadata = parse_package_metadata(&f.metadata, &f.manifest_path)
+            .unwrap()
+            .unwrap();
+        let workspace = WorkspaceMetadata {
+            state_root: Some("acme".into()),
+            ..WorkspaceMetadata::default()
+        };
+        let service = resolve_service(
+            &workspace,
+            Path::new("/ws/Cargo.toml"),
+            &f,
+            metadata,
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(service.secrets_file, "/etc/acme/speedy-jobs.secrets");
+    }
+
     fn error_of(speedy: serde_json::Value) -> String {
         resolve(speedy).unwrap_err().to_string()
     }
@@ -898,6 +986,13 @@ mod tests {
             (daemon(json!({ "randomized-delay": "soon" })), "randomized-delay", "time span"),
             (daemon(json!({ "state-directory": "/var/lib/x" })), "state-directory", "relative"),
             (daemon(json!({ "environment": { "A-B": "1" } })), "environment.A-B", "environment variable"),
+            (daemon(json!({ "secrets": ["database_url"] })), "speedy.secrets[0]", "\"database_url\" is not a secret's name"),
+            (daemon(json!({ "secrets": ["A", "1A"] })), "speedy.secrets[1]", "\"1A\" is not a secret's name"),
+            (daemon(json!({ "secrets": ["A-B"] })), "speedy.secrets[0]", "\"A-B\""),
+            (daemon(json!({ "secrets": [""] })), "speedy.secrets[0]", "\"\" is not"),
+            (daemon(json!({ "secrets": ["A", "B", "A"] })), "speedy.secrets[2]", "\"A\" is declared twice"),
+            (daemon(json!({ "secrets": ["TOKEN"], "environment": { "TOKEN": "x" } })), "speedy.secrets[0]", "also in `environment`"),
+            (daemon(json!({ "secrets": "TOKEN" })), "package.metadata.speedy", "invalid type"),
             (daemon(json!({ "health-url": "127.0.0.1:8080/healthz" })), "speedy.health-url", "must be an http:// URL"),
             (daemon(json!({ "health-url": "ftp://127.0.0.1/healthz" })), "speedy.health-url", "must be an http:// URL"),
             (daemon(json!({ "health-url": "http:///healthz" })), "speedy.health-url", "names no host"),
@@ -972,6 +1067,7 @@ mod tests {
                 config_files: vec![],
                 state_directory: None,
                 environment: BTreeMap::new(),
+                secrets: vec![],
                 jobs: vec![],
                 randomized_delay: None,
                 health_url: None,

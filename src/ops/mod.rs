@@ -81,6 +81,12 @@ pub enum CommandError {
          pass --db-host ADDRESS (the IP address `db` should resolve to)"
     )]
     DbHostNeeded { role: String },
+    /// A secret's value that no `EnvironmentFile=` line can carry; the message names
+    /// the variable, never its value.
+    #[error(
+        "the secret {name} in this environment {why}; its value is not shown. Fix it, or unset {name} to leave the servers' value as it is"
+    )]
+    SecretValue { name: String, why: &'static str },
     #[error("--suite: {0}")]
     InvalidSuite(String),
     #[error("{what}: {why}")]

@@ -7,7 +7,7 @@
 //! newer keys than the script), and apt installs only what is missing.
 
 use super::{CommandError, RepoSettings, RepoTarget};
-use crate::config::{check_server_url, resolve_role, ConfigError, Role, ServiceKind};
+use crate::config::{check_server_url, resolve_role, ConfigError, Role, Service, ServiceKind};
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
 use crate::package::render::{fill, RenderError, Template};
@@ -105,8 +105,110 @@ pub struct ServerSetup {
     pub packages: Vec<String>,
     pub runs_jobs: bool,
     pub db_host: String,
+    /// The secrets the role's packages declare that this environment gave (names only):
+    /// their values are in `text`.
+    pub secrets_given: Vec<String>,
+    /// The ones it did not give: the servers' files keep what they hold.
+    pub secrets_not_given: Vec<String>,
     /// The script or the user data.
     pub text: String,
+}
+
+/// The secrets of one package of the role, as the script sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PackageSecrets {
+    package: String,
+    /// The units' `EnvironmentFile=`.
+    file: String,
+    /// The daemon's unit, restarted when its secrets change on a server where the
+    /// package was installed already (a job reads the file at each run).
+    restart: Vec<String>,
+    /// `NAME=value` lines in `EnvironmentFile=` syntax, one per secret given.
+    lines: Vec<(String, String)>,
+}
+
+/// What the environment gives of the secrets the role's packages declare.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct GivenSecrets {
+    packages: Vec<PackageSecrets>,
+    given: Vec<String>,
+    not_given: Vec<String>,
+}
+
+/// Reads each secret the role's packages declare from `lookup` (the process
+/// environment): set and not empty, it is given; a value that is not UTF-8 text or
+/// holds a line break is refused, naming the variable and never its value.
+fn given_secrets(
+    services: &[Service],
+    role: &Role,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<GivenSecrets, CommandError> {
+    let mut result = GivenSecrets::default();
+    for service in services
+        .iter()
+        .filter(|s| !s.secrets.is_empty() && role.packages.contains(&s.deb_name))
+    {
+        let mut lines = Vec::new();
+        for name in &service.secrets {
+            let value = lookup(name).filter(|v| !v.is_empty());
+            let Some(value) = value else {
+                if !result.not_given.contains(name) {
+                    result.not_given.push(name.clone());
+                }
+                continue;
+            };
+            let invalid = |why| CommandError::SecretValue {
+                name: name.clone(),
+                why,
+            };
+            let value = value
+                .into_string()
+                .map_err(|_| invalid("is not UTF-8 text"))?;
+            if value.contains(['\n', '\0']) {
+                return Err(invalid(
+                    "holds a line break, which a line of the secrets file cannot carry",
+                ));
+            }
+            lines.push((name.clone(), environment_file_line(name, &value)));
+            if !result.given.contains(name) {
+                result.given.push(name.clone());
+            }
+        }
+        let restart = match &service.kind {
+            ServiceKind::Daemon { .. } => vec![format!("{}.service", service.deb_name)],
+            ServiceKind::Jobs { .. } => Vec::new(),
+        };
+        if !lines.is_empty() {
+            result.packages.push(PackageSecrets {
+                package: service.deb_name.clone(),
+                file: service.secrets_file.clone(),
+                restart,
+                lines,
+            });
+        }
+    }
+    // A name given to one package and not to another is given.
+    let given = result.given.clone();
+    result.not_given.retain(|name| !given.contains(name));
+    Ok(result)
+}
+
+/// `NAME="value"` as systemd's `EnvironmentFile=` reads it (systemd.exec(5)): inside
+/// double quotes a backslash escapes `"`, `\`, `` ` `` and `$` and keeps any other
+/// character, and nothing is expanded, so the service sees the value byte for byte.
+/// The value must not hold a line break (the caller refuses it).
+pub fn environment_file_line(name: &str, value: &str) -> String {
+    let mut line = String::with_capacity(name.len() + value.len() + 4);
+    line.push_str(name);
+    line.push_str("=\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            line.push('\\');
+        }
+        line.push(c);
+    }
+    line.push('"');
+    line
 }
 
 /// The role's setup for a new server.
@@ -164,6 +266,24 @@ pub fn server_setup(
     check_server_url(&url).map_err(|why| CommandError::InvalidUrl { what, why })?;
     let keys = settings.repo_keys(&options.repo, KeyPurpose::Read, listener)?;
     check_suite_is_published(&settings, &suite, listener)?;
+    let secrets = given_secrets(&services, &role, &|name| std::env::var_os(name))?;
+    if !secrets.given.is_empty() {
+        listener.info(&format!(
+            "Secrets {} from this environment are in the {}: pipe it to the server, do not save or log it",
+            secrets.given.join(", "),
+            match options.format {
+                SetupFormat::Script => "script",
+                SetupFormat::CloudInit => "user data",
+            }
+        ));
+    }
+    if !secrets.not_given.is_empty() {
+        listener.warning(&format!(
+            "secrets not in this environment, left as they are on the server: {} \
+             (a service whose secret is missing does not start)",
+            secrets.not_given.join(", ")
+        ));
+    }
     let keyring = keys.public_key().to_binary()?;
     let files = ServerFiles::new(&settings, &url, &suite);
     let script = setup_script(&SetupScript {
@@ -174,6 +294,7 @@ pub fn server_setup(
         jobs_flag: &jobs_flag,
         suite: &suite,
         url: &url,
+        secrets: &secrets.packages,
     })?;
     let text = match options.format {
         SetupFormat::Script => script,
@@ -186,6 +307,8 @@ pub fn server_setup(
         packages: role.packages.clone(),
         runs_jobs: role.runs_jobs,
         db_host: db_host.to_string(),
+        secrets_given: secrets.given,
+        secrets_not_given: secrets.not_given,
         text,
     })
 }
@@ -226,6 +349,7 @@ struct SetupScript<'a> {
     jobs_flag: &'a str,
     suite: &'a str,
     url: &'a str,
+    secrets: &'a [PackageSecrets],
 }
 
 /// Where cloud-init leaves the script on a droplet (and where it can be run again).
@@ -274,10 +398,34 @@ fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
         ("apt_conf_path", quote(&files.apt_conf_path)),
         ("unattended", quote(&files.unattended)),
         ("unattended_path", quote(&files.unattended_path)),
+        ("secrets", secrets_lines(setup.secrets)),
     ]
     .into_iter()
     .collect();
     fill(&SETUP_TEMPLATE, &vars)
+}
+
+/// One `set_secrets FILE PACKAGE UNITS NAMES LINES` call per package: every value
+/// a quoted word, passed to a shell function (never on a command line of its own).
+fn secrets_lines(secrets: &[PackageSecrets]) -> String {
+    let quote = |value: &str| crate::shell::quote(value);
+    secrets
+        .iter()
+        .map(|package| {
+            let names: Vec<&str> = package.lines.iter().map(|(n, _)| n.as_str()).collect();
+            let lines: Vec<&str> = package.lines.iter().map(|(_, l)| l.as_str()).collect();
+            format!(
+                "# shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
+                 set_secrets {} {} {} {} {}",
+                quote(&package.file),
+                quote(&package.package),
+                quote(&package.restart.join(" ")),
+                quote(&names.join(" ")),
+                quote(&lines.join("\n"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `#cloud-config` that installs the script and runs it once, at first boot.
@@ -295,11 +443,12 @@ fn cloud_config(role: &str, script: &str) -> String {
     format!(
         "#cloud-config\n\
          # cargo speedy server-setup --role {role} --format cloud-init: user data for a new droplet.\n\
-         # The script stays at {CLOUD_INIT_SCRIPT_PATH}; running it again changes nothing.\n\
+         # The script stays at {CLOUD_INIT_SCRIPT_PATH} (root's only: it may hold the\n\
+         # services' secrets, and so may this user data); running it again changes nothing.\n\
          write_files:\n  \
            - path: {CLOUD_INIT_SCRIPT_PATH}\n    \
              owner: root:root\n    \
-             permissions: '0755'\n    \
+             permissions: '0700'\n    \
              content: |\n{indented}\
          runcmd:\n  \
            - [{CLOUD_INIT_SCRIPT_PATH}]\n"
@@ -335,6 +484,127 @@ mod tests {
         assert!(long.lines().all(|l| l.len() <= 76));
         assert_eq!(long.lines().count(), 2);
         assert_eq!(long.lines().next().map(str::len), Some(76));
+    }
+
+    #[test]
+    fn environment_file_lines_keep_every_character_but_a_line_break() {
+        for (value, line) in [
+            ("plain", "X=\"plain\""),
+            ("", "X=\"\""),
+            (" two  spaces ", "X=\" two  spaces \""),
+            ("say \"hi\"", "X=\"say \\\"hi\\\"\""),
+            ("C:\\path\\", "X=\"C:\\\\path\\\\\""),
+            ("$HOME ${X} `id`", "X=\"\\$HOME \\${X} \\`id\\`\""),
+            ("it's 100% #1 ;", "X=\"it's 100% #1 ;\""),
+            ("tab\tcr\r", "X=\"tab\tcr\r\""),
+        ] {
+            assert_eq!(environment_file_line("X", value), line, "{value:?}");
+        }
+    }
+
+    fn secrets_service(name: &str, kind: ServiceKind, secrets: &[&str]) -> Service {
+        let manifest = format!("/ws/{name}/Cargo.toml");
+        Service {
+            package: name.into(),
+            deb_name: name.into(),
+            cargo_version: "1.0.0".into(),
+            manifest_path: manifest.clone().into(),
+            crate_dir: format!("/ws/{name}").into(),
+            version: crate::repo::syntax::DebianVersion::parse("1.0.0-1").unwrap(),
+            description: "d".into(),
+            kind,
+            binary: name.into(),
+            binary_source: "src/main.rs".into(),
+            install_path: format!("/usr/libexec/speedy/{name}"),
+            user: "speedy".into(),
+            group: "speedy".into(),
+            state_directory: format!("speedy/{name}"),
+            environment: BTreeMap::new(),
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            secrets_file: format!("/etc/speedy/{name}.secrets"),
+            config_files: Vec::new(),
+            maintainer: "T <t@example.org>".into(),
+            documentation: None,
+            jobs_disabled_flag: "/etc/speedy/jobs.disabled".into(),
+            deb_metadata: None,
+            overrides_dir: "/ws/debian".into(),
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_for_the_roles_packages_only() {
+        let daemon = ServiceKind::Daemon {
+            args: Vec::new(),
+            health_url: None,
+        };
+        let jobs = ServiceKind::Jobs { jobs: Vec::new() };
+        let services = [
+            secrets_service("app", daemon.clone(), &["DATABASE_URL", "API_TOKEN"]),
+            secrets_service("jobs", jobs, &["DATABASE_URL", "EMPTY"]),
+            secrets_service("other", daemon, &["OTHER"]),
+        ];
+        let role = Role {
+            name: "web".into(),
+            packages: vec!["app".into(), "jobs".into(), "postgresql".into()],
+            runs_jobs: true,
+        };
+        let env = |name: &str| match name {
+            "DATABASE_URL" => Some("postgres://u:p w@db/app".into()),
+            "EMPTY" => Some("".into()),
+            "OTHER" => Some("x".into()),
+            _ => None,
+        };
+        let given = given_secrets(&services, &role, &env).unwrap();
+        assert_eq!(given.given, ["DATABASE_URL"]);
+        assert_eq!(given.not_given, ["API_TOKEN", "EMPTY"]);
+        let line = "DATABASE_URL=\"postgres://u:p w@db/app\"".to_owned();
+        assert_eq!(
+            given.packages,
+            [
+                PackageSecrets {
+                    package: "app".into(),
+                    file: "/etc/speedy/app.secrets".into(),
+                    restart: vec!["app.service".into()],
+                    lines: vec![("DATABASE_URL".into(), line.clone())],
+                },
+                PackageSecrets {
+                    package: "jobs".into(),
+                    file: "/etc/speedy/jobs.secrets".into(),
+                    restart: vec![],
+                    lines: vec![("DATABASE_URL".into(), line)],
+                },
+            ]
+        );
+        let script = secrets_lines(&given.packages);
+        assert_eq!(
+            script,
+            "# shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
+             set_secrets /etc/speedy/app.secrets app app.service DATABASE_URL 'DATABASE_URL=\"postgres://u:p w@db/app\"'\n\
+             # shellcheck disable=SC1003,SC2016 # quoted values: nothing in them is the shell's\n\
+             set_secrets /etc/speedy/jobs.secrets jobs '' DATABASE_URL 'DATABASE_URL=\"postgres://u:p w@db/app\"'"
+        );
+
+        // A value no line can carry is refused by name; the message never shows it.
+        for (value, why) in [
+            (std::ffi::OsString::from("top\nsecret"), "line break"),
+            (
+                std::os::unix::ffi::OsStringExt::from_vec(b"top\xffsecret".to_vec()),
+                "UTF-8",
+            ),
+        ] {
+            let env = |name: &str| (name == "API_TOKEN").then(|| value.clone());
+            let error = given_secrets(&services, &role, &env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("API_TOKEN") && error.contains(why),
+                "{error}"
+            );
+            assert!(
+                !error.contains("top") && !error.contains("secret\n"),
+                "{error}"
+            );
+        }
     }
 
     #[test]
@@ -473,6 +743,15 @@ mod tests {
         let url = evil("url");
         let suite = evil("suite");
         let jobs_flag = evil("jobs-flag");
+        let secrets = [PackageSecrets {
+            package: evil("secrets-package"),
+            file: evil("secrets-file"),
+            restart: vec![evil("unit")],
+            lines: vec![
+                (evil("name"), environment_file_line("A", &evil("value"))),
+                ("B".into(), evil("line")),
+            ],
+        }];
         for runs_jobs in [false, true] {
             let role = Role {
                 runs_jobs,
@@ -486,6 +765,7 @@ mod tests {
                 jobs_flag: &jobs_flag,
                 suite: &suite,
                 url: &url,
+                secrets: &secrets,
             })
             .unwrap();
             let lines = contexts(&script);
@@ -526,7 +806,7 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
-            assert_eq!(script.matches("PWNED").count(), 17, "{script}");
+            assert_eq!(script.matches("PWNED").count(), 23, "{script}");
             let syntax = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

@@ -41,6 +41,7 @@ pub const CHECK_COMMON: Template = template!("check-common");
 pub const CHECK_DAEMON: Template = template!("check-daemon");
 pub const CHECK_JOBS: Template = template!("check-jobs");
 pub const NRPE_CFG: Template = template!("nrpe.cfg");
+pub const REQUIRE_SECRETS: Template = template!("require-secrets");
 
 /// Where monitoring agents look for checks (monitoring-plugins' directory on Debian,
 /// the `PluginDir` of Icinga 2 and the path of Nagios' and NRPE's definitions).
@@ -64,6 +65,7 @@ pub const ALL_TEMPLATES: &[Template] = &[
     CHECK_DAEMON,
     CHECK_JOBS,
     NRPE_CFG,
+    REQUIRE_SECRETS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +220,50 @@ fn environment_lines(service: &Service) -> String {
         .join("\n")
 }
 
+/// Where a package with secrets installs its `require-secrets` check.
+pub fn require_secrets_path(service: &Service) -> String {
+    format!("/usr/lib/{}/require-secrets", service.deb_name)
+}
+
+/// The units' secrets (docs/ARCHITECTURE.md, "Servers"): systemd reads the file as
+/// root before it drops to `User=` (`-`: a missing file is the check's to report,
+/// by name), and the check fails the start naming each secret that is not set.
+/// Names, paths and the package name are validated plain words.
+fn secrets_unit_lines(service: &Service) -> String {
+    if service.secrets.is_empty() {
+        return String::new();
+    }
+    format!(
+        "# Secrets, outside the package: {file} on the server (0600 root:root).\n\
+         EnvironmentFile=-{file}\n\
+         ExecStartPre={check} {names}",
+        file = service.secrets_file,
+        check = require_secrets_path(service),
+        names = service.secrets.join(" "),
+    )
+}
+
+/// The postinst's lines that create the secrets file: empty, root's only, and only
+/// when it is missing, so an upgrade never touches what the server holds.
+fn create_secrets_file(service: &Service) -> String {
+    if service.secrets.is_empty() {
+        return String::new();
+    }
+    let file = crate::shell::quote(&service.secrets_file);
+    let dir = Path::new(&service.secrets_file)
+        .parent()
+        .map(|p| crate::shell::quote(&p.to_string_lossy()))
+        .unwrap_or_default();
+    format!(
+        "# The secrets of the units' EnvironmentFile=: no package ships the file, so it\n\
+         # is created empty, for root only, when missing, and never overwritten.\n\
+         if [ ! -e {file} ]; then\n    \
+             mkdir -p {dir}\n    \
+             install -m 0600 -o root -g root /dev/null {file}\n\
+         fi"
+    )
+}
+
 fn sysusers_lines(service: &Service) -> String {
     let gecos = format!("\"{} service user\"", service.user);
     if service.user == service.group {
@@ -266,6 +312,12 @@ fn base_vars(service: &Service) -> BTreeMap<&'static str, String> {
             .unwrap_or_default(),
     );
     vars.insert("environment", environment_lines(service));
+    vars.insert("secrets", secrets_unit_lines(service));
+    vars.insert("secrets_file", service.secrets_file.clone());
+    vars.insert(
+        "secrets_file_quoted",
+        crate::shell::quote(&service.secrets_file),
+    );
     vars
 }
 
@@ -368,6 +420,24 @@ pub fn render_service(
         _ => String::new(),
     };
     v.insert("remove_state_parent", remove_parent);
+    v.insert("create_secrets_file", create_secrets_file(service));
+    v.insert(
+        "remove_secrets_file",
+        if service.secrets.is_empty() {
+            String::new()
+        } else {
+            let file = crate::shell::quote(&service.secrets_file);
+            let dir = Path::new(&service.secrets_file)
+                .parent()
+                .map(|p| crate::shell::quote(&p.to_string_lossy()))
+                .unwrap_or_default();
+            format!(
+                "# The server's secrets, which no package ships.\n\
+                 rm -f {file}\n\
+                 rmdir --ignore-fail-on-non-empty {dir} 2>/dev/null || true"
+            )
+        },
+    );
     for template in [POSTINST, PRERM, POSTRM] {
         files.push(rendered(
             template,
@@ -388,6 +458,18 @@ pub fn render_service(
     )?);
 
     files.extend(monitoring_check(service, &vars)?);
+
+    if !service.secrets.is_empty() {
+        files.push(rendered(
+            REQUIRE_SECRETS,
+            "require-secrets",
+            Placement::Installed {
+                path: require_secrets_path(service),
+                mode: 0o755,
+            },
+            &vars,
+        )?);
+    }
 
     v.insert("maintainer", service.maintainer.clone());
     v.insert(
@@ -618,6 +700,8 @@ mod tests {
                 ("PLAIN".to_owned(), "info".to_owned()),
                 ("QUOTES".to_owned(), "say \"hi\" \\ ${HOME}".to_owned()),
             ]),
+            secrets: Vec::new(),
+            secrets_file: "/etc/speedy/speedy-app.secrets".into(),
             config_files: Vec::new(),
             maintainer: "Speedy Team <ops@speedy.example>".into(),
             documentation: None,
@@ -745,6 +829,77 @@ mod tests {
             ],
         );
         assert!(!check.contents.contains("health_url"), "{}", check.contents);
+    }
+
+    #[test]
+    fn secrets_come_from_a_file_the_package_creates_and_a_check_requires() {
+        let mut service = app_service();
+        let files = render(&service);
+        assert!(files.iter().all(|f| f.name != "require-secrets"));
+        for name in ["speedy-app.service", "postinst", "postrm"] {
+            let text = &rendered_file(&files, name).contents;
+            assert!(!text.contains("secrets"), "{name}:\n{text}");
+        }
+
+        service.secrets = vec!["DATABASE_URL".into(), "API_TOKEN".into()];
+        let files = render(&service);
+        assert_has_lines(
+            &rendered_file(&files, "speedy-app.service").contents,
+            &[
+                "EnvironmentFile=-/etc/speedy/speedy-app.secrets",
+                "ExecStartPre=/usr/lib/speedy-app/require-secrets DATABASE_URL API_TOKEN",
+            ],
+        );
+        let check = rendered_file(&files, "require-secrets");
+        assert_eq!(
+            check.destination,
+            Placement::Installed {
+                path: "/usr/lib/speedy-app/require-secrets".into(),
+                mode: 0o755
+            }
+        );
+        assert_has_lines(
+            &check.contents,
+            &["package=speedy-app", "file=/etc/speedy/speedy-app.secrets"],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "postinst").contents,
+            &[
+                "        if [ ! -e /etc/speedy/speedy-app.secrets ]; then",
+                "            mkdir -p /etc/speedy",
+                "            install -m 0600 -o root -g root /dev/null /etc/speedy/speedy-app.secrets",
+                "        fi",
+            ],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "postrm").contents,
+            &[
+                "    rm -f /etc/speedy/speedy-app.secrets",
+                "    rmdir --ignore-fail-on-non-empty /etc/speedy 2>/dev/null || true",
+            ],
+        );
+
+        // Each job's service reads the same file and runs the same check.
+        service.kind = ServiceKind::Jobs {
+            jobs: vec![crate::config::Job {
+                name: "nightly".into(),
+                schedule: "daily".into(),
+                args: Vec::new(),
+                description: "nightly".into(),
+                randomized_delay: "5min".into(),
+            }],
+        };
+        let files = render(&service);
+        assert_has_lines(
+            &rendered_file(&files, "speedy-app-nightly.service").contents,
+            &[
+                "EnvironmentFile=-/etc/speedy/speedy-app.secrets",
+                "ExecStartPre=/usr/lib/speedy-app/require-secrets DATABASE_URL API_TOKEN",
+            ],
+        );
+        assert!(!rendered_file(&files, "speedy-app-nightly.timer")
+            .contents
+            .contains("secrets"));
     }
 
     #[test]

@@ -64,6 +64,19 @@ impl Fixture {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// Declares `secrets` on one service of the fixture (`speedy-app`, `speedy-jobs`…).
+    pub fn declare_secrets(&self, package: &str, names: &[&str]) {
+        let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+        self.edit(
+            &format!("{package}/Cargo.toml"),
+            "[package.metadata.speedy]\n",
+            &format!(
+                "[package.metadata.speedy]\nsecrets = [{}]\n",
+                list.join(", ")
+            ),
+        );
+    }
+
     /// Sets the workspace version (`[workspace.package] version`) that every service
     /// inherits.
     pub fn set_version(&self, version: &str) {
