@@ -114,10 +114,12 @@ pub fn wait_for<T>(
 }
 
 /// An exclusive flock on a file, released when dropped (or when the process dies).
-struct FileLock(std::fs::File);
+pub struct FileLock {
+    _file: std::fs::File,
+}
 
 impl FileLock {
-    fn acquire(path: &Path, timeout: Duration) -> Self {
+    pub fn acquire(path: &Path, timeout: Duration) -> Self {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -131,7 +133,7 @@ impl FileLock {
             || (unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0).then_some(()),
             || "another test is bootstrapping the Debian root".into(),
         );
-        FileLock(file)
+        FileLock { _file: file }
     }
 }
 

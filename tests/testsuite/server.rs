@@ -3,15 +3,13 @@
 //! jobs under their hardening, upgrades them and purges them.
 //!
 //! Needs root, systemd-nspawn, nsenter, debootstrap and curl (`.ci/deps` installs
-//! them); see tests/support/server.rs for the harness and its cached Debian root.
+//! them); see tests/testsuite/support/server.rs for the harness and its cached Debian root.
 
-mod support;
-
-use std::path::Path;
-use support::server::{
+use crate::support::server::{
     archive_key, fixture_on_a_free_port, free_port, wait_for, BootedServer, RepoHttpServer, SUITE,
 };
-use support::*;
+use crate::support::*;
+use std::path::Path;
 
 const DAEMONS: [&str; 2] = ["speedy-app.service", "speedy-notifier.service"];
 const TIMERS: [&str; 2] = [
