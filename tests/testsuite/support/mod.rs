@@ -397,6 +397,7 @@ extern "C" {
     fn getppid() -> i32;
 }
 const PR_SET_PDEATHSIG: i32 = 1;
+pub const SIGTERM: u64 = 15;
 pub const SIGKILL: u64 = 9;
 
 /// Makes `command`'s process get `signal` when the thread that spawns it ends (the
