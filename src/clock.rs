@@ -2,7 +2,7 @@
 //! can pass their own), and the calendar arithmetic on such numbers. Every layer may
 //! use it (docs/ARCHITECTURE.md, "Layers"), except that `repo` stays pure: it takes
 //! the time as an argument and uses only the arithmetic (checked by
-//! tests/architecture.rs).
+//! tests/testsuite/architecture.rs).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

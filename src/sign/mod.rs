@@ -1398,7 +1398,7 @@ mod tests {
 
     /// An RSA 3072 key made once by `SigningKey::generate` (created 1_700_000_000, no
     /// passphrase, test use only). Generating RSA keys takes from seconds to half a
-    /// minute in debug builds, so the suite generates one only, in tests/signing.rs.
+    /// minute in debug builds, so the suite generates one only, in tests/testsuite/signing.rs.
     const RSA3072_FIXTURE: &str = include_str!("testdata/rsa3072.asc");
 
     #[test]

@@ -6,18 +6,16 @@
 //! Needs `gpgv`, `sqv` and `gnupg` installed. Every gpg invocation gets its own throwaway
 //! home directory; nothing touches the user's keyrings.
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
-use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
-use support::{
+use crate::support::{
     assert_fails_with, assert_success, create_private_dir, describe, split_like_apt, stdout,
     tiny_deb, tool_output, unix_now, Fixture,
 };
+use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
 use tempfile::TempDir;
 
 const CREATED: u64 = 1_700_000_000;

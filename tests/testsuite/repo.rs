@@ -1,11 +1,9 @@
 //! The signed apt repository in a local directory, consumed by real apt, gpgv, sqv and
 //! debsig-verify; every bad input leaves the repository byte-identical.
 
-mod support;
-
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 

@@ -1,22 +1,20 @@
 //! Issue 12: a publish to an S3-compatible store succeeds through transient network
-//! faults. A fault-injecting proxy (`tests/support/proxy.rs`) sits between the store
+//! faults. A fault-injecting proxy (`tests/testsuite/support/proxy.rs`) sits between the store
 //! and moto and faults one chosen request (by method and key, not by count); each
 //! publish must succeed with its packages listed, no lock left, `verify` clean and
 //! real apt reading the bucket. See docs/ARCHITECTURE.md, "Retries on a flaky network".
 
-mod support;
-
+use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::*;
 use cargo_speedy::listener::SilentListener;
 use cargo_speedy::publish::lock::LockOptions;
-use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish};
 use cargo_speedy::repo::layout::{GC_STATE_KEY as GC_STATE, LOCK_KEY};
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::Store;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::proxy::{Fault, FaultProxy, Rule};
-use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 const IN_RELEASE: &str = "dists/dev/InRelease";
@@ -61,38 +59,20 @@ fn direct_store(moto: &MotoServer, bucket: &str) -> S3Store {
     )
 }
 
-fn publish(
-    store: &dyn Store,
-    key: &SigningKey,
-    debs: &[IncomingDeb],
-) -> Result<PublishReport, PublishError> {
-    Publish {
-        store,
-        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
-        suite: "dev".into(),
-        config: &repo_config(5),
-        lock: LockOptions::default(),
-        dry_run: false,
-        command: "publish",
-        now: &clock,
-    }
-    .run(debs, &SilentListener)
-}
-
 /// A bucket with version 1.0-1 of three packages, and the .debs of 1.1-1.
 struct Repo {
-    moto: MotoServer,
+    moto: &'static MotoServer,
+    bucket: String,
     key: SigningKey,
     work: tempfile::TempDir,
     v2: Vec<IncomingDeb>,
 }
 
-const BUCKET: &str = "flaky";
 const PROBE_RECORD: &str = ".speedy/conditional-writes.json";
 
 fn repo() -> Repo {
-    let moto = MotoServer::start();
-    moto.create_bucket(BUCKET);
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("flaky");
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let debs = |version: &str| {
@@ -104,9 +84,16 @@ fn repo() -> Repo {
     };
     let v1 = debs("1.0-1");
     let v2 = debs("1.1-1");
-    publish(&direct_store(&moto, BUCKET), &key, &v1).unwrap();
+    publish(
+        &direct_store(moto, &bucket),
+        &key,
+        &v1,
+        PublishOptions::default(),
+    )
+    .unwrap();
     Repo {
         moto,
+        bucket,
         key,
         work,
         v2,
@@ -117,7 +104,7 @@ impl Repo {
     /// Everything a successful publish of 1.1-1 leaves: both versions listed, no
     /// lock, `verify` clean, real apt over HTTP reads the bucket.
     fn assert_published(&self, context: &str) {
-        let store = direct_store(&self.moto, BUCKET);
+        let store = direct_store(self.moto, &self.bucket);
         let listed = verify::list(&store, &self.key.public_key()).unwrap();
         let versions: Vec<(String, String)> = listed[0]
             .packages
@@ -140,14 +127,14 @@ impl Repo {
         assert!(report.ok(), "{context}: {:?}", report.suites);
         let keyring = self.work.path().join("keyring.gpg");
         std::fs::write(&keyring, self.key.public_key().to_binary().unwrap()).unwrap();
-        let (ok, text) = apt_over_http(&self.moto, &keyring).update();
+        let (ok, text) = apt_over_http(self.moto, &self.bucket, &keyring).update();
         assert!(ok, "{context}: apt-get update:\n{text}");
     }
 }
 
-fn apt_over_http(moto: &MotoServer, keyring: &Path) -> Apt {
+fn apt_over_http(moto: &MotoServer, bucket: &str, keyring: &Path) -> Apt {
     Apt::new(&format!(
-        "deb [signed-by={}] {}/{BUCKET}/ dev main",
+        "deb [signed-by={}] {}/{bucket}/ dev main",
         keyring.display(),
         moto.endpoint()
     ))
@@ -165,8 +152,13 @@ fn survives_after(prepare: impl FnOnce(&Repo), rules: Vec<Rule>) {
     let repo = repo();
     prepare(&repo);
     let proxy = FaultProxy::start(repo.moto.port, rules);
-    let report = publish(&flaky_store(&proxy, BUCKET), &repo.key, &repo.v2)
-        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    let report = publish(
+        &flaky_store(&proxy, repo.bucket.as_str()),
+        &repo.key,
+        &repo.v2,
+        PublishOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{context}: {e}"));
     assert!(
         proxy.all_rules_fired(),
         "{context}: the fault was not injected; requests: {:?}",
@@ -212,7 +204,7 @@ fn a_lost_answer_to_the_probe_put_still_finds_conditional_writes() {
     // next publish probes again.
     survives_after(
         |repo| {
-            let store = direct_store(&repo.moto, BUCKET);
+            let store = direct_store(repo.moto, repo.bucket.as_str());
             assert!(
                 store.get(PROBE_RECORD).unwrap().is_some(),
                 "the probe is recorded"
@@ -232,7 +224,13 @@ fn a_lost_answer_to_the_probe_put_still_finds_conditional_writes() {
 fn an_update_reads_the_recorded_probe_and_lists_nothing_of_the_pool() {
     let repo = repo();
     let proxy = FaultProxy::start(repo.moto.port, Vec::new());
-    let report = publish(&flaky_store(&proxy, BUCKET), &repo.key, &repo.v2).unwrap();
+    let report = publish(
+        &flaky_store(&proxy, repo.bucket.as_str()),
+        &repo.key,
+        &repo.v2,
+        PublishOptions::default(),
+    )
+    .unwrap();
     assert!(report.unfinished.is_empty(), "{report:?}");
     let seen = proxy.seen();
     let requests: Vec<String> = seen
@@ -312,11 +310,12 @@ fn a_failure_after_the_switch_is_reported_as_unfinished_and_the_next_publish_fin
     );
     let store = store_at(
         &proxy.endpoint(),
-        BUCKET,
+        repo.bucket.as_str(),
         Duration::from_secs(2),
         Duration::from_secs(3),
     );
-    let report = publish(&store, &repo.key, &repo.v2).expect("published despite GC failing");
+    let report = publish(&store, &repo.key, &repo.v2, PublishOptions::default())
+        .expect("published despite GC failing");
     assert_eq!(report.added.len(), 3, "{report:?}");
     assert!(
         report
@@ -329,12 +328,12 @@ fn a_failure_after_the_switch_is_reported_as_unfinished_and_the_next_publish_fin
 
     // The next publish, on a healthy network, finishes: garbage collection sees that
     // the history moved on without it (the 1.1-1 change), sweeps, and records it.
-    let direct = direct_store(&repo.moto, BUCKET);
+    let direct = direct_store(repo.moto, repo.bucket.as_str());
     let gc_state = || -> cargo_speedy::repo::plan::GcState {
         serde_json::from_slice(&direct.get(GC_STATE).unwrap().expect("a gc state")).unwrap()
     };
     let before = gc_state();
-    let report = publish(&direct, &repo.key, &repo.v2).unwrap();
+    let report = publish(&direct, &repo.key, &repo.v2, PublishOptions::default()).unwrap();
     assert!(report.unfinished.is_empty(), "{report:?}");
     let after = gc_state();
     assert_eq!(after.history_heads.get("dev"), Some(&2), "{after:?}");
@@ -368,7 +367,7 @@ fn the_cli_reports_a_publish_with_an_unfinished_step_as_published() {
     );
     args.extend([
         "--bucket".into(),
-        BUCKET.into(),
+        repo.bucket.clone(),
         "--region".into(),
         "us-east-1".into(),
         "--endpoint".into(),
@@ -427,7 +426,7 @@ fn long_retries_are_reported_in_human_and_json_output() {
         args.extend(
             [
                 "--bucket",
-                BUCKET,
+                repo.bucket.as_str(),
                 "--region",
                 "us-east-1",
                 "--endpoint",
@@ -493,7 +492,7 @@ fn persistent_faults_are_described_as_what_they_are() {
     });
     let store = store_at(
         &proxy.endpoint(),
-        BUCKET,
+        repo.bucket.as_str(),
         Duration::from_secs(2),
         Duration::from_secs(2),
     );
@@ -533,8 +532,8 @@ fn random_faults() {
     let rounds: usize = env("SPEEDY_FLAKY_ROUNDS", "20").parse().unwrap();
     let seed: u64 = env("SPEEDY_FLAKY_SEED", "12").parse().unwrap();
 
-    let moto = MotoServer::start();
-    moto.create_bucket(BUCKET);
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("flaky-random");
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let debs: Vec<Vec<IncomingDeb>> = (0..publishers)
@@ -570,12 +569,12 @@ fn random_faults() {
         let handles: Vec<_> = debs
             .iter()
             .map(|publisher| {
-                let (proxy, key) = (&proxy, &key);
+                let (proxy, key, bucket) = (&proxy, &key, &bucket);
                 scope.spawn(move || {
                     // Attempts of 2 s keep stalls short; the default retry deadline.
                     let store = store_at(
                         &proxy.endpoint(),
-                        BUCKET,
+                        bucket.as_str(),
                         Duration::from_secs(2),
                         cargo_speedy::store::s3::DEFAULT_RETRY_DEADLINE,
                     );
@@ -612,7 +611,7 @@ fn random_faults() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let elapsed = started.elapsed();
-    let direct = direct_store(&moto, BUCKET);
+    let direct = direct_store(moto, &bucket);
     let listed: Vec<(String, String)> = verify::list(&direct, &key.public_key())
         .unwrap()
         .first()

@@ -3,44 +3,32 @@
 //! (request lost, answer lost). After each, `verify` finds no problem and real apt
 //! reads the repository; running the publish again finishes the job.
 
-mod support;
-
+use crate::support::faulty::{FaultTiming, FaultyStore};
+use crate::support::*;
 use cargo_speedy::listener::SilentListener;
 use cargo_speedy::publish::lock::LockOptions;
-use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::fs::FsStore;
 use cargo_speedy::store::{Body, Store, StoreError};
 use std::path::{Path, PathBuf};
-use support::faulty::{FaultTiming, FaultyStore};
-use support::*;
 
 fn now() -> u64 {
     1_795_000_000
 }
 
-fn publish(
-    store: &dyn Store,
-    key: &SigningKey,
-    debs: &[IncomingDeb],
-    break_lock: bool,
-) -> Result<PublishReport, PublishError> {
-    Publish {
-        store,
-        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
-        suite: "dev".into(),
-        config: &repo_config(5),
+/// The fixed clock, no lock wait, and `break_lock`.
+fn options(break_lock: bool) -> PublishOptions {
+    PublishOptions {
         lock: LockOptions {
             wait: None,
             break_lock,
             ..LockOptions::default()
         },
-        dry_run: false,
-        command: "publish",
-        now: &now,
+        now,
+        ..PublishOptions::default()
     }
-    .run(debs, &SilentListener)
 }
 
 /// The three fixture packages at a version, built once.
@@ -96,13 +84,13 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
 
     let work = tempfile::tempdir().unwrap();
     let base = work.path().join("base");
-    publish(&FsStore::new(&base), &key, &v1, false).unwrap();
+    publish(&FsStore::new(&base), &key, &v1, options(false)).unwrap();
 
     // How many requests a clean publish makes.
     let probe_dir = work.path().join("probe");
     copy_dir(&base, &probe_dir);
     let probe = FaultyStore::new(FsStore::new(&probe_dir));
-    publish(&probe, &key, &v2, false).unwrap();
+    publish(&probe, &key, &v2, options(false)).unwrap();
     let requests = probe.requests();
     assert!(requests > 20, "a publish makes many requests ({requests})");
     // The switch: faults after it no longer fail the publish.
@@ -118,7 +106,7 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
             std::fs::create_dir_all(&case).unwrap();
             copy_dir(&base, &repo);
             let faulty = FaultyStore::new(FsStore::new(&repo)).failing(k, timing);
-            let result = publish(&faulty, &key, &v2, false);
+            let result = publish(&faulty, &key, &v2, options(false));
             if let Err(error) = &result {
                 assert!(
                     error.to_string().contains("injected fault"),
@@ -149,7 +137,7 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
                     "{context}: {lock}"
                 );
             }
-            publish(&store, &key, &v2, left_lock)
+            publish(&store, &key, &v2, options(left_lock))
                 .unwrap_or_else(|e| panic!("{context}: rerun failed: {e}"));
             assert_readable(&repo, &key, &context);
             let listed = verify::list(&store, &key.public_key()).unwrap();
@@ -182,7 +170,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
     let debs = read_debs(&debs).unwrap();
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
-    publish(&FsStore::new(&repo), &key, &debs[..1], false).unwrap();
+    publish(&FsStore::new(&repo), &key, &debs[..1], options(false)).unwrap();
     // Two publishers at once, each with its own package, on a store without a lock.
     std::thread::scope(|scope| {
         for deb in &debs[1..] {
@@ -190,7 +178,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
             let key = &key;
             scope.spawn(move || {
                 let store = FaultyStore::new(FsStore::new(repo)).without_conditional_writes();
-                publish(&store, key, std::slice::from_ref(deb), false).unwrap();
+                publish(&store, key, std::slice::from_ref(deb), options(false)).unwrap();
             });
         }
     });
@@ -305,8 +293,20 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
     let (_v2_fixture, v2) = debs_at("1.4.1");
     let work = tempfile::tempdir().unwrap();
     let base = work.path().join("base");
-    publish(&FsStore::new(&base), &key, &read_debs(&v1).unwrap(), false).unwrap();
-    publish(&FsStore::new(&base), &key, &read_debs(&v2).unwrap(), false).unwrap();
+    publish(
+        &FsStore::new(&base),
+        &key,
+        &read_debs(&v1).unwrap(),
+        options(false),
+    )
+    .unwrap();
+    publish(
+        &FsStore::new(&base),
+        &key,
+        &read_debs(&v2).unwrap(),
+        options(false),
+    )
+    .unwrap();
 
     // The rollback to the state before the 1.4.1 publish, as `rollback` computes it.
     let store = FsStore::new(&base);
@@ -455,7 +455,7 @@ fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
     let work = tempfile::tempdir().unwrap();
     let base = work.path().join("repo");
     let store = FsStore::new(&base);
-    publish(&store, &key, &read_debs(&v1).unwrap(), false).unwrap();
+    publish(&store, &key, &read_debs(&v1).unwrap(), options(false)).unwrap();
     let keyring = work.path().join("keyring.gpg");
     std::fs::write(&keyring, key.public_key().to_binary().unwrap()).unwrap();
     let http = PlainHttpServer::serve(&base);

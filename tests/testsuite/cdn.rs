@@ -3,15 +3,13 @@
 //! DigitalOcean API cannot be reached from here, so a stand-in on 127.0.0.1
 //! (`support::do_api`) records what the publish asks of it.
 
-mod support;
-
+use crate::support::do_api::{ApiAnswer, StandInApi, ENDPOINT_ID};
+use crate::support::*;
 use cargo_speedy::cdn::{ApiToken, CdnApi, Pacer, TOKEN_VARIABLE};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
-use support::do_api::{ApiAnswer, StandInApi, ENDPOINT_ID};
-use support::*;
 
 /// Distinctive, so a leak into any output is found.
 const TOKEN: &str = "dop_v1_cdn-test-token-7f3a9c";
@@ -33,8 +31,8 @@ fn cdn_fixture() -> Fixture {
 /// A bucket of its own on moto below the prefix `debian`, the stand-in API, the
 /// fixture with a CDN endpoint, a signing key, and a folder for .debs.
 struct CdnSetup {
-    moto: MotoServer,
-    bucket: &'static str,
+    moto: &'static MotoServer,
+    bucket: String,
     api: StandInApi,
     fixture: Fixture,
     key: PathBuf,
@@ -42,9 +40,10 @@ struct CdnSetup {
 }
 
 impl CdnSetup {
-    fn new(bucket: &'static str, api: StandInApi) -> Self {
-        let moto = MotoServer::start();
-        moto.create_bucket(bucket);
+    /// A new bucket named `prefix-N` on the shared moto server.
+    fn new(prefix: &str, api: StandInApi) -> Self {
+        let moto = MotoServer::shared();
+        let bucket = moto.new_bucket(prefix);
         let fixture = cdn_fixture();
         let key = fixture.path("repo-key.asc");
         assert_success(&fixture.speedy(&["key", "generate", "--output", key.to_str().unwrap()]));
@@ -62,7 +61,7 @@ impl CdnSetup {
     /// stand-in API in the environment (`env` adds or overrides).
     fn speedy(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.extend(self.moto.flags(self.bucket));
+        all.extend(self.moto.flags(&self.bucket));
         all.extend(["--prefix".into(), "debian".into()]);
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let mut full_env = TEST_CREDENTIALS.to_vec();
@@ -164,7 +163,7 @@ fn a_publish_purges_exactly_the_mutable_paths_it_changed() {
         sorted(purged.clone())
     );
     // Each purged path is an object of the bucket, none of them immutable.
-    let objects = bucket_contents(&setup.moto.store(setup.bucket));
+    let objects = bucket_contents(&setup.moto.store(&setup.bucket));
     for path in &purged {
         assert!(objects.contains_key(path), "{path} is not in the bucket");
         assert!(
@@ -396,6 +395,6 @@ fn bad_cdn_settings_are_refused_and_nothing_is_written() {
         text.contains("Cargo.toml") && text.contains("is not a CDN endpoint id"),
         "{text}"
     );
-    assert!(bucket_contents(&setup.moto.store(setup.bucket)).is_empty());
+    assert!(bucket_contents(&setup.moto.store(&setup.bucket)).is_empty());
     assert!(setup.api.requests().is_empty());
 }

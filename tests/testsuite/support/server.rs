@@ -5,9 +5,14 @@
 //! - [`DebianRoot::cached`]: the root, bootstrapped once per target dir and kept as a
 //!   tarball in CARGO_TARGET_TMPDIR; a file lock makes parallel tests and test
 //!   binaries bootstrap it once. SPEEDY_TEST_DEBIAN_MIRROR picks the mirror.
-//! - [`BootedServer::boot`]: a fresh copy of that root, booted; commands run inside
-//!   with [`BootedServer::exec`]/[`BootedServer::sh`]. Dropping it powers the
-//!   container off (and kills it if it does not stop), also when the test panics.
+//! - [`DebianRoot::unpacked`]: that tarball unpacked once per target dir (beside it),
+//!   read only: the lower dir of every boot's overlay.
+//! - [`BootedServer::boot`]: a fresh overlay over the unpacked root (its own upper and
+//!   work dirs, so no test sees another's changes; a copy of the root if the overlay
+//!   cannot be mounted, said on stderr), booted; commands run inside with
+//!   [`BootedServer::exec`]/[`BootedServer::sh`]. Dropping it powers the container off
+//!   (and kills it if it does not stop), also when the test panics, then unmounts the
+//!   overlay and removes its dirs.
 //! - [`RepoHttpServer::serve`]: a directory over HTTP on 127.0.0.1, stopped on drop;
 //!   [`BootedServer::use_apt_repo`] points the server's apt at it.
 //!
@@ -114,10 +119,12 @@ pub fn wait_for<T>(
 }
 
 /// An exclusive flock on a file, released when dropped (or when the process dies).
-struct FileLock(std::fs::File);
+pub struct FileLock {
+    _file: std::fs::File,
+}
 
 impl FileLock {
-    fn acquire(path: &Path, timeout: Duration) -> Self {
+    pub fn acquire(path: &Path, timeout: Duration) -> Self {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -131,7 +138,7 @@ impl FileLock {
             || (unsafe { flock(file.as_raw_fd(), LOCK_EX | LOCK_NB) } == 0).then_some(()),
             || "another test is bootstrapping the Debian root".into(),
         );
-        FileLock(file)
+        FileLock { _file: file }
     }
 }
 
@@ -205,6 +212,96 @@ impl DebianRoot {
             tarball.display()
         );
         tarball
+    }
+}
+
+impl DebianRoot {
+    /// The cached root of `suite` unpacked beside its tarball, once per target dir
+    /// (again when the tarball is newer): the read-only lower dir that each boot
+    /// overlays. Nothing may write to it; a boot writes to its own upper dir.
+    pub fn unpacked(suite: &str) -> PathBuf {
+        let tarball = Self::cached(suite);
+        let lower = tarball.with_extension("root");
+        let _lock = FileLock::acquire(
+            &tarball.with_file_name(format!("speedy-server-{suite}.lock")),
+            Duration::from_secs(900),
+        );
+        // Written after each unpack: tar gives the root the mtime it had in the tarball.
+        let stamp = tarball.with_extension("root.unpacked");
+        let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if lower.is_dir() && modified(&stamp) >= modified(&tarball) {
+            return lower;
+        }
+        let _ = std::fs::remove_file(&stamp);
+        let _ = std::fs::remove_dir_all(&lower);
+        let partial = tarball.with_extension("root.partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir(&partial).expect("mkdir the unpacked root");
+        unpack(&tarball, &partial);
+        std::fs::rename(&partial, &lower).expect("keep the unpacked root");
+        std::fs::write(&stamp, "").expect("stamp the unpacked root");
+        lower
+    }
+}
+
+/// Unpacks a root tarball into `dir`, owners and modes as they are in the tarball.
+fn unpack(tarball: &Path, dir: &Path) {
+    run(
+        "tar",
+        &[
+            "--numeric-owner",
+            "-C",
+            dir.to_str().expect("utf-8 path"),
+            "-xf",
+            tarball.to_str().expect("utf-8 path"),
+        ],
+    );
+}
+
+/// An overlayfs mounted at `merged`, unmounted when dropped.
+struct OverlayMount {
+    merged: PathBuf,
+}
+
+impl OverlayMount {
+    /// `mount -t overlay` of `lower` with fresh `upper` and `work` dirs in `dir`.
+    fn mount(lower: &Path, dir: &Path, merged: &Path) -> Result<Self, String> {
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        for sub in [&upper, &work] {
+            std::fs::create_dir(sub).map_err(|e| format!("mkdir {}: {e}", sub.display()))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let output = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(merged)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("mount -t overlay: {}", stderr(&output).trim()));
+        }
+        Ok(OverlayMount {
+            merged: merged.to_owned(),
+        })
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        // Busy for a moment after the container's last process exits.
+        for _ in 0..50 {
+            let status = Command::new("umount").arg(&self.merged).status();
+            if status.is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{} stays busy: detaching it lazily", self.merged.display());
+        let _ = Command::new("umount").arg("-l").arg(&self.merged).status();
     }
 }
 
@@ -290,34 +387,36 @@ pub struct BootedServer {
     machine: String,
     root: PathBuf,
     log: PathBuf,
-    /// Holds the root; removed after the container stopped (fields drop after `drop`).
+    /// The overlay at `root` (None: a copy); unmounted after the container stopped
+    /// (fields drop after `drop`, in order) and before its dirs are removed.
+    _overlay: Option<OverlayMount>,
+    /// Holds the root (or the overlay's dirs).
     _dir: tempfile::TempDir,
 }
 
 impl BootedServer {
-    /// Boots a fresh copy of the cached `suite` root and waits until systemd reports
-    /// the system running (or degraded, with the failed units printed).
+    /// Boots a fresh overlay over the cached `suite` root (or a fresh copy of it) and
+    /// waits until systemd reports the system running (or degraded, with the failed
+    /// units printed).
     pub fn boot(suite: &str) -> Self {
         require_root();
         require_tool("systemd-nspawn", "systemd-container");
         require_tool("nsenter", "util-linux");
-        let tarball = DebianRoot::cached(suite);
+        let lower = DebianRoot::unpacked(suite);
         let dir = tempfile::Builder::new()
             .prefix("speedy-server-")
             .tempdir()
             .expect("temp dir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
-        run(
-            "tar",
-            &[
-                "--numeric-owner",
-                "-C",
-                root.to_str().expect("utf-8 path"),
-                "-xf",
-                tarball.to_str().expect("utf-8 path"),
-            ],
-        );
+        let overlay = match OverlayMount::mount(&lower, dir.path(), &root) {
+            Ok(overlay) => Some(overlay),
+            Err(reason) => {
+                eprintln!("no overlay ({reason}): booting a copy of the root instead");
+                unpack(&DebianRoot::cached(suite), &root);
+                None
+            }
+        };
         static BOOTS: AtomicUsize = AtomicUsize::new(0);
         let machine = format!(
             "speedy-{}-{}",
@@ -326,7 +425,11 @@ impl BootedServer {
         );
         let log = dir.path().join("nspawn.log");
         let log_file = std::fs::File::create(&log).expect("nspawn log");
-        let nspawn = Command::new("systemd-nspawn")
+        let mut nspawn = Command::new("systemd-nspawn");
+        // Should the test process die without dropping this handle, SIGTERM powers
+        // the container off all the same.
+        super::signal_when_spawning_thread_ends(&mut nspawn, super::SIGTERM);
+        let nspawn = nspawn
             .arg("--directory")
             .arg(&root)
             // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn.
@@ -350,6 +453,7 @@ impl BootedServer {
             machine,
             root,
             log,
+            _overlay: overlay,
             _dir: dir,
         };
         let started = Instant::now();

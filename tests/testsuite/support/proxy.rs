@@ -62,17 +62,6 @@ impl Rule {
             .collect()
     }
 
-    /// Every `count` listings of the bucket whose query contains `query`.
-    pub fn every_listing(query: &'static str, count: usize, fault: Fault) -> Vec<Self> {
-        Self::every("GET", "", count, fault)
-            .into_iter()
-            .map(|rule| Rule {
-                query: Some(query),
-                ..rule
-            })
-            .collect()
-    }
-
     /// The first `method` request of `key`.
     pub fn first(method: &'static str, key: &str, fault: Fault) -> Self {
         Rule {

@@ -4,12 +4,10 @@
 //! command line in it runs: against the fixture workspace and a local-directory
 //! repository instead of the bucket, first as on a push to main, then as on a tag.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-use support::*;
 
 const WORKFLOW: &str = "examples/github-release.yml";
 

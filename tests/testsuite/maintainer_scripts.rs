@@ -5,11 +5,9 @@
 //! is bootstrapped once per target dir and cached as a tarball; each run unpacks a
 //! fresh copy. SPEEDY_TEST_DEBIAN_MIRROR and SPEEDY_TEST_DEBIAN_SUITE choose where from.
 
-mod support;
-
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 fn is_root() -> bool {
     Command::new("id")
@@ -18,13 +16,19 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// A cached tarball of `debootstrap --variant=minbase --include=systemd`.
+/// A cached tarball of `debootstrap --variant=minbase --include=systemd`, made under a
+/// file lock.
 fn base_root_tarball() -> PathBuf {
     let suite = std::env::var("SPEEDY_TEST_DEBIAN_SUITE").unwrap_or_else(|_| "bookworm".into());
     let mirror = std::env::var("SPEEDY_TEST_DEBIAN_MIRROR")
         .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
     let cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let tarball = cache_dir.join(format!("speedy-chroot-{suite}.tar"));
+    // The tests of this module run in parallel: one bootstraps, the others wait.
+    let _lock = crate::support::server::FileLock::acquire(
+        &cache_dir.join(format!("speedy-chroot-{suite}.lock")),
+        std::time::Duration::from_secs(900),
+    );
     if tarball.exists() {
         return tarball;
     }

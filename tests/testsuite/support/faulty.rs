@@ -57,10 +57,6 @@ impl<S: Store> FaultyStore<S> {
         self.requests.load(Ordering::SeqCst)
     }
 
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
     /// The 1-based number of the last request `what` ("put dists/dev/InRelease").
     pub fn last_request(&self, what: &str) -> Option<usize> {
         let log = self.log.lock().unwrap();

@@ -3,15 +3,14 @@
 //! jobs under their hardening, upgrades them and purges them.
 //!
 //! Needs root, systemd-nspawn, nsenter, debootstrap and curl (`.ci/deps` installs
-//! them); see tests/support/server.rs for the harness and its cached Debian root.
+//! them); see tests/testsuite/support/server.rs for the harness and its cached Debian root.
 
-mod support;
-
-use std::path::Path;
-use support::server::{
-    archive_key, fixture_on_a_free_port, free_port, wait_for, BootedServer, RepoHttpServer, SUITE,
+use crate::support::server::{
+    archive_key, fixture_on_a_free_port, free_port, wait_for, BootedServer, DebianRoot,
+    RepoHttpServer, SUITE,
 };
-use support::*;
+use crate::support::*;
+use std::path::Path;
 
 const DAEMONS: [&str; 2] = ["speedy-app.service", "speedy-notifier.service"];
 const TIMERS: [&str; 2] = [
@@ -276,7 +275,49 @@ fn booted_server_runs_commands_inside_and_stops_on_drop() {
         !Path::new(&format!("/proc/{leader}")).exists(),
         "the container's init is gone"
     );
-    assert!(!root.exists(), "the copy of the root is removed");
+    assert!(
+        !root.exists(),
+        "the server's root (overlay or copy) is removed"
+    );
+}
+
+/// Two servers booted at once from the shared root: each boots clean (no failed
+/// unit), and neither sees what the other wrote, nor does the root they share.
+#[test]
+fn servers_boot_clean_and_never_see_each_others_changes() {
+    let first = BootedServer::boot(SUITE);
+    let second = BootedServer::boot(SUITE);
+    for server in [&first, &second] {
+        let state = server.sh("systemctl is-system-running");
+        let failed = server.exec_ok(&["systemctl", "--failed", "--no-legend", "--plain"]);
+        assert_eq!(stdout(&state).trim(), "running", "failed units:\n{failed}");
+        assert_eq!(failed.trim(), "", "failed units");
+    }
+    first.write_file("/etc/speedy-test/first", b"1\n", 0o644);
+    first.sh_ok("rm /etc/hostname");
+    second.write_file("/etc/speedy-test/second", b"2\n", 0o644);
+    assert!(!second.exists("/etc/speedy-test/first"));
+    assert!(second.exists("/etc/hostname"));
+    assert!(!first.exists("/etc/speedy-test/second"));
+    let machine_ids = [&first, &second].map(|s| s.exec_ok(&["cat", "/etc/machine-id"]));
+    assert_ne!(
+        machine_ids[0], machine_ids[1],
+        "each boot has its own machine id"
+    );
+    let shared = DebianRoot::unpacked(SUITE);
+    assert!(
+        !shared.join("etc/speedy-test").exists(),
+        "the shared root is untouched"
+    );
+    assert!(
+        shared.join("etc/hostname").exists(),
+        "the shared root is untouched"
+    );
+    drop(first);
+    // A server booted after another stopped starts from the pristine root.
+    let third = BootedServer::boot(SUITE);
+    assert!(!third.exists("/etc/speedy-test/first"));
+    assert!(third.exists("/etc/hostname"));
 }
 
 /// The README's shell block under "### On a server".

@@ -3,19 +3,16 @@
 //! enumeration, concurrent publishers with and without conditional writes, readers
 //! during writes, and bad input.
 
-mod support;
-
-use cargo_speedy::listener::SilentListener;
+use crate::support::faulty::{FaultTiming, FaultyStore};
+use crate::support::*;
 use cargo_speedy::publish::lock::{self, LockInfo, LockOptions};
-use cargo_speedy::publish::{read_debs, verify, IncomingDeb, Publish, PublishError, PublishReport};
+use cargo_speedy::publish::{read_debs, verify, IncomingDeb, PublishError};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
 use cargo_speedy::store::{Body, Store};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::faulty::{FaultTiming, FaultyStore};
-use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 
@@ -24,30 +21,7 @@ fn s3_store(moto: &MotoServer, bucket: &str) -> S3Store {
 }
 
 fn clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn publish(
-    store: &dyn Store,
-    key: &SigningKey,
-    debs: &[IncomingDeb],
-    lock: LockOptions,
-    retention: usize,
-) -> Result<PublishReport, PublishError> {
-    Publish {
-        store,
-        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
-        suite: "dev".into(),
-        config: &repo_config(retention),
-        lock,
-        dry_run: false,
-        command: "publish",
-        now: &clock,
-    }
-    .run(debs, &SilentListener)
+    unix_now()
 }
 
 /// An apt client reading the bucket over plain HTTP, as a server would.
@@ -87,11 +61,11 @@ fn generate_key_file(fixture: &Fixture) -> PathBuf {
 
 #[test]
 fn release_to_a_bucket_is_read_by_apt_over_http() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-apt");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-apt");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
-    let output = cli_with_bucket(&fixture, &moto, "speedy-apt", &["release", "--quiet"], &key);
+    let output = cli_with_bucket(&fixture, moto, &bucket, &["release", "--quiet"], &key);
     assert_success(&output);
     assert!(stdout(&output).contains("published speedy-app 1.4.0-1 (amd64) to dev"));
 
@@ -104,7 +78,7 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
         "--output",
         keyring.to_str().unwrap(),
     ]));
-    let apt = apt_over_http(&moto, "speedy-apt", &keyring);
+    let apt = apt_over_http(moto, &bucket, &keyring);
     let (ok, text) = apt.update();
     assert!(ok, "{text}");
     for name in PACKAGES {
@@ -116,8 +90,9 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
     );
 
     // Object properties: public, typed, cached for as long as they are immutable.
-    let (status, head) =
-        moto.anonymous_get("speedy-apt/pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb");
+    let (status, head) = moto.anonymous_get(&format!(
+        "{bucket}/pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb"
+    ));
     assert_eq!(status, 200);
     let head = head.to_ascii_lowercase();
     assert!(
@@ -126,35 +101,35 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
         &head[..600.min(head.len())]
     );
     assert!(head.contains("content-type: application/vnd.debian.binary-package"));
-    let (status, head) = moto.anonymous_get("speedy-apt/dists/dev/InRelease");
+    let (status, head) = moto.anonymous_get(&format!("{bucket}/dists/dev/InRelease"));
     assert_eq!(status, 200);
     assert!(head
         .to_ascii_lowercase()
         .contains("cache-control: public, max-age=60"));
 
     // list and verify work exactly as against a directory.
-    let output = cli_with_bucket(&fixture, &moto, "speedy-apt", &["list"], &key);
+    let output = cli_with_bucket(&fixture, moto, &bucket, &["list"], &key);
     assert_success(&output);
     assert!(stdout(&output).contains("speedy-jobs 1.4.0-1 amd64"));
-    let output = cli_with_bucket(&fixture, &moto, "speedy-apt", &["verify"], &key);
+    let output = cli_with_bucket(&fixture, moto, &bucket, &["verify"], &key);
     assert_success(&output);
     // The three services and the keyring package.
     assert!(stdout(&output).contains("dev: ok (4 packages)"));
     // No lock left, and bookkeeping is private.
-    let (status, _) = moto.anonymous_get("speedy-apt/.speedy/lock");
+    let (status, _) = moto.anonymous_get(&format!("{bucket}/.speedy/lock"));
     assert_ne!(status, 200);
 }
 
 #[test]
 fn private_acl_objects_are_not_readable_anonymously() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-private");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-private");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
     assert_success(&cli_with_bucket(
         &fixture,
-        &moto,
-        "speedy-private",
+        moto,
+        &bucket,
         &["release", "--quiet", "--acl", "private"],
         &key,
     ));
@@ -163,7 +138,7 @@ fn private_acl_objects_are_not_readable_anonymously() {
         "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb",
         "archive-keyring.gpg",
     ] {
-        let (status, _) = moto.anonymous_get(&format!("speedy-private/{path}"));
+        let (status, _) = moto.anonymous_get(&format!("{bucket}/{path}"));
         assert_eq!(status, 403, "{path}");
     }
     let keyring = fixture.path("keyring.gpg");
@@ -175,13 +150,13 @@ fn private_acl_objects_are_not_readable_anonymously() {
         "--output",
         keyring.to_str().unwrap(),
     ]));
-    let (ok, _) = apt_over_http(&moto, "speedy-private", &keyring).update();
+    let (ok, _) = apt_over_http(moto, &bucket, &keyring).update();
     assert!(!ok, "apt cannot read a private repository anonymously");
     // The owner still can.
     assert_success(&cli_with_bucket(
         &fixture,
-        &moto,
-        "speedy-private",
+        moto,
+        &bucket,
         &["verify", "--acl", "private"],
         &key,
     ));
@@ -189,15 +164,15 @@ fn private_acl_objects_are_not_readable_anonymously() {
 
 #[test]
 fn doctor_reports_what_the_bucket_supports() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-doctor");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-doctor");
     let fixture = Fixture::new();
     let mut args = vec![
         "doctor".to_owned(),
         "--message-format".into(),
         "json".into(),
     ];
-    args.extend(moto.flags("speedy-doctor"));
+    args.extend(moto.flags(&bucket));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = fixture.speedy_env(&args, &TEST_CREDENTIALS);
     assert_success(&output);
@@ -218,10 +193,7 @@ fn doctor_reports_what_the_bucket_supports() {
     assert_eq!(status("private objects"), "pass");
     assert!(["pass", "warn"].contains(&status("checksum headers").as_str()));
     // The probes are cleaned up.
-    assert!(s3_store(&moto, "speedy-doctor")
-        .list("")
-        .unwrap()
-        .is_empty());
+    assert!(s3_store(moto, &bucket).list("").unwrap().is_empty());
 
     // A missing bucket: the table says so, and the exit code is 2.
     let mut args = vec!["doctor".to_owned()];
@@ -239,21 +211,21 @@ fn doctor_reports_what_the_bucket_supports() {
 
 #[test]
 fn bad_input_is_refused_and_nothing_is_written() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-bad");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-bad");
     let fixture = Fixture::new();
     let key = generate_key_file(&fixture);
     assert_success(&cli_with_bucket(
         &fixture,
-        &moto,
-        "speedy-bad",
+        moto,
+        &bucket,
         &["release", "--quiet"],
         &key,
     ));
-    let store = s3_store(&moto, "speedy-bad");
+    let store = s3_store(moto, &bucket);
     let before = bucket_contents(&store);
     let refused = |args: &[&str], env: &[(&str, &str)], key: &Path, expected: &[&str]| {
-        let flags = moto.flags("speedy-bad");
+        let flags = moto.flags(&bucket);
         let mut all: Vec<&str> = args.to_vec();
         all.extend(flags.iter().map(String::as_str));
         all.extend(["--key-file", key.to_str().unwrap()]);
@@ -299,7 +271,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
         &[
             "publish",
             "--bucket",
-            "speedy-bad",
+            bucket.as_str(),
             "--region",
             "us-east-1",
             "--endpoint",
@@ -324,7 +296,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
         "took {took:?}: {text}"
     );
     // A missing bucket.
-    let output = cli_with_bucket(&fixture, &moto, "speedy-nowhere", &["publish"], &key);
+    let output = cli_with_bucket(&fixture, moto, "speedy-nowhere", &["publish"], &key);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("the bucket \"speedy-nowhere\" does not exist"),
@@ -336,7 +308,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
         &[
             "publish",
             "--bucket",
-            "speedy-bad",
+            bucket.as_str(),
             "--endpoint",
             &moto.endpoint(),
             "--addressing",
@@ -361,7 +333,7 @@ fn bad_input_is_refused_and_nothing_is_written() {
         )
         .unwrap();
     let before_corrupt = bucket_contents(&store);
-    let output = cli_with_bucket(&fixture, &moto, "speedy-bad", &["publish"], &key);
+    let output = cli_with_bucket(&fixture, moto, &bucket, &["publish"], &key);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("changed outside cargo speedy"),
@@ -408,7 +380,7 @@ fn wrong_credentials_are_refused_clearly() {
 /// repository fails once, in turn; apt over HTTP reads the result, a rerun finishes.
 #[test]
 fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
-    let moto = MotoServer::start();
+    let moto = MotoServer::shared();
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
@@ -423,17 +395,16 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     let v1 = read_debs(&v1).unwrap();
     let v2 = read_debs(&v2).unwrap();
 
-    moto.create_bucket("probe");
+    let probe_bucket = moto.new_bucket("probe");
     publish(
-        &s3_store(&moto, "probe"),
+        &s3_store(moto, &probe_bucket),
         &key,
         &v1,
-        LockOptions::default(),
-        5,
+        PublishOptions::default(),
     )
     .unwrap();
-    let probe = FaultyStore::new(s3_store(&moto, "probe"));
-    publish(&probe, &key, &v2, LockOptions::default(), 5).unwrap();
+    let probe = FaultyStore::new(s3_store(moto, &probe_bucket));
+    publish(&probe, &key, &v2, PublishOptions::default()).unwrap();
     let requests = probe.requests();
     assert!(requests > 20, "{requests}");
     let switch = probe
@@ -446,18 +417,16 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     {
         for k in 1..=requests {
             let context = format!("fault {timing:?} at request {k} of {requests}");
-            let bucket = format!("crash-{t}-{k}");
-            moto.create_bucket(&bucket);
+            let bucket = moto.new_bucket(&format!("crash-{t}-{k}"));
             publish(
-                &s3_store(&moto, &bucket),
+                &s3_store(moto, &bucket),
                 &key,
                 &v1,
-                LockOptions::default(),
-                5,
+                PublishOptions::default(),
             )
             .unwrap();
-            let faulty = FaultyStore::new(s3_store(&moto, &bucket)).failing(k, timing);
-            let result = publish(&faulty, &key, &v2, LockOptions::default(), 5);
+            let faulty = FaultyStore::new(s3_store(moto, &bucket)).failing(k, timing);
+            let result = publish(&faulty, &key, &v2, PublishOptions::default());
             if let Err(error) = &result {
                 assert!(
                     error.to_string().contains("injected fault"),
@@ -470,13 +439,13 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
                 let report = result.unwrap_or_else(|e| {
                     panic!("{context}: failed after the switch (request {switch}): {e}")
                 });
-                let listed = verify::list(&s3_store(&moto, &bucket), &key.public_key()).unwrap();
+                let listed = verify::list(&s3_store(moto, &bucket), &key.public_key()).unwrap();
                 assert_eq!(listed[0].packages.len(), 6, "{context}: {report:?}");
             }
-            let store = s3_store(&moto, &bucket);
+            let store = s3_store(moto, &bucket);
             let report = verify::verify(&store, &key.public_key()).unwrap();
             assert!(report.ok(), "{context}: {:?}", report.suites);
-            let (ok, text) = apt_over_http(&moto, &bucket, &keyring).update();
+            let (ok, text) = apt_over_http(moto, &bucket, &keyring).update();
             assert!(ok, "{context}: apt-get update:\n{text}");
             // A lock left by the failed release request is this process's; a crashed
             // process's lock would be taken over as its owner is dead.
@@ -485,12 +454,14 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
                 &store,
                 &key,
                 &v2,
-                LockOptions {
-                    wait: None,
-                    break_lock: left_lock,
-                    ..LockOptions::default()
+                PublishOptions {
+                    lock: LockOptions {
+                        wait: None,
+                        break_lock: left_lock,
+                        ..LockOptions::default()
+                    },
+                    ..PublishOptions::default()
                 },
-                5,
             )
             .unwrap_or_else(|e| panic!("{context}: rerun: {e}"));
             let listed = verify::list(&store, &key.public_key()).unwrap();
@@ -506,13 +477,13 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
 /// Four publishers at once, each with its own package, ten rounds: every version of
 /// every package is there at the end. With the lock, and without conditional writes.
 fn concurrent_rounds(conditional_writes: bool) {
-    let moto = MotoServer::start();
-    let bucket = if conditional_writes {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket(if conditional_writes {
         "race-locked"
     } else {
         "race-lockless"
-    };
-    moto.create_bucket(bucket);
+    });
+    let bucket = bucket.as_str();
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     const PUBLISHERS: usize = 4;
@@ -542,12 +513,22 @@ fn concurrent_rounds(conditional_writes: bool) {
                         break_lock: false,
                         ..LockOptions::default()
                     };
-                    publish(store.as_ref(), key, std::slice::from_ref(deb), lock, 100).unwrap();
+                    publish(
+                        store.as_ref(),
+                        key,
+                        std::slice::from_ref(deb),
+                        PublishOptions {
+                            lock,
+                            retention: 100,
+                            ..PublishOptions::default()
+                        },
+                    )
+                    .unwrap();
                 }
             });
         }
     });
-    let store = s3_store(&moto, bucket);
+    let store = s3_store(moto, bucket);
     let listed = verify::list(&store, &key.public_key()).unwrap();
     let present: Vec<(String, String)> = listed[0]
         .packages
@@ -578,18 +559,18 @@ fn concurrent_publishers_without_conditional_writes_lose_nothing() {
 /// to by-hash indices and InRelease written last.
 #[test]
 fn readers_during_writes_never_see_a_mismatch() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-readers");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-readers");
     let key = test_signing_key(clock() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
-    let store = s3_store(&moto, "speedy-readers");
+    let store = s3_store(moto, &bucket);
     let first = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.0-1")]).unwrap();
-    publish(&store, &key, &first, LockOptions::default(), 5).unwrap();
+    publish(&store, &key, &first, PublishOptions::default()).unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);
     let (updates, failures) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
-            let apt = apt_over_http(&moto, "speedy-readers", &keyring);
+            let apt = apt_over_http(moto, &bucket, &keyring);
             let mut updates = 0;
             let mut failures = Vec::new();
             let started = std::time::Instant::now();
@@ -611,7 +592,7 @@ fn readers_during_writes_never_see_a_mismatch() {
                 &format!("1.{version}-1"),
             )])
             .unwrap();
-            publish(&store, &key, &debs, LockOptions::default(), 5).unwrap();
+            publish(&store, &key, &debs, PublishOptions::default()).unwrap();
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         reader.join().unwrap()
@@ -627,9 +608,9 @@ fn readers_during_writes_never_see_a_mismatch() {
 
 #[test]
 fn large_files_stream_from_disk_in_parts() {
-    let moto = MotoServer::start();
-    moto.create_bucket("speedy-multipart");
-    let mut config = S3Config::spaces("speedy-multipart", "us-east-1");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-multipart");
+    let mut config = S3Config::spaces(&bucket, "us-east-1");
     config.endpoint = moto.endpoint();
     config.path_style = true;
     config.multipart_threshold = 5 * 1024 * 1024;
@@ -658,7 +639,7 @@ fn large_files_stream_from_disk_in_parts() {
     assert_eq!(store.head(key).unwrap().unwrap().size, bytes.len() as u64);
     let back = store.get(key).unwrap().unwrap();
     assert!(back == bytes, "the object reads back byte for byte");
-    let (status, head) = moto.anonymous_get(&format!("speedy-multipart/{key}"));
+    let (status, head) = moto.anonymous_get(&format!("{bucket}/{key}"));
     assert_eq!(status, 200, "public-read applies to multipart uploads too");
     assert!(head
         .to_ascii_lowercase()
@@ -729,9 +710,9 @@ fn lock_holder_child_process() {
 /// other runner's publish takes the lock over without any flag.
 #[test]
 fn a_killed_holders_lease_is_taken_over_by_another_host_without_flags() {
-    let moto = MotoServer::start();
-    moto.create_bucket("lease-kill");
-    let store = s3_store(&moto, "lease-kill");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("lease-kill");
+    let store = s3_store(moto, &bucket);
     let fixture = Fixture::new();
     fixture.edit(
         "Cargo.toml",
@@ -741,7 +722,7 @@ fn a_killed_holders_lease_is_taken_over_by_another_host_without_flags() {
     let key = generate_key_file(&fixture);
     let deb = tiny_deb(fixture.root(), "speedy-app", "1.0-1");
     let publish_from = |host: &str| {
-        let flags = moto.flags("lease-kill");
+        let flags = moto.flags(&bucket);
         let mut args = vec![
             "publish",
             deb.to_str().unwrap(),
@@ -757,13 +738,13 @@ fn a_killed_holders_lease_is_taken_over_by_another_host_without_flags() {
     let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "lock_holder_child_process",
+            "s3::lock_holder_child_process",
             "--ignored",
             "--nocapture",
         ])
         .env(
             "SPEEDY_TEST_HOLD_LOCK",
-            format!("{}|lease-kill", moto.endpoint()),
+            format!("{}|{bucket}", moto.endpoint()),
         )
         .env("SPEEDY_HOST", "runner-a")
         .stdout(std::process::Stdio::piped())
@@ -822,9 +803,9 @@ fn a_killed_holders_lease_is_taken_over_by_another_host_without_flags() {
 /// takeover is a compare-and-swap on the lock object's version.
 #[test]
 fn two_contenders_for_an_expired_lease_exactly_one_wins() {
-    let moto = MotoServer::start();
-    moto.create_bucket("lease-race");
-    let store = s3_store(&moto, "lease-race");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("lease-race");
+    let store = s3_store(moto, &bucket);
     for round in 0..10 {
         foreign_lock(&store, "runner-dead", clock() - 1);
         let barrier = std::sync::Barrier::new(2);
@@ -862,9 +843,9 @@ fn two_contenders_for_an_expired_lease_exactly_one_wins() {
 /// releases, the waiter gets the lock.
 #[test]
 fn a_renewing_holder_is_never_taken_over() {
-    let moto = MotoServer::start();
-    moto.create_bucket("lease-live");
-    let store = s3_store(&moto, "lease-live");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("lease-live");
+    let store = s3_store(moto, &bucket);
     let held = lock::acquire(&store, lease_options(None), clock, &|_| {})
         .unwrap()
         .unwrap();
@@ -901,9 +882,9 @@ fn a_renewing_holder_is_never_taken_over() {
 /// --break-lock removes it.
 #[test]
 fn an_unreadable_lock_object_is_named_as_such() {
-    let moto = MotoServer::start();
-    moto.create_bucket("lease-garbage");
-    let store = s3_store(&moto, "lease-garbage");
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("lease-garbage");
+    let store = s3_store(moto, &bucket);
     store
         .put(
             LOCK_KEY,

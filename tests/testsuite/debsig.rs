@@ -1,15 +1,13 @@
 //! .deb origin signatures checked by the real debsig-verify (Debian package
 //! `debsig-verify`, which needs `gnupg`), with packages built by the real dpkg-deb.
 
-mod support;
-
-use cargo_speedy::debfile::{debsig_paths, debsig_policy, DebFile};
-use cargo_speedy::sign::SigningKey;
-use std::path::Path;
-use support::{
+use crate::support::{
     assert_success, describe, test_signing_key, tiny_deb, Debsig, DEBSIG_NO_APPLICABLE_POLICY,
     DEBSIG_NO_ORIGIN_SIGNATURE, DEBSIG_NO_POLICY_FOR_KEY, DEBSIG_VERIFICATION_FAILED,
 };
+use cargo_speedy::debfile::{debsig_paths, debsig_policy, DebFile};
+use cargo_speedy::sign::SigningKey;
+use std::path::Path;
 
 const CREATED: u64 = 1_700_000_000;
 /// After the keys' creation, before "now" (gpg refuses signatures from the future).

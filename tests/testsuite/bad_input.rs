@@ -1,9 +1,7 @@
 //! Every bad input gets a clear error naming the file, key and value at fault, a
 //! non-zero exit code, and no .deb (nor any scratch file) in target/speedy/debs.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const APP: &str = "speedy-app/Cargo.toml";
 const JOBS: &str = "speedy-jobs/Cargo.toml";

@@ -1,10 +1,8 @@
 //! `cargo speedy build` against the fixture workspace, inspected with the real Debian
 //! tools: dpkg-deb, lintian, shellcheck.
 
-mod support;
-
+use crate::support::*;
 use std::path::Path;
-use support::*;
 
 const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 

@@ -1,6 +1,5 @@
 //! Shared by the integration tests: a private copy of the fixture workspace, the
 //! cargo-speedy binary, and the real Debian tools; `server` boots a Debian server.
-#![allow(dead_code)]
 
 pub mod server;
 
@@ -406,37 +405,107 @@ impl Apt {
     }
 }
 
+extern "C" {
+    fn prctl(option: i32, ...) -> i32;
+    fn getppid() -> i32;
+}
+const PR_SET_PDEATHSIG: i32 = 1;
+pub const SIGTERM: u64 = 15;
+pub const SIGKILL: u64 = 9;
+
+/// Makes `command`'s process get `signal` when the thread that spawns it ends (the
+/// kernel's "parent death" is the death of the spawning thread), so a server outlives
+/// neither its owner nor a test process that is killed.
+pub fn signal_when_spawning_thread_ends(command: &mut Command, signal: u64) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as i32;
+    // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+    unsafe {
+        command.pre_exec(move || {
+            if prctl(PR_SET_PDEATHSIG, signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then nobody will signal.
+            if getppid() != parent {
+                return Err(std::io::Error::other("the test process is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A real S3-compatible server (moto in server mode) on 127.0.0.1, stopped on drop.
 /// `.ci/deps` installs it in `.venv/`; SPEEDY_MOTO_SERVER names another binary.
+/// Tests share one, [`MotoServer::shared`], with a bucket each
+/// ([`MotoServer::new_bucket`]); a test that changes the server's own settings starts
+/// its own with [`MotoServer::start_with`].
 pub struct MotoServer {
     child: std::process::Child,
     pub port: u16,
 }
 
 impl MotoServer {
-    pub fn start() -> Self {
-        Self::start_with(&[])
+    /// The moto server of the whole test run, started on first use and killed when the
+    /// test process ends. Never reset it (that wipes every test's buckets): take a
+    /// bucket of your own with [`MotoServer::new_bucket`].
+    pub fn shared() -> &'static MotoServer {
+        static SHARED: std::sync::OnceLock<MotoServer> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            // Started from a thread that lives as long as the process, so that the
+            // parent-death signal comes when the process ends, not when the test that
+            // happened to start it does. A static is never dropped.
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("shared-moto".into())
+                .spawn(move || {
+                    let _ = sender.send(std::panic::catch_unwind(|| MotoServer::start_with(&[])));
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .expect("a thread for the shared moto server");
+            match receiver
+                .recv()
+                .expect("the shared moto server's thread answers")
+            {
+                Ok(server) => server,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
     }
 
-    /// With environment for moto, e.g. INITIAL_NO_AUTH_ACTION_COUNT to make it check
-    /// credentials after that many requests.
+    /// Creates a bucket no other test of this run has: `PREFIX-N`.
+    pub fn new_bucket(&self, prefix: &str) -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let bucket = format!(
+            "{prefix}-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        self.create_bucket(&bucket);
+        bucket
+    }
+
+    /// A server of the calling test's own, with environment for moto, e.g.
+    /// INITIAL_NO_AUTH_ACTION_COUNT to make it check credentials after that many
+    /// requests. Stopped on drop, or when the thread that started it ends.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
         let exe = std::env::var_os("SPEEDY_MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(["-H", "127.0.0.1", "-p", "0"])
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (run .ci/deps to install moto): {e}",
-                    exe.display()
-                )
-            });
+            .stderr(std::process::Stdio::piped());
+        signal_when_spawning_thread_ends(&mut command, SIGKILL);
+        let mut child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (run .ci/deps to install moto): {e}",
+                exe.display()
+            )
+        });
         let stderr = child.stderr.take().expect("stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
         // Keep draining stderr so the server never blocks on a full pipe.
@@ -609,6 +678,46 @@ pub fn repo_config(retention: usize) -> cargo_speedy::config::RepoConfig {
         Path::new("/ws/target"),
     )
     .expect("valid test settings")
+}
+
+/// What differs between the publishes tests run through the library: the lock
+/// options, the retention and the clock.
+pub struct PublishOptions {
+    pub lock: cargo_speedy::publish::lock::LockOptions,
+    pub retention: usize,
+    pub now: fn() -> u64,
+}
+
+impl Default for PublishOptions {
+    /// The default lock, a retention of 5, the system clock.
+    fn default() -> Self {
+        PublishOptions {
+            lock: Default::default(),
+            retention: 5,
+            now: unix_now,
+        }
+    }
+}
+
+/// Publishes `debs` to the suite dev of `store` through the library, as `cargo
+/// speedy publish` does, silently.
+pub fn publish(
+    store: &dyn cargo_speedy::store::Store,
+    key: &cargo_speedy::sign::SigningKey,
+    debs: &[cargo_speedy::publish::IncomingDeb],
+    options: PublishOptions,
+) -> Result<cargo_speedy::publish::PublishReport, cargo_speedy::publish::PublishError> {
+    cargo_speedy::publish::Publish {
+        store,
+        key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
+        suite: "dev".into(),
+        config: &repo_config(options.retention),
+        lock: options.lock,
+        dry_run: false,
+        command: "publish",
+        now: &options.now,
+    }
+    .run(debs, &cargo_speedy::listener::SilentListener)
 }
 
 /// A fresh Ed25519 signing key made at `created` (unix seconds).

@@ -4,13 +4,13 @@
 //! rotation is followed through apt alone.
 //!
 //! Needs root, systemd-nspawn, nsenter, debootstrap, gpgv, sqv and cloud-init
-//! (`.ci/deps` installs them); see tests/support/server.rs for the harness.
+//! (`.ci/deps` installs them); see tests/testsuite/support/server.rs for the harness.
 
-mod support;
-
+use crate::support::server::{
+    archive_key, fixture_on_a_free_port, BootedServer, RepoHttpServer, SUITE,
+};
+use crate::support::*;
 use std::path::{Path, PathBuf};
-use support::server::{archive_key, fixture_on_a_free_port, BootedServer, RepoHttpServer, SUITE};
-use support::*;
 
 const KEYRING_PACKAGE: &str = "speedy-archive-keyring";
 const KEYRING_PATH: &str = "/usr/share/keyrings/speedy-archive-keyring.gpg";
