@@ -14,7 +14,9 @@ use cargo_speedy::store::fs::FsStore;
 use cargo_speedy::store::{Body, Store, StoreError};
 use std::path::{Path, PathBuf};
 
-fn now() -> u64 {
+/// The fixed time the publishes of these tests are dated: their bytes do not depend
+/// on when the test runs.
+fn fixed_now() -> u64 {
     1_795_000_000
 }
 
@@ -26,7 +28,7 @@ fn options(break_lock: bool) -> PublishOptions {
             break_lock,
             ..LockOptions::default()
         },
-        now,
+        now: fixed_now,
         ..PublishOptions::default()
     }
 }
@@ -76,7 +78,7 @@ fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
 
 #[test]
 fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
-    let key = test_signing_key(now() - 10);
+    let key = test_signing_key(fixed_now() - 10);
     let (_v1_fixture, v1) = debs_at("1.4.0");
     let (_v2_fixture, v2) = debs_at("1.4.1");
     let v1 = read_debs(&v1).unwrap();
@@ -165,7 +167,7 @@ fn a_fault_at_any_request_leaves_a_readable_repository_and_a_rerun_finishes() {
 
 #[test]
 fn without_conditional_writes_publishers_still_lose_nothing() {
-    let key = test_signing_key(now() - 10);
+    let key = test_signing_key(fixed_now() - 10);
     let (_fixture, debs) = debs_at("1.4.0");
     let debs = read_debs(&debs).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -195,7 +197,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
 /// configured grace period is zero; with the lock, zero means now.
 #[test]
 fn without_a_lock_garbage_waits_even_with_no_grace_period() {
-    let key = test_signing_key(now() - 10);
+    let key = test_signing_key(fixed_now() - 10);
     let work = tempfile::tempdir().unwrap();
     let old = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.0-1")]).unwrap();
     let new = read_debs(&[tiny_deb(work.path(), "speedy-app", "1.1-1")]).unwrap();
@@ -216,7 +218,7 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
             lock: LockOptions::default(),
             dry_run: false,
             command: "publish",
-            now: &now,
+            now: &fixed_now,
         }
         .run(debs, &SilentListener)
         .unwrap()
@@ -288,7 +290,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
     use cargo_speedy::publish::Change;
     use cargo_speedy::repo::plan::SuiteChange;
 
-    let key = test_signing_key(now() - 10);
+    let key = test_signing_key(fixed_now() - 10);
     let (_v1_fixture, v1) = debs_at("1.4.0");
     let (_v2_fixture, v2) = debs_at("1.4.1");
     let work = tempfile::tempdir().unwrap();
@@ -333,7 +335,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
             },
             dry_run: false,
             command: "rollback",
-            now: &now,
+            now: &fixed_now,
         }
         .apply(Change::Edit(change), &SilentListener)
     };
@@ -450,7 +452,7 @@ impl Drop for PlainHttpServer {
 /// publish; the switch now waits for the next second when it has to.
 #[test]
 fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
-    let key = test_signing_key(now() - 10);
+    let key = test_signing_key(fixed_now() - 10);
     let (_fixture, v1) = debs_at("1.4.0");
     let work = tempfile::tempdir().unwrap();
     let base = work.path().join("repo");
@@ -473,7 +475,7 @@ fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
             lock: LockOptions::default(),
             dry_run: false,
             command: "phase",
-            now: &now,
+            now: &fixed_now,
         }
         .apply(
             cargo_speedy::publish::Change::Edit(&cargo_speedy::repo::plan::SuiteChange::Phase {

@@ -20,10 +20,6 @@ const PACKAGES: [&str; 3] = ["speedy-app", "speedy-jobs", "speedy-notifier"];
 const IN_RELEASE: &str = "dists/dev/InRelease";
 const PACKAGES_INDEX: &str = "dists/dev/main/binary-amd64/Packages.gz";
 
-fn clock() -> u64 {
-    unix_now()
-}
-
 /// A store at `endpoint` (moto, or the proxy in front of it) whose attempts time out
 /// after `attempt` and whose requests are retried for up to `deadline`.
 fn store_at(endpoint: &str, bucket: &str, attempt: Duration, deadline: Duration) -> S3Store {
@@ -73,7 +69,7 @@ const PROBE_RECORD: &str = ".speedy/conditional-writes.json";
 fn repo() -> Repo {
     let moto = MotoServer::shared();
     let bucket = moto.new_bucket("flaky");
-    let key = test_signing_key(clock() - 60);
+    let key = test_signing_key(cargo_speedy::clock::now() - 60);
     let work = tempfile::tempdir().unwrap();
     let debs = |version: &str| {
         let paths: Vec<PathBuf> = PACKAGES
@@ -534,7 +530,7 @@ fn random_faults() {
 
     let moto = MotoServer::shared();
     let bucket = moto.new_bucket("flaky-random");
-    let key = test_signing_key(clock() - 60);
+    let key = test_signing_key(cargo_speedy::clock::now() - 60);
     let work = tempfile::tempdir().unwrap();
     let debs: Vec<Vec<IncomingDeb>> = (0..publishers)
         .map(|p| {

@@ -307,7 +307,7 @@ print(json.dumps([entry["path"], entry["content"], data["runcmd"][0][0], entry["
 fn a_key_rotation_is_followed_through_apt() {
     let fleet = Fleet::new();
     let keys = tempfile::tempdir().expect("temp dir");
-    let now = unix_now();
+    let now = cargo_speedy::clock::now();
     let write_key = |name: &str, created: u64| -> (PathBuf, PathBuf) {
         let key = test_signing_key(created);
         let secret = keys.path().join(format!("{name}.asc"));

@@ -498,7 +498,7 @@ fn a_held_lock_is_reported_and_an_expired_lease_is_taken_over() {
         )
         .unwrap();
     };
-    write_lock(unix_now() + 600);
+    write_lock(cargo_speedy::clock::now() + 600);
     let before = tree_hashes(&repo(&fixture));
     fixture.set_version("1.4.1");
     let output = release(&fixture, &[]);
@@ -525,7 +525,7 @@ fn a_held_lock_is_reported_and_an_expired_lease_is_taken_over() {
     assert!(!lock.exists());
     assert!(stdout(&fixture.speedy(&["list"])).contains("speedy-app 1.4.1-1"));
 
-    write_lock(unix_now() - 1);
+    write_lock(cargo_speedy::clock::now() - 1);
     fixture.set_version("1.4.2");
     let output = release(&fixture, &[]);
     assert_success(&output);

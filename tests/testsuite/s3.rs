@@ -20,10 +20,6 @@ fn s3_store(moto: &MotoServer, bucket: &str) -> S3Store {
     moto.store(bucket)
 }
 
-fn clock() -> u64 {
-    unix_now()
-}
-
 /// An apt client reading the bucket over plain HTTP, as a server would.
 fn apt_over_http(moto: &MotoServer, bucket: &str, keyring: &Path) -> Apt {
     Apt::new(&format!(
@@ -381,7 +377,7 @@ fn wrong_credentials_are_refused_clearly() {
 #[test]
 fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
     let moto = MotoServer::shared();
-    let key = test_signing_key(clock() - 60);
+    let key = test_signing_key(cargo_speedy::clock::now() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
     let v1: Vec<PathBuf> = PACKAGES
@@ -484,7 +480,7 @@ fn concurrent_rounds(conditional_writes: bool) {
         "race-lockless"
     });
     let bucket = bucket.as_str();
-    let key = test_signing_key(clock() - 60);
+    let key = test_signing_key(cargo_speedy::clock::now() - 60);
     let work = tempfile::tempdir().unwrap();
     const PUBLISHERS: usize = 4;
     const ROUNDS: usize = 10;
@@ -561,7 +557,7 @@ fn concurrent_publishers_without_conditional_writes_lose_nothing() {
 fn readers_during_writes_never_see_a_mismatch() {
     let moto = MotoServer::shared();
     let bucket = moto.new_bucket("speedy-readers");
-    let key = test_signing_key(clock() - 60);
+    let key = test_signing_key(cargo_speedy::clock::now() - 60);
     let work = tempfile::tempdir().unwrap();
     let keyring = write_keyring(work.path(), &key);
     let store = s3_store(moto, &bucket);
@@ -699,7 +695,7 @@ fn lock_holder_child_process() {
     loop {
         std::thread::sleep(held.renewal_interval());
         assert!(
-            held.renew(&store, clock()).unwrap(),
+            held.renew(&store, cargo_speedy::clock::now()).unwrap(),
             "the lock was taken over"
         );
     }
@@ -807,7 +803,7 @@ fn two_contenders_for_an_expired_lease_exactly_one_wins() {
     let bucket = moto.new_bucket("lease-race");
     let store = s3_store(moto, &bucket);
     for round in 0..10 {
-        foreign_lock(&store, "runner-dead", clock() - 1);
+        foreign_lock(&store, "runner-dead", cargo_speedy::clock::now() - 1);
         let barrier = std::sync::Barrier::new(2);
         let results: Vec<_> = std::thread::scope(|scope| {
             let contenders: Vec<_> = (0..2)
@@ -854,7 +850,7 @@ fn a_renewing_holder_is_never_taken_over() {
     let mut refusals = 0;
     while std::time::Instant::now() < until {
         if std::time::Instant::now() >= next_renewal {
-            assert!(held.renew(&store, clock()).unwrap());
+            assert!(held.renew(&store, cargo_speedy::clock::now()).unwrap());
             next_renewal = std::time::Instant::now() + held.renewal_interval();
         }
         match lock::acquire(&store, lease_options(None), clock, &|_| {}) {

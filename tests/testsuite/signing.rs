@@ -13,7 +13,7 @@ use std::{
 
 use crate::support::{
     assert_fails_with, assert_success, create_private_dir, describe, split_like_apt, stdout,
-    tiny_deb, tool_output, unix_now, Fixture,
+    tiny_deb, tool_output, Fixture,
 };
 use cargo_speedy::sign::{KeyAlgorithm, KeyParams, PublicKey, SigningKey, VerifyError};
 use tempfile::TempDir;
@@ -455,7 +455,7 @@ fn gnupg_made_keys_sign_repositories() {
         assert_eq!(public.fingerprint(), fingerprint);
 
         // The key was created just now: sign "now", as a release would.
-        let now = unix_now();
+        let now = cargo_speedy::clock::now();
         let repo = Repo::new(&public);
         let release = repo.write("Release", RELEASE);
         let sig = repo.write(

@@ -694,7 +694,7 @@ impl Default for PublishOptions {
         PublishOptions {
             lock: Default::default(),
             retention: 5,
-            now: unix_now,
+            now: cargo_speedy::clock::now,
         }
     }
 }
@@ -772,14 +772,6 @@ pub fn assert_fails_with(output: &Output, message: &str) {
         "expected a failure saying {message:?}, got: {}",
         describe(output)
     );
-}
-
-/// Seconds since 1970 by the system clock.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }
 
 /// Creates a directory only its owner may enter, as gpg wants of its home directory.
