@@ -588,7 +588,7 @@ fn random_faults() {
                             },
                             dry_run: false,
                             command: "publish",
-                            now: &clock,
+                            now: &cargo_speedy::clock::now,
                         }
                         .run(std::slice::from_ref(deb), &SilentListener);
                         match result {

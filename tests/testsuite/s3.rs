@@ -688,9 +688,14 @@ fn lock_holder_child_process() {
         Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
     )
     .unwrap();
-    let held = lock::acquire(&store, lease_options(None), clock, &|_| {})
-        .unwrap()
-        .expect("moto honours conditional writes");
+    let held = lock::acquire(
+        &store,
+        lease_options(None),
+        cargo_speedy::clock::now,
+        &|_| {},
+    )
+    .unwrap()
+    .expect("moto honours conditional writes");
     println!("holding");
     loop {
         std::thread::sleep(held.renewal_interval());
@@ -810,7 +815,12 @@ fn two_contenders_for_an_expired_lease_exactly_one_wins() {
                 .map(|_| {
                     scope.spawn(|| {
                         barrier.wait();
-                        lock::acquire(&store, lease_options(None), clock, &|_| {})
+                        lock::acquire(
+                            &store,
+                            lease_options(None),
+                            cargo_speedy::clock::now,
+                            &|_| {},
+                        )
                     })
                 })
                 .collect();
@@ -842,9 +852,14 @@ fn a_renewing_holder_is_never_taken_over() {
     let moto = MotoServer::shared();
     let bucket = moto.new_bucket("lease-live");
     let store = s3_store(moto, &bucket);
-    let held = lock::acquire(&store, lease_options(None), clock, &|_| {})
-        .unwrap()
-        .unwrap();
+    let held = lock::acquire(
+        &store,
+        lease_options(None),
+        cargo_speedy::clock::now,
+        &|_| {},
+    )
+    .unwrap()
+    .unwrap();
     let until = std::time::Instant::now() + LEASE * 3;
     let mut next_renewal = std::time::Instant::now() + held.renewal_interval();
     let mut refusals = 0;
@@ -853,7 +868,12 @@ fn a_renewing_holder_is_never_taken_over() {
             assert!(held.renew(&store, cargo_speedy::clock::now()).unwrap());
             next_renewal = std::time::Instant::now() + held.renewal_interval();
         }
-        match lock::acquire(&store, lease_options(None), clock, &|_| {}) {
+        match lock::acquire(
+            &store,
+            lease_options(None),
+            cargo_speedy::clock::now,
+            &|_| {},
+        ) {
             Err(PublishError::Locked { expires_in, .. }) => {
                 assert!(expires_in <= LEASE.as_secs());
                 refusals += 1;
@@ -868,7 +888,7 @@ fn a_renewing_holder_is_never_taken_over() {
     let next = lock::acquire(
         &store,
         lease_options(Some(Duration::from_secs(5))),
-        clock,
+        cargo_speedy::clock::now,
         &|_| {},
     );
     assert!(matches!(next, Ok(Some(_))), "{next:?}");
@@ -888,7 +908,13 @@ fn an_unreadable_lock_object_is_named_as_such() {
             &cargo_speedy::publish::put_options(LOCK_KEY),
         )
         .unwrap();
-    let error = lock::acquire(&store, lease_options(None), clock, &|_| {}).unwrap_err();
+    let error = lock::acquire(
+        &store,
+        lease_options(None),
+        cargo_speedy::clock::now,
+        &|_| {},
+    )
+    .unwrap_err();
     assert!(
         error.to_string().contains("unreadable lock object") && !error.to_string().contains("1970"),
         "{error}"
@@ -897,7 +923,7 @@ fn an_unreadable_lock_object_is_named_as_such() {
         break_lock: true,
         ..lease_options(None)
     };
-    let held = lock::acquire(&store, broken, clock, &|_| {})
+    let held = lock::acquire(&store, broken, cargo_speedy::clock::now, &|_| {})
         .unwrap()
         .unwrap();
     held.release(&store).unwrap();
