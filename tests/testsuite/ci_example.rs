@@ -309,7 +309,10 @@ fn every_cargo_speedy_line_of_the_workflow_runs() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert!(SERVICES.iter().all(|s| promoted.contains(s)), "{promoted:?}");
+    assert!(
+        SERVICES.iter().all(|s| promoted.contains(s)),
+        "{promoted:?}"
+    );
     // And the repository says so itself: no entry of stable is phased.
     let stable = packages_text(&repo, "stable", "amd64");
     for service in SERVICES {

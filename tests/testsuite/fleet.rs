@@ -280,7 +280,7 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
 }
 
 /// (path, content, runcmd's command) of the user data, read with a YAML parser.
-fn cloud_init_script(user_data: &Path) -> (String, String, String) {
+pub(crate) fn cloud_init_script(user_data: &Path) -> (String, String, String) {
     let program = r#"
 import json, sys, yaml
 data = yaml.safe_load(open(sys.argv[1]))
