@@ -231,7 +231,7 @@ fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u
 }
 
 /// Preset 0: the tarball is a few KB, and preset 6 would allocate a large encoder on
-/// every publish for the same bytes out (layout 2; README, "Benchmark").
+/// every publish for the same bytes out (layout 2; CONTRIBUTING.md, "Benchmark").
 fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
     let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 0);
     encoder

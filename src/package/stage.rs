@@ -277,7 +277,7 @@ fn user_deb_metadata(
         } else if deb.contains_key(key) {
             return Err(invalid(
                 key,
-                "is not supported by cargo speedy; see the README".into(),
+                "is not supported by cargo speedy; see docs/reference.md".into(),
             ));
         }
     }

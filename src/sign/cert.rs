@@ -354,7 +354,7 @@ fn check_component(
     if state.revoked {
         add(
             FindingSeverity::Error,
-            format!("{what} is revoked: apt refuses its signatures. Rotate to a new key (README, \"Rotating the signing key\")"),
+            format!("{what} is revoked: apt refuses its signatures. Rotate to a new key (docs/operations.md, \"Rotating the signing key\")"),
         );
     }
     let extend = format!(
@@ -383,7 +383,7 @@ fn check_component(
         add(
             FindingSeverity::Error,
             format!(
-                "{what} uses {why}: rotate to a new key (README, \"Rotating the signing key\")"
+                "{what} uses {why}: rotate to a new key (docs/operations.md, \"Rotating the signing key\")"
             ),
         );
     } else if let (PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign, PublicParams::RSA(rsa)) =
@@ -395,7 +395,7 @@ fn check_component(
                 FindingSeverity::from_cutoff(now, cutoff),
                 format!(
                     "{what} is RSA with fewer than 3072 bits, which apt's sqv policy accepts only until {day}: \
-                     rotate to RSA 3072 or Ed25519 (README, \"Rotating the signing key\")"
+                     rotate to RSA 3072 or Ed25519 (docs/operations.md, \"Rotating the signing key\")"
                 ),
             );
         }

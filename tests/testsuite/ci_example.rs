@@ -170,18 +170,19 @@ fn the_workflow_has_the_promised_triggers_steps_and_secrets() {
     assert_eq!(upload["if"], "always()");
     assert_eq!(upload["with"]["path"], "*.jsonl");
 
-    // The README's "CI" section has the same command lines, for any other CI.
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let ci = readme
+    // The "CI" section of docs/reference.md has the same command lines, for any other CI.
+    let reference =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"))
+            .unwrap();
+    let ci = reference
         .split("\n## CI\n")
         .nth(1)
-        .expect("a README section \"CI\"");
+        .expect("a docs/reference.md section \"CI\"");
     let ci = ci.split("\n## ").next().unwrap();
     for step in &speedy {
         assert!(
             ci.contains(&step.line),
-            "README's CI section lacks {:?}",
+            "the CI section of docs/reference.md lacks {:?}",
             step.line
         );
     }

@@ -280,7 +280,7 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
 }
 
 /// (path, content, runcmd's command) of the user data, read with a YAML parser.
-fn cloud_init_script(user_data: &Path) -> (String, String, String) {
+pub(crate) fn cloud_init_script(user_data: &Path) -> (String, String, String) {
     let program = r#"
 import json, sys, yaml
 data = yaml.safe_load(open(sys.argv[1]))
@@ -299,8 +299,8 @@ print(json.dumps([entry["path"], entry["content"], data["runcmd"][0][0], entry["
     (parsed[0].clone(), parsed[1].clone(), parsed[2].clone())
 }
 
-/// The procedure of README "Rotating the signing key": a server set up with only the
-/// old key follows the rotation through apt alone and then accepts a repository
+/// The procedure of docs/operations.md, "Rotating the signing key": a server set up
+/// with only the old key follows the rotation through apt alone and then accepts a repository
 /// signed only by the new key; while both keys sign, gpgv and sqv accept InRelease
 /// and Release.gpg with either key alone.
 #[test]

@@ -12,6 +12,7 @@ mod crash;
 mod debsig;
 mod flaky;
 mod fleet;
+mod getting_started;
 mod maintainer_scripts;
 mod repo;
 mod s3;

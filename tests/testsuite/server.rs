@@ -320,13 +320,14 @@ fn servers_boot_clean_and_never_see_each_others_changes() {
     assert!(third.exists("/etc/hostname"));
 }
 
-/// The README's shell block under "### On a server".
+/// The shell block under "### On a server" of docs/reference.md.
 fn readme_server_steps() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("read README.md");
-    let section = readme
+    let reference =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"))
+            .expect("read docs/reference.md");
+    let section = reference
         .split_once("### On a server\n")
-        .expect("README has an \"On a server\" section")
+        .expect("docs/reference.md has an \"On a server\" section")
         .1;
     let block = section
         .split_once("```sh\n")
@@ -340,7 +341,8 @@ fn readme_server_steps() -> String {
 }
 
 /// The README followed literally by a user whose umask is 077: its first command in a
-/// checkout, then its "On a server" steps, run as they are by root from that checkout
+/// checkout, then the "On a server" steps of docs/reference.md, run as they are by root
+/// from that checkout
 /// (copied into the server as `/srv/checkout`, since apt reads a `file:` repository as
 /// the `_apt` user). The server installs the three packages, apt warns about nothing
 /// (an unreadable file shows as "Download is performed unsandboxed as root", an
