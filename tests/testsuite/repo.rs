@@ -860,6 +860,14 @@ fn key_commands_say_what_they_looked_for_and_take_only_their_flags() {
 /// The published entries of `suite` as `list --message-format json` reports them:
 /// (name, version, phase).
 fn listed(fixture: &Fixture, suite: &str) -> Vec<(String, String, Option<u64>)> {
+    listed_all(fixture, suite)
+        .into_iter()
+        .filter(|(name, _, _)| name == "speedy-app")
+        .collect()
+}
+
+/// Every entry of `suite` as `list` reports it: name, version and phase.
+fn listed_all(fixture: &Fixture, suite: &str) -> Vec<(String, String, Option<u64>)> {
     let output = fixture.speedy(&["list", "--message-format", "json"]);
     assert_success(&output);
     let report: serde_json::Value =
@@ -870,7 +878,6 @@ fn listed(fixture: &Fixture, suite: &str) -> Vec<(String, String, Option<u64>)> 
         .iter()
         .filter(|s| s["suite"] == suite)
         .flat_map(|s| s["packages"].as_array().unwrap().clone())
-        .filter(|p| p["name"] == "speedy-app")
         .map(|p| {
             (
                 p["name"].as_str().unwrap().to_owned(),
@@ -1452,22 +1459,9 @@ fn phase_without_a_package_takes_what_the_last_change_brought() {
     fixture.set_version("1.4.1");
     assert_success(&release(&fixture, &["--phased", "10"]));
     let phases = |fixture: &Fixture| -> Vec<(String, String, Option<u64>)> {
-        let output = fixture.speedy(&["list", "--message-format", "json"]);
-        assert_success(&output);
-        let report: serde_json::Value =
-            serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
-        report["suites"][0]["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["version"].as_str().unwrap().starts_with("1.4.1"))
-            .map(|p| {
-                (
-                    p["name"].as_str().unwrap().to_owned(),
-                    p["version"].as_str().unwrap().to_owned(),
-                    p["phase"].as_u64(),
-                )
-            })
+        listed_all(fixture, "dev")
+            .into_iter()
+            .filter(|(_, version, _)| version.starts_with("1.4.1"))
             .collect()
     };
     assert!(phases(&fixture)
