@@ -4,11 +4,9 @@
 //! answers the probe; remembering it is repository bookkeeping
 //! (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
 
-use crate::store::{Body, Caching, ConditionalWrites, PutOptions, Store, StoreError};
+use crate::store::{Body, ConditionalWrites, Store, StoreError};
 
-/// Where the last probe is recorded, so that a publish costs one GET for it rather
-/// than four requests.
-pub const PROBE_RECORD_KEY: &str = ".speedy/conditional-writes.json";
+pub use crate::repo::layout::PROBE_RECORD_KEY;
 
 /// How long a recorded probe is trusted before the store is probed again.
 const PROBE_RECORD_TTL_SECONDS: u64 = 7 * 24 * 60 * 60;
@@ -50,11 +48,7 @@ pub fn learn_conditional_writes(store: &dyn Store, now: u64) -> Result<(), Store
         let _ = store.put(
             PROBE_RECORD_KEY,
             Body::Bytes(&bytes),
-            &PutOptions {
-                content_type: "application/json",
-                caching: Caching::Short,
-                public: false,
-            },
+            &super::put_options(PROBE_RECORD_KEY),
         );
     }
     Ok(())

@@ -5,6 +5,9 @@
 pub const PRIVATE_PREFIX: &str = ".speedy/";
 pub const LOCK_KEY: &str = ".speedy/lock";
 pub const GC_STATE_KEY: &str = ".speedy/pending-deletes.json";
+/// Where the last probe of conditional writes is recorded (`publish::probe`), so that a
+/// publish costs one GET for it rather than four requests.
+pub const PROBE_RECORD_KEY: &str = ".speedy/conditional-writes.json";
 
 /// The signed history of a suite.
 pub fn history_key(suite: &str) -> String {
