@@ -18,8 +18,8 @@ pub use repo::{
 };
 pub use roles::{resolve_role, Role, RoleMetadata, RoleTable};
 pub use service::{
-    check_conffile_dest, parse_package_metadata, resolve_service, BinTarget, ConfigFile, Job,
-    PackageFacts, PackageMetadata, Service, ServiceKind,
+    check_conffile_dest, parse_package_metadata, resolve_service, BinTarget, ConfigFile,
+    DbChangeAction, FleetHooks, Job, PackageFacts, PackageMetadata, Service, ServiceKind,
 };
 pub use signing::{SigningConfig, SigningMetadata};
 

@@ -38,6 +38,44 @@ pub struct PackageMetadata {
     pub randomized_delay: Option<String>,
     /// A daemon's health endpoint, which its monitoring check asks.
     pub health_url: Option<String>,
+    /// What a daemon is told when `cargo speedy fleet db` moves `db`.
+    pub on_db_change: Option<DbChangeAction>,
+    /// The file whose presence puts a daemon in maintenance (`cargo speedy fleet
+    /// maintenance`); its contents are the message.
+    pub maintenance_flag: Option<String>,
+}
+
+/// How a daemon that holds database connections follows a move of `db`
+/// (docs/ARCHITECTURE.md, "Fleet switches").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbChangeAction {
+    /// Nothing: the daemon resolves `db` on every connection, or holds none.
+    #[default]
+    None,
+    /// SIGHUP to its main process.
+    Reload,
+    /// A restart of its unit.
+    Restart,
+}
+
+impl DbChangeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbChangeAction::None => "none",
+            DbChangeAction::Reload => "reload",
+            DbChangeAction::Restart => "restart",
+        }
+    }
+}
+
+/// What the fleet package does to a daemon on a server (docs/ARCHITECTURE.md, "Fleet
+/// switches"); the default for jobs packages and daemons that declare neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetHooks {
+    pub on_db_change: DbChangeAction,
+    /// An absolute path; `None`: the daemon has no maintenance page.
+    pub maintenance_flag: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -139,6 +177,8 @@ pub struct Service {
     /// The crate's debian/ folder (or cargo-deb's `maintainer-scripts`): files there
     /// replace the rendered files of the same name.
     pub overrides_dir: PathBuf,
+    /// How a daemon follows `cargo speedy fleet` (docs/ARCHITECTURE.md, "Fleet switches").
+    pub fleet: FleetHooks,
 }
 
 impl Service {
@@ -224,6 +264,7 @@ pub fn resolve_service(
     check_args(&metadata.args).map_err(|why| steps.err("args", why))?;
     let config_files = steps.config_files(&metadata.config_files)?;
     let kind = steps.kind(&metadata, &description, check_calendar)?;
+    let fleet = steps.fleet_hooks(&metadata)?;
     let maintainer = steps.maintainer()?;
     let jobs_disabled_flag = steps.jobs_disabled_flag(&state_root)?;
     let documentation = [&facts.homepage, &facts.repository]
@@ -255,6 +296,7 @@ pub fn resolve_service(
         jobs_disabled_flag,
         overrides_dir: steps.overrides_dir(),
         deb_metadata: steps.deb_metadata,
+        fleet,
     })
 }
 
@@ -583,6 +625,45 @@ impl Resolution<'_> {
             });
         }
         Ok(config_files)
+    }
+
+    /// `on-db-change` and `maintenance-flag`: daemons only; the flag an absolute
+    /// path of plain characters, since the fleet package's shell script writes it.
+    fn fleet_hooks(&self, metadata: &PackageMetadata) -> Result<FleetHooks, ConfigError> {
+        if metadata.kind == ServiceKindName::Jobs {
+            for (key, set) in [
+                ("on-db-change", metadata.on_db_change.is_some()),
+                ("maintenance-flag", metadata.maintenance_flag.is_some()),
+            ] {
+                if set {
+                    return Err(self.err(
+                        key,
+                        "only a daemon follows fleet switches; jobs resolve `db` at each run".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(flag) = &metadata.maintenance_flag {
+            let plain = flag.starts_with('/')
+                && flag.len() > 1
+                && !flag.ends_with('/')
+                && !flag.split('/').any(|part| part == "..")
+                && flag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+            if !plain {
+                return Err(self.err(
+                    "maintenance-flag",
+                    format!(
+                        "{flag:?} must be an absolute file path of letters, digits, '/', '.', '_' and '-', like \"/var/lib/speedy/app/maintenance\""
+                    ),
+                ));
+            }
+        }
+        Ok(FleetHooks {
+            on_db_change: metadata.on_db_change.unwrap_or_default(),
+            maintenance_flag: metadata.maintenance_flag.clone(),
+        })
     }
 
     fn kind(
@@ -1011,6 +1092,33 @@ mod tests {
     }
 
     #[test]
+    fn fleet_hooks_are_for_daemons_with_a_plain_flag_path() {
+        let service = resolve(json!({
+            "kind": "daemon",
+            "on-db-change": "reload",
+            "maintenance-flag": "/var/lib/speedy/app/maintenance"
+        }))
+        .unwrap();
+        assert_eq!(
+            service.fleet,
+            FleetHooks {
+                on_db_change: DbChangeAction::Reload,
+                maintenance_flag: Some("/var/lib/speedy/app/maintenance".into()),
+            }
+        );
+        assert_eq!(
+            resolve(json!({ "kind": "daemon" })).unwrap().fleet,
+            FleetHooks::default()
+        );
+        for bad in ["relative/flag", "/var/lib/a b", "/var/lib/$(id)", "/var/../etc/x", "/"] {
+            let error = resolve(json!({ "kind": "daemon", "maintenance-flag": bad })).unwrap_err();
+            assert!(error.key.ends_with("maintenance-flag"), "{bad}: {error}");
+        }
+        let error = resolve(json!({ "kind": "daemon", "on-db-change": "kill" })).unwrap_err();
+        assert!(error.to_string().contains("on-db-change"), "{error}");
+    }
+
+    #[test]
     fn a_daemon_keeps_its_health_url() {
         let service =
             resolve(json!({ "kind": "daemon", "health-url": "http://127.0.0.1:8080/healthz" }))
@@ -1071,6 +1179,8 @@ mod tests {
                 jobs: vec![],
                 randomized_delay: None,
                 health_url: None,
+                on_db_change: None,
+                maintenance_flag: None,
             },
             &|_| None,
         )

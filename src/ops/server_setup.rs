@@ -528,6 +528,7 @@ mod tests {
             jobs_disabled_flag: "/etc/speedy/jobs.disabled".into(),
             deb_metadata: None,
             overrides_dir: "/ws/debian".into(),
+            fleet: Default::default(),
         }
     }
 

@@ -128,7 +128,7 @@ impl KeyringPackage {
             "./usr/share/lintian/".to_string(),
             "./usr/share/lintian/overrides/".to_string(),
         ];
-        let data = tar(&dirs, &files, mtime)?;
+        let data = tar(&dirs, &files, &[], mtime)?;
         let installed_kib: u64 = files
             .iter()
             .map(|(_, bytes)| (bytes.len() as u64).div_ceil(1024))
@@ -157,6 +157,7 @@ impl KeyringPackage {
                 ("./control".to_string(), control.into_bytes()),
                 ("./md5sums".to_string(), md5sums.into_bytes()),
             ],
+            &[],
             mtime,
         )?;
         let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, mtime);
@@ -189,7 +190,7 @@ pub fn keyring_install_path(package: &str) -> String {
 }
 
 /// `YYYYMMDDhhmmss` in UTC: digits only, so Debian's version order is time order.
-fn compact_time(secs: u64) -> String {
+pub(super) fn compact_time(secs: u64) -> String {
     let (year, month, day) = syntax::civil_date(secs);
     let seconds = secs % 86_400;
     format!(
@@ -200,7 +201,14 @@ fn compact_time(secs: u64) -> String {
     )
 }
 
-fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BuildError> {
+/// A reproducible tarball owned by root: `dirs` first, then `files`, 0644 but for the
+/// paths in `executables` (0755).
+pub(super) fn tar(
+    dirs: &[String],
+    files: &[(String, Vec<u8>)],
+    executables: &[&str],
+    mtime: u64,
+) -> Result<Vec<u8>, BuildError> {
     let mut builder = tar::Builder::new(Vec::new());
     let header = |path: &str, size: u64, mode: u32, kind: tar::EntryType| {
         let mut header = tar::Header::new_gnu();
@@ -222,7 +230,12 @@ fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u
             .map_err(tar_error)?;
     }
     for (path, bytes) in files {
-        let (mut h, path) = header(path, bytes.len() as u64, 0o644, tar::EntryType::Regular);
+        let mode = if executables.contains(&path.as_str()) {
+            0o755
+        } else {
+            0o644
+        };
+        let (mut h, path) = header(path, bytes.len() as u64, mode, tar::EntryType::Regular);
         builder
             .append_data(&mut h, path, bytes.as_slice())
             .map_err(tar_error)?;
@@ -232,7 +245,7 @@ fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u
 
 /// Preset 0: the tarball is a few KB, and preset 6 would allocate a large encoder on
 /// every publish for the same bytes out (layout 2; CONTRIBUTING.md, "Benchmark").
-fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+pub(super) fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
     let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 0);
     encoder
         .write_all(bytes)
@@ -241,7 +254,7 @@ fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
 }
 
 /// gzip with no name and no timestamp in the header, so the output is reproducible.
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+pub(super) fn gzip(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());

@@ -6,6 +6,7 @@
 //! and only then renames them into place. A failure at any point leaves no .deb behind.
 
 pub mod cargo_deb_bridge;
+pub mod fleet;
 pub mod keyring;
 pub mod render;
 pub mod stage;

@@ -42,6 +42,7 @@ pub const CHECK_DAEMON: Template = template!("check-daemon");
 pub const CHECK_JOBS: Template = template!("check-jobs");
 pub const NRPE_CFG: Template = template!("nrpe.cfg");
 pub const REQUIRE_SECRETS: Template = template!("require-secrets");
+pub const FLEET_APPLY: Template = template!("fleet-apply");
 
 /// Where monitoring agents look for checks (monitoring-plugins' directory on Debian,
 /// the `PluginDir` of Icinga 2 and the path of Nagios' and NRPE's definitions).
@@ -66,6 +67,7 @@ pub const ALL_TEMPLATES: &[Template] = &[
     CHECK_JOBS,
     NRPE_CFG,
     REQUIRE_SECRETS,
+    FLEET_APPLY,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -708,6 +710,7 @@ mod tests {
             jobs_disabled_flag: "/etc/speedy/jobs-disabled".into(),
             deb_metadata: None,
             overrides_dir: PathBuf::from("/ws/speedy-app/debian"),
+            fleet: Default::default(),
         }
     }
 
