@@ -63,6 +63,49 @@ enum Command {
     Phase(PhaseArgs),
     /// Print what a new Debian server of a role runs to join: a script, or cloud-init user data
     ServerSetup(ServerSetupArgs),
+    /// Switch every server of a suite at once through the signed repository: where `db`
+    /// points, the maintenance page
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Point the host name `db` at ADDRESS on every server of the suite
+    Db {
+        /// The IP address `db` resolves to
+        #[arg(value_name = "ADDRESS")]
+        address: std::net::IpAddr,
+        #[command(flatten)]
+        edit: SuiteEditArgs,
+    },
+    /// Turn the maintenance page on or off on the servers of the suite
+    Maintenance {
+        #[arg(value_enum)]
+        state: MaintenanceState,
+        /// Only the servers of this role, from [workspace.metadata.speedy.roles]
+        #[arg(long)]
+        role: Option<String>,
+        /// The message the page shows (one line, at most 200 characters)
+        #[arg(long)]
+        message: Option<String>,
+        #[command(flatten)]
+        edit: SuiteEditArgs,
+    },
+    /// Show the settings the servers of the suite follow, and since when
+    Status {
+        /// The suite
+        #[arg(long)]
+        suite: String,
+        #[command(flatten)]
+        read: RepoReadArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MaintenanceState {
+    On,
+    Off,
 }
 
 #[derive(Args)]
@@ -629,6 +672,32 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             },
             out,
         )?),
+        Command::Fleet(FleetCommand::Status { suite, read }) => {
+            let options = ops::FleetStatusOptions {
+                read: read.options(global),
+                suite: suite.clone(),
+            };
+            out.result(&Message::FleetStatus(&ops::fleet_status(&options, out)?));
+            ExitCode::SUCCESS
+        }
+        Command::Fleet(FleetCommand::Db { address, edit }) => {
+            fleet_switch(global, edit, ops::FleetChange::Db(*address), out)?
+        }
+        Command::Fleet(FleetCommand::Maintenance {
+            state,
+            role,
+            message,
+            edit,
+        }) => fleet_switch(
+            global,
+            edit,
+            ops::FleetChange::Maintenance {
+                on: matches!(state, MaintenanceState::On),
+                role: role.clone(),
+                message: message.clone(),
+            },
+            out,
+        )?,
         Command::Key(KeyCommand::Generate {
             output,
             algorithm,
@@ -662,6 +731,21 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             ExitCode::SUCCESS
         }
     })
+}
+
+/// `fleet db` and `fleet maintenance`: one switch, published.
+fn fleet_switch(
+    global: &GlobalArgs,
+    edit: &SuiteEditArgs,
+    change: ops::FleetChange,
+    out: &Reporter,
+) -> Result<ExitCode, CommandError> {
+    let options = ops::FleetOptions {
+        write: edit.options(global),
+        change,
+    };
+    out.result(&Message::Fleet(&ops::fleet(&options, out)?));
+    Ok(ExitCode::SUCCESS)
 }
 
 impl WriteArgs {

@@ -78,6 +78,8 @@ pub enum Message<'a> {
     Doctor(&'a DoctorReport),
     ServerSetup(&'a crate::ops::ServerSetup),
     History(&'a HistoryReport),
+    Fleet(&'a crate::ops::FleetReport),
+    FleetStatus(&'a crate::ops::FleetStatus),
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
     DebsigPolicy(&'a DebsigPolicy),
@@ -355,6 +357,8 @@ fn human_result(message: &Message<'_>) -> String {
         Message::Doctor(report) => human_doctor(report),
         Message::ServerSetup(setup) => setup.text.clone(),
         Message::History(report) => human_history(report),
+        Message::Fleet(report) => human_fleet(report),
+        Message::FleetStatus(status) => human_fleet_status(status),
         Message::KeyGenerated(key) => format!(
             "created {} ({}) with fingerprint {}\n  keep it secret; configure it with `key-file` in \
              [workspace.metadata.speedy.signing] or ${} in CI\n  export the public key: cargo speedy \
@@ -515,6 +519,68 @@ fn human_history(report: &HistoryReport) -> String {
                 }
             }
         }
+    }
+    out
+}
+
+/// `fleet db` / `fleet maintenance`: what the servers follow now.
+fn human_fleet(report: &crate::ops::FleetReport) -> String {
+    let mut out = match &report.published {
+        Some(summary) => human_published(summary),
+        None => String::new(),
+    };
+    out.push_str(&human_fleet_settings(&report.settings));
+    out
+}
+
+fn human_fleet_settings(settings: &crate::package::fleet::FleetSettings) -> String {
+    let when = |since: u64| crate::repo::syntax::rfc2822(since, "UTC");
+    let mut out = match &settings.db {
+        Some(db) => format!("db: {} since {}\n", db.value, when(db.since)),
+        None => "db: as server-setup --db-host set it\n".to_owned(),
+    };
+    if settings.maintenance.is_empty() {
+        out.push_str("maintenance: off\n");
+    }
+    for (role, maintenance) in &settings.maintenance {
+        let who = if role == crate::package::fleet::EVERY_ROLE {
+            "every role".to_owned()
+        } else {
+            format!("role {role}")
+        };
+        let message = if maintenance.value.is_empty() {
+            String::new()
+        } else {
+            format!(": {:?}", maintenance.value)
+        };
+        out.push_str(&format!(
+            "maintenance: on for {who} since {}{message}\n",
+            when(maintenance.since)
+        ));
+    }
+    out
+}
+
+fn human_fleet_status(status: &crate::ops::FleetStatus) -> String {
+    let mut out = format!(
+        "{} ({}):\n",
+        status.suite,
+        match &status.version {
+            Some(version) => format!("{} {version}", status.package),
+            None => format!("no {} yet: no fleet switch", status.package),
+        }
+    );
+    out.push_str(&human_fleet_settings(&status.settings));
+    for role in &status.roles {
+        out.push_str(&format!(
+            "  {}: {}\n",
+            role.role,
+            match &role.maintenance {
+                Some(m) if m.value.is_empty() => "maintenance".to_owned(),
+                Some(m) => format!("maintenance ({:?})", m.value),
+                None => "serving".to_owned(),
+            }
+        ));
     }
     out
 }

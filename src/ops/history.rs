@@ -228,7 +228,13 @@ pub fn phase(
             .ok_or_else(|| PublishError::NoHistory {
                 suite: suite.clone(),
             })?;
-        let names = last_change_packages(newest, &writer.settings.keyring_package().name);
+        let names = last_change_packages(
+            newest,
+            &[
+                writer.settings.keyring_package().name,
+                writer.settings.fleet_package_name(),
+            ],
+        );
         if names.is_empty() {
             return Err(CommandError::NothingToPhase {
                 suite,
@@ -252,14 +258,15 @@ pub fn phase(
     writer.write(Change::Edit(&change), "phase", listener)
 }
 
-/// The packages a change added or re-phased, but the keyring, each once, sorted.
-fn last_change_packages(record: &HistoryRecord, keyring: &str) -> Vec<String> {
+/// The packages a change added or re-phased, but the keyring and the fleet package
+/// (never phased), each once, sorted.
+fn last_change_packages(record: &HistoryRecord, never_phased: &[String]) -> Vec<String> {
     let names: std::collections::BTreeSet<String> = record
         .added
         .iter()
         .chain(&record.changed)
         .map(|p| p.name.clone())
-        .filter(|name| name != keyring)
+        .filter(|name| !never_phased.contains(name))
         .collect();
     names.into_iter().collect()
 }

@@ -9,6 +9,7 @@
 mod build;
 mod cdn;
 mod doctor;
+mod fleet;
 mod history;
 mod inspect;
 mod key;
@@ -19,6 +20,10 @@ mod server_setup;
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
+pub use fleet::{
+    fleet, fleet_status, FleetChange, FleetOptions, FleetReport, FleetStatus, FleetStatusOptions,
+    RoleMaintenance,
+};
 pub use history::{
     history, phase, rollback, withdraw, HistoryOptions, HistoryReport, PhaseOptions,
     RollbackOptions, WithdrawOptions,
@@ -110,6 +115,10 @@ pub enum CommandError {
         "the last change of suite {suite} ({command}) added or re-phased no package besides the keyring: name the packages to phase with -p"
     )]
     NothingToPhase { suite: String, command: String },
+    #[error(transparent)]
+    Fleet(#[from] crate::package::fleet::FleetError),
+    #[error("--message goes with `fleet maintenance on`: the page of `off` has no message")]
+    MessageWithOff,
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -267,6 +276,12 @@ impl RepoSettings {
                     )
                 }),
         }
+    }
+
+    /// The repository's fleet package, `<short name>-fleet` (docs/ARCHITECTURE.md,
+    /// "Fleet switches").
+    pub fn fleet_package_name(&self) -> String {
+        format!("{}-fleet", self.config.short_name())
     }
 
     /// Where the keyring package is built.

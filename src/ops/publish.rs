@@ -173,12 +173,18 @@ pub fn promote(
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
     let writer = SuiteWriter::open(&options.write, KeyPurpose::Republish, listener)?;
-    let incoming = publish::promotion(
+    let mut incoming = publish::promotion(
         writer.store.as_ref(),
         &writer.keys.public_key(),
         &options.from,
         &options.packages,
     )?;
+    // The fleet settings belong to the servers of one suite: `dev`'s maintenance page
+    // must not reach `stable` with a promotion, unless it is named.
+    let fleet = writer.settings.fleet_package_name();
+    if !options.packages.contains(&fleet) {
+        incoming.retain(|deb| deb.entry.name != fleet);
+    }
     writer.add(&incoming, "promote", listener)
 }
 
@@ -223,7 +229,7 @@ impl<'a> SuiteWriter<'a> {
 
     /// Adds `debs` and the keyring package of the signing keys, which every suite
     /// carries (unphased) so servers follow a key rotation through apt.
-    fn add(
+    pub(super) fn add(
         &self,
         debs: &[publish::IncomingDeb],
         command: &str,
@@ -243,7 +249,8 @@ impl<'a> SuiteWriter<'a> {
         if !all.iter().any(same) {
             all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
         }
-        let unphased = [keyring.name];
+        // The fleet package neither: a switch reaches every server or it is no switch.
+        let unphased = [keyring.name, self.settings.fleet_package_name()];
         self.write(
             Change::Add {
                 debs: &all,
