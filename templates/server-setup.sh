@@ -16,6 +16,8 @@ keyring_package={{keyring_package}}
 keyring_path={{keyring_path}}
 runs_jobs={{runs_jobs}}
 jobs_flag={{jobs_flag}}
+fleet_package={{fleet_package}}
+fleet_settings={{fleet_settings_path}}
 # The role's packages; unattended-upgrades and the keyring package come too.
 set -- {{packages}}
 
@@ -62,6 +64,12 @@ printf '%s' {{sources}} | write_file {{sources_path}} 644
 printf '%s' {{preferences}} | write_file {{preferences_path}} 644
 printf '%s' {{apt_conf}} | write_file {{apt_conf_path}} 644
 printf '%s' {{unattended}} | write_file {{unattended_path}} 644
+
+# A switch of `cargo speedy fleet db` outranks --db-host, which is the initial value.
+if [ -r "$fleet_settings" ]; then
+    fleet_db=$(awk '$1 == "db" { print $2; exit }' "$fleet_settings")
+    [ -z "$fleet_db" ] || db_host=$fleet_db
+fi
 
 # The database is always reached as `db`: this block comes first in /etc/hosts, so a
 # failover is repointing it. cloud-init's template gets it too, or a reboot of a
@@ -158,9 +166,44 @@ set_secrets() {
 }
 {{secrets}}
 
+# The fleet follower: a timer that asks this repository's suite alone every 20 s and
+# installs only the fleet package, and its service, run at boot too before the
+# role's daemons, so a switch made while the server was off is in place first.
+install_fleet_follower() {
+    reload=no
+    for unit in service timer; do
+        case $unit in
+        service) path={{follower_service_path}} contents={{follower_service}} ;;
+        timer) path={{follower_timer_path}} contents={{follower_timer}} ;;
+        esac
+        printf '%s' "$contents" >"$work/unit"
+        if ! cmp -s "$work/unit" "$path"; then
+            write_file "$path" 644 <"$work/unit"
+            reload=yes
+        fi
+    done
+    mkdir -p "$(dirname {{follower_script_path}})"
+    printf '%s' {{follower_script}} | write_file {{follower_script_path}} 755
+    [ -d /run/systemd/system ] || return 0
+    [ "$reload" = no ] || systemctl daemon-reload
+    for unit in {{follower_unit}}.service {{follower_unit}}.timer; do
+        systemctl --quiet is-enabled "$unit" 2>/dev/null || systemctl --quiet enable "$unit"
+    done
+    systemctl --quiet is-active {{follower_unit}}.timer || systemctl start {{follower_unit}}.timer
+}
+
+# The role, for the fleet package's settings of one role (`fleet maintenance --role`).
+mkdir -p "$(dirname {{fleet_role_file}})"
+printf '%s\n' "$role" | write_file {{fleet_role_file}} 644
+
 # Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
 apt-get update </dev/null
+# The fleet settings, once the suite has a fleet switch.
+if apt-cache policy "$fleet_package" 2>/dev/null | grep -q '^  Candidate: [^(]'; then
+    set -- "$@" "$fleet_package"
+fi
 apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@" </dev/null
+install_fleet_follower
 if [ -n "$restart" ] && [ -d /run/systemd/system ]; then
     for unit in $restart; do
         if systemctl --quiet is-enabled "$unit" 2>/dev/null; then

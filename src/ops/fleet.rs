@@ -296,6 +296,94 @@ fn fleet_dir(workspace: &Workspace) -> std::path::PathBuf {
     workspace.target_dir.join("speedy").join("fleet")
 }
 
+/// How often the follower asks the repository: `OnCalendar=` of its timer. 20 s keeps
+/// a switch within a minute of every server, at one conditional request per run.
+pub const FOLLOW_CALENDAR: &str = "*:*:00/20";
+
+/// The follower server-setup installs (docs/ARCHITECTURE.md, "Fleet switches"): a
+/// script, its oneshot service (also run at boot before the role's daemons) and a
+/// timer, as `{{name}}` values of the server-setup script.
+pub(super) fn follower_vars(
+    settings: &RepoSettings,
+    sources_path: &str,
+    role_packages: &[String],
+) -> Result<Vec<(&'static str, String)>, crate::package::render::RenderError> {
+    let quote = |value: &str| crate::shell::quote(value);
+    let short = settings.config.short_name();
+    let package = settings.fleet_package_name();
+    let unit = format!("{package}-follow");
+    let script_path = format!("/usr/local/sbin/{unit}");
+    let script = crate::package::render::fill(
+        &FOLLOW_TEMPLATE,
+        &[
+            ("unit", format!("{unit}.timer")),
+            ("sources_path", quote(sources_path)),
+            ("fleet_package", quote(&package)),
+        ]
+        .into_iter()
+        .collect(),
+    )?;
+    let before: Vec<String> = role_packages
+        .iter()
+        .map(|p| format!("{p}.service"))
+        .collect();
+    let service = format!(
+        "# cargo speedy server-setup: follow the fleet settings of the {short} repository.\n\
+         [Unit]\n\
+         Description=Follow the fleet settings of the {short} apt repository (cargo speedy fleet)\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         # At boot the settings of a switch made while this server was off arrive first.\n\
+         Before={before}\n\n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={script_path}\n\
+         TimeoutStartSec=90\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        before = before.join(" "),
+    );
+    let timer = format!(
+        "# cargo speedy server-setup: follow the fleet settings of the {short} repository.\n\
+         [Unit]\n\
+         Description=Follow the fleet settings of the {short} apt repository every 20 s\n\n\
+         [Timer]\n\
+         OnCalendar={FOLLOW_CALENDAR}\n\
+         AccuracySec=1s\n\
+         # Spread the fleet's requests a little.\n\
+         RandomizedDelaySec=5\n\n\
+         [Install]\n\
+         WantedBy=timers.target\n"
+    );
+    Ok(vec![
+        ("fleet_package", quote(&package)),
+        (
+            "fleet_settings_path",
+            quote(&format!("/usr/share/{package}/settings")),
+        ),
+        ("fleet_role_file", quote(&fleet::role_file(&package))),
+        ("follower_unit", quote(&unit)),
+        ("follower_script_path", quote(&script_path)),
+        ("follower_script", quote(&script)),
+        (
+            "follower_service_path",
+            quote(&format!("/etc/systemd/system/{unit}.service")),
+        ),
+        ("follower_service", quote(&service)),
+        (
+            "follower_timer_path",
+            quote(&format!("/etc/systemd/system/{unit}.timer")),
+        ),
+        ("follower_timer", quote(&timer)),
+    ])
+}
+
+/// The follower script, filled like the other templates.
+const FOLLOW_TEMPLATE: crate::package::render::Template = crate::package::render::Template {
+    name: "fleet-follow.sh",
+    text: include_str!("../../templates/fleet-follow.sh"),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,6 +295,7 @@ pub fn server_setup(
         suite: &suite,
         url: &url,
         secrets: &secrets.packages,
+        fleet: super::fleet::follower_vars(&settings, &files.sources_path, &role.packages)?,
     })?;
     let text = match options.format {
         SetupFormat::Script => script,
@@ -350,6 +351,8 @@ struct SetupScript<'a> {
     suite: &'a str,
     url: &'a str,
     secrets: &'a [PackageSecrets],
+    /// The fleet follower's `{{name}}` values (`fleet::follower_vars`).
+    fleet: Vec<(&'static str, String)>,
 }
 
 /// Where cloud-init leaves the script on a droplet (and where it can be run again).
@@ -401,6 +404,7 @@ fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
         ("secrets", secrets_lines(setup.secrets)),
     ]
     .into_iter()
+    .chain(setup.fleet.iter().cloned())
     .collect();
     fill(&SETUP_TEMPLATE, &vars)
 }
@@ -767,6 +771,21 @@ mod tests {
                 suite: &suite,
                 url: &url,
                 secrets: &secrets,
+                fleet: [
+                    "fleet_package",
+                    "fleet_settings_path",
+                    "fleet_role_file",
+                    "follower_unit",
+                    "follower_script_path",
+                    "follower_script",
+                    "follower_service_path",
+                    "follower_service",
+                    "follower_timer_path",
+                    "follower_timer",
+                ]
+                .into_iter()
+                .map(|name| (name, crate::shell::quote(&evil(name))))
+                .collect(),
             })
             .unwrap();
             let lines = contexts(&script);

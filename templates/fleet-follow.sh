@@ -1,0 +1,30 @@
+#!/bin/sh
+# cargo speedy server-setup: the fleet follower. Run by {{unit}} every few seconds and
+# at boot before the services start, it asks only this repository's suite whether
+# it changed (apt sends If-Modified-Since for InRelease: unchanged, one small
+# request) and installs only the fleet package, whose postinst applies the settings
+# of `cargo speedy fleet`. apt verifies it against the signed indices as always: a
+# tampered package is refused and the settings in place stay.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+sources={{sources_path}}
+package={{fleet_package}}
+
+# This source alone; the lists of the others stay as they are.
+apt-get update -qq \
+    -o Dir::Etc::sourcelist="$sources" \
+    -o Dir::Etc::sourceparts=- \
+    -o APT::Get::List-Cleanup=0 </dev/null
+policy=$(apt-cache policy "$package")
+installed=$(printf '%s\n' "$policy" | awk '$1 == "Installed:" { print $2 }')
+candidate=$(printf '%s\n' "$policy" | awk '$1 == "Candidate:" { print $2 }')
+case $candidate in
+"" | "(none)") exit 0 ;; # no fleet switch in this suite yet
+esac
+[ "$candidate" = "$installed" ] && exit 0
+echo "fleet settings $installed -> $candidate"
+# The version named: a rollback of a switch is a downgrade (the pin allows it).
+apt-get install -y -q --allow-downgrades \
+    -o DPkg::Lock::Timeout=120 \
+    -o Dpkg::Options::=--force-confold \
+    "$package=$candidate" </dev/null
