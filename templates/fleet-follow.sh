@@ -19,7 +19,16 @@ policy=$(apt-cache policy "$package")
 installed=$(printf '%s\n' "$policy" | awk '$1 == "Installed:" { print $2 }')
 candidate=$(printf '%s\n' "$policy" | awk '$1 == "Candidate:" { print $2 }')
 case $candidate in
-"" | "(none)") exit 0 ;; # no fleet switch in this suite yet
+"" | "(none)")
+    case $installed in
+    "" | "(none)") exit 0 ;; # no fleet switch in this suite yet
+    esac
+    # A rollback took the suite back to before its first switch: the package's prerm
+    # puts back what server-setup set.
+    echo "fleet settings $installed -> none"
+    apt-get remove -y -q -o DPkg::Lock::Timeout=120 "$package" </dev/null
+    exit 0
+    ;;
 esac
 [ "$candidate" = "$installed" ] && exit 0
 echo "fleet settings $installed -> $candidate"

@@ -18,6 +18,16 @@ runs_jobs={{runs_jobs}}
 jobs_flag={{jobs_flag}}
 fleet_package={{fleet_package}}
 fleet_settings={{fleet_settings_path}}
+fleet_role_file={{fleet_role_file}}
+fleet_initial_db_file={{fleet_initial_db_file}}
+follower_unit={{follower_unit}}
+follower_script_path={{follower_script_path}}
+follower_service_path={{follower_service_path}}
+follower_timer_path={{follower_timer_path}}
+follower_service={{follower_service}}
+follower_timer={{follower_timer}}
+# shellcheck disable=SC2016 # the follower script, quoted: nothing in it is this shell's
+follower_script={{follower_script}}
 # The role's packages; unattended-upgrades and the keyring package come too.
 set -- {{packages}}
 
@@ -65,7 +75,10 @@ printf '%s' {{preferences}} | write_file {{preferences_path}} 644
 printf '%s' {{apt_conf}} | write_file {{apt_conf_path}} 644
 printf '%s' {{unattended}} | write_file {{unattended_path}} 644
 
-# A switch of `cargo speedy fleet db` outranks --db-host, which is the initial value.
+# A switch of `cargo speedy fleet db` outranks --db-host, which is the initial value
+# (kept for a rollback to before the suite's first switch).
+mkdir -p "$(dirname "$fleet_initial_db_file")"
+printf '%s\n' "$db_host" | write_file "$fleet_initial_db_file" 644
 if [ -r "$fleet_settings" ]; then
     fleet_db=$(awk '$1 == "db" { print $2; exit }' "$fleet_settings")
     [ -z "$fleet_db" ] || db_host=$fleet_db
@@ -173,8 +186,8 @@ install_fleet_follower() {
     reload=no
     for unit in service timer; do
         case $unit in
-        service) path={{follower_service_path}} contents={{follower_service}} ;;
-        timer) path={{follower_timer_path}} contents={{follower_timer}} ;;
+        service) path=$follower_service_path contents=$follower_service ;;
+        timer) path=$follower_timer_path contents=$follower_timer ;;
         esac
         printf '%s' "$contents" >"$work/unit"
         if ! cmp -s "$work/unit" "$path"; then
@@ -182,19 +195,19 @@ install_fleet_follower() {
             reload=yes
         fi
     done
-    mkdir -p "$(dirname {{follower_script_path}})"
-    printf '%s' {{follower_script}} | write_file {{follower_script_path}} 755
+    mkdir -p "$(dirname "$follower_script_path")"
+    printf '%s' "$follower_script" | write_file "$follower_script_path" 755
     [ -d /run/systemd/system ] || return 0
     [ "$reload" = no ] || systemctl daemon-reload
-    for unit in {{follower_unit}}.service {{follower_unit}}.timer; do
+    for unit in "$follower_unit.service" "$follower_unit.timer"; do
         systemctl --quiet is-enabled "$unit" 2>/dev/null || systemctl --quiet enable "$unit"
     done
-    systemctl --quiet is-active {{follower_unit}}.timer || systemctl start {{follower_unit}}.timer
+    systemctl --quiet is-active "$follower_unit.timer" || systemctl start "$follower_unit.timer"
 }
 
 # The role, for the fleet package's settings of one role (`fleet maintenance --role`).
-mkdir -p "$(dirname {{fleet_role_file}})"
-printf '%s\n' "$role" | write_file {{fleet_role_file}} 644
+mkdir -p "$(dirname "$fleet_role_file")"
+printf '%s\n' "$role" | write_file "$fleet_role_file" 644
 
 # Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
 apt-get update </dev/null

@@ -362,6 +362,10 @@ pub(super) fn follower_vars(
             quote(&format!("/usr/share/{package}/settings")),
         ),
         ("fleet_role_file", quote(&fleet::role_file(&package))),
+        (
+            "fleet_initial_db_file",
+            quote(&fleet::initial_db_file(&package)),
+        ),
         ("follower_unit", quote(&unit)),
         ("follower_script_path", quote(&script_path)),
         ("follower_script", quote(&script)),

@@ -775,6 +775,7 @@ mod tests {
                     "fleet_package",
                     "fleet_settings_path",
                     "fleet_role_file",
+                    "fleet_initial_db_file",
                     "follower_unit",
                     "follower_script_path",
                     "follower_script",
@@ -826,7 +827,7 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
-            assert_eq!(script.matches("PWNED").count(), 23, "{script}");
+            assert_eq!(script.matches("PWNED").count(), 34, "{script}");
             let syntax = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

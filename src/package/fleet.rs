@@ -270,6 +270,10 @@ impl FleetPackage {
             ("settings_path", crate::shell::quote(&self.settings_path())),
             ("role_file", crate::shell::quote(&self.role_file())),
             (
+                "initial_db_file",
+                crate::shell::quote(&initial_db_file(&self.name)),
+            ),
+            (
                 "db_followers",
                 words(
                     self.db_followers
@@ -324,10 +328,13 @@ impl FleetPackage {
             (format!("{doc}copyright"), copyright.into_bytes()),
             (
                 format!("./usr/share/lintian/overrides/{}", self.name),
-                LINTIAN_OVERRIDES
-                    .text
-                    .replace("{{package}}", &self.name)
-                    .into_bytes(),
+                format!(
+                    "{}# The settings, for `cargo speedy fleet status` to read from the index.\n\
+                     {}: unknown-field {SETTINGS_FIELD}\n",
+                    LINTIAN_OVERRIDES.text.replace("{{package}}", &self.name),
+                    self.name
+                )
+                .into_bytes(),
             ),
         ];
         let dirs = [
@@ -366,6 +373,13 @@ impl FleetPackage {
             name = self.name,
             apply = self.apply_path(),
         );
+        let prerm = format!(
+            "#!/bin/sh\n# {name}: a rollback to before the suite's first switch removes this package:\n\
+             # back to what server-setup set.\nset -e\n\
+             if [ \"$1\" = remove ]; then\n    {apply} --initial\nfi\n",
+            name = self.name,
+            apply = self.apply_path(),
+        );
         let md5sums: String = files
             .iter()
             .map(|(path, bytes)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
@@ -376,8 +390,9 @@ impl FleetPackage {
                 ("./control".to_string(), control.into_bytes()),
                 ("./md5sums".to_string(), md5sums.into_bytes()),
                 ("./postinst".to_string(), postinst.into_bytes()),
+                ("./prerm".to_string(), prerm.into_bytes()),
             ],
-            &["./postinst"],
+            &["./postinst", "./prerm"],
             now,
         )?;
         let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, now);
@@ -401,6 +416,12 @@ impl FleetPackage {
             version: version.to_owned(),
         })
     }
+}
+
+/// `/etc/<fleet package>/db-host`: server-setup's `--db-host`, where `db` points
+/// again when the suite has no fleet switch any more.
+pub fn initial_db_file(fleet_package: &str) -> String {
+    format!("/etc/{fleet_package}/db-host")
 }
 
 /// `/etc/<fleet package>/role`: the role server-setup gave this server.
