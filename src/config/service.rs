@@ -638,7 +638,8 @@ impl Resolution<'_> {
                 if set {
                     return Err(self.err(
                         key,
-                        "only a daemon follows fleet switches; jobs resolve `db` at each run".into(),
+                        "only a daemon follows fleet switches; jobs resolve `db` at each run"
+                            .into(),
                     ));
                 }
             }
@@ -1110,7 +1111,13 @@ mod tests {
             resolve(json!({ "kind": "daemon" })).unwrap().fleet,
             FleetHooks::default()
         );
-        for bad in ["relative/flag", "/var/lib/a b", "/var/lib/$(id)", "/var/../etc/x", "/"] {
+        for bad in [
+            "relative/flag",
+            "/var/lib/a b",
+            "/var/lib/$(id)",
+            "/var/../etc/x",
+            "/",
+        ] {
             let error = resolve(json!({ "kind": "daemon", "maintenance-flag": bad })).unwrap_err();
             assert!(error.key.ends_with("maintenance-flag"), "{bad}: {error}");
         }

@@ -237,8 +237,7 @@ fn current_fleet(
     let Some(entry) = newest else {
         return Ok(None);
     };
-    let settings = FleetSettings::from_paragraph(&entry.paragraph, &entry.name, &entry.version)
-?;
+    let settings = FleetSettings::from_paragraph(&entry.paragraph, &entry.name, &entry.version)?;
     Ok(Some((entry, settings)))
 }
 
@@ -281,7 +280,10 @@ fn check_configured_suite(settings: &RepoSettings, suite: &str) -> Result<(), Co
 }
 
 /// The fleet package of this repository for the workspace's services.
-fn fleet_package(settings: &RepoSettings, workspace: &Workspace) -> Result<FleetPackage, CommandError> {
+fn fleet_package(
+    settings: &RepoSettings,
+    workspace: &Workspace,
+) -> Result<FleetPackage, CommandError> {
     let keyring = settings.keyring_package();
     let services = workspace.services(&[], &|_| None)?;
     Ok(FleetPackage::for_services(
@@ -409,7 +411,11 @@ mod tests {
         // The same address again: no change, so the same settings.
         let (again, _) = switched(&db, &FleetChange::Db("127.0.0.7".parse().unwrap()), 20);
         assert_eq!(again, db);
-        let (web, command) = switched(&db, &maintenance(true, Some("web"), Some("Back at 14:00")), 30);
+        let (web, command) = switched(
+            &db,
+            &maintenance(true, Some("web"), Some("Back at 14:00")),
+            30,
+        );
         assert_eq!(command, "fleet maintenance on --role web: Back at 14:00");
         assert_eq!(web.db, db.db);
         assert_eq!(web.maintenance_of("web").unwrap().value, "Back at 14:00");

@@ -91,7 +91,10 @@ impl FleetSettings {
             text.push_str(&format!("db {} {}\n", db.value, db.since));
         }
         for (role, maintenance) in &self.maintenance {
-            let line = format!("maintenance {role} {} {}", maintenance.since, maintenance.value);
+            let line = format!(
+                "maintenance {role} {} {}",
+                maintenance.since, maintenance.value
+            );
             text.push_str(line.trim_end());
             text.push('\n');
         }
@@ -118,7 +121,10 @@ impl FleetSettings {
                     settings.db = Some(Since { value, since });
                 }
                 Some("maintenance") => {
-                    let role = words.next().filter(|r| !r.is_empty()).ok_or_else(|| at("no role"))?;
+                    let role = words
+                        .next()
+                        .filter(|r| !r.is_empty())
+                        .ok_or_else(|| at("no role"))?;
                     let since = since(words.next())?;
                     let message = words.next().unwrap_or_default();
                     let value = check_message(message).map_err(|e| at(&e.to_string()))?;
@@ -199,12 +205,20 @@ pub struct BuiltFleet {
 impl FleetPackage {
     /// From the workspace's services: the daemons' `on-db-change` and
     /// `maintenance-flag`.
-    pub fn for_services(name: String, origin: String, maintainer: String, services: &[Service]) -> Self {
+    pub fn for_services(
+        name: String,
+        origin: String,
+        maintainer: String,
+        services: &[Service],
+    ) -> Self {
         let mut db_followers = Vec::new();
         let mut maintenance_flags = Vec::new();
         for service in services {
             if service.fleet.on_db_change != DbChangeAction::None {
-                db_followers.push((format!("{}.service", service.deb_name), service.fleet.on_db_change));
+                db_followers.push((
+                    format!("{}.service", service.deb_name),
+                    service.fleet.on_db_change,
+                ));
             }
             if let Some(flag) = &service.fleet.maintenance_flag {
                 maintenance_flags.push(flag.clone());
@@ -322,7 +336,10 @@ impl FleetPackage {
             origin = self.origin,
         );
         let files: Vec<(String, Vec<u8>)> = vec![
-            (format!(".{}", self.settings_path()), settings.to_text().into_bytes()),
+            (
+                format!(".{}", self.settings_path()),
+                settings.to_text().into_bytes(),
+            ),
             (apply.clone(), self.apply_script()?.into_bytes()),
             (format!("{doc}changelog.gz"), gzip(changelog.as_bytes())?),
             (format!("{doc}copyright"), copyright.into_bytes()),
@@ -496,11 +513,19 @@ mod tests {
             settings
         );
         assert_eq!(settings.maintenance_of("web").unwrap().value, "");
-        assert_eq!(settings.maintenance_of("worker").unwrap().value, "Back at 14:00");
+        assert_eq!(
+            settings.maintenance_of("worker").unwrap().value,
+            "Back at 14:00"
+        );
         let error = FleetSettings::from_paragraph("Package: speedy-fleet\n", "speedy-fleet", "1")
             .unwrap_err();
         assert!(error.to_string().contains("Speedy-Fleet field"), "{error}");
-        for bad in ["db nonsense 1", "db 127.0.0.1", "maintenance", "colour red 1"] {
+        for bad in [
+            "db nonsense 1",
+            "db 127.0.0.1",
+            "maintenance",
+            "colour red 1",
+        ] {
             assert!(FleetSettings::parse(bad).is_err(), "{bad}");
         }
     }
@@ -508,11 +533,17 @@ mod tests {
     #[test]
     fn messages_are_one_line_of_bounded_length() {
         assert_eq!(check_message("  Back at 14:00 ").unwrap(), "Back at 14:00");
-        assert_eq!(check_message("Zurück um 14 Uhr").unwrap(), "Zurück um 14 Uhr");
+        assert_eq!(
+            check_message("Zurück um 14 Uhr").unwrap(),
+            "Zurück um 14 Uhr"
+        );
         assert!(check_message("two\nlines").is_err());
         assert!(check_message("tab\there").is_err());
         let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
-        assert!(check_message(&long).unwrap_err().to_string().contains("at most 200"));
+        assert!(check_message(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 200"));
     }
 
     #[test]
@@ -521,7 +552,10 @@ mod tests {
         let first = pkg.version(&settings(), 1_765_000_000, None);
         assert!(first.starts_with("20251206054640.0+h"), "{first}");
         let same_second = pkg.version(&FleetSettings::default(), 1_765_000_000, Some(&first));
-        assert!(same_second.starts_with("20251206054640.1+h"), "{same_second}");
+        assert!(
+            same_second.starts_with("20251206054640.1+h"),
+            "{same_second}"
+        );
         let later = pkg.version(&settings(), 1_765_000_001, Some(&same_second));
         for (newer, older) in [(&same_second, &first), (&later, &same_second)] {
             assert_eq!(
@@ -539,15 +573,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let version = pkg.version(&settings(), 1_765_000_000, None);
         let a = pkg
-            .build(&settings(), &version, 1_765_000_000, &dir.path().join("a"), None)
+            .build(
+                &settings(),
+                &version,
+                1_765_000_000,
+                &dir.path().join("a"),
+                None,
+            )
             .unwrap();
         let b = pkg
-            .build(&settings(), &version, 1_765_000_000, &dir.path().join("b"), None)
+            .build(
+                &settings(),
+                &version,
+                1_765_000_000,
+                &dir.path().join("b"),
+                None,
+            )
             .unwrap();
         let bytes = std::fs::read(&a.path).unwrap();
         assert_eq!(bytes, std::fs::read(&b.path).unwrap());
         let script = pkg.apply_script().unwrap();
-        assert!(script.contains("db_followers=speedy-app.service:reload\n"), "{script}");
+        assert!(
+            script.contains("db_followers=speedy-app.service:reload\n"),
+            "{script}"
+        );
         assert!(script.contains("maintenance_flags=/var/lib/speedy/app/maintenance\n"));
         assert!(script.contains("role_file=/etc/speedy-fleet/role\n"));
     }

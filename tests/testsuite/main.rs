@@ -12,6 +12,7 @@ mod crash;
 mod debsig;
 mod flaky;
 mod fleet;
+mod fleet_switch;
 mod getting_started;
 mod maintainer_scripts;
 mod repo;
