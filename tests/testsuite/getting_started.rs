@@ -540,6 +540,26 @@ fn check_after(
             assert_eq!(installed(server, "acme-web"), "1.4.0-1");
             server.wait_active("acme-web.service");
         }
+        "Switch the whole fleet" => {
+            // The follower brings the switches within a minute: `db` moved, and the
+            // maintenance page on and off again.
+            let server = server.expect("a droplet");
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            crate::support::server::wait_for(
+                "the droplet to follow the fleet switches",
+                std::time::Duration::from_secs(60),
+                || {
+                    let db = server.exec_ok(&["getent", "hosts", "db"]);
+                    let settings = server.exec(&["cat", "/usr/share/acme-fleet/settings"]);
+                    (db.split_whitespace().next() == Some("10.110.0.6")
+                        && stdout(&settings).starts_with("db 10.110.0.6 ")
+                        && !stdout(&settings).contains("maintenance")
+                        && server.http("GET", &url).status == 200)
+                        .then_some(())
+                },
+                || server.exec_ok(&["journalctl", "--no-pager", "-u", "acme-fleet-follow"]),
+            );
+        }
         _ => {}
     }
 }
