@@ -533,7 +533,7 @@ fn human_fleet(report: &crate::ops::FleetReport) -> String {
     out
 }
 
-fn human_fleet_settings(settings: &crate::package::fleet::FleetSettings) -> String {
+fn human_fleet_settings(settings: &crate::ops::FleetSettings) -> String {
     let when = |since: u64| crate::repo::syntax::rfc2822(since, "UTC");
     let mut out = match &settings.db {
         Some(db) => format!("db: {} since {}\n", db.value, when(db.since)),
@@ -543,7 +543,7 @@ fn human_fleet_settings(settings: &crate::package::fleet::FleetSettings) -> Stri
         out.push_str("maintenance: off\n");
     }
     for (role, maintenance) in &settings.maintenance {
-        let who = if role == crate::package::fleet::EVERY_ROLE {
+        let who = if role == crate::ops::EVERY_ROLE {
             "every role".to_owned()
         } else {
             format!("role {role}")

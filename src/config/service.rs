@@ -69,8 +69,9 @@ impl DbChangeAction {
     }
 }
 
-/// What the fleet package does to a daemon on a server (docs/ARCHITECTURE.md, "Fleet
-/// switches"); the default for jobs packages and daemons that declare neither.
+/// What the fleet package does to a daemon on a server
+/// (docs/ARCHITECTURE.md, "Fleet switches"); the default for jobs packages and
+/// daemons that declare neither.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetHooks {
     pub on_db_change: DbChangeAction,

@@ -16,6 +16,8 @@ mod key;
 mod publish;
 mod server_setup;
 
+/// The settings a fleet switch publishes, as `fleet` and `fleet status` report them.
+pub use crate::package::fleet::{FleetSettings, Since, EVERY_ROLE};
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use build::{build, BuildCommandOptions, BuildOutcome};

@@ -1,8 +1,9 @@
 //! The fleet package (`<short name>-fleet`): the settings every server of a suite
 //! follows at once, `db`'s address and the maintenance page, as a .deb built like the
-//! keyring package, whose postinst applies them (docs/ARCHITECTURE.md, "Fleet
-//! switches"). apt verifies it against the signed indices like any package, so a
-//! server needs no new credential and accepts no connection.
+//! keyring package, whose postinst applies them
+//! (docs/ARCHITECTURE.md, "Fleet switches"). apt verifies it against the signed
+//! indices like any package, so a server needs no new credential and accepts no
+//! connection.
 //!
 //! The settings travel twice: in `/usr/share/<package>/settings`, which the apply
 //! script reads on the server, and in the `Speedy-Fleet` field of the control file,

@@ -569,3 +569,96 @@ fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
     }
     drop(members);
 }
+
+/// A server powered off during switches has them as soon as it has booted: the
+/// follower runs at boot, ordered before the app, so the app's first start already
+/// sees the new `db` and the maintenance page.
+#[test]
+fn a_server_off_during_a_switch_has_it_before_its_app_starts() {
+    let (fixture, port) = fixture_on_a_free_port();
+    let repo = tempfile::tempdir().expect("temp dir");
+    let http = RepoHttpServer::serve(repo.path());
+    let (_keys, key, _keyring) = archive_key(&fixture);
+    let repo_flags = [
+        "--repo-dir",
+        repo.path().to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--quiet",
+    ];
+    let speedy = |args: &[&str]| -> String {
+        let mut all = args.to_vec();
+        all.extend(repo_flags);
+        speedy_ok(&fixture, &all)
+    };
+    speedy(&["release", "--suite", "dev"]);
+    speedy(&["fleet", "db", "--suite", "dev", "127.0.0.7"]);
+    let script = speedy(&[
+        "server-setup",
+        "--role",
+        "web",
+        "--db-host",
+        "192.0.2.7",
+        "--url",
+        &http.url,
+    ]);
+    let mut server = BootedServer::boot(SUITE);
+    server.write_file("/root/speedy-server-setup", script.as_bytes(), 0o755);
+    server.exec_ok(&["/root/speedy-server-setup"]);
+    server.wait_active("speedy-app.service");
+    // The suite's switch came with the setup, outranking --db-host.
+    assert_eq!(
+        server
+            .exec_ok(&["getent", "hosts", "db"])
+            .split_whitespace()
+            .next(),
+        Some("127.0.0.7")
+    );
+
+    server.power_cycle(|| {
+        speedy(&["fleet", "db", "--suite", "dev", "127.0.0.6"]);
+        speedy(&[
+            "fleet",
+            "maintenance",
+            "on",
+            "--suite",
+            "dev",
+            "--message",
+            "Back at 14:00",
+        ]);
+    });
+    // As soon as it has booted (systemd says running): the settings are in place.
+    assert_eq!(
+        server
+            .exec_ok(&["getent", "hosts", "db"])
+            .split_whitespace()
+            .next(),
+        Some("127.0.0.6")
+    );
+    assert_eq!(
+        server
+            .exec_ok(&["cat", "/var/lib/speedy/app/maintenance"])
+            .trim_end(),
+        "Back at 14:00"
+    );
+    // In this boot's journal, the settings were applied before the app started.
+    let journal = server.exec_ok(&["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]);
+    let line_of = |needle: &str| {
+        journal
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in this boot's journal:\n{journal}"))
+    };
+    let applied = line_of("speedy-fleet: db is now 127.0.0.6");
+    let maintenance = line_of("speedy-fleet: maintenance on");
+    let app = line_of("speedy-app listening on");
+    assert!(
+        applied < app && maintenance < app,
+        "applied at line {applied}, maintenance at {maintenance}, app at {app}:\n{journal}"
+    );
+    server.wait_active("speedy-app.service");
+    let health = server.http("GET", &format!("http://127.0.0.1:{port}/healthz"));
+    assert_eq!(health.status, 503);
+    assert_eq!(health.body, "maintenance: Back at 14:00\n");
+    drop(server);
+}

@@ -424,28 +424,7 @@ impl BootedServer {
             BOOTS.fetch_add(1, Ordering::SeqCst)
         );
         let log = dir.path().join("nspawn.log");
-        let log_file = std::fs::File::create(&log).expect("nspawn log");
-        let mut nspawn = Command::new("systemd-nspawn");
-        // Should the test process die without dropping this handle, SIGTERM powers
-        // the container off all the same.
-        super::signal_when_spawning_thread_ends(&mut nspawn, super::SIGTERM);
-        let nspawn = nspawn
-            .arg("--directory")
-            .arg(&root)
-            // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn.
-            .arg(format!("--machine={machine}"))
-            // No machined here: without --register=no nspawn fails to open the bus.
-            .args([
-                "--boot",
-                "--register=no",
-                "--keep-unit",
-                "--console=passive",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log fd"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start systemd-nspawn: {e}"));
+        let nspawn = spawn_nspawn(&root, &machine, &log);
         // From here on, Drop stops the container whatever happens.
         let mut server = BootedServer {
             nspawn,
@@ -465,6 +444,49 @@ impl BootedServer {
             started.elapsed().as_secs_f64()
         );
         server
+    }
+
+    /// Powers the server off cleanly (as `systemctl poweroff` would) and boots it
+    /// again on the same root, after `while_off` ran: what a server that was off
+    /// during a change finds when it comes back.
+    pub fn power_cycle(&mut self, while_off: impl FnOnce()) {
+        self.power_off();
+        while_off();
+        let started = Instant::now();
+        self.nspawn = spawn_nspawn(&self.root, &self.machine, &self.log);
+        self.leader = 0;
+        self.leader = self.find_leader(Duration::from_secs(30));
+        self.wait_running(Duration::from_secs(120));
+        eprintln!(
+            "booted {} again in {:.1} s",
+            self.machine,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// SIGTERM to systemd-nspawn powers the container off; a container that does not
+    /// stop within 30 s is killed.
+    fn power_off(&mut self) {
+        if matches!(self.nspawn.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let pid = self.nspawn.id() as i32;
+        // SAFETY: signals a child process this handle owns and has not reaped.
+        unsafe { kill(pid, SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if matches!(self.nspawn.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not power off within 30 s: killing it", self.machine);
+        if self.leader != 0 {
+            // SAFETY: killing the namespace's init ends every process in the container.
+            unsafe { kill(self.leader as i32, SIGKILL) };
+        }
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
     }
 
     /// The container's root directory on the host.
@@ -846,28 +868,38 @@ impl Drop for BootedServer {
                 self.console_tail()
             );
         }
-        if matches!(self.nspawn.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // SIGTERM asks systemd-nspawn to power the container off cleanly.
-        let pid = self.nspawn.id() as i32;
-        // SAFETY: signals a child process this handle owns and has not reaped.
-        unsafe { kill(pid, SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if matches!(self.nspawn.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not power off within 30 s: killing it", self.machine);
-        if self.leader != 0 {
-            // SAFETY: killing the namespace's init ends every process in the container.
-            unsafe { kill(self.leader as i32, SIGKILL) };
-        }
-        let _ = self.nspawn.kill();
-        let _ = self.nspawn.wait();
+        self.power_off();
     }
+}
+
+/// systemd-nspawn booting `root` as `machine`, its console appended to `log`.
+fn spawn_nspawn(root: &Path, machine: &str, log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("nspawn log");
+    let mut nspawn = Command::new("systemd-nspawn");
+    // Should the test process die without dropping this handle, SIGTERM powers
+    // the container off all the same.
+    super::signal_when_spawning_thread_ends(&mut nspawn, super::SIGTERM);
+    nspawn
+        .arg("--directory")
+        .arg(root)
+        // A unique name: nspawn keeps per-machine state under /run/systemd/nspawn.
+        .arg(format!("--machine={machine}"))
+        // No machined here: without --register=no nspawn fails to open the bus.
+        .args([
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--console=passive",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log fd"))
+        .stderr(log_file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start systemd-nspawn: {e}"))
 }
 
 fn children(pid: u32) -> Vec<u32> {
