@@ -203,6 +203,53 @@ fn fleet_switches_are_validated_recorded_and_rolled_back() {
         "{history}"
     );
 
+    // The fleet package is lintian-clean and its scripts pass shellcheck; so does the
+    // follower script server-setup installs.
+    let pool = Path::new(repo).join("pool/main/s/speedy-fleet");
+    let deb = std::fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let lintian = std::process::Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--no-tag-display-limit"])
+        .arg(&deb)
+        .output()
+        .expect("lintian is installed");
+    assert!(
+        lintian.status.success(),
+        "{}{}",
+        stdout(&lintian),
+        stderr(&lintian)
+    );
+    let unpacked = Unpacked::new(&deb);
+    let apply = unpacked.dir.path().join("root/usr/lib/speedy-fleet/apply");
+    let setup = speedy_ok(
+        &fixture,
+        &with(&["server-setup", "--role", "web", "--db-host", "10.0.0.1"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let quoted = setup
+        .split_once("\nfollower_script='")
+        .and_then(|(_, rest)| rest.split_once("\n'\n"))
+        .expect("the follower script in the setup script")
+        .0;
+    let follower = unpacked.dir.path().join("follower.sh");
+    std::fs::write(&follower, quoted.replace("'\\''", "'")).unwrap();
+    for script in [
+        unpacked.control_path("postinst"),
+        unpacked.control_path("prerm"),
+        apply,
+        follower,
+    ] {
+        crate::support::run(
+            "shellcheck",
+            &["--shell=sh", "--severity=style", script.to_str().unwrap()],
+        );
+    }
+
     // Promotion leaves dev's settings behind.
     assert_success(&run(&["promote", "--from", "dev", "--to", "stable"]));
     assert!(!packages_text(Path::new(repo), "stable", "amd64").contains(FLEET_PACKAGE));
@@ -651,7 +698,7 @@ fn a_server_off_during_a_switch_has_it_before_its_app_starts() {
     };
     let applied = line_of("speedy-fleet: db is now 127.0.0.6");
     let maintenance = line_of("speedy-fleet: maintenance on");
-    let app = line_of("speedy-app listening on");
+    let app = line_of("Started speedy-app.service");
     assert!(
         applied < app && maintenance < app,
         "applied at line {applied}, maintenance at {maintenance}, app at {app}:\n{journal}"
