@@ -26,7 +26,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-[ -z "${KEEP:-}" ] || trap - EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 port=$(free_port)
