@@ -15,6 +15,7 @@ mod fleet;
 mod getting_started;
 mod maintainer_scripts;
 mod repo;
+mod restarts;
 mod s3;
 mod server;
 mod signing;
