@@ -91,7 +91,7 @@ pub enum ServiceKind {
         args: Vec<String>,
         health_url: Option<String>,
         /// Seconds the postinst waits for `health_url` after a restart; 0: no gate
-        /// (docs/ARCHITECTURE.md, "Zero-downtime restarts and the health gate").
+        /// (docs/ARCHITECTURE.md, "Restarts and the health gate").
         health_timeout: u64,
         /// What `<package>.socket` listens on; empty: no socket unit, the daemon binds
         /// its own port.

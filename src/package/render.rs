@@ -557,9 +557,9 @@ fn listen_streams(listen: &[SocketAddr]) -> String {
         .join("\n")
 }
 
-/// The postinst's health gate (docs/ARCHITECTURE.md, "Zero-downtime restarts and the
-/// health gate"): its function and its call after the restart, or two empty strings
-/// for a service without a health URL or with the gate turned off.
+/// The postinst's health gate (docs/ARCHITECTURE.md, "Restarts and the health gate"):
+/// its function and its call after the restart, or two empty strings for a service
+/// without a health URL or with the gate turned off.
 fn health_gate(
     service: &Service,
     vars: &BTreeMap<&'static str, String>,

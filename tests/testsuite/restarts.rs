@@ -1,8 +1,8 @@
 //! Restarts that drop no request, and upgrades that refuse to leave a server
-//! unhealthy, on a booted Debian server (docs/ARCHITECTURE.md, "Zero-downtime
-//! restarts and the health gate"): under a load of several connections on loopback,
-//! `apt-get upgrade`, a rollback through `apt-get upgrade` and `systemctl restart`
-//! fail no request when systemd holds the app's socket; a release whose app is not
+//! unhealthy, on a booted Debian server
+//! (docs/ARCHITECTURE.md, "Restarts and the health gate"): under a load of several
+//! connections on loopback, `apt-get upgrade`, a rollback through `apt-get upgrade`
+//! and `systemctl restart` fail no request when systemd holds the app's socket; a release whose app is not
 //! healthy makes `apt-get upgrade` fail, and `cargo speedy rollback` mends it.
 //!
 //! `restarts::bench_with_and_without_a_socket` (ignored; bench/restarts.sh runs it)
