@@ -458,9 +458,10 @@ pub fn render_service(
     v.insert("socket_units", lifecycle.start.join(" "));
     v.insert("restart_units", lifecycle.restart.join(" "));
     v.insert("stop_units", lifecycle.stop.join(" "));
-    let (gate_function, gate_call) = health_gate(service, &v)?;
-    v.insert("health_gate_function", gate_function);
-    v.insert("health_gate_call", gate_call);
+    let gate = health_gate(service, &v)?;
+    v.insert("health_gate_function", gate.function);
+    v.insert("health_gate_before", gate.before);
+    v.insert("health_gate_call", gate.call);
     let remove_parent = match Path::new(&service.state_directory).parent() {
         Some(parent) if !parent.as_os_str().is_empty() => format!(
             "rmdir --ignore-fail-on-non-empty /var/lib/{} 2>/dev/null || true",
@@ -557,23 +558,34 @@ fn listen_streams(listen: &[SocketAddr]) -> String {
         .join("\n")
 }
 
-/// The postinst's health gate (docs/ARCHITECTURE.md, "Restarts and the health gate"):
-/// its function and its call after the restart, or two empty strings for a service
-/// without a health URL or with the gate turned off.
+/// The postinst's health gate (docs/ARCHITECTURE.md, "Restarts and the health gate").
+#[derive(Debug, Default)]
+struct HealthGate {
+    /// The shell function that waits for the health URL.
+    function: String,
+    /// Before the restart: whether the old version ran, since only a server that was
+    /// serving is one the upgrade could leave unhealthy.
+    before: String,
+    /// After the restart: the call.
+    call: String,
+}
+
+/// The gate's three parts, all empty for a service without a health URL or with the
+/// gate turned off.
 fn health_gate(
     service: &Service,
     vars: &BTreeMap<&'static str, String>,
-) -> Result<(String, String), RenderError> {
+) -> Result<HealthGate, RenderError> {
     let ServiceKind::Daemon {
         health_url: Some(url),
         health_timeout,
         ..
     } = &service.kind
     else {
-        return Ok((String::new(), String::new()));
+        return Ok(HealthGate::default());
     };
     if *health_timeout == 0 {
-        return Ok((String::new(), String::new()));
+        return Ok(HealthGate::default());
     }
     let unit = format!("{}.service", service.deb_name);
     let mut v = vars.clone();
@@ -581,14 +593,28 @@ fn health_gate(
     v.insert("health_timeout", health_timeout.to_string());
     v.insert("health_url_quoted", crate::shell::quote(url));
     let function = fill(&HEALTH_GATE, &v)?.trim_end().to_owned();
-    // Upgrades and downgrades only ($action), and only when the service was enabled
-    // and so restarted: a first install may still wait for its secrets.
-    let call = format!(
-        "if [ \"$action\" = restart ] && systemctl --quiet is-enabled {unit}; then\n    \
-         health_gate\n\
+    // Upgrades and downgrades ($action) of a daemon that was running: a first
+    // install, or a server whose daemon was down already (say, waiting for its
+    // secrets), is not the upgrade's to judge.
+    let before = format!(
+        "was_running=no\n\
+         if systemctl --quiet is-active {unit}; then\n    \
+         was_running=yes\n\
          fi"
     );
-    Ok((function, call))
+    let call = format!(
+        "if [ \"$action\" = restart ] && [ \"$was_running\" = yes ]; then\n    \
+         health_gate\n\
+         elif [ \"$action\" = restart ]; then\n    \
+         echo \"{package}: {unit} was not running before the upgrade, so its health is not checked\" >&2\n\
+         fi",
+        package = service.deb_name,
+    );
+    Ok(HealthGate {
+        function,
+        before,
+        call,
+    })
 }
 
 /// The monitoring check, `check_<package>` in the plugin folder, and its NRPE command
@@ -1114,15 +1140,18 @@ mod tests {
                 "health_gate() {",
                 "    health_url='http://127.0.0.1:8080/healthz?a=1&b=$x'",
                 "    deadline=$(($(date +%s) + 45))",
-                "        if [ \"$action\" = restart ] && systemctl --quiet is-enabled speedy-app.service; then",
+                "        if systemctl --quiet is-active speedy-app.service; then",
+                "            was_running=yes",
+                "        if [ \"$action\" = restart ] && [ \"$was_running\" = yes ]; then",
                 "            health_gate",
-                "        fi",
+                "            echo \"speedy-app: speedy-app.service was not running before the upgrade, so its health is not checked\" >&2",
             ],
         );
-        // The gate runs after the restart.
+        // Whether it ran is asked before the restart, the gate runs after it.
+        let before = postinst.find("was_running=no").unwrap();
         let restart = postinst.find("\"$action\" \"$unit\"").unwrap();
         let gate = postinst.find("            health_gate\n").unwrap();
-        assert!(restart < gate, "{postinst}");
+        assert!(before < restart && restart < gate, "{postinst}");
     }
 
     #[test]
