@@ -16,6 +16,21 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Whether the chroot tests can run: as root; else skipped when
+/// SPEEDY_SKIP_CHROOT_TESTS says so, and a failure otherwise.
+fn may_chroot() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("SPEEDY_SKIP_CHROOT_TESTS").is_some() {
+        eprintln!("skipped: not root and SPEEDY_SKIP_CHROOT_TESTS is set");
+        return false;
+    }
+    panic!(
+        "this test needs root for chroot; run as root (CI does) or set SPEEDY_SKIP_CHROOT_TESTS=1"
+    );
+}
+
 /// A cached tarball of `debootstrap --variant=minbase --include=systemd`, made under a
 /// file lock.
 fn base_root_tarball() -> PathBuf {
@@ -134,12 +149,8 @@ const TIMERS: &str = "/etc/systemd/system/timers.target.wants";
 
 #[test]
 fn install_upgrade_remove_purge_in_a_debian_root() {
-    if !is_root() {
-        if std::env::var_os("SPEEDY_SKIP_CHROOT_TESTS").is_some() {
-            eprintln!("skipped: not root and SPEEDY_SKIP_CHROOT_TESTS is set");
-            return;
-        }
-        panic!("this test needs root for chroot; run as root (CI does) or set SPEEDY_SKIP_CHROOT_TESTS=1");
+    if !may_chroot() {
+        return;
     }
     let v1 = Fixture::new();
     let v1_debs = v1.build();
@@ -267,12 +278,8 @@ const SOCKETS: &str = "/etc/systemd/system/sockets.target.wants";
 /// accepts both units, and removal masks both as debhelper does.
 #[test]
 fn a_daemon_that_listens_enables_and_masks_its_socket_in_a_debian_root() {
-    if !is_root() {
-        if std::env::var_os("SPEEDY_SKIP_CHROOT_TESTS").is_some() {
-            eprintln!("skipped: not root and SPEEDY_SKIP_CHROOT_TESTS is set");
-            return;
-        }
-        panic!("this test needs root for chroot; run as root (CI does) or set SPEEDY_SKIP_CHROOT_TESTS=1");
+    if !may_chroot() {
+        return;
     }
     let fixture = Fixture::new();
     fixture.edit(

@@ -84,18 +84,7 @@ impl Site {
             "dev",
             &std::fs::read(&keyring).expect("read keyring"),
         );
-        let preferences =
-            cargo_speedy::ops::rollback_preferences(&repo_config(5), "speedy-archive-keyring");
-        server.write_file(
-            "/etc/apt/preferences.d/speedy.pref",
-            preferences.as_bytes(),
-            0o644,
-        );
-        server.write_file(
-            "/etc/apt/apt.conf.d/50speedy-rollback",
-            cargo_speedy::ops::rollback_apt_conf().as_bytes(),
-            0o644,
-        );
+        server.follow_rollbacks();
         let site = Site {
             server,
             _http: http,
