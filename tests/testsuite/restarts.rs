@@ -322,3 +322,32 @@ fn bench_with_and_without_a_socket() {
         "\n{WORKERS} connections at a time, {RATE} requests/s in total, on loopback, Debian {SUITE} booted in systemd-nspawn:\n\n{table}"
     );
 }
+
+/// The first upgrade to a version with `listen`: the old version held the port
+/// itself, so postinst stops it before starting the socket; then the new version
+/// runs behind the socket and passes the health gate.
+#[test]
+fn an_upgrade_moves_a_daemon_behind_its_new_socket() {
+    let site = Site::new(false);
+    let server = &site.server;
+    assert!(!server.exists("/usr/lib/systemd/system/speedy-app.socket"));
+    site.fixture.edit(
+        APP,
+        "notify = true\n",
+        &format!("notify = true\nlisten = [\"127.0.0.1:{}\"]\n", site.port),
+    );
+    site.release("1.4.1");
+    server.apt_update();
+    let before = server.show(UNIT, "MainPID");
+    let upgrade = server.apt_get(&["upgrade"]);
+    assert!(!upgrade.contains("not healthy"), "{upgrade}");
+    site.assert_new_process(&before, "speedy-app 1.4.1");
+    assert_eq!(server.show("speedy-app.socket", "ActiveState"), "active");
+    assert_eq!(server.show("speedy-app.socket", "UnitFileState"), "enabled");
+    assert_eq!(server.http("GET", &site.healthz()).status, 200);
+    // From now on a restart queues instead of refusing.
+    let before = server.show(UNIT, "MainPID");
+    let (_, report) = site.under_load(|| server.systemctl(&["restart", UNIT]));
+    site.assert_new_process(&before, "speedy-app 1.4.1");
+    assert!(report.failures.is_empty(), "{report:?}");
+}
