@@ -4,13 +4,19 @@
 //! user, paths, environment, config files, kind, maintainer), each naming the key at
 //! fault.
 
-use super::timespan::check_timespan;
+use super::timespan::{check_timespan, parse_timespan};
 use super::{parse_table, ConfigError, WorkspaceMetadata};
 use crate::calendar;
 use crate::repo::syntax::{self, DebianVersion};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// How long a postinst waits for a restarted daemon's health URL by default: long
+/// enough for an app that loads for a while, short enough that apt reports a broken
+/// release before anyone wonders why it hangs.
+pub const DEFAULT_HEALTH_TIMEOUT_SECONDS: u64 = 30;
 
 /// One service, `[package.metadata.speedy]`.
 #[derive(Debug, Deserialize)]
@@ -43,6 +49,16 @@ pub struct PackageMetadata {
     /// The file whose presence puts a daemon in maintenance (`cargo speedy fleet
     /// maintenance`); its contents are the message.
     pub maintenance_flag: Option<String>,
+    /// How long the postinst waits for the health URL after a restart (a systemd time
+    /// span; `0` turns the gate off).
+    pub health_timeout: Option<String>,
+    /// Addresses systemd listens on for a daemon (`<package>.socket`), like
+    /// `"0.0.0.0:8080"` or `"[::]:443"`.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// The daemon says when it is ready (`sd_notify("READY=1")`): `Type=notify`.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// How a daemon that holds database connections follows a move of `db`
@@ -113,6 +129,14 @@ pub enum ServiceKind {
     Daemon {
         args: Vec<String>,
         health_url: Option<String>,
+        /// Seconds the postinst waits for `health_url` after a restart; 0: no gate
+        /// (docs/ARCHITECTURE.md, "Restarts and the health gate").
+        health_timeout: u64,
+        /// What `<package>.socket` listens on; empty: no socket unit, the daemon binds
+        /// its own port.
+        listen: Vec<SocketAddr>,
+        /// `Type=notify`: the daemon sends `READY=1` when it serves.
+        notify: bool,
     },
     /// One oneshot `.service` plus `.timer` per job.
     Jobs { jobs: Vec<Job> },
@@ -186,6 +210,10 @@ impl Service {
     /// The systemd unit names the package ships, in a stable order.
     pub fn unit_names(&self) -> Vec<String> {
         match &self.kind {
+            ServiceKind::Daemon { listen, .. } if !listen.is_empty() => vec![
+                format!("{}.socket", self.deb_name),
+                format!("{}.service", self.deb_name),
+            ],
             ServiceKind::Daemon { .. } => vec![format!("{}.service", self.deb_name)],
             ServiceKind::Jobs { jobs } => jobs
                 .iter()
@@ -668,6 +696,32 @@ impl Resolution<'_> {
         })
     }
 
+    /// `listen`: socket addresses, each once. systemd binds them as root, so a port
+    /// below 1024 needs no capability in the service.
+    fn listen(&self, addresses: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+        let mut listen: Vec<SocketAddr> = Vec::with_capacity(addresses.len());
+        for (index, text) in addresses.iter().enumerate() {
+            let key = format!("listen[{index}]");
+            let address: SocketAddr = text.parse().map_err(|_| {
+                self.err(
+                    &key,
+                    format!("{text:?} is not an address and port like \"0.0.0.0:8080\" or \"[::]:8080\""),
+                )
+            })?;
+            if address.port() == 0 {
+                return Err(self.err(&key, format!("{text:?}: port 0 is not a port to listen on")));
+            }
+            if let Some(first) = listen.iter().position(|a| *a == address) {
+                return Err(self.err(
+                    &key,
+                    format!("{text:?} is listed twice (also listen[{first}])"),
+                ));
+            }
+            listen.push(address);
+        }
+        Ok(listen)
+    }
+
     fn kind(
         &self,
         metadata: &PackageMetadata,
@@ -689,6 +743,24 @@ impl Resolution<'_> {
             }
             check_health_url(url).map_err(|why| self.err("health-url", why))?;
         }
+        if metadata.kind == ServiceKindName::Jobs {
+            let daemon_only = [
+                ("listen", !metadata.listen.is_empty()),
+                ("notify", metadata.notify),
+                ("health-timeout", metadata.health_timeout.is_some()),
+            ];
+            if let Some((key, _)) = daemon_only.iter().find(|(_, set)| *set) {
+                return Err(self.err(
+                    key,
+                    "only a daemon has it; the jobs of a jobs package run from timers".into(),
+                ));
+            }
+        }
+        let listen = self.listen(&metadata.listen)?;
+        let health_timeout = match &metadata.health_timeout {
+            Some(span) => parse_timespan(span).map_err(|why| self.err("health-timeout", why))?,
+            None => DEFAULT_HEALTH_TIMEOUT_SECONDS,
+        };
         match metadata.kind {
             ServiceKindName::Daemon if !metadata.jobs.is_empty() => Err(self.err(
                 "jobs",
@@ -697,6 +769,9 @@ impl Resolution<'_> {
             ServiceKindName::Daemon => Ok(ServiceKind::Daemon {
                 args: metadata.args.clone(),
                 health_url: metadata.health_url.clone(),
+                health_timeout,
+                listen,
+                notify: metadata.notify,
             }),
             ServiceKindName::Jobs if metadata.jobs.is_empty() => Err(self.err(
                 "jobs",
@@ -1082,6 +1157,15 @@ mod tests {
             (daemon(json!({ "health-url": "http://127.0.0.1/health z" })), "speedy.health-url", "' '"),
             (daemon(json!({ "health-url": "http://127.0.0.1/\"$(reboot)\"" })), "speedy.health-url", "not allowed in a URL"),
             ({ let mut j = jobs(json!([daily("t")])); j["health-url"] = json!("http://127.0.0.1/healthz"); j }, "speedy.health-url", "only a daemon"),
+            (daemon(json!({ "listen": ["8080"] })), "speedy.listen[0]", "\"8080\" is not an address and port"),
+            (daemon(json!({ "listen": ["localhost:8080"] })), "speedy.listen[0]", "not an address and port"),
+            (daemon(json!({ "listen": ["0.0.0.0:0"] })), "speedy.listen[0]", "port 0"),
+            (daemon(json!({ "listen": ["0.0.0.0:80", "[::]:80", "0.0.0.0:80"] })), "speedy.listen[2]", "listed twice (also listen[0])"),
+            (daemon(json!({ "listen": "0.0.0.0:80" })), "package.metadata.speedy", "invalid type"),
+            (daemon(json!({ "health-timeout": "soon" })), "speedy.health-timeout", "time span"),
+            (daemon(json!({ "notify": "yes" })), "package.metadata.speedy", "invalid type"),
+            ({ let mut j = jobs(json!([daily("t")])); j["listen"] = json!(["0.0.0.0:80"]); j }, "speedy.listen", "only a daemon"),
+            ({ let mut j = jobs(json!([daily("t")])); j["notify"] = json!(true); j }, "speedy.notify", "only a daemon"),
         ];
         for (speedy, key, message) in cases {
             let error = error_of(speedy.clone());
@@ -1135,7 +1219,10 @@ mod tests {
             service.kind,
             ServiceKind::Daemon {
                 args: vec![],
-                health_url: Some("http://127.0.0.1:8080/healthz".into())
+                health_url: Some("http://127.0.0.1:8080/healthz".into()),
+                health_timeout: DEFAULT_HEALTH_TIMEOUT_SECONDS,
+                listen: vec![],
+                notify: false,
             }
         );
         for good in [
@@ -1144,6 +1231,39 @@ mod tests {
         ] {
             assert_eq!(check_health_url(good), Ok(()), "{good}");
         }
+    }
+
+    #[test]
+    fn a_daemon_that_listens_gets_a_socket_unit_first() {
+        let service = resolve(json!({
+            "kind": "daemon",
+            "listen": ["0.0.0.0:80", "[::1]:8080"],
+            "notify": true,
+            "health-timeout": "1min",
+        }))
+        .unwrap();
+        let ServiceKind::Daemon {
+            listen,
+            notify,
+            health_timeout,
+            ..
+        } = &service.kind
+        else {
+            panic!("{:?}", service.kind)
+        };
+        assert_eq!(
+            listen,
+            &[
+                "0.0.0.0:80".parse::<SocketAddr>().unwrap(),
+                "[::1]:8080".parse().unwrap()
+            ]
+        );
+        assert!(*notify);
+        assert_eq!(*health_timeout, 60);
+        assert_eq!(
+            service.unit_names(),
+            ["speedy-jobs.socket", "speedy-jobs.service"]
+        );
     }
 
     #[test]
@@ -1189,6 +1309,9 @@ mod tests {
                 health_url: None,
                 on_db_change: None,
                 maintenance_flag: None,
+                health_timeout: None,
+                listen: vec![],
+                notify: false,
             },
             &|_| None,
         )

@@ -541,6 +541,9 @@ mod tests {
         let daemon = ServiceKind::Daemon {
             args: Vec::new(),
             health_url: None,
+            health_timeout: 30,
+            listen: Vec::new(),
+            notify: false,
         };
         let jobs = ServiceKind::Jobs { jobs: Vec::new() };
         let services = [

@@ -9,6 +9,7 @@
 use crate::config::timespan::parse_timespan;
 use crate::config::{Service, ServiceKind};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// One embedded template.
@@ -28,6 +29,8 @@ macro_rules! template {
 }
 
 pub const DAEMON_SERVICE: Template = template!("daemon.service");
+pub const DAEMON_SOCKET: Template = template!("daemon.socket");
+pub const HEALTH_GATE: Template = template!("health-gate");
 pub const JOB_SERVICE: Template = template!("job.service");
 pub const JOB_TIMER: Template = template!("job.timer");
 pub const HARDENING: Template = template!("hardening.conf");
@@ -53,6 +56,8 @@ pub const NRPE_DIR: &str = "/etc/nagios/nrpe.d";
 /// All templates, for `cargo speedy templates` style listings and for tests.
 pub const ALL_TEMPLATES: &[Template] = &[
     DAEMON_SERVICE,
+    DAEMON_SOCKET,
+    HEALTH_GATE,
     JOB_SERVICE,
     JOB_TIMER,
     HARDENING,
@@ -356,17 +361,55 @@ pub fn render_service(
             &v,
         )
     };
-    let (enable_units, stop_units) = match &service.kind {
-        ServiceKind::Daemon { args, .. } => {
+    // What the maintainer scripts do with the units: enable, start (sockets, never
+    // restarted), start or restart, and stop (in this order).
+    let mut lifecycle = UnitLifecycle::default();
+    match &service.kind {
+        ServiceKind::Daemon {
+            args,
+            listen,
+            notify,
+            ..
+        } => {
             let unit = format!("{}.service", service.deb_name);
+            let socket = format!("{}.socket", service.deb_name);
+            let socket_dependency = if listen.is_empty() {
+                String::new()
+            } else {
+                // Requires=: stopping the socket stops the service, but restarting the
+                // service leaves the socket, and the connections waiting in it, alone.
+                format!("Requires={socket}\nAfter={socket}")
+            };
+            let service_type = if *notify { "notify" } else { "simple" };
             files.push(unit_file(
                 DAEMON_SERVICE,
                 &unit,
                 &service.description,
                 args,
-                &[],
+                &[
+                    ("socket_dependency", socket_dependency),
+                    ("service_type", service_type.to_owned()),
+                ],
             )?);
-            (vec![unit.clone()], vec![unit])
+            if !listen.is_empty() {
+                files.push(unit_file(
+                    DAEMON_SOCKET,
+                    &socket,
+                    &service.description,
+                    args,
+                    &[
+                        ("service", unit.clone()),
+                        ("listen_streams", listen_streams(listen)),
+                    ],
+                )?);
+                lifecycle.enable.push(socket.clone());
+                lifecycle.start.push(socket.clone());
+                // The socket first, so no connection starts the service again.
+                lifecycle.stop.push(socket);
+            }
+            lifecycle.enable.push(unit.clone());
+            lifecycle.restart.push(unit.clone());
+            lifecycle.stop.push(unit);
         }
         ServiceKind::Jobs { jobs } => {
             let mut timers = Vec::new();
@@ -394,10 +437,11 @@ pub fn render_service(
                 services.push(service_unit);
             }
             // Stop the timers first so they cannot start a job that is being stopped.
-            let stop = timers.iter().chain(services.iter()).cloned().collect();
-            (timers, stop)
+            lifecycle.stop = timers.iter().chain(services.iter()).cloned().collect();
+            lifecycle.restart.clone_from(&timers);
+            lifecycle.enable = timers;
         }
-    };
+    }
 
     let mut v = vars.clone();
     v.insert("sysusers", sysusers_lines(service));
@@ -412,8 +456,14 @@ pub fn render_service(
     )?);
 
     // Unit names are validated to contain no shell metacharacters.
-    v.insert("enable_units", enable_units.join(" "));
-    v.insert("stop_units", stop_units.join(" "));
+    v.insert("enable_units", lifecycle.enable.join(" "));
+    v.insert("socket_units", lifecycle.start.join(" "));
+    v.insert("restart_units", lifecycle.restart.join(" "));
+    v.insert("stop_units", lifecycle.stop.join(" "));
+    let gate = health_gate(service, &v)?;
+    v.insert("health_gate_function", gate.function);
+    v.insert("health_gate_before", gate.before);
+    v.insert("health_gate_call", gate.call);
     let remove_parent = match Path::new(&service.state_directory).parent() {
         Some(parent) if !parent.as_os_str().is_empty() => format!(
             "rmdir --ignore-fail-on-non-empty /var/lib/{} 2>/dev/null || true",
@@ -485,6 +535,88 @@ pub fn render_service(
         &v,
     )?);
     Ok(files)
+}
+
+/// The units a package's maintainer scripts handle, by what they do with them.
+#[derive(Debug, Default)]
+struct UnitLifecycle {
+    /// Enabled on install (unless the admin disabled them), masked on removal.
+    enable: Vec<String>,
+    /// Listening sockets: started, never restarted.
+    start: Vec<String>,
+    /// Started on a fresh install, restarted on an upgrade.
+    restart: Vec<String>,
+    /// Stopped on removal, in this order.
+    stop: Vec<String>,
+}
+
+/// `ListenStream=` lines of a socket unit: IPv6 addresses in brackets, as systemd
+/// and `SocketAddr` both write them.
+fn listen_streams(listen: &[SocketAddr]) -> String {
+    listen
+        .iter()
+        .map(|address| format!("ListenStream={address}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The postinst's health gate (docs/ARCHITECTURE.md, "Restarts and the health gate").
+#[derive(Debug, Default)]
+struct HealthGate {
+    /// The shell function that waits for the health URL.
+    function: String,
+    /// Before the restart: whether the old version ran, since only a server that was
+    /// serving is one the upgrade could leave unhealthy.
+    before: String,
+    /// After the restart: the call.
+    call: String,
+}
+
+/// The gate's three parts, all empty for a service without a health URL or with the
+/// gate turned off.
+fn health_gate(
+    service: &Service,
+    vars: &BTreeMap<&'static str, String>,
+) -> Result<HealthGate, RenderError> {
+    let ServiceKind::Daemon {
+        health_url: Some(url),
+        health_timeout,
+        ..
+    } = &service.kind
+    else {
+        return Ok(HealthGate::default());
+    };
+    if *health_timeout == 0 {
+        return Ok(HealthGate::default());
+    }
+    let unit = format!("{}.service", service.deb_name);
+    let mut v = vars.clone();
+    v.insert("service", unit.clone());
+    v.insert("health_timeout", health_timeout.to_string());
+    v.insert("health_url_quoted", crate::shell::quote(url));
+    let function = fill(&HEALTH_GATE, &v)?.trim_end().to_owned();
+    // Upgrades and downgrades ($action) of a daemon that was running: a first
+    // install, or a server whose daemon was down already (say, waiting for its
+    // secrets), is not the upgrade's to judge.
+    let before = format!(
+        "was_running=no\n\
+         if systemctl --quiet is-active {unit}; then\n    \
+         was_running=yes\n\
+         fi"
+    );
+    let call = format!(
+        "if [ \"$action\" = restart ] && [ \"$was_running\" = yes ]; then\n    \
+         health_gate\n\
+         elif [ \"$action\" = restart ]; then\n    \
+         echo \"{package}: {unit} was not running before the upgrade, so its health is not checked\" >&2\n\
+         fi",
+        package = service.deb_name,
+    );
+    Ok(HealthGate {
+        function,
+        before,
+        call,
+    })
 }
 
 /// The monitoring check, `check_<package>` in the plugin folder, and its NRPE command
@@ -689,6 +821,9 @@ mod tests {
             kind: ServiceKind::Daemon {
                 args: Vec::new(),
                 health_url: None,
+                health_timeout: 30,
+                listen: Vec::new(),
+                notify: false,
             },
             binary: "speedy-app".into(),
             binary_source: PathBuf::from("/ws/speedy-app/src/main.rs"),
@@ -789,6 +924,9 @@ mod tests {
         service.kind = ServiceKind::Daemon {
             args: Vec::new(),
             health_url: Some("http://127.0.0.1:8080/healthz?x=1&y=2".into()),
+            health_timeout: 30,
+            listen: Vec::new(),
+            notify: false,
         };
         let files = render(&service);
         let check = &rendered_file(&files, "check_speedy-app").contents;
@@ -903,6 +1041,120 @@ mod tests {
         assert!(!rendered_file(&files, "speedy-app-nightly.timer")
             .contents
             .contains("secrets"));
+    }
+
+    #[test]
+    fn a_daemon_that_listens_ships_a_socket_its_service_requires() {
+        let mut service = app_service();
+        let files = render(&service);
+        assert!(files.iter().all(|f| !f.name.ends_with(".socket")));
+        let unit = &rendered_file(&files, "speedy-app.service").contents;
+        assert!(!unit.contains("socket"), "{unit}");
+        assert_has_lines(unit, &["Type=simple"]);
+        assert_has_lines(
+            &rendered_file(&files, "postinst").contents,
+            &["sockets=\"\"", "restart_units=\"speedy-app.service\""],
+        );
+
+        service.kind = ServiceKind::Daemon {
+            args: Vec::new(),
+            health_url: None,
+            health_timeout: 30,
+            listen: vec!["0.0.0.0:80".parse().unwrap(), "[::]:80".parse().unwrap()],
+            notify: true,
+        };
+        let files = render(&service);
+        let socket = rendered_file(&files, "speedy-app.socket");
+        assert_eq!(
+            socket.destination,
+            Placement::Installed {
+                path: "/usr/lib/systemd/system/speedy-app.socket".into(),
+                mode: 0o644
+            }
+        );
+        assert_has_lines(
+            &socket.contents,
+            &[
+                "ListenStream=0.0.0.0:80",
+                "ListenStream=[::]:80",
+                "Accept=no",
+                "Service=speedy-app.service",
+                "BindIPv6Only=ipv6-only",
+                "WantedBy=sockets.target",
+            ],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "speedy-app.service").contents,
+            &[
+                "Requires=speedy-app.socket",
+                "After=speedy-app.socket",
+                "Type=notify",
+            ],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "postinst").contents,
+            &[
+                "units=\"speedy-app.socket speedy-app.service\"",
+                "sockets=\"speedy-app.socket\"",
+                "restart_units=\"speedy-app.service\"",
+            ],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "prerm").contents,
+            &["stop_units=\"speedy-app.socket speedy-app.service\""],
+        );
+        assert_has_lines(
+            &rendered_file(&files, "postrm").contents,
+            &["units=\"speedy-app.socket speedy-app.service\""],
+        );
+    }
+
+    #[test]
+    fn the_health_gate_waits_for_the_url_after_an_upgrade_only_when_asked() {
+        let mut service = app_service();
+        let postinst = rendered_file(&render(&service), "postinst")
+            .contents
+            .clone();
+        let postinst = &postinst;
+        assert!(!postinst.contains("health_gate"), "{postinst}");
+
+        let with_url = |timeout: u64| ServiceKind::Daemon {
+            args: Vec::new(),
+            health_url: Some("http://127.0.0.1:8080/healthz?a=1&b=$x".into()),
+            health_timeout: timeout,
+            listen: Vec::new(),
+            notify: false,
+        };
+        service.kind = with_url(0);
+        let postinst = rendered_file(&render(&service), "postinst")
+            .contents
+            .clone();
+        let postinst = &postinst;
+        assert!(!postinst.contains("health_gate"), "{postinst}");
+
+        service.kind = with_url(45);
+        let postinst = rendered_file(&render(&service), "postinst")
+            .contents
+            .clone();
+        let postinst = &postinst;
+        assert_has_lines(
+            postinst,
+            &[
+                "health_gate() {",
+                "    health_url='http://127.0.0.1:8080/healthz?a=1&b=$x'",
+                "    deadline=$(($(date +%s) + 45))",
+                "        if systemctl --quiet is-active speedy-app.service; then",
+                "            was_running=yes",
+                "        if [ \"$action\" = restart ] && [ \"$was_running\" = yes ]; then",
+                "            health_gate",
+                "            echo \"speedy-app: speedy-app.service was not running before the upgrade, so its health is not checked\" >&2",
+            ],
+        );
+        // Whether it ran is asked before the restart, the gate runs after it.
+        let before = postinst.find("was_running=no").unwrap();
+        let restart = postinst.find("\"$action\" \"$unit\"").unwrap();
+        let gate = postinst.find("            health_gate\n").unwrap();
+        assert!(before < restart && restart < gate, "{postinst}");
     }
 
     #[test]

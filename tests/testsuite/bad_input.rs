@@ -117,6 +117,65 @@ fn duplicate_job_names() {
     );
 }
 
+/// `listen`: an address that does not parse, one listed twice, and a jobs package
+/// that asks for a socket.
+#[test]
+fn bad_listen_addresses() {
+    let listen = |list: &'static str| {
+        move |f: &Fixture| {
+            f.edit(
+                APP,
+                "kind = \"daemon\"\n",
+                &format!("kind = \"daemon\"\nlisten = {list}\n"),
+            )
+        }
+    };
+    refused(
+        listen("[\"0.0.0.0:8080\", \"localhost:http\"]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.listen[1]",
+            "\"localhost:http\" is not an address and port",
+        ],
+    );
+    refused(
+        listen("[\"0.0.0.0:8080\", \"[::]:8080\", \"0.0.0.0:8080\"]"),
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.listen[2]",
+            "\"0.0.0.0:8080\" is listed twice (also listen[0])",
+        ],
+    );
+    refused(
+        |f| {
+            f.edit(
+                JOBS,
+                "kind = \"jobs\"\n",
+                "kind = \"jobs\"\nlisten = [\"0.0.0.0:8080\"]\n",
+            )
+        },
+        &[
+            "speedy-jobs/Cargo.toml",
+            "package.metadata.speedy.listen",
+            "only a daemon",
+        ],
+    );
+    refused(
+        |f| {
+            f.edit(
+                APP,
+                "kind = \"daemon\"\n",
+                "kind = \"daemon\"\nhealth-timeout = \"a while\"\n",
+            )
+        },
+        &[
+            "speedy-app/Cargo.toml",
+            "package.metadata.speedy.health-timeout",
+            "\"a while\" is not a time span",
+        ],
+    );
+}
+
 #[test]
 fn invalid_debian_package_name() {
     refused(

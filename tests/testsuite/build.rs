@@ -583,3 +583,50 @@ fn secrets_are_read_from_a_file_that_no_package_ships() {
     assert!(!unit.contains("EnvironmentFile"), "{unit}");
     assert_lintian_clean(&debs);
 }
+
+/// A daemon that declares `listen` and `notify`: its package ships the socket unit
+/// next to the service, both lintian-clean, and maintainer scripts that pass
+/// shellcheck with the socket handling and the health gate in them.
+#[test]
+fn a_daemon_that_listens_ships_a_socket_unit_lintian_accepts() {
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-app/Cargo.toml",
+        "kind = \"daemon\"\n",
+        "kind = \"daemon\"\nlisten = [\"127.0.0.1:8080\", \"[::1]:8080\"]\nnotify = true\nhealth-timeout = \"20s\"\n",
+    );
+    fixture.build();
+    let deb = fixture.deb("speedy-app");
+    assert_lintian_clean(std::slice::from_ref(&deb));
+    let unpacked = Unpacked::new(&deb);
+    let socket = unpacked.file("/usr/lib/systemd/system/speedy-app.socket");
+    for line in [
+        "ListenStream=127.0.0.1:8080",
+        "ListenStream=[::1]:8080",
+        "Accept=no",
+        "Service=speedy-app.service",
+        "WantedBy=sockets.target",
+    ] {
+        assert!(socket.lines().any(|l| l == line), "{line:?}:\n{socket}");
+    }
+    let service = unpacked.file("/usr/lib/systemd/system/speedy-app.service");
+    for line in [
+        "Requires=speedy-app.socket",
+        "After=speedy-app.socket",
+        "Type=notify",
+    ] {
+        assert!(service.lines().any(|l| l == line), "{line:?}:\n{service}");
+    }
+    let postinst = std::fs::read_to_string(unpacked.control_path("postinst")).unwrap();
+    assert!(
+        postinst.contains("deadline=$(($(date +%s) + 20))"),
+        "{postinst}"
+    );
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = unpacked.control_path(script);
+        run(
+            "shellcheck",
+            &["--shell=sh", "--severity=style", path.to_str().unwrap()],
+        );
+    }
+}

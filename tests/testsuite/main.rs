@@ -16,6 +16,7 @@ mod fleet_switch;
 mod getting_started;
 mod maintainer_scripts;
 mod repo;
+mod restarts;
 mod s3;
 mod server;
 mod signing;

@@ -16,6 +16,21 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Whether the chroot tests can run: as root; else skipped when
+/// SPEEDY_SKIP_CHROOT_TESTS says so, and a failure otherwise.
+fn may_chroot() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("SPEEDY_SKIP_CHROOT_TESTS").is_some() {
+        eprintln!("skipped: not root and SPEEDY_SKIP_CHROOT_TESTS is set");
+        return false;
+    }
+    panic!(
+        "this test needs root for chroot; run as root (CI does) or set SPEEDY_SKIP_CHROOT_TESTS=1"
+    );
+}
+
 /// A cached tarball of `debootstrap --variant=minbase --include=systemd`, made under a
 /// file lock.
 fn base_root_tarball() -> PathBuf {
@@ -134,12 +149,8 @@ const TIMERS: &str = "/etc/systemd/system/timers.target.wants";
 
 #[test]
 fn install_upgrade_remove_purge_in_a_debian_root() {
-    if !is_root() {
-        if std::env::var_os("SPEEDY_SKIP_CHROOT_TESTS").is_some() {
-            eprintln!("skipped: not root and SPEEDY_SKIP_CHROOT_TESTS is set");
-            return;
-        }
-        panic!("this test needs root for chroot; run as root (CI does) or set SPEEDY_SKIP_CHROOT_TESTS=1");
+    if !may_chroot() {
+        return;
     }
     let v1 = Fixture::new();
     let v1_debs = v1.build();
@@ -259,4 +270,46 @@ fn install_upgrade_remove_purge_in_a_debian_root() {
     // Debian policy: system users are not removed on purge.
     chroot.ok("getent passwd speedy");
     assert_eq!(v1_debs.len(), 3);
+}
+
+const SOCKETS: &str = "/etc/systemd/system/sockets.target.wants";
+
+/// A daemon with `listen`: dpkg enables its socket beside its service, systemd
+/// accepts both units, and removal masks both as debhelper does.
+#[test]
+fn a_daemon_that_listens_enables_and_masks_its_socket_in_a_debian_root() {
+    if !may_chroot() {
+        return;
+    }
+    let fixture = Fixture::new();
+    fixture.edit(
+        "speedy-app/Cargo.toml",
+        "kind = \"daemon\"\n",
+        "kind = \"daemon\"\nlisten = [\"0.0.0.0:80\"]\nnotify = true\n",
+    );
+    fixture.build();
+    let chroot = Chroot::new();
+    chroot.install(&[fixture.deb("speedy-app")]);
+    assert!(chroot.exists(&format!("{SOCKETS}/speedy-app.socket")));
+    assert!(chroot.exists(&format!("{WANTS}/speedy-app.service")));
+    let verify = chroot.ok(
+        "systemd-analyze verify /usr/lib/systemd/system/speedy-app.socket /usr/lib/systemd/system/speedy-app.service",
+    );
+    assert!(
+        verify.trim().is_empty(),
+        "systemd-analyze verify complained:\n{verify}"
+    );
+    chroot.ok("dpkg -r speedy-app");
+    for unit in ["speedy-app.socket", "speedy-app.service"] {
+        assert_eq!(
+            chroot
+                .ok(&format!("readlink /etc/systemd/system/{unit}"))
+                .trim(),
+            "/dev/null",
+            "{unit} masked on removal"
+        );
+    }
+    chroot.ok("dpkg -P speedy-app");
+    assert!(!chroot.exists(&format!("{SOCKETS}/speedy-app.socket")));
+    assert!(!chroot.exists("/etc/systemd/system/speedy-app.socket"));
 }

@@ -517,18 +517,7 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     );
     let summary = speedy(&["list", "--message-format", "json"]);
     assert!(summary.contains("speedy-app"), "{summary}");
-    let preferences =
-        cargo_speedy::ops::rollback_preferences(&repo_config(5), "speedy-archive-keyring");
-    server.write_file(
-        "/etc/apt/preferences.d/speedy.pref",
-        preferences.as_bytes(),
-        0o644,
-    );
-    server.write_file(
-        "/etc/apt/apt.conf.d/50speedy-rollback",
-        cargo_speedy::ops::rollback_apt_conf().as_bytes(),
-        0o644,
-    );
+    server.follow_rollbacks();
     server.apt_update();
     server.apt_get(&["install", "speedy-app", "speedy-notifier"]);
     server.wait_active("speedy-app.service");

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 pub mod do_api;
 pub mod faulty;
+pub mod load;
 pub mod proxy;
 
 /// Fixed archive timestamps, so results do not depend on git or mtimes.

@@ -825,6 +825,25 @@ impl BootedServer {
         self.write_file(SOURCES, source.as_bytes(), 0o644);
     }
 
+    /// The rollback pin and apt.conf of the "On a server" steps (docs/reference.md),
+    /// so `apt-get upgrade` follows rollbacks and withdrawals of the repository.
+    pub fn follow_rollbacks(&self) {
+        let preferences = cargo_speedy::ops::rollback_preferences(
+            &super::repo_config(5),
+            "speedy-archive-keyring",
+        );
+        self.write_file(
+            "/etc/apt/preferences.d/speedy.pref",
+            preferences.as_bytes(),
+            0o644,
+        );
+        self.write_file(
+            "/etc/apt/apt.conf.d/50speedy-rollback",
+            cargo_speedy::ops::rollback_apt_conf().as_bytes(),
+            0o644,
+        );
+    }
+
     /// `speedy-app --version` on the server: which build's binary is installed.
     pub fn app_version(&self) -> String {
         self.exec_ok(&["/usr/libexec/speedy/speedy-app", "--version"])
