@@ -285,7 +285,7 @@ impl<'a> SuiteWriter<'a> {
             RepoLocation::Local(dir) => dir.join(KEYRING_KEY).display().to_string(),
             RepoLocation::Spaces { .. } => format!("{url}{KEYRING_KEY}"),
         };
-        let files = ServerFiles::new(&self.settings, &url, &report.suite);
+        let files = ServerFiles::new(&self.settings, &location.server_url(), &report.suite);
         Ok(PublishSummary {
             keyring_path: files.keyring_path,
             sources: files.sources,

@@ -628,6 +628,21 @@ pub struct GcState {
     /// costs no request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_keyring: Option<String>,
+    /// The ACL every object was given last (`public-read` or `private`): a publish
+    /// with the other setting gives every object its own
+    /// (docs/ARCHITECTURE.md, "Private repositories").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<String>,
+}
+
+/// Whether every object needs the ACL `configured` now: the last one given was
+/// another, or none is recorded and the repository is to be private (objects of a
+/// repository older than the record were given the default, `public-read`).
+pub fn acl_must_be_reapplied(recorded: Option<&str>, configured: &str) -> bool {
+    match recorded {
+        Some(recorded) => recorded != configured,
+        None => configured != "public-read",
+    }
 }
 
 /// How often garbage collection lists the whole store at the least: what a failed
