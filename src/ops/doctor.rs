@@ -441,21 +441,23 @@ fn read_credential_checks(
         ),
     }];
     let probe = format!("speedy-doctor-{:016x}-write.txt", rand::random::<u64>());
-    checks.push(match reader.put_with_acl(&probe, b"speedy doctor probe", false) {
-        Ok(()) => {
-            let _ = store.delete(&probe);
-            check(
-                CheckStatus::Fail,
-                "it can write to the bucket: give the servers a key with read permission only \
+    checks.push(
+        match reader.put_with_acl(&probe, b"speedy doctor probe", false) {
+            Ok(()) => {
+                let _ = store.delete(&probe);
+                check(
+                    CheckStatus::Fail,
+                    "it can write to the bucket: give the servers a key with read permission only \
                  (docs/operations.md, \"Private repositories\")"
-                    .into(),
-            )
-        }
-        Err(_) => check(
-            CheckStatus::Pass,
-            "cannot write (a PUT with it was refused)".into(),
-        ),
-    });
+                        .into(),
+                )
+            }
+            Err(_) => check(
+                CheckStatus::Pass,
+                "cannot write (a PUT with it was refused)".into(),
+            ),
+        },
+    );
     checks
 }
 

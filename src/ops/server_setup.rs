@@ -262,9 +262,7 @@ pub fn server_setup(
         None if role.packages.iter().any(|p| p == "postgresql") => IpAddr::from([127, 0, 0, 1]),
         None => return Err(CommandError::DbHostNeeded { role: role.name }),
     };
-    let private = private_transport(&settings.location, options, &|name| {
-        std::env::var_os(name)
-    })?;
+    let private = private_transport(&settings.location, options, &|name| std::env::var_os(name))?;
     let url = match (&private, &options.url) {
         (Some(_), Some(_)) => {
             return Err(CommandError::InvalidUrl {
@@ -1010,7 +1008,12 @@ mod tests {
                 ("B".into(), evil("line")),
             ],
         }];
-        for runs_jobs in [false, true] {
+        let transport = PrivateTransport {
+            conf_path: evil("conf-path"),
+            conf: zeroize::Zeroizing::new(evil("credential")),
+        };
+        let method_lines = base64_lines(TRANSPORT_METHOD.as_bytes()).lines().count();
+        for (runs_jobs, private) in [(false, None), (true, None), (true, Some(&transport))] {
             let role = Role {
                 runs_jobs,
                 ..role.clone()
@@ -1024,6 +1027,8 @@ mod tests {
                 suite: &suite,
                 url: &url,
                 secrets: &secrets,
+                private,
+                credential_in_script: true,
             })
             .unwrap();
             let lines = contexts(&script);
@@ -1048,7 +1053,11 @@ mod tests {
                     );
                 }
             }
-            assert_eq!(here_documents, 6, "the keyring's 400 base64 characters");
+            assert_eq!(
+                here_documents,
+                6 + if private.is_some() { method_lines } else { 0 },
+                "the keyring's 400 base64 characters (and the apt method's)"
+            );
             // A value's line that reads like the terminator is inside its quotes; the
             // one terminator the shell sees is the template's own.
             let terminators: Vec<Context> = lines
@@ -1064,7 +1073,11 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
-            assert_eq!(script.matches("PWNED").count(), 23, "{script}");
+            assert_eq!(
+                script.matches("PWNED").count(),
+                23 + if private.is_some() { 2 } else { 0 },
+                "{script}"
+            );
             let syntax = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

@@ -14,6 +14,7 @@ mod flaky;
 mod fleet;
 mod getting_started;
 mod maintainer_scripts;
+mod private;
 mod repo;
 mod s3;
 mod server;
