@@ -67,6 +67,9 @@ fi
 private={{private}}
 transport_method={{transport_method_path}}
 transport_conf={{transport_conf_path}}
+# Its contents with the credential, or empty when written by cloud-init.
+# shellcheck disable=SC1003,SC2016 # a quoted value: nothing in it is the shell's
+transport_credential={{transport_conf}}
 private_transport() {
     if ! command -v curl >/dev/null 2>&1; then
         apt-get update </dev/null
@@ -78,8 +81,6 @@ private_transport() {
 SPEEDY_TRANSPORT
     mkdir -p "$(dirname "$transport_conf")"
     chmod 700 "$(dirname "$transport_conf")"
-    # shellcheck disable=SC1003,SC2016 # a quoted value: nothing in it is the shell's
-    transport_credential={{transport_conf}}
     if [ -n "$transport_credential" ]; then
         # printf is a builtin: the credential is on no command line.
         printf '%s' "$transport_credential" | write_file "$transport_conf" 600

@@ -218,7 +218,7 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
         assert_eq!(status, 403, "anonymous GET {path}:\n{text}");
     }
     // The publisher reads it: list and verify.
-    let listed = repo.speedy(&fixture, &["list", "--suite", "dev"], &key, &[]);
+    let listed = repo.speedy(&fixture, &["list"], &key, &[]);
     assert_success(&listed);
     assert!(
         stdout(&listed).contains("speedy-app"),
