@@ -1,5 +1,5 @@
-//! Private repositories (`acl = "private"`, docs/ARCHITECTURE.md, "Private
-//! repositories"): nothing is readable anonymously, servers read through the
+//! Private repositories (`acl = "private"`; docs/ARCHITECTURE.md,
+//! "Private repositories"): nothing is readable anonymously, servers read through the
 //! speedy-s3 apt method with a read-only key that `server-setup` gives them, `doctor`
 //! checks both, and one publish re-ACLs a repository moved between public and private.
 //!
@@ -486,7 +486,7 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
     let bucket = moto.new_bucket("speedy-readcred");
     let fixture = Fixture::new();
     let (_keys, key, _keyring) = archive_key(&fixture);
-    let run = |extra: &[&str], env: &[(&str, &str)]| {
+    let setup = |extra: &[&str], env: &[(&str, &str)]| {
         let flags = moto.flags(&bucket);
         let mut all = vec!["server-setup", "--role", "single", "--db-host", "10.0.0.1"];
         all.extend(flags.iter().map(String::as_str));
@@ -544,7 +544,7 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
             "cannot be read",
         ),
     ] {
-        let output = run(&extra, &env);
+        let output = setup(&extra, &env);
         assert_fails_with(&output, message);
         assert_eq!(stdout(&output), "", "no script for bad input");
         assert!(
@@ -563,7 +563,7 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
         "good",
         "# the servers' key\nSPEEDY_READ_ACCESS_KEY_ID=DO00READER\nSPEEDY_READ_SECRET_ACCESS_KEY=reader/secret+value=\n",
     );
-    let output = run(&["--read-credential-file", &good], &[]);
+    let output = setup(&["--read-credential-file", &good], &[]);
     assert_success(&output);
     let script = stdout(&output);
     assert!(script.contains("access_key_id=DO00READER"), "{script}");
@@ -571,8 +571,20 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
         script.contains(&format!("URIs: speedy-s3://{bucket}/")),
         "{script}"
     );
+    // The private section and the apt method it installs pass shellcheck.
+    let path = dir.path().join("setup.sh");
+    std::fs::write(&path, &script).expect("write the script");
+    run(
+        "shellcheck",
+        &["--shell=sh", "--severity=style", path.to_str().unwrap()],
+    );
+    let method = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/apt-method-speedy-s3");
+    run(
+        "shellcheck",
+        &["--severity=style", method.to_str().unwrap()],
+    );
     // cloud-init: the credential file in write_files, 0600 root, not in the script.
-    let output = run(
+    let output = setup(
         &["--read-credential-file", &good, "--format", "cloud-init"],
         &[],
     );
