@@ -555,10 +555,18 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
     }
     // A good file: the credential is in the script, which writes it root's only.
     let flags = moto.flags(&bucket);
-    let mut release = vec!["release", "--quiet", "--acl", "private"];
+    let mut release = vec!["release", "--acl", "private"];
     release.extend(flags.iter().map(String::as_str));
     release.extend(["--key-file", key.to_str().unwrap()]);
-    assert_success(&fixture.speedy_env(&release, &TEST_CREDENTIALS));
+    let released = fixture.speedy_env(&release, &TEST_CREDENTIALS);
+    assert_success(&released);
+    // Its next step is server-setup with the read key, not a keyring to curl.
+    let next = describe(&released);
+    assert!(
+        next.contains("(a private repository: with the bucket's read-only key"),
+        "{next}"
+    );
+    assert!(!next.contains("curl -fsSL"), "{next}");
     let good = file(
         "good",
         "# the servers' key\nSPEEDY_READ_ACCESS_KEY_ID=DO00READER\nSPEEDY_READ_SECRET_ACCESS_KEY=reader/secret+value=\n",
