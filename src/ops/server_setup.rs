@@ -481,7 +481,8 @@ fn secrets_lines(secrets: &[PackageSecrets]) -> String {
 }
 
 /// `#cloud-config` that installs the script and runs it once, at first boot; for a
-/// private repository, the read credential's file comes first, root's only.
+/// private repository, it also writes the read credential's file, root's only
+/// (cloud-init writes every file before `runcmd`).
 fn cloud_config(role: &str, script: &str, private: Option<&PrivateTransport>) -> String {
     let indented: String = script
         .lines()
@@ -515,11 +516,11 @@ fn cloud_config(role: &str, script: &str, private: Option<&PrivateTransport>) ->
          # cargo speedy server-setup --role {role} --format cloud-init: user data for a new droplet.\n\
          # The script stays at {CLOUD_INIT_SCRIPT_PATH} (root's only: it may hold the\n\
          # services' secrets, and so may this user data); running it again changes nothing.\n\
-         write_files:\n{credential}  \
+         write_files:\n  \
            - path: {CLOUD_INIT_SCRIPT_PATH}\n    \
              owner: root:root\n    \
              permissions: '0700'\n    \
-             content: |\n{indented}\
+             content: |\n{indented}{credential}\
          runcmd:\n  \
            - [{CLOUD_INIT_SCRIPT_PATH}]\n"
     )

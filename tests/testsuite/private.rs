@@ -598,11 +598,51 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
     );
     assert_success(&output);
     let user_data = stdout(&output);
-    let entry = format!("  - path: /etc/apt/speedy-s3/{bucket}.conf\n    owner: root:root\n    permissions: '0600'\n");
-    assert!(user_data.contains(&entry), "{user_data}");
     assert_eq!(
         user_data.matches("reader/secret+value=").count(),
         1,
         "{user_data}"
+    );
+    let file = dir.path().join("user-data.yaml");
+    std::fs::write(&file, &user_data).expect("write the user data");
+    let schema = tool_output(
+        Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(&file),
+    );
+    assert!(
+        schema.status.success(),
+        "cloud-init schema: {}",
+        describe(&schema)
+    );
+    // What cloud-init writes: the script (first, as for a public repository) and the
+    // credential file, root's only, with the key.
+    let program = r#"
+import json, sys, yaml
+data = yaml.safe_load(open(sys.argv[1]))
+print(json.dumps([[e["path"], e["owner"], e["permissions"], e["content"]] for e in data["write_files"]]))
+"#;
+    let parsed = tool_output(Command::new("python3").args(["-c", program]).arg(&file));
+    assert!(parsed.status.success(), "{}", describe(&parsed));
+    let files: Vec<[String; 4]> = serde_json::from_str(&stdout(&parsed)).expect("json");
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files[0][0], "/usr/local/sbin/speedy-server-setup");
+    assert!(
+        !files[0][3].contains("reader/secret+value="),
+        "the key is not in the script"
+    );
+    assert_eq!(
+        files[1][..3],
+        [
+            format!("/etc/apt/speedy-s3/{bucket}.conf"),
+            "root:root".to_owned(),
+            "0600".to_owned()
+        ]
+    );
+    assert!(
+        files[1][3]
+            .contains("\naccess_key_id=DO00READER\nsecret_access_key=reader/secret+value=\n"),
+        "{}",
+        files[1][3]
     );
 }
