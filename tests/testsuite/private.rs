@@ -391,6 +391,33 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
             && failed_text.contains("no read credential for the private repository"),
         "no credential: {failed_text}"
     );
+
+    // The cloud-init form's script holds no key: without the file cloud-init writes
+    // it refuses, naming the file; with it (the file as write_files gives it) it
+    // sets the server up again.
+    let user_data = repo.speedy(
+        &fixture,
+        &[&setup_args[..], &["--format", "cloud-init"]].concat(),
+        &key,
+        &repo.reader_env(),
+    );
+    assert_success(&user_data);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("user-data.yaml");
+    std::fs::write(&file, stdout(&user_data)).expect("write the user data");
+    let (path, content, _command) = crate::fleet::cloud_init_script(&file);
+    assert!(!content.contains(&repo.reader.1), "the key in the script");
+    server.write_file(&path, content.as_bytes(), 0o700);
+    let refused = server.exec(&[path.as_str()]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains(&format!("{conf} is missing")),
+        "the cloud-init script without its credential file: {}",
+        describe(&refused)
+    );
+    let good = wrong.replace("wrong-secret", &repo.reader.1);
+    server.write_file(&conf, good.as_bytes(), 0o600);
+    server.exec_ok(&[path.as_str()]);
+    server.apt_update();
     drop(server);
 }
 
