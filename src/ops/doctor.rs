@@ -463,23 +463,29 @@ fn read_credential_checks(
 
 /// An anonymous HEAD: the status only.
 fn anonymous_head(url: &str) -> Result<u16, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let response = anonymous_agent()
+        .head(url)
+        .call()
+        .map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
+}
+
+/// An HTTP client without credentials, as anyone on the internet (or apt over http)
+/// is, that returns every status as an answer.
+fn anonymous_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(15)))
         .build()
-        .into();
-    let response = agent.head(url).call().map_err(|e| e.to_string())?;
-    Ok(response.status().as_u16())
+        .into()
 }
 
 /// An anonymous GET, as apt on a server does it: (status, body).
 fn anonymous_get(url: &str) -> Result<(u16, Vec<u8>), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(15)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = anonymous_agent()
+        .get(url)
+        .call()
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()

@@ -701,6 +701,17 @@ pub fn collect_garbage(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_acl_is_reapplied_when_it_changed_or_a_repository_turns_private() {
+        assert!(!acl_must_be_reapplied(Some("public-read"), "public-read"));
+        assert!(!acl_must_be_reapplied(Some("private"), "private"));
+        assert!(acl_must_be_reapplied(Some("public-read"), "private"));
+        assert!(acl_must_be_reapplied(Some("private"), "public-read"));
+        // No record: every object so far had the old default, public-read.
+        assert!(!acl_must_be_reapplied(None, "public-read"));
+        assert!(acl_must_be_reapplied(None, "private"));
+    }
+
     pub(super) fn sha(n: u8) -> String {
         format!("{n:02x}").repeat(32)
     }

@@ -632,16 +632,7 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
     );
     let file = dir.path().join("user-data.yaml");
     std::fs::write(&file, &user_data).expect("write the user data");
-    let schema = tool_output(
-        Command::new("cloud-init")
-            .args(["schema", "--config-file"])
-            .arg(&file),
-    );
-    assert!(
-        schema.status.success(),
-        "cloud-init schema: {}",
-        describe(&schema)
-    );
+    crate::fleet::assert_valid_cloud_config(&file);
     // What cloud-init writes: the script (first, as for a public repository) and the
     // credential file, root's only, with the key.
     let program = r#"
