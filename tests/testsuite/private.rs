@@ -15,8 +15,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The requests moto answers before it checks signatures: the bucket, then a
-/// publisher and a reader, each a user, a policy and an access key.
-const FREE_REQUESTS: &str = "7";
+/// publisher, a reader and the reader's successor (a rotation), each a user, a
+/// policy and an access key.
+const FREE_REQUESTS: &str = "10";
 
 /// An access key moto made: (id, secret).
 type AccessKey = (String, String);
@@ -93,6 +94,8 @@ struct AuthenticatedBucket {
     bucket: String,
     publisher: AccessKey,
     reader: AccessKey,
+    /// The read key that replaces `reader` in a rotation.
+    next_reader: AccessKey,
 }
 
 impl AuthenticatedBucket {
@@ -107,11 +110,18 @@ impl AuthenticatedBucket {
             &bucket,
             r#"["s3:GetObject","s3:ListBucket"]"#,
         );
+        let next_reader = user_with_key(
+            &moto,
+            "server-next",
+            &bucket,
+            r#"["s3:GetObject","s3:ListBucket"]"#,
+        );
         AuthenticatedBucket {
             moto,
             bucket,
             publisher,
             reader,
+            next_reader,
         }
     }
 
@@ -417,6 +427,28 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
     let good = wrong.replace("wrong-secret", &repo.reader.1);
     server.write_file(&conf, good.as_bytes(), 0o600);
     server.exec_ok(&[path.as_str()]);
+    server.apt_update();
+
+    // Rotation: the setup run again with the next key replaces the file (still
+    // root's only) and apt reads with it.
+    let next_env = [
+        ("SPEEDY_READ_ACCESS_KEY_ID", repo.next_reader.0.as_str()),
+        ("SPEEDY_READ_SECRET_ACCESS_KEY", repo.next_reader.1.as_str()),
+    ];
+    let rotated = repo.speedy(&fixture, &setup_args, &key, &next_env);
+    assert_success(&rotated);
+    server.write_file("/root/speedy-server-setup", &rotated.stdout, 0o700);
+    server.exec_ok(&["/root/speedy-server-setup"]);
+    let now = server.exec_ok(&["cat", &conf]);
+    assert!(
+        now.contains(&format!("access_key_id={}\n", repo.next_reader.0))
+            && !now.contains(&repo.reader.0),
+        "the rotated key file"
+    );
+    assert_eq!(
+        server.exec_ok(&["stat", "-c", "%U:%G %a", &conf]).trim(),
+        "root:root 600"
+    );
     server.apt_update();
     drop(server);
 }
