@@ -126,6 +126,10 @@ struct ServerSetupArgs {
     /// script: a shell script to run as root; cloud-init: #cloud-config user data for a new droplet
     #[arg(long, value_enum, default_value_t)]
     format: ops::SetupFormat,
+    /// For a private repository (acl = "private"): a file of SPEEDY_READ_ACCESS_KEY_ID=… and
+    /// SPEEDY_READ_SECRET_ACCESS_KEY=… lines, the bucket's read-only key (default: those variables)
+    #[arg(long, value_name = "FILE")]
+    read_credential_file: Option<PathBuf>,
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -200,6 +204,10 @@ struct PhaseArgs {
 
 #[derive(Args)]
 struct DoctorArgs {
+    /// For a private repository (acl = "private"): the servers' read-only key to check, a file of
+    /// SPEEDY_READ_ACCESS_KEY_ID=… and SPEEDY_READ_SECRET_ACCESS_KEY=… lines (default: those variables)
+    #[arg(long, value_name = "FILE")]
+    read_credential_file: Option<PathBuf>,
     #[command(flatten)]
     repo: RepoArgs,
     #[command(flatten)]
@@ -623,7 +631,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         }
         Command::Doctor(args) => {
             let target = global.target(args.repo.overrides(), &args.key);
-            let report = ops::doctor(&target, out)?;
+            let report = ops::doctor(&target, args.read_credential_file.as_deref(), out)?;
             out.result(&Message::Doctor(&report));
             exit(report.ok())
         }
@@ -635,6 +643,7 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
                 db_host: args.db_host,
                 url: args.url.clone(),
                 format: args.format,
+                read_credential_file: args.read_credential_file.clone(),
             };
             out.result(&Message::ServerSetup(&ops::server_setup(&options, out)?));
             ExitCode::SUCCESS

@@ -148,7 +148,17 @@ impl Reporter {
                 &["--role", "ROLE", "--db-host", "ADDRESS"]
             )
         );
-        if !summary.report.created_suite {
+        if summary.private {
+            self.human(
+                "Next",
+                "1;36",
+                &format!(
+                    "to make a server use {} (a private repository: with the bucket's read-only \
+                     key in SPEEDY_READ_ACCESS_KEY_ID and SPEEDY_READ_SECRET_ACCESS_KEY): {server_setup}",
+                    summary.report.suite
+                ),
+            );
+        } else if !summary.report.created_suite {
             self.human(
                 "Next",
                 "1;36",

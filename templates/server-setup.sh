@@ -69,6 +69,47 @@ if ! dpkg-query -W -f '${db:Status-Status}' "$keyring_package" 2>/dev/null | gre
 SPEEDY_KEYRING
 fi
 
+# --- Private repository: apt's authenticated transport -----------------------------
+# (docs/operations.md, "Private repositories") For acl = "private", apt reads the
+# bucket through the speedy-s3 method with a read-only credential, kept in
+# $transport_conf (root's only). The credential is in this script when it was given
+# to `cargo speedy server-setup`; the cloud-init form writes the file itself
+# (write_files) and leaves it out of the script. Run again with a new credential to
+# rotate it.
+private={{private}}
+transport_method={{transport_method_path}}
+transport_conf={{transport_conf_path}}
+# Its contents with the credential, or empty when written by cloud-init.
+# shellcheck disable=SC1003,SC2016 # a quoted value: nothing in it is the shell's
+transport_credential={{transport_conf}}
+private_transport() {
+    if ! command -v curl >/dev/null 2>&1; then
+        apt-get update </dev/null
+        apt-get install -y curl </dev/null
+    fi
+    mkdir -p "$(dirname "$transport_method")"
+    base64 -d <<'SPEEDY_TRANSPORT' | write_file "$transport_method" 755
+{{transport_base64}}
+SPEEDY_TRANSPORT
+    mkdir -p "$(dirname "$transport_conf")"
+    chmod 700 "$(dirname "$transport_conf")"
+    if [ -n "$transport_credential" ]; then
+        # printf is a builtin: the credential is on no command line.
+        printf '%s' "$transport_credential" | write_file "$transport_conf" 600
+    fi
+    unset transport_credential
+    if [ ! -f "$transport_conf" ]; then
+        echo "speedy server-setup: $url is a private repository and $transport_conf is missing: run cargo speedy server-setup with the read credential (SPEEDY_READ_ACCESS_KEY_ID and SPEEDY_READ_SECRET_ACCESS_KEY)" >&2
+        exit 1
+    fi
+    [ "$(stat -c %u:%g "$transport_conf")" = 0:0 ] || chown root:root "$transport_conf"
+    [ "$(stat -c %a "$transport_conf")" = 600 ] || chmod 600 "$transport_conf"
+}
+if [ "$private" = yes ]; then
+    private_transport
+fi
+# --- end of the private repository's section ---------------------------------------
+
 mkdir -p /etc/apt/sources.list.d /etc/apt/preferences.d /etc/apt/apt.conf.d
 printf '%s' {{sources}} | write_file {{sources_path}} 644
 printf '%s' {{preferences}} | write_file {{preferences_path}} 644

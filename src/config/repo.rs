@@ -111,14 +111,40 @@ impl RepoLocation {
         }
     }
 
-    /// The URL servers put in `URIs:`.
+    /// The URL anyone reads the published objects at (anonymously, over HTTP).
     pub fn public_url(&self) -> String {
         match self {
             RepoLocation::Local(dir) => format!("file:{}", file_url_path(dir)),
             RepoLocation::Spaces { public_url, .. } => public_url.clone(),
         }
     }
+
+    /// Whether the bucket's objects are private (`acl = "private"`): servers then read
+    /// through the authenticated transport (docs/ARCHITECTURE.md, "Private repositories").
+    pub fn is_private(&self) -> bool {
+        matches!(self, RepoLocation::Spaces { config, .. } if !config.public_read)
+    }
+
+    /// The URL servers put in `URIs:`: the public one, or for a private repository
+    /// the authenticated transport's `speedy-s3://BUCKET/PREFIX/`.
+    pub fn server_url(&self) -> String {
+        match self {
+            RepoLocation::Spaces { config, .. } if !config.public_read => {
+                let prefix = config
+                    .prefix
+                    .as_deref()
+                    .map(|p| format!("{p}/"))
+                    .unwrap_or_default();
+                format!("{PRIVATE_TRANSPORT_SCHEME}://{}/{prefix}", config.bucket)
+            }
+            _ => self.public_url(),
+        }
+    }
 }
+
+/// The URI scheme of the apt method that reads a private repository
+/// (docs/ARCHITECTURE.md, "Private repositories").
+pub const PRIVATE_TRANSPORT_SCHEME: &str = "speedy-s3";
 
 /// The validated repository settings.
 #[derive(Debug, Clone)]

@@ -96,6 +96,16 @@ pub enum CommandError {
     SecretValue { name: String, why: &'static str },
     #[error("--suite: {0}")]
     InvalidSuite(String),
+    /// A private repository's servers need a read credential to read it at all.
+    #[error(
+        "{repository} is private (acl = \"private\"): its servers need a read-only key of the bucket. \
+         Set SPEEDY_READ_ACCESS_KEY_ID and SPEEDY_READ_SECRET_ACCESS_KEY (a line that starts with a space \
+         stays out of the shell's history), or pass --read-credential-file FILE (docs/operations.md, \"Private repositories\")"
+    )]
+    ReadCredentialNeeded { repository: String },
+    /// The message names where the credential came from, never its value.
+    #[error("the read credential: {origin} {why}")]
+    ReadCredential { origin: String, why: String },
     #[error("{what}: {why}")]
     InvalidUrl { what: &'static str, why: String },
     #[error(

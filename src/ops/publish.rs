@@ -99,6 +99,9 @@ pub struct PublishSummary {
     /// Set when the repository was signed with the development key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub development_key: Option<PathBuf>,
+    /// `acl = "private"`: servers need the read credential and the transport, which
+    /// only `server-setup` gives them.
+    pub private: bool,
 }
 
 /// The apt preferences that make a server follow a rollback: this repository's origin
@@ -292,7 +295,7 @@ impl<'a> SuiteWriter<'a> {
             RepoLocation::Local(dir) => dir.join(KEYRING_KEY).display().to_string(),
             RepoLocation::Spaces { .. } => format!("{url}{KEYRING_KEY}"),
         };
-        let files = ServerFiles::new(&self.settings, &url, &report.suite);
+        let files = ServerFiles::new(&self.settings, &location.server_url(), &report.suite);
         Ok(PublishSummary {
             keyring_path: files.keyring_path,
             sources: files.sources,
@@ -307,6 +310,7 @@ impl<'a> SuiteWriter<'a> {
             repository_flags: self.options.repo.command_line_flags(),
             url,
             keyring,
+            private: location.is_private(),
             development_key: match &self.key.source {
                 KeySource::Development { path, .. } => Some(path.clone()),
                 _ => None,

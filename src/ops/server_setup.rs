@@ -95,6 +95,9 @@ pub struct ServerSetupOptions {
     /// repository served over HTTP, a CDN name).
     pub url: Option<String>,
     pub format: SetupFormat,
+    /// A private repository's read credential from this file (`--read-credential-file`)
+    /// instead of the environment.
+    pub read_credential_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,6 +113,9 @@ pub struct ServerSetup {
     pub secrets_given: Vec<String>,
     /// The ones it did not give: the servers' files keep what they hold.
     pub secrets_not_given: Vec<String>,
+    /// For a private repository, where the server keeps its read credential (the
+    /// credential itself is in `text` only).
+    pub read_credential_path: Option<String>,
     /// The script or the user data.
     pub text: String,
 }
@@ -256,14 +262,30 @@ pub fn server_setup(
         None if role.packages.iter().any(|p| p == "postgresql") => IpAddr::from([127, 0, 0, 1]),
         None => return Err(CommandError::DbHostNeeded { role: role.name }),
     };
-    let (url, what) = match &options.url {
-        Some(url) => (url.clone(), "--url"),
-        None => (
-            settings.location.public_url(),
-            "the repository's URL (pass --url with the one servers use)",
-        ),
+    let private = private_transport(&settings.location, options, &|name| std::env::var_os(name))?;
+    let url = match (&private, &options.url) {
+        (Some(_), Some(_)) => {
+            return Err(CommandError::InvalidUrl {
+                what: "--url",
+                why: format!(
+                    "{} is a private repository: servers read it from the bucket with their read credential, never over another URL",
+                    settings.location.describe()
+                ),
+            })
+        }
+        (Some(_), None) => settings.location.server_url(),
+        (None, url) => {
+            let (url, what) = match url {
+                Some(url) => (url.clone(), "--url"),
+                None => (
+                    settings.location.server_url(),
+                    "the repository's URL (pass --url with the one servers use)",
+                ),
+            };
+            check_server_url(&url).map_err(|why| CommandError::InvalidUrl { what, why })?;
+            url
+        }
     };
-    check_server_url(&url).map_err(|why| CommandError::InvalidUrl { what, why })?;
     let keys = settings.repo_keys(&options.repo, KeyPurpose::Read, listener)?;
     check_suite_is_published(&settings, &suite, listener)?;
     let secrets = given_secrets(&services, &role, &|name| std::env::var_os(name))?;
@@ -296,10 +318,12 @@ pub fn server_setup(
         url: &url,
         secrets: &secrets.packages,
         fleet: super::fleet::follower_vars(&settings, &files.sources_path, &role.packages)?,
+        private: private.as_ref(),
+        credential_in_script: options.format == SetupFormat::Script,
     })?;
     let text = match options.format {
         SetupFormat::Script => script,
-        SetupFormat::CloudInit => cloud_config(&role.name, &script),
+        SetupFormat::CloudInit => cloud_config(&role.name, &script, private.as_ref()),
     };
     Ok(ServerSetup {
         role: role.name.clone(),
@@ -310,6 +334,7 @@ pub fn server_setup(
         db_host: db_host.to_string(),
         secrets_given: secrets.given,
         secrets_not_given: secrets.not_given,
+        read_credential_path: private.map(|p| p.conf_path),
         text,
     })
 }
@@ -353,6 +378,10 @@ struct SetupScript<'a> {
     secrets: &'a [PackageSecrets],
     /// The fleet follower's `{{name}}` values (`fleet::follower_vars`).
     fleet: Vec<(&'static str, String)>,
+    private: Option<&'a PrivateTransport>,
+    /// Whether the script writes the read credential itself (the cloud-init form
+    /// writes it with `write_files` and leaves it out of the script).
+    credential_in_script: bool,
 }
 
 /// Where cloud-init leaves the script on a droplet (and where it can be run again).
@@ -402,6 +431,29 @@ fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
         ("unattended", quote(&files.unattended)),
         ("unattended_path", quote(&files.unattended_path)),
         ("secrets", secrets_lines(setup.secrets)),
+        (
+            "private",
+            (if setup.private.is_some() { "yes" } else { "no" }).to_owned(),
+        ),
+        ("transport_method_path", quote(TRANSPORT_METHOD_PATH)),
+        (
+            "transport_conf_path",
+            quote(setup.private.map(|p| p.conf_path.as_str()).unwrap_or("")),
+        ),
+        (
+            "transport_base64",
+            match setup.private {
+                Some(_) => base64_lines(TRANSPORT_METHOD.as_bytes()),
+                None => String::new(),
+            },
+        ),
+        (
+            "transport_conf",
+            quote(match setup.private {
+                Some(p) if setup.credential_in_script => p.conf.as_str(),
+                _ => "",
+            }),
+        ),
     ]
     .into_iter()
     .chain(setup.fleet.iter().cloned())
@@ -432,8 +484,10 @@ fn secrets_lines(secrets: &[PackageSecrets]) -> String {
         .join("\n")
 }
 
-/// `#cloud-config` that installs the script and runs it once, at first boot.
-fn cloud_config(role: &str, script: &str) -> String {
+/// `#cloud-config` that installs the script and runs it once, at first boot; for a
+/// private repository, it also writes the read credential's file, root's only
+/// (cloud-init writes every file before `runcmd`).
+fn cloud_config(role: &str, script: &str, private: Option<&PrivateTransport>) -> String {
     let indented: String = script
         .lines()
         .map(|line| {
@@ -444,6 +498,23 @@ fn cloud_config(role: &str, script: &str) -> String {
             }
         })
         .collect();
+    let credential = match private {
+        Some(private) => {
+            let content: String = private
+                .conf
+                .lines()
+                .map(|line| format!("      {line}\n"))
+                .collect();
+            format!(
+                "  - path: {}\n    \
+                     owner: root:root\n    \
+                     permissions: '0600'\n    \
+                     content: |\n{content}",
+                private.conf_path
+            )
+        }
+        None => String::new(),
+    };
     format!(
         "#cloud-config\n\
          # cargo speedy server-setup --role {role} --format cloud-init: user data for a new droplet.\n\
@@ -453,10 +524,196 @@ fn cloud_config(role: &str, script: &str) -> String {
            - path: {CLOUD_INIT_SCRIPT_PATH}\n    \
              owner: root:root\n    \
              permissions: '0700'\n    \
-             content: |\n{indented}\
+             content: |\n{indented}{credential}\
          runcmd:\n  \
            - [{CLOUD_INIT_SCRIPT_PATH}]\n"
     )
+}
+
+// --- Private repositories (docs/ARCHITECTURE.md, "Private repositories") ---
+
+/// The apt method that reads a private repository, as the script installs it.
+const TRANSPORT_METHOD: &str = include_str!("../../templates/apt-method-speedy-s3");
+/// Where apt looks for the method of the `speedy-s3` scheme.
+pub const TRANSPORT_METHOD_PATH: &str = "/usr/lib/apt/methods/speedy-s3";
+/// Where the method finds each bucket's endpoint and read credential.
+pub const TRANSPORT_CONF_DIR: &str = "/etc/apt/speedy-s3";
+/// The read credential of a private repository, from the environment...
+pub const READ_ACCESS_KEY_ID_VAR: &str = "SPEEDY_READ_ACCESS_KEY_ID";
+pub const READ_SECRET_ACCESS_KEY_VAR: &str = "SPEEDY_READ_SECRET_ACCESS_KEY";
+
+/// What a server of a private repository gets besides the public files: the method's
+/// settings for the bucket with the read credential.
+struct PrivateTransport {
+    /// `/etc/apt/speedy-s3/BUCKET.conf`.
+    conf_path: String,
+    /// Its contents: endpoint, region, addressing and the credential.
+    conf: zeroize::Zeroizing<String>,
+}
+
+/// For a private repository, its transport's settings with the read credential from
+/// `--read-credential-file` or the environment (`lookup`); `None` for a public one.
+/// Without a credential a private repository is refused: its servers could read
+/// nothing.
+fn private_transport(
+    location: &crate::config::RepoLocation,
+    options: &ServerSetupOptions,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<PrivateTransport>, CommandError> {
+    let crate::config::RepoLocation::Spaces { config, .. } = location else {
+        return Ok(None);
+    };
+    if config.public_read {
+        return Ok(None);
+    }
+    let credential = match &options.read_credential_file {
+        Some(path) => read_credential_file(path)?,
+        None => read_credential_environment(lookup)?.ok_or_else(|| {
+            CommandError::ReadCredentialNeeded {
+                repository: location.describe(),
+            }
+        })?,
+    };
+    let addressing = if config.path_style { "path" } else { "virtual" };
+    let conf = zeroize::Zeroizing::new(format!(
+        "# cargo speedy server-setup: how apt reads the private bucket {bucket} (root's only)\n\
+         endpoint={endpoint}\nregion={region}\naddressing={addressing}\n\
+         access_key_id={id}\nsecret_access_key={secret}\n",
+        bucket = config.bucket,
+        endpoint = config.endpoint.trim_end_matches('/'),
+        region = config.region,
+        id = credential.access_key_id.as_str(),
+        secret = credential.secret_access_key.as_str(),
+    ));
+    Ok(Some(PrivateTransport {
+        conf_path: format!("{TRANSPORT_CONF_DIR}/{}.conf", config.bucket),
+        conf,
+    }))
+}
+
+/// A read-only access key of the bucket.
+pub(super) struct ReadCredential {
+    pub(super) access_key_id: zeroize::Zeroizing<String>,
+    pub(super) secret_access_key: zeroize::Zeroizing<String>,
+}
+
+/// Both variables, or neither; a value the transport's settings cannot carry is
+/// refused, naming the variable and never its value.
+pub(super) fn read_credential_environment(
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<ReadCredential>, CommandError> {
+    let value = |name: &'static str| -> Result<Option<zeroize::Zeroizing<String>>, CommandError> {
+        match lookup(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(value) => {
+                let value = zeroize::Zeroizing::new(value.into_string().map_err(|_| {
+                    CommandError::ReadCredential {
+                        origin: name.to_owned(),
+                        why: "is not UTF-8 text".into(),
+                    }
+                })?);
+                check_credential_value(&value, name == READ_ACCESS_KEY_ID_VAR).map_err(|why| {
+                    CommandError::ReadCredential {
+                        origin: name.to_owned(),
+                        why,
+                    }
+                })?;
+                Ok(Some(value))
+            }
+        }
+    };
+    match (
+        value(READ_ACCESS_KEY_ID_VAR)?,
+        value(READ_SECRET_ACCESS_KEY_VAR)?,
+    ) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(Some(ReadCredential {
+            access_key_id,
+            secret_access_key,
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(CommandError::ReadCredential {
+            origin: READ_SECRET_ACCESS_KEY_VAR.to_owned(),
+            why: format!("is not set, but {READ_ACCESS_KEY_ID_VAR} is: give both"),
+        }),
+        (None, Some(_)) => Err(CommandError::ReadCredential {
+            origin: READ_ACCESS_KEY_ID_VAR.to_owned(),
+            why: format!("is not set, but {READ_SECRET_ACCESS_KEY_VAR} is: give both"),
+        }),
+    }
+}
+
+/// A file of `SPEEDY_READ_ACCESS_KEY_ID=...` and `SPEEDY_READ_SECRET_ACCESS_KEY=...`
+/// lines (blank lines and `#` comments allowed).
+pub(super) fn read_credential_file(path: &std::path::Path) -> Result<ReadCredential, CommandError> {
+    let at = |line: Option<usize>, why: String| CommandError::ReadCredential {
+        origin: match line {
+            Some(n) => format!("{}, line {n}", path.display()),
+            None => path.display().to_string(),
+        },
+        why,
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| at(None, format!("cannot be read: {e}")))?,
+    );
+    let mut id = None;
+    let mut secret = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line.split_once('=').ok_or_else(|| {
+            at(
+                Some(n + 1),
+                "is not NAME=value (its contents are not shown)".into(),
+            )
+        })?;
+        let (slot, is_key_id) = match name.trim() {
+            READ_ACCESS_KEY_ID_VAR => (&mut id, true),
+            READ_SECRET_ACCESS_KEY_VAR => (&mut secret, false),
+            other => {
+                return Err(at(
+                    Some(n + 1),
+                    format!(
+                        "{other:?} is not {READ_ACCESS_KEY_ID_VAR} or {READ_SECRET_ACCESS_KEY_VAR}"
+                    ),
+                ))
+            }
+        };
+        let value = value.trim();
+        check_credential_value(value, is_key_id)
+            .map_err(|why| at(Some(n + 1), format!("{}: {why}", name.trim())))?;
+        *slot = Some(zeroize::Zeroizing::new(value.to_owned()));
+    }
+    match (id, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(ReadCredential {
+            access_key_id,
+            secret_access_key,
+        }),
+        (None, _) => Err(at(None, format!("has no {READ_ACCESS_KEY_ID_VAR}= line"))),
+        (_, None) => Err(at(
+            None,
+            format!("has no {READ_SECRET_ACCESS_KEY_VAR}= line"),
+        )),
+    }
+}
+
+/// Access keys are printable ASCII without quotes or backslashes (they go into a
+/// curl `user = "ID:SECRET"` line on the server), and an ID has no colon.
+fn check_credential_value(value: &str, is_key_id: bool) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    if value
+        .chars()
+        .any(|c| !c.is_ascii_graphic() || c == '"' || c == '\\' || (is_key_id && c == ':'))
+    {
+        return Err(format!(
+            "holds a character an access key does not have (space, quote, backslash, control{}); its value is not shown",
+            if is_key_id { ", colon" } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// Base64 in lines of 76 characters (as `base64` writes them), for a here-document:
@@ -760,7 +1017,12 @@ mod tests {
                 ("B".into(), evil("line")),
             ],
         }];
-        for runs_jobs in [false, true] {
+        let transport = PrivateTransport {
+            conf_path: evil("conf-path"),
+            conf: zeroize::Zeroizing::new(evil("credential")),
+        };
+        let method_lines = base64_lines(TRANSPORT_METHOD.as_bytes()).lines().count();
+        for (runs_jobs, private) in [(false, None), (true, None), (true, Some(&transport))] {
             let role = Role {
                 runs_jobs,
                 ..role.clone()
@@ -790,6 +1052,8 @@ mod tests {
                 .into_iter()
                 .map(|name| (name, crate::shell::quote(&evil(name))))
                 .collect(),
+                private,
+                credential_in_script: true,
             })
             .unwrap();
             let lines = contexts(&script);
@@ -814,7 +1078,11 @@ mod tests {
                     );
                 }
             }
-            assert_eq!(here_documents, 6, "the keyring's 400 base64 characters");
+            assert_eq!(
+                here_documents,
+                6 + if private.is_some() { method_lines } else { 0 },
+                "the keyring's 400 base64 characters (and the apt method's)"
+            );
             // A value's line that reads like the terminator is inside its quotes; the
             // one terminator the shell sees is the template's own.
             let terminators: Vec<Context> = lines
@@ -830,7 +1098,11 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
-            assert_eq!(script.matches("PWNED").count(), 34, "{script}");
+            assert_eq!(
+                script.matches("PWNED").count(),
+                34 + if private.is_some() { 2 } else { 0 },
+                "{script}"
+            );
             let syntax = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

@@ -231,8 +231,13 @@ impl Publish<'_> {
                 None
             }
         };
-        let collected = gc_state
-            .and_then(|previous| self.collect_garbage(locked, known, &previous, keyring, listener));
+        let acl = gc_state
+            .as_ref()
+            .ok()
+            .and_then(|state| self.reapply_acl(state.acl.as_deref(), report, listener));
+        let collected = gc_state.and_then(|previous| {
+            self.collect_garbage(locked, known, &previous, keyring, acl, listener)
+        });
         match collected {
             Ok(deleted) => report.deleted = deleted,
             Err(error) => unfinished(report, listener, format!("garbage collection: {error}")),

@@ -46,6 +46,7 @@ impl Publish<'_> {
         known: Option<&Known>,
         previous: &GcState,
         keyring: Option<String>,
+        acl: Option<String>,
         listener: &dyn Listener,
     ) -> Result<Vec<String>, PublishError> {
         let referenced = match known {
@@ -79,6 +80,7 @@ impl Publish<'_> {
         next.swept_at = if sweep { now } else { previous.swept_at };
         next.history_heads = referenced.heads_after;
         next.published_keyring = keyring;
+        next.acl = acl;
         for key in &delete {
             listener.detail(&format!("delete {key}"));
             self.store.delete(key)?;

@@ -15,6 +15,7 @@
 //! collection, [`lock`] the lock and its renewal, [`state`] reading the suites,
 //! [`probe`] the conditional-write probe, [`verify`] `verify` and `list`.
 
+mod acl;
 mod after;
 mod attempt;
 mod gc;

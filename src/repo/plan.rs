@@ -628,6 +628,21 @@ pub struct GcState {
     /// costs no request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_keyring: Option<String>,
+    /// The ACL every object was given last (`public-read` or `private`): a publish
+    /// with the other setting gives every object its own
+    /// (docs/ARCHITECTURE.md, "Private repositories").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<String>,
+}
+
+/// Whether every object needs the ACL `configured` now: the last one given was
+/// another, or none is recorded and the repository is to be private (objects of a
+/// repository older than the record were given the default, `public-read`).
+pub fn acl_must_be_reapplied(recorded: Option<&str>, configured: &str) -> bool {
+    match recorded {
+        Some(recorded) => recorded != configured,
+        None => configured != "public-read",
+    }
 }
 
 /// How often garbage collection lists the whole store at the least: what a failed
@@ -685,6 +700,17 @@ pub fn collect_garbage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_acl_is_reapplied_when_it_changed_or_a_repository_turns_private() {
+        assert!(!acl_must_be_reapplied(Some("public-read"), "public-read"));
+        assert!(!acl_must_be_reapplied(Some("private"), "private"));
+        assert!(acl_must_be_reapplied(Some("public-read"), "private"));
+        assert!(acl_must_be_reapplied(Some("private"), "public-read"));
+        // No record: every object so far had the old default, public-read.
+        assert!(!acl_must_be_reapplied(None, "public-read"));
+        assert!(acl_must_be_reapplied(None, "private"));
+    }
 
     pub(super) fn sha(n: u8) -> String {
         format!("{n:02x}").repeat(32)

@@ -126,6 +126,18 @@ pub trait Store: Send + Sync {
     /// What an earlier probe found, so that the store's conditional writes do not
     /// probe again. Stores with nothing to probe ignore it.
     fn assume_conditional_writes(&self, _found: ConditionalWrites) {}
+    /// The canned ACL this store gives what `PutOptions::public` calls public
+    /// (`public-read`, or `private` for a private bucket); `None` for a store
+    /// without ACLs (the local directory).
+    fn public_acl(&self) -> Option<&'static str> {
+        None
+    }
+    /// Gives an existing object the ACL `options` call for, as `put` would have: a
+    /// repository moved between public and private is re-ACL'd by one publish
+    /// (docs/ARCHITECTURE.md, "Private repositories"). A no-op without ACLs.
+    fn set_acl(&self, _key: &str, _options: &PutOptions) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Every backend refuses a key that could escape the store (the fs store maps keys

@@ -1228,6 +1228,34 @@ impl S3Store {
 }
 
 impl Store for S3Store {
+    fn public_acl(&self) -> Option<&'static str> {
+        Some(if self.config().public_read {
+            "public-read"
+        } else {
+            "private"
+        })
+    }
+
+    fn set_acl(&self, key: &str, options: &PutOptions) -> Result<(), StoreError> {
+        check_key(key).map_err(StoreError::InvalidKey)?;
+        let object_key = self.object_key(key);
+        self.runtime.block_on(async {
+            self.link
+                .send("PUT (acl)", key, 0, self.deadline(), |retry| {
+                    self.client
+                        .put_object_acl()
+                        .bucket(&self.config().bucket)
+                        .key(&object_key)
+                        .acl(self.acl(options))
+                        .customize()
+                        .config_override(retry)
+                        .send()
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
     fn describe(&self) -> String {
         self.link.store.clone()
     }

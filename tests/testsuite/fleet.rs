@@ -243,16 +243,7 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("user-data");
         std::fs::write(&file, &user_data).expect("write user data");
-        let schema = tool_output(
-            std::process::Command::new("cloud-init")
-                .args(["schema", "--config-file"])
-                .arg(&file),
-        );
-        assert!(
-            schema.status.success(),
-            "cloud-init schema: {}",
-            describe(&schema)
-        );
+        assert_valid_cloud_config(&file);
         // What cloud-init does with it: write the file, run the command.
         let (path, content, command) = cloud_init_script(&file);
         assert_eq!(command, path, "runcmd runs the script it wrote");
@@ -277,6 +268,20 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
         }
         drop(server);
     }
+}
+
+/// `cloud-init schema` accepts the user data in `file`.
+pub(crate) fn assert_valid_cloud_config(file: &Path) {
+    let schema = tool_output(
+        std::process::Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(file),
+    );
+    assert!(
+        schema.status.success(),
+        "cloud-init schema: {}",
+        describe(&schema)
+    );
 }
 
 /// (path, content, runcmd's command) of the user data, read with a YAML parser.

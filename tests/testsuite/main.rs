@@ -15,6 +15,7 @@ mod fleet;
 mod fleet_switch;
 mod getting_started;
 mod maintainer_scripts;
+mod private;
 mod repo;
 mod restarts;
 mod s3;
