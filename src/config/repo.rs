@@ -209,7 +209,7 @@ pub fn check_server_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn check_bucket(bucket: &str) -> Result<(), String> {
+pub(super) fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
         && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && bucket
