@@ -158,6 +158,8 @@ set_secrets() {
 }
 {{secrets}}
 
+{{backup}}
+
 # Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
 apt-get update </dev/null
 apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@" </dev/null

@@ -52,6 +52,12 @@ pub struct BackupConfig {
 }
 
 impl BackupMetadata {
+    /// Validates the table, with systemd-analyze as the last word on the schedule where
+    /// it exists (as for the jobs' schedules).
+    pub fn resolve_with_systemd(&self, manifest: &Path) -> Result<BackupConfig, ConfigError> {
+        self.resolve(manifest, &calendar::check_with_systemd)
+    }
+
     /// Validates the table; `check_calendar` is the judge for `OnCalendar` values beyond
     /// the pure check (`calendar::check_with_systemd` in production).
     pub fn resolve(

@@ -6,6 +6,7 @@
 //! that override them, the store a location opens and the key that signs for it
 //! (docs/ARCHITECTURE.md, "Layers").
 
+mod backup;
 mod build;
 mod cdn;
 mod doctor;
@@ -17,6 +18,10 @@ mod server_setup;
 
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
+pub use backup::{
+    backup_list, backup_prune, backup_restore, BackupEntry, BackupError, BackupList, Pruned,
+    RestoreDestination, RestoreOptions, Restored, IDENTITY_FILE_VAR,
+};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
 pub use history::{
@@ -41,6 +46,7 @@ pub use server_setup::{
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
 use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::{Listener, Retrying};
+use crate::package::backup::BackupPackage;
 use crate::package::keyring::KeyringPackage;
 use crate::package::BuildError;
 use crate::publish::PublishError;
@@ -110,6 +116,8 @@ pub enum CommandError {
         "the last change of suite {suite} ({command}) added or re-phased no package besides the keyring: name the packages to phase with -p"
     )]
     NothingToPhase { suite: String, command: String },
+    #[error(transparent)]
+    Backup(Box<BackupError>),
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -269,6 +277,21 @@ impl RepoSettings {
         }
     }
 
+    /// The database backup package, `<short name>-backup`, when the workspace
+    /// configures backups (docs/ARCHITECTURE.md, "Database backups").
+    pub fn backup_package(&self) -> Result<Option<BackupPackage>, ConfigError> {
+        let Some(workspace) = &self.workspace else {
+            return Ok(None);
+        };
+        let keyring = self.keyring_package();
+        Ok(workspace.backup_config()?.map(|config| BackupPackage {
+            name: format!("{}-backup", self.config.short_name()),
+            origin: keyring.origin,
+            maintainer: keyring.maintainer,
+            config,
+        }))
+    }
+
     /// Where the keyring package is built.
     pub fn keyring_dir(&self) -> PathBuf {
         match &self.workspace {
@@ -300,7 +323,7 @@ pub fn open_store(
 }
 
 /// An S3 store whose retry notices go to `listener`.
-fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
+pub(super) fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
     let store = S3Store::new(config.clone(), Credentials::from_env()?)?;
     if let Some(listener) = listener.shared() {
         store.set_retry_notice(Arc::new(move |notice: &RetryNotice| {

@@ -243,7 +243,23 @@ impl<'a> SuiteWriter<'a> {
         if !all.iter().any(same) {
             all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
         }
-        let unphased = [keyring.name];
+        let mut unphased = vec![keyring.name];
+        // The backup package goes with every publish too, unphased: a database's
+        // backups are not something to roll out to a share of the servers.
+        if let Some(backup) = self.settings.backup_package()? {
+            let built = backup.build(
+                &self.settings.keyring_dir(),
+                self.keys.public_key().newest_created(),
+                sign,
+            )?;
+            if !all
+                .iter()
+                .any(|d| d.entry.name == backup.name && d.entry.version == built.version)
+            {
+                all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
+            }
+            unphased.push(backup.name);
+        }
         self.write(
             Change::Add {
                 debs: &all,

@@ -201,6 +201,20 @@ fn compact_time(secs: u64) -> String {
 }
 
 fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BuildError> {
+    let files: Vec<(String, Vec<u8>, u32)> = files
+        .iter()
+        .map(|(path, bytes)| (path.clone(), bytes.clone(), 0o644))
+        .collect();
+    tar_with_modes(dirs, &files, mtime).map_err(BuildError::Keyring)
+}
+
+/// A reproducible tar of `dirs` and `files` (path, bytes, mode), all root's, every
+/// timestamp `mtime`: the members of a generated .deb.
+pub(super) fn tar_with_modes(
+    dirs: &[String],
+    files: &[(String, Vec<u8>, u32)],
+    mtime: u64,
+) -> Result<Vec<u8>, String> {
     let mut builder = tar::Builder::new(Vec::new());
     let header = |path: &str, size: u64, mode: u32, kind: tar::EntryType| {
         let mut header = tar::Header::new_gnu();
@@ -214,15 +228,15 @@ fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u
         let _ = header.set_groupname("root");
         (header, path.to_owned())
     };
-    let tar_error = |e: std::io::Error| BuildError::Keyring(format!("writing a tar archive: {e}"));
+    let tar_error = |e: std::io::Error| format!("writing a tar archive: {e}");
     for dir in dirs {
         let (mut h, path) = header(dir, 0, 0o755, tar::EntryType::Directory);
         builder
             .append_data(&mut h, path, std::io::empty())
             .map_err(tar_error)?;
     }
-    for (path, bytes) in files {
-        let (mut h, path) = header(path, bytes.len() as u64, 0o644, tar::EntryType::Regular);
+    for (path, bytes, mode) in files {
+        let (mut h, path) = header(path, bytes.len() as u64, *mode, tar::EntryType::Regular);
         builder
             .append_data(&mut h, path, bytes.as_slice())
             .map_err(tar_error)?;
@@ -233,22 +247,30 @@ fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u
 /// Preset 0: the tarball is a few KB, and preset 6 would allocate a large encoder on
 /// every publish for the same bytes out (layout 2; CONTRIBUTING.md, "Benchmark").
 fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+    xz_fast(bytes).map_err(BuildError::Keyring)
+}
+
+pub(super) fn xz_fast(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 0);
     encoder
         .write_all(bytes)
         .and_then(|_| encoder.finish())
-        .map_err(|e| BuildError::Keyring(format!("xz compression: {e}")))
+        .map_err(|e| format!("xz compression: {e}"))
 }
 
 /// gzip with no name and no timestamp in the header, so the output is reproducible.
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+    gzip_reproducible(bytes).map_err(BuildError::Keyring)
+}
+
+pub(super) fn gzip_reproducible(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
     encoder
         .write_all(bytes)
         .and_then(|_| encoder.finish())
-        .map_err(|e| BuildError::Keyring(format!("gzip compression: {e}")))
+        .map_err(|e| format!("gzip compression: {e}"))
 }
 
 #[cfg(test)]
