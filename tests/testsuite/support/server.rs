@@ -320,6 +320,11 @@ fn prepare_root(root: &Path) {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link).expect("mask a timer");
     }
+    // Servers share the host's network: PostgreSQL starts only where a test starts it
+    // (on a port of its own), or every boot would contend for 5432.
+    let _ = std::fs::remove_file(
+        root.join("etc/systemd/system/multi-user.target.wants/postgresql.service"),
+    );
     // Not the name of the host that ran debootstrap (which copies /etc/hostname).
     std::fs::write(root.join("etc/hostname"), "speedy-server\n").expect("hostname");
     // Every boot gets its own machine id.

@@ -1,0 +1,311 @@
+//! Database backups on a booted Debian server (systemd as PID 1 in systemd-nspawn) with
+//! PostgreSQL, set up by `server-setup` for the all-in-one role: the backup service
+//! streams an encrypted dump into a bucket of moto on 127.0.0.1, the check watches it,
+//! and `cargo speedy backup restore` brings the same rows back.
+//!
+//! Needs root, systemd-nspawn, nsenter, debootstrap, age and s3cmd (`.ci/deps`
+//! installs them); see tests/testsuite/support/server.rs for the harness.
+
+use crate::support::server::{archive_key, free_port, BootedServer, RepoHttpServer, SUITE};
+use crate::support::*;
+use cargo_speedy::store::Store;
+use std::path::Path;
+
+const PACKAGE: &str = "speedy-backup";
+const SERVICE: &str = "speedy-backup.service";
+const CHECK: &str = "/usr/lib/nagios/plugins/check_speedy-backup";
+/// The server's upload credential (moto takes any) and the operator's (another).
+const SERVER_KEY_ID: &str = "speedy-backup-server";
+const SERVER_SECRET: &str = "server-secret-never-in-argv";
+
+/// An age key pair made on the "operator's machine": (key file, public key).
+fn age_key(dir: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("backup.key");
+    run("age-keygen", &["-o", key.to_str().expect("utf-8 path")]);
+    let public = stdout(
+        &std::process::Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key)
+            .output()
+            .expect("run age-keygen -y"),
+    )
+    .trim()
+    .to_owned();
+    (key, public)
+}
+
+/// The fixture with PostgreSQL in its all-in-one role (the booted root has it
+/// installed, so apt needs no Debian mirror) and backups to `bucket` on moto.
+fn fixture_with_backups(bucket: &str, recipient: &str) -> Fixture {
+    let fixture = Fixture::new();
+    fixture.edit(
+        "Cargo.toml",
+        "single = [\"speedy-app\"",
+        "single = [\"postgresql\", \"speedy-app\"",
+    );
+    fixture.edit(
+        "Cargo.toml",
+        "[profile.release]",
+        &format!(
+            "[workspace.metadata.speedy.backup]\n\
+             databases = [\"speedy\"]\n\
+             schedule = \"daily\"\n\
+             bucket = \"{bucket}\"\n\
+             endpoint = \"{}\"\n\
+             region = \"us-east-1\"\n\
+             prefix = \"db\"\n\
+             recipient = \"{recipient}\"\n\n[profile.release]",
+            MotoServer::shared().endpoint()
+        ),
+    );
+    fixture
+}
+
+/// SQL run by psql as postgres in the server; its unaligned output.
+fn psql(server: &BootedServer, database: &str, sql: &str) -> String {
+    let output = server.exec_input(
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+        ],
+        sql.as_bytes(),
+    );
+    assert!(
+        output.status.success(),
+        "psql {database}: {}",
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// The check's status line and exit code.
+fn check(server: &BootedServer) -> (String, i32) {
+    let output = server.exec(&["runuser", "-u", "nobody", "--", CHECK]);
+    (stdout(&output), output.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn an_encrypted_backup_reaches_the_bucket_is_watched_and_restores_the_same_rows() {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("backup");
+    let keys_dir = tempfile::tempdir().expect("temp dir");
+    let (identity, recipient) = age_key(keys_dir.path());
+    let fixture = fixture_with_backups(&bucket, &recipient);
+    let (_archive_keys, archive_key, _keyring) = archive_key(&fixture);
+    let repo = tempfile::tempdir().expect("temp dir");
+    let http = RepoHttpServer::serve(repo.path());
+    let repo_dir = repo.path().to_str().expect("utf-8 path");
+    let key = archive_key.to_str().expect("utf-8 path");
+    assert_success(&fixture.speedy(&[
+        "release",
+        "--quiet",
+        "--suite",
+        "dev",
+        "--repo-dir",
+        repo_dir,
+        "--key-file",
+        key,
+    ]));
+    let setup = fixture.speedy_env(
+        &[
+            "server-setup",
+            "--role",
+            "single",
+            "--suite",
+            "dev",
+            "--url",
+            &http.url,
+            "--repo-dir",
+            repo_dir,
+            "--key-file",
+            key,
+        ],
+        &[
+            ("SPEEDY_BACKUP_ACCESS_KEY_ID", SERVER_KEY_ID),
+            ("SPEEDY_BACKUP_SECRET_ACCESS_KEY", SERVER_SECRET),
+        ],
+    );
+    assert_success(&setup);
+    let script = stdout(&setup);
+    assert!(
+        script.contains(PACKAGE),
+        "the role that runs postgresql gets the backup package:\n{script}"
+    );
+
+    let server = BootedServer::boot(SUITE);
+    // Its own port: servers share the host's network. Unix socket only.
+    let port = free_port();
+    server.sh_ok(&format!(
+        "sed -i 's/^port = .*/port = {port}/; s/^#\\?listen_addresses = .*/listen_addresses = '\"''\"'/' /etc/postgresql/*/main/postgresql.conf"
+    ));
+    server.write_file("/root/speedy-server-setup", script.as_bytes(), 0o700);
+    server.exec_ok(&["/root/speedy-server-setup"]);
+    assert_eq!(
+        server
+            .exec_ok(&["stat", "-c", "%U %a", "/etc/speedy-backup/credentials"])
+            .trim(),
+        "root 600"
+    );
+    server.systemctl(&["start", "postgresql.service"]);
+    assert_eq!(server.show("speedy-backup.timer", "ActiveState"), "active");
+
+    psql(&server, "postgres", "CREATE DATABASE speedy;");
+    psql(
+        &server,
+        "speedy",
+        "CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL);\n\
+         INSERT INTO items SELECT n, 'canary-' || md5(n::text) FROM generate_series(1, 5000) AS n;",
+    );
+    let table = "COPY (SELECT * FROM items ORDER BY id) TO STDOUT;";
+    let original = psql(&server, "speedy", table);
+    assert_eq!(original.lines().count(), 5000);
+
+    // Before any run: no backup yet is a warning, not OK.
+    let (line, code) = check(&server);
+    assert_eq!(code, 1, "{line}");
+
+    server.systemctl(&["start", SERVICE]);
+    assert_eq!(server.show(SERVICE, "Result"), "success");
+    let (line, code) = check(&server);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("SPEEDY-BACKUP OK - the newest backup ("),
+        "{line}"
+    );
+
+    // The operator's side: the credential from the environment, the key from a file.
+    let mut operator_env: Vec<(&str, &str)> = TEST_CREDENTIALS.to_vec();
+    let listed = fixture.speedy_env(&["backup", "list"], &operator_env);
+    assert_success(&listed);
+    let listing = stdout(&listed);
+    let key_line = listing
+        .lines()
+        .find(|l| l.contains("db/speedy/") && l.contains("checksum present"))
+        .unwrap_or_else(|| panic!("no complete backup listed:\n{listing}"));
+    let object = key_line.split_whitespace().last().expect("key").to_owned();
+    assert!(object.ends_with("-speedy-server.pgdump.age"), "{object}");
+
+    // Unreadable without the key: age's header, none of the rows' text.
+    let store = moto.store(&bucket);
+    let ciphertext = store
+        .get(&object)
+        .expect("get")
+        .expect("the dump is in the bucket");
+    assert!(ciphertext.starts_with(b"age-encryption.org/v1\n"));
+    assert!(!ciphertext.windows(7).any(|w| w == b"canary-"));
+    assert!(!String::from_utf8_lossy(&ciphertext).contains("CREATE TABLE"));
+    let checksum = store
+        .get(&format!("{object}.sha256"))
+        .expect("get")
+        .expect("checksum object");
+    assert!(String::from_utf8_lossy(&checksum)
+        .starts_with(&cargo_speedy::repo::plan::sha256_hex(&ciphertext)));
+
+    // Without the key, restore refuses and says which variable names it.
+    let refused = fixture.speedy_env(
+        &["backup", "restore", "--latest", "--to", "/dev/null"],
+        &operator_env,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("SPEEDY_BACKUP_IDENTITY_FILE"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Restore into a fresh database. The server runs PostgreSQL 17 and the host's
+    // pg_restore is 15, which cannot read its archives: the pg_restore on PATH is the
+    // server's, run through nsenter, reading cargo speedy's decrypted stream on stdin.
+    psql(&server, "postgres", "CREATE DATABASE restored;");
+    let bin = tempfile::tempdir().expect("temp dir");
+    let wrapper = bin.path().join("pg_restore");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec nsenter -t {} -m -u -i -p --root --wd -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin runuser -u postgres -- pg_restore \"$@\"\n",
+            server.leader_pid()
+        ),
+    )
+    .expect("write the pg_restore wrapper");
+    run("chmod", &["755", wrapper.to_str().expect("utf-8 path")]);
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let identity = identity.to_str().expect("utf-8 path").to_owned();
+    operator_env.push(("SPEEDY_BACKUP_IDENTITY_FILE", &identity));
+    operator_env.push(("PATH", &path));
+    let url = format!("postgresql:///restored?host=/var/run/postgresql&port={port}");
+    let restored = fixture.speedy_env(
+        &["backup", "restore", "--latest", "--into", &url],
+        &operator_env,
+    );
+    assert_success(&restored);
+    assert!(stdout(&restored).contains(&object), "{}", stdout(&restored));
+    let copy = psql(&server, "restored", table);
+    assert_eq!(
+        cargo_speedy::repo::plan::sha256_hex(copy.as_bytes()),
+        cargo_speedy::repo::plan::sha256_hex(original.as_bytes()),
+        "the restored table differs"
+    );
+
+    // --to FILE: the decrypted custom-format dump, 0600.
+    let dump = keys_dir.path().join("speedy.dump");
+    let to_file = fixture.speedy_env(
+        &[
+            "backup",
+            "restore",
+            &object,
+            "--to",
+            dump.to_str().expect("utf-8 path"),
+        ],
+        &operator_env,
+    );
+    assert_success(&to_file);
+    let bytes = std::fs::read(&dump).expect("the dump");
+    assert!(
+        bytes.starts_with(b"PGDMP"),
+        "a pg_dump custom-format archive"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dump).expect("stat").permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The bucket unreachable: the run fails, the check says CRITICAL, and the journal
+    // says what failed and where.
+    server.sh_ok(&format!(
+        "sed -i 's/127.0.0.1:{}/127.0.0.1:1/' /usr/share/{PACKAGE}/s3cfg",
+        moto.port
+    ));
+    let failed = server.exec(&["systemctl", "start", SERVICE]);
+    assert!(!failed.status.success());
+    assert_eq!(server.show(SERVICE, "Result"), "exit-code");
+    let (line, code) = check(&server);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("the last backup run failed"), "{line}");
+    let journal = server.exec_ok(&["journalctl", "--no-pager", "-u", SERVICE]);
+    assert!(
+        journal.contains(&format!(
+            "backup failed: speedy: uploading to s3://{bucket}/db/speedy/"
+        )) && journal.contains("is http://127.0.0.1:"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains(SERVER_SECRET),
+        "the credential stays out of the journal"
+    );
+    server.systemctl(&["stop", "postgresql.service"]);
+}
