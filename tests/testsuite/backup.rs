@@ -307,5 +307,91 @@ fn an_encrypted_backup_reaches_the_bucket_is_watched_and_restores_the_same_rows(
         !journal.contains(SERVER_SECRET),
         "the credential stays out of the journal"
     );
+
+    // A bucket that does not exist: s3cmd's reason and ours, in the journal.
+    server.sh_ok(&format!(
+        "sed -i 's/127.0.0.1:1$/127.0.0.1:{port}/' /usr/share/{PACKAGE}/s3cfg && \
+         sed -i 's/^bucket=.*/bucket=no-such-bucket-{port}/' /usr/lib/{PACKAGE}/backup",
+        port = moto.port
+    ));
+    let failed = server.exec(&["systemctl", "start", SERVICE]);
+    assert!(!failed.status.success());
+    let journal = server.exec_ok(&["journalctl", "--no-pager", "-u", SERVICE]);
+    assert!(
+        journal.contains("NoSuchBucket")
+            && journal.contains(&format!(
+                "uploading to s3://no-such-bucket-{}/db/speedy/",
+                moto.port
+            )),
+        "{journal}"
+    );
+    assert_eq!(check(&server).1, 2);
     server.systemctl(&["stop", "postgresql.service"]);
+}
+
+/// `backup prune` deletes what the retention lets go, dump and checksum together,
+/// but never a database's newest complete backup; `backup list` shows what is left
+/// and which run did not finish.
+#[test]
+fn prune_deletes_what_retention_lets_go() {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("prune");
+    let keys_dir = tempfile::tempdir().expect("temp dir");
+    let (_identity, recipient) = age_key(keys_dir.path());
+    let fixture = fixture_with_backups(&bucket, &recipient);
+    let store = moto.store(&bucket);
+    let now = cargo_speedy::clock::compact_utc(cargo_speedy::clock::now());
+    let recent = format!("db/speedy/{now}-a.pgdump.age");
+    let objects = [
+        // Old and complete: goes.
+        ("db/speedy/20200101T000000Z-a.pgdump.age", true),
+        // Old and unfinished: goes.
+        ("db/speedy/20200102T000000Z-a.pgdump.age", false),
+        // Recent: stays.
+        (recent.as_str(), true),
+        // Old, but the newest complete backup of its database: stays.
+        ("db/other/20200101T000000Z-a.pgdump.age", true),
+    ];
+    let options = cargo_speedy::store::PutOptions {
+        content_type: "application/octet-stream",
+        caching: cargo_speedy::store::Caching::Immutable,
+        public: false,
+    };
+    for (key, complete) in objects {
+        store
+            .put(key, cargo_speedy::store::Body::Bytes(b"x"), &options)
+            .expect("put");
+        if complete {
+            store
+                .put(
+                    &format!("{key}.sha256"),
+                    cargo_speedy::store::Body::Bytes(b"y"),
+                    &options,
+                )
+                .expect("put");
+        }
+    }
+    let env = TEST_CREDENTIALS.to_vec();
+    let listed = stdout(&fixture.speedy_env(&["backup", "list"], &env));
+    assert!(
+        listed.contains("NO CHECKSUM (unfinished)  db/speedy/20200102T000000Z-a.pgdump.age"),
+        "{listed}"
+    );
+    let pruned = fixture.speedy_env(&["backup", "prune"], &env);
+    assert_success(&pruned);
+    let left: Vec<String> = store
+        .list("")
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "db/other/20200101T000000Z-a.pgdump.age".to_owned(),
+            "db/other/20200101T000000Z-a.pgdump.age.sha256".to_owned(),
+            recent.clone(),
+            format!("{recent}.sha256"),
+        ]
+    );
 }
