@@ -61,6 +61,61 @@ fn fixture_with_backups(bucket: &str, recipient: &str) -> Fixture {
     fixture
 }
 
+/// lintian finds no error or warning in the backup package that `release` built;
+/// shellcheck none in its scripts, its check and the setup script with its backup
+/// section.
+fn assert_package_and_scripts_are_clean(fixture: &Fixture, setup_script: &str) {
+    assert!(setup_script.contains("/etc/speedy-backup/credentials"));
+    assert!(!setup_script.contains("--access_key") && !setup_script.contains("s3cmd"));
+    let dir = fixture.path("target/speedy/keyring");
+    let deb = std::fs::read_dir(&dir)
+        .expect("the keyring dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().contains("/speedy-backup_"))
+        .expect("release built the backup package");
+    let deb = deb.to_str().expect("utf-8 path");
+    let lintian = std::process::Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0", deb])
+        .output()
+        .expect("lintian is installed");
+    assert!(
+        lintian.status.success(),
+        "lintian:\n{}{}",
+        stdout(&lintian),
+        stderr(&lintian)
+    );
+    let unpacked = tempfile::tempdir().expect("temp dir");
+    let root = unpacked.path().join("root");
+    let control = unpacked.path().join("control");
+    run("dpkg-deb", &["-x", deb, root.to_str().expect("utf-8 path")]);
+    run(
+        "dpkg-deb",
+        &["-e", deb, control.to_str().expect("utf-8 path")],
+    );
+    let setup = unpacked.path().join("setup.sh");
+    std::fs::write(&setup, setup_script).expect("write the setup script");
+    for (shell, path) in [
+        ("bash", root.join("usr/lib/speedy-backup/backup")),
+        (
+            "sh",
+            root.join("usr/lib/nagios/plugins/check_speedy-backup"),
+        ),
+        ("sh", control.join("postinst")),
+        ("sh", control.join("prerm")),
+        ("sh", control.join("postrm")),
+        ("sh", setup),
+    ] {
+        run(
+            "shellcheck",
+            &[
+                &format!("--shell={shell}"),
+                "--severity=style",
+                path.to_str().expect("utf-8 path"),
+            ],
+        );
+    }
+}
+
 /// SQL run by psql as postgres in the server; its unaligned output.
 fn psql(server: &BootedServer, database: &str, sql: &str) -> String {
     let output = server.exec_input(
@@ -137,6 +192,7 @@ fn an_encrypted_backup_reaches_the_bucket_is_watched_and_restores_the_same_rows(
     );
     assert_success(&setup);
     let script = stdout(&setup);
+    assert_package_and_scripts_are_clean(&fixture, &script);
     assert!(
         script.contains(PACKAGE),
         "the role that runs postgresql gets the backup package:\n{script}"
