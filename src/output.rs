@@ -598,6 +598,31 @@ fn human_doctor(report: &DoctorReport) -> String {
     out
 }
 
+/// One line per backup, oldest first: when, which database, from where, how big, and
+/// whether its run finished (the checksum object is there).
+fn human_backup_list(list: &crate::ops::BackupList) -> String {
+    let mut text = format!("{}\n", list.location);
+    if list.entries.is_empty() {
+        text.push_str("  no backups yet\n");
+    }
+    for entry in &list.entries {
+        text.push_str(&format!(
+            "  {}  {:<16} {:<16} {:>12} bytes  {}  {}\n",
+            entry.time,
+            entry.database,
+            entry.host,
+            entry.size,
+            if entry.complete {
+                "checksum present"
+            } else {
+                "NO CHECKSUM (unfinished)"
+            },
+            entry.key
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,29 +655,4 @@ mod tests {
             assert_eq!(message.matches(&text).count(), 1, "{message}");
         }
     }
-}
-
-/// One line per backup, oldest first: when, which database, from where, how big, and
-/// whether its run finished (the checksum object is there).
-fn human_backup_list(list: &crate::ops::BackupList) -> String {
-    let mut text = format!("{}\n", list.location);
-    if list.entries.is_empty() {
-        text.push_str("  no backups yet\n");
-    }
-    for entry in &list.entries {
-        text.push_str(&format!(
-            "  {}  {:<16} {:<16} {:>12} bytes  {}  {}\n",
-            entry.time,
-            entry.database,
-            entry.host,
-            entry.size,
-            if entry.complete {
-                "checksum present"
-            } else {
-                "NO CHECKSUM (unfinished)"
-            },
-            entry.key
-        ));
-    }
-    text
 }

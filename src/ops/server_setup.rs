@@ -550,13 +550,14 @@ fn backup_setup(
 /// The script's backup section: the credential file, root's only, written before the
 /// package is installed so that the first run has it.
 fn backup_lines(backup: &BackupSetup) -> String {
-    let (Some(package), Some(lines)) = (&backup.package, &backup.credential_lines) else {
+    let (Some(_), Some(lines)) = (&backup.package, &backup.credential_lines) else {
         return String::new();
     };
     let quote = |value: &str| crate::shell::quote(value);
     format!(
-        "# Database backups: the upload credential of {package} (root's only; systemd\n\
-         # hands the backup service a copy). printf is a builtin: no command line shows it.\n\
+        "# Database backups: the upload credential of the backup package (root's only;\n\
+         # systemd hands the backup service a copy). printf is a builtin: no command line\n\
+         # shows it.\n\
          mkdir -p {dir}\n\
          printf '%s' {lines} | write_file {path} 600",
         dir = quote(
@@ -909,6 +910,11 @@ mod tests {
                 suite: &suite,
                 url: &url,
                 secrets: &secrets,
+                backup: &BackupSetup {
+                    package: Some(evil("backup-package")),
+                    credentials_path: format!("/etc/{}/credentials", evil("backup-dir")),
+                    credential_lines: Some(evil("backup-credential")),
+                },
             })
             .unwrap();
             let lines = contexts(&script);
@@ -949,7 +955,8 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
-            assert_eq!(script.matches("PWNED").count(), 23, "{script}");
+            // 23 in the repository's part, 3 in the backup section (directory, file, lines).
+            assert_eq!(script.matches("PWNED").count(), 26, "{script}");
             let syntax = std::process::Command::new("sh")
                 .args(["-n", "-c", &script])
                 .output()

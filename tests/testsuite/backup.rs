@@ -75,7 +75,13 @@ fn assert_package_and_scripts_are_clean(fixture: &Fixture, setup_script: &str) {
         .expect("release built the backup package");
     let deb = deb.to_str().expect("utf-8 path");
     let lintian = std::process::Command::new("lintian")
-        .args(["--fail-on", "error,warning", "--tag-display-limit", "0", deb])
+        .args([
+            "--fail-on",
+            "error,warning",
+            "--tag-display-limit",
+            "0",
+            deb,
+        ])
         .output()
         .expect("lintian is installed");
     assert!(
