@@ -1,6 +1,7 @@
 //! `backup list`, `backup restore`, `backup prune`: the operator's side of the database
-//! backups the backup package makes on the servers (docs/ARCHITECTURE.md, "Database
-//! backups"). The operator's credential may read and delete; the servers' only writes.
+//! backups the backup package makes on the servers
+//! (docs/ARCHITECTURE.md, "Database backups"). The operator's credential may read and
+//! delete; a server's key is for its uploads, and nothing here runs on a server.
 //! Decrypting needs the operator's age key, which never goes to a server.
 
 use super::{CommandError, RepoTarget};
