@@ -70,6 +70,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BackupCommand {
+    /// Turn the backup bucket's versioning on and set its lifecycle rule (expire after
+    /// `retention-days`), with the operator's credential
+    Setup,
     /// List the backups in the bucket: time, database, host, size, whether the checksum is there
     List,
     /// Fetch a backup, verify its checksum and decrypt it with the age key file named by
@@ -672,6 +675,9 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
         Command::Backup(command) => {
             let target = global.target(RepoOverrides::default(), &KeyArgs { key_file: None });
             match command {
+                BackupCommand::Setup => {
+                    out.result(&Message::BackupSetup(&ops::backup_setup(&target, out)?));
+                }
                 BackupCommand::List => {
                     out.result(&Message::BackupList(&ops::backup_list(&target, out)?));
                 }

@@ -81,6 +81,7 @@ pub enum Message<'a> {
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
     DebsigPolicy(&'a DebsigPolicy),
+    BackupSetup(&'a crate::ops::BackupSetupReport),
     BackupList(&'a crate::ops::BackupList),
     Restored(&'a crate::ops::Restored),
     Pruned(&'a crate::ops::Pruned),
@@ -357,6 +358,10 @@ fn human_result(message: &Message<'_>) -> String {
         Message::Verify(outcome) => human_verify(outcome),
         Message::Doctor(report) => human_doctor(report),
         Message::ServerSetup(setup) => setup.text.clone(),
+        Message::BackupSetup(setup) => format!(
+            "s3://{}/{}/: versioning on, backups and the versions they replaced expire after {} days\n",
+            setup.bucket, setup.prefix, setup.retention_days
+        ),
         Message::BackupList(list) => human_backup_list(list),
         Message::Restored(restored) => format!(
             "restored {} ({} bytes, sha256 {} verified) into {}\n",

@@ -95,12 +95,67 @@ fn open(target: &RepoTarget, listener: &dyn Listener) -> Result<Backups, Command
             manifest: workspace.root_manifest.display().to_string(),
         })?;
     let config = package.config.clone();
+    let store: Box<dyn Store> = Box::new(super::open_s3(&s3_config(&config), listener)?);
+    Ok(Backups { config, store })
+}
+
+/// What `backup setup` did to the bucket.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupSetupReport {
+    pub bucket: String,
+    pub prefix: String,
+    pub versioning: bool,
+    pub retention_days: u32,
+}
+
+/// `cargo speedy backup setup`, with the operator's credential: versioning on (an
+/// overwrite or a plain delete by a server's key keeps the earlier version) and a
+/// lifecycle rule that expires the backups, and the versions they replaced, after
+/// `retention-days`. The one rule replaces the bucket's lifecycle: the backup bucket
+/// is the backups' alone.
+pub fn backup_setup(
+    target: &RepoTarget,
+    listener: &dyn Listener,
+) -> Result<BackupSetupReport, CommandError> {
+    let settings = target.settings()?;
+    let package = settings
+        .backup_package()?
+        .ok_or_else(|| BackupError::NotConfigured {
+            manifest: settings
+                .workspace
+                .as_ref()
+                .map(|w| w.root_manifest.display().to_string())
+                .unwrap_or_else(|| "Cargo.toml".to_owned()),
+        })?;
+    let config = package.config;
+    let store = super::open_s3(&s3_config(&config), listener)?;
+    store.enable_versioning()?;
+    listener.info(&format!("Versioning on for s3://{}", config.bucket));
+    let days = i32::try_from(config.retention_days).unwrap_or(i32::MAX);
+    store.set_expiration_rule(
+        &format!("{}-retention", package.name),
+        &format!("{}/", config.prefix),
+        days,
+    )?;
+    listener.info(&format!(
+        "Lifecycle: s3://{}/{}/ expires after {} days, replaced versions too",
+        config.bucket, config.prefix, config.retention_days
+    ));
+    Ok(BackupSetupReport {
+        bucket: config.bucket,
+        prefix: config.prefix,
+        versioning: true,
+        retention_days: config.retention_days,
+    })
+}
+
+/// The backup bucket, path-style, private.
+fn s3_config(config: &BackupConfig) -> S3Config {
     let mut s3 = S3Config::spaces(&config.bucket, &config.region);
     s3.endpoint = config.endpoint.clone();
     s3.path_style = true;
     s3.public_read = false;
-    let store: Box<dyn Store> = Box::new(super::open_s3(&s3, listener)?);
-    Ok(Backups { config, store })
+    s3
 }
 
 /// Reads `<prefix>/<database>/<time>-<host>.pgdump.age`; anything else is not ours.

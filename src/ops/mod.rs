@@ -19,8 +19,8 @@ mod server_setup;
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
 pub use backup::{
-    backup_list, backup_prune, backup_restore, BackupEntry, BackupError, BackupList, Pruned,
-    RestoreDestination, RestoreOptions, Restored, IDENTITY_FILE_VAR,
+    backup_list, backup_prune, backup_restore, backup_setup, BackupEntry, BackupError, BackupList,
+    BackupSetupReport, Pruned, RestoreDestination, RestoreOptions, Restored, IDENTITY_FILE_VAR,
 };
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};

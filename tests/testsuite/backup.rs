@@ -457,3 +457,100 @@ fn prune_deletes_what_retention_lets_go() {
         ]
     );
 }
+
+/// `backup setup` turns versioning on and sets the retention rule; then what a
+/// server's key does to an earlier backup (moto takes any key, like a Spaces
+/// `readwrite` one) leaves it recoverable: an overwrite and a delete keep the first
+/// version. A delete of a version by id is beyond what versioning prevents (Spaces has
+/// no object lock: docs/reference.md, "Database backups").
+#[test]
+fn setup_keeps_earlier_backups_recoverable_from_a_servers_key() {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("setup");
+    let keys_dir = tempfile::tempdir().expect("temp dir");
+    let (_identity, recipient) = age_key(keys_dir.path());
+    let fixture = fixture_with_backups(&bucket, &recipient);
+    let env = TEST_CREDENTIALS.to_vec();
+    let output = fixture.speedy_env(&["backup", "setup"], &env);
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("expire after 30 days"),
+        "{}",
+        stdout(&output)
+    );
+    let endpoint = moto.endpoint();
+    let get = |query: &str| {
+        run(
+            "curl",
+            &["-sS", "--fail", &format!("{endpoint}/{bucket}?{query}")],
+        )
+    };
+    let versioning = get("versioning");
+    assert!(
+        versioning.contains("<Status>Enabled</Status>"),
+        "{versioning}"
+    );
+    let lifecycle = get("lifecycle");
+    for needle in [
+        "<Prefix>db/</Prefix>",
+        "<Days>30</Days>",
+        "<NoncurrentDays>30</NoncurrentDays>",
+        "<DaysAfterInitiation>1</DaysAfterInitiation>",
+    ] {
+        assert!(lifecycle.contains(needle), "{needle} in {lifecycle}");
+    }
+
+    let server = moto.store(&bucket);
+    let key = "db/speedy/20261206T031500Z-speedy-server.pgdump.age";
+    let options = cargo_speedy::store::PutOptions {
+        content_type: "application/octet-stream",
+        caching: cargo_speedy::store::Caching::Immutable,
+        public: false,
+    };
+    server
+        .put(
+            key,
+            cargo_speedy::store::Body::Bytes(b"first backup"),
+            &options,
+        )
+        .expect("put");
+    server
+        .put(
+            key,
+            cargo_speedy::store::Body::Bytes(b"overwritten"),
+            &options,
+        )
+        .expect("overwrite");
+    server.delete(key).expect("delete");
+    assert_eq!(
+        server.get(key).expect("get"),
+        None,
+        "deleted as far as a reader sees"
+    );
+    let versions = get(&format!("versions&prefix={key}"));
+    let ids: Vec<String> = versions
+        .split("<Version>")
+        .skip(1)
+        .filter_map(|v| v.split("<VersionId>").nth(1)?.split("</VersionId>").next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 2, "both written versions are kept: {versions}");
+    assert!(versions.contains("<DeleteMarker>"), "{versions}");
+    let recovered: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            run(
+                "curl",
+                &[
+                    "-sS",
+                    "--fail",
+                    &format!("{endpoint}/{bucket}/{key}?versionId={id}"),
+                ],
+            )
+        })
+        .collect();
+    assert!(
+        recovered.iter().any(|b| b == "first backup"),
+        "{recovered:?}"
+    );
+}
