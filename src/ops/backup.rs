@@ -7,7 +7,7 @@
 use super::{CommandError, RepoTarget};
 use crate::config::{BackupConfig, ConfigError};
 use crate::listener::Listener;
-use crate::store::s3::S3Config;
+use crate::store::s3::{Credentials, S3Config, S3Store};
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -43,6 +43,8 @@ pub enum BackupError {
         expected: String,
         actual: String,
     },
+    #[error("the backup upload credential (SPEEDY_BACKUP_ACCESS_KEY_ID) cannot write to {location}: {cause}. Check that the bucket exists and that the key may write to it")]
+    UploadCredential { location: String, cause: String },
     #[error("set {IDENTITY_FILE_VAR} to the file of the age key the backups are encrypted to (the secret key stays on the operator's machine)")]
     NoIdentity,
     #[error("{what} failed: {message}")]
@@ -147,6 +149,45 @@ pub fn backup_setup(
         versioning: true,
         retention_days: config.retention_days,
     })
+}
+
+/// Writes a small object under the prefix with the server's upload credential and
+/// deletes it again (a Spaces `readwrite` key may): a key without write access, or a
+/// bucket that does not exist, is refused at `server-setup` rather than found out by
+/// the first backup. The secret stays in memory; the message names the bucket only.
+pub(super) fn check_upload_credential(
+    config: &BackupConfig,
+    key_id: &str,
+    secret: &str,
+    listener: &dyn Listener,
+) -> Result<(), CommandError> {
+    let mut s3 = s3_config(config);
+    // An answer, not a long retry: server-setup waits for it.
+    s3.retry_deadline = std::time::Duration::from_secs(15);
+    let store = S3Store::new(s3, Credentials::new(key_id, secret))?;
+    let probe = format!("{}/.speedy-write-check", config.prefix);
+    let options = crate::store::PutOptions {
+        content_type: "text/plain",
+        caching: crate::store::Caching::Short,
+        public: false,
+    };
+    store
+        .put(
+            &probe,
+            crate::store::Body::Bytes(b"server-setup write check\n"),
+            &options,
+        )
+        .map_err(|error| BackupError::UploadCredential {
+            location: format!("s3://{}/{}/", config.bucket, config.prefix),
+            cause: error.to_string(),
+        })?;
+    // A key that may write but not delete leaves the probe: harmless, and not a backup.
+    let _ = store.delete(&probe);
+    listener.detail(&format!(
+        "the backup credential writes to s3://{}/{}/",
+        config.bucket, config.prefix
+    ));
+    Ok(())
 }
 
 /// The backup bucket, path-style, private.

@@ -265,6 +265,14 @@ pub fn server_setup(
     };
     check_server_url(&url).map_err(|why| CommandError::InvalidUrl { what, why })?;
     let keys = settings.repo_keys(&options.repo, KeyPurpose::Read, listener)?;
+    // The backup credential is tried before anything else is read: a key that cannot
+    // write to the backup bucket is refused here, not found out by the first run.
+    let backup = backup_setup(&settings, &role, &|name| std::env::var_os(name))?;
+    if let (Some(_), Some((id, secret))) = (&backup.package, &backup.credential) {
+        if let Some(package) = settings.backup_package()? {
+            super::backup::check_upload_credential(&package.config, id, secret, listener)?;
+        }
+    }
     check_suite_is_published(&settings, &suite, listener)?;
     let secrets = given_secrets(&services, &role, &|name| std::env::var_os(name))?;
     if !secrets.given.is_empty() {
@@ -284,7 +292,6 @@ pub fn server_setup(
             secrets.not_given.join(", ")
         ));
     }
-    let backup = backup_setup(&settings, &role, &|name| std::env::var_os(name))?;
     if let Some(package) = &backup.package {
         match &backup.credential_lines {
             Some(_) => listener.info(&format!(
@@ -467,6 +474,8 @@ struct BackupSetup {
     credentials_path: String,
     /// Its two lines, when the environment gives the credential.
     credential_lines: Option<String>,
+    /// The key id and secret, for the write check.
+    credential: Option<(String, String)>,
 }
 
 fn backup_setup(
@@ -540,9 +549,10 @@ fn backup_setup(
     };
     Ok(BackupSetup {
         credentials_path: package.credentials_path(),
-        credential_lines: pair.map(|(id, secret)| {
+        credential_lines: pair.as_ref().map(|(id, secret)| {
             format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n")
         }),
+        credential: pair,
         package: Some(package.name),
     })
 }
@@ -914,6 +924,7 @@ mod tests {
                     package: Some(evil("backup-package")),
                     credentials_path: format!("/etc/{}/credentials", evil("backup-dir")),
                     credential_lines: Some(evil("backup-credential")),
+                    credential: None,
                 },
             })
             .unwrap();

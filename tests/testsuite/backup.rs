@@ -554,3 +554,77 @@ fn setup_keeps_earlier_backups_recoverable_from_a_servers_key() {
         "{recovered:?}"
     );
 }
+
+/// `server-setup` tries the backup credential before it prints a script: a bucket that
+/// does not exist, or half a credential, is refused naming what is wrong, with no
+/// script printed and the secret never repeated.
+#[test]
+fn server_setup_refuses_a_backup_credential_that_cannot_write() {
+    let moto = MotoServer::shared();
+    let keys_dir = tempfile::tempdir().expect("temp dir");
+    let (_identity, recipient) = age_key(keys_dir.path());
+    let fixture = fixture_with_backups("no-such-backup-bucket", &recipient);
+    let (_archive_keys, archive_key, _keyring) = archive_key(&fixture);
+    let setup = [
+        "server-setup",
+        "--role",
+        "single",
+        "--key-file",
+        archive_key.to_str().expect("utf-8 path"),
+    ];
+    let refused = |env: &[(&str, &str)], expected: &[&str]| {
+        let output = fixture.speedy_env(&setup, env);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert!(stdout(&output).is_empty(), "printed: {}", stdout(&output));
+        for needle in expected {
+            assert!(text.contains(needle), "{needle:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains(SERVER_SECRET),
+            "the secret is never repeated:\n{text}"
+        );
+    };
+    refused(
+        &[
+            ("SPEEDY_BACKUP_ACCESS_KEY_ID", SERVER_KEY_ID),
+            ("SPEEDY_BACKUP_SECRET_ACCESS_KEY", SERVER_SECRET),
+        ],
+        &[
+            "cannot write to s3://no-such-backup-bucket/db/",
+            "the bucket \"no-such-backup-bucket\" does not exist",
+            "the bucket exists",
+        ],
+    );
+    refused(
+        &[("SPEEDY_BACKUP_SECRET_ACCESS_KEY", SERVER_SECRET)],
+        &[
+            "SPEEDY_BACKUP_ACCESS_KEY_ID/SPEEDY_BACKUP_SECRET_ACCESS_KEY",
+            "needs both",
+        ],
+    );
+    // The bucket of moto's that exists: the same command goes through.
+    let bucket = moto.new_bucket("write-check");
+    fixture.edit(
+        "Cargo.toml",
+        "bucket = \"no-such-backup-bucket\"",
+        &format!("bucket = \"{bucket}\""),
+    );
+    let output = fixture.speedy_env(
+        &setup,
+        &[
+            ("SPEEDY_BACKUP_ACCESS_KEY_ID", SERVER_KEY_ID),
+            ("SPEEDY_BACKUP_SECRET_ACCESS_KEY", SERVER_SECRET),
+        ],
+    );
+    assert!(
+        !stderr(&output).contains("cannot write"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        moto.store(&bucket).list("").expect("list"),
+        Vec::new(),
+        "the write check leaves nothing behind"
+    );
+}
