@@ -246,12 +246,12 @@ impl<'a> SuiteWriter<'a> {
         let mut unphased = vec![keyring.name];
         // The backup package goes with every publish too, unphased: a database's
         // backups are not something to roll out to a share of the servers.
-        if let Some(backup) = self.settings.backup_package()? {
-            let built = backup.build(
-                &self.settings.keyring_dir(),
-                self.keys.public_key().newest_created(),
-                sign,
-            )?;
+        if let (Some(backup), Some(workspace)) =
+            (self.settings.backup_package()?, &self.settings.workspace)
+        {
+            let timestamp =
+                crate::package::source_timestamp(&workspace.root, &workspace.root_manifest)?;
+            let built = backup.build(&self.settings.keyring_dir(), timestamp, sign)?;
             if !all
                 .iter()
                 .any(|d| d.entry.name == backup.name && d.entry.version == built.version)

@@ -4,10 +4,12 @@
 //! beside each dump, and the monitoring check that watches it
 //! (docs/ARCHITECTURE.md, "Database backups").
 //!
-//! Built like the keyring package: a function of its settings, so every publish can
-//! carry it and only changed settings add a version.
+//! Built like the keyring package, a function of its settings and of the workspace's
+//! source time (SOURCE_DATE_EPOCH, else the last commit's): the version is
+//! `<layout>.<source time>+h<hash>`, so it rises along the history (a changed setting
+//! comes with a later commit) and the same commit builds the same bytes.
 
-use super::keyring::{gzip_reproducible, tar_with_modes, xz_fast};
+use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, xz_fast};
 use super::render::{fill, Template, HARDENING, NRPE_DIR, PLUGIN_DIR};
 use super::BuildError;
 use crate::config::BackupConfig;
@@ -159,8 +161,9 @@ impl BackupPackage {
         ])
     }
 
-    /// The package's version: the layout, then a hash of everything its bytes depend on.
-    pub fn version(&self) -> Result<String, BuildError> {
+    /// The package's version at source time `timestamp`: the layout, the time, then a
+    /// hash of everything else its bytes depend on.
+    pub fn version(&self, timestamp: u64) -> Result<String, BuildError> {
         let mut identity = format!(
             "{BACKUP_LAYOUT}\n{}\n{}\n{}\n",
             self.name, self.origin, self.maintainer
@@ -171,18 +174,22 @@ impl BackupPackage {
             identity.extend(bytes);
         }
         let digest = format!("{:x}", Sha256::digest(identity));
-        Ok(format!("{BACKUP_LAYOUT}+h{}", &digest[..16]))
+        Ok(format!(
+            "{BACKUP_LAYOUT}.{}+h{}",
+            compact_time(timestamp),
+            &digest[..16]
+        ))
     }
 
-    /// Builds the .deb into `dir`, every timestamp `mtime`, signed (debsigs) with
-    /// `signer` when given.
+    /// Builds the .deb into `dir` at source time `mtime` (its version and every
+    /// timestamp), signed (debsigs) with `signer` when given.
     pub fn build(
         &self,
         dir: &Path,
         mtime: u64,
         signer: Option<&crate::sign::SigningKey>,
     ) -> Result<BuiltBackup, BuildError> {
-        let version = self.version()?;
+        let version = self.version(mtime)?;
         let name = &self.name;
         let doc = format!("./usr/share/doc/{name}/");
         let changelog = format!(
@@ -339,9 +346,18 @@ mod tests {
         let mut other = package();
         other.config.retention_days = 7;
         // Retention is the operator's business (a lifecycle rule), not the server's.
-        assert_eq!(other.version().unwrap(), a.version);
+        assert_eq!(other.version(1_700_000_000).unwrap(), a.version);
         other.config.schedule = "hourly".into();
-        assert_ne!(other.version().unwrap(), a.version);
+        assert_ne!(other.version(1_700_000_000).unwrap(), a.version);
+        // A later commit orders after, whatever the hashes.
+        let later = other.version(1_700_000_001).unwrap();
+        assert_eq!(
+            crate::repo::version::compare(&later, &a.version),
+            std::cmp::Ordering::Greater,
+            "{later} > {}",
+            a.version
+        );
+        assert!(a.version.starts_with("1.20231114221320+h"), "{}", a.version);
         syntax::DebianVersion::parse(&a.version).unwrap();
     }
 

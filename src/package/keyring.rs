@@ -189,7 +189,7 @@ pub fn keyring_install_path(package: &str) -> String {
 }
 
 /// `YYYYMMDDhhmmss` in UTC: digits only, so Debian's version order is time order.
-fn compact_time(secs: u64) -> String {
+pub(super) fn compact_time(secs: u64) -> String {
     let (year, month, day) = syntax::civil_date(secs);
     let seconds = secs % 86_400;
     format!(

@@ -186,6 +186,12 @@ fn profile_dir(profile: &str) -> &str {
     }
 }
 
+/// The time generated packages are stamped with, as the services' are:
+/// SOURCE_DATE_EPOCH, else the last commit's time, else the manifest's mtime.
+pub fn source_timestamp(root: &Path, manifest: &Path) -> Result<u64, BuildError> {
+    source_date_epoch(root, manifest).map(|(timestamp, _)| timestamp)
+}
+
 /// SOURCE_DATE_EPOCH, else the last commit's time, else the manifest's mtime.
 fn source_date_epoch(root: &Path, manifest: &Path) -> Result<(u64, TimestampSource), BuildError> {
     if let Some(value) = std::env::var_os("SOURCE_DATE_EPOCH") {
