@@ -244,6 +244,22 @@ fn an_encrypted_backup_reaches_the_bucket_is_watched_and_restores_the_same_rows(
         line.starts_with("SPEEDY-BACKUP OK - the newest backup ("),
         "{line}"
     );
+    // Late (daily: older than a day and an hour) is a warning; older than two days
+    // is critical. The newest backup's time, as the script writes it, moved back.
+    let state = "/var/lib/speedy-backup/last-success";
+    let real = server.exec_ok(&["cat", state]);
+    for (age, code, words) in [(95_000, 1, "WARNING"), (180_000, 2, "CRITICAL")] {
+        server.sh_ok(&format!(
+            "echo \"$(( $(date +%s) - {age} )) 20200101T000000Z\" > {state}"
+        ));
+        let (line, got) = check(&server);
+        assert_eq!(got, code, "{line}");
+        assert!(
+            line.starts_with(&format!("SPEEDY-BACKUP {words} - the newest backup")),
+            "{line}"
+        );
+    }
+    server.write_file(state, real.as_bytes(), 0o644);
 
     // The operator's side: the credential from the environment, the key from a file.
     let mut operator_env: Vec<(&str, &str)> = TEST_CREDENTIALS.to_vec();
@@ -388,6 +404,22 @@ fn an_encrypted_backup_reaches_the_bucket_is_watched_and_restores_the_same_rows(
         "{journal}"
     );
     assert_eq!(check(&server).1, 2);
+
+    // No credential on the server: the script says where it belongs and how to put it.
+    server.exec_ok(&["rm", "/etc/speedy-backup/credentials"]);
+    let failed = server.exec(&["systemctl", "start", SERVICE]);
+    assert!(!failed.status.success());
+    let journal = server.exec_ok(&["journalctl", "--no-pager", "-u", SERVICE]);
+    assert!(
+        journal.contains("no upload credential in /etc/speedy-backup/credentials")
+            && journal.contains("SPEEDY_BACKUP_ACCESS_KEY_ID"),
+        "{journal}"
+    );
+    let units = server.exec_ok(&["journalctl", "--no-pager", "-b", "_PID=1"]);
+    assert!(
+        !units.contains("/usr/lib/systemd/system/speedy-backup."),
+        "systemd took every line of the units:\n{units}"
+    );
     server.systemctl(&["stop", "postgresql.service"]);
 }
 
