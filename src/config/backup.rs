@@ -97,16 +97,7 @@ impl BackupMetadata {
         })?;
         super::repo::check_bucket(&bucket).map_err(|why| err("bucket", why))?;
         let region = self.region.clone().unwrap_or_else(|| "nyc3".to_owned());
-        if region.is_empty()
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(err(
-                "region",
-                format!("{region:?} is not a region like \"fra1\""),
-            ));
-        }
+        super::repo::check_region(&region).map_err(|why| err("region", why))?;
         let endpoint = match &self.endpoint {
             Some(endpoint) => {
                 super::check_server_url(endpoint)

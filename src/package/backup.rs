@@ -9,7 +9,7 @@
 //! `<layout>.<source time>+h<hash>`, so it rises along the history (a changed setting
 //! comes with a later commit) and the same commit builds the same bytes.
 
-use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, xz_fast};
+use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, write_deb, xz_fast};
 use super::render::{fill, Template, HARDENING, NRPE_DIR, PLUGIN_DIR};
 use super::BuildError;
 use crate::config::BackupConfig;
@@ -286,20 +286,13 @@ impl BackupPackage {
             &xz_fast(&data).map_err(BuildError::Backup)?,
             mtime,
         );
-        std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
-        let file_name = format!("{name}_{version}_all.deb");
-        // Built in a scratch directory, then renamed into place, like the keyring.
-        let scratch = tempfile::Builder::new()
-            .prefix(".speedy-backup-")
-            .tempdir_in(dir)
-            .map_err(super::io_error(dir))?;
-        let built = scratch.path().join(&file_name);
-        std::fs::write(&built, deb).map_err(super::io_error(&built))?;
-        if let Some(key) = signer {
-            super::sign_deb(&built, key, mtime)?;
-        }
-        let path = dir.join(file_name);
-        std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+        let path = write_deb(
+            dir,
+            &format!("{name}_{version}_all.deb"),
+            &deb,
+            signer,
+            mtime,
+        )?;
         Ok(BuiltBackup { path, version })
     }
 }

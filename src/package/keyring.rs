@@ -160,27 +160,44 @@ impl KeyringPackage {
             mtime,
         )?;
         let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, mtime);
-        // Built and signed in a scratch directory, then renamed into place: publishers
-        // running at once build the same bytes, and none may read another's half.
-        std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
-        let file_name = format!("{}_{version}_all.deb", self.name);
-        let scratch = tempfile::Builder::new()
-            .prefix(".speedy-keyring-")
-            .tempdir_in(dir)
-            .map_err(super::io_error(dir))?;
-        let built = scratch.path().join(&file_name);
-        std::fs::write(&built, deb).map_err(super::io_error(&built))?;
-        if let Some(key) = signer {
-            super::sign_deb(&built, key, mtime)?;
-        }
-        let path = dir.join(file_name);
-        std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+        let path = write_deb(
+            dir,
+            &format!("{}_{version}_all.deb", self.name),
+            &deb,
+            signer,
+            mtime,
+        )?;
         Ok(BuiltKeyring {
             path,
             version,
             fingerprints,
         })
     }
+}
+
+/// Writes a generated .deb as `dir/file_name`, signed (debsigs) with `signer` when
+/// given. Built and signed in a scratch directory, then renamed into place: publishers
+/// running at once build the same bytes, and none may read another's half.
+pub(super) fn write_deb(
+    dir: &Path,
+    file_name: &str,
+    deb: &[u8],
+    signer: Option<&SigningKey>,
+    mtime: u64,
+) -> Result<PathBuf, BuildError> {
+    std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".speedy-generated-")
+        .tempdir_in(dir)
+        .map_err(super::io_error(dir))?;
+    let built = scratch.path().join(file_name);
+    std::fs::write(&built, deb).map_err(super::io_error(&built))?;
+    if let Some(key) = signer {
+        super::sign_deb(&built, key, mtime)?;
+    }
+    let path = dir.join(file_name);
+    std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+    Ok(path)
 }
 
 /// `/usr/share/keyrings/<package>.gpg`.
