@@ -55,9 +55,27 @@ pub fn iso_date(timestamp: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// `YYYYMMDDTHHMMSSZ` (UTC) of a Unix time: what `date -u +%Y%m%dT%H%M%SZ` prints, so
+/// names made of it sort by time.
+pub fn compact_utc(timestamp: u64) -> String {
+    let (year, month, day) = civil_date(timestamp);
+    let seconds = timestamp % 86_400;
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_utc_is_dates_command_format() {
+        assert_eq!(compact_utc(1_700_000_000), "20231114T221320Z");
+    }
 
     #[test]
     fn waiting_past_a_second_ends_in_a_later_second() {

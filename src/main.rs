@@ -67,6 +67,9 @@ enum Command {
     /// points, the maintenance page
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// The database backups of [workspace.metadata.speedy.backup]: list, restore, prune
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 #[derive(Subcommand)]
@@ -106,6 +109,46 @@ enum FleetCommand {
 enum MaintenanceState {
     On,
     Off,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Turn the backup bucket's versioning on and set its lifecycle rule (expire after
+    /// `retention-days`), with the operator's credential
+    Setup,
+    /// List the backups in the bucket: time, database, host, size, whether the checksum is there
+    List,
+    /// Fetch a backup, verify its checksum and decrypt it with the age key file named by
+    /// $SPEEDY_BACKUP_IDENTITY_FILE, into a file or a database
+    Restore {
+        /// The newest complete backup (of --database)
+        #[arg(long, conflicts_with = "name")]
+        latest: bool,
+        /// A backup's key, as `backup list` shows it
+        #[arg(required_unless_present = "latest")]
+        name: Option<String>,
+        /// With --latest: whose newest backup (default: the first configured database)
+        #[arg(long)]
+        database: Option<String>,
+        /// Write the decrypted custom-format dump here (0600), for pg_restore
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "into",
+            conflicts_with = "into"
+        )]
+        to: Option<PathBuf>,
+        /// Restore into this database with pg_restore (a password belongs in $PGPASSWORD or ~/.pgpass)
+        #[arg(long, value_name = "postgres://...")]
+        into: Option<String>,
+    },
+    /// Delete the backups older than `retention-days` (never a database's newest complete one),
+    /// with the operator's credential: servers cannot delete
+    Prune {
+        /// Say what would go, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Args)]
@@ -707,6 +750,46 @@ fn run(global: &GlobalArgs, command: &Command, out: &Reporter) -> Result<ExitCod
             },
             out,
         )?,
+        Command::Backup(command) => {
+            let target = global.target(RepoOverrides::default(), &KeyArgs { key_file: None });
+            match command {
+                BackupCommand::Setup => {
+                    out.result(&Message::BackupSetup(&ops::backup_setup(&target, out)?));
+                }
+                BackupCommand::List => {
+                    out.result(&Message::BackupList(&ops::backup_list(&target, out)?));
+                }
+                BackupCommand::Restore {
+                    latest: _,
+                    name,
+                    database,
+                    to,
+                    into,
+                } => {
+                    let destination = match (to, into) {
+                        (Some(path), _) => ops::RestoreDestination::File(path.clone()),
+                        (None, Some(url)) => ops::RestoreDestination::Database(url.clone()),
+                        (None, None) => unreachable!("clap requires --to or --into"),
+                    };
+                    let options = ops::RestoreOptions {
+                        target,
+                        name: name.clone(),
+                        database: database.clone(),
+                        destination,
+                    };
+                    out.result(&Message::Restored(&ops::backup_restore(&options, out)?));
+                }
+                BackupCommand::Prune { dry_run } => {
+                    out.result(&Message::Pruned(&ops::backup_prune(
+                        &target,
+                        cargo_speedy::clock::now(),
+                        *dry_run,
+                        out,
+                    )?));
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Key(KeyCommand::Generate {
             output,
             algorithm,

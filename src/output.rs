@@ -83,6 +83,10 @@ pub enum Message<'a> {
     KeyGenerated(&'a KeyGenerated),
     KeyExported(&'a KeyExported),
     DebsigPolicy(&'a DebsigPolicy),
+    BackupSetup(&'a crate::ops::BackupSetupReport),
+    BackupList(&'a crate::ops::BackupList),
+    Restored(&'a crate::ops::Restored),
+    Pruned(&'a crate::ops::Pruned),
 }
 
 /// Prints for the CLI and is the library's [`Listener`]. A clone prints to the same
@@ -366,6 +370,26 @@ fn human_result(message: &Message<'_>) -> String {
         Message::Verify(outcome) => human_verify(outcome),
         Message::Doctor(report) => human_doctor(report),
         Message::ServerSetup(setup) => setup.text.clone(),
+        Message::BackupSetup(setup) => format!(
+            "s3://{}/{}/: versioning on, backups and the versions they replaced expire after {} days\n",
+            setup.bucket, setup.prefix, setup.retention_days
+        ),
+        Message::BackupList(list) => human_backup_list(list),
+        Message::Restored(restored) => format!(
+            "restored {} ({} bytes, sha256 {} verified) into {}\n",
+            restored.key, restored.size, restored.sha256, restored.into
+        ),
+        Message::Pruned(pruned) => format!(
+            "{} backup(s) older than {} days deleted, {} kept\n{}",
+            pruned.deleted.len(),
+            pruned.retention_days,
+            pruned.kept,
+            pruned
+                .deleted
+                .iter()
+                .map(|key| format!("  deleted {key}\n"))
+                .collect::<String>()
+        ),
         Message::History(report) => human_history(report),
         Message::Fleet(report) => human_fleet(report),
         Message::FleetStatus(status) => human_fleet_status(status),
@@ -653,6 +677,31 @@ fn human_doctor(report: &DoctorReport) -> String {
         ));
     }
     out
+}
+
+/// One line per backup, oldest first: when, which database, from where, how big, and
+/// whether its run finished (the checksum object is there).
+fn human_backup_list(list: &crate::ops::BackupList) -> String {
+    let mut text = format!("{}\n", list.location);
+    if list.entries.is_empty() {
+        text.push_str("  no backups yet\n");
+    }
+    for entry in &list.entries {
+        text.push_str(&format!(
+            "  {}  {:<16} {:<16} {:>12} bytes  {}  {}\n",
+            entry.time,
+            entry.database,
+            entry.host,
+            entry.size,
+            if entry.complete {
+                "checksum present"
+            } else {
+                "NO CHECKSUM (unfinished)"
+            },
+            entry.key
+        ));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -130,6 +130,16 @@ impl Workspace {
         )
     }
 
+    /// The backup settings of `[workspace.metadata.speedy.backup]`, when it has them;
+    /// the schedule is checked by systemd-analyze where it exists.
+    pub fn backup_config(&self) -> Result<Option<config::BackupConfig>, ConfigError> {
+        self.metadata
+            .backup
+            .as_ref()
+            .map(|backup| backup.resolve_with_systemd(&self.root_manifest))
+            .transpose()
+    }
+
     /// The signing settings of `[workspace.metadata.speedy.signing]`.
     pub fn signing_config(&self) -> Result<SigningConfig, ConfigError> {
         SigningConfig::resolve(&self.metadata, &self.root, &self.root_manifest)

@@ -250,6 +250,8 @@ install_fleet_follower() {
 mkdir -p "$(dirname "$fleet_role_file")"
 printf '%s\n' "$role" | write_file "$fleet_role_file" 644
 
+{{backup}}
+
 # Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
 apt-get update </dev/null
 # The fleet settings, once the suite has a fleet switch.

@@ -7,12 +7,14 @@
 //! Naming: `*Metadata` is a table exactly as written in the manifest (serde, every
 //! field optional, unknown keys refused); `*Config` is the validated result.
 
+mod backup;
 mod repo;
 mod roles;
 mod service;
 mod signing;
 pub mod timespan;
 
+pub use backup::{BackupConfig, BackupMetadata};
 pub use repo::{
     check_server_url, RepoConfig, RepoLocation, RepoMetadata, RepoOverrides, SpacesMetadata,
 };
@@ -69,6 +71,8 @@ pub struct WorkspaceMetadata {
     pub signing: Option<SigningMetadata>,
     /// Kinds of server, `[workspace.metadata.speedy.roles]`.
     pub roles: Option<std::collections::BTreeMap<String, RoleMetadata>>,
+    /// Database backups, `[workspace.metadata.speedy.backup]`.
+    pub backup: Option<BackupMetadata>,
 }
 
 /// Parses a metadata table, reporting the exact key path at fault.

@@ -235,7 +235,19 @@ pub fn check_server_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn check_bucket(bucket: &str) -> Result<(), String> {
+/// A region name like `nyc3`: a-z, 0-9 and '-'.
+pub(super) fn check_region(region: &str) -> Result<(), String> {
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!("{region:?} is not a region like \"nyc3\""));
+    }
+    Ok(())
+}
+
+pub(super) fn check_bucket(bucket: &str) -> Result<(), String> {
     let valid = (3..=63).contains(&bucket.len())
         && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && bucket
@@ -275,16 +287,7 @@ impl RepoConfig {
         };
         check_bucket(&bucket).map_err(|why| err("bucket", why))?;
         let region = spaces.region.clone().unwrap_or_else(|| "nyc3".to_owned());
-        if region.is_empty()
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(err(
-                "region",
-                format!("{region:?} is not a region like \"nyc3\""),
-            ));
-        }
+        check_region(&region).map_err(|why| err("region", why))?;
         let mut config = S3Config::spaces(&bucket, &region);
         if let Some(endpoint) = &spaces.endpoint {
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))

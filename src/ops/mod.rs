@@ -6,6 +6,7 @@
 //! that override them, the store a location opens and the key that signs for it
 //! (docs/ARCHITECTURE.md, "Layers").
 
+mod backup;
 mod build;
 mod cdn;
 mod doctor;
@@ -20,6 +21,10 @@ mod server_setup;
 pub use crate::package::fleet::{FleetSettings, Since, EVERY_ROLE};
 /// Key health, as `doctor` and `verify` report it.
 pub use crate::sign::{FindingSeverity, KeyFinding, KeyHealth};
+pub use backup::{
+    backup_list, backup_prune, backup_restore, backup_setup, BackupEntry, BackupError, BackupList,
+    BackupSetupReport, Pruned, RestoreDestination, RestoreOptions, Restored, IDENTITY_FILE_VAR,
+};
 pub use build::{build, BuildCommandOptions, BuildOutcome};
 pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
 pub use fleet::{
@@ -48,6 +53,7 @@ pub use server_setup::{
 use crate::config::{ConfigError, RepoConfig, RepoLocation, RepoOverrides, SigningConfig};
 use crate::keys::{KeyError, KeyPurpose, ResolvedKey, SigningKeys};
 use crate::listener::{Listener, Retrying};
+use crate::package::backup::BackupPackage;
 use crate::package::keyring::KeyringPackage;
 use crate::package::BuildError;
 use crate::publish::PublishError;
@@ -131,6 +137,8 @@ pub enum CommandError {
     Fleet(#[from] crate::package::fleet::FleetError),
     #[error("--message goes with `fleet maintenance on`: the page of `off` has no message")]
     MessageWithOff,
+    #[error(transparent)]
+    Backup(Box<BackupError>),
 }
 
 /// Which repository a command works on, and with which key: the workspace's settings
@@ -296,6 +304,21 @@ impl RepoSettings {
         format!("{}-fleet", self.config.short_name())
     }
 
+    /// The database backup package, `<short name>-backup`, when the workspace
+    /// configures backups (docs/ARCHITECTURE.md, "Database backups").
+    pub fn backup_package(&self) -> Result<Option<BackupPackage>, ConfigError> {
+        let Some(workspace) = &self.workspace else {
+            return Ok(None);
+        };
+        let keyring = self.keyring_package();
+        Ok(workspace.backup_config()?.map(|config| BackupPackage {
+            name: format!("{}-backup", self.config.short_name()),
+            origin: keyring.origin,
+            maintainer: keyring.maintainer,
+            config,
+        }))
+    }
+
     /// Where the keyring package is built.
     pub fn keyring_dir(&self) -> PathBuf {
         match &self.workspace {
@@ -327,7 +350,7 @@ pub fn open_store(
 }
 
 /// An S3 store whose retry notices go to `listener`.
-fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
+pub(super) fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
     let store = S3Store::new(config.clone(), Credentials::from_env()?)?;
     if let Some(listener) = listener.shared() {
         store.set_retry_notice(Arc::new(move |notice: &RetryNotice| {

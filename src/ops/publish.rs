@@ -253,7 +253,23 @@ impl<'a> SuiteWriter<'a> {
             all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
         }
         // The fleet package neither: a switch reaches every server or it is no switch.
-        let unphased = [keyring.name, self.settings.fleet_package_name()];
+        let mut unphased = vec![keyring.name, self.settings.fleet_package_name()];
+        // The backup package goes with every publish too, unphased: a database's
+        // backups are not something to roll out to a share of the servers.
+        if let (Some(backup), Some(workspace)) =
+            (self.settings.backup_package()?, &self.settings.workspace)
+        {
+            let timestamp =
+                crate::package::source_timestamp(&workspace.root, &workspace.root_manifest)?;
+            let built = backup.build(&self.settings.keyring_dir(), timestamp, sign)?;
+            if !all
+                .iter()
+                .any(|d| d.entry.name == backup.name && d.entry.version == built.version)
+            {
+                all.extend(publish::read_debs(std::slice::from_ref(&built.path))?);
+            }
+            unphased.push(backup.name);
+        }
         self.write(
             Change::Add {
                 debs: &all,

@@ -287,6 +287,14 @@ pub fn server_setup(
         }
     };
     let keys = settings.repo_keys(&options.repo, KeyPurpose::Read, listener)?;
+    // The backup credential is tried before anything else is read: a key that cannot
+    // write to the backup bucket is refused here, not found out by the first run.
+    let backup = backup_setup(&settings, &role, &|name| std::env::var_os(name))?;
+    if let (Some(_), Some((id, secret))) = (&backup.package, &backup.credential) {
+        if let Some(package) = settings.backup_package()? {
+            super::backup::check_upload_credential(&package.config, id, secret, listener)?;
+        }
+    }
     check_suite_is_published(&settings, &suite, listener)?;
     let secrets = given_secrets(&services, &role, &|name| std::env::var_os(name))?;
     if !secrets.given.is_empty() {
@@ -306,6 +314,22 @@ pub fn server_setup(
             secrets.not_given.join(", ")
         ));
     }
+    if let Some(package) = &backup.package {
+        match &backup.credential_lines {
+            Some(_) => listener.info(&format!(
+                "The backup upload credential from this environment is in the {}: pipe it to the server, do not save or log it",
+                match options.format {
+                    SetupFormat::Script => "script",
+                    SetupFormat::CloudInit => "user data",
+                }
+            )),
+            None => listener.warning(&format!(
+                "{package}: no upload credential in this environment ({BACKUP_KEY_ID_VAR} and {BACKUP_SECRET_VAR}, or {BACKUP_CREDENTIALS_FILE_VAR}): the server keeps what /etc/{package}/credentials holds, and its backups fail without one"
+            )),
+        }
+    }
+    let mut role = role;
+    role.packages.extend(backup.package.clone());
     let keyring = keys.public_key().to_binary()?;
     let files = ServerFiles::new(&settings, &url, &suite);
     let script = setup_script(&SetupScript {
@@ -320,6 +344,7 @@ pub fn server_setup(
         fleet: super::fleet::follower_vars(&settings, &files.sources_path, &role.packages)?,
         private: private.as_ref(),
         credential_in_script: options.format == SetupFormat::Script,
+        backup: &backup,
     })?;
     let text = match options.format {
         SetupFormat::Script => script,
@@ -382,6 +407,7 @@ struct SetupScript<'a> {
     /// Whether the script writes the read credential itself (the cloud-init form
     /// writes it with `write_files` and leaves it out of the script).
     credential_in_script: bool,
+    backup: &'a BackupSetup,
 }
 
 /// Where cloud-init leaves the script on a droplet (and where it can be run again).
@@ -454,6 +480,7 @@ fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
                 _ => "",
             }),
         ),
+        ("backup", backup_lines(setup.backup)),
     ]
     .into_iter()
     .chain(setup.fleet.iter().cloned())
@@ -482,6 +509,133 @@ fn secrets_lines(secrets: &[PackageSecrets]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+// ---- Database backups (docs/ARCHITECTURE.md, "Database backups") -------------------
+// Kept apart from the repository's own setup above: a role that installs `postgresql`
+// gets the backup package and, when this environment gives it, its upload credential.
+
+/// The backup upload credential: these two variables, or a file of
+/// `AWS_ACCESS_KEY_ID=` and `AWS_SECRET_ACCESS_KEY=` lines named by the third.
+pub const BACKUP_KEY_ID_VAR: &str = "SPEEDY_BACKUP_ACCESS_KEY_ID";
+pub const BACKUP_SECRET_VAR: &str = "SPEEDY_BACKUP_SECRET_ACCESS_KEY";
+pub const BACKUP_CREDENTIALS_FILE_VAR: &str = "SPEEDY_BACKUP_CREDENTIALS_FILE";
+
+/// What the script does about backups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct BackupSetup {
+    /// The backup package, for a role that runs PostgreSQL in a workspace with backups.
+    package: Option<String>,
+    /// `/etc/<package>/credentials`.
+    credentials_path: String,
+    /// Its two lines, when the environment gives the credential.
+    credential_lines: Option<String>,
+    /// The key id and secret, for the write check.
+    credential: Option<(String, String)>,
+}
+
+fn backup_setup(
+    settings: &RepoSettings,
+    role: &Role,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<BackupSetup, CommandError> {
+    let Some(package) = settings.backup_package()? else {
+        return Ok(BackupSetup::default());
+    };
+    if !role.packages.iter().any(|p| p == "postgresql") {
+        return Ok(BackupSetup::default());
+    }
+    let text = |name: &str, value: std::ffi::OsString| {
+        let invalid = |why| CommandError::SecretValue {
+            name: name.to_owned(),
+            why,
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| invalid("is not UTF-8 text"))?;
+        if value.contains(['\n', '\0', '\r']) {
+            return Err(invalid(
+                "holds a line break, which a line of the credentials file cannot carry",
+            ));
+        }
+        Ok(value)
+    };
+    let given = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let pair = match (given(BACKUP_KEY_ID_VAR), given(BACKUP_SECRET_VAR)) {
+        (Some(id), Some(secret)) => Some((
+            text(BACKUP_KEY_ID_VAR, id)?,
+            text(BACKUP_SECRET_VAR, secret)?,
+        )),
+        (None, None) => match given(BACKUP_CREDENTIALS_FILE_VAR) {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                let contents =
+                    std::fs::read_to_string(&path).map_err(|cause| CommandError::ReadFile {
+                        path: path.clone(),
+                        cause,
+                    })?;
+                let field = |key: &str| {
+                    contents.lines().find_map(|line| {
+                        line.trim()
+                            .strip_prefix(key)
+                            .and_then(|rest| rest.strip_prefix('='))
+                            .map(|v| v.trim().to_owned())
+                    })
+                };
+                match (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY")) {
+                    (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                        Some((id, secret))
+                    }
+                    _ => {
+                        return Err(CommandError::SecretValue {
+                            name: BACKUP_CREDENTIALS_FILE_VAR.to_owned(),
+                            why: "names a file without both AWS_ACCESS_KEY_ID= and AWS_SECRET_ACCESS_KEY= lines",
+                        })
+                    }
+                }
+            }
+            None => None,
+        },
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(CommandError::SecretValue {
+                name: format!("{BACKUP_KEY_ID_VAR}/{BACKUP_SECRET_VAR}"),
+                why: "has one of the two set: the backup credential needs both",
+            })
+        }
+    };
+    Ok(BackupSetup {
+        credentials_path: package.credentials_path(),
+        credential_lines: pair.as_ref().map(|(id, secret)| {
+            format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n")
+        }),
+        credential: pair,
+        package: Some(package.name),
+    })
+}
+
+/// The script's backup section: the credential file, root's only, written before the
+/// package is installed so that the first run has it.
+fn backup_lines(backup: &BackupSetup) -> String {
+    let (Some(_), Some(lines)) = (&backup.package, &backup.credential_lines) else {
+        return String::new();
+    };
+    let quote = |value: &str| crate::shell::quote(value);
+    format!(
+        "# Database backups: the upload credential of the backup package (root's only;\n\
+         # systemd hands the backup service a copy). printf is a builtin: no command line\n\
+         # shows it.\n\
+         mkdir -p {dir}\n\
+         printf '%s' {lines} | write_file {path} 600",
+        dir = quote(
+            std::path::Path::new(&backup.credentials_path)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+                .as_str()
+        ),
+        lines = quote(lines),
+        path = quote(&backup.credentials_path),
+    )
 }
 
 /// `#cloud-config` that installs the script and runs it once, at first boot; for a
@@ -1054,6 +1208,12 @@ mod tests {
                 .collect(),
                 private,
                 credential_in_script: true,
+                backup: &BackupSetup {
+                    package: Some(evil("backup-package")),
+                    credentials_path: format!("/etc/{}/credentials", evil("backup-dir")),
+                    credential_lines: Some(evil("backup-credential")),
+                    credential: None,
+                },
             })
             .unwrap();
             let lines = contexts(&script);
@@ -1098,9 +1258,11 @@ mod tests {
                 1,
                 "{terminators:?}\n{script}"
             );
+            // 34 in the repository's part (2 more for a private one), 3 in the backup
+            // section (directory, file, lines).
             assert_eq!(
                 script.matches("PWNED").count(),
-                34 + if private.is_some() { 2 } else { 0 },
+                37 + if private.is_some() { 2 } else { 0 },
                 "{script}"
             );
             let syntax = std::process::Command::new("sh")

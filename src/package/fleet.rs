@@ -10,7 +10,7 @@
 //! so `fleet status` and the next change read them from the suite's Packages index
 //! without fetching the .deb.
 
-use super::keyring::{compact_time, gzip, tar, xz};
+use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, xz_fast};
 use super::render::{self, FLEET_APPLY, LINTIAN_OVERRIDES};
 use super::BuildError;
 use crate::config::{DbChangeAction, Service};
@@ -299,7 +299,7 @@ impl FleetPackage {
             ),
             ("maintenance_flags", words(self.maintenance_flags.clone())),
         ]);
-        render::fill(&FLEET_APPLY, &vars).map_err(|e| BuildError::Keyring(e.to_string()))
+        render::fill(&FLEET_APPLY, &vars).map_err(|e| BuildError::Fleet(e.to_string()))
     }
 
     /// Builds the .deb into `dir`, signed (debsigs) with `signer` when given.
@@ -342,7 +342,7 @@ impl FleetPackage {
                 settings.to_text().into_bytes(),
             ),
             (apply.clone(), self.apply_script()?.into_bytes()),
-            (format!("{doc}changelog.gz"), gzip(changelog.as_bytes())?),
+            (format!("{doc}changelog.gz"), gzip_reproducible(changelog.as_bytes()).map_err(BuildError::Fleet)?),
             (format!("{doc}copyright"), copyright.into_bytes()),
             (
                 format!("./usr/share/lintian/overrides/{}", self.name),
@@ -367,7 +367,14 @@ impl FleetPackage {
             "./usr/share/lintian/".to_string(),
             "./usr/share/lintian/overrides/".to_string(),
         ];
-        let data = tar(&dirs, &files, &[apply.as_str()], now)?;
+        let modes: Vec<(String, Vec<u8>, u32)> = files
+            .iter()
+            .map(|(path, bytes)| {
+                let mode = if *path == apply { 0o755 } else { 0o644 };
+                (path.clone(), bytes.clone(), mode)
+            })
+            .collect();
+        let data = tar_with_modes(&dirs, &modes, now).map_err(BuildError::Fleet)?;
         let installed_kib: u64 = files
             .iter()
             .map(|(_, bytes)| (bytes.len() as u64).div_ceil(1024))
@@ -402,18 +409,22 @@ impl FleetPackage {
             .iter()
             .map(|(path, bytes)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
             .collect();
-        let control_tar = tar(
+        let control_tar = tar_with_modes(
             &["./".to_string()],
             &[
-                ("./control".to_string(), control.into_bytes()),
-                ("./md5sums".to_string(), md5sums.into_bytes()),
-                ("./postinst".to_string(), postinst.into_bytes()),
-                ("./prerm".to_string(), prerm.into_bytes()),
+                ("./control".to_string(), control.into_bytes(), 0o644),
+                ("./md5sums".to_string(), md5sums.into_bytes(), 0o644),
+                ("./postinst".to_string(), postinst.into_bytes(), 0o755),
+                ("./prerm".to_string(), prerm.into_bytes(), 0o755),
             ],
-            &["./postinst", "./prerm"],
             now,
-        )?;
-        let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, now);
+        )
+        .map_err(BuildError::Fleet)?;
+        let deb = crate::debfile::assemble(
+            &xz_fast(&control_tar).map_err(BuildError::Fleet)?,
+            &xz_fast(&data).map_err(BuildError::Fleet)?,
+            now,
+        );
         std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
         let file_name = format!("{}_{version}_all.deb", self.name);
         // Built and signed in a scratch directory, then renamed into place, as the

@@ -128,7 +128,7 @@ impl KeyringPackage {
             "./usr/share/lintian/".to_string(),
             "./usr/share/lintian/overrides/".to_string(),
         ];
-        let data = tar(&dirs, &files, &[], mtime)?;
+        let data = tar(&dirs, &files, mtime)?;
         let installed_kib: u64 = files
             .iter()
             .map(|(_, bytes)| (bytes.len() as u64).div_ceil(1024))
@@ -157,31 +157,47 @@ impl KeyringPackage {
                 ("./control".to_string(), control.into_bytes()),
                 ("./md5sums".to_string(), md5sums.into_bytes()),
             ],
-            &[],
             mtime,
         )?;
         let deb = crate::debfile::assemble(&xz(&control_tar)?, &xz(&data)?, mtime);
-        // Built and signed in a scratch directory, then renamed into place: publishers
-        // running at once build the same bytes, and none may read another's half.
-        std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
-        let file_name = format!("{}_{version}_all.deb", self.name);
-        let scratch = tempfile::Builder::new()
-            .prefix(".speedy-keyring-")
-            .tempdir_in(dir)
-            .map_err(super::io_error(dir))?;
-        let built = scratch.path().join(&file_name);
-        std::fs::write(&built, deb).map_err(super::io_error(&built))?;
-        if let Some(key) = signer {
-            super::sign_deb(&built, key, mtime)?;
-        }
-        let path = dir.join(file_name);
-        std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+        let path = write_deb(
+            dir,
+            &format!("{}_{version}_all.deb", self.name),
+            &deb,
+            signer,
+            mtime,
+        )?;
         Ok(BuiltKeyring {
             path,
             version,
             fingerprints,
         })
     }
+}
+
+/// Writes a generated .deb as `dir/file_name`, signed (debsigs) with `signer` when
+/// given. Built and signed in a scratch directory, then renamed into place: publishers
+/// running at once build the same bytes, and none may read another's half.
+pub(super) fn write_deb(
+    dir: &Path,
+    file_name: &str,
+    deb: &[u8],
+    signer: Option<&SigningKey>,
+    mtime: u64,
+) -> Result<PathBuf, BuildError> {
+    std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".speedy-generated-")
+        .tempdir_in(dir)
+        .map_err(super::io_error(dir))?;
+    let built = scratch.path().join(file_name);
+    std::fs::write(&built, deb).map_err(super::io_error(&built))?;
+    if let Some(key) = signer {
+        super::sign_deb(&built, key, mtime)?;
+    }
+    let path = dir.join(file_name);
+    std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+    Ok(path)
 }
 
 /// `/usr/share/keyrings/<package>.gpg`.
@@ -201,14 +217,21 @@ pub(super) fn compact_time(secs: u64) -> String {
     )
 }
 
-/// A reproducible tarball owned by root: `dirs` first, then `files`, 0644 but for the
-/// paths in `executables` (0755).
-pub(super) fn tar(
+fn tar(dirs: &[String], files: &[(String, Vec<u8>)], mtime: u64) -> Result<Vec<u8>, BuildError> {
+    let files: Vec<(String, Vec<u8>, u32)> = files
+        .iter()
+        .map(|(path, bytes)| (path.clone(), bytes.clone(), 0o644))
+        .collect();
+    tar_with_modes(dirs, &files, mtime).map_err(BuildError::Keyring)
+}
+
+/// A reproducible tar of `dirs` and `files` (path, bytes, mode), all root's, every
+/// timestamp `mtime`: the members of a generated .deb.
+pub(super) fn tar_with_modes(
     dirs: &[String],
-    files: &[(String, Vec<u8>)],
-    executables: &[&str],
+    files: &[(String, Vec<u8>, u32)],
     mtime: u64,
-) -> Result<Vec<u8>, BuildError> {
+) -> Result<Vec<u8>, String> {
     let mut builder = tar::Builder::new(Vec::new());
     let header = |path: &str, size: u64, mode: u32, kind: tar::EntryType| {
         let mut header = tar::Header::new_gnu();
@@ -222,20 +245,15 @@ pub(super) fn tar(
         let _ = header.set_groupname("root");
         (header, path.to_owned())
     };
-    let tar_error = |e: std::io::Error| BuildError::Keyring(format!("writing a tar archive: {e}"));
+    let tar_error = |e: std::io::Error| format!("writing a tar archive: {e}");
     for dir in dirs {
         let (mut h, path) = header(dir, 0, 0o755, tar::EntryType::Directory);
         builder
             .append_data(&mut h, path, std::io::empty())
             .map_err(tar_error)?;
     }
-    for (path, bytes) in files {
-        let mode = if executables.contains(&path.as_str()) {
-            0o755
-        } else {
-            0o644
-        };
-        let (mut h, path) = header(path, bytes.len() as u64, mode, tar::EntryType::Regular);
+    for (path, bytes, mode) in files {
+        let (mut h, path) = header(path, bytes.len() as u64, *mode, tar::EntryType::Regular);
         builder
             .append_data(&mut h, path, bytes.as_slice())
             .map_err(tar_error)?;
@@ -245,23 +263,31 @@ pub(super) fn tar(
 
 /// Preset 0: the tarball is a few KB, and preset 6 would allocate a large encoder on
 /// every publish for the same bytes out (layout 2; CONTRIBUTING.md, "Benchmark").
-pub(super) fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+fn xz(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+    xz_fast(bytes).map_err(BuildError::Keyring)
+}
+
+pub(super) fn xz_fast(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 0);
     encoder
         .write_all(bytes)
         .and_then(|_| encoder.finish())
-        .map_err(|e| BuildError::Keyring(format!("xz compression: {e}")))
+        .map_err(|e| format!("xz compression: {e}"))
 }
 
 /// gzip with no name and no timestamp in the header, so the output is reproducible.
-pub(super) fn gzip(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, BuildError> {
+    gzip_reproducible(bytes).map_err(BuildError::Keyring)
+}
+
+pub(super) fn gzip_reproducible(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), flate2::Compression::best());
     encoder
         .write_all(bytes)
         .and_then(|_| encoder.finish())
-        .map_err(|e| BuildError::Keyring(format!("gzip compression: {e}")))
+        .map_err(|e| format!("gzip compression: {e}"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! once, stages each package for cargo-deb, builds all .debs in a temporary directory
 //! and only then renames them into place. A failure at any point leaves no .deb behind.
 
+pub mod backup;
 pub mod cargo_deb_bridge;
 pub mod fleet;
 pub mod keyring;
@@ -84,6 +85,10 @@ pub enum BuildError {
     Sign(#[from] crate::sign::SignError),
     #[error("building the keyring package: {0}")]
     Keyring(String),
+    #[error("building the backup package: {0}")]
+    Backup(String),
+    #[error("building the fleet package: {0}")]
+    Fleet(String),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -121,6 +126,8 @@ pub fn plan(options: &BuildOptions, listener: &dyn Listener) -> Result<BuildPlan
     check_profile(&options.profile)?;
     let workspace = Workspace::load(options.manifest_path.as_deref(), options.locking)?;
     let services = workspace.services(&options.packages, &calendar::check_with_systemd)?;
+    // The backup package is built at publish time, but its settings fail the build.
+    workspace.backup_config().map_err(WorkspaceError::from)?;
     let (timestamp, timestamp_source) =
         source_date_epoch(&workspace.root, &workspace.root_manifest)?;
     if timestamp_source == TimestampSource::ManifestModified {
@@ -180,6 +187,12 @@ fn profile_dir(profile: &str) -> &str {
         "bench" => "release",
         other => other,
     }
+}
+
+/// The time generated packages are stamped with, as the services' are:
+/// SOURCE_DATE_EPOCH, else the last commit's time, else the manifest's mtime.
+pub fn source_timestamp(root: &Path, manifest: &Path) -> Result<u64, BuildError> {
+    source_date_epoch(root, manifest).map(|(timestamp, _)| timestamp)
 }
 
 /// SOURCE_DATE_EPOCH, else the last commit's time, else the manifest's mtime.

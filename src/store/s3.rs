@@ -886,6 +886,96 @@ impl S3Store {
         })
     }
 
+    /// Turns the bucket's versioning on: an overwrite or a plain DELETE then keeps the
+    /// earlier version.
+    pub fn enable_versioning(&self) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.runtime.block_on(async {
+            self.link
+                .send(
+                    "PUT",
+                    "the bucket's versioning",
+                    0,
+                    self.deadline(),
+                    |retry| {
+                        self.client
+                            .put_bucket_versioning()
+                            .bucket(&self.config().bucket)
+                            .versioning_configuration(
+                                VersioningConfiguration::builder()
+                                    .status(BucketVersioningStatus::Enabled)
+                                    .build(),
+                            )
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Sets the bucket's lifecycle to one rule, `id`, for the keys under `prefix`:
+    /// objects expire `days` after they were written, earlier versions `days` after
+    /// they were replaced, and unfinished multipart uploads after a day. Replaces
+    /// the bucket's other rules (S3 sets a lifecycle as a whole).
+    pub fn set_expiration_rule(&self, id: &str, prefix: &str, days: i32) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{
+            AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
+            LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+        };
+        let invalid = |e: aws_smithy_types::error::operation::BuildError| StoreError::Backend {
+            store: self.describe(),
+            message: format!("the lifecycle rule: {e}"),
+        };
+        let rule = LifecycleRule::builder()
+            .id(id)
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .prefix(self.object_key(prefix))
+                    .build(),
+            )
+            .status(ExpirationStatus::Enabled)
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(days)
+                    .build(),
+            )
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(1)
+                    .build(),
+            )
+            .build()
+            .map_err(invalid)?;
+        let lifecycle = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(invalid)?;
+        self.runtime.block_on(async {
+            self.link
+                .send(
+                    "PUT",
+                    "the bucket's lifecycle",
+                    0,
+                    self.deadline(),
+                    |retry| {
+                        self.client
+                            .put_bucket_lifecycle_configuration()
+                            .bucket(&self.config().bucket)
+                            .lifecycle_configuration(lifecycle.clone())
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Writes a small private object with a CRC32 checksum header, as
     /// `checksums = "when-supported"` would, and deletes it: whether the store accepts
     /// such headers (several S3-compatible stores reject them).

@@ -589,3 +589,47 @@ fn bad_secrets() {
         ],
     );
 }
+
+/// `[workspace.metadata.speedy.backup]`: each mistake is named by its key at `build`,
+/// and an age secret key given as the public key is refused without being repeated.
+#[test]
+fn backup_settings() {
+    let fixture = Fixture::new();
+    let manifest = fixture.read(ROOT);
+    let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let secret = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS6PUZ3X";
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            &format!("databases = [\"speedy\"]\nschedule = \"every day\"\nbucket = \"speedy-backups\"\nrecipient = \"{recipient}\"\n"),
+            &["Cargo.toml", "workspace.metadata.speedy.backup.schedule", "\"every day\" is not a valid OnCalendar expression"],
+        ),
+        (
+            "databases = [\"speedy\"]\nbucket = \"speedy-backups\"\n",
+            &["workspace.metadata.speedy.backup.recipient", "no public key", "age-keygen"],
+        ),
+        (
+            &format!("databases = [\"speedy\"]\nbucket = \"speedy-backups\"\nrecipient = \"{secret}\"\n"),
+            &["workspace.metadata.speedy.backup.recipient", "age secret key", "never reach a server"],
+        ),
+        (
+            &format!("databases = [\"speedy\"]\nbucket = \"Speedy_Backups\"\nrecipient = \"{recipient}\"\n"),
+            &["workspace.metadata.speedy.backup.bucket", "\"Speedy_Backups\" is not a bucket name"],
+        ),
+        (
+            &format!("databases = [\"speedy\"]\nbucket = \"speedy-backups\"\nrecipient = \"{recipient}\"\nretention = 30\n"),
+            &["workspace.metadata.speedy.backup", "unknown field `retention`"],
+        ),
+    ];
+    for (table, expected) in cases {
+        fixture.write(
+            ROOT,
+            &format!("{manifest}\n[workspace.metadata.speedy.backup]\n{table}"),
+        );
+        assert_refused(&fixture, &[], &[], expected);
+        let output = fixture.speedy(&["build"]);
+        assert!(
+            !stderr(&output).contains("QYQSZQGP"),
+            "the secret key is never repeated"
+        );
+    }
+}

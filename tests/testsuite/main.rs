@@ -4,6 +4,7 @@
 //! root that every booted server overlays.
 
 mod architecture;
+mod backup;
 mod bad_input;
 mod build;
 mod cdn;

@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 pub const SUITE: &str = "trixie";
 
 /// Beyond minbase (which has apt): systemd as init, D-Bus, curl for HTTP checks, and
-/// unattended-upgrades, which `server-setup` configures (the root has no Debian
-/// sources to install it from).
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,unattended-upgrades";
+/// unattended-upgrades, which `server-setup` configures, and PostgreSQL with what the
+/// backup package needs (age, s3cmd): the root has no Debian sources to install them from.
+const INCLUDE: &str = "systemd,systemd-sysv,dbus,curl,unattended-upgrades,postgresql,age,s3cmd";
 /// Part of the cached tarball's name: bump it when INCLUDE or `prepare_root` change,
 /// so target dirs that cached an older image bootstrap a new one.
-const IMAGE_REVISION: u32 = 2;
+const IMAGE_REVISION: u32 = 3;
 
 /// Where [`BootedServer::use_apt_repo`] installs the archive keyring and the source.
 pub const KEYRING: &str = "/usr/share/keyrings/speedy-archive-keyring.gpg";
@@ -320,6 +320,11 @@ fn prepare_root(root: &Path) {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link).expect("mask a timer");
     }
+    // Servers share the host's network: PostgreSQL starts only where a test starts it
+    // (on a port of its own), or every boot would contend for 5432.
+    let _ = std::fs::remove_file(
+        root.join("etc/systemd/system/multi-user.target.wants/postgresql.service"),
+    );
     // Not the name of the host that ran debootstrap (which copies /etc/hostname).
     std::fs::write(root.join("etc/hostname"), "speedy-server\n").expect("hostname");
     // Every boot gets its own machine id.
