@@ -342,7 +342,10 @@ impl FleetPackage {
                 settings.to_text().into_bytes(),
             ),
             (apply.clone(), self.apply_script()?.into_bytes()),
-            (format!("{doc}changelog.gz"), gzip_reproducible(changelog.as_bytes()).map_err(BuildError::Fleet)?),
+            (
+                format!("{doc}changelog.gz"),
+                gzip_reproducible(changelog.as_bytes()).map_err(BuildError::Fleet)?,
+            ),
             (format!("{doc}copyright"), copyright.into_bytes()),
             (
                 format!("./usr/share/lintian/overrides/{}", self.name),
