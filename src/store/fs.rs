@@ -6,7 +6,7 @@
 //! of the two. put-if-absent links the temporary file to the key, which fails when the
 //! key exists: an atomic create on any POSIX file system, NFS included.
 
-use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use super::{check_key, Body, ObjectDigest, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -175,6 +175,22 @@ impl Store for FsStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io(key)(e)),
         }
+    }
+
+    fn digest(&self, key: &str) -> Result<Option<ObjectDigest>, StoreError> {
+        use sha2::Digest;
+        let path = self.path(key)?;
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(key)(e)),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(self.io(key))?;
+        Ok(Some(ObjectDigest {
+            size,
+            sha256: format!("{:x}", hasher.finalize()),
+        }))
     }
 
     fn put_if_version(

@@ -43,6 +43,23 @@ pub struct Versioned {
     pub version: String,
 }
 
+/// An object's size and SHA256 (lowercase hex), from its bytes as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectDigest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ObjectDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        ObjectDigest {
+            size: bytes.len() as u64,
+            sha256: format!("{:x}", sha2::Sha256::digest(bytes)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: String,
@@ -92,6 +109,12 @@ pub trait Store: Send + Sync {
     /// The object with its version.
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    /// The size and SHA256 of the object's bytes, or `None` when missing. Backends
+    /// hash as the bytes stream in, so checking a large object does not hold it in
+    /// memory.
+    fn digest(&self, key: &str) -> Result<Option<ObjectDigest>, StoreError> {
+        Ok(self.get(key)?.map(|bytes| ObjectDigest::of(&bytes)))
+    }
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
     /// Creates the object only if it does not exist; `Ok(false)` when it did.

@@ -53,7 +53,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
-    let report = verify::verify(&FsStore::new(repo), &key.public_key()).expect("verify runs");
+    let report = verify::verify(&FsStore::new(repo), &key.public_key(), 4).expect("verify runs");
     assert!(
         report.ok(),
         "{context}: verify found problems: {:?}",
@@ -187,7 +187,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
     let listed = verify::list(&FsStore::new(&repo), &key.public_key()).unwrap();
     let names: Vec<&str> = listed[0].packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["speedy-app", "speedy-jobs", "speedy-notifier"]);
-    assert!(verify::verify(&FsStore::new(&repo), &key.public_key())
+    assert!(verify::verify(&FsStore::new(&repo), &key.public_key(), 4)
         .unwrap()
         .ok());
 }
