@@ -238,16 +238,16 @@ impl Store for FsStore {
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
         let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
         let _guard = self.conditional_guard(key)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;
-                Ok(true)
+                Ok(Some(version_of(body)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(self.io(key)(e)),
         }
     }
@@ -397,12 +397,23 @@ mod tests {
     #[test]
     fn put_if_absent_creates_once() {
         let (_dir, store) = store();
-        assert!(store
+        let created = store
             .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
-            .unwrap());
-        assert!(!store
+            .unwrap();
+        assert_eq!(
+            created,
+            Some(
+                store
+                    .get_versioned(".speedy/lock")
+                    .unwrap()
+                    .unwrap()
+                    .version
+            )
+        );
+        assert!(store
             .put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock"))
-            .unwrap());
+            .unwrap()
+            .is_none());
         assert_eq!(
             store.get(".speedy/lock").unwrap().as_deref(),
             Some(&b"me"[..])
@@ -452,6 +463,7 @@ mod tests {
                         store
                             .put_if_absent("k", format!("{i}").as_bytes(), &opts("k"))
                             .unwrap()
+                            .is_some()
                     })
                 })
                 .collect();

@@ -117,13 +117,15 @@ pub trait Store: Send + Sync {
     }
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
-    /// Creates the object only if it does not exist; `Ok(false)` when it did.
+    /// Creates the object only if it does not exist: `Ok(Some(version))` when
+    /// created (the version is empty when the store did not say it), `Ok(None)`
+    /// when it existed.
     fn put_if_absent(
         &self,
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<String>, StoreError>;
     /// Replaces the object only if its version is still `version`: a compare and
     /// swap, so of two writers that read the same version exactly one wins.
     /// `Ok(Some(new version))` when written, `Ok(None)` when the object changed or is

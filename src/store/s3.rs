@@ -1499,18 +1499,18 @@ impl Store for S3Store {
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
-            Ok(_) => {
+            Ok(output) => {
                 let _ = self.bucket_seen.set(());
-                Ok(true)
+                Ok(Some(output.e_tag().unwrap_or_default().to_owned()))
             }
             // Exists (412), or another conditional write to the same key in flight (409).
             Err(e)
                 if matches!(e.status(), Some(409 | 412))
                     || e.code() == Some("PreconditionFailed") =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }
