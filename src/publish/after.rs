@@ -60,45 +60,48 @@ impl Publish<'_> {
             self.keyring_and_garbage(&mut report, held.is_some(), None, gc_state, listener);
             return Some((report, None));
         }
+        let gc_state = gc_state.unwrap_or_else(|| self.read_gc_state());
+        let Some(replaced) = replaced else {
+            // Nothing switched, nothing to record: garbage collection alone, and when
+            // it wrote nothing, the lock's check after the reads is the last read
+            // under it, and serves its release.
+            let wrote =
+                self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener);
+            let read_for_release = match held {
+                Some(held) if wrote => Some(held.read_for_release(self.store)),
+                _ => Some(Ok(true)),
+            };
+            return Some((report, read_for_release));
+        };
         // A lock still ours after the switch means nobody else switched: what the
         // attempt read stays true, so garbage collection needs no second read of
         // every suite, and it runs alongside the history's write, from the history
         // as written. Should that write fail, the record only kept more from
         // collection.
-        let next_history = replaced.map(|replaced| {
-            let record = self.history_record(&report, replaced, &known.history);
-            history::appended(known.history.clone(), record, self.config.history)
-        });
+        let record = self.history_record(&report, replaced, &known.history);
+        let next_history = history::appended(known.history.clone(), record, self.config.history);
         let known = Known {
-            history: next_history
-                .clone()
-                .unwrap_or_else(|| known.history.clone()),
+            history: next_history.clone(),
             ..known
         };
-        let gc_state = gc_state.unwrap_or_else(|| self.read_gc_state());
         // The lock's read for its release goes alongside too; its delete waits for
         // these writes (docs/ARCHITECTURE.md, "The life of a publish").
-        let ((written, read_for_release), ()) = crate::parallel::join(
+        let ((written, read_for_release), _) = crate::parallel::join(
             || {
                 crate::parallel::join(
-                    || {
-                        next_history.as_ref().map(|history| {
-                            history::write(self.store, self.key, history, (self.now)())
-                        })
-                    },
+                    || history::write(self.store, self.key, &next_history, (self.now)()),
                     || held.map(|held| held.read_for_release(self.store)),
                 )
             },
             || self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener),
         );
         match written {
-            Some(Ok(())) => report.history_id = known.history.records.first().map(|r| r.id),
-            Some(Err(error)) => unfinished(
+            Ok(()) => report.history_id = known.history.records.first().map(|r| r.id),
+            Err(error) => unfinished(
                 &mut report,
                 listener,
                 format!("recording the change in the history: {error}"),
             ),
-            None => {}
         }
         Some((report, read_for_release))
     }
@@ -260,17 +263,21 @@ impl Publish<'_> {
         known: Option<&Known>,
         gc_state: Result<crate::repo::plan::GcState, PublishError>,
         listener: &dyn Listener,
-    ) {
+    ) -> bool {
         let published_keyring = gc_state
             .as_ref()
             .ok()
             .and_then(|state| state.published_keyring.as_deref());
+        // Whether anything may have been written (a failed write may have happened).
+        let mut wrote = false;
         let keyring = match self.publish_keyring(published_keyring) {
             Ok((written, digest)) => {
+                wrote |= !written.is_empty();
                 report.replaced_mutable.extend(written);
                 Some(digest)
             }
             Err(error) => {
+                wrote = true;
                 unfinished(report, listener, format!("publishing the keyring: {error}"));
                 None
             }
@@ -278,8 +285,15 @@ impl Publish<'_> {
         let collected = gc_state
             .and_then(|previous| self.collect_garbage(locked, known, &previous, keyring, listener));
         match collected {
-            Ok(deleted) => report.deleted = deleted,
-            Err(error) => unfinished(report, listener, format!("garbage collection: {error}")),
+            Ok((deleted, changed)) => {
+                wrote |= changed || !deleted.is_empty();
+                report.deleted = deleted;
+            }
+            Err(error) => {
+                wrote = true;
+                unfinished(report, listener, format!("garbage collection: {error}"));
+            }
         }
+        wrote
     }
 }

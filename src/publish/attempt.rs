@@ -35,9 +35,14 @@ impl Publish<'_> {
         recognised: Option<&state::Recognised>,
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
-        let (states, history) = self.read_state(recognised)?;
-        let current = states.get(&self.suite);
         let (debs, suite_change) = self.suite_change(change);
+        let (read, early_pool_sizes) = crate::parallel::join(
+            || self.read_state(recognised),
+            || self.pool_sizes_early(debs),
+        );
+        let (states, history) = read?;
+        let early_pool_sizes = early_pool_sizes?;
+        let current = states.get(&self.suite);
         let merged = plan::apply(
             current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
             &suite_change,
@@ -59,7 +64,7 @@ impl Publish<'_> {
                 known,
             });
         }
-        let pool = self.missing_pool(&merged, debs, &states, listener)?;
+        let pool = self.missing_pool(&merged, debs, &states, early_pool_sizes, listener)?;
         let signed = self.sign_indices(&merged.packages)?;
         let current_suite = current.map(|state| CurrentSuite {
             release: &state.release,

@@ -453,13 +453,14 @@ impl HeldLock {
         Ok(matches!(read_lock(store)?, Found::Held { info, .. } if info.token == self.token))
     }
 
-    /// Deletes the lock when `ours` ([`HeldLock::read_for_release`]) found it ours.
+    /// Deletes the lock when `ours` ([`HeldLock::read_for_release`]) found it ours,
+    /// unless a renewal found it taken over since.
     pub fn release_as_read(
         &self,
         store: &dyn Store,
         ours: Result<bool, PublishError>,
     ) -> Result<(), PublishError> {
-        if ours? {
+        if ours? && !self.lost.load(Ordering::SeqCst) {
             store.delete(LOCK_KEY)?;
         }
         Ok(())

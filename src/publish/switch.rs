@@ -66,30 +66,45 @@ impl Publish<'_> {
             return Ok(Switched::Raced);
         }
         self.put_all(&canonical.indices)?;
-        for (key, bytes) in canonical.release {
+        let switch = publish_plan.steps.iter().find_map(|step| match step {
+            Step::InRelease { key, bytes } => Some((key, bytes)),
+            Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => None,
+        });
+        let replaced_second = current.and_then(|state| state.in_release_modified);
+        // The new InRelease carries a later modification second than the one it
+        // replaces: apt asks with If-Modified-Since, and servers compare whole
+        // seconds, so a second publish within the same second would be answered "304
+        // Not Modified" and missed until the next publish. The wait comes before the
+        // last writes; whether the store recorded a later second is asked after the
+        // switch ([`SecondCheck`]).
+        if let (Some(_), Some(second)) = (switch, replaced_second) {
+            crate::clock::wait_past_second(second);
+        }
+        // Release.gpg, then Release, the last alongside the re-read of InRelease just
+        // before the switch (invariant 4): neither write is what apt reads first.
+        let (last, first) = match canonical.release.split_last() {
+            Some((last, first)) => (Some(last), first),
+            None => (None, &canonical.release[..]),
+        };
+        for (key, bytes) in first {
             self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
         }
-        for step in &publish_plan.steps {
-            match step {
-                Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => {}
-                Step::InRelease { key, bytes } => {
-                    let replaced_second = current.and_then(|state| state.in_release_modified);
-                    if !self.switch(
-                        key,
-                        bytes,
-                        before_switch.as_deref(),
-                        replaced_second,
-                        listener,
-                    )? {
-                        return Ok(Switched::Raced);
-                    }
-                    second_check = replaced_second.map(|second| SecondCheck {
-                        key: key.clone(),
-                        bytes: bytes.clone(),
-                        second,
-                    });
-                }
+        let (last_written, in_release_now) = crate::parallel::join(
+            || last.map(|(key, bytes)| self.store.put(key, Body::Bytes(bytes), &put_options(key))),
+            || switch.map(|(key, _)| self.store.get(key)),
+        );
+        last_written.transpose()?;
+        if let Some((key, bytes)) = switch {
+            let in_release_now = in_release_now.transpose()?.flatten();
+            if in_release_now.as_deref() != before_switch.as_deref() {
+                return Ok(Switched::Raced);
             }
+            self.switch(key, bytes, listener)?;
+            second_check = replaced_second.map(|second| SecondCheck {
+                key: key.clone(),
+                bytes: bytes.clone(),
+                second,
+            });
         }
         if !written.is_empty() {
             listener.info(&format!(
@@ -126,27 +141,8 @@ impl Publish<'_> {
         Ok(in_release_now?.as_deref() == before_switch)
     }
 
-    /// The switch: writes InRelease unless it changed since it was read (`false`:
-    /// merge again). The new InRelease carries a later modification second than the
-    /// one it replaced (`before_switch`'s, as the listing said): apt asks with
-    /// If-Modified-Since, and servers compare whole seconds, so a second publish
-    /// within the same second would be answered "304 Not Modified" and missed until
-    /// the next publish. The wait comes first; whether the store recorded a later
-    /// second is asked after the switch ([`SecondCheck`]).
-    fn switch(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        before_switch: Option<&[u8]>,
-        replaced_second: Option<u64>,
-        listener: &dyn Listener,
-    ) -> Result<bool, PublishError> {
-        if let Some(second) = replaced_second {
-            crate::clock::wait_past_second(second);
-        }
-        if self.store.get(key)?.as_deref() != before_switch {
-            return Ok(false);
-        }
+    /// The switch: writes InRelease, once it was found unchanged since it was read.
+    fn switch(&self, key: &str, bytes: &[u8], listener: &dyn Listener) -> Result<(), PublishError> {
         if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
             // The write may have happened and only its answer been lost (every retry
             // of it too): what InRelease holds now decides.
@@ -157,7 +153,7 @@ impl Publish<'_> {
                 _ => return Err(error.into()),
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The store's clock decides the second it records, and it may run behind ours:
