@@ -51,8 +51,9 @@ impl Publish<'_> {
     /// The sizes of the pool objects at the keys of a few local .debs (no more than
     /// `jobs`: an update), those that are there, asked alongside the read of the
     /// suites: a round trip saved on the critical path, for a HEAD per .deb that a
-    /// signed index may turn out to list (docs/ARCHITECTURE.md, "The life of a
-    /// publish"). `None` for more .debs: [`Publish::missing_pool`] decides then.
+    /// signed index may turn out to list
+    /// (docs/ARCHITECTURE.md, "The life of a publish").
+    /// `None` for more .debs: [`Publish::missing_pool`] decides then.
     pub(super) fn pool_sizes_early(
         &self,
         debs: &[IncomingDeb],
