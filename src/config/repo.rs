@@ -28,7 +28,8 @@ pub struct RepoMetadata {
     /// How many changes of each suite are recorded for `history` and `rollback`.
     pub history: Option<usize>,
     pub valid_for: Option<String>,
-    /// How many uploads (pool files, by-hash copies) a publish runs at once.
+    /// How many requests run at once: a publish's uploads (pool files, by-hash
+    /// copies), `verify`'s reads.
     pub jobs: Option<usize>,
     /// Publish to DigitalOcean Spaces (or any S3-compatible store) instead of `dir`.
     pub spaces: Option<SpacesMetadata>,
@@ -167,7 +168,8 @@ pub struct RepoConfig {
     pub history: usize,
     /// Valid-Until = Date + this, when set.
     pub valid_for_seconds: Option<u64>,
-    /// Uploads in flight at once (pool files, by-hash copies).
+    /// Requests in flight at once: uploads (pool files, by-hash copies), `verify`'s
+    /// reads.
     pub jobs: usize,
     /// The manifest's Spaces settings, before flags.
     pub spaces: Option<SpacesMetadata>,

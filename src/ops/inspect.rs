@@ -144,7 +144,7 @@ pub fn verify(
     let settings = options.repo.settings()?;
     let key = options.public_key(&settings, listener)?;
     let store = open_store(&settings.location, listener)?;
-    let mut report = verify::verify(store.as_ref(), &key)?;
+    let mut report = verify::verify(store.as_ref(), &key, settings.config.jobs)?;
     if key.fingerprints().len() > 1 {
         for suite in &mut report.suites {
             suite

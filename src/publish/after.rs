@@ -18,7 +18,8 @@ use std::collections::{HashMap, HashSet};
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Publish<'_> {
-    /// Finishes a switched attempt. `None` when a racing publisher replaced this
+    /// Finishes a switched attempt; with the lock's read for its release when that
+    /// went alongside the last writes. `None` when a racing publisher replaced this
     /// one's packages: the caller publishes them again.
     pub(super) fn after_switch(
         &self,
@@ -28,44 +29,99 @@ impl Publish<'_> {
         replaced: Option<Replaced>,
         known: Known,
         listener: &dyn Listener,
-    ) -> Option<PublishReport> {
-        let still_ours = self.lock_still_ours(held, &mut report, listener);
-        // Without a lock (or with a broken one) another publisher may have switched
-        // right after us from an older state: check our packages made it. A lock
-        // still ours after the switch means nobody else switched, so there is
-        // nothing to read back.
-        if !still_ours && self.switch_undone(change, held.is_none(), &mut report, listener) {
-            return None;
+    ) -> Option<(PublishReport, Option<Result<bool, PublishError>>)> {
+        // Three questions at once: is the lock still ours, what does the garbage
+        // collector's bookkeeping say (kept current by the lock; read again below
+        // when the lock turns out lost), and did the store record a later second
+        // for the switched InRelease.
+        let ((lock_check, gc_state), ()) = crate::parallel::join(
+            || {
+                crate::parallel::join(
+                    || held.map(|held| held.still_held(self.store)),
+                    || held.map(|_| self.read_gc_state()),
+                )
+            },
+            || {
+                if let Some(check) = &known.second_check {
+                    self.after_the_replaced_second(check, listener);
+                }
+            },
+        );
+        let still_ours = self.lock_still_ours(lock_check, &mut report, listener);
+        if !still_ours {
+            // Without a lock (or with a broken one) another publisher may have
+            // switched right after us from an older state: check our packages made
+            // it, and read again what the attempt read.
+            if self.switch_undone(change, held.is_none(), &mut report, listener) {
+                return None;
+            }
+            self.history_after(&mut report, replaced, listener);
+            let gc_state = self.read_gc_state();
+            self.keyring_and_garbage(&mut report, held.is_some(), None, gc_state, listener);
+            return Some((report, None));
         }
-        let history_now = self.history_after(&mut report, replaced, still_ours, &known, listener);
-        // What the attempt read stays true while the lock is ours: garbage
-        // collection then needs no second read of every suite.
-        let known = if still_ours {
-            history_now.map(|history| Known { history, ..known })
-        } else {
-            None
+        let gc_state = gc_state.unwrap_or_else(|| self.read_gc_state());
+        let Some(replaced) = replaced else {
+            // Nothing switched, nothing to record: garbage collection alone, and when
+            // it wrote nothing, the lock's check after the reads is the last read
+            // under it, and serves its release.
+            let wrote =
+                self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener);
+            let read_for_release = match held {
+                Some(held) if wrote => Some(held.read_for_release(self.store)),
+                _ => Some(Ok(true)),
+            };
+            return Some((report, read_for_release));
         };
-        self.keyring_and_garbage(&mut report, held.is_some(), known.as_ref(), listener);
-        Some(report)
+        // A lock still ours after the switch means nobody else switched: what the
+        // attempt read stays true, so garbage collection needs no second read of
+        // every suite, and it runs alongside the history's write, from the history
+        // as written. Should that write fail, the record only kept more from
+        // collection.
+        let record = self.history_record(&report, replaced, &known.history);
+        let next_history = history::appended(known.history.clone(), record, self.config.history);
+        let known = Known {
+            history: next_history.clone(),
+            ..known
+        };
+        // The lock's read for its release goes alongside too; its delete waits for
+        // these writes (docs/ARCHITECTURE.md, "The life of a publish").
+        let ((written, read_for_release), _) = crate::parallel::join(
+            || {
+                crate::parallel::join(
+                    || history::write(self.store, self.key, &next_history, (self.now)()),
+                    || held.map(|held| held.read_for_release(self.store)),
+                )
+            },
+            || self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener),
+        );
+        match written {
+            Ok(()) => report.history_id = known.history.records.first().map(|r| r.id),
+            Err(error) => unfinished(
+                &mut report,
+                listener,
+                format!("recording the change in the history: {error}"),
+            ),
+        }
+        Some((report, read_for_release))
     }
 
-    /// Whether the lock is still ours after the switch (never without one).
+    /// Whether the lock is still ours after the switch (never without one), from
+    /// its check.
     fn lock_still_ours(
         &self,
-        held: Option<&lock::HeldLock>,
+        check: Option<Result<bool, PublishError>>,
         report: &mut PublishReport,
         listener: &dyn Listener,
     ) -> bool {
-        let Some(held) = held else {
-            return false;
-        };
-        match held.still_held(self.store) {
-            Ok(true) => true,
-            Ok(false) => {
+        match check {
+            None => false,
+            Some(Ok(true)) => true,
+            Some(Ok(false)) => {
                 listener.warning("the publish lock was broken by someone else during this publish");
                 false
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 unfinished(
                     report,
                     listener,
@@ -139,53 +195,52 @@ impl Publish<'_> {
         })
     }
 
-    /// Records the switch (when there was one) in the history; returns the history
-    /// as it is now, when known: as written, or as read before the switch when
-    /// nothing was recorded and the lock kept it current.
+    /// Records the switch (when there was one) in the history, read again: the lock
+    /// did not keep it current.
     fn history_after(
         &self,
         report: &mut PublishReport,
         replaced: Option<Replaced>,
-        still_ours: bool,
-        known: &Known,
         listener: &dyn Listener,
-    ) -> Option<history::SuiteHistory> {
+    ) {
         let Some(replaced) = replaced else {
-            return still_ours.then(|| known.history.clone());
+            return;
         };
-        match self.record_history(report, replaced, still_ours.then(|| known.history.clone())) {
-            Ok(written) => {
-                report.history_id = written.records.first().map(|r| r.id);
-                Some(written)
-            }
-            Err(error) => {
-                unfinished(
-                    report,
-                    listener,
-                    format!("recording the change in the history: {error}"),
-                );
-                None
-            }
+        match self.record_history(report, replaced) {
+            Ok(id) => report.history_id = Some(id),
+            Err(error) => unfinished(
+                report,
+                listener,
+                format!("recording the change in the history: {error}"),
+            ),
         }
     }
 
-    /// Records the switch just made in the suite's history; returns the history as
-    /// written, the new record first. `read` is the history as read before the
-    /// switch, when the lock kept it current; otherwise it is read again.
+    /// Records the switch just made in the suite's history as read now; returns the
+    /// new record's id.
     fn record_history(
         &self,
         report: &PublishReport,
         replaced: Replaced,
-        read: Option<history::SuiteHistory>,
-    ) -> Result<history::SuiteHistory, PublishError> {
-        let history = match read {
-            Some(history) => history,
-            None => history::read(self.store, &self.key.public_key(), &self.suite)?,
-        };
+    ) -> Result<u64, PublishError> {
+        let history = history::read(self.store, &self.key.public_key(), &self.suite)?;
+        let record = self.history_record(report, replaced, &history);
+        let id = record.id;
+        let history = history::appended(history, record, self.config.history);
+        history::write(self.store, self.key, &history, (self.now)())?;
+        Ok(id)
+    }
+
+    /// The record of the switch just made, next after `history`.
+    fn history_record(
+        &self,
+        report: &PublishReport,
+        replaced: Replaced,
+        history: &history::SuiteHistory,
+    ) -> history::HistoryRecord {
         let actor = history::Actor::from_env();
-        let id = history::next_id(&history);
-        let record = history::HistoryRecord {
-            id,
+        history::HistoryRecord {
+            id: history::next_id(history),
             time: (self.now)(),
             user: actor.user,
             host: actor.host,
@@ -196,37 +251,33 @@ impl Publish<'_> {
             changed: report.changed.clone(),
             replaced_indices: replaced.indices,
             replaced_pool: replaced.pool,
-        };
-        history::append(
-            self.store,
-            self.key,
-            history,
-            record,
-            self.config.history,
-            (self.now)(),
-        )
+        }
     }
 
     /// Publishes the keyring when it differs from the one last published, then
-    /// collects garbage; both read the garbage collector's bookkeeping, once.
+    /// collects garbage; both from the garbage collector's bookkeeping, read once.
     fn keyring_and_garbage(
         &self,
         report: &mut PublishReport,
         locked: bool,
         known: Option<&Known>,
+        gc_state: Result<crate::repo::plan::GcState, PublishError>,
         listener: &dyn Listener,
-    ) {
-        let gc_state = self.read_gc_state();
+    ) -> bool {
         let published_keyring = gc_state
             .as_ref()
             .ok()
             .and_then(|state| state.published_keyring.as_deref());
+        // Whether anything may have been written (a failed write may have happened).
+        let mut wrote = false;
         let keyring = match self.publish_keyring(published_keyring) {
             Ok((written, digest)) => {
+                wrote |= !written.is_empty();
                 report.replaced_mutable.extend(written);
                 Some(digest)
             }
             Err(error) => {
+                wrote = true;
                 unfinished(report, listener, format!("publishing the keyring: {error}"));
                 None
             }
@@ -239,8 +290,15 @@ impl Publish<'_> {
             self.collect_garbage(locked, known, &previous, keyring, acl, listener)
         });
         match collected {
-            Ok(deleted) => report.deleted = deleted,
-            Err(error) => unfinished(report, listener, format!("garbage collection: {error}")),
+            Ok((deleted, changed)) => {
+                wrote |= changed || !deleted.is_empty();
+                report.deleted = deleted;
+            }
+            Err(error) => {
+                wrote = true;
+                unfinished(report, listener, format!("garbage collection: {error}"));
+            }
         }
+        wrote
     }
 }

@@ -5,6 +5,7 @@
 //! `repo::plan`'s; this file reads their inputs and carries out their answers.
 
 use super::state::{self, SuiteState};
+use super::switch::Switched;
 use super::{
     describe_step, history, lock, Attempt, Change, IncomingDeb, Known, PackageRef, Publish,
     PublishError, PublishReport,
@@ -25,16 +26,23 @@ struct Signed {
 }
 
 impl Publish<'_> {
-    /// Reads every suite, merges, plans, and (unless a dry run) writes up to the switch.
+    /// Reads every suite (in fewer round trips when it is still as `recognised`),
+    /// merges, plans, and (unless a dry run) writes up to the switch.
     pub(super) fn attempt(
         &self,
         change: Change<'_>,
         held: Option<&lock::HeldLock>,
+        recognised: Option<&state::Recognised>,
         listener: &dyn Listener,
     ) -> Result<Attempt, PublishError> {
-        let (states, history) = self.read_state()?;
-        let current = states.get(&self.suite);
         let (debs, suite_change) = self.suite_change(change);
+        let (read, early_pool_sizes) = crate::parallel::join(
+            || self.read_state(recognised),
+            || self.pool_sizes_early(debs),
+        );
+        let (states, history) = read?;
+        let early_pool_sizes = early_pool_sizes?;
+        let current = states.get(&self.suite);
         let merged = plan::apply(
             current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
             &suite_change,
@@ -56,7 +64,7 @@ impl Publish<'_> {
                 known,
             });
         }
-        let pool = self.missing_pool(&merged, debs, &states, listener)?;
+        let pool = self.missing_pool(&merged, debs, &states, early_pool_sizes, listener)?;
         let signed = self.sign_indices(&merged.packages)?;
         let current_suite = current.map(|state| CurrentSuite {
             release: &state.release,
@@ -73,6 +81,7 @@ impl Publish<'_> {
             ),
             history_head_before: history.records.first().map(|r| r.id),
             history,
+            second_check: None,
         };
         let publish_plan = plan::publish_plan(
             &self.suite,
@@ -92,21 +101,32 @@ impl Publish<'_> {
         }
         report.replaced_mutable =
             plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
-        if !self.write_and_switch(&publish_plan, current, debs, held, listener)? {
-            return Ok(Attempt::Raced);
-        }
+        let second_check =
+            match self.write_and_switch(&publish_plan, current, debs, held, listener)? {
+                Switched::Raced => return Ok(Attempt::Raced),
+                Switched::Done { second_check } => second_check,
+            };
         Ok(Attempt::Done {
             report,
             replaced: Some(replaced),
-            known,
+            known: Known {
+                second_check,
+                ..known
+            },
         })
     }
 
     /// Every suite and our history, read at once (a round trip each saved).
-    fn read_state(&self) -> Result<(States, history::SuiteHistory), PublishError> {
+    fn read_state(
+        &self,
+        recognised: Option<&state::Recognised>,
+    ) -> Result<(States, history::SuiteHistory), PublishError> {
         let public_key = self.key.public_key();
         let (states, history) = crate::parallel::join(
-            || state::read_all(self.store, &public_key),
+            || match recognised {
+                Some(recognised) => state::read_all_expecting(self.store, &public_key, recognised),
+                None => state::read_all(self.store, &public_key),
+            },
             || history::read(self.store, &public_key, &self.suite),
         );
         let states = states?;
@@ -220,6 +240,7 @@ impl Publish<'_> {
             history,
             // Nothing is dropped: nothing to look at besides what was pending.
             referenced_before: BTreeSet::new(),
+            second_check: None,
         }
     }
 

@@ -39,7 +39,8 @@ impl Publish<'_> {
     /// Deletes pool files and by-hash copies that no suite has referenced for the
     /// grace period. Under a lock still ours it looks only at what this publish
     /// stopped referencing and what was pending, unless a sweep of the whole store is
-    /// due (`plan::must_sweep`); without one, it always sweeps.
+    /// due (`plan::must_sweep`); without one, it always sweeps. Returns what it
+    /// deleted, and whether it wrote its bookkeeping.
     pub(super) fn collect_garbage(
         &self,
         locked: bool,
@@ -48,7 +49,7 @@ impl Publish<'_> {
         keyring: Option<String>,
         acl: Option<String>,
         listener: &dyn Listener,
-    ) -> Result<Vec<String>, PublishError> {
+    ) -> Result<(Vec<String>, bool), PublishError> {
         let referenced = match known {
             Some(known) => self.referenced_as_known(known)?,
             None => self.referenced_as_read()?,
@@ -87,7 +88,8 @@ impl Publish<'_> {
         }
         // Written last: a collection that failed before this point is found out by the
         // next one (its heads are behind), which then sweeps.
-        if next != *previous {
+        let changed = next != *previous;
+        if changed {
             let bytes = serde_json::to_vec_pretty(&next).unwrap_or_default();
             self.store.put(
                 layout::GC_STATE_KEY,
@@ -95,7 +97,7 @@ impl Publish<'_> {
                 &put_options(layout::GC_STATE_KEY),
             )?;
         }
-        Ok(delete)
+        Ok((delete, changed))
     }
 
     /// Under a lock still ours, what the attempt read and switched to is what the

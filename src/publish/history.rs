@@ -133,19 +133,21 @@ pub fn read(store: &dyn Store, key: &PublicKey, suite: &str) -> Result<SuiteHist
     Ok(history)
 }
 
-/// Adds `record` as the newest, keeps the newest `depth`, and writes the history
-/// signed. Called after the switch, under the lock. Returns the history as written.
-pub fn append(
-    store: &dyn Store,
-    key: &RepoKeys,
-    mut history: SuiteHistory,
-    record: HistoryRecord,
-    depth: usize,
-    now: u64,
-) -> Result<SuiteHistory, PublishError> {
+/// `history` with `record` added as the newest, keeping the newest `depth`.
+pub fn appended(mut history: SuiteHistory, record: HistoryRecord, depth: usize) -> SuiteHistory {
     history.records.insert(0, record);
     history.records.truncate(depth.max(1));
-    let json = serde_json::to_string_pretty(&history).unwrap_or_default();
+    history
+}
+
+/// Writes the history signed. Called after the switch, under the lock.
+pub fn write(
+    store: &dyn Store,
+    key: &RepoKeys,
+    history: &SuiteHistory,
+    now: u64,
+) -> Result<(), PublishError> {
+    let json = serde_json::to_string_pretty(history).unwrap_or_default();
     let signed = key.clearsign(&json, now)?;
     let object = layout::history_key(&history.suite);
     store.put(
@@ -153,7 +155,7 @@ pub fn append(
         Body::Bytes(signed.as_bytes()),
         &super::put_options(&object),
     )?;
-    Ok(history)
+    Ok(())
 }
 
 /// The next record's id.

@@ -225,7 +225,12 @@ pub fn acquire(
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let (created_it, create_error) =
             match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
-                Ok(created) => (created, None),
+                // Created: ours, with the version the store answered (no read back:
+                // a round trip saved on every publish).
+                Ok(Some(version)) if !version.is_empty() => {
+                    return Ok(Some(HeldLock::new(info, version, options.lease)));
+                }
+                Ok(created) => (created.is_some(), None),
                 Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
                 // The write may have happened and only the answer been lost: what is
                 // there now decides.
@@ -381,6 +386,9 @@ fn refusal(store: &dyn Store, found: Found, now: &impl Fn() -> u64) -> Option<Pu
     }
 }
 
+/// How soon a failed renewal is tried again; the lease allows two.
+const RENEWAL_RETRY: Duration = Duration::from_secs(1);
+
 impl HeldLock {
     fn new(info: LockInfo, version: String, lease: Duration) -> Self {
         HeldLock {
@@ -435,10 +443,27 @@ impl HeldLock {
 
     /// Deletes the lock if it is still ours; someone may have taken it over.
     pub fn release(&self, store: &dyn Store) -> Result<(), PublishError> {
-        match read_lock(store)? {
-            Found::Held { info, .. } if info.token == self.token => Ok(store.delete(LOCK_KEY)?),
-            _ => Ok(()),
+        self.release_as_read(store, self.read_for_release(store))
+    }
+
+    /// Whether the lock object still holds our token, read for
+    /// [`HeldLock::release_as_read`]: the read may go alongside the last writes under
+    /// the lock, and the delete after them.
+    pub fn read_for_release(&self, store: &dyn Store) -> Result<bool, PublishError> {
+        Ok(matches!(read_lock(store)?, Found::Held { info, .. } if info.token == self.token))
+    }
+
+    /// Deletes the lock when `ours` ([`HeldLock::read_for_release`]) found it ours,
+    /// unless a renewal found it taken over since.
+    pub fn release_as_read(
+        &self,
+        store: &dyn Store,
+        ours: Result<bool, PublishError>,
+    ) -> Result<(), PublishError> {
+        if ours? && !self.lost.load(Ordering::SeqCst) {
+            store.delete(LOCK_KEY)?;
         }
+        Ok(())
     }
 
     /// Whether the lock object is still ours (not taken over or broken by someone else).
@@ -459,15 +484,17 @@ impl HeldLock {
         listener: &dyn Listener,
         work: impl FnOnce() -> T,
     ) -> T {
-        let done = AtomicBool::new(false);
-        let step = Duration::from_millis(50);
+        // Dropping `done` when the work ends wakes the renewer at once: the lock is
+        // released without waiting for its next tick.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|scope| {
-            scope.spawn(|| {
+            scope.spawn(move || {
                 let mut next = Instant::now() + self.renewal_interval();
-                while !done.load(Ordering::SeqCst) {
-                    std::thread::sleep(step);
-                    if Instant::now() < next {
-                        continue;
+                loop {
+                    let wait = next.saturating_duration_since(Instant::now());
+                    match finished.recv_timeout(wait) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                     match self.renew(store, now()) {
                         Ok(true) => next = Instant::now() + self.renewal_interval(),
@@ -478,13 +505,13 @@ impl HeldLock {
                         // A failed renewal is tried again soon; the lease allows two.
                         Err(error) => {
                             listener.detail(&format!("renewing the publish lock: {error}"));
-                            next = Instant::now() + step * 20;
+                            next = Instant::now() + RENEWAL_RETRY;
                         }
                     }
                 }
             });
             let result = work();
-            done.store(true, Ordering::SeqCst);
+            drop(done);
             result
         })
     }
@@ -558,7 +585,7 @@ mod tests {
             key: &str,
             _: &[u8],
             _: &crate::store::PutOptions,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Option<String>, StoreError> {
             Err(refused(key))
         }
         fn put_if_version(

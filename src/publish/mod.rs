@@ -274,6 +274,9 @@ struct Known {
     referenced_before: BTreeSet<String>,
     /// Our suite's newest history record before this attempt.
     history_head_before: Option<u64>,
+    /// Whether the store recorded a later second for the switched InRelease than
+    /// for the one it replaced: asked after the switch.
+    second_check: Option<switch::SecondCheck>,
 }
 
 /// How often a publish re-merges when InRelease changed under it.
@@ -327,7 +330,7 @@ impl Publish<'_> {
             });
         }
         if self.dry_run {
-            return match self.attempt(change, None, listener)? {
+            return match self.attempt(change, None, None, listener)? {
                 Attempt::Done { report, .. } => Ok(report),
                 // A dry run stops before the switch, where a race is noticed.
                 Attempt::Raced => Err(PublishError::ConcurrentChanges {
@@ -338,8 +341,15 @@ impl Publish<'_> {
         }
         // Nothing is written, not even the lock or the probe's objects, into what is
         // not our repository.
-        state::recognise(self.store, &self.key.public_key())?;
-        probe::learn_conditional_writes(self.store, (self.now)())?;
+        // The probe's record is read alongside (a read writes nothing); the probe
+        // itself, which writes, waits for the answer.
+        let now = (self.now)();
+        let (recognised, recorded) = crate::parallel::join(
+            || state::recognise(self.store, &self.key.public_key(), &self.config.suites),
+            || probe::read_record(self.store, now),
+        );
+        let recognised = recognised?;
+        probe::learn_from(self.store, recorded?, now)?;
         let held = lock::acquire(self.store, self.lock, self.now, &|what| {
             listener.warning(what)
         })?;
@@ -348,12 +358,19 @@ impl Publish<'_> {
                 "{} does not support conditional writes: publishing without a lock, relying on re-reading InRelease before and after the switch",
                 self.store.describe()
             ));
-            return self.publish_locked(change, None, listener);
+            return Ok(self.publish_locked(change, None, &recognised, listener)?.0);
         };
         let result = held.while_renewing(self.store, self.now, listener, || {
-            self.publish_locked(change, Some(&held), listener)
+            self.publish_locked(change, Some(&held), &recognised, listener)
         });
-        let released = held.release(self.store);
+        let (result, read_for_release) = match result {
+            Ok((report, read)) => (Ok(report), read),
+            Err(error) => (Err(error), None),
+        };
+        let released = match read_for_release {
+            Some(ours) => held.release_as_read(self.store, ours),
+            None => held.release(self.store),
+        };
         let mut report = result?;
         if let Err(error) = released {
             // After the switch: the publish happened. The lease runs out on its own,
@@ -369,19 +386,23 @@ impl Publish<'_> {
     }
 
     /// Runs attempts until one switches (or needs no switch), then the steps after
-    /// the switch; a switch that a racing publisher undid is published again.
+    /// the switch; a switch that a racing publisher undid is published again. The
+    /// first attempt reads the suites as `recognised` expects, the others afresh.
+    /// With the report, the lock's read for its release, when the steps after the
+    /// switch made it alongside their last writes.
     fn publish_locked(
         &self,
         change: Change<'_>,
         held: Option<&lock::HeldLock>,
+        recognised: &state::Recognised,
         listener: &dyn Listener,
-    ) -> Result<PublishReport, PublishError> {
+    ) -> Result<(PublishReport, Option<Result<bool, PublishError>>), PublishError> {
         for attempt in 1..=ATTEMPTS {
             let Attempt::Done {
                 report,
                 replaced,
                 known,
-            } = self.attempt(change, held, listener)?
+            } = self.attempt(change, held, (attempt == 1).then_some(recognised), listener)?
             else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
@@ -393,9 +414,10 @@ impl Publish<'_> {
                 std::thread::sleep(std::time::Duration::from_millis(pause));
                 continue;
             };
-            if let Some(report) = self.after_switch(change, held, report, replaced, known, listener)
+            if let Some(finished) =
+                self.after_switch(change, held, report, replaced, known, listener)
             {
-                return Ok(report);
+                return Ok(finished);
             }
         }
         Err(PublishError::ConcurrentChanges {

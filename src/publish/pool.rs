@@ -48,14 +48,38 @@ impl<'a> PoolListing<'a> {
 }
 
 impl Publish<'_> {
+    /// The sizes of the pool objects at the keys of a few local .debs (no more than
+    /// `jobs`: an update), those that are there, asked alongside the read of the
+    /// suites: a round trip saved on the critical path, for a HEAD per .deb that a
+    /// signed index may turn out to list
+    /// (docs/ARCHITECTURE.md, "The life of a publish").
+    /// `None` for more .debs: [`Publish::missing_pool`] decides then.
+    pub(super) fn pool_sizes_early(
+        &self,
+        debs: &[IncomingDeb],
+    ) -> Result<Option<HashMap<String, u64>>, PublishError> {
+        let local: Vec<&IncomingDeb> = debs.iter().filter(|d| d.path.is_some()).collect();
+        if local.is_empty() || local.len() > self.config.jobs {
+            return Ok(None);
+        }
+        let sizes = self.each_in_parallel(&local, |deb| {
+            let key = &deb.entry.filename;
+            Ok(self.store.head(key)?.map(|meta| (key.clone(), meta.size)))
+        })?;
+        Ok(Some(sizes.into_iter().flatten().collect()))
+    }
+
     /// The pool files of `merged` that must be uploaded: the added entries from local
     /// .debs that are not there yet. A promoted or restored entry must be there
     /// already (with its size), or the publish stops before writing anything.
+    /// `early_pool_sizes` ([`Publish::pool_sizes_early`]) answers for every local
+    /// .deb when given.
     pub(super) fn missing_pool(
         &self,
         merged: &Merge,
         debs: &[IncomingDeb],
         states: &BTreeMap<String, SuiteState>,
+        early_pool_sizes: Option<HashMap<String, u64>>,
         listener: &dyn Listener,
     ) -> Result<Vec<PoolUpload>, PublishError> {
         // Which pool files are there already: what a signed index lists is (invariant
@@ -75,7 +99,10 @@ impl Publish<'_> {
                 local.contains_key(&e.id()) && !listed.files.contains_key(e.filename.as_str())
             })
             .count();
-        let pool_sizes = self.pool_sizes(unlisted, listed.files.len(), listener);
+        let pool_sizes = match early_pool_sizes {
+            Some(sizes) => Some(sizes),
+            None => self.pool_sizes(unlisted, listed.files.len(), listener),
+        };
         // Each entry with the .deb it comes from here (none: promoted or restored).
         let to_check: Vec<(&PackageEntry, Option<usize>)> = merged
             .added
@@ -205,8 +232,8 @@ impl Publish<'_> {
         let same = size == entry.size
             && self
                 .store
-                .get(&entry.filename)?
-                .is_some_and(|bytes| plan::sha256_hex(&bytes) == entry.sha256);
+                .digest(&entry.filename)?
+                .is_some_and(|found| found.sha256 == entry.sha256);
         if same {
             Ok(PoolObject::Present)
         } else {

@@ -20,20 +20,31 @@ struct ProbeRecord {
     probed_at: u64,
 }
 
-/// Tells the store which conditional writes it honours, from the record when it is
-/// younger than a week, else from a probe, which is then recorded. Nothing happens on
-/// a store with nothing to probe. A store that cannot be read cannot be probed
-/// either: its error is the answer (and comes first, before anything is written).
-pub fn learn_conditional_writes(store: &dyn Store, now: u64) -> Result<(), StoreError> {
-    // A store with nothing to probe has no record either: one read, nothing written.
-    let recorded = store
+/// The probe recorded in the repository, when it is younger than a week. Read-only:
+/// a publish reads it alongside the recognition of the repository.
+pub fn read_record(store: &dyn Store, now: u64) -> Result<Option<ConditionalWrites>, StoreError> {
+    Ok(store
         .get(PROBE_RECORD_KEY)?
         .and_then(|bytes| serde_json::from_slice::<ProbeRecord>(&bytes).ok())
         .filter(|record| {
             record.probed_at <= now && now - record.probed_at < PROBE_RECORD_TTL_SECONDS
-        });
-    if let Some(record) = recorded {
-        store.assume_conditional_writes(record.found);
+        })
+        .map(|record| record.found))
+}
+
+/// Tells the store which conditional writes it honours: from `recorded` (the record
+/// [`read_record`] found young enough), else from a probe, which is then recorded.
+/// Nothing happens on a store with nothing to probe. A store that cannot be read
+/// cannot be probed either: its error is the answer (and comes first, before
+/// anything is written).
+pub fn learn_from(
+    store: &dyn Store,
+    recorded: Option<ConditionalWrites>,
+    now: u64,
+) -> Result<(), StoreError> {
+    // A store with nothing to probe has no record either: one read, nothing written.
+    if let Some(found) = recorded {
+        store.assume_conditional_writes(found);
         return Ok(());
     }
     let Some(found) = store.probe_conditional_writes()? else {

@@ -182,16 +182,113 @@ fn read_in_release(
     }))
 }
 
+/// The suites as [`recognise`] found them, each InRelease verified: what the first
+/// read under the lock expects ([`read_all_expecting`]).
+pub struct Recognised {
+    suites: Vec<(String, SignedRelease)>,
+}
+
 /// Whether the store holds a repository of ours or none: every published suite's
 /// InRelease verifies with `key`. Read-only, so a publish into a directory or bucket
 /// that is someone else's is refused before it writes anything, even its lock
-/// (invariants 1 and 5).
-pub fn recognise(store: &dyn Store, key: &PublicKey) -> Result<(), PublishError> {
-    let suites: Vec<String> = published_suites(store)?.into_keys().collect();
-    crate::parallel::try_map(&suites, suites.len(), |suite| {
+/// (invariants 1 and 5). The InRelease of each `configured` suite is read alongside
+/// the listing (a round trip saved); only a published suite not configured waits
+/// for the listing.
+pub fn recognise(
+    store: &dyn Store,
+    key: &PublicKey,
+    configured: &[String],
+) -> Result<Recognised, PublishError> {
+    let (listed, guessed) = crate::parallel::join(
+        || published_suites(store),
+        || {
+            crate::parallel::map(configured, configured.len(), |suite| {
+                read_in_release(store, key, suite)
+            })
+        },
+    );
+    let listed = listed?;
+    let mut found: BTreeMap<&str, Result<Option<SignedRelease>, PublishError>> = configured
+        .iter()
+        .map(String::as_str)
+        .zip(guessed)
+        .filter(|(suite, _)| listed.contains_key(*suite))
+        .collect();
+    let rest: Vec<&String> = listed
+        .keys()
+        .filter(|suite| !found.contains_key(suite.as_str()))
+        .collect();
+    let read = crate::parallel::map(&rest, rest.len(), |suite| {
         read_in_release(store, key, suite)
-    })
-    .map(drop)
+    });
+    found.extend(rest.iter().map(|suite| suite.as_str()).zip(read));
+    let mut suites = Vec::new();
+    for (suite, signed) in found {
+        if let Some(signed) = signed? {
+            suites.push((suite.to_owned(), signed));
+        }
+    }
+    Ok(Recognised { suites })
+}
+
+/// Every published suite, like [`read_all`], in one round trip when the repository
+/// is still as `recognised`: the listing, each suite's InRelease, and the indices
+/// the recognised InRelease lists are read at once. A suite whose InRelease is still
+/// the recognised one has those indices (checked against its signed hashes); a suite
+/// whose InRelease changed since, and one new, is read again
+/// (docs/ARCHITECTURE.md, "The life of a publish").
+pub fn read_all_expecting(
+    store: &dyn Store,
+    key: &PublicKey,
+    recognised: &Recognised,
+) -> Result<BTreeMap<String, SuiteState>, PublishError> {
+    let expected = &recognised.suites;
+    let (listed, read) = crate::parallel::join(
+        || published_suites(store),
+        || {
+            crate::parallel::map(expected, expected.len(), |(suite, signed)| {
+                crate::parallel::join(
+                    || store.get(&layout::in_release_key(suite)),
+                    || packages_of(store, suite, &signed.release),
+                )
+            })
+        },
+    );
+    let listed = listed?;
+    let mut states = BTreeMap::new();
+    for ((suite, signed), (now, packages)) in expected.iter().zip(read) {
+        let Some(modified) = listed.get(suite) else {
+            continue;
+        };
+        if now?.as_deref() != Some(&signed.in_release[..]) {
+            continue;
+        }
+        states.insert(
+            suite.clone(),
+            SuiteState {
+                suite: suite.clone(),
+                in_release: signed.in_release.clone(),
+                release_text: signed.text.clone(),
+                in_release_modified: *modified,
+                release: signed.release.clone(),
+                packages: packages?,
+            },
+        );
+    }
+    let again: Vec<(&String, &Option<u64>)> = listed
+        .iter()
+        .filter(|(suite, _)| !states.contains_key(*suite))
+        .collect();
+    let read = crate::parallel::map(&again, again.len(), |(suite, _)| {
+        read_suite(store, key, suite)
+    });
+    for ((suite, modified), state) in again.into_iter().zip(read) {
+        if let Some(mut state) = state? {
+            state.in_release_modified = *modified;
+            states.insert(suite.clone(), state);
+        }
+    }
+    Ok(states)
 }
 
 /// Reads and verifies one suite; `None` when it has never been published.
@@ -208,11 +305,36 @@ pub fn read_suite(
     else {
         return Ok(None);
     };
+    let packages = packages_of(store, suite, &release)?;
+    Ok(Some(SuiteState {
+        suite: suite.to_owned(),
+        in_release,
+        release_text: signed,
+        in_release_modified: None,
+        release,
+        packages,
+    }))
+}
+
+/// The packages the indices of `release` list, read and checked against its hashes.
+fn packages_of(
+    store: &dyn Store,
+    suite: &str,
+    release: &Release,
+) -> Result<Vec<PackageEntry>, PublishError> {
+    let paths: Vec<String> = release
+        .index_architectures()
+        .into_iter()
+        .map(|architecture| format!("{}/Packages", layout::binary_dir(&architecture)))
+        .collect();
+    // Each architecture's index at once: a round trip each saved.
+    let read = crate::parallel::map(&paths, paths.len(), |path| {
+        read_packages(store, suite, release, path)
+    });
     let mut packages = Vec::new();
     let mut seen: HashSet<(String, String, String)> = HashSet::new();
-    for architecture in release.index_architectures() {
-        let path = format!("{}/Packages", layout::binary_dir(&architecture));
-        let bytes = read_packages(store, suite, &release, &path)?;
+    for (path, bytes) in paths.iter().zip(read) {
+        let bytes = bytes?;
         let what = format!("dists/{suite}/{path}");
         let text = String::from_utf8(bytes).map_err(|_| PublishError::RemoteCorrupt {
             store: store.describe(),
@@ -235,14 +357,7 @@ pub fn read_suite(
             }
         }
     }
-    Ok(Some(SuiteState {
-        suite: suite.to_owned(),
-        in_release,
-        release_text: signed,
-        in_release_modified: None,
-        release,
-        packages,
-    }))
+    Ok(packages)
 }
 
 /// Every published suite, read and verified, by name.

@@ -10,10 +10,28 @@ use crate::repo::layout;
 use crate::repo::plan::{self, PublishPlan, Step};
 use crate::store::Body;
 
+/// How the writes up to the switch ended.
+pub(super) enum Switched {
+    /// InRelease changed since it was read: nothing switched, merge again.
+    Raced,
+    Done {
+        second_check: Option<SecondCheck>,
+    },
+}
+
+/// The switched InRelease and the second of the one it replaced: whether the store
+/// recorded a later second is asked after the switch, alongside the lock's check
+/// (docs/ARCHITECTURE.md, "The life of a publish").
+pub(super) struct SecondCheck {
+    key: String,
+    bytes: std::sync::Arc<[u8]>,
+    second: u64,
+}
+
 impl Publish<'_> {
     /// Writes `publish_plan` over `current` (the suite as read) up to and including
-    /// the switch. `false`: InRelease changed since it was read, nothing switched, and
-    /// the caller merges again.
+    /// the switch. `Switched::Raced`: InRelease changed since it was read, nothing
+    /// switched, and the caller merges again.
     pub(super) fn write_and_switch(
         &self,
         publish_plan: &PublishPlan,
@@ -21,37 +39,72 @@ impl Publish<'_> {
         debs: &[IncomingDeb],
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
-    ) -> Result<bool, PublishError> {
+    ) -> Result<Switched, PublishError> {
+        let mut second_check = None;
         let before_switch = current.map(|s| s.in_release.clone());
         let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
-        self.put_all(&plan::by_hash_to_write(
-            publish_plan,
-            current.map(|state| &state.release),
-        ))?;
         let canonical = plan::canonical_writes(publish_plan);
-        if !canonical.is_empty() && !self.unchanged_since_read(held, before_switch.as_deref())? {
-            return Ok(false);
+        // The re-check goes alongside the by-hash copies: neither is visible to apt,
+        // and both come before the first canonical write.
+        let (by_hash, unchanged) = crate::parallel::join(
+            || {
+                self.put_all(&plan::by_hash_to_write(
+                    publish_plan,
+                    current.map(|state| &state.release),
+                ))
+            },
+            || {
+                if canonical.is_empty() {
+                    Ok(true)
+                } else {
+                    self.unchanged_since_read(held, before_switch.as_deref())
+                }
+            },
+        );
+        by_hash?;
+        if !unchanged? {
+            return Ok(Switched::Raced);
         }
         self.put_all(&canonical.indices)?;
-        for (key, bytes) in canonical.release {
+        let switch = publish_plan.steps.iter().find_map(|step| match step {
+            Step::InRelease { key, bytes } => Some((key, bytes)),
+            Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => None,
+        });
+        let replaced_second = current.and_then(|state| state.in_release_modified);
+        // The new InRelease carries a later modification second than the one it
+        // replaces: apt asks with If-Modified-Since, and servers compare whole
+        // seconds, so a second publish within the same second would be answered "304
+        // Not Modified" and missed until the next publish. The wait comes before the
+        // last writes; whether the store recorded a later second is asked after the
+        // switch ([`SecondCheck`]).
+        if let (Some(_), Some(second)) = (switch, replaced_second) {
+            crate::clock::wait_past_second(second);
+        }
+        // Release.gpg, then Release, the last alongside the re-read of InRelease just
+        // before the switch (invariant 4): neither write is what apt reads first.
+        let (last, first) = match canonical.release.split_last() {
+            Some((last, first)) => (Some(last), first),
+            None => (None, &canonical.release[..]),
+        };
+        for (key, bytes) in first {
             self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
         }
-        for step in &publish_plan.steps {
-            match step {
-                Step::Pool(_) | Step::ByHash { .. } | Step::Replace { .. } => {}
-                Step::InRelease { key, bytes } => {
-                    let replaced_second = current.and_then(|state| state.in_release_modified);
-                    if !self.switch(
-                        key,
-                        bytes,
-                        before_switch.as_deref(),
-                        replaced_second,
-                        listener,
-                    )? {
-                        return Ok(false);
-                    }
-                }
+        let (last_written, in_release_now) = crate::parallel::join(
+            || last.map(|(key, bytes)| self.store.put(key, Body::Bytes(bytes), &put_options(key))),
+            || switch.map(|(key, _)| self.store.get(key)),
+        );
+        last_written.transpose()?;
+        if let Some((key, bytes)) = switch {
+            let in_release_now = in_release_now.transpose()?.flatten();
+            if in_release_now.as_deref() != before_switch.as_deref() {
+                return Ok(Switched::Raced);
             }
+            self.switch(key, bytes, listener)?;
+            second_check = replaced_second.map(|second| SecondCheck {
+                key: key.clone(),
+                bytes: bytes.clone(),
+                second,
+            });
         }
         if !written.is_empty() {
             listener.info(&format!(
@@ -60,7 +113,7 @@ impl Publish<'_> {
                 self.store.describe()
             ));
         }
-        Ok(true)
+        Ok(Switched::Done { second_check })
     }
 
     /// Just before the canonical files change: whoever took over an expired lease may
@@ -88,25 +141,8 @@ impl Publish<'_> {
         Ok(in_release_now?.as_deref() == before_switch)
     }
 
-    /// The switch: writes InRelease unless it changed since it was read (`false`:
-    /// merge again). The new InRelease carries a later modification second than the
-    /// one it replaces (`replaced_second`): apt asks with If-Modified-Since, and
-    /// servers compare whole seconds, so a second publish within the same second
-    /// would be answered "304 Not Modified" and missed until the next publish.
-    fn switch(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        before_switch: Option<&[u8]>,
-        replaced_second: Option<u64>,
-        listener: &dyn Listener,
-    ) -> Result<bool, PublishError> {
-        if let Some(second) = replaced_second {
-            crate::clock::wait_past_second(second);
-        }
-        if self.store.get(key)?.as_deref() != before_switch {
-            return Ok(false);
-        }
+    /// The switch: writes InRelease, once it was found unchanged since it was read.
+    fn switch(&self, key: &str, bytes: &[u8], listener: &dyn Listener) -> Result<(), PublishError> {
         if let Err(error) = self.store.put(key, Body::Bytes(bytes), &put_options(key)) {
             // The write may have happened and only its answer been lost (every retry
             // of it too): what InRelease holds now decides.
@@ -117,23 +153,16 @@ impl Publish<'_> {
                 _ => return Err(error.into()),
             }
         }
-        // Switched: from here a failure is a note, not a failed publish.
-        if let Some(second) = replaced_second {
-            self.after_the_replaced_second(key, bytes, second, listener);
-        }
-        Ok(true)
+        Ok(())
     }
 
     /// The store's clock decides the second it records, and it may run behind ours:
     /// close to the replaced second, ask, and write again a second later (the same
-    /// bytes) if it recorded the same second.
-    fn after_the_replaced_second(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        second: u64,
-        listener: &dyn Listener,
-    ) {
+    /// bytes) if it recorded the same second. After the switch, where a failure is a
+    /// note, not a failed publish.
+    pub(super) fn after_the_replaced_second(&self, check: &SecondCheck, listener: &dyn Listener) {
+        let SecondCheck { key, bytes, second } = check;
+        let (key, bytes, second) = (key.as_str(), &bytes[..], *second);
         if crate::clock::now() > second + 2 {
             return;
         }

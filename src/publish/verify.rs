@@ -4,7 +4,6 @@ use super::state::{self, SuiteState};
 use super::PublishError;
 use crate::repo::index::Release;
 use crate::repo::layout;
-use crate::repo::plan::sha256_hex;
 use crate::sign::PublicKey;
 use crate::store::Store;
 
@@ -33,8 +32,14 @@ impl VerifyReport {
 
 /// Checks every suite: the InRelease signature, every index against its listed hash
 /// (by-hash copy and canonical file), Release and Release.gpg, and every pool file's
-/// size and SHA256.
-pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, PublishError> {
+/// size and SHA256. Objects are read `jobs` at a time (a round trip to a remote store
+/// is most of their cost), pool files hashed as they stream in, so memory stays
+/// bounded whatever the size of the pool.
+pub fn verify(
+    store: &dyn Store,
+    key: &PublicKey,
+    jobs: usize,
+) -> Result<VerifyReport, PublishError> {
     let mut report = VerifyReport {
         store: store.describe(),
         suites: Vec::new(),
@@ -47,9 +52,14 @@ pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, Publis
         match state::read_suite(store, key, &suite) {
             Ok(Some(state)) => {
                 check.packages = state.packages.len();
-                check_indices(store, &state, &mut check)?;
-                check_release_files(store, key, &state, &mut check)?;
-                check_pool(store, &state, &mut check)?;
+                let (indices, release_files) = crate::parallel::join(
+                    || check_indices(store, &state, jobs),
+                    || check_release_files(store, key, &state),
+                );
+                for findings in [indices?, release_files?, check_pool(store, &state, jobs)?] {
+                    check.problems.extend(findings.problems);
+                    check.notes.extend(findings.notes);
+                }
             }
             Ok(None) => {}
             Err(PublishError::Store(e)) => return Err(PublishError::Store(e)),
@@ -60,72 +70,113 @@ pub fn verify(store: &dyn Store, key: &PublicKey) -> Result<VerifyReport, Publis
     Ok(report)
 }
 
+/// What one check found: problems fail verify, notes do not.
+#[derive(Default)]
+struct Findings {
+    problems: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    fn problem(problem: String) -> Self {
+        Findings {
+            problems: vec![problem],
+            notes: Vec::new(),
+        }
+    }
+
+    fn note(note: String) -> Self {
+        Findings {
+            problems: Vec::new(),
+            notes: vec![note],
+        }
+    }
+
+    fn all(parts: Vec<Findings>) -> Self {
+        parts
+            .into_iter()
+            .fold(Findings::default(), |mut all, part| {
+                all.problems.extend(part.problems);
+                all.notes.extend(part.notes);
+                all
+            })
+    }
+}
+
 fn check_indices(
     store: &dyn Store,
     state: &SuiteState,
-    check: &mut SuiteCheck,
-) -> Result<(), PublishError> {
+    jobs: usize,
+) -> Result<Findings, PublishError> {
     let suite = &state.suite;
     // Reading the suite checked the plain Packages against what Packages.gz holds.
-    for file in state
+    let written: Vec<_> = state
         .release
         .files
         .iter()
         .filter(|f| layout::index_is_written(&f.path))
-    {
+        .collect();
+    let by_hash = crate::parallel::try_map(&written, jobs, |file| {
         let by_hash = format!(
             "dists/{suite}/{}",
             layout::by_hash_path(&file.path, &file.sha256)
         );
-        match store.get(&by_hash)? {
-            Some(bytes) if sha256_hex(&bytes) == file.sha256 && bytes.len() as u64 == file.size => {
+        Ok::<_, PublishError>(match store.digest(&by_hash)? {
+            Some(found) if found.sha256 == file.sha256 && found.size == file.size => {
+                Findings::default()
             }
-            Some(_) => check
-                .problems
-                .push(format!("{by_hash}: the contents do not match its name")),
-            None => check.problems.push(format!(
+            Some(_) => Findings::problem(format!("{by_hash}: the contents do not match its name")),
+            None => Findings::problem(format!(
                 "{by_hash}: missing, but InRelease lists {}",
                 file.path
             )),
-        }
+        })
+    })?;
+    let canonical = crate::parallel::try_map(&written, jobs, |file| {
         let canonical = format!("dists/{suite}/{}", file.path);
-        match store.get(&canonical)? {
-            Some(bytes) if sha256_hex(&bytes) == file.sha256 => {}
-            Some(bytes) => {
-                let sha256 = sha256_hex(&bytes);
+        Ok::<_, PublishError>(match store.digest(&canonical)? {
+            Some(found) if found.sha256 == file.sha256 => Findings::default(),
+            Some(found) => {
                 let newer = format!(
                     "dists/{suite}/{}",
-                    layout::by_hash_path(&file.path, &sha256)
+                    layout::by_hash_path(&file.path, &found.sha256)
                 );
                 if store.head(&newer)?.is_some() {
-                    check.notes.push(format!("{canonical} is ahead of InRelease (an interrupted publish); publish again to finish it"));
+                    Findings::note(format!("{canonical} is ahead of InRelease (an interrupted publish); publish again to finish it"))
                 } else {
-                    check.problems.push(format!(
-                        "{canonical}: SHA256 {sha256} does not match InRelease ({})",
-                        file.sha256
-                    ));
+                    Findings::problem(format!(
+                        "{canonical}: SHA256 {} does not match InRelease ({})",
+                        found.sha256, file.sha256
+                    ))
                 }
             }
-            None => check.problems.push(format!("{canonical}: missing")),
-        }
-    }
-    Ok(())
+            None => Findings::problem(format!("{canonical}: missing")),
+        })
+    })?;
+    Ok(Findings::all(
+        by_hash
+            .into_iter()
+            .zip(canonical)
+            .flat_map(|(a, b)| [a, b])
+            .collect(),
+    ))
 }
 
 fn check_release_files(
     store: &dyn Store,
     key: &PublicKey,
     state: &SuiteState,
-    check: &mut SuiteCheck,
-) -> Result<(), PublishError> {
+) -> Result<Findings, PublishError> {
+    let mut check = Findings::default();
     let suite = &state.suite;
     let release_key = layout::release_key(suite);
     let gpg_key = layout::release_gpg_key(suite);
-    let (Some(release), Some(signature)) = (store.get(&release_key)?, store.get(&gpg_key)?) else {
-        check
-            .problems
-            .push(format!("{release_key} or {gpg_key} is missing"));
-        return Ok(());
+    let (release, signature) =
+        crate::parallel::join(|| store.get(&release_key), || store.get(&gpg_key));
+    let (Some(release), Some(signature)) = (release?, signature?) else {
+        return Ok(Findings::problem(format!(
+            "{release_key} or {gpg_key} is missing"
+        )));
     };
     let pair = key.verify_detached(&release, &signature);
     let pair_verifies = pair.is_ok();
@@ -157,36 +208,32 @@ fn check_release_files(
             "{release_key}: differs from InRelease and {gpg_key} does not sign it"
         )),
     }
-    Ok(())
+    Ok(check)
 }
 
 fn check_pool(
     store: &dyn Store,
     state: &SuiteState,
-    check: &mut SuiteCheck,
-) -> Result<(), PublishError> {
-    for entry in &state.packages {
-        match store.get(&entry.filename)? {
-            None => check.problems.push(format!(
+    jobs: usize,
+) -> Result<Findings, PublishError> {
+    let found = crate::parallel::try_map(&state.packages, jobs, |entry| {
+        Ok::<_, PublishError>(match store.digest(&entry.filename)? {
+            None => Findings::problem(format!(
                 "{}: missing ({} {})",
                 entry.filename, entry.name, entry.version
             )),
-            Some(bytes) if bytes.len() as u64 != entry.size => check.problems.push(format!(
+            Some(found) if found.size != entry.size => Findings::problem(format!(
                 "{}: {} bytes, but the index says {}",
-                entry.filename,
-                bytes.len(),
-                entry.size
+                entry.filename, found.size, entry.size
             )),
-            Some(bytes) if sha256_hex(&bytes) != entry.sha256 => check.problems.push(format!(
+            Some(found) if found.sha256 != entry.sha256 => Findings::problem(format!(
                 "{}: SHA256 {} does not match the index ({})",
-                entry.filename,
-                sha256_hex(&bytes),
-                entry.sha256
+                entry.filename, found.sha256, entry.sha256
             )),
-            Some(_) => {}
-        }
-    }
-    Ok(())
+            Some(_) => Findings::default(),
+        })
+    })?;
+    Ok(Findings::all(found))
 }
 
 /// Every suite with its packages, for `cargo speedy list`.

@@ -6,7 +6,7 @@
 //! of the two. put-if-absent links the temporary file to the key, which fails when the
 //! key exists: an atomic create on any POSIX file system, NFS included.
 
-use super::{check_key, Body, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use super::{check_key, Body, ObjectDigest, ObjectMeta, PutOptions, Store, StoreError, Versioned};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -177,6 +177,22 @@ impl Store for FsStore {
         }
     }
 
+    fn digest(&self, key: &str) -> Result<Option<ObjectDigest>, StoreError> {
+        use sha2::Digest;
+        let path = self.path(key)?;
+        let mut file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(key)(e)),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(self.io(key))?;
+        Ok(Some(ObjectDigest {
+            size,
+            sha256: format!("{:x}", hasher.finalize()),
+        }))
+    }
+
     fn put_if_version(
         &self,
         key: &str,
@@ -222,16 +238,16 @@ impl Store for FsStore {
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
         let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
         let _guard = self.conditional_guard(key)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;
-                Ok(true)
+                Ok(Some(version_of(body)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(self.io(key)(e)),
         }
     }
@@ -381,12 +397,23 @@ mod tests {
     #[test]
     fn put_if_absent_creates_once() {
         let (_dir, store) = store();
-        assert!(store
+        let created = store
             .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
-            .unwrap());
-        assert!(!store
+            .unwrap();
+        assert_eq!(
+            created,
+            Some(
+                store
+                    .get_versioned(".speedy/lock")
+                    .unwrap()
+                    .unwrap()
+                    .version
+            )
+        );
+        assert!(store
             .put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock"))
-            .unwrap());
+            .unwrap()
+            .is_none());
         assert_eq!(
             store.get(".speedy/lock").unwrap().as_deref(),
             Some(&b"me"[..])
@@ -436,6 +463,7 @@ mod tests {
                         store
                             .put_if_absent("k", format!("{i}").as_bytes(), &opts("k"))
                             .unwrap()
+                            .is_some()
                     })
                 })
                 .collect();

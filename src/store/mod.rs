@@ -43,6 +43,23 @@ pub struct Versioned {
     pub version: String,
 }
 
+/// An object's size and SHA256 (lowercase hex), from its bytes as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectDigest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl ObjectDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        ObjectDigest {
+            size: bytes.len() as u64,
+            sha256: format!("{:x}", sha2::Sha256::digest(bytes)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub key: String,
@@ -92,15 +109,23 @@ pub trait Store: Send + Sync {
     /// The object with its version.
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    /// The size and SHA256 of the object's bytes, or `None` when missing. Backends
+    /// hash as the bytes stream in, so checking a large object does not hold it in
+    /// memory.
+    fn digest(&self, key: &str) -> Result<Option<ObjectDigest>, StoreError> {
+        Ok(self.get(key)?.map(|bytes| ObjectDigest::of(&bytes)))
+    }
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
-    /// Creates the object only if it does not exist; `Ok(false)` when it did.
+    /// Creates the object only if it does not exist: `Ok(Some(version))` when
+    /// created (the version is empty when the store did not say it), `Ok(None)`
+    /// when it existed.
     fn put_if_absent(
         &self,
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<String>, StoreError>;
     /// Replaces the object only if its version is still `version`: a compare and
     /// swap, so of two writers that read the same version exactly one wins.
     /// `Ok(Some(new version))` when written, `Ok(None)` when the object changed or is

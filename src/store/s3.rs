@@ -25,7 +25,9 @@
 //! caller's (docs/ARCHITECTURE.md, "Layers").
 
 pub use super::ConditionalWrites;
-use super::{check_key, Body, Caching, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use super::{
+    check_key, Body, Caching, ObjectDigest, ObjectMeta, PutOptions, Store, StoreError, Versioned,
+};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -765,6 +767,95 @@ impl S3Store {
         })
     }
 
+    /// GETs `key` and feeds its body, chunk by chunk as it arrives, into what `start`
+    /// makes afresh for each attempt; with the object's version, or `None` when
+    /// missing. The SDK retries up to the headers within what is left of the
+    /// deadline; a body cut off or stalled is retried here, as a whole.
+    fn read_body<S>(
+        &self,
+        key: &str,
+        start: impl Fn() -> S,
+        mut feed: impl FnMut(&mut S, &[u8]),
+    ) -> Result<Option<(S, String)>, StoreError> {
+        check_key(key).map_err(StoreError::InvalidKey)?;
+        let started = Instant::now();
+        let deadline = self.deadline();
+        let object_key = self.object_key(key);
+        self.runtime.block_on(async {
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let remaining = deadline.saturating_sub(started.elapsed());
+                let output = match self
+                    .link
+                    .send("GET", key, 0, remaining, |retry| {
+                        self.client
+                            .get_object()
+                            .bucket(&self.config().bucket)
+                            .key(&object_key)
+                            .customize()
+                            .config_override(retry)
+                            .send()
+                    })
+                    .await
+                {
+                    Ok(output) => {
+                        let _ = self.bucket_seen.set(());
+                        output
+                    }
+                    Err(e) if e.status() == Some(404) && e.code() != Some("NoSuchBucket") => {
+                        if e.code() == Some("NoSuchKey") {
+                            let _ = self.bucket_seen.set(());
+                        }
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let version = output.e_tag().unwrap_or_default().to_owned();
+                let size = output.content_length().unwrap_or(0).max(0) as u64;
+                let timeout = attempt_timeout(self.config(), size);
+                let mut body = output.body;
+                let mut sink = start();
+                let why = loop {
+                    match tokio::time::timeout(timeout, body.try_next()).await {
+                        Ok(Ok(Some(chunk))) => feed(&mut sink, &chunk),
+                        Ok(Ok(None)) => return Ok(Some((sink, version))),
+                        Ok(Err(e)) => {
+                            break format!("the connection failed while reading the body: {e}")
+                        }
+                        Err(_) => {
+                            break format!(
+                                "no data for {} s while reading the body",
+                                timeout.as_secs()
+                            )
+                        }
+                    }
+                };
+                let pause = backoff(attempt);
+                if started.elapsed() + pause >= deadline {
+                    return Err(StoreError::Backend {
+                        store: self.describe(),
+                        message: format!(
+                            "{key}: {why} (gave up after {attempt} attempt(s) in {} s; retry-deadline is {} s)",
+                            started.elapsed().as_secs(),
+                            deadline.as_secs()
+                        ),
+                    });
+                }
+                if started.elapsed() >= NOTICE_AFTER {
+                    self.link.notify(&RetryNotice {
+                        request: format!("GET {key}"),
+                        failure: why,
+                        attempt,
+                        time_left: deadline.saturating_sub(started.elapsed()),
+                        never_answered: false,
+                    });
+                }
+                tokio::time::sleep(pause).await;
+            }
+        })
+    }
+
     /// Where [`RetryNotice`]s go (the CLI prints them); without it, retries are silent.
     pub fn set_retry_notice(&self, notice: RetryNoticeFn) {
         if let Ok(mut slot) = self.link.notice.write() {
@@ -1359,85 +1450,25 @@ impl Store for S3Store {
     }
 
     fn get_versioned(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        check_key(key).map_err(StoreError::InvalidKey)?;
-        let started = Instant::now();
-        let deadline = self.deadline();
-        let object_key = self.object_key(key);
-        self.runtime.block_on(async {
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                // The SDK retries up to the headers within what is left of the deadline;
-                // the body is read here, and a body cut off is retried as a whole.
-                let remaining = deadline.saturating_sub(started.elapsed());
-                let output = match self
-                    .link
-                    .send("GET", key, 0, remaining, |retry| {
-                        self.client
-                            .get_object()
-                            .bucket(&self.config().bucket)
-                            .key(&object_key)
-                            .customize()
-                            .config_override(retry)
-                            .send()
-                    })
-                    .await
-                {
-                    Ok(output) => {
-                        let _ = self.bucket_seen.set(());
-                        output
-                    }
-                    Err(e) if e.status() == Some(404) && e.code() != Some("NoSuchBucket") => {
-                        if e.code() == Some("NoSuchKey") {
-                            let _ = self.bucket_seen.set(());
-                        }
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let version = output.e_tag().unwrap_or_default().to_owned();
-                let size = output.content_length().unwrap_or(0).max(0) as u64;
-                let read = tokio::time::timeout(
-                    attempt_timeout(self.config(), size),
-                    output.body.collect(),
-                )
-                .await;
-                let why = match read {
-                    Ok(Ok(bytes)) => {
-                        return Ok(Some(Versioned {
-                            bytes: bytes.into_bytes().to_vec(),
-                            version,
-                        }))
-                    }
-                    Ok(Err(e)) => format!("the connection failed while reading the body: {e}"),
-                    Err(_) => format!(
-                        "no data for {} s while reading the body",
-                        attempt_timeout(self.config(), size).as_secs()
-                    ),
-                };
-                let pause = backoff(attempt);
-                if started.elapsed() + pause >= deadline {
-                    return Err(StoreError::Backend {
-                        store: self.describe(),
-                        message: format!(
-                            "{key}: {why} (gave up after {attempt} attempt(s) in {} s; retry-deadline is {} s)",
-                            started.elapsed().as_secs(),
-                            deadline.as_secs()
-                        ),
-                    });
-                }
-                if started.elapsed() >= NOTICE_AFTER {
-                    self.link.notify(&RetryNotice {
-                        request: format!("GET {key}"),
-                        failure: why,
-                        attempt,
-                        time_left: deadline.saturating_sub(started.elapsed()),
-                        never_answered: false,
-                    });
-                }
-                tokio::time::sleep(pause).await;
-            }
-        })
+        Ok(self
+            .read_body(key, Vec::new, |bytes, chunk| bytes.extend_from_slice(chunk))?
+            .map(|(bytes, version)| Versioned { bytes, version }))
+    }
+
+    fn digest(&self, key: &str) -> Result<Option<ObjectDigest>, StoreError> {
+        use sha2::Digest;
+        let read = self.read_body(
+            key,
+            || (sha2::Sha256::new(), 0u64),
+            |(hasher, size), chunk| {
+                hasher.update(chunk);
+                *size += chunk.len() as u64;
+            },
+        )?;
+        Ok(read.map(|((hasher, size), _)| ObjectDigest {
+            size,
+            sha256: format!("{:x}", hasher.finalize()),
+        }))
     }
 
     fn put_if_version(
@@ -1586,18 +1617,18 @@ impl Store for S3Store {
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
-            Ok(_) => {
+            Ok(output) => {
                 let _ = self.bucket_seen.set(());
-                Ok(true)
+                Ok(Some(output.e_tag().unwrap_or_default().to_owned()))
             }
             // Exists (412), or another conditional write to the same key in flight (409).
             Err(e)
                 if matches!(e.status(), Some(409 | 412))
                     || e.code() == Some("PreconditionFailed") =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }

@@ -53,7 +53,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn assert_readable(repo: &Path, key: &SigningKey, context: &str) {
-    let report = verify::verify(&FsStore::new(repo), &key.public_key()).expect("verify runs");
+    let report = verify::verify(&FsStore::new(repo), &key.public_key(), 4).expect("verify runs");
     assert!(
         report.ok(),
         "{context}: verify found problems: {:?}",
@@ -187,7 +187,7 @@ fn without_conditional_writes_publishers_still_lose_nothing() {
     let listed = verify::list(&FsStore::new(&repo), &key.public_key()).unwrap();
     let names: Vec<&str> = listed[0].packages.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["speedy-app", "speedy-jobs", "speedy-notifier"]);
-    assert!(verify::verify(&FsStore::new(&repo), &key.public_key())
+    assert!(verify::verify(&FsStore::new(&repo), &key.public_key(), 4)
         .unwrap()
         .ok());
 }
@@ -531,4 +531,73 @@ fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
             "round {round}: the new InRelease carries the second of the one it replaced"
         );
     }
+}
+
+/// The first read under the lock takes a suite as the recognition read it only while
+/// its InRelease is unchanged: a suite changed since, and one published since, are
+/// read again (docs/ARCHITECTURE.md, "The life of a publish").
+#[test]
+fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition() {
+    use cargo_speedy::publish::state;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path());
+    let key = test_signing_key(fixed_now() - 10);
+    let public_key = key.public_key();
+    let debs_dir = tempfile::tempdir().unwrap();
+    let debs = |name: &str| read_debs(&[tiny_deb(debs_dir.path(), name, "1.0-1")]).unwrap();
+    let publish_to = |suite: &str, name: &str| {
+        Publish {
+            store: &store,
+            key: &cargo_speedy::sign::RepoKeys::new(key.clone(), None),
+            suite: suite.into(),
+            config: &repo_config(5),
+            lock: LockOptions::default(),
+            dry_run: false,
+            command: "publish",
+            now: &fixed_now,
+        }
+        .run(&debs(name), &SilentListener)
+        .unwrap()
+    };
+    // What a test compares: each suite's InRelease, its time, and its packages.
+    let summary = |states: &std::collections::BTreeMap<String, state::SuiteState>| {
+        states
+            .iter()
+            .map(|(suite, state)| {
+                let names: Vec<String> = state.packages.iter().map(|p| p.name.clone()).collect();
+                (
+                    suite.clone(),
+                    state.in_release.clone(),
+                    state.in_release_modified,
+                    names,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    publish_to("dev", "pa");
+    let configured = ["dev".to_owned(), "stable".to_owned()];
+    let recognised = state::recognise(&store, &public_key, &configured).unwrap();
+    let as_recognised = state::read_all_expecting(&store, &public_key, &recognised).unwrap();
+    assert_eq!(
+        summary(&as_recognised),
+        summary(&state::read_all(&store, &public_key).unwrap())
+    );
+    assert_eq!(as_recognised["dev"].packages.len(), 1);
+
+    publish_to("dev", "pb");
+    publish_to("stable", "pc");
+    let read = state::read_all_expecting(&store, &public_key, &recognised).unwrap();
+    assert_eq!(
+        summary(&read),
+        summary(&state::read_all(&store, &public_key).unwrap())
+    );
+    let names = |suite: &str| -> Vec<&str> {
+        read[suite]
+            .packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect()
+    };
+    assert!(names("dev").contains(&"pb"), "{:?}", names("dev"));
+    assert!(names("stable").contains(&"pc"), "{:?}", names("stable"));
 }

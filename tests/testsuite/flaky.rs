@@ -119,7 +119,7 @@ impl Repo {
             store.get(LOCK_KEY).unwrap().is_none(),
             "{context}: lock left"
         );
-        let report = verify::verify(&store, &self.key.public_key()).unwrap();
+        let report = verify::verify(&store, &self.key.public_key(), 4).unwrap();
         assert!(report.ok(), "{context}: {:?}", report.suites);
         let keyring = self.work.path().join("keyring.gpg");
         std::fs::write(&keyring, self.key.public_key().to_binary().unwrap()).unwrap();
@@ -618,7 +618,7 @@ fn random_faults() {
                 .collect()
         })
         .unwrap_or_default();
-    let report = verify::verify(&direct, &key.public_key()).unwrap();
+    let report = verify::verify(&direct, &key.public_key(), 4).unwrap();
     let problems: usize = report.suites.iter().map(|s| s.problems.len()).sum();
     let succeeded: usize = outcomes.iter().map(|o| o.succeeded).sum();
     let unfinished: usize = outcomes.iter().map(|o| o.unfinished).sum();

@@ -292,10 +292,20 @@ fn apt_refuses_a_tampered_repository_and_verify_reports_it() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&pool, bytes).unwrap();
+    // And another one gone.
+    std::fs::remove_file(
+        repo(&fixture).join("pool/main/s/speedy-jobs/speedy-jobs_1.4.0-1_amd64.deb"),
+    )
+    .unwrap();
     let output = fixture.speedy(&["verify"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stdout(&output).contains("speedy-app_1.4.0-1_amd64.deb: SHA256"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).contains("speedy-jobs_1.4.0-1_amd64.deb: missing (speedy-jobs 1.4.0-1)"),
         "{}",
         stdout(&output)
     );

@@ -114,6 +114,38 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
     // No lock left, and bookkeeping is private.
     let (status, _) = moto.anonymous_get(&format!("{bucket}/.speedy/lock"));
     assert_ne!(status, 200);
+
+    // verify streams each pool file through its hash: a changed byte and a missing
+    // file are both found.
+    let store = s3_store(moto, &bucket);
+    let app = "pool/main/s/speedy-app/speedy-app_1.4.0-1_amd64.deb";
+    let jobs = "pool/main/s/speedy-jobs/speedy-jobs_1.4.0-1_amd64.deb";
+    let mut bytes = store.get(app).unwrap().unwrap();
+    let digest = store.digest(app).unwrap().unwrap();
+    assert_eq!(digest.size, bytes.len() as u64);
+    assert_eq!(digest.sha256, sha256_file(&fixture.deb("speedy-app")));
+    assert_eq!(
+        store.digest("pool/main/s/none/none_1_amd64.deb").unwrap(),
+        None
+    );
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    store
+        .put(
+            app,
+            Body::Bytes(&bytes),
+            &cargo_speedy::publish::put_options(app),
+        )
+        .unwrap();
+    store.delete(jobs).unwrap();
+    let output = cli_with_bucket(&fixture, moto, &bucket, &["verify"], &key);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains(&format!("{app}: SHA256")), "{text}");
+    assert!(
+        text.contains(&format!("{jobs}: missing (speedy-jobs 1.4.0-1)")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -439,7 +471,7 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
                 assert_eq!(listed[0].packages.len(), 6, "{context}: {report:?}");
             }
             let store = s3_store(moto, &bucket);
-            let report = verify::verify(&store, &key.public_key()).unwrap();
+            let report = verify::verify(&store, &key.public_key(), 4).unwrap();
             assert!(report.ok(), "{context}: {:?}", report.suites);
             let (ok, text) = apt_over_http(moto, &bucket, &keyring).update();
             assert!(ok, "{context}: apt-get update:\n{text}");
@@ -463,7 +495,7 @@ fn a_fault_at_any_request_leaves_a_readable_bucket_and_a_rerun_finishes() {
             let listed = verify::list(&store, &key.public_key()).unwrap();
             assert_eq!(listed[0].packages.len(), 6, "{context}");
             assert!(
-                verify::verify(&store, &key.public_key()).unwrap().ok(),
+                verify::verify(&store, &key.public_key(), 4).unwrap().ok(),
                 "{context}"
             );
         }
@@ -537,7 +569,7 @@ fn concurrent_rounds(conditional_writes: bool) {
             assert!(present.contains(&id), "lost {id:?}; present: {present:?}");
         }
     }
-    assert!(verify::verify(&store, &key.public_key()).unwrap().ok());
+    assert!(verify::verify(&store, &key.public_key(), 4).unwrap().ok());
     assert!(store.get(LOCK_KEY).unwrap().is_none());
 }
 
@@ -797,7 +829,7 @@ fn a_killed_holders_lease_is_taken_over_by_another_host_without_flags() {
     );
     let key =
         SigningKey::from_armored(&std::fs::read_to_string(&key).unwrap(), None, "key").unwrap();
-    assert!(verify::verify(&store, &key.public_key()).unwrap().ok());
+    assert!(verify::verify(&store, &key.public_key(), 4).unwrap().ok());
 }
 
 /// Of two publishers that find the same expired lease, exactly one takes it over: the

@@ -126,7 +126,7 @@ impl<S: Store> Store for FaultyStore<S> {
         key: &str,
         body: &[u8],
         options: &PutOptions,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         if !self.conditional_writes {
             return self.request(format!("conditional {key}"), |s| {
                 Err(StoreError::ConditionalWritesUnsupported {
