@@ -593,7 +593,7 @@ fn a_daemon_that_listens_ships_a_socket_unit_lintian_accepts() {
     fixture.edit(
         "speedy-app/Cargo.toml",
         "kind = \"daemon\"\n",
-        "kind = \"daemon\"\nlisten = [\"127.0.0.1:8080\", \"[::1]:8080\"]\nnotify = true\nhealth-timeout = \"20s\"\n",
+        "kind = \"daemon\"\nlisten = [\"127.0.0.1:8080\", \"[::1]:8080\"]\nhealth-timeout = \"20s\"\n",
     );
     fixture.build();
     let deb = fixture.deb("speedy-app");

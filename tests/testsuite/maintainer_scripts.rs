@@ -285,7 +285,7 @@ fn a_daemon_that_listens_enables_and_masks_its_socket_in_a_debian_root() {
     fixture.edit(
         "speedy-app/Cargo.toml",
         "kind = \"daemon\"\n",
-        "kind = \"daemon\"\nlisten = [\"0.0.0.0:80\"]\nnotify = true\n",
+        "kind = \"daemon\"\nlisten = [\"0.0.0.0:80\"]\n",
     );
     fixture.build();
     let chroot = Chroot::new();

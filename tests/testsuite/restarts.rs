@@ -73,7 +73,7 @@ impl Site {
         fixture.edit(
             APP,
             "kind = \"daemon\"\n",
-            &format!("kind = \"daemon\"\n{listen}notify = true\nhealth-timeout = \"5s\"\n"),
+            &format!("kind = \"daemon\"\n{listen}health-timeout = \"5s\"\n"),
         );
         let (keys, key, keyring) = archive_key(&fixture);
         let repo = tempfile::tempdir().expect("temp dir");
