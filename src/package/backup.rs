@@ -9,7 +9,9 @@
 //! `<layout>.<source time>+h<hash>`, so it rises along the history (a changed setting
 //! comes with a later commit) and the same commit builds the same bytes.
 
-use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, write_deb, xz_fast};
+use super::keyring::{
+    compact_time, gzip_reproducible, installed_kib, md5sums, tar_with_modes, write_deb, xz_fast,
+};
 use super::render::{fill, Template, HARDENING, NRPE_DIR, PLUGIN_DIR};
 use super::BuildError;
 use crate::config::BackupConfig;
@@ -235,11 +237,7 @@ impl BackupPackage {
         dirs.sort();
         dirs.dedup();
         let data = tar_with_modes(&dirs, &files, mtime).map_err(BuildError::Backup)?;
-        let installed_kib: u64 = files
-            .iter()
-            .map(|(_, bytes, _)| (bytes.len() as u64).div_ceil(1024))
-            .sum::<u64>()
-            + dirs.len() as u64;
+        let installed_kib = installed_kib(files.iter().map(|(_, b, _)| b.as_slice()), dirs.len());
         let control = format!(
             "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: {maintainer}\n\
              Installed-Size: {installed_kib}\nDepends: age, s3cmd, postgresql-client, systemd\n\
@@ -254,10 +252,7 @@ impl BackupPackage {
             bucket = self.config.bucket,
             prefix = self.config.prefix,
         );
-        let md5sums: String = files
-            .iter()
-            .map(|(path, bytes, _)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
-            .collect();
+        let md5sums = md5sums(files.iter().map(|(p, b, _)| (p.as_str(), b.as_slice())));
         let vars = self.vars(&version);
         let script = |template: &Template| {
             fill(template, &vars)

@@ -10,7 +10,9 @@
 //! so `fleet status` and the next change read them from the suite's Packages index
 //! without fetching the .deb.
 
-use super::keyring::{compact_time, gzip_reproducible, tar_with_modes, xz_fast};
+use super::keyring::{
+    compact_time, gzip_reproducible, installed_kib, md5sums, tar_with_modes, write_deb, xz_fast,
+};
 use super::render::{self, FLEET_APPLY, LINTIAN_OVERRIDES};
 use super::BuildError;
 use crate::config::{DbChangeAction, Service};
@@ -378,11 +380,7 @@ impl FleetPackage {
             })
             .collect();
         let data = tar_with_modes(&dirs, &modes, now).map_err(BuildError::Fleet)?;
-        let installed_kib: u64 = files
-            .iter()
-            .map(|(_, bytes)| (bytes.len() as u64).div_ceil(1024))
-            .sum::<u64>()
-            + dirs.len() as u64;
+        let installed_kib = installed_kib(files.iter().map(|(_, b)| b.as_slice()), dirs.len());
         let control = format!(
             "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: {maintainer}\n\
              Installed-Size: {installed_kib}\nSection: admin\nPriority: optional\n\
@@ -408,10 +406,7 @@ impl FleetPackage {
             name = self.name,
             apply = self.apply_path(),
         );
-        let md5sums: String = files
-            .iter()
-            .map(|(path, bytes)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
-            .collect();
+        let md5sums = md5sums(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
         let control_tar = tar_with_modes(
             &["./".to_string()],
             &[
@@ -428,21 +423,13 @@ impl FleetPackage {
             &xz_fast(&data).map_err(BuildError::Fleet)?,
             now,
         );
-        std::fs::create_dir_all(dir).map_err(super::io_error(dir))?;
-        let file_name = format!("{}_{version}_all.deb", self.name);
-        // Built and signed in a scratch directory, then renamed into place, as the
-        // keyring package is.
-        let scratch = tempfile::Builder::new()
-            .prefix(".speedy-fleet-")
-            .tempdir_in(dir)
-            .map_err(super::io_error(dir))?;
-        let built = scratch.path().join(&file_name);
-        std::fs::write(&built, deb).map_err(super::io_error(&built))?;
-        if let Some(key) = signer {
-            super::sign_deb(&built, key, now)?;
-        }
-        let path = dir.join(file_name);
-        std::fs::rename(&built, &path).map_err(super::io_error(&path))?;
+        let path = write_deb(
+            dir,
+            &format!("{}_{version}_all.deb", self.name),
+            &deb,
+            signer,
+            now,
+        )?;
         Ok(BuiltFleet {
             path,
             version: version.to_owned(),

@@ -129,11 +129,7 @@ impl KeyringPackage {
             "./usr/share/lintian/overrides/".to_string(),
         ];
         let data = tar(&dirs, &files, mtime)?;
-        let installed_kib: u64 = files
-            .iter()
-            .map(|(_, bytes)| (bytes.len() as u64).div_ceil(1024))
-            .sum::<u64>()
-            + dirs.len() as u64;
+        let installed_kib = installed_kib(files.iter().map(|(_, b)| b.as_slice()), dirs.len());
         let control = format!(
             "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: {maintainer}\n\
              Installed-Size: {installed_kib}\nMulti-Arch: foreign\nSection: misc\nPriority: optional\n\
@@ -147,10 +143,7 @@ impl KeyringPackage {
             origin = self.origin,
             path = self.install_path(),
         );
-        let md5sums: String = files
-            .iter()
-            .map(|(path, bytes)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
-            .collect();
+        let md5sums = md5sums(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
         let control_tar = tar(
             &["./".to_string()],
             &[
@@ -173,6 +166,25 @@ impl KeyringPackage {
             fingerprints,
         })
     }
+}
+
+/// The `md5sums` member of a generated .deb's control: a line per file of `files`
+/// (path as in the data tar, `./` first, and contents).
+pub(super) fn md5sums<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    files
+        .into_iter()
+        .map(|(path, bytes)| format!("{:x}  {}\n", md5::Md5::digest(bytes), &path[2..]))
+        .collect()
+}
+
+/// `Installed-Size:` of a generated .deb: each file rounded up to a KiB, a KiB per
+/// directory, as dpkg-gencontrol counts.
+pub(super) fn installed_kib<'a>(files: impl IntoIterator<Item = &'a [u8]>, dirs: usize) -> u64 {
+    files
+        .into_iter()
+        .map(|bytes| (bytes.len() as u64).div_ceil(1024))
+        .sum::<u64>()
+        + dirs as u64
 }
 
 /// Writes a generated .deb as `dir/file_name`, signed (debsigs) with `signer` when
