@@ -7,7 +7,7 @@
 //! is refused and the settings in place stay.
 
 use crate::support::server::{
-    archive_key, fixture_on_a_free_port, free_port, BootedServer, RepoHttpServer, SUITE,
+    archive_key, fixture_on_a_free_port, free_port, run_check, BootedServer, RepoHttpServer, SUITE,
 };
 use crate::support::*;
 use std::path::Path;
@@ -464,17 +464,9 @@ fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
     let page = web.server.http("GET", &format!("http://127.0.0.1:{port}/"));
     assert_eq!(page.status, 503);
     assert!(page.body.contains("Back at 14:00"), "{}", page.body);
-    let check = web.server.exec(&[
-        "runuser",
-        "-u",
-        "nobody",
-        "--",
-        "env",
-        "-i",
-        "/usr/lib/nagios/plugins/check_speedy-app",
-    ]);
-    let line = stdout(&check);
-    assert_eq!(check.status.code(), Some(1), "{line}");
+    let check = run_check(&web.server, "speedy-app", &[]);
+    let line = &check.line;
+    assert_eq!(check.code, 1, "{line}");
     assert!(
         line.starts_with("SPEEDY-APP WARNING - ") && line.contains("Back at 14:00"),
         "{line}"

@@ -9,7 +9,9 @@
 //! measures the same sequence side by side with the package built without a socket.
 
 use crate::support::load::{LoadClient, LoadReport};
-use crate::support::server::{archive_key, free_port, BootedServer, RepoHttpServer, SUITE};
+use crate::support::server::{
+    archive_key, free_port, run_check, BootedServer, RepoHttpServer, SUITE,
+};
 use crate::support::*;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -255,17 +257,9 @@ fn upgrades_rollbacks_and_restarts_behind_a_socket_fail_no_request_and_a_sick_re
     );
     assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
     assert!(text.contains("cargo speedy rollback"), "{text}");
-    let check = server.exec(&[
-        "runuser",
-        "-u",
-        "nobody",
-        "--",
-        "env",
-        "-i",
-        "/usr/lib/nagios/plugins/check_speedy-app",
-    ]);
-    let check_line = stdout(&check);
-    assert_eq!(check.status.code(), Some(2), "{check_line}");
+    let check = run_check(server, "speedy-app", &[]);
+    let check_line = &check.line;
+    assert_eq!(check.code, 2, "{check_line}");
     assert!(
         check_line.starts_with("SPEEDY-APP CRITICAL - ") && check_line.contains(" 500 "),
         "{check_line}"
@@ -289,8 +283,8 @@ fn upgrades_rollbacks_and_restarts_behind_a_socket_fail_no_request_and_a_sick_re
         "install ok installed 1.4.0-1"
     );
     assert_eq!(server.http("GET", &site.healthz()).status, 200);
-    let check = server.exec(&["/usr/lib/nagios/plugins/check_speedy-app"]);
-    assert_eq!(check.status.code(), Some(0), "{}", stdout(&check));
+    let check = run_check(server, "speedy-app", &[]);
+    assert_eq!(check.code, 0, "{}", check.line);
 }
 
 /// The benchmark behind the README's table: the same sequence with the socket unit

@@ -6,7 +6,7 @@
 //! them); see tests/testsuite/support/server.rs for the harness and its cached Debian root.
 
 use crate::support::server::{
-    archive_key, fixture_on_a_free_port, free_port, wait_for, BootedServer, DebianRoot,
+    archive_key, fixture_on_a_free_port, free_port, run_check, wait_for, BootedServer, DebianRoot,
     RepoHttpServer, SUITE,
 };
 use crate::support::*;
@@ -605,60 +605,6 @@ fn rollback_withdraw_and_phasing_reach_a_server_through_apt_upgrade() {
     assert_eq!(server.http("GET", &healthz).status, 200);
     drop(server);
     drop(http);
-}
-
-/// What a monitoring check said: its exit code and its status line, split up.
-#[derive(Debug)]
-struct CheckResult {
-    code: i32,
-    state: String,
-    message: String,
-    perfdata: String,
-}
-
-/// Runs `check_<package>` in the server as NRPE does: as an unprivileged user, with
-/// a bare environment. Its output must be one status line in the monitoring-plugins
-/// format, `LABEL STATE - MESSAGE[ | PERFDATA]`, whose state matches the exit code.
-fn run_check(server: &BootedServer, package: &str, args: &[&str]) -> CheckResult {
-    let check = format!("/usr/lib/nagios/plugins/check_{package}");
-    let mut argv = vec!["runuser", "-u", "nobody", "--", "env", "-i", check.as_str()];
-    argv.extend_from_slice(args);
-    let output = server.exec(&argv);
-    let text = stdout(&output);
-    let code = output.status.code().expect("the check exited");
-    assert_eq!(text.lines().count(), 1, "one status line: {text:?}");
-    let line = text.trim_end();
-    let label = package.to_ascii_uppercase();
-    let rest = line
-        .strip_prefix(&format!("{label} "))
-        .unwrap_or_else(|| panic!("{line:?} starts with {label}"));
-    let (state, rest) = rest.split_once(" - ").expect("STATE - MESSAGE");
-    let (message, perfdata) = rest.split_once(" | ").unwrap_or((rest, ""));
-    let expected_code = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]
-        .iter()
-        .position(|word| *word == state)
-        .unwrap_or_else(|| panic!("{state:?} is not a plugin state: {line:?}"));
-    assert_eq!(code, expected_code as i32, "exit code of {line:?}");
-    assert!(!message.is_empty() && !message.contains('|'), "{line:?}");
-    // label=value[unit];[warn];[crit];[min]: single-quoted labels are not needed here.
-    for item in perfdata.split_whitespace() {
-        let (name, value) = item
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{item:?} in {line:?}"));
-        let fields: Vec<&str> = value.split(';').collect();
-        assert!(
-            !name.is_empty() && fields.len() == 4,
-            "{item:?} in {line:?}"
-        );
-        let number = fields[0].trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        assert!(number.parse::<f64>().is_ok(), "{item:?} in {line:?}");
-    }
-    CheckResult {
-        code,
-        state: state.to_owned(),
-        message: message.to_owned(),
-        perfdata: perfdata.to_owned(),
-    }
 }
 
 /// The monitoring checks and NRPE definitions the packages install, on a booted
