@@ -18,9 +18,10 @@ use std::collections::{HashMap, HashSet};
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Publish<'_> {
-    /// Finishes a switched attempt; with the lock's read for its release when that
-    /// went alongside the last writes. `None` when a racing publisher replaced this
-    /// one's packages: the caller publishes them again.
+    /// Finishes a switched attempt; with the lock's read for its release. `None` when
+    /// a racing publisher replaced this one's packages: the caller publishes them
+    /// again. `gc_state`: garbage collection's bookkeeping as read under the lock.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn after_switch(
         &self,
         change: Change<'_>,
@@ -28,30 +29,25 @@ impl Publish<'_> {
         mut report: PublishReport,
         replaced: Option<Replaced>,
         known: Known,
+        gc_state: Option<Result<crate::repo::plan::GcState, PublishError>>,
         listener: &dyn Listener,
     ) -> Option<(PublishReport, Option<Result<bool, PublishError>>)> {
-        // Three questions at once: is the lock still ours, what does the garbage
-        // collector's bookkeeping say (kept current by the lock; read again below
-        // when the lock turns out lost), and did the store record a later second
-        // for the switched InRelease.
-        let ((lock_check, gc_state), ()) = crate::parallel::join(
-            || {
-                crate::parallel::join(
-                    || held.map(|held| held.still_held(self.store)),
-                    || held.map(|_| self.read_gc_state()),
-                )
-            },
-            || {
-                if let Some(check) = &known.second_check {
-                    self.after_the_replaced_second(check, listener);
-                }
-            },
-        );
-        let still_ours = self.lock_still_ours(lock_check, &mut report, listener);
-        if !still_ours {
+        // The lock was ours just before the switch (checked alongside the Release
+        // write), unless a renewal has found it taken over since.
+        let ours = held.filter(|held| {
+            let lost = held.taken_over();
+            if lost {
+                listener.warning("the publish lock was broken by someone else during this publish");
+            }
+            !lost
+        });
+        let (Some(_), Some(gc_state)) = (ours, gc_state) else {
             // Without a lock (or with a broken one) another publisher may have
             // switched right after us from an older state: check our packages made
             // it, and read again what the attempt read.
+            if let Some(check) = &known.second_check {
+                self.after_the_replaced_second(check, listener);
+            }
             if self.switch_undone(change, held.is_none(), &mut report, listener) {
                 return None;
             }
@@ -59,38 +55,34 @@ impl Publish<'_> {
             let gc_state = self.read_gc_state();
             self.keyring_and_garbage(&mut report, held.is_some(), None, gc_state, listener);
             return Some((report, None));
-        }
-        let gc_state = gc_state.unwrap_or_else(|| self.read_gc_state());
+        };
+        // The lock's check before the switch serves its release.
+        let read_for_release = Some(Ok(true));
         let Some(replaced) = replaced else {
-            // Nothing switched, nothing to record: garbage collection alone, and when
-            // it wrote nothing, the lock's check after the reads is the last read
-            // under it, and serves its release.
-            let wrote =
-                self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener);
-            let read_for_release = match held {
-                Some(held) if wrote => Some(held.read_for_release(self.store)),
-                _ => Some(Ok(true)),
-            };
+            // Nothing switched, nothing to record: garbage collection alone.
+            self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener);
             return Some((report, read_for_release));
         };
-        // A lock still ours after the switch means nobody else switched: what the
-        // attempt read stays true, so garbage collection needs no second read of
-        // every suite, and it runs alongside the history's write, from the history
-        // as written. Should that write fail, the record only kept more from
-        // collection.
+        // A lock ours throughout means nobody else switched: what the attempt read
+        // stays true, so garbage collection needs no second read of every suite, and
+        // it runs alongside the history's write, from the history as written. Should
+        // that write fail, the record only kept more from collection. Whether the
+        // store recorded a later second for the switched InRelease is asked alongside.
         let record = self.history_record(&report, replaced, &known.history);
         let next_history = history::appended(known.history.clone(), record, self.config.history);
         let known = Known {
             history: next_history.clone(),
             ..known
         };
-        // The lock's read for its release goes alongside too; its delete waits for
-        // these writes (docs/ARCHITECTURE.md, "The life of a publish").
-        let ((written, read_for_release), _) = crate::parallel::join(
+        let ((written, ()), _) = crate::parallel::join(
             || {
                 crate::parallel::join(
                     || history::write(self.store, self.key, &next_history, (self.now)()),
-                    || held.map(|held| held.read_for_release(self.store)),
+                    || {
+                        if let Some(check) = &known.second_check {
+                            self.after_the_replaced_second(check, listener);
+                        }
+                    },
                 )
             },
             || self.keyring_and_garbage(&mut report, true, Some(&known), gc_state, listener),
@@ -104,32 +96,6 @@ impl Publish<'_> {
             ),
         }
         Some((report, read_for_release))
-    }
-
-    /// Whether the lock is still ours after the switch (never without one), from
-    /// its check.
-    fn lock_still_ours(
-        &self,
-        check: Option<Result<bool, PublishError>>,
-        report: &mut PublishReport,
-        listener: &dyn Listener,
-    ) -> bool {
-        match check {
-            None => false,
-            Some(Ok(true)) => true,
-            Some(Ok(false)) => {
-                listener.warning("the publish lock was broken by someone else during this publish");
-                false
-            }
-            Some(Err(error)) => {
-                unfinished(
-                    report,
-                    listener,
-                    format!("checking the lock after the switch: {error}"),
-                );
-                false
-            }
-        }
     }
 
     /// Whether a racing publisher replaced this one's packages. Without a lock, first

@@ -1,8 +1,10 @@
-//! One pass of a publish up to its switch: read every suite and our history, merge
-//! the change (`repo::plan::apply`), decide what changed, check the pool, build and
-//! sign the indices, plan the writes, and (unless a dry run) write them
-//! (docs/ARCHITECTURE.md, "The life of a publish"). The decisions are
-//! `repo::plan`'s; this file reads their inputs and carries out their answers.
+//! One pass of a publish up to its switch: read every suite and the bookkeeping,
+//! merge the change (`repo::plan::apply`), decide what changed, settle the pool,
+//! build and sign the indices, plan the writes, and write them
+//! (docs/ARCHITECTURE.md, "The life of a publish"). The first pass starts from what
+//! the publish read and decided before the lock ([`HeadStart`]) and confirms it in
+//! one round trip; the decisions are `repo::plan`'s, this file reads their inputs and
+//! carries out their answers.
 
 use super::state::{self, SuiteState};
 use super::switch::Switched;
@@ -12,60 +14,269 @@ use super::{
 };
 use crate::listener::Listener;
 use crate::repo::index::{PackageEntry, Release};
-use crate::repo::plan::{self, CurrentSuite, Merge, SuiteChange, SuiteIndices};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::repo::plan::{
+    self, CurrentSuite, GcState, Merge, PoolUpload, SuiteChange, SuiteIndices,
+};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Every published suite, by name, as read and verified.
 type States = BTreeMap<String, SuiteState>;
 
 /// The indices of a suite after the change, and Release signed both ways.
-struct Signed {
+pub(super) struct Signed {
     indices: SuiteIndices,
     release_gpg: Vec<u8>,
     in_release: Vec<u8>,
 }
 
+/// A change merged into a reading of the suites, before anything is compressed,
+/// signed or written.
+pub(super) struct Prepared {
+    merged: Merge,
+    report: PublishReport,
+    /// The suite was published before: a merge that changes nothing needs no switch.
+    suite_exists: bool,
+}
+
+impl Prepared {
+    /// Same versions with the same bytes: the repository stays byte-identical.
+    pub(super) fn changes_nothing(&self) -> bool {
+        plan::nothing_changed(self.suite_exists, &self.merged)
+    }
+
+    pub(super) fn into_report(self) -> PublishReport {
+        self.report
+    }
+}
+
+/// What a publish reads before its lock, read-only: every suite
+/// (`state::recognise`), their histories and garbage collection's bookkeeping
+/// (docs/ARCHITECTURE.md, "The life of a publish").
+pub(super) struct Recognition {
+    pub(super) suites: state::Recognised,
+    /// Each published or configured suite's history; `None` when one could not be
+    /// read (ours is an error instead).
+    pub(super) histories: Option<BTreeMap<String, history::SuiteHistory>>,
+    /// `None` when it could not be read.
+    pub(super) gc_state: Option<GcState>,
+    /// The lock object was there (or could not be read): someone is publishing, or a
+    /// publisher died and left it, and a publish goes through the lock, which waits
+    /// for it, takes it over or reports it, as it always has.
+    pub(super) lock_seen: bool,
+}
+
+/// The first attempt's head start: the suites as recognised, the change merged into
+/// them, and (when it changes something) its indices, signed while the lock was
+/// taken.
+pub(super) struct HeadStart {
+    pub(super) recognised: state::Recognised,
+    pub(super) prepared: Prepared,
+    pub(super) signed: Option<Signed>,
+}
+
+/// The bookkeeping an attempt reads alongside the suites.
+struct Bookkeeping {
+    /// Our suite's history.
+    history: history::SuiteHistory,
+    /// The other published suites' histories, for garbage collection (what a rollback
+    /// may restore stays); `None` when one could not be read: collection reads them
+    /// again and reports why.
+    other_histories: Option<BTreeMap<String, history::SuiteHistory>>,
+    /// Garbage collection's bookkeeping (under a lock only: without one it is read
+    /// after the switch).
+    gc_state: Option<Result<GcState, PublishError>>,
+}
+
+/// An attempt's reading of the repository, with the change merged into it, the pool
+/// settled and the indices signed: everything before the writes of by-hash copies and
+/// indices.
+struct Settled {
+    states: States,
+    bookkeeping: Bookkeeping,
+    prepared: Prepared,
+    /// `None` when the change changes nothing.
+    signed: Option<Signed>,
+    /// The pool files this publish wrote.
+    pool: Vec<PoolUpload>,
+}
+
 impl Publish<'_> {
-    /// Reads every suite (in fewer round trips when it is still as `recognised`),
-    /// merges, plans, and (unless a dry run) writes up to the switch.
-    pub(super) fn attempt(
+    /// Reads what the publish needs before its lock, at once: every suite, every
+    /// history, and garbage collection's bookkeeping. Our own history is checked here:
+    /// one edited by hand is refused before anything is written (invariant 1).
+    pub(super) fn recognise(&self) -> Result<Recognition, PublishError> {
+        let public_key = self.key.public_key();
+        let configured = &self.config.suites;
+        let ((suites, histories), (gc_state, lock_seen)) = crate::parallel::join(
+            || {
+                crate::parallel::join(
+                    || {
+                        state::recognise(
+                            self.store,
+                            &public_key,
+                            configured,
+                            &self.config.release.architectures,
+                        )
+                    },
+                    || {
+                        crate::parallel::map(configured, configured.len(), |suite| {
+                            history::read(self.store, &public_key, suite)
+                        })
+                    },
+                )
+            },
+            || {
+                crate::parallel::join(
+                    || self.read_gc_state().ok(),
+                    || !matches!(self.store.get(crate::repo::layout::LOCK_KEY), Ok(None)),
+                )
+            },
+        );
+        // After the suites: a repository signed by another key is reported as that.
+        let suites = suites?;
+        let mut read = BTreeMap::new();
+        let mut complete = true;
+        for (suite, history) in configured.iter().zip(histories) {
+            match history {
+                Ok(history) => {
+                    read.insert(suite.clone(), history);
+                }
+                Err(error) if *suite == self.suite => return Err(error),
+                Err(_) => complete = false,
+            }
+        }
+        // A published suite that is not configured (rare): its history now.
+        let rest: Vec<&String> = suites
+            .states
+            .keys()
+            .filter(|suite| !read.contains_key(*suite))
+            .collect();
+        let more = crate::parallel::map(&rest, rest.len(), |suite| {
+            history::read(self.store, &public_key, suite)
+        });
+        for (suite, history) in rest.into_iter().zip(more) {
+            match history {
+                Ok(history) => {
+                    read.insert(suite.clone(), history);
+                }
+                Err(_) => complete = false,
+            }
+        }
+        Ok(Recognition {
+            suites,
+            histories: complete.then_some(read),
+            gc_state,
+            lock_seen,
+        })
+    }
+
+    /// Merges the change into `states`: the report, and a warning for each incoming
+    /// .deb that retention drops at once. Pure but for the warnings.
+    pub(super) fn prepare(
         &self,
         change: Change<'_>,
-        held: Option<&lock::HeldLock>,
-        recognised: Option<&state::Recognised>,
+        states: &States,
         listener: &dyn Listener,
-    ) -> Result<Attempt, PublishError> {
+    ) -> Result<Prepared, PublishError> {
         let (debs, suite_change) = self.suite_change(change);
-        let (read, early_pool_sizes) = crate::parallel::join(
-            || self.read_state(recognised),
-            || self.pool_sizes_early(debs),
-        );
-        let (states, history) = read?;
-        let early_pool_sizes = early_pool_sizes?;
         let current = states.get(&self.suite);
         let merged = plan::apply(
             current.map(|s| s.packages.as_slice()).unwrap_or(&[]),
             &suite_change,
         )
         .map_err(|e| PublishError::Merge(Box::new(e)))?;
-        let mut report = self.report_of(current.is_none(), &merged);
+        let report = self.report_of(current.is_none(), &merged);
         self.warn_retired_on_arrival(&merged, debs, listener);
+        Ok(Prepared {
+            merged,
+            report,
+            suite_exists: current.is_some(),
+        })
+    }
+
+    /// Signs the indices of a prepared change, unless it changes nothing.
+    pub(super) fn sign_prepared(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<Option<Signed>, PublishError> {
+        if prepared.changes_nothing() {
+            return Ok(None);
+        }
+        self.sign_indices(&prepared.merged.packages).map(Some)
+    }
+
+    /// A dry run: the change merged into the suites as recognised, the pool checked
+    /// (nothing uploaded), the indices signed and the writes planned, none made.
+    pub(super) fn dry_run_report(
+        &self,
+        change: Change<'_>,
+        recognised: &state::Recognised,
+        listener: &dyn Listener,
+    ) -> Result<PublishReport, PublishError> {
+        let (debs, _) = self.suite_change(change);
+        let prepared = self.prepare(change, &recognised.states, listener)?;
+        if prepared.changes_nothing() {
+            return Ok(prepared.into_report());
+        }
+        let pool = self.missing_pool(&prepared.merged, debs, &recognised.states, listener)?;
+        let signed = self.sign_indices(&prepared.merged.packages)?;
+        let Prepared {
+            merged, mut report, ..
+        } = prepared;
+        let publish_plan = plan::publish_plan(
+            &self.suite,
+            merged,
+            pool,
+            &signed.indices,
+            signed.release_gpg,
+            signed.in_release,
+        );
+        report.plan = publish_plan.steps.iter().map(describe_step).collect();
+        Ok(report)
+    }
+
+    /// One pass: reads (or, the first time, confirms what the head start read),
+    /// settles the pool, and writes up to the switch.
+    pub(super) fn attempt(
+        &self,
+        change: Change<'_>,
+        held: Option<&lock::HeldLock>,
+        head_start: Option<HeadStart>,
+        listener: &dyn Listener,
+    ) -> Result<Attempt, PublishError> {
+        let Settled {
+            states,
+            bookkeeping,
+            prepared,
+            signed,
+            pool,
+        } = match head_start {
+            Some(head_start) => self.confirm(change, held, head_start, listener)?,
+            None => self.read_afresh(change, held, listener)?,
+        };
+        let current = states.get(&self.suite);
         let other_suites: Vec<String> = states
             .keys()
             .filter(|s| **s != self.suite)
             .cloned()
             .collect();
-        if plan::nothing_changed(current.is_some(), &merged) {
-            // Same versions with the same bytes: leave the repository byte-identical.
-            let known = self.known_unchanged(&states, other_suites, history);
+        let Bookkeeping {
+            history,
+            other_histories,
+            gc_state,
+        } = bookkeeping;
+        let Some(signed) = signed else {
+            let known = self.known_unchanged(&states, other_suites, other_histories, history);
             return Ok(Attempt::Done {
-                report,
+                report: prepared.report,
                 replaced: None,
                 known,
+                gc_state,
             });
-        }
-        let pool = self.missing_pool(&merged, debs, &states, early_pool_sizes, listener)?;
-        let signed = self.sign_indices(&merged.packages)?;
+        };
+        let Prepared {
+            merged, mut report, ..
+        } = prepared;
         let current_suite = current.map(|state| CurrentSuite {
             release: &state.release,
             packages: &state.packages,
@@ -74,6 +285,7 @@ impl Publish<'_> {
         let known = Known {
             referenced: self.referenced_after(&states, &signed.indices.release, &merged.packages),
             other_suites,
+            other_histories,
             referenced_before: plan::referenced_before(
                 &self.suite,
                 current_suite,
@@ -92,20 +304,12 @@ impl Publish<'_> {
             signed.in_release,
         );
         report.plan = publish_plan.steps.iter().map(describe_step).collect();
-        if self.dry_run {
-            return Ok(Attempt::Done {
-                report,
-                replaced: None,
-                known,
-            });
-        }
         report.replaced_mutable =
             plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
-        let second_check =
-            match self.write_and_switch(&publish_plan, current, debs, held, listener)? {
-                Switched::Raced => return Ok(Attempt::Raced),
-                Switched::Done { second_check } => second_check,
-            };
+        let second_check = match self.write_and_switch(&publish_plan, current, held, listener)? {
+            Switched::Raced => return Ok(Attempt::Raced),
+            Switched::Done { second_check } => second_check,
+        };
         Ok(Attempt::Done {
             report,
             replaced: Some(replaced),
@@ -113,28 +317,179 @@ impl Publish<'_> {
                 second_check,
                 ..known
             },
+            gc_state,
         })
     }
 
-    /// Every suite and our history, read at once (a round trip each saved).
-    fn read_state(
+    /// The first read under the lock, one round trip: the suites confirmed as
+    /// recognised, the bookkeeping, and alongside them the pool files the head start's
+    /// merge calls for, created where absent (the lock is held, or the store cannot
+    /// lock and the pool is checked as before). When a suite changed since the
+    /// recognition, the change is merged again into what is there now.
+    fn confirm(
         &self,
-        recognised: Option<&state::Recognised>,
-    ) -> Result<(States, history::SuiteHistory), PublishError> {
+        change: Change<'_>,
+        held: Option<&lock::HeldLock>,
+        head_start: HeadStart,
+        listener: &dyn Listener,
+    ) -> Result<Settled, PublishError> {
+        let HeadStart {
+            recognised,
+            prepared,
+            signed,
+        } = head_start;
+        let (debs, _) = self.suite_change(change);
         let public_key = self.key.public_key();
-        let (states, history) = crate::parallel::join(
-            || match recognised {
-                Some(recognised) => state::read_all_expecting(self.store, &public_key, recognised),
-                None => state::read_all(self.store, &public_key),
+        let suites: Vec<String> = recognised.states.keys().cloned().collect();
+        let ((confirmation, bookkeeping), pool) = crate::parallel::join(
+            || {
+                crate::parallel::join(
+                    || state::read_all_expecting(self.store, &public_key, &recognised),
+                    || self.read_bookkeeping(&suites, held),
+                )
             },
-            || history::read(self.store, &public_key, &self.suite),
+            || match prepared.changes_nothing() {
+                true => Ok(Vec::new()),
+                false => self.settle_pool(
+                    &prepared.merged,
+                    debs,
+                    &recognised.states,
+                    &HashSet::new(),
+                    listener,
+                ),
+            },
+        );
+        let (states, as_recognised) = recognised.confirmed(confirmation?);
+        let mut bookkeeping = bookkeeping?;
+        let pool = pool?;
+        self.complete_histories(&mut bookkeeping, &states);
+        if as_recognised {
+            return Ok(Settled {
+                states,
+                bookkeeping,
+                prepared,
+                signed,
+                pool,
+            });
+        }
+        let written: HashSet<String> = pool.into_iter().map(|upload| upload.key).collect();
+        self.settle(change, states, bookkeeping, &written, listener)
+    }
+
+    /// A later attempt: every suite and the bookkeeping read afresh.
+    fn read_afresh(
+        &self,
+        change: Change<'_>,
+        held: Option<&lock::HeldLock>,
+        listener: &dyn Listener,
+    ) -> Result<Settled, PublishError> {
+        let public_key = self.key.public_key();
+        let (states, bookkeeping) = crate::parallel::join(
+            || state::read_all(self.store, &public_key),
+            || self.read_bookkeeping(&[], held),
         );
         let states = states?;
-        // Invariant 1: a history edited by hand is refused before anything is written,
-        // not found out after the switch when the change is to be recorded. (After
-        // the suites: a repository signed by another key is reported as that.)
-        let history = history?;
-        Ok((states, history))
+        let mut bookkeeping = bookkeeping?;
+        self.complete_histories(&mut bookkeeping, &states);
+        self.settle(change, states, bookkeeping, &HashSet::new(), listener)
+    }
+
+    /// Merges, settles the pool and signs, from `states` as read. `written`: the pool
+    /// files this publish already wrote.
+    fn settle(
+        &self,
+        change: Change<'_>,
+        states: States,
+        bookkeeping: Bookkeeping,
+        written: &HashSet<String>,
+        listener: &dyn Listener,
+    ) -> Result<Settled, PublishError> {
+        let (debs, _) = self.suite_change(change);
+        let prepared = self.prepare(change, &states, listener)?;
+        if prepared.changes_nothing() {
+            return Ok(Settled {
+                states,
+                bookkeeping,
+                prepared,
+                signed: None,
+                pool: Vec::new(),
+            });
+        }
+        let (pool, signed) = crate::parallel::join(
+            || self.settle_pool(&prepared.merged, debs, &states, written, listener),
+            || self.sign_indices(&prepared.merged.packages),
+        );
+        Ok(Settled {
+            pool: pool?,
+            signed: Some(signed?),
+            states,
+            bookkeeping,
+            prepared,
+        })
+    }
+
+    /// Our history, the histories of `suites` (the other published ones), and with a
+    /// lock garbage collection's bookkeeping, at once. Invariant 1: a history edited
+    /// by hand is refused before anything is written, not found out after the switch
+    /// when the change is to be recorded.
+    fn read_bookkeeping(
+        &self,
+        suites: &[String],
+        held: Option<&lock::HeldLock>,
+    ) -> Result<Bookkeeping, PublishError> {
+        let public_key = self.key.public_key();
+        let others: Vec<&String> = suites.iter().filter(|s| **s != self.suite).collect();
+        let ((history, other_histories), gc_state) = crate::parallel::join(
+            || {
+                crate::parallel::join(
+                    || history::read(self.store, &public_key, &self.suite),
+                    || {
+                        crate::parallel::map(&others, others.len(), |suite| {
+                            history::read(self.store, &public_key, suite)
+                        })
+                    },
+                )
+            },
+            || held.map(|_| self.read_gc_state()),
+        );
+        let other_histories = others
+            .into_iter()
+            .zip(other_histories)
+            .map(|(suite, history)| history.ok().map(|history| (suite.clone(), history)))
+            .collect();
+        Ok(Bookkeeping {
+            history: history?,
+            other_histories,
+            gc_state,
+        })
+    }
+
+    /// Reads the histories of the published suites that the bookkeeping lacks (a
+    /// suite published since the recognition; every other one on a later attempt).
+    fn complete_histories(&self, bookkeeping: &mut Bookkeeping, states: &States) {
+        let Some(read) = bookkeeping.other_histories.as_mut() else {
+            return;
+        };
+        read.retain(|suite, _| states.contains_key(suite));
+        let missing: Vec<&String> = states
+            .keys()
+            .filter(|suite| **suite != self.suite && !read.contains_key(*suite))
+            .collect();
+        let public_key = self.key.public_key();
+        let more = crate::parallel::map(&missing, missing.len(), |suite| {
+            history::read(self.store, &public_key, suite)
+        });
+        for (suite, history) in missing.into_iter().zip(more) {
+            match history {
+                Ok(history) => {
+                    read.insert(suite.clone(), history);
+                }
+                Err(_) => {
+                    bookkeeping.other_histories = None;
+                    return;
+                }
+            }
+        }
     }
 
     /// The change as the merge takes it, with the .debs it brings (none for an edit).
@@ -223,6 +578,7 @@ impl Publish<'_> {
         &self,
         states: &States,
         other_suites: Vec<String>,
+        other_histories: Option<BTreeMap<String, history::SuiteHistory>>,
         history: history::SuiteHistory,
     ) -> Known {
         let mut referenced = self.referenced_by_others(states);
@@ -236,6 +592,7 @@ impl Publish<'_> {
         Known {
             referenced,
             other_suites,
+            other_histories,
             history_head_before: history.records.first().map(|r| r.id),
             history,
             // Nothing is dropped: nothing to look at besides what was pending.

@@ -6,6 +6,7 @@
 //! was last swept, and each suite's history head; the decisions are `repo::plan`'s
 //! (`must_sweep`, `garbage_candidates`, `collect_garbage`).
 
+use super::attempt::Recognition;
 use super::{history, put_options, state, Known, Publish, PublishError};
 use crate::listener::Listener;
 use crate::repo::layout;
@@ -117,18 +118,91 @@ impl Publish<'_> {
         if let Some(record) = known.history.records.first() {
             referenced.heads_after.insert(self.suite.clone(), record.id);
         }
-        for suite in &known.other_suites {
+        // The other suites' histories as read before the switch under the lock, or,
+        // when one could not be read then, read again now.
+        let read_now;
+        let others = match &known.other_histories {
+            Some(read) => read,
+            None => {
+                let mut read = BTreeMap::new();
+                for suite in &known.other_suites {
+                    read.insert(
+                        suite.clone(),
+                        history::read(self.store, &public_key, suite)?,
+                    );
+                }
+                read_now = read;
+                &read_now
+            }
+        };
+        for (suite, kept) in others {
             // What a rollback may restore stays, however old.
-            let kept = history::read(self.store, &public_key, suite)?;
             referenced
                 .keys
-                .extend(history::referenced_keys(std::slice::from_ref(&kept)));
+                .extend(history::referenced_keys(std::slice::from_ref(kept)));
             if let Some(record) = kept.records.first() {
                 referenced.heads_before.insert(suite.clone(), record.id);
                 referenced.heads_after.insert(suite.clone(), record.id);
             }
         }
         Ok(referenced)
+    }
+
+    /// Whether a publish that changes nothing would leave garbage collection's
+    /// bookkeeping, the keyring and the ACLs as they are, judged from what was read
+    /// before the lock (`recognition`): nothing due for deletion, no sweep due, the
+    /// keyring and the ACL as recorded. Then the publish ends without taking the lock
+    /// (docs/ARCHITECTURE.md, "The life of a publish"). The same decisions as
+    /// [`Publish::collect_garbage`]'s, with the shorter grace period: when in doubt,
+    /// the publish takes the lock and collects.
+    pub(super) fn nothing_to_collect(&self, recognition: &Recognition) -> bool {
+        let (Some(previous), Some(histories)) = (&recognition.gc_state, &recognition.histories)
+        else {
+            return false;
+        };
+        let Ok(keyring) = self.keyring_digest() else {
+            return false;
+        };
+        let acl = match self.store.public_acl() {
+            Some(configured)
+                if plan::acl_must_be_reapplied(previous.acl.as_deref(), configured) =>
+            {
+                return false
+            }
+            configured => configured.map(str::to_owned),
+        };
+        let mut heads = BTreeMap::new();
+        let mut referenced: BTreeSet<String> =
+            history::referenced_keys(&histories.values().cloned().collect::<Vec<_>>());
+        for (suite, history) in histories {
+            if let Some(record) = history.records.first() {
+                heads.insert(suite.clone(), record.id);
+            }
+        }
+        for (suite, state) in &recognition.suites.states {
+            referenced.extend(plan::referenced_keys(
+                suite,
+                &state.release,
+                &state.packages,
+            ));
+        }
+        let now = (self.now)();
+        if plan::must_sweep(previous, &heads, now) {
+            return false;
+        }
+        let candidates = plan::garbage_candidates(previous, &BTreeSet::new(), &referenced);
+        let (mut next, delete) = plan::collect_garbage(
+            &candidates,
+            &referenced,
+            previous,
+            now,
+            self.config.grace_seconds,
+        );
+        next.swept_at = previous.swept_at;
+        next.history_heads = heads;
+        next.published_keyring = Some(keyring);
+        next.acl = acl;
+        delete.is_empty() && next == *previous
     }
 
     /// Read afresh rather than reusing the states of the merge: without a lock,

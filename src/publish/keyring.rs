@@ -9,6 +9,12 @@ use crate::repo::plan;
 use crate::store::Body;
 
 impl Publish<'_> {
+    /// The SHA256 of the keyring beside dists/, as garbage collection's bookkeeping
+    /// records the one published.
+    pub(super) fn keyring_digest(&self) -> Result<String, PublishError> {
+        Ok(plan::sha256_hex(&self.key.public_key().to_binary()?))
+    }
+
     /// The public key beside dists/, for servers to fetch with the repository.
     /// Returns the keys it wrote (none when they held the key already) and the
     /// keyring's SHA256. `published` is the SHA256 the bookkeeping says was published

@@ -223,19 +223,22 @@ pub fn acquire(
     loop {
         let info = LockInfo::ours(&host, &token, now(), lease);
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        let (created_it, create_error) =
-            match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
-                // Created: ours, with the version the store answered (no read back:
-                // a round trip saved on every publish).
-                Ok(Some(version)) if !version.is_empty() => {
-                    return Ok(Some(HeldLock::new(info, version, options.lease)));
-                }
-                Ok(created) => (created.is_some(), None),
-                Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
-                // The write may have happened and only the answer been lost: what is
-                // there now decides.
-                Err(error) => (false, Some(error)),
-            };
+        let (created_it, create_error) = match store.put_if_absent(
+            LOCK_KEY,
+            crate::store::Body::Bytes(&bytes),
+            &super::put_options(LOCK_KEY),
+        ) {
+            // Created: ours, with the version the store answered (no read back:
+            // a round trip saved on every publish).
+            Ok(Some(version)) if !version.is_empty() => {
+                return Ok(Some(HeldLock::new(info, version, options.lease)));
+            }
+            Ok(created) => (created.is_some(), None),
+            Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
+            // The write may have happened and only the answer been lost: what is
+            // there now decides.
+            Err(error) => (false, Some(error)),
+        };
         let found = read_lock(store)?;
         // The create failed and left no lock: it never happened (a read-only
         // repository, a store refusing writes). The store already retried what was
@@ -466,6 +469,11 @@ impl HeldLock {
         Ok(())
     }
 
+    /// Whether a renewal found the lock taken over by someone else.
+    pub fn taken_over(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     /// Whether the lock object is still ours (not taken over or broken by someone else).
     pub fn still_held(&self, store: &dyn Store) -> Result<bool, PublishError> {
         if self.lost.load(Ordering::SeqCst) {
@@ -583,7 +591,7 @@ mod tests {
         fn put_if_absent(
             &self,
             key: &str,
-            _: &[u8],
+            _: crate::store::Body<'_>,
             _: &crate::store::PutOptions,
         ) -> Result<Option<String>, StoreError> {
             Err(refused(key))

@@ -253,6 +253,9 @@ enum Attempt {
         /// The state the switch replaced, when it switched.
         replaced: Option<Replaced>,
         known: Known,
+        /// Garbage collection's bookkeeping, read under the lock with the suites
+        /// (`None` without a lock: it is read after the switch then).
+        gc_state: Option<Result<crate::repo::plan::GcState, PublishError>>,
     },
     /// InRelease changed since it was read: merge again.
     Raced,
@@ -267,6 +270,9 @@ struct Known {
     referenced: BTreeSet<String>,
     /// The suites besides ours.
     other_suites: Vec<String>,
+    /// Their histories, read under the lock before the switch; `None` when one could
+    /// not be read (garbage collection reads them again and reports why).
+    other_histories: Option<std::collections::BTreeMap<String, history::SuiteHistory>>,
     /// Our suite's history as read before the switch.
     history: history::SuiteHistory,
     /// What our suite and its history referenced before this attempt: garbage
@@ -329,39 +335,65 @@ impl Publish<'_> {
                 configured: self.config.suites.clone(),
             });
         }
-        if self.dry_run {
-            return match self.attempt(change, None, None, listener)? {
-                Attempt::Done { report, .. } => Ok(report),
-                // A dry run stops before the switch, where a race is noticed.
-                Attempt::Raced => Err(PublishError::ConcurrentChanges {
-                    store: self.store.describe(),
-                    suite: self.suite.clone(),
-                }),
-            };
-        }
         // Nothing is written, not even the lock or the probe's objects, into what is
-        // not our repository.
-        // The probe's record is read alongside (a read writes nothing); the probe
-        // itself, which writes, waits for the answer.
+        // not our repository. The probe's record is read alongside (a read writes
+        // nothing); the probe itself, which writes, waits for the answer. So do the
+        // histories, garbage collection's bookkeeping and the lock object: a change
+        // that changes nothing, with nothing to collect and no lock to wait for, take
+        // over or break, is decided here, without the lock
+        // (docs/ARCHITECTURE.md, "The life of a publish").
         let now = (self.now)();
-        let (recognised, recorded) = crate::parallel::join(
-            || state::recognise(self.store, &self.key.public_key(), &self.config.suites),
-            || probe::read_record(self.store, now),
+        let (recognition, recorded) = crate::parallel::join(
+            || self.recognise(),
+            || (!self.dry_run).then(|| probe::read_record(self.store, now)),
         );
-        let recognised = recognised?;
-        probe::learn_from(self.store, recorded?, now)?;
-        let held = lock::acquire(self.store, self.lock, self.now, &|what| {
-            listener.warning(what)
-        })?;
+        let recognition = recognition?;
+        if self.dry_run {
+            return self.dry_run_report(change, &recognition.suites, listener);
+        }
+        probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
+        let prepared = self.prepare(change, &recognition.suites.states, listener)?;
+        if prepared.changes_nothing()
+            && !recognition.lock_seen
+            && !self.lock.break_lock
+            && self.nothing_to_collect(&recognition)
+        {
+            return Ok(prepared.into_report());
+        }
+        // The indices are compressed and signed while the lock is taken.
+        let (held, signed) = crate::parallel::join(
+            || {
+                lock::acquire(self.store, self.lock, self.now, &|what| {
+                    listener.warning(what)
+                })
+            },
+            || self.sign_prepared(&prepared),
+        );
+        let held = held?;
+        let signed = match signed {
+            Ok(signed) => signed,
+            Err(error) => {
+                if let Some(held) = &held {
+                    // Nothing else was written; the lease runs out if this fails.
+                    let _ = held.release(self.store);
+                }
+                return Err(error);
+            }
+        };
+        let head_start = attempt::HeadStart {
+            recognised: recognition.suites,
+            prepared,
+            signed,
+        };
         let Some(held) = held else {
             listener.warning(&format!(
                 "{} does not support conditional writes: publishing without a lock, relying on re-reading InRelease before and after the switch",
                 self.store.describe()
             ));
-            return Ok(self.publish_locked(change, None, &recognised, listener)?.0);
+            return Ok(self.publish_locked(change, None, head_start, listener)?.0);
         };
         let result = held.while_renewing(self.store, self.now, listener, || {
-            self.publish_locked(change, Some(&held), &recognised, listener)
+            self.publish_locked(change, Some(&held), head_start, listener)
         });
         let (result, read_for_release) = match result {
             Ok((report, read)) => (Ok(report), read),
@@ -387,22 +419,24 @@ impl Publish<'_> {
 
     /// Runs attempts until one switches (or needs no switch), then the steps after
     /// the switch; a switch that a racing publisher undid is published again. The
-    /// first attempt reads the suites as `recognised` expects, the others afresh.
-    /// With the report, the lock's read for its release, when the steps after the
-    /// switch made it alongside their last writes.
+    /// first attempt starts from `head_start`, the others read afresh. With the
+    /// report, the lock's read for its release, when the steps after the switch
+    /// made it.
     fn publish_locked(
         &self,
         change: Change<'_>,
         held: Option<&lock::HeldLock>,
-        recognised: &state::Recognised,
+        head_start: attempt::HeadStart,
         listener: &dyn Listener,
     ) -> Result<(PublishReport, Option<Result<bool, PublishError>>), PublishError> {
+        let mut head_start = Some(head_start);
         for attempt in 1..=ATTEMPTS {
             let Attempt::Done {
                 report,
                 replaced,
                 known,
-            } = self.attempt(change, held, (attempt == 1).then_some(recognised), listener)?
+                gc_state,
+            } = self.attempt(change, held, head_start.take(), listener)?
             else {
                 listener.info(&format!(
                     "Retrying {}: InRelease changed while publishing",
@@ -415,7 +449,7 @@ impl Publish<'_> {
                 continue;
             };
             if let Some(finished) =
-                self.after_switch(change, held, report, replaced, known, listener)
+                self.after_switch(change, held, report, replaced, known, gc_state, listener)
             {
                 return Ok(finished);
             }

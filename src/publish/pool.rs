@@ -1,17 +1,17 @@
-//! The pool: which of a change's files are there already, and uploading the others
+//! The pool: which of a change's files are there already, and creating the others
 //! (invariant 2, docs/ARCHITECTURE.md, "Publish invariants": a pool object never
 //! changes). What a signed index lists is there (invariant 3) and costs no request;
-//! any other file costs a HEAD, unless one listing of the pool answers for all
+//! any other file is created where absent in one request, a create-if-absent, or
+//! checked against one listing of the pool when there are many
 //! (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
 
 use super::state::SuiteState;
 use super::{put_options, IncomingDeb, Publish, PublishError};
 use crate::listener::Listener;
 use crate::repo::index::PackageEntry;
-use crate::repo::plan::{self, Merge, PoolUpload, Step};
-use crate::store::Body;
-use std::collections::{BTreeMap, HashMap};
-
+use crate::repo::plan::{self, Merge, PoolUpload};
+use crate::store::{Body, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
 /// What a pool check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PoolObject {
@@ -48,70 +48,47 @@ impl<'a> PoolListing<'a> {
 }
 
 impl Publish<'_> {
-    /// The sizes of the pool objects at the keys of a few local .debs (no more than
-    /// `jobs`: an update), those that are there, asked alongside the read of the
-    /// suites: a round trip saved on the critical path, for a HEAD per .deb that a
-    /// signed index may turn out to list
-    /// (docs/ARCHITECTURE.md, "The life of a publish").
-    /// `None` for more .debs: [`Publish::missing_pool`] decides then.
-    pub(super) fn pool_sizes_early(
-        &self,
+    /// Each added entry of `merged` that must be checked, with the .deb it comes from
+    /// here (none: promoted or restored, whose bytes must be in the pool already, or
+    /// the switch would publish an index naming a missing file), and how many of the
+    /// local ones no signed index lists.
+    fn pool_to_check<'m>(
+        merged: &'m Merge,
         debs: &[IncomingDeb],
-    ) -> Result<Option<HashMap<String, u64>>, PublishError> {
-        let local: Vec<&IncomingDeb> = debs.iter().filter(|d| d.path.is_some()).collect();
-        if local.is_empty() || local.len() > self.config.jobs {
-            return Ok(None);
+        listed: &PoolListing<'_>,
+    ) -> (Vec<(&'m PackageEntry, Option<usize>)>, usize) {
+        let mut local: HashMap<(&str, &str, &str), usize> = HashMap::new();
+        for (index, deb) in debs.iter().enumerate().filter(|(_, d)| d.path.is_some()) {
+            local.entry(deb.entry.id()).or_insert(index);
         }
-        let sizes = self.each_in_parallel(&local, |deb| {
-            let key = &deb.entry.filename;
-            Ok(self.store.head(key)?.map(|meta| (key.clone(), meta.size)))
-        })?;
-        Ok(Some(sizes.into_iter().flatten().collect()))
+        let to_check: Vec<(&PackageEntry, Option<usize>)> = merged
+            .added
+            .iter()
+            .map(|entry| (entry, local.get(&entry.id()).copied()))
+            .filter(|(entry, source)| source.is_some() || !listed.vouches_for(entry))
+            .collect();
+        let unlisted = to_check
+            .iter()
+            .filter(|(entry, source)| {
+                source.is_some() && !listed.files.contains_key(entry.filename.as_str())
+            })
+            .count();
+        (to_check, unlisted)
     }
 
-    /// The pool files of `merged` that must be uploaded: the added entries from local
-    /// .debs that are not there yet. A promoted or restored entry must be there
-    /// already (with its size), or the publish stops before writing anything.
-    /// `early_pool_sizes` ([`Publish::pool_sizes_early`]) answers for every local
-    /// .deb when given.
+    /// The pool files of `merged` that must be uploaded, without uploading them (a dry
+    /// run): the added entries from local .debs that are not there yet. A promoted or
+    /// restored entry must be there already (with its size), or this fails.
     pub(super) fn missing_pool(
         &self,
         merged: &Merge,
         debs: &[IncomingDeb],
         states: &BTreeMap<String, SuiteState>,
-        early_pool_sizes: Option<HashMap<String, u64>>,
         listener: &dyn Listener,
     ) -> Result<Vec<PoolUpload>, PublishError> {
-        // Which pool files are there already: what a signed index lists is (invariant
-        // 3), so only the others cost a request.
         let listed = PoolListing::of(states);
-        let local: HashMap<(&str, &str, &str), usize> = {
-            let mut local = HashMap::new();
-            for (index, deb) in debs.iter().enumerate().filter(|(_, d)| d.path.is_some()) {
-                local.entry(deb.entry.id()).or_insert(index);
-            }
-            local
-        };
-        let unlisted = merged
-            .added
-            .iter()
-            .filter(|e| {
-                local.contains_key(&e.id()) && !listed.files.contains_key(e.filename.as_str())
-            })
-            .count();
-        let pool_sizes = match early_pool_sizes {
-            Some(sizes) => Some(sizes),
-            None => self.pool_sizes(unlisted, listed.files.len(), listener),
-        };
-        // Each entry with the .deb it comes from here (none: promoted or restored).
-        let to_check: Vec<(&PackageEntry, Option<usize>)> = merged
-            .added
-            .iter()
-            .map(|entry| (entry, local.get(&entry.id()).copied()))
-            // A promoted or restored entry's bytes must be in the pool already, or the
-            // switch would publish an index naming a missing file.
-            .filter(|(entry, source)| source.is_some() || !listed.vouches_for(entry))
-            .collect();
+        let (to_check, unlisted) = Self::pool_to_check(merged, debs, &listed);
+        let pool_sizes = self.pool_sizes(unlisted, listed.files.len(), listener);
         let found = self.each_in_parallel(&to_check, |&(entry, source)| match source {
             Some(_) => self.check_pool_object(entry, &listed, pool_sizes.as_ref()),
             None => self
@@ -121,15 +98,161 @@ impl Publish<'_> {
         let mut pool = Vec::new();
         for (&(entry, source), found) in to_check.iter().zip(found) {
             if let (Some(source), PoolObject::Absent) = (source, found) {
-                pool.push(PoolUpload {
-                    key: entry.filename.clone(),
-                    source,
-                    size: entry.size,
-                    sha256: entry.sha256.clone(),
-                });
+                pool.push(upload_of(entry, source));
             }
         }
         Ok(pool)
+    }
+
+    /// Settles the pool for `merged` before any index names its files: each added
+    /// entry from a local .deb that no signed index lists is created where absent and,
+    /// where present, must hold the same bytes (invariant 2); a promoted or restored
+    /// entry must be there with its size. One request per new file in the usual case,
+    /// a create-if-absent (`Store::put_if_absent`) with no HEAD before it; many new
+    /// files (a first publish) are checked against one listing of the pool, and the
+    /// absent ones uploaded. `jobs` at once, reporting bytes. Returns the uploads this
+    /// publish made; `written` are keys it wrote in an earlier pass, its own
+    /// (docs/ARCHITECTURE.md, "The life of a publish").
+    pub(super) fn settle_pool(
+        &self,
+        merged: &Merge,
+        debs: &[IncomingDeb],
+        states: &BTreeMap<String, SuiteState>,
+        written: &HashSet<String>,
+        listener: &dyn Listener,
+    ) -> Result<Vec<PoolUpload>, PublishError> {
+        let listed = PoolListing::of(states);
+        let (to_check, unlisted) = Self::pool_to_check(merged, debs, &listed);
+        if to_check.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pool_sizes = self.pool_sizes(unlisted, listed.files.len(), listener);
+        let bytes: u64 = to_check
+            .iter()
+            .filter(|(entry, source)| {
+                source.is_some() && !listed.files.contains_key(entry.filename.as_str())
+            })
+            .map(|(entry, _)| entry.size)
+            .sum();
+        if bytes > 0 {
+            listener.transfer_start(bytes);
+        }
+        let settled = self.each_in_parallel(&to_check, |&(entry, source)| match source {
+            Some(source) => self.settle_pool_object(
+                entry,
+                source,
+                &debs[source],
+                &listed,
+                pool_sizes.as_ref(),
+                written,
+                listener,
+            ),
+            None => self.require_pool_object(entry).map(|()| None),
+        });
+        if bytes > 0 {
+            listener.transfer_finish();
+        }
+        let uploads: Vec<PoolUpload> = settled?.into_iter().flatten().collect();
+        if !uploads.is_empty() {
+            listener.info(&format!(
+                "Wrote {} package(s) to {}",
+                uploads.len(),
+                self.store.describe()
+            ));
+        }
+        Ok(uploads)
+    }
+
+    /// One local .deb's pool file: `Some` when this publish wrote it.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_pool_object(
+        &self,
+        entry: &PackageEntry,
+        source: usize,
+        deb: &IncomingDeb,
+        listed: &PoolListing<'_>,
+        pool_sizes: Option<&HashMap<String, u64>>,
+        written: &HashSet<String>,
+        listener: &dyn Listener,
+    ) -> Result<Option<PoolUpload>, PublishError> {
+        let key = &entry.filename;
+        if written.contains(key) {
+            return Ok(Some(upload_of(entry, source)));
+        }
+        if listed.files.contains_key(key.as_str()) {
+            // Vouched for by a signed index, or a conflict with it.
+            return self.check_pool_object(entry, listed, None).map(|_| None);
+        }
+        let path = deb
+            .path
+            .as_deref()
+            .ok_or_else(|| PublishError::RemoteCorrupt {
+                store: self.store.describe(),
+                key: key.clone(),
+                reason: "missing from the pool, but a suite lists it; run `cargo speedy verify`"
+                    .into(),
+            })?;
+        listener.detail(&format!("upload {key}"));
+        let options = put_options(key);
+        let created = match pool_sizes {
+            Some(sizes) => match sizes.get(key) {
+                None => {
+                    self.store.put(key, Body::File(path), &options)?;
+                    true
+                }
+                Some(&size) => {
+                    self.same_bytes_there(entry, Some(size))?;
+                    false
+                }
+            },
+            None => match self.store.put_if_absent(key, Body::File(path), &options) {
+                Ok(Some(_)) => true,
+                // There already (an interrupted publish, another suite's, or the lost
+                // answer to our own create): the bytes decide.
+                Ok(None) => {
+                    self.same_bytes_there(entry, None)?;
+                    false
+                }
+                Err(StoreError::ConditionalWritesUnsupported { .. }) => {
+                    match self.store.head(key)? {
+                        None => {
+                            self.store.put(key, Body::File(path), &options)?;
+                            true
+                        }
+                        Some(meta) => {
+                            self.same_bytes_there(entry, Some(meta.size))?;
+                            false
+                        }
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
+        listener.transfer_progress(entry.size);
+        Ok(created.then(|| upload_of(entry, source)))
+    }
+
+    /// Invariant 2: the object at `entry`'s key, which is there (`size` when known),
+    /// has `entry`'s bytes, or the publish stops. Hashed as it streams.
+    fn same_bytes_there(
+        &self,
+        entry: &PackageEntry,
+        size: Option<u64>,
+    ) -> Result<(), PublishError> {
+        let same = size.is_none_or(|size| size == entry.size)
+            && self
+                .store
+                .digest(&entry.filename)?
+                .is_some_and(|found| found.size == entry.size && found.sha256 == entry.sha256);
+        if same {
+            Ok(())
+        } else {
+            Err(PublishError::PoolConflict {
+                store: self.store.describe(),
+                key: entry.filename.clone(),
+                reason: "an object with other bytes is already there".into(),
+            })
+        }
     }
 
     /// The size of every object in the pool, when one listing costs fewer requests
@@ -152,48 +275,6 @@ impl Publish<'_> {
                 None
             }
         }
-    }
-
-    /// Uploads the pool files that are not there yet, a few at a time, reporting bytes.
-    /// Returns the keys written.
-    pub(super) fn upload_pool(
-        &self,
-        steps: &[Step],
-        debs: &[IncomingDeb],
-        listener: &dyn Listener,
-    ) -> Result<Vec<String>, PublishError> {
-        // The plan holds only the pool files found missing while planning.
-        let pending: Vec<PoolUpload> = steps
-            .iter()
-            .filter_map(|step| match step {
-                Step::Pool(upload) => Some(upload.clone()),
-                _ => None,
-            })
-            .collect();
-        if pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        listener.transfer_start(pending.iter().map(|p| p.size).sum());
-        let uploaded =
-            self.each_in_parallel(&pending, |upload| {
-                listener.detail(&format!("upload {}", upload.key));
-                let path = debs[upload.source].path.as_deref().ok_or_else(|| {
-                    PublishError::RemoteCorrupt {
-                        store: self.store.describe(),
-                        key: upload.key.clone(),
-                        reason:
-                            "missing from the pool, but a suite lists it; run `cargo speedy verify`"
-                                .into(),
-                    }
-                })?;
-                self.store
-                    .put(&upload.key, Body::File(path), &put_options(&upload.key))?;
-                listener.transfer_progress(upload.size);
-                Ok(())
-            });
-        listener.transfer_finish();
-        uploaded?;
-        Ok(pending.into_iter().map(|p| p.key).collect())
     }
 
     /// Invariant 2: a pool object never changes. Same bytes is fine (another suite or
@@ -226,22 +307,11 @@ impl Publish<'_> {
             Some(sizes) => sizes.get(&entry.filename).copied(),
             None => self.store.head(&entry.filename)?.map(|meta| meta.size),
         };
-        let Some(size) = size else {
-            return Ok(PoolObject::Absent);
-        };
-        let same = size == entry.size
-            && self
-                .store
-                .digest(&entry.filename)?
-                .is_some_and(|found| found.sha256 == entry.sha256);
-        if same {
-            Ok(PoolObject::Present)
-        } else {
-            Err(PublishError::PoolConflict {
-                store: self.store.describe(),
-                key: entry.filename.clone(),
-                reason: "an object with other bytes is already there".into(),
-            })
+        match size {
+            None => Ok(PoolObject::Absent),
+            Some(size) => self
+                .same_bytes_there(entry, Some(size))
+                .map(|()| PoolObject::Present),
         }
     }
 
@@ -260,5 +330,15 @@ impl Publish<'_> {
                 key: entry.filename.clone(),
             })
         }
+    }
+}
+
+/// The upload of `entry`'s pool file from the .deb at `source`.
+fn upload_of(entry: &PackageEntry, source: usize) -> PoolUpload {
+    PoolUpload {
+        key: entry.filename.clone(),
+        source,
+        size: entry.size,
+        sha256: entry.sha256.clone(),
     }
 }

@@ -7,7 +7,7 @@ use crate::repo::layout;
 use crate::repo::plan::{gunzip, sha256_hex};
 use crate::sign::PublicKey;
 use crate::store::Store;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// One suite as it is published now.
 #[derive(Debug, Clone)]
@@ -45,12 +45,14 @@ pub fn published_suites(store: &dyn Store) -> Result<BTreeMap<String, Option<u64
 /// Fetches an index file listed in Release. The canonical file is read first: it
 /// matches Release except after a publish interrupted between the two, and then its
 /// hash names an existing by-hash copy, and the immutable by-hash copy that Release
-/// lists (what apt reads) is fetched instead. One GET in the usual case.
+/// lists (what apt reads) is fetched instead. One GET in the usual case, none when
+/// `prefetched` holds the canonical file as read alongside InRelease.
 fn fetch_index(
     store: &dyn Store,
     suite: &str,
     release: &Release,
     path: &str,
+    prefetched: Option<Option<&[u8]>>,
 ) -> Result<Vec<u8>, PublishError> {
     let corrupt = |reason: String| PublishError::RemoteCorrupt {
         store: store.describe(),
@@ -61,10 +63,14 @@ fn fetch_index(
         .file(path)
         .ok_or_else(|| corrupt("not listed in Release".into()))?;
     let canonical_key = format!("dists/{suite}/{path}");
-    if let Some(bytes) = store.get(&canonical_key)? {
+    let canonical: Option<std::borrow::Cow<'_, [u8]>> = match prefetched {
+        Some(bytes) => bytes.map(std::borrow::Cow::Borrowed),
+        None => store.get(&canonical_key)?.map(std::borrow::Cow::Owned),
+    };
+    if let Some(bytes) = canonical {
         let sha256 = sha256_hex(&bytes);
         if sha256 == listed.sha256 && bytes.len() as u64 == listed.size {
-            return Ok(bytes);
+            return Ok(bytes.into_owned());
         }
         let by_hash_of_canonical = format!("dists/{suite}/{}", layout::by_hash_path(path, &sha256));
         if store.head(&by_hash_of_canonical)?.is_none() {
@@ -107,12 +113,13 @@ fn read_packages(
     suite: &str,
     release: &Release,
     path: &str,
+    prefetched: Option<Option<&[u8]>>,
 ) -> Result<Vec<u8>, PublishError> {
     let gz_path = format!("{path}.gz");
     if release.file(&gz_path).is_none() {
-        return fetch_index(store, suite, release, path);
+        return fetch_index(store, suite, release, path, None);
     }
-    let compressed = fetch_index(store, suite, release, &gz_path)?;
+    let compressed = fetch_index(store, suite, release, &gz_path, prefetched)?;
     let corrupt = |reason: String| PublishError::RemoteCorrupt {
         store: store.describe(),
         key: format!("dists/{suite}/{gz_path}"),
@@ -182,113 +189,167 @@ fn read_in_release(
     }))
 }
 
-/// The suites as [`recognise`] found them, each InRelease verified: what the first
-/// read under the lock expects ([`read_all_expecting`]).
+/// Every published suite as [`recognise`] found it, read and verified: what the
+/// publish merges into before it takes the lock, and what the first read under the
+/// lock confirms ([`read_all_expecting`]).
+#[derive(Debug, Clone)]
 pub struct Recognised {
-    suites: Vec<(String, SignedRelease)>,
+    pub states: BTreeMap<String, SuiteState>,
+}
+
+/// The canonical `Packages.gz` of each architecture `architectures` names, relative
+/// to the suite's directory: the indices a suite has, guessed before its InRelease
+/// says.
+fn guessed_indices(architectures: &[String]) -> Vec<String> {
+    architectures
+        .iter()
+        .map(|architecture| format!("{}/Packages.gz", layout::binary_dir(architecture)))
+        .collect()
 }
 
 /// Whether the store holds a repository of ours or none: every published suite's
 /// InRelease verifies with `key`. Read-only, so a publish into a directory or bucket
 /// that is someone else's is refused before it writes anything, even its lock
-/// (invariants 1 and 5). The InRelease of each `configured` suite is read alongside
-/// the listing (a round trip saved); only a published suite not configured waits
-/// for the listing.
+/// (invariants 1 and 5). Each suite is read whole, its indices checked against its
+/// signed hashes: the publish merges into this before the lock. The InRelease of each
+/// `configured` suite and its canonical Packages.gz of each of `architectures` are
+/// read alongside the listing (round trips saved); only a published suite not
+/// configured, or an index not guessed, waits for the listing or the InRelease
+/// (docs/ARCHITECTURE.md, "The life of a publish").
 pub fn recognise(
     store: &dyn Store,
     key: &PublicKey,
     configured: &[String],
+    architectures: &[String],
 ) -> Result<Recognised, PublishError> {
+    let guessed_paths = guessed_indices(architectures);
     let (listed, guessed) = crate::parallel::join(
         || published_suites(store),
         || {
             crate::parallel::map(configured, configured.len(), |suite| {
-                read_in_release(store, key, suite)
-            })
-        },
-    );
-    let listed = listed?;
-    let mut found: BTreeMap<&str, Result<Option<SignedRelease>, PublishError>> = configured
-        .iter()
-        .map(String::as_str)
-        .zip(guessed)
-        .filter(|(suite, _)| listed.contains_key(*suite))
-        .collect();
-    let rest: Vec<&String> = listed
-        .keys()
-        .filter(|suite| !found.contains_key(suite.as_str()))
-        .collect();
-    let read = crate::parallel::map(&rest, rest.len(), |suite| {
-        read_in_release(store, key, suite)
-    });
-    found.extend(rest.iter().map(|suite| suite.as_str()).zip(read));
-    let mut suites = Vec::new();
-    for (suite, signed) in found {
-        if let Some(signed) = signed? {
-            suites.push((suite.to_owned(), signed));
-        }
-    }
-    Ok(Recognised { suites })
-}
-
-/// Every published suite, like [`read_all`], in one round trip when the repository
-/// is still as `recognised`: the listing, each suite's InRelease, and the indices
-/// the recognised InRelease lists are read at once. A suite whose InRelease is still
-/// the recognised one has those indices (checked against its signed hashes); a suite
-/// whose InRelease changed since, and one new, is read again
-/// (docs/ARCHITECTURE.md, "The life of a publish").
-pub fn read_all_expecting(
-    store: &dyn Store,
-    key: &PublicKey,
-    recognised: &Recognised,
-) -> Result<BTreeMap<String, SuiteState>, PublishError> {
-    let expected = &recognised.suites;
-    let (listed, read) = crate::parallel::join(
-        || published_suites(store),
-        || {
-            crate::parallel::map(expected, expected.len(), |(suite, signed)| {
-                crate::parallel::join(
-                    || store.get(&layout::in_release_key(suite)),
-                    || packages_of(store, suite, &signed.release),
-                )
+                let (in_release, indices) = crate::parallel::join(
+                    || read_in_release(store, key, suite),
+                    || {
+                        crate::parallel::map(&guessed_paths, guessed_paths.len(), |path| {
+                            store.get(&format!("{}/{path}", layout::dists_dir(suite)))
+                        })
+                    },
+                );
+                let in_release = in_release?;
+                let mut prefetched = BTreeMap::new();
+                for (path, bytes) in guessed_paths.iter().zip(indices) {
+                    prefetched.insert(path.clone(), bytes?);
+                }
+                Ok::<_, PublishError>((in_release, prefetched))
             })
         },
     );
     let listed = listed?;
     let mut states = BTreeMap::new();
-    for ((suite, signed), (now, packages)) in expected.iter().zip(read) {
+    for (suite, read) in configured.iter().zip(guessed) {
         let Some(modified) = listed.get(suite) else {
             continue;
         };
-        if now?.as_deref() != Some(&signed.in_release[..]) {
-            continue;
+        let (signed, prefetched) = read?;
+        if let Some(signed) = signed {
+            let mut state = suite_state(store, suite, signed, &prefetched)?;
+            state.in_release_modified = *modified;
+            states.insert(suite.clone(), state);
         }
-        states.insert(
-            suite.clone(),
-            SuiteState {
-                suite: suite.clone(),
-                in_release: signed.in_release.clone(),
-                release_text: signed.text.clone(),
-                in_release_modified: *modified,
-                release: signed.release.clone(),
-                packages: packages?,
-            },
-        );
     }
-    let again: Vec<(&String, &Option<u64>)> = listed
+    let rest: Vec<(&String, &Option<u64>)> = listed
         .iter()
-        .filter(|(suite, _)| !states.contains_key(*suite))
+        .filter(|(suite, _)| !states.contains_key(suite.as_str()))
         .collect();
-    let read = crate::parallel::map(&again, again.len(), |(suite, _)| {
+    let read = crate::parallel::map(&rest, rest.len(), |(suite, _)| {
         read_suite(store, key, suite)
     });
-    for ((suite, modified), state) in again.into_iter().zip(read) {
+    for ((suite, modified), state) in rest.into_iter().zip(read) {
         if let Some(mut state) = state? {
             state.in_release_modified = *modified;
             states.insert(suite.clone(), state);
         }
     }
-    Ok(states)
+    Ok(Recognised { states })
+}
+
+/// What the first read under the lock found of the recognised suites
+/// ([`read_all_expecting`]).
+pub struct Confirmation {
+    /// When each published suite's InRelease was written, from the listing.
+    listed: BTreeMap<String, Option<u64>>,
+    /// The suites read again: their InRelease changed since the recognition, or they
+    /// are new.
+    read_again: BTreeMap<String, SuiteState>,
+}
+
+impl Recognised {
+    /// Every published suite now: the recognised states that the confirmation found
+    /// unchanged, the others as read again. `true` when every suite is as recognised
+    /// (none changed, none came or went): what was decided from the recognised states
+    /// holds.
+    pub fn confirmed(self, confirmation: Confirmation) -> (BTreeMap<String, SuiteState>, bool) {
+        let Confirmation { listed, read_again } = confirmation;
+        let mut as_recognised = read_again.is_empty() && listed.len() == self.states.len();
+        let mut states = read_again;
+        for (suite, mut state) in self.states {
+            if states.contains_key(&suite) {
+                continue;
+            }
+            match listed.get(&suite) {
+                Some(modified) => {
+                    state.in_release_modified = *modified;
+                    states.insert(suite, state);
+                }
+                None => as_recognised = false,
+            }
+        }
+        (states, as_recognised)
+    }
+}
+
+/// Confirms the recognised suites in one round trip: the listing and each suite's
+/// InRelease at once. A suite whose InRelease is still the recognised one still has
+/// the indices read with it (checked against its signed hashes), so they are not read
+/// again; a suite whose InRelease changed since, and one new, is read again
+/// ([`Recognised::confirmed`] puts them together;
+/// docs/ARCHITECTURE.md, "The life of a publish").
+pub fn read_all_expecting(
+    store: &dyn Store,
+    key: &PublicKey,
+    recognised: &Recognised,
+) -> Result<Confirmation, PublishError> {
+    let expected: Vec<(&String, &SuiteState)> = recognised.states.iter().collect();
+    let (listed, now) = crate::parallel::join(
+        || published_suites(store),
+        || {
+            crate::parallel::map(&expected, expected.len(), |(suite, _)| {
+                store.get(&layout::in_release_key(suite))
+            })
+        },
+    );
+    let listed = listed?;
+    let mut unchanged = BTreeSet::new();
+    for ((suite, state), now) in expected.iter().zip(now) {
+        if listed.contains_key(*suite) && now?.as_deref() == Some(&state.in_release[..]) {
+            unchanged.insert((*suite).clone());
+        }
+    }
+    let again: Vec<(&String, &Option<u64>)> = listed
+        .iter()
+        .filter(|(suite, _)| !unchanged.contains(*suite))
+        .collect();
+    let read = crate::parallel::map(&again, again.len(), |(suite, _)| {
+        read_suite(store, key, suite)
+    });
+    let mut read_again = BTreeMap::new();
+    for ((suite, modified), state) in again.into_iter().zip(read) {
+        if let Some(mut state) = state? {
+            state.in_release_modified = *modified;
+            read_again.insert(suite.clone(), state);
+        }
+    }
+    Ok(Confirmation { listed, read_again })
 }
 
 /// Reads and verifies one suite; `None` when it has never been published.
@@ -297,30 +358,43 @@ pub fn read_suite(
     key: &PublicKey,
     suite: &str,
 ) -> Result<Option<SuiteState>, PublishError> {
-    let Some(SignedRelease {
+    match read_in_release(store, key, suite)? {
+        Some(signed) => suite_state(store, suite, signed, &BTreeMap::new()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A suite from its verified InRelease and its indices, those in `prefetched` (by
+/// path relative to the suite's directory) as already read.
+fn suite_state(
+    store: &dyn Store,
+    suite: &str,
+    signed: SignedRelease,
+    prefetched: &BTreeMap<String, Option<Vec<u8>>>,
+) -> Result<SuiteState, PublishError> {
+    let SignedRelease {
         in_release,
-        text: signed,
+        text,
         release,
-    }) = read_in_release(store, key, suite)?
-    else {
-        return Ok(None);
-    };
-    let packages = packages_of(store, suite, &release)?;
-    Ok(Some(SuiteState {
+    } = signed;
+    let packages = packages_of(store, suite, &release, prefetched)?;
+    Ok(SuiteState {
         suite: suite.to_owned(),
         in_release,
-        release_text: signed,
+        release_text: text,
         in_release_modified: None,
         release,
         packages,
-    }))
+    })
 }
 
-/// The packages the indices of `release` list, read and checked against its hashes.
+/// The packages the indices of `release` list, read (unless `prefetched`) and
+/// checked against its hashes.
 fn packages_of(
     store: &dyn Store,
     suite: &str,
     release: &Release,
+    prefetched: &BTreeMap<String, Option<Vec<u8>>>,
 ) -> Result<Vec<PackageEntry>, PublishError> {
     let paths: Vec<String> = release
         .index_architectures()
@@ -329,7 +403,10 @@ fn packages_of(
         .collect();
     // Each architecture's index at once: a round trip each saved.
     let read = crate::parallel::map(&paths, paths.len(), |path| {
-        read_packages(store, suite, release, path)
+        let already = prefetched
+            .get(&format!("{path}.gz"))
+            .map(|bytes| bytes.as_deref());
+        read_packages(store, suite, release, path, already)
     });
     let mut packages = Vec::new();
     let mut seen: HashSet<(String, String, String)> = HashSet::new();

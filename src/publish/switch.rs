@@ -1,10 +1,11 @@
-//! The writes of a publish, in the plan's order (invariant 3, docs/ARCHITECTURE.md,
-//! "Publish invariants"): pool uploads, by-hash copies, the re-check of the lock and
-//! InRelease, the canonical indices, Release.gpg, Release, and the switch, the single
+//! The writes of a publish after its pool files (`pool`, which settles them first),
+//! in the plan's order (invariant 3, docs/ARCHITECTURE.md, "Publish invariants"):
+//! by-hash copies with the re-check of the lock and InRelease, the canonical
+//! indices, Release.gpg, Release with the last checks, and the switch, the single
 //! write of InRelease that makes the new suite visible.
 
 use super::state::SuiteState;
-use super::{lock, put_options, IncomingDeb, Publish, PublishError};
+use super::{lock, put_options, Publish, PublishError};
 use crate::listener::Listener;
 use crate::repo::layout;
 use crate::repo::plan::{self, PublishPlan, Step};
@@ -30,19 +31,17 @@ pub(super) struct SecondCheck {
 
 impl Publish<'_> {
     /// Writes `publish_plan` over `current` (the suite as read) up to and including
-    /// the switch. `Switched::Raced`: InRelease changed since it was read, nothing
-    /// switched, and the caller merges again.
+    /// the switch; its pool files are settled already. `Switched::Raced`: InRelease
+    /// changed since it was read, nothing switched, and the caller merges again.
     pub(super) fn write_and_switch(
         &self,
         publish_plan: &PublishPlan,
         current: Option<&SuiteState>,
-        debs: &[IncomingDeb],
         held: Option<&lock::HeldLock>,
         listener: &dyn Listener,
     ) -> Result<Switched, PublishError> {
         let mut second_check = None;
         let before_switch = current.map(|s| s.in_release.clone());
-        let written = self.upload_pool(&publish_plan.steps, debs, listener)?;
         let canonical = plan::canonical_writes(publish_plan);
         // The re-check goes alongside the by-hash copies: neither is visible to apt,
         // and both come before the first canonical write.
@@ -80,8 +79,11 @@ impl Publish<'_> {
         if let (Some(_), Some(second)) = (switch, replaced_second) {
             crate::clock::wait_past_second(second);
         }
-        // Release.gpg, then Release, the last alongside the re-read of InRelease just
-        // before the switch (invariant 4): neither write is what apt reads first.
+        // Release.gpg, then Release, the last alongside the re-read of InRelease and
+        // of the lock just before the switch (invariant 4): neither write is what apt
+        // reads first. A lock taken over by now stops the publish before its switch
+        // (`LockLost`), so that after it the lock is known to have been ours
+        // throughout.
         let (last, first) = match canonical.release.split_last() {
             Some((last, first)) => (Some(last), first),
             None => (None, &canonical.release[..]),
@@ -89,12 +91,24 @@ impl Publish<'_> {
         for (key, bytes) in first {
             self.store.put(key, Body::Bytes(bytes), &put_options(key))?;
         }
-        let (last_written, in_release_now) = crate::parallel::join(
+        let (last_written, (in_release_now, lock_check)) = crate::parallel::join(
             || last.map(|(key, bytes)| self.store.put(key, Body::Bytes(bytes), &put_options(key))),
-            || switch.map(|(key, _)| self.store.get(key)),
+            || {
+                crate::parallel::join(
+                    || switch.map(|(key, _)| self.store.get(key)),
+                    || switch.and(held).map(|held| held.still_held(self.store)),
+                )
+            },
         );
         last_written.transpose()?;
         if let Some((key, bytes)) = switch {
+            if let Some(ours) = lock_check {
+                if !ours? {
+                    return Err(PublishError::LockLost {
+                        store: self.store.describe(),
+                    });
+                }
+            }
             let in_release_now = in_release_now.transpose()?.flatten();
             if in_release_now.as_deref() != before_switch.as_deref() {
                 return Ok(Switched::Raced);
@@ -105,13 +119,6 @@ impl Publish<'_> {
                 bytes: bytes.clone(),
                 second,
             });
-        }
-        if !written.is_empty() {
-            listener.info(&format!(
-                "Wrote {} package(s) to {}",
-                written.len(),
-                self.store.describe()
-            ));
         }
         Ok(Switched::Done { second_check })
     }

@@ -236,16 +236,20 @@ impl Store for FsStore {
     fn put_if_absent(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
+        let temp = self.write_temp(key, &path, body, options)?;
         let _guard = self.conditional_guard(key)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;
-                Ok(Some(version_of(body)))
+                Ok(Some(match body {
+                    Body::Bytes(bytes) => version_of(bytes),
+                    // A pool file's version is never asked for.
+                    Body::File(_) => String::new(),
+                }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(self.io(key)(e)),
@@ -398,7 +402,7 @@ mod tests {
     fn put_if_absent_creates_once() {
         let (_dir, store) = store();
         let created = store
-            .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
+            .put_if_absent(".speedy/lock", Body::Bytes(b"me"), &opts(".speedy/lock"))
             .unwrap();
         assert_eq!(
             created,
@@ -411,7 +415,7 @@ mod tests {
             )
         );
         assert!(store
-            .put_if_absent(".speedy/lock", b"you", &opts(".speedy/lock"))
+            .put_if_absent(".speedy/lock", Body::Bytes(b"you"), &opts(".speedy/lock"))
             .unwrap()
             .is_none());
         assert_eq!(
@@ -447,7 +451,7 @@ mod tests {
         let old = store.root().join(".speedy-tmp-conditional.lock");
         fs::write(&old, b"").unwrap();
         store
-            .put_if_absent(".speedy/lock", b"me", &opts(".speedy/lock"))
+            .put_if_absent(".speedy/lock", Body::Bytes(b"me"), &opts(".speedy/lock"))
             .unwrap();
         assert!(!old.exists());
     }
@@ -461,7 +465,7 @@ mod tests {
                     let store = &store;
                     scope.spawn(move || {
                         store
-                            .put_if_absent("k", format!("{i}").as_bytes(), &opts("k"))
+                            .put_if_absent("k", Body::Bytes(format!("{i}").as_bytes()), &opts("k"))
                             .unwrap()
                             .is_some()
                     })

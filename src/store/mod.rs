@@ -123,7 +123,7 @@ pub trait Store: Send + Sync {
     fn put_if_absent(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError>;
     /// Replaces the object only if its version is still `version`: a compare and

@@ -1615,9 +1615,14 @@ impl Store for S3Store {
     fn put_if_absent(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
+        let Body::Bytes(body) = body else {
+            return Err(StoreError::ConditionalWritesUnsupported {
+                store: self.describe(),
+            });
+        };
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
             Ok(output) => {
                 let _ = self.bucket_seen.set(());

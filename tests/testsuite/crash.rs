@@ -273,7 +273,11 @@ fn fails_exactly_the_chosen_request() {
 fn can_hide_conditional_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
-    let result = store.put_if_absent("lock", b"x", &cargo_speedy::publish::put_options("lock"));
+    let result = store.put_if_absent(
+        "lock",
+        cargo_speedy::store::Body::Bytes(b"x"),
+        &cargo_speedy::publish::put_options("lock"),
+    );
     assert!(matches!(
         result,
         Err(StoreError::ConditionalWritesUnsupported { .. })
@@ -576,8 +580,18 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
     };
     publish_to("dev", "pa");
     let configured = ["dev".to_owned(), "stable".to_owned()];
-    let recognised = state::recognise(&store, &public_key, &configured).unwrap();
-    let as_recognised = state::read_all_expecting(&store, &public_key, &recognised).unwrap();
+    let recognised =
+        state::recognise(&store, &public_key, &configured, &["amd64".to_owned()]).unwrap();
+    assert_eq!(
+        summary(&recognised.states),
+        summary(&state::read_all(&store, &public_key).unwrap())
+    );
+    let confirm = || {
+        let confirmation = state::read_all_expecting(&store, &public_key, &recognised).unwrap();
+        recognised.clone().confirmed(confirmation)
+    };
+    let (as_recognised, unchanged) = confirm();
+    assert!(unchanged, "nothing changed since the recognition");
     assert_eq!(
         summary(&as_recognised),
         summary(&state::read_all(&store, &public_key).unwrap())
@@ -586,7 +600,11 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
 
     publish_to("dev", "pb");
     publish_to("stable", "pc");
-    let read = state::read_all_expecting(&store, &public_key, &recognised).unwrap();
+    let (read, unchanged) = confirm();
+    assert!(
+        !unchanged,
+        "dev changed and stable came since the recognition"
+    );
     assert_eq!(
         summary(&read),
         summary(&state::read_all(&store, &public_key).unwrap())
@@ -600,4 +618,80 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
     };
     assert!(names("dev").contains(&"pb"), "{:?}", names("dev"));
     assert!(names("stable").contains(&"pc"), "{:?}", names("stable"));
+}
+
+/// Through a store that answers each request 60 ms late, like a remote one, an update
+/// of a repository with two suites and their histories is at most 10 round trips in
+/// sequence, and a publish that changes nothing (with nothing to collect) is one,
+/// and writes nothing, not even the lock (docs/ARCHITECTURE.md, "Publishing at the
+/// cost of what changed").
+#[test]
+fn an_update_is_ten_round_trips_in_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FaultyStore::new(FsStore::new(dir.path()))
+        .with_latency(std::time::Duration::from_millis(60));
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let config = repo_config(5);
+    let debs_dir = tempfile::tempdir().unwrap();
+    let debs = |names: &[&str], version: &str| {
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|name| tiny_deb_for(debs_dir.path(), name, version, "amd64"))
+            .collect();
+        read_debs(&paths).unwrap()
+    };
+    let publish_to = |suite: &str, debs: &[IncomingDeb]| {
+        Publish {
+            store: &store,
+            key: &key,
+            suite: suite.into(),
+            config: &config,
+            lock: LockOptions::default(),
+            dry_run: false,
+            command: "publish",
+            now: &fixed_now,
+        }
+        .run(debs, &SilentListener)
+        .unwrap()
+    };
+    let names = ["pa", "pb", "pc", "pd", "pe"];
+    let first = debs(&names, "1.0-1");
+    publish_to("stable", &first);
+    publish_to("dev", &first);
+    publish_to("dev", &debs(&names[..3], "1.1-1"));
+
+    let update = debs(&names[..3], "1.2-1");
+    store.forget();
+    let report = publish_to("dev", &update);
+    assert_eq!(report.added.len(), 3, "{report:?}");
+    assert!(report.history_id.is_some(), "{report:?}");
+    let path = store.critical_path();
+    assert!(
+        path.contains(&"put dists/dev/InRelease".to_owned()),
+        "the switch is on the critical path: {path:#?}"
+    );
+    assert!(
+        path.len() <= 10,
+        "an update is {} round trips in sequence, not at most 10:\n{path:#?}\nevery request: {:#?}",
+        path.len(),
+        store.log()
+    );
+
+    store.forget();
+    let report = publish_to("dev", &update);
+    assert!(
+        report.added.is_empty() && report.history_id.is_none(),
+        "{report:?}"
+    );
+    let log = store.log();
+    assert!(
+        log.iter()
+            .all(|request| request.starts_with("get ") || request.starts_with("list ")),
+        "a publish that changes nothing writes nothing, not even the lock: {log:#?}"
+    );
+    assert_eq!(
+        store.critical_path().len(),
+        1,
+        "a publish that changes nothing is one round trip: {log:#?}"
+    );
 }

@@ -2,13 +2,16 @@
 //! docs/ARCHITECTURE.md
 //! (a fault at any request leaves a readable repository, and a rerun finishes) by
 //! enumerating every request of a publish. It can also pretend the store has no
-//! conditional writes, to exercise the publish path without a lock.
+//! conditional writes, to exercise the publish path without a lock, and answer each
+//! request after a latency, like a remote store, to count a publish's round trips in
+//! sequence.
 
 use cargo_speedy::store::{
     Body, ConditionalWrites, ObjectMeta, PutOptions, Store, StoreError, Versioned,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// When the chosen request fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,10 @@ pub struct FaultyStore<S> {
     conditional_writes: bool,
     /// Every request, as "operation key", in order.
     log: Mutex<Vec<String>>,
+    /// How long each request takes before the store carries it out.
+    latency: Option<Duration>,
+    /// Every request with when it started and ended.
+    spans: Mutex<Vec<(Instant, Instant, String)>>,
 }
 
 impl<S: Store> FaultyStore<S> {
@@ -37,7 +44,50 @@ impl<S: Store> FaultyStore<S> {
             requests: AtomicUsize::new(0),
             conditional_writes: true,
             log: Mutex::new(Vec::new()),
+            latency: None,
+            spans: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Answers each request `latency` after it was made, as a remote store does.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Forgets the requests made so far (their spans and log).
+    pub fn forget(&self) {
+        self.log.lock().unwrap().clear();
+        self.spans.lock().unwrap().clear();
+    }
+
+    /// The requests so far, as "operation key", in the order they were made.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The longest chain of requests each made after the previous one was answered
+    /// (what bench/critical-path.py finds in a proxy's trace): the round trips in
+    /// sequence, in order.
+    pub fn critical_path(&self) -> Vec<String> {
+        let mut spans = self.spans.lock().unwrap().clone();
+        spans.sort_by_key(|(start, _, _)| *start);
+        // The longest chain ending at each request, and the request before it.
+        let mut chains: Vec<(usize, Option<usize>)> = Vec::new();
+        for (i, (start, _, _)) in spans.iter().enumerate() {
+            let before = (0..i)
+                .filter(|&j| spans[j].1 <= *start)
+                .max_by_key(|&j| chains[j].0);
+            chains.push((before.map_or(1, |j| chains[j].0 + 1), before));
+        }
+        let mut last = (0..spans.len()).max_by_key(|&i| chains[i].0);
+        let mut path = Vec::new();
+        while let Some(i) = last {
+            path.push(spans[i].2.clone());
+            last = chains[i].1;
+        }
+        path.reverse();
+        path
     }
 
     /// Fails request number `k` (1-based) once.
@@ -68,8 +118,25 @@ impl<S: Store> FaultyStore<S> {
         what: String,
         call: impl FnOnce(&S) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.log.lock().unwrap().push(what);
+        self.log.lock().unwrap().push(what.clone());
         let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let started = Instant::now();
+        if let Some(latency) = self.latency {
+            std::thread::sleep(latency);
+        }
+        let answer = self.answer(number, call);
+        self.spans
+            .lock()
+            .unwrap()
+            .push((started, Instant::now(), what));
+        answer
+    }
+
+    fn answer<T>(
+        &self,
+        number: usize,
+        call: impl FnOnce(&S) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let injected = || StoreError::Backend {
             store: self.inner.describe(),
             message: format!("request {number} failed (injected fault)"),
@@ -124,7 +191,7 @@ impl<S: Store> Store for FaultyStore<S> {
     fn put_if_absent(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         if !self.conditional_writes {
