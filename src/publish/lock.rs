@@ -10,7 +10,7 @@
 use super::PublishError;
 use crate::listener::Listener;
 use crate::repo::layout::LOCK_KEY;
-use crate::store::{Store, StoreError};
+use crate::store::{Body, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -224,7 +224,8 @@ pub fn acquire(
         let info = LockInfo::ours(&host, &token, now(), lease);
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let (created_it, create_error) =
-            match store.put_if_absent(LOCK_KEY, &bytes, &super::put_options(LOCK_KEY)) {
+            match store.put_if_absent(LOCK_KEY, Body::Bytes(&bytes), &super::put_options(LOCK_KEY))
+            {
                 // Created: ours, with the version the store answered (no read back:
                 // a round trip saved on every publish).
                 Ok(Some(version)) if !version.is_empty() => {
@@ -583,7 +584,7 @@ mod tests {
         fn put_if_absent(
             &self,
             key: &str,
-            _: &[u8],
+            _: crate::store::Body<'_>,
             _: &crate::store::PutOptions,
         ) -> Result<Option<String>, StoreError> {
             Err(refused(key))

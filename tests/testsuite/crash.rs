@@ -273,7 +273,11 @@ fn fails_exactly_the_chosen_request() {
 fn can_hide_conditional_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
-    let result = store.put_if_absent("lock", b"x", &cargo_speedy::publish::put_options("lock"));
+    let result = store.put_if_absent(
+        "lock",
+        Body::Bytes(b"x"),
+        &cargo_speedy::publish::put_options("lock"),
+    );
     assert!(matches!(
         result,
         Err(StoreError::ConditionalWritesUnsupported { .. })

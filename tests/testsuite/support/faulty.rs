@@ -124,7 +124,7 @@ impl<S: Store> Store for FaultyStore<S> {
     fn put_if_absent(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         if !self.conditional_writes {
