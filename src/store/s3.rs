@@ -1346,6 +1346,13 @@ enum Condition<'a> {
     IfMatch(&'a str),
 }
 
+/// What a single PUT got: the object's new version, or the failure, for the caller to
+/// tell "precondition failed" from one.
+type PutAnswer = Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    Failed<aws_sdk_s3::operation::put_object::PutObjectError>,
+>;
+
 impl S3Store {
     /// One conditional PUT, after checking that the store honours the condition (from
     /// what the caller told the store, or else a probe). The outer error is ours (bad
@@ -1357,28 +1364,18 @@ impl S3Store {
     /// multipart threshold is `ConditionalWritesUnsupported`: a multipart upload's
     /// completion is not known to honour the condition on every S3-compatible store
     /// (docs/ARCHITECTURE.md, "Store contract").
-    #[allow(clippy::type_complexity)]
     fn conditional_put(
         &self,
         key: &str,
         body: Body<'_>,
         options: &PutOptions,
         condition: Condition<'_>,
-    ) -> Result<
-        Result<
-            aws_sdk_s3::operation::put_object::PutObjectOutput,
-            Failed<aws_sdk_s3::operation::put_object::PutObjectError>,
-        >,
-        StoreError,
-    > {
+    ) -> Result<PutAnswer, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
         let unsupported = || StoreError::ConditionalWritesUnsupported {
             store: self.describe(),
         };
-        let size = match body {
-            Body::Bytes(bytes) => bytes.len() as u64,
-            Body::File(path) => file_size(path)?,
-        };
+        let size = body_size(body)?;
         if matches!(body, Body::File(_)) && size > self.config().multipart_threshold {
             return Err(unsupported());
         }
@@ -1393,46 +1390,62 @@ impl S3Store {
         if !supported {
             return Err(unsupported());
         }
+        self.runtime
+            .block_on(self.single_put(key, body, size, options, Some(condition)))
+    }
+
+    /// One PUT of the whole body (`size` bytes), with its precondition if any. The
+    /// outer error is a file that cannot be read; the inner result is the request's.
+    async fn single_put(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        size: u64,
+        options: &PutOptions,
+        condition: Option<Condition<'_>>,
+    ) -> Result<PutAnswer, StoreError> {
         let (if_none_match, if_match) = match condition {
-            Condition::IfAbsent => (Some("*".to_owned()), None),
-            Condition::IfMatch(version) => (None, Some(version.to_owned())),
+            None => (None, None),
+            Some(Condition::IfAbsent) => (Some("*".to_owned()), None),
+            Some(Condition::IfMatch(version)) => (None, Some(version.to_owned())),
+        };
+        let stream = match body {
+            Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+            Body::File(path) => file_stream(path).await?,
         };
         let object_key = self.object_key(key);
-        self.runtime.block_on(async {
-            let stream = match body {
-                Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
-                Body::File(path) => file_stream(path).await?,
-            };
-            Ok(self
-                .link
-                .send("PUT", key, size, self.deadline(), |retry| {
-                    self.client
-                        .put_object()
-                        .bucket(&self.config().bucket)
-                        .key(&object_key)
-                        .set_if_none_match(if_none_match)
-                        .set_if_match(if_match)
-                        .acl(self.acl(options))
-                        .content_type(options.content_type)
-                        .cache_control(self.cache_control(options))
-                        .body(stream)
-                        .customize()
-                        .config_override(retry)
-                        .send()
-                })
-                .await)
-        })
+        Ok(self
+            .link
+            .send("PUT", key, size, self.deadline(), |retry| {
+                self.client
+                    .put_object()
+                    .bucket(&self.config().bucket)
+                    .key(&object_key)
+                    .set_if_none_match(if_none_match)
+                    .set_if_match(if_match)
+                    .acl(self.acl(options))
+                    .content_type(options.content_type)
+                    .cache_control(self.cache_control(options))
+                    .body(stream)
+                    .customize()
+                    .config_override(retry)
+                    .send()
+            })
+            .await)
     }
 }
 
-/// The size of a file to upload.
-fn file_size(path: &std::path::Path) -> Result<u64, StoreError> {
-    std::fs::metadata(path)
-        .map(|metadata| metadata.len())
-        .map_err(|cause| StoreError::ReadLocal {
-            path: path.to_owned(),
-            cause,
-        })
+/// The size of a body to upload.
+fn body_size(body: Body<'_>) -> Result<u64, StoreError> {
+    match body {
+        Body::Bytes(bytes) => Ok(bytes.len() as u64),
+        Body::File(path) => std::fs::metadata(path)
+            .map(|metadata| metadata.len())
+            .map_err(|cause| StoreError::ReadLocal {
+                path: path.to_owned(),
+                cause,
+            }),
+    }
 }
 
 /// A file's bytes as an upload body, streamed from disk; the SDK opens the file
@@ -1606,33 +1619,16 @@ impl Store for S3Store {
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let object_key = self.object_key(key);
         self.runtime.block_on(async {
-            let (stream, size) = match body {
-                Body::Bytes(bytes) => (ByteStream::from(bytes.to_vec()), bytes.len() as u64),
-                Body::File(path) => {
-                    let size = file_size(path)?;
-                    if size > self.config().multipart_threshold {
-                        return self.put_multipart(key, path, size, options).await;
-                    }
-                    (file_stream(path).await?, size)
+            let size = body_size(body)?;
+            match body {
+                Body::File(path) if size > self.config().multipart_threshold => {
+                    self.put_multipart(key, path, size, options).await?
                 }
-            };
-            self.link
-                .send("PUT", key, size, self.deadline(), |retry| {
-                    self.client
-                        .put_object()
-                        .bucket(&self.config().bucket)
-                        .key(&object_key)
-                        .acl(self.acl(options))
-                        .content_type(options.content_type)
-                        .cache_control(self.cache_control(options))
-                        .body(stream)
-                        .customize()
-                        .config_override(retry)
-                        .send()
-                })
-                .await?;
+                _ => {
+                    self.single_put(key, body, size, options, None).await??;
+                }
+            }
             let _ = self.bucket_seen.set(());
             Ok(())
         })
