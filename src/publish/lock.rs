@@ -10,7 +10,7 @@
 use super::PublishError;
 use crate::listener::Listener;
 use crate::repo::layout::LOCK_KEY;
-use crate::store::{Store, StoreError};
+use crate::store::{Body, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -223,22 +223,20 @@ pub fn acquire(
     loop {
         let info = LockInfo::ours(&host, &token, now(), lease);
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        let (created_it, create_error) = match store.put_if_absent(
-            LOCK_KEY,
-            crate::store::Body::Bytes(&bytes),
-            &super::put_options(LOCK_KEY),
-        ) {
-            // Created: ours, with the version the store answered (no read back:
-            // a round trip saved on every publish).
-            Ok(Some(version)) if !version.is_empty() => {
-                return Ok(Some(HeldLock::new(info, version, options.lease)));
-            }
-            Ok(created) => (created.is_some(), None),
-            Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
-            // The write may have happened and only the answer been lost: what is
-            // there now decides.
-            Err(error) => (false, Some(error)),
-        };
+        let (created_it, create_error) =
+            match store.put_if_absent(LOCK_KEY, Body::Bytes(&bytes), &super::put_options(LOCK_KEY))
+            {
+                // Created: ours, with the version the store answered (no read back:
+                // a round trip saved on every publish).
+                Ok(Some(version)) if !version.is_empty() => {
+                    return Ok(Some(HeldLock::new(info, version, options.lease)));
+                }
+                Ok(created) => (created.is_some(), None),
+                Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
+                // The write may have happened and only the answer been lost: what is
+                // there now decides.
+                Err(error) => (false, Some(error)),
+            };
         let found = read_lock(store)?;
         // The create failed and left no lock: it never happened (a read-only
         // repository, a store refusing writes). The store already retried what was

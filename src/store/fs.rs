@@ -7,6 +7,7 @@
 //! key exists: an atomic create on any POSIX file system, NFS included.
 
 use super::{check_key, Body, ObjectDigest, ObjectMeta, PutOptions, Store, StoreError, Versioned};
+use md5::{Digest, Md5};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -75,13 +76,16 @@ impl FsStore {
     }
 
     /// Writes `body` to a new temporary file beside `path`, synced to disk. Public
-    /// objects are 0644 and private ones 0600, whatever the umask.
+    /// objects are 0644 and private ones 0600, whatever the umask. `version`, when
+    /// given, hashes the bytes as they are written: a created object's version without
+    /// reading a file body twice.
     fn write_temp(
         &self,
         key: &str,
         path: &Path,
         body: Body<'_>,
         options: &PutOptions,
+        version: Option<&mut Md5>,
     ) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
         self.create_dirs(key, dir)?;
@@ -96,14 +100,29 @@ impl FsStore {
             .set_permissions(fs::Permissions::from_mode(mode))
             .map_err(self.io(key))?;
         match body {
-            Body::Bytes(bytes) => temp.write_all(bytes).map_err(self.io(key))?,
+            Body::Bytes(bytes) => {
+                if let Some(hasher) = version {
+                    hasher.update(bytes);
+                }
+                temp.write_all(bytes).map_err(self.io(key))?
+            }
             Body::File(source) => {
                 let mut file =
                     fs::File::open(source).map_err(|source_error| StoreError::ReadLocal {
                         path: source.to_owned(),
                         cause: source_error,
                     })?;
-                std::io::copy(&mut file, &mut temp).map_err(self.io(key))?;
+                match version {
+                    Some(hasher) => {
+                        let mut hashing = Hashing {
+                            inner: &mut temp,
+                            hasher,
+                        };
+                        std::io::copy(&mut file, &mut hashing)
+                    }
+                    None => std::io::copy(&mut file, &mut temp),
+                }
+                .map_err(self.io(key))?;
             }
         }
         temp.as_file().sync_all().map_err(self.io(key))?;
@@ -148,8 +167,26 @@ impl FsStore {
 /// The version of a local object: the MD5 of its bytes, as S3's ETag of a
 /// single-part upload.
 fn version_of(bytes: &[u8]) -> String {
-    use md5::{Digest, Md5};
     format!("{:x}", Md5::digest(bytes))
+}
+
+/// A writer that hashes what passes through it into `hasher` ([`version_of`] of a
+/// body streamed from a file).
+struct Hashing<'a, W> {
+    inner: W,
+    hasher: &'a mut Md5,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn modified_seconds(metadata: &fs::Metadata) -> Option<u64> {
@@ -201,7 +238,7 @@ impl Store for FsStore {
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, Body::Bytes(body), options)?;
+        let temp = self.write_temp(key, &path, Body::Bytes(body), options, None)?;
         let _guard = self.conditional_guard(key)?;
         let current = self.get_versioned(key)?;
         if current.is_none_or(|object| object.version != version) {
@@ -228,11 +265,14 @@ impl Store for FsStore {
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, body, options)?;
+        let temp = self.write_temp(key, &path, body, options, None)?;
         temp.persist(&path).map_err(|e| self.io(key)(e.error))?;
         self.sync_dir(key, &path)
     }
 
+    /// The body, from memory or a file, is written to a temporary file and hard-linked
+    /// to the key, which fails when the key exists: the create is atomic whatever the
+    /// body's size. The version is the MD5 of the bytes, hashed as they are written.
     fn put_if_absent(
         &self,
         key: &str,
@@ -240,16 +280,13 @@ impl Store for FsStore {
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
         let path = self.path(key)?;
-        let temp = self.write_temp(key, &path, body, options)?;
+        let mut hasher = Md5::new();
+        let temp = self.write_temp(key, &path, body, options, Some(&mut hasher))?;
         let _guard = self.conditional_guard(key)?;
         match fs::hard_link(temp.path(), &path) {
             Ok(()) => {
                 self.sync_dir(key, &path)?;
-                Ok(Some(match body {
-                    Body::Bytes(bytes) => version_of(bytes),
-                    // A pool file's version is never asked for.
-                    Body::File(_) => String::new(),
-                }))
+                Ok(Some(format!("{:x}", hasher.finalize())))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(self.io(key)(e)),
@@ -477,6 +514,98 @@ mod tests {
                 .sum()
         });
         assert_eq!(winners, 1);
+    }
+
+    /// A pool file created from disk in one conditional write: created once, with the
+    /// version a read answers; a second create with other bytes leaves the first
+    /// byte for byte and answers `None`; a missing source is a `ReadLocal` error that
+    /// writes nothing.
+    #[test]
+    fn put_if_absent_creates_a_file_body_once() {
+        let (dir, store) = store();
+        let key = "pool/main/s/speedy-app/speedy-app_1.0-1_amd64.deb";
+        let first = dir.path().join("first.deb");
+        let second = dir.path().join("second.deb");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        fs::write(&first, &bytes).unwrap();
+        fs::write(&second, b"other bytes").unwrap();
+        let created = store
+            .put_if_absent(key, Body::File(&first), &opts(key))
+            .unwrap();
+        let read = store.get_versioned(key).unwrap().unwrap();
+        assert_eq!(created, Some(read.version), "the version a read answers");
+        assert!(read.bytes == bytes, "the file's bytes");
+        let mode = fs::metadata(store.root().join(key)).unwrap().permissions();
+        assert_eq!(mode.mode() & 0o777, 0o644, "public, whatever the umask");
+
+        assert_eq!(
+            store
+                .put_if_absent(key, Body::File(&second), &opts(key))
+                .unwrap(),
+            None
+        );
+        assert!(
+            store.get(key).unwrap().unwrap() == bytes,
+            "left byte for byte"
+        );
+        let names: Vec<String> = fs::read_dir(store.root().join(key).parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["speedy-app_1.0-1_amd64.deb"],
+            "no temporary file is left"
+        );
+
+        let missing = store.put_if_absent(
+            "pool/other.deb",
+            Body::File(&dir.path().join("nope.deb")),
+            &opts("pool/other.deb"),
+        );
+        match missing {
+            Err(StoreError::ReadLocal { path, .. }) => assert!(path.ends_with("nope.deb")),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.head("pool/other.deb").unwrap().is_none());
+    }
+
+    #[test]
+    fn put_if_absent_of_file_bodies_has_one_winner_among_threads() {
+        let (dir, store) = store();
+        let sources: Vec<PathBuf> = (0..8)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.deb"));
+                fs::write(&path, format!("package {i} ").repeat(10_000)).unwrap();
+                path
+            })
+            .collect();
+        let key = "pool/main/x/x.deb";
+        let winners: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = sources
+                .iter()
+                .enumerate()
+                .map(|(i, source)| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        store
+                            .put_if_absent(key, Body::File(source), &opts(key))
+                            .unwrap()
+                            .map(|_| i)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(
+            store.get(key).unwrap().unwrap(),
+            fs::read(&sources[winners[0]]).unwrap(),
+            "the winner's bytes, whole"
+        );
     }
 
     #[test]

@@ -117,9 +117,22 @@ pub trait Store: Send + Sync {
     }
     /// Writes the object atomically: readers see the old or the new bytes, never a mix.
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError>;
-    /// Creates the object only if it does not exist: `Ok(Some(version))` when
-    /// created (the version is empty when the store did not say it), `Ok(None)`
-    /// when it existed.
+    /// Creates the object only if it does not exist, in one request: `Ok(Some(version))`
+    /// when created (the version is empty when the store did not say it), `Ok(None)`
+    /// when it existed, `ConditionalWritesUnsupported` when the store cannot create
+    /// only if absent. The body comes from memory (the lock) or streams from a file (a
+    /// pool file: one conditional PUT instead of a HEAD and a PUT).
+    ///
+    /// A `Body::File` above the S3 store's multipart threshold answers
+    /// `ConditionalWritesUnsupported`: whether a multipart upload's completion honours
+    /// `If-None-Match` is not known of every S3-compatible store, and one that ignored
+    /// it would overwrite. The caller then checks and writes as without conditional
+    /// writes.
+    ///
+    /// A write whose answer was lost is retried; the retry finds the object and answers
+    /// `Ok(None)`, as for any object that existed. A caller that must tell its own
+    /// write from someone else's reads the object back (the lock compares its token, a
+    /// pool file its digest) (docs/ARCHITECTURE.md, "Store contract").
     fn put_if_absent(
         &self,
         key: &str,

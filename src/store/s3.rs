@@ -1346,26 +1346,39 @@ enum Condition<'a> {
     IfMatch(&'a str),
 }
 
+/// What a single PUT got: the object's new version, or the failure, for the caller to
+/// tell "precondition failed" from one.
+type PutAnswer = Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    Failed<aws_sdk_s3::operation::put_object::PutObjectError>,
+>;
+
 impl S3Store {
     /// One conditional PUT, after checking that the store honours the condition (from
     /// what the caller told the store, or else a probe). The outer error is ours (bad
-    /// key, unsupported); the inner result is the request's, for the caller to tell
-    /// "precondition failed" from a failure.
-    #[allow(clippy::type_complexity)]
+    /// key, a file that cannot be read, unsupported); the inner result is the
+    /// request's, for the caller to tell "precondition failed" from a failure.
+    ///
+    /// A file body streams from disk as in `put`: the SDK re-opens the file for each
+    /// retry, so a retried attempt sends the whole body again. A file above the
+    /// multipart threshold is `ConditionalWritesUnsupported`: a multipart upload's
+    /// completion is not known to honour the condition on every S3-compatible store
+    /// (docs/ARCHITECTURE.md, "Store contract").
     fn conditional_put(
         &self,
         key: &str,
-        body: &[u8],
+        body: Body<'_>,
         options: &PutOptions,
         condition: Condition<'_>,
-    ) -> Result<
-        Result<
-            aws_sdk_s3::operation::put_object::PutObjectOutput,
-            Failed<aws_sdk_s3::operation::put_object::PutObjectError>,
-        >,
-        StoreError,
-    > {
+    ) -> Result<PutAnswer, StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
+        let unsupported = || StoreError::ConditionalWritesUnsupported {
+            store: self.describe(),
+        };
+        let size = body_size(body)?;
+        if matches!(body, Body::File(_)) && size > self.config().multipart_threshold {
+            return Err(unsupported());
+        }
         let support = match self.conditional_writes.get() {
             Some(known) => *known,
             None => self.probe_conditional_writes_afresh()?,
@@ -1375,21 +1388,35 @@ impl S3Store {
             Condition::IfMatch(_) => support.replace,
         };
         if !supported {
-            return Err(StoreError::ConditionalWritesUnsupported {
-                store: self.describe(),
-            });
+            return Err(unsupported());
         }
+        self.runtime
+            .block_on(self.single_put(key, body, size, options, Some(condition)))
+    }
+
+    /// One PUT of the whole body (`size` bytes), with its precondition if any. The
+    /// outer error is a file that cannot be read; the inner result is the request's.
+    async fn single_put(
+        &self,
+        key: &str,
+        body: Body<'_>,
+        size: u64,
+        options: &PutOptions,
+        condition: Option<Condition<'_>>,
+    ) -> Result<PutAnswer, StoreError> {
         let (if_none_match, if_match) = match condition {
-            Condition::IfAbsent => (Some("*".to_owned()), None),
-            Condition::IfMatch(version) => (None, Some(version.to_owned())),
+            None => (None, None),
+            Some(Condition::IfAbsent) => (Some("*".to_owned()), None),
+            Some(Condition::IfMatch(version)) => (None, Some(version.to_owned())),
+        };
+        let stream = match body {
+            Body::Bytes(bytes) => ByteStream::from(bytes.to_vec()),
+            Body::File(path) => file_stream(path).await?,
         };
         let object_key = self.object_key(key);
-        Ok(self.runtime.block_on(self.link.send(
-            "PUT",
-            key,
-            body.len() as u64,
-            self.deadline(),
-            |retry| {
+        Ok(self
+            .link
+            .send("PUT", key, size, self.deadline(), |retry| {
                 self.client
                     .put_object()
                     .bucket(&self.config().bucket)
@@ -1399,13 +1426,37 @@ impl S3Store {
                     .acl(self.acl(options))
                     .content_type(options.content_type)
                     .cache_control(self.cache_control(options))
-                    .body(ByteStream::from(body.to_vec()))
+                    .body(stream)
                     .customize()
                     .config_override(retry)
                     .send()
-            },
-        )))
+            })
+            .await)
     }
+}
+
+/// The size of a body to upload.
+fn body_size(body: Body<'_>) -> Result<u64, StoreError> {
+    match body {
+        Body::Bytes(bytes) => Ok(bytes.len() as u64),
+        Body::File(path) => std::fs::metadata(path)
+            .map(|metadata| metadata.len())
+            .map_err(|cause| StoreError::ReadLocal {
+                path: path.to_owned(),
+                cause,
+            }),
+    }
+}
+
+/// A file's bytes as an upload body, streamed from disk; the SDK opens the file
+/// afresh for each attempt, so a retry sends the whole file again.
+async fn file_stream(path: &std::path::Path) -> Result<ByteStream, StoreError> {
+    ByteStream::from_path(path)
+        .await
+        .map_err(|e| StoreError::ReadLocal {
+            path: path.to_owned(),
+            cause: std::io::Error::other(e),
+        })
 }
 
 impl Store for S3Store {
@@ -1478,7 +1529,7 @@ impl Store for S3Store {
         version: &str,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
-        match self.conditional_put(key, body, options, Condition::IfMatch(version))? {
+        match self.conditional_put(key, Body::Bytes(body), options, Condition::IfMatch(version))? {
             Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
             // Changed since it was read (412), gone (404), or another conditional write
             // to the same key in flight (409).
@@ -1568,45 +1619,16 @@ impl Store for S3Store {
 
     fn put(&self, key: &str, body: Body<'_>, options: &PutOptions) -> Result<(), StoreError> {
         check_key(key).map_err(StoreError::InvalidKey)?;
-        let object_key = self.object_key(key);
         self.runtime.block_on(async {
-            let (stream, size) = match body {
-                Body::Bytes(bytes) => (ByteStream::from(bytes.to_vec()), bytes.len() as u64),
-                Body::File(path) => {
-                    let size = std::fs::metadata(path)
-                        .map_err(|source| StoreError::ReadLocal {
-                            path: path.to_owned(),
-                            cause: source,
-                        })?
-                        .len();
-                    if size > self.config().multipart_threshold {
-                        return self.put_multipart(key, path, size, options).await;
-                    }
-                    let stream =
-                        ByteStream::from_path(path)
-                            .await
-                            .map_err(|e| StoreError::ReadLocal {
-                                path: path.to_owned(),
-                                cause: std::io::Error::other(e),
-                            })?;
-                    (stream, size)
+            let size = body_size(body)?;
+            match body {
+                Body::File(path) if size > self.config().multipart_threshold => {
+                    self.put_multipart(key, path, size, options).await?
                 }
-            };
-            self.link
-                .send("PUT", key, size, self.deadline(), |retry| {
-                    self.client
-                        .put_object()
-                        .bucket(&self.config().bucket)
-                        .key(&object_key)
-                        .acl(self.acl(options))
-                        .content_type(options.content_type)
-                        .cache_control(self.cache_control(options))
-                        .body(stream)
-                        .customize()
-                        .config_override(retry)
-                        .send()
-                })
-                .await?;
+                _ => {
+                    self.single_put(key, body, size, options, None).await??;
+                }
+            }
             let _ = self.bucket_seen.set(());
             Ok(())
         })
@@ -1628,7 +1650,9 @@ impl Store for S3Store {
                 let _ = self.bucket_seen.set(());
                 Ok(Some(output.e_tag().unwrap_or_default().to_owned()))
             }
-            // Exists (412), or another conditional write to the same key in flight (409).
+            // Exists (412), also when a retry finds what the attempt whose answer was
+            // lost created (the caller reads back when it must know), or another
+            // conditional write to the same key in flight (409).
             Err(e)
                 if matches!(e.status(), Some(409 | 412))
                     || e.code() == Some("PreconditionFailed") =>

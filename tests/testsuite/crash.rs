@@ -275,7 +275,7 @@ fn can_hide_conditional_writes() {
     let store = FaultyStore::new(FsStore::new(dir.path())).without_conditional_writes();
     let result = store.put_if_absent(
         "lock",
-        cargo_speedy::store::Body::Bytes(b"x"),
+        Body::Bytes(b"x"),
         &cargo_speedy::publish::put_options("lock"),
     );
     assert!(matches!(

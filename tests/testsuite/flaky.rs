@@ -643,3 +643,79 @@ fn random_faults() {
         elapsed.as_secs()
     );
 }
+
+/// What a conditional create (`put_if_absent`) answers through a fault, with a body
+/// from memory and from a file (issue 23: pool files are created that way).
+#[derive(Debug, Clone, Copy)]
+enum CreateBody {
+    Bytes,
+    File,
+}
+
+/// Creates `key` with `put_if_absent` through a proxy that faults its first PUT with
+/// `fault`; returns the answer, after checking that the store was asked twice (the
+/// attempt and one retry) and that the object holds the whole body.
+fn create_through(fault: Fault, kind: CreateBody) -> Option<String> {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("flaky-create");
+    let work = tempfile::tempdir().unwrap();
+    // A .deb-sized body: a retry must send all of it again.
+    let bytes: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let source = work.path().join("speedy-app_1.1-1_amd64.deb");
+    std::fs::write(&source, &bytes).unwrap();
+    let key = "pool/main/s/speedy-app/speedy-app_1.1-1_amd64.deb";
+    let proxy = FaultProxy::start(moto.port, vec![Rule::first("PUT", key, fault)]);
+    let store = flaky_store(&proxy, &bucket);
+    let body = match kind {
+        CreateBody::Bytes => cargo_speedy::store::Body::Bytes(&bytes),
+        CreateBody::File => cargo_speedy::store::Body::File(&source),
+    };
+    let context = format!("{fault:?} {kind:?}");
+    let answer = store
+        .put_if_absent(key, body, &cargo_speedy::publish::put_options(key))
+        .unwrap_or_else(|e| panic!("{context}: {e}"));
+    assert!(proxy.all_rules_fired(), "{context}: {:?}", proxy.seen());
+    let puts = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PUT" && s.key == key)
+        .count();
+    assert_eq!(puts, 2, "{context}: one retry");
+    let stored = direct_store(moto, &bucket).get_versioned(key).unwrap();
+    let stored = stored.unwrap_or_else(|| panic!("{context}: nothing created"));
+    assert!(stored.bytes == bytes, "{context}: the whole body");
+    if let Some(version) = &answer {
+        assert_eq!(version, &stored.version, "{context}");
+    }
+    answer
+}
+
+/// A create whose answer is lost is retried; the retry finds the object the lost
+/// attempt created and answers `None`, "it existed", for a file body as for bytes.
+/// The object holds the bytes sent: a caller that must tell its own create from
+/// someone else's reads back (the lock its token, a pool file its digest;
+/// docs/ARCHITECTURE.md, "Store contract").
+#[test]
+fn a_lost_answer_to_a_create_answers_that_the_object_exists() {
+    for body in [CreateBody::Bytes, CreateBody::File] {
+        assert_eq!(create_through(Fault::DropAnswer, body), None, "{body:?}");
+    }
+}
+
+/// A create refused before it reached the store (503 SlowDown, a reset connection)
+/// is retried with the whole body again, the file re-read from its start, and creates
+/// the object.
+#[test]
+fn a_create_refused_before_it_happened_is_retried_with_the_whole_body() {
+    for fault in [Fault::SlowDown, Fault::ResetMidBody] {
+        for body in [CreateBody::Bytes, CreateBody::File] {
+            let answer = create_through(fault, body);
+            assert!(
+                answer.is_some_and(|version| !version.is_empty()),
+                "{fault:?} {body:?}"
+            );
+        }
+    }
+}

@@ -10,7 +10,7 @@ use cargo_speedy::publish::{read_debs, verify, IncomingDeb, PublishError};
 use cargo_speedy::repo::layout::LOCK_KEY;
 use cargo_speedy::sign::SigningKey;
 use cargo_speedy::store::s3::{Credentials, S3Config, S3Store};
-use cargo_speedy::store::{Body, Store};
+use cargo_speedy::store::{Body, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -634,21 +634,30 @@ fn readers_during_writes_never_see_a_mismatch() {
     );
 }
 
+/// The smallest part size S3 allows, as a multipart threshold too.
+const MULTIPART_THRESHOLD: u64 = 5 * 1024 * 1024;
+
+/// A store on `bucket` that uploads files above [`MULTIPART_THRESHOLD`] in parts of
+/// that size, two at a time.
+fn multipart_store(moto: &MotoServer, bucket: &str) -> S3Store {
+    let mut config = S3Config::spaces(bucket, "us-east-1");
+    config.endpoint = moto.endpoint();
+    config.path_style = true;
+    config.multipart_threshold = MULTIPART_THRESHOLD;
+    config.part_size = MULTIPART_THRESHOLD;
+    config.parallelism = 2;
+    S3Store::new(
+        config,
+        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
+    )
+    .unwrap()
+}
+
 #[test]
 fn large_files_stream_from_disk_in_parts() {
     let moto = MotoServer::shared();
     let bucket = moto.new_bucket("speedy-multipart");
-    let mut config = S3Config::spaces(&bucket, "us-east-1");
-    config.endpoint = moto.endpoint();
-    config.path_style = true;
-    config.multipart_threshold = 5 * 1024 * 1024;
-    config.part_size = 5 * 1024 * 1024;
-    config.parallelism = 2;
-    let store = S3Store::new(
-        config,
-        Credentials::new(TEST_CREDENTIALS[0].1, TEST_CREDENTIALS[1].1),
-    )
-    .unwrap();
+    let store = multipart_store(moto, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.deb");
     // 12 MiB and a bit: three parts, the last one short.
@@ -959,4 +968,115 @@ fn an_unreadable_lock_object_is_named_as_such() {
         .unwrap()
         .unwrap();
     held.release(&store).unwrap();
+}
+
+/// A .deb-sized body of pseudo-random bytes, different for each `seed`.
+fn deb_sized_bytes(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Issue 23: a pool file is created from disk with one conditional PUT
+/// (`If-None-Match: *`) instead of a HEAD and a PUT; an existing one is left byte for
+/// byte and answers `None`, whether the second body is a file or bytes.
+#[test]
+fn put_if_absent_creates_a_file_body_once() {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-create-file");
+    let store = s3_store(moto, &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.deb");
+    let second = dir.path().join("second.deb");
+    let bytes = deb_sized_bytes(2 * 1024 * 1024 + 321, 1);
+    std::fs::write(&first, &bytes).unwrap();
+    std::fs::write(&second, deb_sized_bytes(1024 * 1024, 2)).unwrap();
+    let key = "pool/main/s/speedy-app/speedy-app_1.0-1_amd64.deb";
+    let options = cargo_speedy::publish::put_options(key);
+
+    let created = store
+        .put_if_absent(key, Body::File(&first), &options)
+        .unwrap();
+    let read = store.get_versioned(key).unwrap().unwrap();
+    assert!(read.bytes == bytes, "the file's bytes, whole");
+    assert!(!read.version.is_empty());
+    assert_eq!(created, Some(read.version.clone()), "moto says the ETag");
+    let (status, head) = moto.anonymous_get(&format!("{bucket}/{key}"));
+    assert_eq!(status, 200, "public-read, as put gives a pool file");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("cache-control: public, max-age=31536000, immutable"));
+
+    assert_eq!(
+        store
+            .put_if_absent(key, Body::File(&second), &options)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .put_if_absent(key, Body::Bytes(b"other bytes"), &options)
+            .unwrap(),
+        None
+    );
+    let after = store.get_versioned(key).unwrap().unwrap();
+    assert!(after.bytes == bytes, "the first bytes are left");
+    assert_eq!(after.version, read.version);
+
+    let missing = store.put_if_absent(
+        "pool/main/s/speedy-app/missing.deb",
+        Body::File(&dir.path().join("missing.deb")),
+        &options,
+    );
+    match missing {
+        Err(StoreError::ReadLocal { path, .. }) => assert!(path.ends_with("missing.deb")),
+        other => panic!("a missing file: {other:?}"),
+    }
+    assert_eq!(
+        bucket_contents(&store).into_keys().collect::<Vec<_>>(),
+        [key],
+        "nothing else was written"
+    );
+}
+
+/// A file above the multipart threshold cannot be created only if absent: whether a
+/// multipart completion honours `If-None-Match` is not known of every S3-compatible
+/// store (docs/ARCHITECTURE.md, "Store contract"), so the store says it cannot and
+/// writes nothing, not even a multipart upload; a file of exactly the threshold goes
+/// in one conditional PUT.
+#[test]
+fn put_if_absent_of_a_file_above_the_multipart_threshold_is_unsupported() {
+    let moto = MotoServer::shared();
+    let bucket = moto.new_bucket("speedy-create-multipart");
+    let store = multipart_store(moto, &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let above = dir.path().join("above.deb");
+    let at = dir.path().join("at.deb");
+    std::fs::write(&above, deb_sized_bytes(MULTIPART_THRESHOLD as usize + 1, 3)).unwrap();
+    let at_bytes = deb_sized_bytes(MULTIPART_THRESHOLD as usize, 4);
+    std::fs::write(&at, &at_bytes).unwrap();
+    let key = "pool/main/b/big/big_1.0-1_all.deb";
+    let options = cargo_speedy::publish::put_options(key);
+
+    let refused = store.put_if_absent(key, Body::File(&above), &options);
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::ConditionalWritesUnsupported { .. })
+        ),
+        "{refused:?}"
+    );
+    assert!(bucket_contents(&store).is_empty(), "nothing written");
+    let uploads = run(
+        "curl",
+        &["-s", &format!("{}/{bucket}?uploads", moto.endpoint())],
+    );
+    assert!(
+        uploads.contains("ListMultipartUploadsResult") && !uploads.contains("<UploadId>"),
+        "no multipart upload was started: {uploads}"
+    );
+
+    let created = store.put_if_absent(key, Body::File(&at), &options).unwrap();
+    assert!(created.is_some_and(|version| !version.is_empty()));
+    assert!(store.get(key).unwrap().unwrap() == at_bytes);
 }
