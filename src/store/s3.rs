@@ -1640,11 +1640,6 @@ impl Store for S3Store {
         body: Body<'_>,
         options: &PutOptions,
     ) -> Result<Option<String>, StoreError> {
-        let Body::Bytes(body) = body else {
-            return Err(StoreError::ConditionalWritesUnsupported {
-                store: self.describe(),
-            });
-        };
         match self.conditional_put(key, body, options, Condition::IfAbsent)? {
             Ok(output) => {
                 let _ = self.bucket_seen.set(());
