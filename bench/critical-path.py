@@ -6,6 +6,7 @@ one ended (round trips in sequence). Then the longest chain itself.
 
 usage: critical-path.py TRACE_FILE [FROM_EPOCH_SECONDS [TO_EPOCH_SECONDS]]
 """
+import heapq
 import sys
 
 
@@ -24,14 +25,19 @@ def main():
         return
     requests.sort()
     t0 = requests[0][0]
+    # In order of start, the requests seen so far wait in a heap by their end; those
+    # that ended by this one's start leave it into the running deepest chain: a first
+    # publish's 10,000 requests take O(n log n), not 10^8 comparisons.
     depth, before = [], []
-    for i, (start, _end, _m, _p) in enumerate(requests):
-        best, via = 0, None
-        for j in range(i):
-            if requests[j][1] <= start and depth[j] > best:
+    unended, best, via = [], 0, None
+    for i, (start, end, _m, _p) in enumerate(requests):
+        while unended and unended[0][0] <= start:
+            _, j = heapq.heappop(unended)
+            if depth[j] > best:
                 best, via = depth[j], j
         depth.append(best + 1)
         before.append(via)
+        heapq.heappush(unended, (end, i))
     print(f"{'start ms':>9} {'end ms':>8} depth  request")
     for (start, end, method, path), d in zip(requests, depth):
         print(f"{(start - t0) * 1000:9.0f} {(end - t0) * 1000:8.0f} {d:5}  {method} {path}")

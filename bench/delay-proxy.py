@@ -13,6 +13,7 @@ request line, END when the last byte of the answer came back before the next req
 on that connection or its close). bench/critical-path.py reads it.
 """
 import asyncio
+import resource
 import sys
 import time
 
@@ -89,6 +90,10 @@ async def main():
     listen, target, delay_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     delay = delay_ms / 1000.0
     out = open(sys.argv[4], "a") if len(sys.argv) > 4 else None
+    # Two descriptors per open connection, and a first publish of 10,000 .debs opens
+    # and closes connections `jobs` at a time: a low soft limit would refuse accepts.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     async def handle(client_reader, client_writer):
         try:

