@@ -623,8 +623,8 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
 /// Through a store that answers each request 60 ms late, like a remote one, an update
 /// of a repository with two suites and their histories is at most 10 round trips in
 /// sequence, and a publish that changes nothing (with nothing to collect) is one,
-/// and writes nothing, not even the lock (docs/ARCHITECTURE.md, "Publishing at the
-/// cost of what changed").
+/// and writes nothing, not even the lock
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
 #[test]
 fn an_update_is_ten_round_trips_in_sequence() {
     let dir = tempfile::tempdir().unwrap();
