@@ -9,7 +9,7 @@
 use super::index::{render_packages, sort_entries, PackageEntry, Release, ReleaseFile};
 use super::layout;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -131,7 +131,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             if let Some(percent) = phased.filter(|p| *p > 100) {
                 return Err(MergeError::PhaseOutOfRange(percent));
             }
-            let incoming: Vec<PackageEntry> = match phased {
+            let incoming: std::borrow::Cow<[PackageEntry]> = match phased {
                 Some(percent) => incoming
                     .iter()
                     .map(|e| {
@@ -142,7 +142,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
                         }
                     })
                     .collect(),
-                None => incoming.clone(),
+                None => incoming.into(),
             };
             merge(current, &incoming, *retention)
         }
@@ -254,67 +254,105 @@ pub struct Merge {
 
 /// Merges `incoming` into `current`, keeping the newest `retention` versions of each
 /// package and architecture (at least one).
+///
+/// Linear in the suite (docs/ARCHITECTURE.md, "Publishing at the cost of what
+/// changed"): ids are looked up in a hash map of borrowed keys, each entry is cloned
+/// once, and the sort starts from `current`'s order, which is already sorted when it
+/// was read from an index this crate wrote, so it costs a comparison per entry.
 pub fn merge(
     current: &[PackageEntry],
     incoming: &[PackageEntry],
     retention: usize,
 ) -> Result<Merge, MergeError> {
-    let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
-        .iter()
-        .map(|e| {
-            (
-                (e.name.clone(), e.version.clone(), e.architecture.clone()),
-                e.clone(),
-            )
-        })
-        .collect();
-    let mut added = Vec::new();
-    let mut unchanged = Vec::new();
-    let mut added_ids = BTreeSet::new();
-    let mut unchanged_ids = BTreeSet::new();
-    for entry in incoming {
-        let id = (
-            entry.name.clone(),
-            entry.version.clone(),
-            entry.architecture.clone(),
-        );
-        match by_id.get(&id) {
-            Some(existing) if existing.sha256 == entry.sha256 && existing.size == entry.size => {
-                // Each id once, however often it comes in (a set, not a scan: the
-                // incoming list may be a whole promoted suite).
-                if !added_ids.contains(&id) && unchanged_ids.insert(id.clone()) {
-                    unchanged.push(existing.clone());
-                }
-            }
-            Some(existing) => {
-                return Err(MergeError::VersionReused {
-                    name: entry.name.clone(),
-                    version: entry.version.clone(),
-                    architecture: entry.architecture.clone(),
-                    existing: existing.sha256.clone(),
-                    new: entry.sha256.clone(),
-                })
-            }
-            None => {
-                by_id.insert(id.clone(), entry.clone());
-                added_ids.insert(id);
-                added.push(entry.clone());
-            }
+    /// Where the entry with an id is: in `current`, or the n-th added.
+    #[derive(Clone, Copy)]
+    enum Slot {
+        Current(usize),
+        Added(usize),
+    }
+    let mut by_id: HashMap<(&str, &str, &str), Slot> =
+        HashMap::with_capacity(current.len() + incoming.len());
+    // A suite holds one entry per id: of equal ids in `current`, the last one counts.
+    let mut shadowed = vec![false; current.len()];
+    for (index, entry) in current.iter().enumerate() {
+        if let Some(Slot::Current(earlier)) = by_id.insert(entry.id(), Slot::Current(index)) {
+            shadowed[earlier] = true;
         }
     }
-    let mut packages: Vec<PackageEntry> = by_id.into_values().collect();
+    let mut added: Vec<&PackageEntry> = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut unchanged_ids = HashSet::new();
+    for entry in incoming {
+        let id = entry.id();
+        let Some(slot) = by_id.get(&id).copied() else {
+            by_id.insert(id, Slot::Added(added.len()));
+            added.push(entry);
+            continue;
+        };
+        let existing = match slot {
+            Slot::Current(index) => &current[index],
+            Slot::Added(index) => added[index],
+        };
+        if existing.sha256 != entry.sha256 || existing.size != entry.size {
+            return Err(MergeError::VersionReused {
+                name: entry.name.clone(),
+                version: entry.version.clone(),
+                architecture: entry.architecture.clone(),
+                existing: existing.sha256.clone(),
+                new: entry.sha256.clone(),
+            });
+        }
+        // Each id once, however often it comes in (the incoming list may be a whole
+        // promoted suite); one that this merge adds is not unchanged.
+        if matches!(slot, Slot::Current(_)) && unchanged_ids.insert(id) {
+            unchanged.push(existing.clone());
+        }
+    }
+    let mut packages: Vec<PackageEntry> = Vec::with_capacity(current.len() + added.len());
+    packages.extend(
+        current
+            .iter()
+            .zip(&shadowed)
+            .filter(|(_, shadowed)| !**shadowed)
+            .map(|(entry, _)| entry.clone()),
+    );
+    packages.extend(added.iter().map(|entry| (*entry).clone()));
+    drop(by_id);
     sort_entries(&mut packages);
-    // Sorted newest first within a name, so retention keeps a prefix per (name, arch).
+    // Sorted newest first within a name, so retention keeps a prefix per (name, arch);
+    // the entries of a name are next to each other, so the counts are per name.
     let keep = retention.max(1);
-    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let kept_flags: Vec<bool> = {
+        let mut name: Option<&str> = None;
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        packages
+            .iter()
+            .map(|entry| {
+                if name != Some(entry.name.as_str()) {
+                    name = Some(&entry.name);
+                    counts.clear();
+                }
+                let count = match counts
+                    .iter_mut()
+                    .find(|(architecture, _)| *architecture == entry.architecture)
+                {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
+                    }
+                    None => {
+                        counts.push((&entry.architecture, 1));
+                        1
+                    }
+                };
+                count <= keep
+            })
+            .collect()
+    };
     let mut kept = Vec::with_capacity(packages.len());
     let mut retired = Vec::new();
-    for entry in packages {
-        let count = seen
-            .entry((entry.name.clone(), entry.architecture.clone()))
-            .or_insert(0);
-        *count += 1;
-        if *count <= keep {
+    for (entry, keep) in packages.into_iter().zip(kept_flags) {
+        if keep {
             kept.push(entry);
         } else {
             retired.push(entry);
@@ -322,7 +360,7 @@ pub fn merge(
     }
     Ok(Merge {
         packages: kept,
-        added,
+        added: added.into_iter().cloned().collect(),
         unchanged,
         retired,
         changed: Vec::new(),
@@ -719,6 +757,131 @@ mod tests {
     pub(super) fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
         let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
         PackageEntry::from_control(&control, u64::from(n), &sha(n), "", "t.deb").unwrap()
+    }
+
+    /// `merge` before issue 23 (owned keys in B-trees, a full sort), kept as the oracle
+    /// of the linear one.
+    fn merge_with_btrees(
+        current: &[PackageEntry],
+        incoming: &[PackageEntry],
+        retention: usize,
+    ) -> Result<Merge, MergeError> {
+        let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
+            .iter()
+            .map(|e| {
+                (
+                    (e.name.clone(), e.version.clone(), e.architecture.clone()),
+                    e.clone(),
+                )
+            })
+            .collect();
+        let mut added = Vec::new();
+        let mut unchanged = Vec::new();
+        let mut added_ids = BTreeSet::new();
+        let mut unchanged_ids = BTreeSet::new();
+        for entry in incoming {
+            let id = (
+                entry.name.clone(),
+                entry.version.clone(),
+                entry.architecture.clone(),
+            );
+            match by_id.get(&id) {
+                Some(existing)
+                    if existing.sha256 == entry.sha256 && existing.size == entry.size =>
+                {
+                    if !added_ids.contains(&id) && unchanged_ids.insert(id.clone()) {
+                        unchanged.push(existing.clone());
+                    }
+                }
+                Some(existing) => {
+                    return Err(MergeError::VersionReused {
+                        name: entry.name.clone(),
+                        version: entry.version.clone(),
+                        architecture: entry.architecture.clone(),
+                        existing: existing.sha256.clone(),
+                        new: entry.sha256.clone(),
+                    })
+                }
+                None => {
+                    by_id.insert(id.clone(), entry.clone());
+                    added_ids.insert(id);
+                    added.push(entry.clone());
+                }
+            }
+        }
+        let mut packages: Vec<PackageEntry> = by_id.into_values().collect();
+        sort_entries(&mut packages);
+        let keep = retention.max(1);
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut kept = Vec::with_capacity(packages.len());
+        let mut retired = Vec::new();
+        for entry in packages {
+            let count = seen
+                .entry((entry.name.clone(), entry.architecture.clone()))
+                .or_insert(0);
+            *count += 1;
+            if *count <= keep {
+                kept.push(entry);
+            } else {
+                retired.push(entry);
+            }
+        }
+        Ok(Merge {
+            packages: kept,
+            added,
+            unchanged,
+            retired,
+            changed: Vec::new(),
+        })
+    }
+
+    /// Random suites and incoming lists (repeated ids, reused versions, several
+    /// architectures, `all`, unsorted and duplicated current entries): the same merge,
+    /// or the same error, as before.
+    #[test]
+    fn the_linear_merge_equals_the_btree_merge() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let names = ["pa", "pb", "pc"];
+        let versions = [
+            "1.0-1",
+            "1.10-1",
+            "1.9-1",
+            "1:0.1-1",
+            "2.0~rc1-1",
+            "2.0-1",
+            "2.0",
+        ];
+        let architectures = ["amd64", "arm64", "all"];
+        let random_entry = |rng: &mut rand::rngs::StdRng| {
+            entry(
+                names[rng.gen_range(0..names.len())],
+                versions[rng.gen_range(0..versions.len())],
+                architectures[rng.gen_range(0..architectures.len())],
+                rng.gen_range(1..3),
+            )
+        };
+        let mut refused = 0;
+        for round in 0..3_000 {
+            let mut current: Vec<PackageEntry> = (0..rng.gen_range(0..25))
+                .map(|_| random_entry(&mut rng))
+                .collect();
+            if round % 2 == 0 {
+                sort_entries(&mut current);
+            }
+            let incoming: Vec<PackageEntry> = (0..rng.gen_range(0..6))
+                .map(|_| random_entry(&mut rng))
+                .collect();
+            let retention = rng.gen_range(0..4);
+            let new = merge(&current, &incoming, retention);
+            refused += usize::from(new.is_err());
+            assert_eq!(
+                new,
+                merge_with_btrees(&current, &incoming, retention),
+                "{current:?} {incoming:?} {retention}"
+            );
+        }
+        assert!(refused > 100 && refused < 2_900, "{refused}");
     }
 
     #[test]
