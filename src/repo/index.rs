@@ -235,6 +235,23 @@ const PACKAGE: usize = 3;
 const VERSION: usize = 4;
 const ARCHITECTURE: usize = 5;
 
+/// Which of [`ENTRY_FIELDS`] `name` is, without case; by length first, as most lines
+/// of a paragraph are none of them.
+fn entry_field(name: &str) -> Option<usize> {
+    let index = match name.len() {
+        4 => SIZE,
+        6 => SHA256,
+        7 if name.as_bytes()[0].eq_ignore_ascii_case(&b'P') => PACKAGE,
+        7 => VERSION,
+        8 => FILENAME,
+        12 => ARCHITECTURE,
+        _ => return None,
+    };
+    ENTRY_FIELDS[index]
+        .eq_ignore_ascii_case(name)
+        .then_some(index)
+}
+
 /// Reads the fields an entry needs from one paragraph, line by line, with the rules of
 /// the deb822 parser the rest of the crate uses (deb822-fast), so a paragraph is
 /// accepted or refused, with the same reason, whichever of the two reads it: a `#` line
@@ -279,10 +296,7 @@ fn scan_entry_fields(paragraph: &str) -> Result<[Option<Cow<'_, str>>; 6], Strin
                     _ => return Err(format!("Unexpected token: {line}")),
                 };
                 any_field = true;
-                last = ENTRY_FIELDS
-                    .iter()
-                    .position(|field| field.eq_ignore_ascii_case(name))
-                    .filter(|index| fields[*index].is_none());
+                last = entry_field(name).filter(|index| fields[*index].is_none());
                 if let Some(index) = last {
                     fields[index] = Some(Cow::Borrowed(value.trim_start_matches([' ', '\t'])));
                 }
@@ -381,14 +395,45 @@ pub fn check_architecture(arch: &str) -> Result<(), String> {
 
 /// Sorts entries the way readers expect: by name, then newest version first, then
 /// architecture. The order is part of the file's bytes, so it must be total.
+///
+/// Each version is parsed once ([`version::sort_key`]), not once per comparison: a
+/// merge sorts the whole suite.
 pub fn sort_entries(entries: &mut [PackageEntry]) {
-    entries.sort_by(|a, b| {
-        a.name
-            .cmp(&b.name)
-            .then_with(|| version::compare(&b.version, &a.version))
-            .then_with(|| b.version.cmp(&a.version))
-            .then_with(|| a.architecture.cmp(&b.architecture))
-    });
+    let order: Vec<usize> = {
+        let keys: Vec<Vec<u32>> = entries
+            .iter()
+            .map(|entry| version::sort_key(&entry.version))
+            .collect();
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        // Stable, like the sort it replaces: entries that compare equal keep their order.
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&entries[a], &entries[b]);
+            x.name
+                .cmp(&y.name)
+                .then_with(|| keys[b].cmp(&keys[a]))
+                .then_with(|| y.version.cmp(&x.version))
+                .then_with(|| x.architecture.cmp(&y.architecture))
+        });
+        order
+    };
+    // Moved out and back in order; an empty entry holds each place meanwhile (empty
+    // strings do not allocate).
+    let moved_out = || PackageEntry {
+        name: String::new(),
+        version: String::new(),
+        architecture: String::new(),
+        filename: String::new(),
+        size: 0,
+        sha256: String::new(),
+        paragraph: String::new(),
+    };
+    let mut unsorted: Vec<PackageEntry> = entries
+        .iter_mut()
+        .map(|entry| std::mem::replace(entry, moved_out()))
+        .collect();
+    for (slot, index) in entries.iter_mut().zip(order) {
+        *slot = std::mem::replace(&mut unsorted[index], moved_out());
+    }
 }
 
 /// Renders a Packages file from entries in the order given.
@@ -875,6 +920,49 @@ mod tests {
         }
         // Not only refusals: the pieces make whole entries often enough.
         assert!(accepted > 1_000, "{accepted}");
+    }
+
+    /// The sort with a key per version orders as the comparator it replaced, equal
+    /// ids (which only a hand-made list has) included: stable, like it.
+    #[test]
+    fn sorting_with_version_keys_equals_sorting_with_compare() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let versions = [
+            "1.0-1",
+            "1.00-1",
+            "1.10-1",
+            "1.9-1",
+            "1:0.1-1",
+            "2.0~rc1-1",
+            "2.0",
+            "2.0-0",
+            "0",
+            "",
+        ];
+        for _ in 0..2_000 {
+            let mut entries: Vec<PackageEntry> = (0..rng.gen_range(0..30))
+                .map(|n| PackageEntry {
+                    name: ["pa", "pb"][rng.gen_range(0..2)].into(),
+                    version: versions[rng.gen_range(0..versions.len())].into(),
+                    architecture: ["amd64", "all"][rng.gen_range(0..2)].into(),
+                    filename: String::new(),
+                    size: n,
+                    sha256: String::new(),
+                    paragraph: n.to_string(),
+                })
+                .collect();
+            let mut expected = entries.clone();
+            expected.sort_by(|a, b| {
+                a.name
+                    .cmp(&b.name)
+                    .then_with(|| version::compare(&b.version, &a.version))
+                    .then_with(|| b.version.cmp(&a.version))
+                    .then_with(|| a.architecture.cmp(&b.architecture))
+            });
+            sort_entries(&mut entries);
+            assert_eq!(entries, expected);
+        }
     }
 
     #[test]
