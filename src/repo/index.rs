@@ -400,21 +400,35 @@ pub fn check_architecture(arch: &str) -> Result<(), String> {
 /// merge sorts the whole suite.
 pub fn sort_entries(entries: &mut [PackageEntry]) {
     let order: Vec<usize> = {
-        let keys: Vec<Vec<u32>> = entries
+        // Every key in one buffer: one allocation, not one per entry.
+        let mut keys: Vec<u32> = Vec::new();
+        let mut ends = Vec::with_capacity(entries.len());
+        for entry in entries.iter() {
+            version::push_sort_key(&entry.version, &mut keys);
+            ends.push(keys.len());
+        }
+        let mut sortable: Vec<(&str, &[u32], &str, &str, usize)> = entries
             .iter()
-            .map(|entry| version::sort_key(&entry.version))
+            .enumerate()
+            .map(|(index, entry)| {
+                let start = if index == 0 { 0 } else { ends[index - 1] };
+                (
+                    entry.name.as_str(),
+                    &keys[start..ends[index]],
+                    entry.version.as_str(),
+                    entry.architecture.as_str(),
+                    index,
+                )
+            })
             .collect();
-        let mut order: Vec<usize> = (0..entries.len()).collect();
         // Stable, like the sort it replaces: entries that compare equal keep their order.
-        order.sort_by(|&a, &b| {
-            let (x, y) = (&entries[a], &entries[b]);
-            x.name
-                .cmp(&y.name)
-                .then_with(|| keys[b].cmp(&keys[a]))
-                .then_with(|| y.version.cmp(&x.version))
-                .then_with(|| x.architecture.cmp(&y.architecture))
+        sortable.sort_by(|x, y| {
+            x.0.cmp(y.0)
+                .then_with(|| y.1.cmp(x.1))
+                .then_with(|| y.2.cmp(x.2))
+                .then_with(|| x.3.cmp(y.3))
         });
-        order
+        sortable.into_iter().map(|entry| entry.4).collect()
     };
     // Moved out and back in order; an empty entry holds each place meanwhile (empty
     // strings do not allocate).
@@ -519,7 +533,59 @@ pub fn paragraphs(text: &str) -> impl Iterator<Item = Cow<'_, str>> {
 }
 
 /// Parses a Packages file; `what` names it in errors.
+///
+/// It is read on every publish, so the text is cut at blank lines into a piece per
+/// core and the pieces are read at once; paragraphs never span a blank line, so the
+/// entries are the same. An error is reported as a reading in one go reports it (the
+/// first paragraph at fault, numbered in the whole file): the file is read again
+/// to find it, which only a refused file pays.
 pub fn parse_packages(text: &str, what: &str) -> Result<Vec<PackageEntry>, IndexError> {
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let pieces = cut_at_blank_lines(text, jobs);
+    if pieces.len() <= 1 {
+        return parse_paragraphs(text, what);
+    }
+    let parsed = crate::parallel::map(&pieces, pieces.len(), |piece| {
+        parse_paragraphs(piece, what).ok()
+    });
+    match parsed.into_iter().collect::<Option<Vec<_>>>() {
+        Some(pieces) => Ok(pieces.into_iter().flatten().collect()),
+        None => parse_paragraphs(text, what),
+    }
+}
+
+/// Below this a file is read in one piece: a thread costs more than it saves.
+const PARALLEL_PARSE_BYTES: usize = 256 * 1024;
+
+/// `text` in at most `pieces` pieces, each cut at the start of a blank line.
+fn cut_at_blank_lines(text: &str, pieces: usize) -> Vec<&str> {
+    if text.len() < PARALLEL_PARSE_BYTES || pieces <= 1 {
+        return vec![text];
+    }
+    let mut cuts = vec![0];
+    for piece in 1..pieces {
+        let from = (text.len() / pieces * piece).max(*cuts.last().unwrap_or(&0));
+        // From the start of the next line, the first blank line.
+        let Some(newline) = text[from..].find('\n') else {
+            break;
+        };
+        let mut at = from + newline + 1;
+        while at < text.len() {
+            let line_end = text[at..].find('\n').map_or(text.len(), |end| at + end);
+            let line = &text[at..line_end];
+            if line_end < text.len() && is_blank(line.strip_suffix('\r').unwrap_or(line)) {
+                cuts.push(at);
+                break;
+            }
+            at = line_end + 1;
+        }
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    cuts.windows(2).map(|cut| &text[cut[0]..cut[1]]).collect()
+}
+
+fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<PackageEntry>, IndexError> {
     paragraphs(text)
         .enumerate()
         .map(|(index, paragraph)| {
@@ -962,6 +1028,37 @@ mod tests {
             });
             sort_entries(&mut entries);
             assert_eq!(entries, expected);
+        }
+    }
+
+    /// A file large enough to be read in pieces at once: the same entries, and the
+    /// same first error, numbered in the whole file, wherever it is.
+    #[test]
+    fn a_file_read_in_pieces_reads_as_in_one_go() {
+        let paragraphs: Vec<String> = (0..1_500)
+            .map(|n| GOOD.replace("1.4.0-1", &format!("1.{n}-1")))
+            .collect();
+        let text = paragraphs.join("\n");
+        assert!(text.len() > 2 * PARALLEL_PARSE_BYTES);
+        assert!(cut_at_blank_lines(&text, 2).len() == 2);
+        assert!(cut_at_blank_lines(&text, 3).concat() == text);
+        assert_eq!(same_as_oracle(&text).unwrap().len(), 1_500);
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(same_as_oracle(&crlf).unwrap().len(), 1_500);
+        let spaced = paragraphs.join(" \t\n\n\u{a0}\n");
+        assert_eq!(same_as_oracle(&spaced).unwrap().len(), 1_500);
+        for at in [3, 900, 1_200, 1_499] {
+            let mut broken = paragraphs.clone();
+            broken[at] = broken[at].replace("Size: 42", "Size: lots");
+            broken[1_300] = broken[1_300].replace("SHA256: 0", "SHA256: X");
+            let error = same_as_oracle(&broken.join("\n")).unwrap_err();
+            let expected = if at < 1_300 { at + 1 } else { 1_301 };
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("Packages, paragraph {expected}:")),
+                "{error}"
+            );
         }
     }
 

@@ -98,10 +98,16 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 /// with a 2: so no key is a prefix of another one, and a part that ends compares
 /// against the other's next non-digit as dpkg's end of string does.
 pub fn sort_key(version: &str) -> Vec<u32> {
+    let mut key = Vec::with_capacity(version.len() + 8);
+    push_sort_key(version, &mut key);
+    key
+}
+
+/// [`sort_key`], appended to `key` (many keys in one buffer).
+pub fn push_sort_key(version: &str, key: &mut Vec<u32>) {
     const END: u32 = 2;
     let weight = |c: u8| (order(Some(c)) + 2) as u32;
     let (epoch, upstream, revision) = split(version);
-    let mut key = Vec::with_capacity(version.len() + 8);
     key.push((epoch >> 32) as u32);
     key.push(epoch as u32);
     for part in [upstream, revision] {
@@ -128,7 +134,6 @@ pub fn sort_key(version: &str) -> Vec<u32> {
         }
         key.push(END);
     }
-    key
 }
 
 #[cfg(test)]
