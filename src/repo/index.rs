@@ -451,8 +451,14 @@ pub fn sort_entries(entries: &mut [PackageEntry]) {
 }
 
 /// Renders a Packages file from entries in the order given.
-pub fn render_packages<'a>(entries: impl IntoIterator<Item = &'a PackageEntry>) -> String {
-    let mut out = String::new();
+pub fn render_packages<'a>(entries: impl IntoIterator<Item = &'a PackageEntry> + Clone) -> String {
+    // Sized first: growing a 4 MB string by doubling copies it twice over.
+    let len = entries
+        .clone()
+        .into_iter()
+        .map(|entry| entry.paragraph.len() + 2)
+        .sum();
+    let mut out = String::with_capacity(len);
     for (index, entry) in entries.into_iter().enumerate() {
         if index > 0 {
             out.push('\n');
@@ -566,7 +572,8 @@ fn cut_at_blank_lines(text: &str, pieces: usize) -> Vec<&str> {
     for piece in 1..pieces {
         let from = (text.len() / pieces * piece).max(*cuts.last().unwrap_or(&0));
         // From the start of the next line, the first blank line.
-        let Some(newline) = text[from..].find('\n') else {
+        // Bytes, not `str`: `from` may fall inside a character.
+        let Some(newline) = text.as_bytes()[from..].iter().position(|&b| b == b'\n') else {
             break;
         };
         let mut at = from + newline + 1;
@@ -1042,6 +1049,13 @@ mod tests {
         assert!(text.len() > 2 * PARALLEL_PARSE_BYTES);
         assert!(cut_at_blank_lines(&text, 2).len() == 2);
         assert!(cut_at_blank_lines(&text, 3).concat() == text);
+        // Cuts that fall inside a character move on to the next line.
+        let wide = text.replace("It runs as a service.", &"\u{e9}\u{20ac}".repeat(40));
+        for pieces in 2..=9 {
+            let cut = cut_at_blank_lines(&wide, pieces);
+            assert!(cut.len() == pieces && cut.concat() == wide, "{pieces}");
+        }
+        assert_eq!(same_as_oracle(&wide).unwrap().len(), 1_500);
         assert_eq!(same_as_oracle(&text).unwrap().len(), 1_500);
         let crlf = text.replace('\n', "\r\n");
         assert_eq!(same_as_oracle(&crlf).unwrap().len(), 1_500);
