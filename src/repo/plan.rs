@@ -465,9 +465,10 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// zlib's default level. On Packages text its output is within 0.3 % of level 9's
-/// (real hashes do not compress; measured on bench/index-cpu.sh's entries: 831 KB
-/// against 829 KB at N = 10,000) for half the CPU or less (docs/ARCHITECTURE.md,
+/// zlib's default level. On Packages text (whose hashes do not compress) zlib-rs's
+/// level 6 is no larger than its level 9, 746 KB against 827 KB for the 10,000
+/// entries of bench/index-cpu.sh, for a third of the CPU; only text that repeats
+/// itself, such as hashes that are mostly zeros, does better at 9 (docs/ARCHITECTURE.md,
 /// "Publishing at the cost of what changed").
 const GZIP_LEVEL: u32 = 6;
 
