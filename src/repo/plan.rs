@@ -255,10 +255,11 @@ pub struct Merge {
 /// Merges `incoming` into `current`, keeping the newest `retention` versions of each
 /// package and architecture (at least one).
 ///
-/// Linear in the suite (docs/ARCHITECTURE.md, "Publishing at the cost of what
-/// changed"): ids are looked up in a hash map of borrowed keys, each entry is cloned
-/// once, and the sort starts from `current`'s order, which is already sorted when it
-/// was read from an index this crate wrote, so it costs a comparison per entry.
+/// Linear in the suite
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"): ids are looked
+/// up in a hash map of borrowed keys, each entry is cloned once, and the sort starts
+/// from `current`'s order, which is already sorted when it was read from an index
+/// this crate wrote, so it costs about a comparison per entry.
 pub fn merge(
     current: &[PackageEntry],
     incoming: &[PackageEntry],
@@ -468,8 +469,8 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// zlib's default level. On Packages text (whose hashes do not compress) zlib-rs's
 /// level 6 is no larger than its level 9, 746 KB against 827 KB for the 10,000
 /// entries of bench/index-cpu.sh, for a third of the CPU; only text that repeats
-/// itself, such as hashes that are mostly zeros, does better at 9 (docs/ARCHITECTURE.md,
-/// "Publishing at the cost of what changed").
+/// itself, such as hashes that are mostly zeros, does better at 9
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
 const GZIP_LEVEL: u32 = 6;
 
 /// Input per deflate chunk of [`gzip`]: large enough that the dictionary and the flush
