@@ -9,7 +9,7 @@
 use super::index::{render_packages, sort_entries, PackageEntry, Release, ReleaseFile};
 use super::layout;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -131,7 +131,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
             if let Some(percent) = phased.filter(|p| *p > 100) {
                 return Err(MergeError::PhaseOutOfRange(percent));
             }
-            let incoming: Vec<PackageEntry> = match phased {
+            let incoming: std::borrow::Cow<[PackageEntry]> = match phased {
                 Some(percent) => incoming
                     .iter()
                     .map(|e| {
@@ -142,7 +142,7 @@ pub fn apply(current: &[PackageEntry], change: &SuiteChange) -> Result<Merge, Me
                         }
                     })
                     .collect(),
-                None => incoming.clone(),
+                None => incoming.into(),
             };
             merge(current, &incoming, *retention)
         }
@@ -254,67 +254,106 @@ pub struct Merge {
 
 /// Merges `incoming` into `current`, keeping the newest `retention` versions of each
 /// package and architecture (at least one).
+///
+/// Linear in the suite
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"): ids are looked
+/// up in a hash map of borrowed keys, each entry is cloned once, and the sort starts
+/// from `current`'s order, which is already sorted when it was read from an index
+/// this crate wrote, so it costs about a comparison per entry.
 pub fn merge(
     current: &[PackageEntry],
     incoming: &[PackageEntry],
     retention: usize,
 ) -> Result<Merge, MergeError> {
-    let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
-        .iter()
-        .map(|e| {
-            (
-                (e.name.clone(), e.version.clone(), e.architecture.clone()),
-                e.clone(),
-            )
-        })
-        .collect();
-    let mut added = Vec::new();
-    let mut unchanged = Vec::new();
-    let mut added_ids = BTreeSet::new();
-    let mut unchanged_ids = BTreeSet::new();
-    for entry in incoming {
-        let id = (
-            entry.name.clone(),
-            entry.version.clone(),
-            entry.architecture.clone(),
-        );
-        match by_id.get(&id) {
-            Some(existing) if existing.sha256 == entry.sha256 && existing.size == entry.size => {
-                // Each id once, however often it comes in (a set, not a scan: the
-                // incoming list may be a whole promoted suite).
-                if !added_ids.contains(&id) && unchanged_ids.insert(id.clone()) {
-                    unchanged.push(existing.clone());
-                }
-            }
-            Some(existing) => {
-                return Err(MergeError::VersionReused {
-                    name: entry.name.clone(),
-                    version: entry.version.clone(),
-                    architecture: entry.architecture.clone(),
-                    existing: existing.sha256.clone(),
-                    new: entry.sha256.clone(),
-                })
-            }
-            None => {
-                by_id.insert(id.clone(), entry.clone());
-                added_ids.insert(id);
-                added.push(entry.clone());
-            }
+    /// Where the entry with an id is: in `current`, or the n-th added.
+    #[derive(Clone, Copy)]
+    enum Slot {
+        Current(usize),
+        Added(usize),
+    }
+    let mut by_id: HashMap<(&str, &str, &str), Slot> =
+        HashMap::with_capacity(current.len() + incoming.len());
+    // A suite holds one entry per id: of equal ids in `current`, the last one counts.
+    let mut shadowed = vec![false; current.len()];
+    for (index, entry) in current.iter().enumerate() {
+        if let Some(Slot::Current(earlier)) = by_id.insert(entry.id(), Slot::Current(index)) {
+            shadowed[earlier] = true;
         }
     }
-    let mut packages: Vec<PackageEntry> = by_id.into_values().collect();
+    let mut added: Vec<&PackageEntry> = Vec::new();
+    let mut unchanged = Vec::new();
+    let mut unchanged_ids = HashSet::new();
+    for entry in incoming {
+        let id = entry.id();
+        let Some(slot) = by_id.get(&id).copied() else {
+            by_id.insert(id, Slot::Added(added.len()));
+            added.push(entry);
+            continue;
+        };
+        let existing = match slot {
+            Slot::Current(index) => &current[index],
+            Slot::Added(index) => added[index],
+        };
+        if existing.sha256 != entry.sha256 || existing.size != entry.size {
+            return Err(MergeError::VersionReused {
+                name: entry.name.clone(),
+                version: entry.version.clone(),
+                architecture: entry.architecture.clone(),
+                existing: existing.sha256.clone(),
+                new: entry.sha256.clone(),
+            });
+        }
+        // Each id once, however often it comes in (the incoming list may be a whole
+        // promoted suite); one that this merge adds is not unchanged.
+        if matches!(slot, Slot::Current(_)) && unchanged_ids.insert(id) {
+            unchanged.push(existing.clone());
+        }
+    }
+    let mut packages: Vec<PackageEntry> = Vec::with_capacity(current.len() + added.len());
+    packages.extend(
+        current
+            .iter()
+            .zip(&shadowed)
+            .filter(|(_, shadowed)| !**shadowed)
+            .map(|(entry, _)| entry.clone()),
+    );
+    packages.extend(added.iter().map(|entry| (*entry).clone()));
+    drop(by_id);
     sort_entries(&mut packages);
-    // Sorted newest first within a name, so retention keeps a prefix per (name, arch).
+    // Sorted newest first within a name, so retention keeps a prefix per (name, arch);
+    // the entries of a name are next to each other, so the counts are per name.
     let keep = retention.max(1);
-    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let kept_flags: Vec<bool> = {
+        let mut name: Option<&str> = None;
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        packages
+            .iter()
+            .map(|entry| {
+                if name != Some(entry.name.as_str()) {
+                    name = Some(&entry.name);
+                    counts.clear();
+                }
+                let count = match counts
+                    .iter_mut()
+                    .find(|(architecture, _)| *architecture == entry.architecture)
+                {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
+                    }
+                    None => {
+                        counts.push((&entry.architecture, 1));
+                        1
+                    }
+                };
+                count <= keep
+            })
+            .collect()
+    };
     let mut kept = Vec::with_capacity(packages.len());
     let mut retired = Vec::new();
-    for entry in packages {
-        let count = seen
-            .entry((entry.name.clone(), entry.architecture.clone()))
-            .or_insert(0);
-        *count += 1;
-        if *count <= keep {
+    for (entry, keep) in packages.into_iter().zip(kept_flags) {
+        if keep {
             kept.push(entry);
         } else {
             retired.push(entry);
@@ -322,7 +361,7 @@ pub fn merge(
     }
     Ok(Merge {
         packages: kept,
-        added,
+        added: added.into_iter().cloned().collect(),
         unchanged,
         retired,
         changed: Vec::new(),
@@ -382,13 +421,106 @@ pub fn gunzip(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, String> {
 ///
 /// Packages.gz is the only index written; Release also lists the plain Packages, and
 /// there is no Packages.xz: at the preset a publish can afford, xz is no smaller than
-/// gzip -9 and costs more CPU
+/// gzip and costs more CPU
 /// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed"). apt takes
 /// whichever compression Release lists.
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+///
+/// Compressing is on the critical path of every publish, so it is spread over the
+/// cores the way pigz does it: the input is cut into chunks of [`GZIP_CHUNK`] bytes,
+/// each deflated on its own with the 32 KiB before it as its dictionary (so it loses
+/// almost nothing to the cut) and ended with a sync flush (an empty stored block, so
+/// the next one starts on a byte), and the pieces are joined into one gzip member with
+/// the CRC-32 of the whole. The cuts depend on the input only, never on the number of
+/// threads: equal input still gives equal bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![bytes]
+    } else {
+        bytes.chunks(GZIP_CHUNK).collect()
+    };
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let pieces = crate::parallel::map(&chunks, jobs, |chunk| {
+        // Where the chunk starts in `bytes`: the chunks are slices of it.
+        let start = chunk.as_ptr() as usize - bytes.as_ptr() as usize;
+        let dictionary = &bytes[start.saturating_sub(DEFLATE_WINDOW)..start];
+        let last = start + chunk.len() == bytes.len();
+        let mut crc = flate2::Crc::new();
+        crc.update(chunk);
+        deflate_chunk(chunk, dictionary, last).map(|deflated| (deflated, crc))
+    });
+    let Some(pieces) = pieces.into_iter().collect::<Option<Vec<_>>>() else {
+        return gzip_in_one_stream(bytes);
+    };
+    let mut crc = flate2::Crc::new();
+    let mut out =
+        Vec::with_capacity(pieces.iter().map(|(piece, _)| piece.len()).sum::<usize>() + 18);
+    // ID1 ID2, deflate, no flags, mtime 0, XFL 0 (neither fastest nor best), OS
+    // unknown: the header flate2's GzBuilder writes at level 6.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    for (piece, piece_crc) in &pieces {
+        out.extend_from_slice(piece);
+        crc.combine(piece_crc);
+    }
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+    out
+}
+
+/// zlib's default level. On Packages text (whose hashes do not compress) zlib-rs's
+/// level 6 is no larger than its level 9, 746 KB against 827 KB for the 10,000
+/// entries of bench/index-cpu.sh, for a third of the CPU; only text that repeats
+/// itself, such as hashes that are mostly zeros, does better at 9
+/// (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
+const GZIP_LEVEL: u32 = 6;
+
+/// Input per deflate chunk of [`gzip`]: large enough that the dictionary and the flush
+/// cost little (about 0.1 % of the size), small enough to keep both cores busy at a
+/// few MB.
+pub const GZIP_CHUNK: usize = 256 * 1024;
+
+/// How far back deflate looks: the dictionary a chunk starts from.
+const DEFLATE_WINDOW: usize = 32 * 1024;
+
+/// Raw deflate of one chunk at [`GZIP_LEVEL`], primed with `dictionary`; the last chunk ends
+/// the stream, the others end with a sync flush. `None` when zlib refuses, which it
+/// does not for a buffer in memory.
+fn deflate_chunk(input: &[u8], dictionary: &[u8], last: bool) -> Option<Vec<u8>> {
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    let mut compress = Compress::new(Compression::new(GZIP_LEVEL), false);
+    if !dictionary.is_empty() {
+        compress.set_dictionary(dictionary).ok()?;
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut out = Vec::with_capacity(input.len() / 4 + 1024);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(1024));
+        }
+        let consumed = usize::try_from(compress.total_in()).ok()?;
+        let status = compress
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .ok()?;
+        let all_in = usize::try_from(compress.total_in()).ok()? == input.len();
+        match status {
+            Status::StreamEnd => return Some(out),
+            // zlib's sign that a flush is complete: it left room in the output.
+            Status::Ok if !last && all_in && out.len() < out.capacity() => return Some(out),
+            Status::Ok => {}
+            Status::BufError if out.len() < out.capacity() => return None,
+            Status::BufError => {}
+        }
+    }
+}
+
+/// The single-stream gzip, for the case zlib refused a chunk.
+fn gzip_in_one_stream(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::GzBuilder::new()
         .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
+        .write(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
@@ -719,6 +851,218 @@ mod tests {
     pub(super) fn entry(name: &str, version: &str, arch: &str, n: u8) -> PackageEntry {
         let control = format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example>\nDescription: test\n");
         PackageEntry::from_control(&control, u64::from(n), &sha(n), "", "t.deb").unwrap()
+    }
+
+    /// `merge` before issue 23 (owned keys in B-trees, a full sort), kept as the oracle
+    /// of the linear one.
+    fn merge_with_btrees(
+        current: &[PackageEntry],
+        incoming: &[PackageEntry],
+        retention: usize,
+    ) -> Result<Merge, MergeError> {
+        let mut by_id: BTreeMap<(String, String, String), PackageEntry> = current
+            .iter()
+            .map(|e| {
+                (
+                    (e.name.clone(), e.version.clone(), e.architecture.clone()),
+                    e.clone(),
+                )
+            })
+            .collect();
+        let mut added = Vec::new();
+        let mut unchanged = Vec::new();
+        let mut added_ids = BTreeSet::new();
+        let mut unchanged_ids = BTreeSet::new();
+        for entry in incoming {
+            let id = (
+                entry.name.clone(),
+                entry.version.clone(),
+                entry.architecture.clone(),
+            );
+            match by_id.get(&id) {
+                Some(existing)
+                    if existing.sha256 == entry.sha256 && existing.size == entry.size =>
+                {
+                    if !added_ids.contains(&id) && unchanged_ids.insert(id.clone()) {
+                        unchanged.push(existing.clone());
+                    }
+                }
+                Some(existing) => {
+                    return Err(MergeError::VersionReused {
+                        name: entry.name.clone(),
+                        version: entry.version.clone(),
+                        architecture: entry.architecture.clone(),
+                        existing: existing.sha256.clone(),
+                        new: entry.sha256.clone(),
+                    })
+                }
+                None => {
+                    by_id.insert(id.clone(), entry.clone());
+                    added_ids.insert(id);
+                    added.push(entry.clone());
+                }
+            }
+        }
+        let mut packages: Vec<PackageEntry> = by_id.into_values().collect();
+        sort_entries(&mut packages);
+        let keep = retention.max(1);
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut kept = Vec::with_capacity(packages.len());
+        let mut retired = Vec::new();
+        for entry in packages {
+            let count = seen
+                .entry((entry.name.clone(), entry.architecture.clone()))
+                .or_insert(0);
+            *count += 1;
+            if *count <= keep {
+                kept.push(entry);
+            } else {
+                retired.push(entry);
+            }
+        }
+        Ok(Merge {
+            packages: kept,
+            added,
+            unchanged,
+            retired,
+            changed: Vec::new(),
+        })
+    }
+
+    /// Random suites and incoming lists (repeated ids, reused versions, several
+    /// architectures, `all`, unsorted and duplicated current entries): the same merge,
+    /// or the same error, as before.
+    #[test]
+    fn the_linear_merge_equals_the_btree_merge() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        let names = ["pa", "pb", "pc"];
+        let versions = [
+            "1.0-1",
+            "1.10-1",
+            "1.9-1",
+            "1:0.1-1",
+            "2.0~rc1-1",
+            "2.0-1",
+            "2.0",
+        ];
+        let architectures = ["amd64", "arm64", "all"];
+        let random_entry = |rng: &mut rand::rngs::StdRng| {
+            entry(
+                names[rng.gen_range(0..names.len())],
+                versions[rng.gen_range(0..versions.len())],
+                architectures[rng.gen_range(0..architectures.len())],
+                rng.gen_range(1..3),
+            )
+        };
+        let mut refused = 0;
+        for round in 0..3_000 {
+            let mut current: Vec<PackageEntry> = (0..rng.gen_range(0..25))
+                .map(|_| random_entry(&mut rng))
+                .collect();
+            if round % 2 == 0 {
+                sort_entries(&mut current);
+            }
+            let incoming: Vec<PackageEntry> = (0..rng.gen_range(0..6))
+                .map(|_| random_entry(&mut rng))
+                .collect();
+            let retention = rng.gen_range(0..4);
+            let new = merge(&current, &incoming, retention);
+            refused += usize::from(new.is_err());
+            assert_eq!(
+                new,
+                merge_with_btrees(&current, &incoming, retention),
+                "{current:?} {incoming:?} {retention}"
+            );
+        }
+        assert!(refused > 100 && refused < 2_900, "{refused}");
+    }
+
+    /// Text like a Packages file, `len` bytes, that does not compress to nothing.
+    fn index_like_text(len: usize) -> Vec<u8> {
+        let mut text = String::new();
+        let mut n = 0u64;
+        while text.len() < len {
+            text.push_str(&format!(
+                "Package: p{}\nVersion: 1.{n}-1\nSHA256: {}\n\n",
+                n % 97,
+                sha256_hex(&n.to_le_bytes())
+            ));
+            n += 1;
+        }
+        text.truncate(len);
+        text.into_bytes()
+    }
+
+    fn gzip_tool(args: &[&str], input: &[u8]) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("gzip")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gzip is installed");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().expect("gzip runs");
+        writer
+            .join()
+            .expect("writer")
+            .expect("gzip reads its input");
+        output
+    }
+
+    /// The chunked gzip is one valid gzip member: the real gzip tests and decompresses
+    /// it, our reader too, to the input; equal input gives equal bytes; the chunks cost
+    /// almost nothing against one stream.
+    #[test]
+    fn chunked_gzip_is_one_member_that_gzip_and_we_read() {
+        for len in [
+            0,
+            1,
+            GZIP_CHUNK - 1,
+            GZIP_CHUNK,
+            GZIP_CHUNK + 1,
+            3 * GZIP_CHUNK + 12_345,
+        ] {
+            let text = index_like_text(len);
+            let gz = gzip(&text);
+            assert_eq!(gz, gzip(&text), "deterministic at {len}");
+            assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+            let test = gzip_tool(&["-t"], &gz);
+            assert!(
+                test.status.success(),
+                "gzip -t at {len}: {}",
+                String::from_utf8_lossy(&test.stderr)
+            );
+            let unpacked = gzip_tool(&["-dc"], &gz);
+            assert!(unpacked.status.success(), "gunzip at {len}");
+            assert!(
+                unpacked.stdout == text,
+                "gunzip gives the input back at {len}"
+            );
+            assert!(gunzip(&gz, None).unwrap() == text, "ours at {len}");
+            // One member: a single-member reader ends exactly at the end.
+            use std::io::Read as _;
+            let mut member = flate2::read::GzDecoder::new(&gz[..]);
+            let mut one = Vec::new();
+            member.read_to_end(&mut one).unwrap();
+            assert!(
+                one == text && member.into_inner().is_empty(),
+                "one member at {len}"
+            );
+            if len > 2 * GZIP_CHUNK {
+                let one_stream = gzip_in_one_stream(&text);
+                assert!(
+                    gz.len() * 1000 <= one_stream.len() * 1005,
+                    "{} against {} in one stream",
+                    gz.len(),
+                    one_stream.len()
+                );
+            }
+        }
     }
 
     #[test]
