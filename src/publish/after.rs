@@ -68,8 +68,16 @@ impl Publish<'_> {
         // it runs alongside the history's write, from the history as written. Should
         // that write fail, the record only kept more from collection. Whether the
         // store recorded a later second for the switched InRelease is asked alongside.
-        let record = self.history_record(&report, replaced, &known.history);
-        let next_history = history::appended(known.history.clone(), record, self.config.history);
+        let mut known = known;
+        let (next_history, signed) = match known.next_history.take() {
+            Some(made) => made,
+            None => {
+                let record = self.history_record(&report, replaced, &known.history);
+                let next = history::appended(known.history.clone(), record, self.config.history);
+                let signed = history::signed(self.key, &next, (self.now)());
+                (next, signed)
+            }
+        };
         let known = Known {
             history: next_history.clone(),
             ..known
@@ -77,7 +85,11 @@ impl Publish<'_> {
         let ((written, ()), _) = crate::parallel::join(
             || {
                 crate::parallel::join(
-                    || history::write(self.store, self.key, &next_history, (self.now)()),
+                    || {
+                        signed.and_then(|signed| {
+                            history::write_signed(self.store, &next_history, &signed)
+                        })
+                    },
                     || {
                         if let Some(check) = &known.second_check {
                             self.after_the_replaced_second(check, listener);
@@ -198,7 +210,7 @@ impl Publish<'_> {
     }
 
     /// The record of the switch just made, next after `history`.
-    fn history_record(
+    pub(super) fn history_record(
         &self,
         report: &PublishReport,
         replaced: Replaced,

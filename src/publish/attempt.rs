@@ -194,6 +194,20 @@ impl Publish<'_> {
         })
     }
 
+    /// Whether `change` adds a .deb that the suite, as recognised, does not list: then
+    /// it changes the suite, whatever the merge decides besides.
+    pub(super) fn adds_to_the_suite(&self, change: Change<'_>, recognition: &Recognition) -> bool {
+        let Change::Add { debs, .. } = change else {
+            return false;
+        };
+        let Some(current) = recognition.suites.states.get(&self.suite) else {
+            return true;
+        };
+        let listed: HashSet<(&str, &str, &str)> =
+            current.packages.iter().map(PackageEntry::id).collect();
+        debs.iter().any(|deb| !listed.contains(&deb.entry.id()))
+    }
+
     /// Signs the indices of a prepared change, unless it changes nothing.
     pub(super) fn sign_prepared(
         &self,
@@ -288,8 +302,9 @@ impl Publish<'_> {
         report.plan = publish_plan.steps.iter().map(describe_step).collect();
         report.replaced_mutable =
             plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
-        // What the steps after the switch need to know is worked out while the writes
-        // go (tens of milliseconds at 10,000 packages: keys collected into sets).
+        // What the steps after the switch need to know, and the history they write
+        // (signed), are worked out while the writes go: tens of milliseconds at 10,000
+        // packages, keys collected into sets and a history that lists them.
         let (switched, (replaced, known)) = crate::parallel::join(
             || self.write_and_switch(&publish_plan, current, held, listener),
             || {
@@ -298,6 +313,10 @@ impl Publish<'_> {
                     release: &state.release,
                     packages: &state.packages,
                 });
+                let replaced = plan::replaced(current_suite, packages);
+                let record = self.history_record(&report, replaced.clone(), &history);
+                let next = history::appended(history.clone(), record, self.config.history);
+                let next_signed = history::signed(self.key, &next, (self.now)());
                 let known = Known {
                     referenced: self.referenced_after(&states, &signed.indices.release, packages),
                     other_suites,
@@ -310,8 +329,9 @@ impl Publish<'_> {
                     history_head_before: history.records.first().map(|r| r.id),
                     history,
                     second_check: None,
+                    next_history: Some((next, next_signed)),
                 };
-                (plan::replaced(current_suite, packages), known)
+                (replaced, known)
             },
         );
         let second_check = match switched? {
@@ -606,6 +626,7 @@ impl Publish<'_> {
             // Nothing is dropped: nothing to look at besides what was pending.
             referenced_before: BTreeSet::new(),
             second_check: None,
+            next_history: None,
         }
     }
 

@@ -147,14 +147,25 @@ pub fn write(
     history: &SuiteHistory,
     now: u64,
 ) -> Result<(), PublishError> {
-    let json = serde_json::to_string_pretty(history).unwrap_or_default();
-    let signed = key.clearsign(&json, now)?;
+    write_signed(store, history, &signed(key, history, now)?)
+}
+
+/// The history as written: compact JSON, signed. Compact because the record of a
+/// first publish lists every package it added (half a megabyte at 10,000), and each
+/// publish reads the history and writes it back.
+pub fn signed(key: &RepoKeys, history: &SuiteHistory, now: u64) -> Result<Vec<u8>, PublishError> {
+    let json = serde_json::to_string(history).unwrap_or_default();
+    Ok(key.clearsign(&json, now)?.into_bytes())
+}
+
+/// Writes `history` as [`signed`] made it. Called after the switch, under the lock.
+pub fn write_signed(
+    store: &dyn Store,
+    history: &SuiteHistory,
+    signed: &[u8],
+) -> Result<(), PublishError> {
     let object = layout::history_key(&history.suite);
-    store.put(
-        &object,
-        Body::Bytes(signed.as_bytes()),
-        &super::put_options(&object),
-    )?;
+    store.put(&object, Body::Bytes(signed), &super::put_options(&object))?;
     Ok(())
 }
 

@@ -283,6 +283,10 @@ struct Known {
     /// Whether the store recorded a later second for the switched InRelease than
     /// for the one it replaced: asked after the switch.
     second_check: Option<switch::SecondCheck>,
+    /// Our history with the record of this attempt's switch, and its signed bytes,
+    /// made while the writes went: under a lock ours throughout, what is written
+    /// after the switch.
+    next_history: Option<(history::SuiteHistory, Result<Vec<u8>, PublishError>)>,
 }
 
 /// How often a publish re-merges when InRelease changed under it.
@@ -352,26 +356,39 @@ impl Publish<'_> {
             return self.dry_run_report(change, &recognition.suites, listener);
         }
         probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
-        let prepared = self.prepare(change, &recognition.suites.states, listener)?;
-        if prepared.changes_nothing()
-            && !recognition.lock_seen
-            && !self.lock.break_lock
-            && self.nothing_to_collect(&recognition)
-        {
-            return Ok(prepared.into_report());
-        }
-        // The indices are compressed and signed while the lock is taken.
-        let (held, signed) = crate::parallel::join(
-            || {
-                lock::acquire(self.store, self.lock, self.now, &|what| {
-                    listener.warning(what)
-                })
-            },
-            || self.sign_prepared(&prepared),
-        );
+        let acquire = || {
+            lock::acquire(self.store, self.lock, self.now, &|what| {
+                listener.warning(what)
+            })
+        };
+        let prepare_and_sign = |prepared: Option<attempt::Prepared>| {
+            let prepared = match prepared {
+                Some(prepared) => prepared,
+                None => self.prepare(change, &recognition.suites.states, listener)?,
+            };
+            let signed = self.sign_prepared(&prepared)?;
+            Ok::<_, PublishError>((prepared, signed))
+        };
+        // A change that adds what the suite does not list changes something: it is
+        // merged, compressed and signed while the lock is taken (a merge error then
+        // releases the lock, having written nothing else). Any other change is merged
+        // first, to see whether it changes anything at all.
+        let (held, prepared) = if self.adds_to_the_suite(change, &recognition) {
+            crate::parallel::join(acquire, || prepare_and_sign(None))
+        } else {
+            let prepared = self.prepare(change, &recognition.suites.states, listener)?;
+            if prepared.changes_nothing()
+                && !recognition.lock_seen
+                && !self.lock.break_lock
+                && self.nothing_to_collect(&recognition)
+            {
+                return Ok(prepared.into_report());
+            }
+            crate::parallel::join(acquire, || prepare_and_sign(Some(prepared)))
+        };
         let held = held?;
-        let signed = match signed {
-            Ok(signed) => signed,
+        let (prepared, signed) = match prepared {
+            Ok(prepared) => prepared,
             Err(error) => {
                 if let Some(held) = &held {
                     // Nothing else was written; the lease runs out if this fails.

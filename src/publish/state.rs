@@ -408,8 +408,7 @@ fn packages_of(
             .map(|bytes| bytes.as_deref());
         read_packages(store, suite, release, path, already)
     });
-    let mut packages = Vec::new();
-    let mut seen: HashSet<(String, String, String)> = HashSet::new();
+    let mut packages: Vec<PackageEntry> = Vec::new();
     for (path, bytes) in paths.iter().zip(read) {
         let bytes = bytes?;
         let what = format!("dists/{suite}/{path}");
@@ -418,21 +417,24 @@ fn packages_of(
             key: what.clone(),
             reason: "not UTF-8 text".into(),
         })?;
-        for entry in parse_packages(&text, &what).map_err(|e| PublishError::RemoteCorrupt {
+        let parsed = parse_packages(&text, &what).map_err(|e| PublishError::RemoteCorrupt {
             store: store.describe(),
             key: what.clone(),
             reason: e.to_string(),
-        })? {
-            // arch:all packages appear in every architecture's index.
-            let id = (
-                entry.name.clone(),
-                entry.version.clone(),
-                entry.architecture.clone(),
-            );
-            if seen.insert(id) {
-                packages.push(entry);
-            }
-        }
+        })?;
+        // arch:all packages appear in every architecture's index (and an index edited
+        // by hand may list one twice): each id once, the first found.
+        let new: Vec<PackageEntry> = {
+            let mut seen: HashSet<(&str, &str, &str)> =
+                packages.iter().map(PackageEntry::id).collect();
+            let fresh: Vec<bool> = parsed.iter().map(|entry| seen.insert(entry.id())).collect();
+            parsed
+                .into_iter()
+                .zip(fresh)
+                .filter_map(|(entry, fresh)| fresh.then_some(entry))
+                .collect()
+        };
+        packages.extend(new);
     }
     Ok(packages)
 }

@@ -1129,11 +1129,7 @@ fn history_commands_refuse_bad_input_and_change_nothing() {
     // A history edited by hand is refused by every command that would extend it.
     let history = repo(&fixture).join(".speedy/history/dev.asc");
     let text = std::fs::read_to_string(&history).unwrap();
-    std::fs::write(
-        &history,
-        text.replace("\"command\": \"release\"", "\"command\": \"promote\""),
-    )
-    .unwrap();
+    std::fs::write(&history, text.replace("\"release\"", "\"promote\"")).unwrap();
     assert_refused_unchanged(
         &fixture,
         &["rollback", "--suite", "dev"],
