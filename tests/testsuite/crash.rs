@@ -695,3 +695,79 @@ fn an_update_is_ten_round_trips_in_sequence() {
         "a publish that changes nothing is one round trip: {log:#?}"
     );
 }
+
+/// A publish that changes nothing still takes the lock when garbage collection has
+/// work: here a retired package's file, which no kept history record names any
+/// more, is deleted by the no-change publish that comes after its grace period.
+/// Before that, the same publish writes nothing
+/// (docs/ARCHITECTURE.md, "The life of a publish").
+#[test]
+fn a_publish_that_changes_nothing_collects_what_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FaultyStore::new(FsStore::new(dir.path()));
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let mut config = repo_config(1);
+    // One record kept: once v3 is in, nothing names v1 any more.
+    config.history = 1;
+    let debs_dir = tempfile::tempdir().unwrap();
+    let version = |v: &str| read_debs(&[tiny_deb_for(debs_dir.path(), "pa", v, "amd64")]).unwrap();
+    let (v1, v2, v3) = (version("1.0-1"), version("2.0-1"), version("3.0-1"));
+    let publish_at = |now: &(dyn Fn() -> u64 + Sync), debs: &[IncomingDeb]| {
+        Publish {
+            store: &store,
+            key: &key,
+            suite: "dev".into(),
+            config: &config,
+            lock: LockOptions::default(),
+            dry_run: false,
+            command: "publish",
+            now,
+        }
+        .run(debs, &SilentListener)
+        .unwrap()
+    };
+    let old_pool = "pool/main/p/pa/pa_1.0-1_amd64.deb";
+    publish_at(&fixed_now, &v1);
+    publish_at(&fixed_now, &v2);
+    let retired = publish_at(&fixed_now, &v3);
+    assert_eq!(retired.retired.len(), 1, "{retired:?}");
+    assert!(
+        store.head(old_pool).unwrap().is_some(),
+        "kept for the grace period"
+    );
+
+    // Within the grace period: nothing due, nothing written.
+    store.forget();
+    let report = publish_at(&|| fixed_now() + 60, &v3);
+    assert!(
+        report.added.is_empty() && report.deleted.is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        store
+            .log()
+            .iter()
+            .all(|r| r.starts_with("get ") || r.starts_with("list ")),
+        "{:#?}",
+        store.log()
+    );
+
+    // After it: the same publish takes the lock and deletes the retired file.
+    store.forget();
+    let report = publish_at(&|| fixed_now() + config.grace_seconds + 60, &v3);
+    assert!(report.added.is_empty(), "{report:?}");
+    assert!(report.deleted.iter().any(|k| k == old_pool), "{report:?}");
+    assert!(store.head(old_pool).unwrap().is_none());
+    assert!(
+        store
+            .log()
+            .iter()
+            .any(|r| r == "put-if-absent .speedy/lock"),
+        "{:#?}",
+        store.log()
+    );
+    assert!(
+        store.get(LOCK_KEY).unwrap().is_none(),
+        "the lock is released"
+    );
+}
