@@ -234,6 +234,17 @@ impl Publish<'_> {
         }
         let pool = self.missing_pool(&prepared.merged, debs, &recognised.states, listener)?;
         let signed = self.sign_indices(&prepared.merged.packages)?;
+        Ok(self.plan_writes(prepared, pool, &signed).1)
+    }
+
+    /// The writes of a prepared change (`repo::plan::publish_plan`), and its report
+    /// with them as its plan.
+    fn plan_writes(
+        &self,
+        prepared: Prepared,
+        pool: Vec<PoolUpload>,
+        signed: &Signed,
+    ) -> (plan::PublishPlan, PublishReport) {
         let Prepared {
             merged, mut report, ..
         } = prepared;
@@ -242,11 +253,11 @@ impl Publish<'_> {
             merged,
             pool,
             &signed.indices,
-            signed.release_gpg,
-            signed.in_release,
+            signed.release_gpg.clone(),
+            signed.in_release.clone(),
         );
         report.plan = publish_plan.steps.iter().map(describe_step).collect();
-        Ok(report)
+        (publish_plan, report)
     }
 
     /// One pass: reads (or, the first time, confirms what the head start read),
@@ -288,18 +299,7 @@ impl Publish<'_> {
                 gc_state,
             });
         };
-        let Prepared {
-            merged, mut report, ..
-        } = prepared;
-        let publish_plan = plan::publish_plan(
-            &self.suite,
-            merged,
-            pool,
-            &signed.indices,
-            signed.release_gpg,
-            signed.in_release,
-        );
-        report.plan = publish_plan.steps.iter().map(describe_step).collect();
+        let (publish_plan, mut report) = self.plan_writes(prepared, pool, &signed);
         report.replaced_mutable =
             plan::replaced_mutable_keys(&publish_plan, current.map(|state| &state.release));
         // What the steps after the switch need to know, and the history they write

@@ -20,6 +20,30 @@ fn fixed_now() -> u64 {
     1_795_000_000
 }
 
+/// Publishes `debs` to `suite` through the library with `config` and the clock
+/// `now`, silently.
+fn publish_with(
+    store: &dyn Store,
+    key: &cargo_speedy::sign::RepoKeys,
+    suite: &str,
+    config: &cargo_speedy::config::RepoConfig,
+    now: &(dyn Fn() -> u64 + Sync),
+    debs: &[IncomingDeb],
+) -> cargo_speedy::publish::PublishReport {
+    Publish {
+        store,
+        key,
+        suite: suite.into(),
+        config,
+        lock: LockOptions::default(),
+        dry_run: false,
+        command: "publish",
+        now,
+    }
+    .run(debs, &SilentListener)
+    .unwrap()
+}
+
 /// The fixed clock, no lock wait, and `break_lock`.
 fn options(break_lock: bool) -> PublishOptions {
     PublishOptions {
@@ -641,18 +665,7 @@ fn an_update_is_ten_round_trips_in_sequence() {
         read_debs(&paths).unwrap()
     };
     let publish_to = |suite: &str, debs: &[IncomingDeb]| {
-        Publish {
-            store: &store,
-            key: &key,
-            suite: suite.into(),
-            config: &config,
-            lock: LockOptions::default(),
-            dry_run: false,
-            command: "publish",
-            now: &fixed_now,
-        }
-        .run(debs, &SilentListener)
-        .unwrap()
+        publish_with(&store, &key, suite, &config, &fixed_now, debs)
     };
     let names = ["pa", "pb", "pc", "pd", "pe"];
     let first = debs(&names, "1.0-1");
@@ -713,18 +726,7 @@ fn a_publish_that_changes_nothing_collects_what_is_due() {
     let version = |v: &str| read_debs(&[tiny_deb_for(debs_dir.path(), "pa", v, "amd64")]).unwrap();
     let (v1, v2, v3) = (version("1.0-1"), version("2.0-1"), version("3.0-1"));
     let publish_at = |now: &(dyn Fn() -> u64 + Sync), debs: &[IncomingDeb]| {
-        Publish {
-            store: &store,
-            key: &key,
-            suite: "dev".into(),
-            config: &config,
-            lock: LockOptions::default(),
-            dry_run: false,
-            command: "publish",
-            now,
-        }
-        .run(debs, &SilentListener)
-        .unwrap()
+        publish_with(&store, &key, "dev", &config, now, debs)
     };
     let old_pool = "pool/main/p/pa/pa_1.0-1_amd64.deb";
     publish_at(&fixed_now, &v1);
