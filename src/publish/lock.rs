@@ -448,14 +448,13 @@ impl HeldLock {
     }
 
     /// Whether the lock object still holds our token, read for
-    /// [`HeldLock::release_as_read`]: the read may go alongside the last writes under
-    /// the lock, and the delete after them.
-    pub fn read_for_release(&self, store: &dyn Store) -> Result<bool, PublishError> {
+    /// [`HeldLock::release_as_read`] when nothing else says so (a publish that failed).
+    fn read_for_release(&self, store: &dyn Store) -> Result<bool, PublishError> {
         Ok(matches!(read_lock(store)?, Found::Held { info, .. } if info.token == self.token))
     }
 
-    /// Deletes the lock when `ours` ([`HeldLock::read_for_release`]) found it ours,
-    /// unless a renewal found it taken over since.
+    /// Deletes the lock when `ours` found it ours (its check just before the switch,
+    /// or a read of it after a failure), unless a renewal found it taken over since.
     pub fn release_as_read(
         &self,
         store: &dyn Store,
