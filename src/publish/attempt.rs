@@ -151,16 +151,9 @@ impl Publish<'_> {
             .keys()
             .filter(|suite| !read.contains_key(*suite))
             .collect();
-        let more = crate::parallel::map(&rest, rest.len(), |suite| {
-            history::read(self.store, &public_key, suite)
-        });
-        for (suite, history) in rest.into_iter().zip(more) {
-            match history {
-                Ok(history) => {
-                    read.insert(suite.clone(), history);
-                }
-                Err(_) => complete = false,
-            }
+        match self.read_histories(&rest) {
+            Some(more) => read.extend(more),
+            None => complete = false,
         }
         Ok(Recognition {
             suites,
@@ -471,20 +464,11 @@ impl Publish<'_> {
             || {
                 crate::parallel::join(
                     || history::read(self.store, &public_key, &self.suite),
-                    || {
-                        crate::parallel::map(&others, others.len(), |suite| {
-                            history::read(self.store, &public_key, suite)
-                        })
-                    },
+                    || self.read_histories(&others),
                 )
             },
             || held.map(|_| self.read_gc_state()),
         );
-        let other_histories = others
-            .into_iter()
-            .zip(other_histories)
-            .map(|(suite, history)| history.ok().map(|history| (suite.clone(), history)))
-            .collect();
         Ok(Bookkeeping {
             history: history?,
             other_histories,
@@ -495,7 +479,7 @@ impl Publish<'_> {
     /// Reads the histories of the published suites that the bookkeeping lacks (a
     /// suite published since the recognition; every other one on a later attempt).
     fn complete_histories(&self, bookkeeping: &mut Bookkeeping, states: &States) {
-        let Some(read) = bookkeeping.other_histories.as_mut() else {
+        let Some(mut read) = bookkeeping.other_histories.take() else {
             return;
         };
         read.retain(|suite, _| states.contains_key(suite));
@@ -503,21 +487,27 @@ impl Publish<'_> {
             .keys()
             .filter(|suite| **suite != self.suite && !read.contains_key(*suite))
             .collect();
+        bookkeeping.other_histories = self.read_histories(&missing).map(|more| {
+            read.extend(more);
+            read
+        });
+    }
+
+    /// The histories of `suites`, read at once; `None` when one could not be read
+    /// (whoever needs them reads again and says why).
+    fn read_histories(
+        &self,
+        suites: &[&String],
+    ) -> Option<BTreeMap<String, history::SuiteHistory>> {
         let public_key = self.key.public_key();
-        let more = crate::parallel::map(&missing, missing.len(), |suite| {
+        let read = crate::parallel::map(suites, suites.len(), |suite| {
             history::read(self.store, &public_key, suite)
         });
-        for (suite, history) in missing.into_iter().zip(more) {
-            match history {
-                Ok(history) => {
-                    read.insert(suite.clone(), history);
-                }
-                Err(_) => {
-                    bookkeeping.other_histories = None;
-                    return;
-                }
-            }
-        }
+        suites
+            .iter()
+            .zip(read)
+            .map(|(suite, history)| history.ok().map(|history| ((*suite).clone(), history)))
+            .collect()
     }
 
     /// The change as the merge takes it, with the .debs it brings (none for an edit).

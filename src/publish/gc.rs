@@ -172,9 +172,10 @@ impl Publish<'_> {
             configured => configured.map(str::to_owned),
         };
         let mut heads = BTreeMap::new();
-        let mut referenced: BTreeSet<String> =
-            history::referenced_keys(&histories.values().cloned().collect::<Vec<_>>());
+        let mut referenced = BTreeSet::new();
         for (suite, history) in histories {
+            // Borrowed, one at a time: a first publish's record lists every package.
+            referenced.extend(history::referenced_keys(std::slice::from_ref(history)));
             if let Some(record) = history.records.first() {
                 heads.insert(suite.clone(), record.id);
             }

@@ -50,13 +50,16 @@ impl<'a> PoolListing<'a> {
 impl Publish<'_> {
     /// Each added entry of `merged` that must be checked, with the .deb it comes from
     /// here (none: promoted or restored, whose bytes must be in the pool already, or
-    /// the switch would publish an index naming a missing file), and how many of the
-    /// local ones no signed index lists.
+    /// the switch would publish an index naming a missing file), and the local ones
+    /// that no signed index lists (the new files).
     fn pool_to_check<'m>(
         merged: &'m Merge,
         debs: &[IncomingDeb],
         listed: &PoolListing<'_>,
-    ) -> (Vec<(&'m PackageEntry, Option<usize>)>, usize) {
+    ) -> (
+        Vec<(&'m PackageEntry, Option<usize>)>,
+        Vec<&'m PackageEntry>,
+    ) {
         let mut local: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for (index, deb) in debs.iter().enumerate().filter(|(_, d)| d.path.is_some()) {
             local.entry(deb.entry.id()).or_insert(index);
@@ -72,7 +75,8 @@ impl Publish<'_> {
             .filter(|(entry, source)| {
                 source.is_some() && !listed.files.contains_key(entry.filename.as_str())
             })
-            .count();
+            .map(|(entry, _)| *entry)
+            .collect();
         (to_check, unlisted)
     }
 
@@ -88,7 +92,7 @@ impl Publish<'_> {
     ) -> Result<Vec<PoolUpload>, PublishError> {
         let listed = PoolListing::of(states);
         let (to_check, unlisted) = Self::pool_to_check(merged, debs, &listed);
-        let pool_sizes = self.pool_sizes(unlisted, listed.files.len(), listener);
+        let pool_sizes = self.pool_sizes(unlisted.len(), listed.files.len(), listener);
         let found = self.each_in_parallel(&to_check, |&(entry, source)| match source {
             Some(_) => self.check_pool_object(entry, &listed, pool_sizes.as_ref()),
             None => self
@@ -126,14 +130,8 @@ impl Publish<'_> {
         if to_check.is_empty() {
             return Ok(Vec::new());
         }
-        let pool_sizes = self.pool_sizes(unlisted, listed.files.len(), listener);
-        let bytes: u64 = to_check
-            .iter()
-            .filter(|(entry, source)| {
-                source.is_some() && !listed.files.contains_key(entry.filename.as_str())
-            })
-            .map(|(entry, _)| entry.size)
-            .sum();
+        let pool_sizes = self.pool_sizes(unlisted.len(), listed.files.len(), listener);
+        let bytes: u64 = unlisted.iter().map(|entry| entry.size).sum();
         if bytes > 0 {
             listener.transfer_start(bytes);
         }
