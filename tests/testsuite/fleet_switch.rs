@@ -274,6 +274,51 @@ fn fleet_switches_are_validated_recorded_and_rolled_back() {
     assert_success(&run(&["verify"]));
 }
 
+/// The workspace with its app on a free port, released to a local repository that
+/// an HTTP server on 127.0.0.1 serves, signed by an archive key of its own: what the
+/// booted tests set servers up from and switch.
+struct ReleasedFleet {
+    fixture: Fixture,
+    port: u16,
+    /// Stops before the repository it serves is removed.
+    http: RepoHttpServer,
+    repo: tempfile::TempDir,
+    _keys: tempfile::TempDir,
+    key: std::path::PathBuf,
+}
+
+impl ReleasedFleet {
+    fn new() -> Self {
+        let (fixture, port) = fixture_on_a_free_port();
+        let repo = tempfile::tempdir().expect("temp dir");
+        let http = RepoHttpServer::serve(repo.path());
+        let (keys, key, _keyring) = archive_key(&fixture);
+        let fleet = ReleasedFleet {
+            fixture,
+            port,
+            http,
+            repo,
+            _keys: keys,
+            key,
+        };
+        fleet.speedy(&["release", "--suite", "dev"]);
+        fleet
+    }
+
+    /// `cargo speedy ARGS` on this repository with its key, quietly: its stdout.
+    fn speedy(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend([
+            "--repo-dir",
+            self.repo.path().to_str().unwrap(),
+            "--key-file",
+            self.key.to_str().unwrap(),
+            "--quiet",
+        ]);
+        speedy_ok(&self.fixture, &all)
+    }
+}
+
 /// One booted server of the fleet and what it runs.
 struct Member {
     name: &'static str,
@@ -355,23 +400,9 @@ fn wait_for_all(what: &str, members: &[Member], done: impl Fn(&Member) -> bool) 
 
 #[test]
 fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
-    let (fixture, port) = fixture_on_a_free_port();
-    let repo = tempfile::tempdir().expect("temp dir");
-    let http = RepoHttpServer::serve(repo.path());
-    let (_keys, key, _keyring) = archive_key(&fixture);
-    let repo_flags = [
-        "--repo-dir",
-        repo.path().to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--quiet",
-    ];
-    let speedy = |args: &[&str]| -> String {
-        let mut all = args.to_vec();
-        all.extend(repo_flags);
-        speedy_ok(&fixture, &all)
-    };
-    speedy(&["release", "--suite", "dev"]);
+    let fleet = ReleasedFleet::new();
+    let (fixture, port, repo, http) = (&fleet.fixture, fleet.port, &fleet.repo, &fleet.http);
+    let speedy = |args: &[&str]| fleet.speedy(args);
     let setup = |role: &str| {
         speedy(&[
             "server-setup",
@@ -614,23 +645,9 @@ fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
 /// sees the new `db` and the maintenance page.
 #[test]
 fn a_server_off_during_a_switch_has_it_before_its_app_starts() {
-    let (fixture, port) = fixture_on_a_free_port();
-    let repo = tempfile::tempdir().expect("temp dir");
-    let http = RepoHttpServer::serve(repo.path());
-    let (_keys, key, _keyring) = archive_key(&fixture);
-    let repo_flags = [
-        "--repo-dir",
-        repo.path().to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-        "--quiet",
-    ];
-    let speedy = |args: &[&str]| -> String {
-        let mut all = args.to_vec();
-        all.extend(repo_flags);
-        speedy_ok(&fixture, &all)
-    };
-    speedy(&["release", "--suite", "dev"]);
+    let fleet = ReleasedFleet::new();
+    let (port, http) = (fleet.port, &fleet.http);
+    let speedy = |args: &[&str]| fleet.speedy(args);
     speedy(&["fleet", "db", "--suite", "dev", "127.0.0.7"]);
     let script = speedy(&[
         "server-setup",
