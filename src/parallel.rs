@@ -92,6 +92,16 @@ fn rethrow<R>(joined: std::thread::Result<R>) -> R {
     joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// Frees `value` on a thread of its own, not joined: a structure of tens of thousands
+/// of small allocations takes milliseconds to free, which the caller's next request
+/// need not wait for. At exit its memory goes with the process. Should no thread
+/// start, it is freed here.
+pub fn drop_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! the publish protocol like any other, and is itself recorded.
 
 use super::publish::SuiteWriter;
-use super::{open_store, CommandError, PublishSummary, ReadOptions, WriteOptions};
+use super::{open_store_with, CommandError, PublishSummary, ReadOptions, WriteOptions};
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
 use crate::publish::history::{self, HistoryRecord, SuiteHistory};
@@ -29,9 +29,9 @@ pub fn history(
     options: &HistoryOptions,
     listener: &dyn Listener,
 ) -> Result<HistoryReport, CommandError> {
-    let settings = options.read.repo.settings()?;
+    let (settings, transport) = options.read.repo.settings_and_transport()?;
     let key = options.read.public_key(&settings, listener)?;
-    let store = open_store(&settings.location, listener)?;
+    let store = open_store_with(&settings.location, transport, listener)?;
     let suites = match &options.suite {
         Some(suite) => {
             check_suite(&settings.config.suites, suite)?;

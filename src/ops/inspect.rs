@@ -1,6 +1,6 @@
 //! `list` and `verify`: read-only, with the signing key's public half or `--keyring`.
 
-use super::{open_store, CommandError, RepoTarget};
+use super::{open_store_with, CommandError, RepoTarget};
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
 use crate::publish::verify::{self, VerifyReport};
@@ -107,9 +107,9 @@ fn unsigned_by(
 }
 
 pub fn list(options: &ReadOptions, listener: &dyn Listener) -> Result<ListReport, CommandError> {
-    let settings = options.repo.settings()?;
+    let (settings, transport) = options.repo.settings_and_transport()?;
     let key = options.public_key(&settings, listener)?;
-    let store = open_store(&settings.location, listener)?;
+    let store = open_store_with(&settings.location, transport, listener)?;
     let suites = verify::list(store.as_ref(), &key)?
         .into_iter()
         .map(|state| ListedSuite {
@@ -141,9 +141,9 @@ pub fn verify(
     options: &ReadOptions,
     listener: &dyn Listener,
 ) -> Result<VerifyOutcome, CommandError> {
-    let settings = options.repo.settings()?;
+    let (settings, transport) = options.repo.settings_and_transport()?;
     let key = options.public_key(&settings, listener)?;
-    let store = open_store(&settings.location, listener)?;
+    let store = open_store_with(&settings.location, transport, listener)?;
     let mut report = verify::verify(store.as_ref(), &key, settings.config.jobs)?;
     if key.fingerprints().len() > 1 {
         for suite in &mut report.suites {

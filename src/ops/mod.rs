@@ -59,7 +59,7 @@ use crate::package::BuildError;
 use crate::publish::PublishError;
 use crate::sign::{RepoKeys, SignError};
 use crate::store::fs::FsStore;
-use crate::store::s3::{Credentials, RetryNotice, S3Config, S3Store};
+use crate::store::s3::{Credentials, RetryNotice, S3Config, S3Store, S3Transport};
 use crate::store::{Store, StoreError};
 use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
 use std::path::PathBuf;
@@ -205,6 +205,23 @@ impl RepoTarget {
         self.settings_of(workspace)
     }
 
+    /// [`RepoTarget::settings`], and an S3 transport made meanwhile: `cargo metadata`
+    /// takes tens of milliseconds, loading the system's TLS roots a few, and a
+    /// command that opens the store then ([`open_store_with`]) need not wait for them
+    /// after the settings. `None` when the transport could not be made (opening the
+    /// store makes it again and says why) or the repository is not in Spaces.
+    pub fn settings_and_transport(
+        &self,
+    ) -> Result<(RepoSettings, Option<S3Transport>), CommandError> {
+        let (settings, transport) = crate::parallel::join(|| self.settings(), S3Transport::new);
+        let settings = settings?;
+        let transport = match settings.location {
+            RepoLocation::Spaces { .. } => transport.ok(),
+            RepoLocation::Local(_) => None,
+        };
+        Ok((settings, transport))
+    }
+
     /// Like [`RepoTarget::settings`], but a command that only needs a key file (`key
     /// export --key-file`) also runs outside any workspace, with the defaults.
     pub fn settings_for_key_file(&self) -> Result<RepoSettings, CommandError> {
@@ -343,15 +360,37 @@ pub fn open_store(
     location: &RepoLocation,
     listener: &dyn Listener,
 ) -> Result<Box<dyn Store>, StoreError> {
+    open_store_with(location, None, listener)
+}
+
+/// [`open_store`], an S3 store sending through `transport` when given
+/// ([`RepoTarget::settings_and_transport`]).
+pub fn open_store_with(
+    location: &RepoLocation,
+    transport: Option<S3Transport>,
+    listener: &dyn Listener,
+) -> Result<Box<dyn Store>, StoreError> {
     Ok(match location {
         RepoLocation::Local(dir) => Box::new(FsStore::new(dir)),
-        RepoLocation::Spaces { config, .. } => Box::new(open_s3(config, listener)?),
+        RepoLocation::Spaces { config, .. } => Box::new(open_s3_with(config, transport, listener)?),
     })
 }
 
 /// An S3 store whose retry notices go to `listener`.
 pub(super) fn open_s3(config: &S3Config, listener: &dyn Listener) -> Result<S3Store, StoreError> {
-    let store = S3Store::new(config.clone(), Credentials::from_env()?)?;
+    open_s3_with(config, None, listener)
+}
+
+fn open_s3_with(
+    config: &S3Config,
+    transport: Option<S3Transport>,
+    listener: &dyn Listener,
+) -> Result<S3Store, StoreError> {
+    let credentials = Credentials::from_env()?;
+    let store = match transport {
+        Some(transport) => S3Store::with_transport(config.clone(), credentials, transport),
+        None => S3Store::new(config.clone(), credentials)?,
+    };
     if let Some(listener) = listener.shared() {
         store.set_retry_notice(Arc::new(move |notice: &RetryNotice| {
             listener.retrying(&Retrying {

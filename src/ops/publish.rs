@@ -3,7 +3,7 @@
 //! invariants and is recorded in the suite's history.
 
 use super::cdn::CdnPurge;
-use super::{open_store, CommandError, RepoSettings, RepoTarget, ServerFiles};
+use super::{open_store_with, CommandError, RepoSettings, RepoTarget, ServerFiles};
 use crate::config::{RepoConfig, RepoLocation};
 use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
 use crate::listener::Listener;
@@ -208,9 +208,9 @@ impl<'a> SuiteWriter<'a> {
         purpose: KeyPurpose,
         listener: &dyn Listener,
     ) -> Result<Self, CommandError> {
-        let settings = options.repo.settings()?;
+        let (settings, transport) = options.repo.settings_and_transport()?;
         let key = settings.resolve_key(&options.repo, purpose, listener)?;
-        let store = open_store(&settings.location, listener)?;
+        let store = open_store_with(&settings.location, transport, listener)?;
         let cdn = CdnPurge::for_location(&settings.location)?;
         Ok(SuiteWriter {
             options,

@@ -12,7 +12,7 @@ use super::{
 use crate::listener::Listener;
 use crate::repo::index::PackageEntry;
 use crate::repo::plan::Replaced;
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 /// How long a publish without a lock waits before checking that its switch stuck.
 const LOCKLESS_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -78,16 +78,16 @@ impl Publish<'_> {
                 (next, signed)
             }
         };
-        let known = Known {
-            history: next_history.clone(),
-            ..known
-        };
+        // The history as read gives way to the one written (a first publish's record
+        // lists every package: freed aside, not before the write).
+        crate::parallel::drop_aside(std::mem::replace(&mut known.history, next_history));
+        let known = known;
         let ((written, ()), _) = crate::parallel::join(
             || {
                 crate::parallel::join(
                     || {
                         signed.and_then(|signed| {
-                            history::write_signed(self.store, &next_history, &signed)
+                            history::write_signed(self.store, &known.history, &signed)
                         })
                     },
                     || {

@@ -17,7 +17,8 @@ use crate::repo::index::{PackageEntry, Release};
 use crate::repo::plan::{
     self, CurrentSuite, GcState, Merge, PoolUpload, SuiteChange, SuiteIndices,
 };
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use foldhash::{HashSet, HashSetExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Every published suite, by name, as read and verified.
 type States = BTreeMap<String, SuiteState>;
@@ -50,12 +51,14 @@ impl Prepared {
 }
 
 /// What a publish reads before its lock, read-only: every suite
-/// (`state::recognise`), their histories and garbage collection's bookkeeping
-/// (docs/ARCHITECTURE.md, "The life of a publish").
-pub(super) struct Recognition {
-    pub(super) suites: state::Recognised,
-    /// Each published or configured suite's history; `None` when one could not be
-    /// read (ours is an error instead).
+/// (`state::check`, then parsed), their histories and garbage collection's
+/// bookkeeping (docs/ARCHITECTURE.md, "The life of a publish").
+pub(super) struct Recognition<Suites = state::Recognised> {
+    pub(super) suites: Suites,
+    /// Our suite's history.
+    pub(super) history: history::ReadHistory,
+    /// Each other published or configured suite's history; `None` when one could not
+    /// be read.
     pub(super) histories: Option<BTreeMap<String, history::SuiteHistory>>,
     /// `None` when it could not be read.
     pub(super) gc_state: Option<GcState>,
@@ -65,13 +68,30 @@ pub(super) struct Recognition {
     pub(super) lock_seen: bool,
 }
 
-/// The first attempt's head start: the suites as recognised, the change merged into
-/// them, and (when it changes something) its indices, signed while the lock was
-/// taken.
+impl Recognition<state::Checked> {
+    /// The suites parsed; the rest as read.
+    pub(super) fn parsed(
+        self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Recognition, PublishError> {
+        Ok(Recognition {
+            suites: self.suites.parsed(store)?,
+            history: self.history,
+            histories: self.histories,
+            gc_state: self.gc_state,
+            lock_seen: self.lock_seen,
+        })
+    }
+}
+
+/// The first attempt's head start: the suites as recognised and the change merged
+/// into them, while the lock was taken.
 pub(super) struct HeadStart {
     pub(super) recognised: state::Recognised,
+    /// Our history as recognised: read again under the lock, the same bytes are taken
+    /// as they are.
+    pub(super) history: history::ReadHistory,
     pub(super) prepared: Prepared,
-    pub(super) signed: Option<Signed>,
 }
 
 /// The bookkeeping an attempt reads alongside the suites.
@@ -104,14 +124,14 @@ impl Publish<'_> {
     /// Reads what the publish needs before its lock, at once: every suite, every
     /// history, and garbage collection's bookkeeping. Our own history is checked here:
     /// one edited by hand is refused before anything is written (invariant 1).
-    pub(super) fn recognise(&self) -> Result<Recognition, PublishError> {
+    pub(super) fn recognise(&self) -> Result<Recognition<state::Checked>, PublishError> {
         let public_key = self.key.public_key();
         let configured = &self.config.suites;
         let ((suites, histories), (gc_state, lock_seen)) = crate::parallel::join(
             || {
                 crate::parallel::join(
                     || {
-                        state::recognise(
+                        state::check(
                             self.store,
                             &public_key,
                             configured,
@@ -120,7 +140,7 @@ impl Publish<'_> {
                     },
                     || {
                         crate::parallel::map(configured, configured.len(), |suite| {
-                            history::read(self.store, &public_key, suite)
+                            history::read_again(self.store, &public_key, suite, None)
                         })
                     },
                 )
@@ -134,22 +154,27 @@ impl Publish<'_> {
         );
         // After the suites: a repository signed by another key is reported as that.
         let suites = suites?;
+        let mut ours = None;
         let mut read = BTreeMap::new();
         let mut complete = true;
         for (suite, history) in configured.iter().zip(histories) {
             match history {
+                Ok(history) if *suite == self.suite => ours = Some(history),
                 Ok(history) => {
-                    read.insert(suite.clone(), history);
+                    read.insert(suite.clone(), history.history);
                 }
                 Err(error) if *suite == self.suite => return Err(error),
                 Err(_) => complete = false,
             }
         }
+        let history = match ours {
+            Some(history) => history,
+            None => history::read_again(self.store, &public_key, &self.suite, None)?,
+        };
         // A published suite that is not configured (rare): its history now.
         let rest: Vec<&String> = suites
-            .states
-            .keys()
-            .filter(|suite| !read.contains_key(*suite))
+            .names()
+            .filter(|suite| **suite != self.suite && !read.contains_key(*suite))
             .collect();
         match self.read_histories(&rest) {
             Some(more) => read.extend(more),
@@ -157,6 +182,7 @@ impl Publish<'_> {
         }
         Ok(Recognition {
             suites,
+            history,
             histories: complete.then_some(read),
             gc_state,
             lock_seen,
@@ -185,6 +211,17 @@ impl Publish<'_> {
             report,
             suite_exists: current.is_some(),
         })
+    }
+
+    /// Whether `change` surely adds to the suite, told from the text of its Packages
+    /// before they are parsed: a .deb whose file no index of the suite names. Then the
+    /// parse and the merge go on while the lock is taken.
+    pub(super) fn adds_before_parsing(&self, change: Change<'_>, checked: &state::Checked) -> bool {
+        let Change::Add { debs, .. } = change else {
+            return false;
+        };
+        debs.iter()
+            .any(|deb| !checked.may_list(&self.suite, &deb.entry.filename))
     }
 
     /// Whether `change` adds a .deb that the suite, as recognised, does not list: then
@@ -331,6 +368,9 @@ impl Publish<'_> {
             Switched::Raced => return Ok(Attempt::Raced),
             Switched::Done { second_check } => second_check,
         };
+        // Every suite as read and the plan, 20,000 index entries at 10,000 packages:
+        // freeing them takes milliseconds that the history's write need not wait for.
+        crate::parallel::drop_aside((states, publish_plan, signed));
         Ok(Attempt::Done {
             report,
             replaced: Some(replaced),
@@ -345,8 +385,9 @@ impl Publish<'_> {
     /// The first read under the lock, one round trip: the suites confirmed as
     /// recognised, the bookkeeping, and alongside them the pool files the head start's
     /// merge calls for, created where absent (the lock is held, or the store cannot
-    /// lock and the pool is checked as before). When a suite changed since the
-    /// recognition, the change is merged again into what is there now.
+    /// lock and the pool is checked as before), and its indices compressed and signed.
+    /// When a suite changed since the recognition, the change is merged again into
+    /// what is there now.
     fn confirm(
         &self,
         change: Change<'_>,
@@ -356,33 +397,39 @@ impl Publish<'_> {
     ) -> Result<Settled, PublishError> {
         let HeadStart {
             recognised,
+            history,
             prepared,
-            signed,
         } = head_start;
         let (debs, _) = self.suite_change(change);
         let public_key = self.key.public_key();
         let suites: Vec<String> = recognised.states.keys().cloned().collect();
-        let ((confirmation, bookkeeping), pool) = crate::parallel::join(
+        let ((confirmation, bookkeeping), (pool, signed)) = crate::parallel::join(
             || {
                 crate::parallel::join(
                     || state::read_all_expecting(self.store, &public_key, &recognised),
-                    || self.read_bookkeeping(&suites, held),
+                    || self.read_bookkeeping(&suites, held, Some(history)),
                 )
             },
             || match prepared.changes_nothing() {
-                true => Ok(Vec::new()),
-                false => self.settle_pool(
-                    &prepared.merged,
-                    debs,
-                    &recognised.states,
-                    &HashSet::new(),
-                    listener,
+                true => (Ok(Vec::new()), Ok(None)),
+                false => crate::parallel::join(
+                    || {
+                        self.settle_pool(
+                            &prepared.merged,
+                            debs,
+                            &recognised.states,
+                            &HashSet::new(),
+                            listener,
+                        )
+                    },
+                    || self.sign_prepared(&prepared),
                 ),
             },
         );
         let (states, as_recognised) = recognised.confirmed(confirmation?);
         let mut bookkeeping = bookkeeping?;
         let pool = pool?;
+        let signed = signed?;
         self.complete_histories(&mut bookkeeping, &states);
         if as_recognised {
             return Ok(Settled {
@@ -407,7 +454,7 @@ impl Publish<'_> {
         let public_key = self.key.public_key();
         let (states, bookkeeping) = crate::parallel::join(
             || state::read_all(self.store, &public_key),
-            || self.read_bookkeeping(&[], held),
+            || self.read_bookkeeping(&[], held, None),
         );
         let states = states?;
         let mut bookkeeping = bookkeeping?;
@@ -453,17 +500,22 @@ impl Publish<'_> {
     /// lock garbage collection's bookkeeping, at once. Invariant 1: a history edited
     /// by hand is refused before anything is written, not found out after the switch
     /// when the change is to be recorded.
+    /// `history`: ours as read before, taken as it is when its bytes are unchanged.
     fn read_bookkeeping(
         &self,
         suites: &[String],
         held: Option<&lock::HeldLock>,
+        history: Option<history::ReadHistory>,
     ) -> Result<Bookkeeping, PublishError> {
         let public_key = self.key.public_key();
         let others: Vec<&String> = suites.iter().filter(|s| **s != self.suite).collect();
         let ((history, other_histories), gc_state) = crate::parallel::join(
             || {
                 crate::parallel::join(
-                    || history::read(self.store, &public_key, &self.suite),
+                    || {
+                        history::read_again(self.store, &public_key, &self.suite, history)
+                            .map(|read| read.history)
+                    },
                     || self.read_histories(&others),
                 )
             },

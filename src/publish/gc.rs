@@ -173,7 +173,8 @@ impl Publish<'_> {
         };
         let mut heads = BTreeMap::new();
         let mut referenced = BTreeSet::new();
-        for (suite, history) in histories {
+        let ours = (&self.suite, &recognition.history.history);
+        for (suite, history) in histories.iter().chain(std::iter::once(ours)) {
             // Borrowed, one at a time: a first publish's record lists every package.
             referenced.extend(history::referenced_keys(std::slice::from_ref(history)));
             if let Some(record) = history.records.first() {

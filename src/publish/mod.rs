@@ -353,6 +353,7 @@ impl Publish<'_> {
         );
         let recognition = recognition?;
         if self.dry_run {
+            let recognition = recognition.parsed(self.store)?;
             return self.dry_run_report(change, &recognition.suites, listener);
         }
         probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
@@ -361,33 +362,38 @@ impl Publish<'_> {
                 listener.warning(what)
             })
         };
-        let prepare_and_sign = |prepared: Option<attempt::Prepared>| {
-            let prepared = match prepared {
-                Some(prepared) => prepared,
-                None => self.prepare(change, &recognition.suites.states, listener)?,
-            };
-            let signed = self.sign_prepared(&prepared)?;
-            Ok::<_, PublishError>((prepared, signed))
-        };
         // A change that adds what the suite does not list changes something: it is
-        // merged, compressed and signed while the lock is taken (a merge error then
-        // releases the lock, having written nothing else). Any other change is merged
+        // parsed and merged while the lock is taken (an error then releases the lock,
+        // having written nothing else), and compressed and signed during the first
+        // read under it. Told from the text when it can be; any other change is merged
         // first, to see whether it changes anything at all.
-        let (held, prepared) = if self.adds_to_the_suite(change, &recognition) {
-            crate::parallel::join(acquire, || prepare_and_sign(None))
+        let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
+            crate::parallel::join(acquire, || {
+                let recognition = recognition.parsed(self.store)?;
+                let prepared = self.prepare(change, &recognition.suites.states, listener)?;
+                Ok((recognition, prepared))
+            })
         } else {
-            let prepared = self.prepare(change, &recognition.suites.states, listener)?;
-            if prepared.changes_nothing()
-                && !recognition.lock_seen
-                && !self.lock.break_lock
-                && self.nothing_to_collect(&recognition)
-            {
-                return Ok(prepared.into_report());
+            let recognition = recognition.parsed(self.store)?;
+            if self.adds_to_the_suite(change, &recognition) {
+                let (held, prepared) = crate::parallel::join(acquire, || {
+                    self.prepare(change, &recognition.suites.states, listener)
+                });
+                (held, prepared.map(|prepared| (recognition, prepared)))
+            } else {
+                let prepared = self.prepare(change, &recognition.suites.states, listener)?;
+                if prepared.changes_nothing()
+                    && !recognition.lock_seen
+                    && !self.lock.break_lock
+                    && self.nothing_to_collect(&recognition)
+                {
+                    return Ok(prepared.into_report());
+                }
+                (acquire(), Ok((recognition, prepared)))
             }
-            crate::parallel::join(acquire, || prepare_and_sign(Some(prepared)))
         };
         let held = held?;
-        let (prepared, signed) = match prepared {
+        let (recognition, prepared) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 if let Some(held) = &held {
@@ -399,8 +405,8 @@ impl Publish<'_> {
         };
         let head_start = attempt::HeadStart {
             recognised: recognition.suites,
+            history: recognition.history,
             prepared,
-            signed,
         };
         let Some(held) = held else {
             listener.warning(&format!(

@@ -11,7 +11,8 @@ use crate::listener::Listener;
 use crate::repo::index::PackageEntry;
 use crate::repo::plan::{self, Merge, PoolUpload};
 use crate::store::{Body, StoreError};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use std::collections::BTreeMap;
 /// What a pool check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PoolObject {

@@ -7,7 +7,7 @@ use crate::repo::layout;
 use crate::repo::plan::{gunzip, sha256_hex};
 use crate::sign::PublicKey;
 use crate::store::Store;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One suite as it is published now.
 #[derive(Debug, Clone)]
@@ -139,6 +139,7 @@ fn read_packages(
 }
 
 /// A suite's InRelease, verified with our key and parsed.
+#[derive(Clone)]
 struct SignedRelease {
     in_release: Vec<u8>,
     text: String,
@@ -197,6 +198,51 @@ pub struct Recognised {
     pub states: BTreeMap<String, SuiteState>,
 }
 
+/// Every published suite as [`check`] found it: InRelease verified, indices checked
+/// against it and decompressed, not parsed yet. Whether a change adds to a suite can
+/// be told from the text ([`Checked::may_list`]); the parse, tens of milliseconds at
+/// 10,000 packages, then goes on while the lock is taken
+/// (docs/ARCHITECTURE.md, "The life of a publish").
+pub struct Checked {
+    suites: BTreeMap<String, CheckedSuite>,
+}
+
+impl Checked {
+    /// Whether the Packages of `suite` may list a file at `filename`: `false` only
+    /// when no index of the suite has that `Filename:` line (or the suite is not
+    /// published). A suite listing the package under another file name still says
+    /// `false`, so a `false` is an "adds", a `true` a "look closer".
+    pub fn may_list(&self, suite: &str, filename: &str) -> bool {
+        let Some(checked) = self.suites.get(suite) else {
+            return false;
+        };
+        let line = format!("Filename: {filename}\n");
+        let finder = memchr::memmem::Finder::new(line.as_bytes());
+        checked.indices.iter().any(|(_, text)| {
+            finder
+                .find_iter(text)
+                .any(|at| at == 0 || text[at - 1] == b'\n')
+        })
+    }
+
+    /// The published suites, by name.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.suites.keys()
+    }
+
+    /// Every suite parsed, each on a thread of its own.
+    pub fn parsed(self, store: &dyn Store) -> Result<Recognised, PublishError> {
+        let suites: Vec<(String, CheckedSuite)> = self.suites.into_iter().collect();
+        let parsed =
+            crate::parallel::map(&suites, suites.len(), |(_, checked)| checked.parse(store));
+        let mut states = BTreeMap::new();
+        for ((suite, _), state) in suites.iter().zip(parsed) {
+            states.insert(suite.clone(), state?);
+        }
+        Ok(Recognised { states })
+    }
+}
+
 /// The canonical `Packages.gz` of each architecture `architectures` names, relative
 /// to the suite's directory: the indices a suite has, guessed before its InRelease
 /// says.
@@ -205,6 +251,16 @@ fn guessed_indices(architectures: &[String]) -> Vec<String> {
         .iter()
         .map(|architecture| format!("{}/Packages.gz", layout::binary_dir(architecture)))
         .collect()
+}
+
+/// [`check`], then every suite parsed.
+pub fn recognise(
+    store: &dyn Store,
+    key: &PublicKey,
+    configured: &[String],
+    architectures: &[String],
+) -> Result<Recognised, PublishError> {
+    check(store, key, configured, architectures)?.parsed(store)
 }
 
 /// Whether the store holds a repository of ours or none: every published suite's
@@ -216,12 +272,12 @@ fn guessed_indices(architectures: &[String]) -> Vec<String> {
 /// read alongside the listing (round trips saved); only a published suite not
 /// configured, or an index not guessed, waits for the listing or the InRelease
 /// (docs/ARCHITECTURE.md, "The life of a publish").
-pub fn recognise(
+pub fn check(
     store: &dyn Store,
     key: &PublicKey,
     configured: &[String],
     architectures: &[String],
-) -> Result<Recognised, PublishError> {
+) -> Result<Checked, PublishError> {
     let guessed_paths = guessed_indices(architectures);
     let (listed, guessed) = crate::parallel::join(
         || published_suites(store),
@@ -235,42 +291,47 @@ pub fn recognise(
                         })
                     },
                 );
-                let in_release = in_release?;
+                let Some(signed) = in_release? else {
+                    return Ok(None);
+                };
                 let mut prefetched = BTreeMap::new();
                 for (path, bytes) in guessed_paths.iter().zip(indices) {
                     prefetched.insert(path.clone(), bytes?);
                 }
-                Ok::<_, PublishError>((in_release, prefetched))
+                // Checked on the thread that read it: each suite's hashing and
+                // decompression as soon as its own reads are in.
+                check_suite(store, suite, signed, &prefetched).map(Some)
             })
         },
     );
     let listed = listed?;
-    let mut states = BTreeMap::new();
+    let mut suites = BTreeMap::new();
     for (suite, read) in configured.iter().zip(guessed) {
         let Some(modified) = listed.get(suite) else {
             continue;
         };
-        let (signed, prefetched) = read?;
-        if let Some(signed) = signed {
-            let mut state = suite_state(store, suite, signed, &prefetched)?;
-            state.in_release_modified = *modified;
-            states.insert(suite.clone(), state);
+        if let Some(mut checked) = read? {
+            checked.in_release_modified = *modified;
+            suites.insert(suite.clone(), checked);
         }
     }
     let rest: Vec<(&String, &Option<u64>)> = listed
         .iter()
-        .filter(|(suite, _)| !states.contains_key(suite.as_str()))
+        .filter(|(suite, _)| !suites.contains_key(suite.as_str()))
         .collect();
     let read = crate::parallel::map(&rest, rest.len(), |(suite, _)| {
-        read_suite(store, key, suite)
+        match read_in_release(store, key, suite)? {
+            Some(signed) => check_suite(store, suite, signed, &BTreeMap::new()).map(Some),
+            None => Ok(None),
+        }
     });
-    for ((suite, modified), state) in rest.into_iter().zip(read) {
-        if let Some(mut state) = state? {
-            state.in_release_modified = *modified;
-            states.insert(suite.clone(), state);
+    for ((suite, modified), checked) in rest.into_iter().zip(read) {
+        if let Some(mut checked) = checked? {
+            checked.in_release_modified = *modified;
+            suites.insert(suite.clone(), checked);
         }
     }
-    Ok(Recognised { states })
+    Ok(Checked { suites })
 }
 
 /// What the first read under the lock found of the recognised suites
@@ -359,44 +420,34 @@ pub fn read_suite(
     suite: &str,
 ) -> Result<Option<SuiteState>, PublishError> {
     match read_in_release(store, key, suite)? {
-        Some(signed) => suite_state(store, suite, signed, &BTreeMap::new()).map(Some),
+        Some(signed) => check_suite(store, suite, signed, &BTreeMap::new())?
+            .parse(store)
+            .map(Some),
         None => Ok(None),
     }
 }
 
-/// A suite from its verified InRelease and its indices, those in `prefetched` (by
-/// path relative to the suite's directory) as already read.
-fn suite_state(
+/// One suite read and checked, its Packages not parsed yet.
+struct CheckedSuite {
+    suite: String,
+    signed: SignedRelease,
+    in_release_modified: Option<u64>,
+    /// Each architecture's Packages (`dists/<suite>/<path>`, text), checked against
+    /// the hashes InRelease lists.
+    indices: Vec<(String, Vec<u8>)>,
+}
+
+/// A suite from its verified InRelease: the indices it lists, those in `prefetched`
+/// (by path relative to the suite's directory) as already read, the others read
+/// now, each checked against its hashes.
+fn check_suite(
     store: &dyn Store,
     suite: &str,
     signed: SignedRelease,
     prefetched: &BTreeMap<String, Option<Vec<u8>>>,
-) -> Result<SuiteState, PublishError> {
-    let SignedRelease {
-        in_release,
-        text,
-        release,
-    } = signed;
-    let packages = packages_of(store, suite, &release, prefetched)?;
-    Ok(SuiteState {
-        suite: suite.to_owned(),
-        in_release,
-        release_text: text,
-        in_release_modified: None,
-        release,
-        packages,
-    })
-}
-
-/// The packages the indices of `release` list, read (unless `prefetched`) and
-/// checked against its hashes.
-fn packages_of(
-    store: &dyn Store,
-    suite: &str,
-    release: &Release,
-    prefetched: &BTreeMap<String, Option<Vec<u8>>>,
-) -> Result<Vec<PackageEntry>, PublishError> {
-    let paths: Vec<String> = release
+) -> Result<CheckedSuite, PublishError> {
+    let paths: Vec<String> = signed
+        .release
         .index_architectures()
         .into_iter()
         .map(|architecture| format!("{}/Packages", layout::binary_dir(&architecture)))
@@ -406,37 +457,71 @@ fn packages_of(
         let already = prefetched
             .get(&format!("{path}.gz"))
             .map(|bytes| bytes.as_deref());
-        read_packages(store, suite, release, path, already)
+        read_packages(store, suite, &signed.release, path, already)
     });
-    let mut packages: Vec<PackageEntry> = Vec::new();
-    for (path, bytes) in paths.iter().zip(read) {
-        let bytes = bytes?;
-        let what = format!("dists/{suite}/{path}");
-        let text = String::from_utf8(bytes).map_err(|_| PublishError::RemoteCorrupt {
-            store: store.describe(),
-            key: what.clone(),
-            reason: "not UTF-8 text".into(),
-        })?;
-        let parsed = parse_packages(&text, &what).map_err(|e| PublishError::RemoteCorrupt {
-            store: store.describe(),
-            key: what.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut indices = Vec::with_capacity(paths.len());
+    for (path, text) in paths.iter().zip(read) {
+        indices.push((format!("dists/{suite}/{path}"), text?));
+    }
+    Ok(CheckedSuite {
+        suite: suite.to_owned(),
+        signed,
+        in_release_modified: None,
+        indices,
+    })
+}
+
+impl CheckedSuite {
+    /// The packages its indices list.
+    fn parse(&self, store: &dyn Store) -> Result<SuiteState, PublishError> {
+        let mut packages: Vec<PackageEntry> = Vec::new();
+        for (what, bytes) in &self.indices {
+            let corrupt = |reason: String| PublishError::RemoteCorrupt {
+                store: store.describe(),
+                key: what.clone(),
+                reason,
+            };
+            let text = std::str::from_utf8(bytes).map_err(|_| corrupt("not UTF-8 text".into()))?;
+            let parsed = parse_packages(text, what).map_err(|e| corrupt(e.to_string()))?;
+            if self.indices.len() == 1 {
+                // One index: what it lists twice (edited by hand) is dropped below.
+                packages = parsed;
+            } else {
+                packages.extend(parsed);
+            }
+        }
         // arch:all packages appear in every architecture's index (and an index edited
         // by hand may list one twice): each id once, the first found.
-        let new: Vec<PackageEntry> = {
-            let mut seen: HashSet<(&str, &str, &str)> =
-                packages.iter().map(PackageEntry::id).collect();
-            let fresh: Vec<bool> = parsed.iter().map(|entry| seen.insert(entry.id())).collect();
-            parsed
+        let mut seen: foldhash::HashSet<(&str, &str, &str)> =
+            foldhash::HashSet::with_capacity_and_hasher(packages.len(), Default::default());
+        let fresh: Vec<bool> = packages
+            .iter()
+            .map(|entry| seen.insert(entry.id()))
+            .collect();
+        drop(seen);
+        let packages = if fresh.iter().all(|fresh| *fresh) {
+            packages
+        } else {
+            packages
                 .into_iter()
                 .zip(fresh)
                 .filter_map(|(entry, fresh)| fresh.then_some(entry))
                 .collect()
         };
-        packages.extend(new);
+        let SignedRelease {
+            in_release,
+            text,
+            release,
+        } = self.signed.clone();
+        Ok(SuiteState {
+            suite: self.suite.clone(),
+            in_release,
+            release_text: text,
+            in_release_modified: self.in_release_modified,
+            release,
+            packages,
+        })
     }
-    Ok(packages)
 }
 
 /// Every published suite, read and verified, by name.

@@ -8,8 +8,9 @@
 
 use super::index::{render_packages, sort_entries, PackageEntry, Release, ReleaseFile};
 use super::layout;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::Arc;
 

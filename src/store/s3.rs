@@ -706,21 +706,61 @@ fn status_of<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> 
     error.raw_response().map(|r| r.status().as_u16())
 }
 
-impl S3Store {
-    pub fn new(config: S3Config, credentials: Credentials) -> Result<Self, StoreError> {
+/// What an S3 store sends its requests through: the I/O runtime and the HTTPS
+/// client, whose TLS roots come from the system's trust store (milliseconds to read
+/// and parse). Nothing in it depends on the bucket, so a command makes it while it
+/// reads its settings.
+pub struct S3Transport {
+    runtime: tokio::runtime::Runtime,
+    http_client: aws_smithy_runtime_api::client::http::SharedHttpClient,
+}
+
+impl S3Transport {
+    pub fn new() -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build()
-            .map_err(|e| StoreError::Backend {
-                store: config.bucket.clone(),
-                message: format!("cannot start the I/O runtime: {e}"),
-            })?;
+            .build()?;
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        // The system's TLS roots are read once per process, when the first connector
+        // is made; made here, that happens while the settings are read.
+        let _ = aws_smithy_runtime_api::client::http::HttpClient::validate_base_client_config(
+            &http_client,
+            &aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder::new(
+                "cargo-speedy",
+            ),
+            &aws_smithy_types::config_bag::ConfigBag::base(),
+        );
+        Ok(S3Transport {
+            runtime,
+            http_client,
+        })
+    }
+}
+
+impl S3Store {
+    pub fn new(config: S3Config, credentials: Credentials) -> Result<Self, StoreError> {
+        let transport = S3Transport::new().map_err(|e| StoreError::Backend {
+            store: config.bucket.clone(),
+            message: format!("cannot start the I/O runtime: {e}"),
+        })?;
+        Ok(Self::with_transport(config, credentials, transport))
+    }
+
+    /// A store sending through `transport`.
+    pub fn with_transport(
+        config: S3Config,
+        credentials: Credentials,
+        transport: S3Transport,
+    ) -> Self {
+        let S3Transport {
+            runtime,
+            http_client,
+        } = transport;
         let sdk_credentials = aws_credential_types::Credentials::new(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.as_str(),
@@ -752,7 +792,7 @@ impl S3Store {
             .timeout_config(timeouts(&config, 0, config.retry_deadline))
             .build();
         let store = describe(&config);
-        Ok(S3Store {
+        S3Store {
             client: aws_sdk_s3::Client::from_conf(sdk_config),
             runtime,
             link: Arc::new(Link {
@@ -764,7 +804,7 @@ impl S3Store {
             }),
             conditional_writes: OnceLock::new(),
             bucket_seen: OnceLock::new(),
-        })
+        }
     }
 
     /// GETs `key` and feeds its body, chunk by chunk as it arrives, into what `start`

@@ -644,6 +644,115 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
     assert!(names("stable").contains(&"pc"), "{:?}", names("stable"));
 }
 
+/// Before its lock a publish tells from the text of a suite's Packages, unparsed,
+/// whether a .deb is new to it: only a `Filename:` line that names the file, at the
+/// start of a line, counts as listed (docs/ARCHITECTURE.md, "The life of a publish").
+#[test]
+fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
+    use cargo_speedy::publish::state;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path());
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let debs_dir = tempfile::tempdir().unwrap();
+    let published = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.0-1")]).unwrap();
+    publish_with(&store, &key, "dev", &repo_config(5), &fixed_now, &published);
+    let configured = ["dev".to_owned(), "stable".to_owned()];
+    let checked = state::check(
+        &store,
+        &key.public_key(),
+        &configured,
+        &["amd64".to_owned()],
+    )
+    .unwrap();
+    let filename = &published[0].entry.filename;
+    assert!(checked.may_list("dev", filename), "{filename}");
+    // Another version's file, a file name that is only the end of the listed one, and
+    // a suite not published: none listed.
+    let other = filename.replace("1.0-1", "1.1-1");
+    assert!(!checked.may_list("dev", &other), "{other}");
+    let tail = filename.rsplit('/').next().unwrap();
+    assert!(!checked.may_list("dev", tail), "{tail}");
+    assert!(!checked.may_list("stable", filename));
+    // Parsed, it is what `recognise` reads.
+    let parsed = checked.parsed(&store).unwrap();
+    let recognised = state::recognise(
+        &store,
+        &key.public_key(),
+        &configured,
+        &["amd64".to_owned()],
+    )
+    .unwrap();
+    assert_eq!(parsed.states.len(), 1);
+    assert_eq!(
+        parsed.states["dev"].packages,
+        recognised.states["dev"].packages
+    );
+    assert_eq!(parsed.states["dev"].packages[0].filename, *filename);
+}
+
+/// A history read again with the same bytes is taken as read before, without a
+/// second verification; other bytes are verified afresh, and refused when they are
+/// not the key's (docs/ARCHITECTURE.md, "The life of a publish").
+#[test]
+fn a_history_read_again_is_verified_again_only_when_its_bytes_changed() {
+    use cargo_speedy::publish::history;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path());
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let public_key = key.public_key();
+    let debs_dir = tempfile::tempdir().unwrap();
+    let debs = |version: &str| read_debs(&[tiny_deb(debs_dir.path(), "pa", version)]).unwrap();
+    publish_with(
+        &store,
+        &key,
+        "dev",
+        &repo_config(5),
+        &fixed_now,
+        &debs("1.0-1"),
+    );
+    let first = history::read_again(&store, &public_key, "dev", None).unwrap();
+    assert_eq!(first.history.records.len(), 1);
+
+    // The same bytes: what was read before is taken as it is (here marked, to see it).
+    let mut marked = first.clone();
+    marked.history.records[0].user = "taken as read before".into();
+    let again = history::read_again(&store, &public_key, "dev", Some(marked)).unwrap();
+    assert_eq!(again.history.records[0].user, "taken as read before");
+
+    // A change recorded since: read and verified afresh.
+    publish_with(
+        &store,
+        &key,
+        "dev",
+        &repo_config(5),
+        &fixed_now,
+        &debs("1.1-1"),
+    );
+    let after = history::read_again(&store, &public_key, "dev", Some(first.clone())).unwrap();
+    assert_eq!(after.history.records.len(), 2);
+
+    // Bytes changed by hand: refused, whatever was read before.
+    let history_key = cargo_speedy::repo::layout::history_key("dev");
+    let mut bytes = store.get(&history_key).unwrap().unwrap();
+    let at = bytes.iter().position(|b| *b == b'{').unwrap();
+    bytes.insert(at + 1, b' ');
+    store
+        .put(
+            &history_key,
+            Body::Bytes(&bytes),
+            &cargo_speedy::publish::put_options(&history_key),
+        )
+        .unwrap();
+    let error = history::read_again(&store, &public_key, "dev", Some(after)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            cargo_speedy::publish::PublishError::HistoryTampered { .. }
+        ),
+        "{error}"
+    );
+}
+
 /// Through a store that answers each request 60 ms late, like a remote one, an update
 /// of a repository with two suites and their histories is at most 10 round trips in
 /// sequence, and a publish that changes nothing (with nothing to collect) is one,

@@ -9,7 +9,8 @@
 use super::{referenced_keys, Merge, PublishPlan, Step};
 use crate::repo::index::{PackageEntry, Release};
 use crate::repo::layout;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use foldhash::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A suite as it is before the change: its Release and its packages.
 #[derive(Debug, Clone, Copy)]
