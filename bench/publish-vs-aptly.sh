@@ -9,7 +9,9 @@
 # speedy's runs alternate so machine drift hits both. Also one BIG_MIB MiB .deb.
 # The first publish of N also runs through the delay, into fresh buckets of each
 # tool's own (speedy-first-N, aptly-first-N; aptly with a database of its own).
-# Prints wall time, CPU (user+sys), peak RSS and the requests per command, by method
+# Prints wall time, CPU (user+sys), peak RSS, the S3 server's own CPU while the command
+# ran (moto is one Python process: its CPU per request, serialised, is part of every
+# round trip through it), and the requests per command, by method
 # (moto's log on loopback; the proxy's trace through the delay), and for the runs
 # through the delay both tools' round trips in sequence (bench/critical-path.py), with
 # the requests of each update and no-change publish in order, start and end. Each
@@ -116,6 +118,7 @@ start_server() {
         # moto logs one line per request on stderr: that log is the loopback count.
         "$MOTO" -H 127.0.0.1 -p "$port" 2>"$work/moto.log" >/dev/null &
         pids+=($!)
+        SERVER_PID=$!
         for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
         for bucket in $(buckets | tr , ' '); do curl -s -X PUT "http://127.0.0.1:$port/$bucket" >/dev/null; done
         ;;
@@ -131,6 +134,7 @@ start_server() {
             -admin.port=$((base + 4)) -admin.port.grpc=$((base + 14)) -webdav=false \
             -bucket="$(buckets)" >"$work/weed.out" 2>&1 &
         pids+=($!)
+        SERVER_PID=$!
         port=$((base + 3))
         for _ in $(seq 300); do
             [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/speedy-big")" = 403 ] && break
@@ -167,6 +171,8 @@ touch "$work/ws/dummy/src/lib.rs"
 "$SPEEDY" speedy key generate --output "$work/key.asc" >/dev/null 2>&1
 
 count_lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+# The S3 server's CPU so far (user+sys), in clock ticks.
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 
 # measure NAME VIA COMMAND...: runs it, records wall, CPU, RSS, requests by method and
 # (through the delay) round trips in sequence in $work/NAME.m as
@@ -176,11 +182,15 @@ measure() {
     local log_before trace_before started ended
     log_before=$(count_lines "$work/moto.log")
     trace_before=$(count_lines "$work/trace")
+    local ticks_before
+    ticks_before=$(server_ticks)
     started=$(date +%s.%N)
     if ! /usr/bin/time -f '%e %U %S %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"; then
         echo "bench: $name failed:" >&2; tail -20 "$work/$name.err" >&2; exit 1
     fi
     ended=$(date +%s.%N)
+    local server_cpu
+    server_cpu=$(echo "scale=2; ($(server_ticks) - $ticks_before) / $(getconf CLK_TCK)" | bc)
     sleep 0.3
     local lines="" sequence="–"
     if [ "$via" = delayed ]; then
@@ -200,7 +210,7 @@ measure() {
     fi
     read -r wall user sys rss_kb <"$work/$name.time"
     echo "bench: $SERVER $name: ${wall} s" >&2
-    echo "$wall $(printf '%.2f' "$(echo "$user + $sys" | bc)") $((rss_kb / 1024)) ${sequence:-–} ${by_method}${total}" >"$work/$name.m"
+    echo "$wall $(printf '%.2f' "$(echo "$user + $sys" | bc)") $((rss_kb / 1024)) ${sequence:-–} $(printf '%.2f' "$server_cpu") ${by_method}${total}" >"$work/$name.m"
 }
 
 speedy_publish() { # bucket endpoint debs...
@@ -237,19 +247,19 @@ export -f aptly_first aptly_update speedy_publish speedy_verify
 export work SPEEDY
 
 row() { # N phase aptly-name speedy-name
-    local aw ac ar aseq sw sc sr sseq a s
-    read -r aw ac ar aseq _ <"$work/$3.m"
-    read -r sw sc sr sseq _ <"$work/$4.m"
-    a="$(cut -d' ' -f5- "$work/$3.m")"
-    s="$(cut -d' ' -f5- "$work/$4.m")"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SERVER" "$1" "$2" "$aw" "$sw" \
-        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$ar" "$sr" "$aseq" "$sseq" "$a" "$s"
+    local aw ac ar aseq asc sw sc sr sseq ssc a s
+    read -r aw ac ar aseq asc _ <"$work/$3.m"
+    read -r sw sc sr sseq ssc _ <"$work/$4.m"
+    a="$(cut -d' ' -f6- "$work/$3.m")"
+    s="$(cut -d' ' -f6- "$work/$4.m")"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SERVER" "$1" "$2" "$aw" "$sw" \
+        "$(printf '%.2f' "$(echo "scale=3; $sw / $aw" | bc)")" "$ac" "$sc" "$asc" "$ssc" "$ar" "$sr" "$aseq" "$sseq" "$a" "$s"
 }
 speedy_row() { # N phase speedy-name
-    local sw sc sr seq
-    read -r sw sc sr seq _ <"$work/$3.m"
-    printf '| %s | %s | %s | – | %s | – | – | %s | – | %s | – | %s | – | %s |\n' "$SERVER" "$1" "$2" "$sw" "$sc" "$sr" "$seq" \
-        "$(cut -d' ' -f5- "$work/$3.m")"
+    local sw sc sr seq ssc
+    read -r sw sc sr seq ssc _ <"$work/$3.m"
+    printf '| %s | %s | %s | – | %s | – | – | %s | – | %s | – | %s | – | %s | – | %s |\n' "$SERVER" "$1" "$2" "$sw" "$sc" "$ssc" "$sr" "$seq" \
+        "$(cut -d' ' -f6- "$work/$3.m")"
 }
 
 rows=()
@@ -335,8 +345,8 @@ echo
 printf '%s\n' "${paths[@]}"
 echo "cargo speedy vs aptly $(aptly version | head -1 | awk '{print $NF}') publishing to S3 servers on 127.0.0.1 ($(nproc) cores, $(date -u +%F)):"
 echo
-echo "| server | N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | aptly peak RSS MB | speedy peak RSS MB | aptly round trips in sequence | speedy round trips in sequence | aptly requests | speedy requests |"
-echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+echo "| server | N | phase | aptly wall s | speedy wall s | speedy/aptly | aptly CPU s | speedy CPU s | server CPU s (aptly) | server CPU s (speedy) | aptly peak RSS MB | speedy peak RSS MB | aptly round trips in sequence | speedy round trips in sequence | aptly requests | speedy requests |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "bench: all of it took $(($(date +%s) - bench_started)) s" >&2
