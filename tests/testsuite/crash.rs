@@ -657,13 +657,9 @@ fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
     let published = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.0-1")]).unwrap();
     publish_with(&store, &key, "dev", &repo_config(5), &fixed_now, &published);
     let configured = ["dev".to_owned(), "stable".to_owned()];
-    let checked = state::check(
-        &store,
-        &key.public_key(),
-        &configured,
-        &["amd64".to_owned()],
-    )
-    .unwrap();
+    let architectures = ["amd64".to_owned()];
+    let public_key = key.public_key();
+    let checked = state::check(&store, &public_key, &configured, &architectures).unwrap();
     let filename = &published[0].entry.filename;
     assert!(checked.may_list("dev", filename), "{filename}");
     // Another version's file, a file name that is only the end of the listed one, and
@@ -675,13 +671,7 @@ fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
     assert!(!checked.may_list("stable", filename));
     // Parsed, it is what `recognise` reads.
     let parsed = checked.parsed(&store).unwrap();
-    let recognised = state::recognise(
-        &store,
-        &key.public_key(),
-        &configured,
-        &["amd64".to_owned()],
-    )
-    .unwrap();
+    let recognised = state::recognise(&store, &public_key, &configured, &architectures).unwrap();
     assert_eq!(parsed.states.len(), 1);
     assert_eq!(
         parsed.states["dev"].packages,
@@ -701,15 +691,12 @@ fn a_history_read_again_is_verified_again_only_when_its_bytes_changed() {
     let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
     let public_key = key.public_key();
     let debs_dir = tempfile::tempdir().unwrap();
-    let debs = |version: &str| read_debs(&[tiny_deb(debs_dir.path(), "pa", version)]).unwrap();
-    publish_with(
-        &store,
-        &key,
-        "dev",
-        &repo_config(5),
-        &fixed_now,
-        &debs("1.0-1"),
-    );
+    let config = repo_config(5);
+    let publish = |version: &str| {
+        let debs = read_debs(&[tiny_deb(debs_dir.path(), "pa", version)]).unwrap();
+        publish_with(&store, &key, "dev", &config, &fixed_now, &debs)
+    };
+    publish("1.0-1");
     let first = history::read_again(&store, &public_key, "dev", None).unwrap();
     assert_eq!(first.history.records.len(), 1);
 
@@ -720,14 +707,7 @@ fn a_history_read_again_is_verified_again_only_when_its_bytes_changed() {
     assert_eq!(again.history.records[0].user, "taken as read before");
 
     // A change recorded since: read and verified afresh.
-    publish_with(
-        &store,
-        &key,
-        "dev",
-        &repo_config(5),
-        &fixed_now,
-        &debs("1.1-1"),
-    );
+    publish("1.1-1");
     let after = history::read_again(&store, &public_key, "dev", Some(first.clone())).unwrap();
     assert_eq!(after.history.records.len(), 2);
 
