@@ -320,10 +320,7 @@ pub fn check(
         .filter(|(suite, _)| !suites.contains_key(suite.as_str()))
         .collect();
     let read = crate::parallel::map(&rest, rest.len(), |(suite, _)| {
-        match read_in_release(store, key, suite)? {
-            Some(signed) => check_suite(store, suite, signed, &BTreeMap::new()).map(Some),
-            None => Ok(None),
-        }
+        read_and_check(store, key, suite)
     });
     for ((suite, modified), checked) in rest.into_iter().zip(read) {
         if let Some(mut checked) = checked? {
@@ -419,10 +416,20 @@ pub fn read_suite(
     key: &PublicKey,
     suite: &str,
 ) -> Result<Option<SuiteState>, PublishError> {
+    read_and_check(store, key, suite)?
+        .map(|checked| checked.parse(store))
+        .transpose()
+}
+
+/// Reads and checks one suite, its Packages not parsed; `None` when it has never
+/// been published.
+fn read_and_check(
+    store: &dyn Store,
+    key: &PublicKey,
+    suite: &str,
+) -> Result<Option<CheckedSuite>, PublishError> {
     match read_in_release(store, key, suite)? {
-        Some(signed) => check_suite(store, suite, signed, &BTreeMap::new())?
-            .parse(store)
-            .map(Some),
+        Some(signed) => check_suite(store, suite, signed, &BTreeMap::new()).map(Some),
         None => Ok(None),
     }
 }
