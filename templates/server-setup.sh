@@ -44,6 +44,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM
 
+# apt-daily may be running on a server that has just booted, and on a server of a
+# fleet the follower asks every 20 s: wait for them rather than fail.
+apt_lock_wait=600
+{{apt_get}}
+
 # write_file PATH MODE: standard input to PATH when it differs, replaced atomically
 # (a rename from beside it, on the same file system); only the mode is set when the
 # contents are the same.
@@ -84,8 +89,8 @@ transport_conf={{transport_conf_path}}
 transport_credential={{transport_conf}}
 private_transport() {
     if ! command -v curl >/dev/null 2>&1; then
-        apt-get update </dev/null
-        apt-get install -y curl </dev/null
+        apt_get update
+        apt_get install -y curl
     fi
     mkdir -p "$(dirname "$transport_method")"
     base64 -d <<'SPEEDY_TRANSPORT' | write_file "$transport_method" 755
@@ -252,13 +257,14 @@ printf '%s\n' "$role" | write_file "$fleet_role_file" 644
 
 {{backup}}
 
-# Not from stdin: piped in (`… | ssh root@host sh`), the rest of this script is there.
-apt-get update </dev/null
+# Not from stdin (apt_get reads /dev/null): piped in (`… | ssh root@host sh`), the rest
+# of this script is there.
+apt_get update
 # The fleet settings, once the suite has a fleet switch.
-if apt-cache policy "$fleet_package" 2>/dev/null | grep -q '^  Candidate: [^(]'; then
+if LC_ALL=C apt-cache policy "$fleet_package" 2>/dev/null | grep -q '^  Candidate: [^(]'; then
     set -- "$@" "$fleet_package"
 fi
-apt-get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@" </dev/null
+apt_get install -y -o Dpkg::Options::=--force-confold unattended-upgrades "$keyring_package" "$@"
 install_fleet_follower
 if [ -n "$restart" ] && [ -d /run/systemd/system ]; then
     for unit in $restart; do

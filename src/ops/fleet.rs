@@ -318,6 +318,10 @@ pub(super) fn follower_vars(
     let script = crate::package::render::fill(
         &FOLLOW_TEMPLATE,
         &[
+            (
+                "apt_get",
+                super::server_setup::APT_GET_FUNCTION.trim_end().to_owned(),
+            ),
             ("unit", format!("{unit}.timer")),
             ("sources_path", quote(sources_path)),
             ("fleet_package", quote(&package)),

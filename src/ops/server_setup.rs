@@ -420,6 +420,11 @@ const SETUP_TEMPLATE: Template = Template {
     text: include_str!("../../templates/server-setup.sh"),
 };
 
+/// `apt_get`, the shell function by which the setup script and the fleet follower run
+/// apt-get: it waits for another apt's locks, which apt-get itself does not do for
+/// `update` (templates/apt-get.sh).
+pub(super) const APT_GET_FUNCTION: &str = include_str!("../../templates/apt-get.sh");
+
 /// The script. Every value goes in as one single-quoted sh word (`shell::quote`), so
 /// none can end a comment or a here-document whatever it holds; the only
 /// here-document carries base64, whose alphabet cannot spell its terminator.
@@ -428,6 +433,7 @@ fn setup_script(setup: &SetupScript<'_>) -> Result<String, RenderError> {
     let role = setup.role;
     let quote = |value: &str| crate::shell::quote(value);
     let vars: BTreeMap<&str, String> = [
+        ("apt_get", APT_GET_FUNCTION.trim_end().to_owned()),
         ("role", quote(&role.name)),
         ("url", quote(setup.url)),
         ("suite", quote(setup.suite)),

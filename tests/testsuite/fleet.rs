@@ -115,6 +115,27 @@ fn run_setup(server: &BootedServer, script: &str) -> String {
     server.exec_ok(&["/root/speedy-server-setup"])
 }
 
+/// Takes apt's lists lock in `server` for `seconds`, the way apt does (an fcntl
+/// write lock on /var/lib/apt/lists/lock), and returns once it is held.
+fn hold_apt_lists_lock(server: &BootedServer, seconds: u32) {
+    let held = "/run/speedy-test-apt-lock-held";
+    let holder = format!(
+        "use Fcntl; open(my $lock, '+>>', '/var/lib/apt/lists/lock') or die $!; \
+         my $flock = pack('ssx4qqix4', F_WRLCK, 0, 0, 0, 0); \
+         fcntl($lock, F_SETLKW, $flock) or die $!; \
+         open(my $held, '>', '{held}') or die $!; close($held); sleep {seconds}; unlink '{held}'"
+    );
+    server.exec_ok(&["systemd-run", "--quiet", "--collect", "perl", "-e", &holder]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.exists(held) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock holder did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Contents and modification time of every file server-setup writes.
 fn setup_state(server: &BootedServer) -> String {
     let mut state = String::new();
@@ -165,7 +186,7 @@ fn server_setup_makes_a_single_server_that_upgrades_unattended() {
     let fleet = Fleet::new();
     let (_keys, key, _keyring) = archive_key(&fleet.fixture);
     fleet.release("1.4.0", Some(&key));
-    let script = fleet.setup("single", "10.11.12.13", "script", Some(&key));
+    let script = fleet.setup("single", "127.0.0.5", "script", Some(&key));
 
     let server = BootedServer::boot(SUITE);
     run_setup(&server, &script);
@@ -175,7 +196,7 @@ fn server_setup_makes_a_single_server_that_upgrades_unattended() {
     let timers = server.systemctl(&["list-timers", "--all", "--no-legend"]);
     assert!(timers.contains("speedy-jobs-trending.timer"), "{timers}");
     assert!(!server.exists("/etc/speedy/jobs.disabled"), "a jobs host");
-    assert_db_resolves_to(&server, "10.11.12.13");
+    assert_db_resolves_to(&server, "127.0.0.5");
     assert!(
         installed(&server, KEYRING_PACKAGE).is_some(),
         "the keyring package"
@@ -189,10 +210,21 @@ fn server_setup_makes_a_single_server_that_upgrades_unattended() {
 
     // Twice: nothing changes, not even a modification time, of any file or directory
     // under /etc (a temporary file created beside its target and removed again
-    // would change its directory's).
+    // would change its directory's). This time another apt holds the lists' lock
+    // (as apt-daily may on a droplet just booted): the script waits for it.
     let before = setup_state(&server);
     let etc_before = etc_mtimes(&server);
-    run_setup(&server, &script);
+    hold_apt_lists_lock(&server, 6);
+    let started = std::time::Instant::now();
+    let second = server.exec(&["/root/speedy-server-setup"]);
+    assert!(
+        second.status.success()
+            && stderr(&second).contains("another apt is running; apt-get update waits for it")
+            && started.elapsed() >= std::time::Duration::from_secs(3),
+        "the setup while the lists' lock was held ({:?}): {}",
+        started.elapsed(),
+        describe(&second)
+    );
     assert_eq!(
         setup_state(&server),
         before,
@@ -239,7 +271,7 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
     fleet.release("1.4.0", Some(&key));
 
     for (role, jobs) in [("web", false), ("worker", true)] {
-        let user_data = fleet.setup(role, "192.0.2.7", "cloud-init", Some(&key));
+        let user_data = fleet.setup(role, "127.0.0.5", "cloud-init", Some(&key));
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("user-data");
         std::fs::write(&file, &user_data).expect("write user data");
@@ -251,7 +283,7 @@ fn cloud_init_user_data_makes_web_and_worker_servers() {
         let server = BootedServer::boot(SUITE);
         server.write_file(&path, content.as_bytes(), 0o755);
         server.exec_ok(&[&path]);
-        assert_db_resolves_to(&server, "192.0.2.7");
+        assert_db_resolves_to(&server, "127.0.0.5");
         assert_eq!(server.exists("/etc/speedy/jobs.disabled"), !jobs, "{role}");
         match role {
             "web" => {
@@ -343,7 +375,7 @@ fn a_key_rotation_is_followed_through_apt() {
     // Before: the old key alone, and a server that trusts only it.
     signing(&old, None);
     fleet.release("1.4.0", None);
-    let script = fleet.setup("web", "192.0.2.7", "script", None);
+    let script = fleet.setup("web", "127.0.0.5", "script", None);
     let server = BootedServer::boot(SUITE);
     run_setup(&server, &script);
     server.wait_active("speedy-app.service");

@@ -75,7 +75,7 @@ fn fleet_switches_are_validated_recorded_and_rolled_back() {
             "invalid IP address",
         ),
         (
-            vec!["fleet", "db", "--suite", "nosuch", "10.0.0.1"],
+            vec!["fleet", "db", "--suite", "nosuch", "127.0.0.5"],
             "unknown suite \"nosuch\"",
         ),
         (
@@ -226,7 +226,7 @@ fn fleet_switches_are_validated_recorded_and_rolled_back() {
     let apply = unpacked.dir.path().join("root/usr/lib/speedy-fleet/apply");
     let setup = speedy_ok(
         &fixture,
-        &with(&["server-setup", "--role", "web", "--db-host", "10.0.0.1"])
+        &with(&["server-setup", "--role", "web", "--db-host", "127.0.0.5"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -409,7 +409,7 @@ fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
             "--role",
             role,
             "--db-host",
-            "192.0.2.7",
+            "127.0.0.5",
             "--url",
             &http.url,
         ])
@@ -446,7 +446,7 @@ fn three_servers_of_two_roles_follow_fleet_switches_within_a_minute() {
         });
     }
     for member in &members {
-        assert_eq!(resolves_db(member), "192.0.2.7", "{}", member.name);
+        assert_eq!(resolves_db(member), "127.0.0.5", "{}", member.name);
         if let Some((status, _)) = health(member) {
             assert_eq!(status, 200, "{}", member.name);
         }
@@ -654,7 +654,7 @@ fn a_server_off_during_a_switch_has_it_before_its_app_starts() {
         "--role",
         "web",
         "--db-host",
-        "192.0.2.7",
+        "127.0.0.5",
         "--url",
         &http.url,
     ]);

@@ -21,10 +21,13 @@ use std::process::Command;
 /// The README's placeholders and what the test puts in their place, applied in this
 /// order to every command line and to the Spaces settings (`BUCKET` is the moto
 /// bucket of this run, `PASSWORD` [`PASSWORD`]).
-const SUBSTITUTIONS: [(&str, &str); 8] = [
+const SUBSTITUTIONS: [(&str, &str); 9] = [
     ("myapp-apt", "BUCKET"),
-    // Any address: the `ssh` of the test's shell runs the command in the booted server.
-    ("<droplet-ip>", "203.0.113.10"),
+    // Nothing connects to it (the `ssh` of the test's shell runs the command in the
+    // booted server), and yet a loopback address, as every address of the tests.
+    ("<droplet-ip>", "127.0.0.10"),
+    // The README's new master for `fleet db`: it goes into the servers' /etc/hosts.
+    ("10.110.0.6", DB_MASTER),
     ("<ssh-key-id>", "1234"),
     ("myapp", "acme"),
     ("<access key>", TEST_CREDENTIALS[0].1),
@@ -35,6 +38,8 @@ const SUBSTITUTIONS: [(&str, &str); 8] = [
 ];
 /// The database password the reader types; the secret's part that no encoding hides.
 const PASSWORD: &str = "s3cr3t-gs-5c1d";
+/// Where the README's `fleet db` moves `db` to (its 10.110.0.6).
+const DB_MASTER: &str = "127.0.0.6";
 /// The fixture's `single` role has no "postgresql" (the test's Debian root has no
 /// mirror to install it from), so `server-setup` is told where `db` is: every
 /// `cargo speedy server-setup` gets `--db-host DB_HOST`.
@@ -551,8 +556,8 @@ fn check_after(
                 || {
                     let db = server.exec_ok(&["getent", "hosts", "db"]);
                     let settings = server.exec(&["cat", "/usr/share/acme-fleet/settings"]);
-                    (db.split_whitespace().next() == Some("10.110.0.6")
-                        && stdout(&settings).starts_with("db 10.110.0.6 ")
+                    (db.split_whitespace().next() == Some(DB_MASTER)
+                        && stdout(&settings).starts_with(&format!("db {DB_MASTER} "))
                         && !stdout(&settings).contains("maintenance")
                         && server.http("GET", &url).status == 200)
                         .then_some(())

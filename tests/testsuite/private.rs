@@ -261,13 +261,7 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
     );
 
     // server-setup refuses without the read credential, and passing --url.
-    let setup_args = [
-        "server-setup",
-        "--role",
-        "single",
-        "--db-host",
-        "10.11.12.13",
-    ];
+    let setup_args = ["server-setup", "--role", "single", "--db-host", "127.0.0.5"];
     let refused = repo.speedy(&fixture, &setup_args, &key, &[]);
     assert_fails_with(
         &refused,
@@ -369,7 +363,7 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
             &options,
         )
         .expect("tamper");
-    let refused = server.exec(&["apt-get", "update"]);
+    let refused = server.apt(&["update"]);
     let refused_text = describe(&refused);
     assert!(
         refused_text.contains("speedy-s3://") && refused_text.to_lowercase().contains("signature"),
@@ -385,7 +379,7 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
         .exec_ok(&["cat", &conf])
         .replace(&repo.reader.1, "wrong-secret");
     server.write_file(&conf, wrong.as_bytes(), 0o600);
-    let failed = server.exec(&["apt-get", "update"]);
+    let failed = server.apt(&["update"]);
     let failed_text = describe(&failed);
     assert!(
         failed_text.contains(&format!("speedy-s3://{}", repo.bucket))
@@ -394,7 +388,7 @@ fn a_private_repository_is_read_by_servers_with_their_read_credential_only() {
         "a wrong credential: {failed_text}"
     );
     server.exec_ok(&["rm", &conf]);
-    let failed = server.exec(&["apt-get", "update"]);
+    let failed = server.apt(&["update"]);
     let failed_text = describe(&failed);
     assert!(
         failed_text.contains(&format!("speedy-s3://{}", repo.bucket))
@@ -547,7 +541,7 @@ fn server_setup_refuses_a_bad_read_credential_and_names_it() {
     let (_keys, key, _keyring) = archive_key(&fixture);
     let setup = |extra: &[&str], env: &[(&str, &str)]| {
         let flags = moto.flags(&bucket);
-        let mut all = vec!["server-setup", "--role", "single", "--db-host", "10.0.0.1"];
+        let mut all = vec!["server-setup", "--role", "single", "--db-host", "127.0.0.5"];
         all.extend(flags.iter().map(String::as_str));
         all.extend(["--acl", "private", "--key-file", key.to_str().unwrap()]);
         all.extend_from_slice(extra);

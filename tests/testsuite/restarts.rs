@@ -245,7 +245,7 @@ fn upgrades_rollbacks_and_restarts_behind_a_socket_fail_no_request_and_a_sick_re
     site.release("1.4.2");
     let server = &site.server;
     server.apt_update();
-    let upgrade = server.exec(&["apt-get", "-y", "-q", "upgrade"]);
+    let upgrade = server.apt(&["-y", "-q", "upgrade"]);
     let text = format!("{}{}", stdout(&upgrade), stderr(&upgrade));
     assert!(
         !upgrade.status.success(),

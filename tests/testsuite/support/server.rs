@@ -867,11 +867,29 @@ impl BootedServer {
         text
     }
 
+    /// `apt-get ARGS`, run again while it fails on a lock another apt holds, as an
+    /// operator would: a server set up by server-setup has the fleet follower, whose
+    /// `apt-get update` takes the lists' lock every 20 s (apt never waits for that
+    /// lock; the setup script and the follower wait for it in `apt_get`).
+    pub fn apt(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["apt-get"];
+        argv.extend_from_slice(args);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let output = self.exec(&argv);
+            if output.status.success()
+                || !stderr(&output).contains("E: Could not get lock")
+                || Instant::now() > deadline
+            {
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// `apt-get -y ARGS`, which must succeed; returns stdout and stderr.
     pub fn apt_get(&self, args: &[&str]) -> String {
-        let mut argv = vec!["apt-get", "-y", "-q"];
-        argv.extend_from_slice(args);
-        let output = self.exec(&argv);
+        let output = self.apt(&[&["-y", "-q"], args].concat());
         let text = format!("{}{}", stdout(&output), stderr(&output));
         assert!(
             output.status.success(),
