@@ -426,6 +426,10 @@ struct PublishControlArgs {
     /// Remove a stale lock left by a publish that died
     #[arg(long)]
     break_lock: bool,
+    /// Publish with the configured origin even though the suite has another (then run
+    /// server-setup again on every server: servers follow a repository by its origin)
+    #[arg(long)]
+    change_origin: bool,
 }
 
 /// The flags of a command that writes a suite it names with --suite.
@@ -578,6 +582,7 @@ impl GlobalArgs {
                 dry_run: control.dry_run,
                 wait_for_lock: control.wait_for_lock.map(Duration::from_secs),
                 break_lock: control.break_lock,
+                change_origin: control.change_origin,
             },
         }
     }

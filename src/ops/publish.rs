@@ -25,6 +25,8 @@ pub struct PublishControl {
     pub wait_for_lock: Option<Duration>,
     /// Remove a stale lock left by a publish that died.
     pub break_lock: bool,
+    /// Publish with the configured origin when the suite has another.
+    pub change_origin: bool,
 }
 
 /// Which suite of which repository a command writes, and how.
@@ -300,6 +302,7 @@ impl<'a> SuiteWriter<'a> {
                 lease: Duration::from_secs(config.lock_lease_seconds),
             },
             dry_run: control.dry_run,
+            change_origin: control.change_origin,
             command,
             now: &crate::clock::now,
         }

@@ -189,6 +189,25 @@ impl Publish<'_> {
         })
     }
 
+    /// Refuses to write our suite with an origin other than the one it is published
+    /// with, unless told to (`change_origin`): servers match the origin (their
+    /// unattended-upgrades, rollback pin, keyring and fleet packages), so a new one,
+    /// say from a renamed project, would leave them behind without an error.
+    pub(super) fn check_origin(&self, checked: &state::Checked) -> Result<(), PublishError> {
+        let configured = &self.config.release.origin;
+        match checked.origin(&self.suite) {
+            Some(published) if published != configured && !self.change_origin => {
+                Err(PublishError::OriginChanged {
+                    store: self.store.describe(),
+                    suite: self.suite.clone(),
+                    published: published.to_owned(),
+                    configured: configured.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Merges the change into `states`: the report, and a warning for each incoming
     /// .deb that retention drops at once. Pure but for the warnings.
     pub(super) fn prepare(

@@ -58,6 +58,21 @@ pub enum PublishError {
     },
     #[error("suite {0}")]
     InvalidSuite(String),
+    #[error(
+        "{store}: dists/{suite}/InRelease has Origin: {published}, and the settings now say \
+         {configured:?} (`origin` in [workspace.metadata.speedy.repo]; by default `name`, \
+         capitalised). Servers follow a repository by its origin: their unattended-upgrades, \
+         their rollback pin and the keyring and fleet packages named after it would stop \
+         following this suite, without an error. To keep them following, set \
+         origin = {published:?}; to change it, run again with --change-origin, then run \
+         `cargo speedy server-setup` again on every server of the suite"
+    )]
+    OriginChanged {
+        store: String,
+        suite: String,
+        published: String,
+        configured: String,
+    },
     #[error("unknown suite {suite:?}: the configured suites are {} (`suites` in [workspace.metadata.speedy.repo])", configured.join(", "))]
     UnknownSuite {
         suite: String,
@@ -237,6 +252,9 @@ pub struct Publish<'a> {
     pub config: &'a RepoConfig,
     pub lock: LockOptions,
     pub dry_run: bool,
+    /// Publish with the configured origin even when the suite has another
+    /// (`--change-origin`): otherwise that is refused, since servers match the origin.
+    pub change_origin: bool,
     /// The command, for the history: `publish`, `release`, `rollback`, ...
     pub command: &'a str,
     /// The clock, injectable so tests can step over the grace period.
@@ -352,6 +370,7 @@ impl Publish<'_> {
             || (!self.dry_run).then(|| probe::read_record(self.store, now)),
         );
         let recognition = recognition?;
+        self.check_origin(&recognition.suites)?;
         if self.dry_run {
             let recognition = recognition.parsed(self.store)?;
             return self.dry_run_report(change, &recognition.suites, listener);

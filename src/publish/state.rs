@@ -225,6 +225,13 @@ impl Checked {
         })
     }
 
+    /// The `Origin:` of `suite`'s signed Release, when it is published.
+    pub fn origin(&self, suite: &str) -> Option<&str> {
+        self.suites
+            .get(suite)
+            .map(|checked| checked.signed.release.origin.as_str())
+    }
+
     /// The published suites, by name.
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.suites.keys()

@@ -37,6 +37,7 @@ fn publish_with(
         config,
         lock: LockOptions::default(),
         dry_run: false,
+        change_origin: false,
         command: "publish",
         now,
     }
@@ -241,6 +242,7 @@ fn without_a_lock_garbage_waits_even_with_no_grace_period() {
             config: &config,
             lock: LockOptions::default(),
             dry_run: false,
+            change_origin: false,
             command: "publish",
             now: &fixed_now,
         }
@@ -362,6 +364,7 @@ fn a_fault_at_any_request_of_a_rollback_or_phase_leaves_a_readable_repository() 
                 ..LockOptions::default()
             },
             dry_run: false,
+            change_origin: false,
             command: "rollback",
             now: &fixed_now,
         }
@@ -502,6 +505,7 @@ fn a_change_in_the_same_second_as_the_last_is_seen_by_apt() {
             config: &repo_config(5),
             lock: LockOptions::default(),
             dry_run: false,
+            change_origin: false,
             command: "phase",
             now: &fixed_now,
         }
@@ -581,6 +585,7 @@ fn the_first_read_under_the_lock_reads_again_what_changed_since_the_recognition(
             config: &repo_config(5),
             lock: LockOptions::default(),
             dry_run: false,
+            change_origin: false,
             command: "publish",
             now: &fixed_now,
         }

@@ -589,6 +589,7 @@ fn random_faults() {
                                 ..LockOptions::default()
                             },
                             dry_run: false,
+                            change_origin: false,
                             command: "publish",
                             now: &cargo_speedy::clock::now,
                         }

@@ -1456,6 +1456,65 @@ fn defaults_are_named_after_the_project() {
     );
 }
 
+/// A project renamed after its servers were set up: with `name`, the default origin
+/// would change, and servers, which follow a repository by its origin (unattended-
+/// upgrades, the rollback pin, the keyring and fleet packages), would stop taking its
+/// changes without an error. Every command that writes the suite refuses, naming both
+/// origins and both ways on, and changes nothing; each way then works.
+#[test]
+fn a_new_origin_is_refused_until_kept_or_changed_on_purpose() {
+    let fixture = released();
+    let repo_dir = repo(&fixture);
+    let origin_of_dev = || {
+        let text = std::fs::read_to_string(repo_dir.join("dists/dev/InRelease")).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix("Origin: ").map(str::to_owned))
+            .expect("an Origin: line")
+    };
+    assert_eq!(origin_of_dev(), "Speedy");
+    fixture.edit(
+        "Cargo.toml",
+        "user = \"speedy\"\n",
+        "user = \"speedy\"\nname = \"acme\"\n",
+    );
+    let before = tree_with_modes(&repo_dir);
+    for command in [
+        &["publish", "--suite", "dev"][..],
+        &["publish", "--suite", "dev", "--dry-run"],
+        &["rollback", "--suite", "dev"],
+        &["fleet", "maintenance", "on", "--suite", "dev"],
+    ] {
+        let output = fixture.speedy(command);
+        for part in [
+            "dists/dev/InRelease has Origin: Speedy, and the settings now say \"Acme\"",
+            "set origin = \"Speedy\"",
+            "run again with --change-origin",
+        ] {
+            assert_fails_with(&output, part);
+        }
+        assert_eq!(
+            tree_with_modes(&repo_dir),
+            before,
+            "{command:?} changed the repository"
+        );
+    }
+
+    // Kept: the origin set as it was.
+    fixture.edit(
+        "Cargo.toml",
+        "[profile.release]\n",
+        "[workspace.metadata.speedy.repo]\norigin = \"Speedy\"\n\n[profile.release]\n",
+    );
+    assert_success(&fixture.speedy(&["fleet", "maintenance", "on", "--suite", "dev"]));
+    assert_eq!(origin_of_dev(), "Speedy");
+
+    // Changed on purpose: the next publish of the suite says so.
+    fixture.edit("Cargo.toml", "origin = \"Speedy\"\n", "");
+    assert_success(&fixture.speedy(&["publish", "--suite", "dev", "--change-origin"]));
+    assert_eq!(origin_of_dev(), "Acme");
+    assert_success(&fixture.speedy(&["publish", "--suite", "dev"]));
+}
+
 /// Issue 24: `phase` without `-p` raises every package the suite's last change brought
 /// (a phased promote of three services is raised in one command), never the keyring;
 /// where the last change brought none, it says to name them.

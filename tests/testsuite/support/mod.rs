@@ -715,6 +715,7 @@ pub fn publish(
         config: &repo_config(options.retention),
         lock: options.lock,
         dry_run: false,
+        change_origin: false,
         command: "publish",
         now: &options.now,
     }
