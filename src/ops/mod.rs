@@ -127,6 +127,18 @@ pub enum CommandError {
         repository: String,
         published: Vec<String>,
     },
+    #[error(
+        "{repository}: dists/{suite}/InRelease has Origin: {published}, and the settings now say \
+         {configured:?} (`origin` in [workspace.metadata.speedy.repo]; by default `name`, \
+         capitalised): a server set up for {configured:?} would not take this suite's \
+         changes. Set origin = {published:?}, or publish the suite with --change-origin first"
+    )]
+    SetupOriginDiffers {
+        repository: String,
+        suite: String,
+        published: String,
+        configured: String,
+    },
     #[error("the server-setup script: {0}")]
     SetupScript(#[from] crate::package::render::RenderError),
     #[error(

@@ -11,7 +11,7 @@ use crate::config::{check_server_url, resolve_role, ConfigError, Role, Service, 
 use crate::keys::KeyPurpose;
 use crate::listener::Listener;
 use crate::package::render::{fill, RenderError, Template};
-use crate::publish::state::published_suites;
+use crate::publish::state::{published_origin, published_suites};
 use crate::publish::PublishError;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -295,7 +295,7 @@ pub fn server_setup(
             super::backup::check_upload_credential(&package.config, id, secret, listener)?;
         }
     }
-    check_suite_is_published(&settings, &suite, listener)?;
+    check_suite_is_published(&settings, &keys.public_key(), &suite, listener)?;
     let secrets = given_secrets(&services, &role, &|name| std::env::var_os(name))?;
     if !secrets.given.is_empty() {
         listener.info(&format!(
@@ -365,19 +365,36 @@ pub fn server_setup(
 }
 
 /// A script for a suite the repository does not have would fail at `apt-get update`
-/// on the server: refuse it here, when the repository can be read. When it cannot
-/// (no credentials for the bucket on this machine, say), the script is still made.
+/// on the server, and one for another origin than the suite's would leave the server
+/// behind without an error (its unattended-upgrades and pins match the origin): refuse
+/// them here, when the repository can be read. When it cannot (no credentials for the
+/// bucket on this machine, say), the script is still made.
 fn check_suite_is_published(
     settings: &RepoSettings,
+    key: &crate::sign::PublicKey,
     suite: &str,
     listener: &dyn Listener,
 ) -> Result<(), CommandError> {
     let published = super::open_store(&settings.location, listener)
         .map_err(PublishError::from)
-        .and_then(|store| published_suites(store.as_ref()));
+        .and_then(|store| {
+            let suites = published_suites(store.as_ref())?;
+            let origin = match suites.contains_key(suite) {
+                true => published_origin(store.as_ref(), key, suite)?,
+                false => None,
+            };
+            Ok((suites, origin))
+        });
+    let configured = &settings.config.release.origin;
     match published {
-        Ok(published) if published.contains_key(suite) => Ok(()),
-        Ok(published) => Err(CommandError::SuiteNotPublished {
+        Ok((_, Some(origin))) if origin != *configured => Err(CommandError::SetupOriginDiffers {
+            repository: settings.location.describe(),
+            suite: suite.to_owned(),
+            published: origin,
+            configured: configured.clone(),
+        }),
+        Ok((published, _)) if published.contains_key(suite) => Ok(()),
+        Ok((published, _)) => Err(CommandError::SuiteNotPublished {
             suite: suite.to_owned(),
             repository: settings.location.describe(),
             published: published.into_keys().collect(),

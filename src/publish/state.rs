@@ -417,6 +417,16 @@ pub fn read_all_expecting(
     Ok(Confirmation { listed, read_again })
 }
 
+/// The `Origin:` of `suite`'s InRelease, verified; `None` when it has never been
+/// published.
+pub fn published_origin(
+    store: &dyn Store,
+    key: &PublicKey,
+    suite: &str,
+) -> Result<Option<String>, PublishError> {
+    Ok(read_in_release(store, key, suite)?.map(|signed| signed.release.origin))
+}
+
 /// Reads and verifies one suite; `None` when it has never been published.
 pub fn read_suite(
     store: &dyn Store,

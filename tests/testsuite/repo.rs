@@ -1498,6 +1498,15 @@ fn a_new_origin_is_refused_until_kept_or_changed_on_purpose() {
             "{command:?} changed the repository"
         );
     }
+    // Nor is a server set up for the new origin, which the suite does not have.
+    let setup = ["server-setup", "--role", "web", "--db-host", "127.0.0.5"];
+    assert_fails_with(
+        &fixture.speedy(&setup),
+        "dists/dev/InRelease has Origin: Speedy, and the settings now say \"Acme\" \
+         (`origin` in [workspace.metadata.speedy.repo]; by default `name`, capitalised): a \
+         server set up for \"Acme\" would not take this suite's changes. Set origin = \
+         \"Speedy\", or publish the suite with --change-origin first",
+    );
 
     // Kept: the origin set as it was.
     fixture.edit(
@@ -1507,12 +1516,18 @@ fn a_new_origin_is_refused_until_kept_or_changed_on_purpose() {
     );
     assert_success(&fixture.speedy(&["fleet", "maintenance", "on", "--suite", "dev"]));
     assert_eq!(origin_of_dev(), "Speedy");
+    let script = fixture.speedy(&setup);
+    assert_success(&script);
+    assert!(stdout(&script).contains("o=Speedy"), "{}", stdout(&script));
 
     // Changed on purpose: the next publish of the suite says so.
     fixture.edit("Cargo.toml", "origin = \"Speedy\"\n", "");
     assert_success(&fixture.speedy(&["publish", "--suite", "dev", "--change-origin"]));
     assert_eq!(origin_of_dev(), "Acme");
     assert_success(&fixture.speedy(&["publish", "--suite", "dev"]));
+    let script = fixture.speedy(&setup);
+    assert_success(&script);
+    assert!(stdout(&script).contains("o=Acme"), "{}", stdout(&script));
 }
 
 /// Issue 24: `phase` without `-p` raises every package the suite's last change brought
