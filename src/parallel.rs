@@ -18,6 +18,38 @@ pub fn join<A: Send, B: Send>(
     })
 }
 
+/// Runs `a` and `b` at once, like [`join`], `b` on a thread that yields to the others
+/// of this process: on Linux its nice value is raised by [`YIELDING_NICE`], and the
+/// threads it spawns (compression's, say) inherit it. `a` issues requests, `b`
+/// computes: on a machine of two cores, `b`'s threads took the cores and `a`'s
+/// requests went out up to 10 ms after they were made; with a core free, `b` runs as
+/// fast as before (docs/ARCHITECTURE.md, "Publishing at the cost of what changed").
+pub fn join_yielding<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    join(a, || {
+        yield_to_the_others();
+        b()
+    })
+}
+
+/// How much lower the priority of [`join_yielding`]'s computing thread is: CFS weighs
+/// nice 0 against nice 5 about 3 to 1, enough for a woken request thread to run at
+/// once, and little enough that another process's load does not starve the work.
+pub const YIELDING_NICE: i32 = 5;
+
+/// Lowers this thread's priority by [`YIELDING_NICE`] (Linux sets it per thread).
+/// A failure leaves it as it was: it only costs latency.
+fn yield_to_the_others() {
+    #[cfg(target_os = "linux")]
+    {
+        if let Ok(current) = rustix::process::getpriority_process(None) {
+            let _ = rustix::process::setpriority_process(None, current + YIELDING_NICE);
+        }
+    }
+}
+
 /// `work` on every item, `jobs` at a time (at least one), the results in the order of
 /// `items`.
 pub fn map<T: Sync, R: Send>(items: &[T], jobs: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -99,7 +131,10 @@ fn rethrow<R>(joined: std::thread::Result<R>) -> R {
 pub fn drop_aside<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("drop".into())
-        .spawn(move || drop(value));
+        .spawn(move || {
+            yield_to_the_others();
+            drop(value)
+        });
 }
 
 #[cfg(test)]

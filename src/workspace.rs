@@ -71,28 +71,58 @@ impl Workspace {
         manifest_path: Option<&Path>,
         locking: LockingFlags,
     ) -> Result<Self, WorkspaceError> {
+        Self::load_with_output(manifest_path, locking).map(|(workspace, _)| workspace)
+    }
+
+    /// [`Workspace::load`], with the JSON `cargo metadata` printed, for
+    /// [`MetadataCache`].
+    pub fn load_with_output(
+        manifest_path: Option<&Path>,
+        locking: LockingFlags,
+    ) -> Result<(Self, String), WorkspaceError> {
         let mut command = cargo_metadata::MetadataCommand::new();
         command.no_deps();
         if let Some(path) = manifest_path {
             command.manifest_path(path);
         }
         command.other_options(locking.args());
-        let metadata = command.exec().map_err(|e| match e {
-            cargo_metadata::Error::CargoMetadata { stderr }
-                if manifest_path.is_none() && stderr.contains("could not find `Cargo.toml`") =>
-            {
-                WorkspaceError::NotInWorkspace {
-                    message: stderr.trim().to_owned(),
-                }
-            }
-            e => WorkspaceError::Metadata {
-                manifest: manifest_path.map(Path::to_owned),
-                message: match e {
-                    cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_owned(),
-                    other => other.to_string(),
+        let failed = |message: String| WorkspaceError::Metadata {
+            manifest: manifest_path.map(Path::to_owned),
+            message,
+        };
+        let output = command
+            .cargo_command()
+            .output()
+            .map_err(|e| failed(format!("cannot run cargo metadata: {e}")))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            return Err(
+                if manifest_path.is_none() && stderr.contains("could not find `Cargo.toml`") {
+                    WorkspaceError::NotInWorkspace { message: stderr }
+                } else {
+                    failed(stderr)
                 },
-            },
-        })?;
+            );
+        }
+        let json = std::str::from_utf8(&output.stdout)
+            .ok()
+            .and_then(|stdout| stdout.lines().find(|line| line.starts_with('{')))
+            .ok_or_else(|| failed("cargo metadata printed no JSON".into()))?
+            .to_owned();
+        let workspace = Self::from_metadata_output(&json, manifest_path)?;
+        Ok((workspace, json))
+    }
+
+    /// The workspace that `json`, an output of `cargo metadata`, describes.
+    pub fn from_metadata_output(
+        json: &str,
+        manifest_path: Option<&Path>,
+    ) -> Result<Self, WorkspaceError> {
+        let metadata =
+            cargo_metadata::MetadataCommand::parse(json).map_err(|e| WorkspaceError::Metadata {
+                manifest: manifest_path.map(Path::to_owned),
+                message: e.to_string(),
+            })?;
         let root: PathBuf = metadata.workspace_root.clone().into();
         let root_manifest = root.join("Cargo.toml");
         let mut workspace_metadata =
@@ -228,5 +258,178 @@ impl Workspace {
     /// Scratch space for cargo-deb's view of each package.
     pub fn stage_dir(&self) -> PathBuf {
         self.target_dir.join("speedy").join("stage")
+    }
+}
+
+/// The last output of `cargo metadata` for one invocation (the directory it ran in,
+/// `--manifest-path`, the locking flags, `CARGO_TARGET_DIR`), kept in the target
+/// directory as `speedy/metadata.json`. A command that reads the repository starts
+/// its reads from the settings this output gives while `cargo metadata` runs again,
+/// and keeps them only when the fresh output is the same bytes
+/// (docs/ARCHITECTURE.md, "The life of a publish", step 1). Best effort: a cache
+/// that cannot be found, read or written only costs that head start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetadataCache {
+    invocation: Invocation,
+    /// The line of JSON `cargo metadata` printed.
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Invocation {
+    dir: PathBuf,
+    manifest_path: Option<PathBuf>,
+    locking: [bool; 3],
+    target_dir_env: Option<PathBuf>,
+}
+
+impl Invocation {
+    fn now(manifest_path: Option<&Path>, locking: LockingFlags) -> Option<Self> {
+        Some(Invocation {
+            dir: std::env::current_dir().ok()?,
+            manifest_path: manifest_path.map(Path::to_owned),
+            locking: [locking.locked, locking.offline, locking.frozen],
+            target_dir_env: std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        })
+    }
+
+    /// Where the target directory may be, without asking cargo: `CARGO_TARGET_DIR`,
+    /// else `target/` beside the manifest and beside each Cargo.toml above it (the
+    /// workspace root's is cargo's default). One set with `build.target-dir` is
+    /// not found, and the command simply does without the head start.
+    fn target_dirs(&self) -> Vec<PathBuf> {
+        if let Some(dir) = &self.target_dir_env {
+            return vec![self.dir.join(dir)];
+        }
+        let start = match &self.manifest_path {
+            Some(manifest) => self
+                .dir
+                .join(manifest)
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| self.dir.clone()),
+            None => self.dir.clone(),
+        };
+        start
+            .ancestors()
+            .filter(|dir| dir.join("Cargo.toml").is_file())
+            .map(|dir| dir.join("target"))
+            .collect()
+    }
+}
+
+fn cache_path(target_dir: &Path) -> PathBuf {
+    target_dir.join("speedy").join("metadata.json")
+}
+
+impl MetadataCache {
+    /// The output kept for this invocation, if any.
+    pub fn find(manifest_path: Option<&Path>, locking: LockingFlags) -> Option<Self> {
+        Self::find_for(&Invocation::now(manifest_path, locking)?)
+    }
+
+    fn find_for(invocation: &Invocation) -> Option<Self> {
+        invocation.target_dirs().into_iter().find_map(|dir| {
+            let bytes = std::fs::read(cache_path(&dir)).ok()?;
+            let cache: MetadataCache = serde_json::from_slice(&bytes).ok()?;
+            (cache.invocation == *invocation).then_some(cache)
+        })
+    }
+
+    /// Keeps `output` for this invocation in `target_dir`, replacing the file at once
+    /// (a concurrent reader sees the old or the new); unchanged, nothing is written.
+    pub fn keep(
+        target_dir: &Path,
+        manifest_path: Option<&Path>,
+        locking: LockingFlags,
+        output: &str,
+    ) -> std::io::Result<()> {
+        let invocation = Invocation::now(manifest_path, locking)
+            .ok_or_else(|| std::io::Error::other("no current directory"))?;
+        let cache = MetadataCache {
+            invocation,
+            output: output.to_owned(),
+        };
+        let path = cache_path(target_dir);
+        let bytes = serde_json::to_vec(&cache).map_err(std::io::Error::other)?;
+        if std::fs::read(&path).is_ok_and(|kept| kept == bytes) {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(target_dir);
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, &bytes)?;
+        temp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(dir: &Path, manifest: Option<&str>, env: Option<&str>) -> Invocation {
+        Invocation {
+            dir: dir.to_owned(),
+            manifest_path: manifest.map(PathBuf::from),
+            locking: [false; 3],
+            target_dir_env: env.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_looked_for_where_cargo_puts_the_target_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let member = root.path().join("app");
+        std::fs::create_dir_all(member.join("src")).unwrap();
+        std::fs::write(root.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+        std::fs::write(member.join("Cargo.toml"), "[package]\n").unwrap();
+        // From a member's directory: beside it, then at the workspace root.
+        assert_eq!(
+            invocation(&member.join("src"), None, None).target_dirs(),
+            vec![member.join("target"), root.path().join("target")]
+        );
+        // --manifest-path, relative to the directory it is run in.
+        assert_eq!(
+            invocation(root.path(), Some("app/Cargo.toml"), None).target_dirs(),
+            vec![member.join("target"), root.path().join("target")]
+        );
+        // CARGO_TARGET_DIR alone, relative to the directory too.
+        assert_eq!(
+            invocation(&member, None, Some("../out")).target_dirs(),
+            vec![member.join("../out")]
+        );
+    }
+
+    #[test]
+    fn an_output_is_found_only_by_the_invocation_it_was_kept_for() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
+        let kept = invocation(dir, None, None);
+        let cache = MetadataCache {
+            invocation: kept.clone(),
+            output: "{\"packages\":[]}".into(),
+        };
+        std::fs::create_dir_all(dir.join("target/speedy")).unwrap();
+        std::fs::write(
+            cache_path(&dir.join("target")),
+            serde_json::to_vec(&cache).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(MetadataCache::find_for(&kept), Some(cache.clone()));
+        for other in [
+            invocation(dir, Some("Cargo.toml"), None),
+            invocation(dir, None, Some("target")),
+            Invocation {
+                locking: [true, false, false],
+                ..kept.clone()
+            },
+        ] {
+            assert_eq!(MetadataCache::find_for(&other), None, "{other:?}");
+        }
+        // Not a cache: not found, whatever it holds.
+        std::fs::write(cache_path(&dir.join("target")), "{not json").unwrap();
+        assert_eq!(MetadataCache::find_for(&kept), None);
     }
 }

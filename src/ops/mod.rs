@@ -10,6 +10,7 @@ mod backup;
 mod build;
 mod cdn;
 mod doctor;
+mod early;
 mod fleet;
 mod history;
 mod inspect;
@@ -61,7 +62,7 @@ use crate::sign::{RepoKeys, SignError};
 use crate::store::fs::FsStore;
 use crate::store::s3::{Credentials, RetryNotice, S3Config, S3Store, S3Transport};
 use crate::store::{Store, StoreError};
-use crate::workspace::{LockingFlags, Workspace, WorkspaceError};
+use crate::workspace::{LockingFlags, MetadataCache, Workspace, WorkspaceError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -215,6 +216,16 @@ impl RepoTarget {
     pub fn settings(&self) -> Result<RepoSettings, CommandError> {
         let workspace = Workspace::load(self.manifest_path.as_deref(), self.locking)?;
         self.settings_of(workspace)
+    }
+
+    /// [`RepoTarget::settings`], with the output of `cargo metadata` they came from,
+    /// which is kept for the next command ([`MetadataCache`]).
+    fn settings_and_output(&self) -> Result<(RepoSettings, String), CommandError> {
+        let manifest = self.manifest_path.as_deref();
+        let (workspace, output) = Workspace::load_with_output(manifest, self.locking)?;
+        // Best effort: without it, the next command only starts its reads later.
+        let _ = MetadataCache::keep(&workspace.target_dir, manifest, self.locking, &output);
+        Ok((self.settings_of(workspace)?, output))
     }
 
     /// [`RepoTarget::settings`], and an S3 transport made meanwhile: `cargo metadata`
@@ -403,6 +414,13 @@ fn open_s3_with(
         Some(transport) => S3Store::with_transport(config.clone(), credentials, transport),
         None => S3Store::new(config.clone(), credentials)?,
     };
+    report_retries(&store, listener);
+    Ok(store)
+}
+
+/// Sends the retry notices of `store` to `listener`, when it can take them from
+/// another thread.
+fn report_retries(store: &S3Store, listener: &dyn Listener) {
     if let Some(listener) = listener.shared() {
         store.set_retry_notice(Arc::new(move |notice: &RetryNotice| {
             listener.retrying(&Retrying {
@@ -414,5 +432,4 @@ fn open_s3_with(
             })
         }));
     }
-    Ok(store)
 }

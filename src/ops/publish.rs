@@ -3,6 +3,7 @@
 //! invariants and is recorded in the suite's history.
 
 use super::cdn::CdnPurge;
+use super::early::{EarlyReadingHandle, EarlyStart};
 use super::{open_store_with, CommandError, RepoSettings, RepoTarget, ServerFiles};
 use crate::config::{RepoConfig, RepoLocation};
 use crate::keys::{KeyPurpose, KeySource, ResolvedKey};
@@ -14,6 +15,7 @@ use crate::repo::layout::{KEYRING_KEY, LOCK_KEY};
 use crate::sign::RepoKeys;
 use crate::store::Store;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How a write to the repository behaves, for every command that writes one.
@@ -160,7 +162,8 @@ pub fn release(
     options: &ReleaseOptions,
     listener: &dyn Listener,
 ) -> Result<PublishSummary, CommandError> {
-    let writer = SuiteWriter::open(&options.write, KeyPurpose::Publish, listener)?;
+    // No reads ahead of the build, which takes far longer than `cargo metadata`.
+    let writer = SuiteWriter::open_with(&options.write, KeyPurpose::Publish, false, listener)?;
     // The cheapest request that proves the bucket and the credentials work: a wrong
     // bucket or missing credentials should not cost a build.
     writer.store.head(LOCK_KEY)?;
@@ -197,11 +200,14 @@ pub fn promote(
 pub(super) struct SuiteWriter<'a> {
     options: &'a WriteOptions,
     pub(super) settings: RepoSettings,
-    pub(super) store: Box<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     pub(super) key: ResolvedKey,
     /// The key and, during a rotation, the next key: they sign the indices.
     pub(super) keys: RepoKeys,
     cdn: CdnPurge,
+    /// The publish's first reads, when they started before `cargo metadata` answered
+    /// and hold for these settings (`super::early`); taken by the first write.
+    early: Mutex<Option<EarlyReadingHandle>>,
 }
 
 impl<'a> SuiteWriter<'a> {
@@ -210,17 +216,52 @@ impl<'a> SuiteWriter<'a> {
         purpose: KeyPurpose,
         listener: &dyn Listener,
     ) -> Result<Self, CommandError> {
-        let (settings, transport) = options.repo.settings_and_transport()?;
+        Self::open_with(options, purpose, true, listener)
+    }
+
+    /// [`SuiteWriter::open`]; with `early`, the publish's first reads start from the
+    /// settings of the last `cargo metadata` output while it runs (`super::early`).
+    pub(super) fn open_with(
+        options: &'a WriteOptions,
+        purpose: KeyPurpose,
+        early: bool,
+        listener: &dyn Listener,
+    ) -> Result<Self, CommandError> {
+        let (settings, started) = crate::parallel::join(
+            || options.repo.settings_and_output(),
+            || EarlyStart::begin(options, early),
+        );
+        let (settings, output) = settings?;
         let key = settings.resolve_key(&options.repo, purpose, listener)?;
-        let store = open_store_with(&settings.location, transport, listener)?;
+        let keys = key.repo_keys();
+        let suite = options
+            .suite
+            .clone()
+            .unwrap_or_else(|| settings.config.default_suite.clone());
+        let (store, early) = match started {
+            EarlyStart::Reading(reads)
+                if reads.hold_for(&output, &suite, &keys.public_key().fingerprints()) =>
+            {
+                listener.detail("read the repository while cargo metadata ran");
+                let (store, reading) = reads.adopt(listener);
+                (store, Some(reading))
+            }
+            started => {
+                let transport = started.into_transport();
+                let store: Arc<dyn Store> =
+                    open_store_with(&settings.location, transport, listener)?.into();
+                (store, None)
+            }
+        };
         let cdn = CdnPurge::for_location(&settings.location)?;
         Ok(SuiteWriter {
             options,
             settings,
             store,
-            keys: key.repo_keys(),
+            keys,
             key,
             cdn,
+            early: Mutex::new(early),
         })
     }
 
@@ -291,6 +332,14 @@ impl<'a> SuiteWriter<'a> {
     ) -> Result<PublishSummary, CommandError> {
         let control = self.options.control;
         let config = &self.settings.config;
+        // The early reads are for this suite (`SuiteWriter::open_with`): the first write
+        // takes them.
+        let early = self
+            .early
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .map(EarlyReadingHandle::wait);
         let mut report = Publish {
             store: self.store.as_ref(),
             key: &self.keys,
@@ -306,7 +355,7 @@ impl<'a> SuiteWriter<'a> {
             command,
             now: &crate::clock::now,
         }
-        .apply(change, listener)?;
+        .apply_read(change, early, listener)?;
         let cdn_purged = self.cdn.after_publish(&mut report, listener);
         let location = &self.settings.location;
         let url = location.public_url();

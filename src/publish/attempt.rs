@@ -354,7 +354,7 @@ impl Publish<'_> {
         // What the steps after the switch need to know, and the history they write
         // (signed), are worked out while the writes go: tens of milliseconds at 10,000
         // packages, keys collected into sets and a history that lists them.
-        let (switched, (replaced, known)) = crate::parallel::join(
+        let (switched, (replaced, known)) = crate::parallel::join_yielding(
             || self.write_and_switch(&publish_plan, current, held, listener),
             || {
                 let packages = &publish_plan.merge.packages;
@@ -366,8 +366,14 @@ impl Publish<'_> {
                 let record = self.history_record(&report, replaced.clone(), &history);
                 let next = history::appended(history.clone(), record, self.config.history);
                 let next_signed = history::signed(self.key, &next, (self.now)());
+                let referenced = self.referenced_after(&states, &signed.indices.release, packages);
+                let history_head_before = history.records.first().map(|r| r.id);
+                let gc_referenced = other_histories.as_ref().map(|others| {
+                    self.referenced_by(&referenced, &next, history_head_before, others)
+                });
                 let known = Known {
-                    referenced: self.referenced_after(&states, &signed.indices.release, packages),
+                    referenced,
+                    gc_referenced,
                     other_suites,
                     other_histories,
                     referenced_before: plan::referenced_before(
@@ -375,7 +381,7 @@ impl Publish<'_> {
                         current_suite,
                         history::referenced_keys(std::slice::from_ref(&history)),
                     ),
-                    history_head_before: history.records.first().map(|r| r.id),
+                    history_head_before,
                     history,
                     second_check: None,
                     next_history: Some((next, next_signed)),
@@ -422,28 +428,30 @@ impl Publish<'_> {
         let (debs, _) = self.suite_change(change);
         let public_key = self.key.public_key();
         let suites: Vec<String> = recognised.states.keys().cloned().collect();
-        let ((confirmation, bookkeeping), (pool, signed)) = crate::parallel::join(
+        // The signatures compute while the requests go: on a thread that yields to
+        // the requests' threads, so none waits for a core to be sent.
+        let (((confirmation, bookkeeping), pool), signed) = crate::parallel::join_yielding(
             || {
                 crate::parallel::join(
-                    || state::read_all_expecting(self.store, &public_key, &recognised),
-                    || self.read_bookkeeping(&suites, held, Some(history)),
-                )
-            },
-            || match prepared.changes_nothing() {
-                true => (Ok(Vec::new()), Ok(None)),
-                false => crate::parallel::join(
                     || {
-                        self.settle_pool(
+                        crate::parallel::join(
+                            || state::read_all_expecting(self.store, &public_key, &recognised),
+                            || self.read_bookkeeping(&suites, held, Some(history)),
+                        )
+                    },
+                    || match prepared.changes_nothing() {
+                        true => Ok(Vec::new()),
+                        false => self.settle_pool(
                             &prepared.merged,
                             debs,
                             &recognised.states,
                             &HashSet::new(),
                             listener,
-                        )
+                        ),
                     },
-                    || self.sign_prepared(&prepared),
-                ),
+                )
             },
+            || self.sign_prepared(&prepared),
         );
         let (states, as_recognised) = recognised.confirmed(confirmation?);
         let mut bookkeeping = bookkeeping?;
@@ -680,6 +688,7 @@ impl Publish<'_> {
         }
         Known {
             referenced,
+            gc_referenced: None,
             other_suites,
             other_histories,
             history_head_before: history.records.first().map(|r| r.id),

@@ -20,7 +20,7 @@ const LOCKLESS_MIN_GRACE_SECONDS: u64 = 15 * 60;
 /// What the suites reference now, and each suite's newest history record before
 /// this publish and after it.
 #[derive(Default)]
-struct Referenced {
+pub(super) struct Referenced {
     keys: BTreeSet<String>,
     heads_before: BTreeMap<String, u64>,
     heads_after: BTreeMap<String, u64>,
@@ -51,9 +51,20 @@ impl Publish<'_> {
         acl: Option<String>,
         listener: &dyn Listener,
     ) -> Result<(Vec<String>, bool), PublishError> {
+        let computed;
         let referenced = match known {
-            Some(known) => self.referenced_as_known(known)?,
-            None => self.referenced_as_read()?,
+            Some(Known {
+                gc_referenced: Some(referenced),
+                ..
+            }) => referenced,
+            Some(known) => {
+                computed = self.referenced_as_known(known)?;
+                &computed
+            }
+            None => {
+                computed = self.referenced_as_read()?;
+                &computed
+            }
         };
         let now = (self.now)();
         let sweep = match known {
@@ -80,7 +91,7 @@ impl Publish<'_> {
             },
         );
         next.swept_at = if sweep { now } else { previous.swept_at };
-        next.history_heads = referenced.heads_after;
+        next.history_heads = referenced.heads_after.clone();
         next.published_keyring = keyring;
         next.acl = acl;
         for key in &delete {
@@ -102,28 +113,14 @@ impl Publish<'_> {
     }
 
     /// Under a lock still ours, what the attempt read and switched to is what the
-    /// suites reference now; only the other suites' histories are read.
+    /// suites reference now: as worked out before the switch when it could be
+    /// ([`Known::gc_referenced`]), else with the other suites' histories read now.
     fn referenced_as_known(&self, known: &Known) -> Result<Referenced, PublishError> {
-        let public_key = self.key.public_key();
-        let mut referenced = Referenced::default();
-        referenced.keys.extend(known.referenced.iter().cloned());
-        referenced
-            .keys
-            .extend(history::referenced_keys(std::slice::from_ref(
-                &known.history,
-            )));
-        if let Some(id) = known.history_head_before {
-            referenced.heads_before.insert(self.suite.clone(), id);
-        }
-        if let Some(record) = known.history.records.first() {
-            referenced.heads_after.insert(self.suite.clone(), record.id);
-        }
-        // The other suites' histories as read before the switch under the lock, or,
-        // when one could not be read then, read again now.
         let read_now;
         let others = match &known.other_histories {
             Some(read) => read,
             None => {
+                let public_key = self.key.public_key();
                 let mut read = BTreeMap::new();
                 for suite in &known.other_suites {
                     read.insert(
@@ -135,6 +132,40 @@ impl Publish<'_> {
                 &read_now
             }
         };
+        Ok(self.referenced_by(
+            &known.referenced,
+            &known.history,
+            known.history_head_before,
+            others,
+        ))
+    }
+
+    /// What the suites reference when they reference `keys` (their indices) and what
+    /// our `history` and the `others` may restore, with each suite's newest record
+    /// before this publish (`head_before` ours) and after it. Pure: done before the
+    /// switch, from the history the switch is recorded in, it leaves garbage
+    /// collection little to do after it (a set of tens of thousands of keys at 10,000
+    /// packages, milliseconds between the switch and the bookkeeping's write).
+    pub(super) fn referenced_by(
+        &self,
+        keys: &BTreeSet<String>,
+        history: &history::SuiteHistory,
+        head_before: Option<u64>,
+        others: &BTreeMap<String, history::SuiteHistory>,
+    ) -> Referenced {
+        let mut referenced = Referenced {
+            keys: keys.clone(),
+            ..Referenced::default()
+        };
+        referenced
+            .keys
+            .extend(history::referenced_keys(std::slice::from_ref(history)));
+        if let Some(id) = head_before {
+            referenced.heads_before.insert(self.suite.clone(), id);
+        }
+        if let Some(record) = history.records.first() {
+            referenced.heads_after.insert(self.suite.clone(), record.id);
+        }
         for (suite, kept) in others {
             // What a rollback may restore stays, however old.
             referenced
@@ -145,7 +176,7 @@ impl Publish<'_> {
                 referenced.heads_after.insert(suite.clone(), record.id);
             }
         }
-        Ok(referenced)
+        referenced
     }
 
     /// Whether a publish that changes nothing would leave garbage collection's

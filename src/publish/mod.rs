@@ -38,7 +38,7 @@ use crate::repo::index::{IndexError, PackageEntry};
 use crate::repo::layout;
 use crate::repo::plan::{MergeError, PoolUpload, Replaced, Step, SuiteChange};
 use crate::sign::{RepoKeys, SignError, VerifyError};
-use crate::store::{Caching, PutOptions, Store, StoreError};
+use crate::store::{Caching, ConditionalWrites, PutOptions, Store, StoreError};
 use lock::{LockInfo, LockOptions};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -293,6 +293,10 @@ struct Known {
     other_histories: Option<std::collections::BTreeMap<String, history::SuiteHistory>>,
     /// Our suite's history as read before the switch.
     history: history::SuiteHistory,
+    /// What garbage collection counts as referenced after the switch, worked out
+    /// before it from `next_history` (`Publish::referenced_by`); `None` when the
+    /// other suites' histories were not read.
+    gc_referenced: Option<gc::Referenced>,
     /// What our suite and its history referenced before this attempt: garbage
     /// collection without a sweep looks only at what of it is referenced no more.
     referenced_before: BTreeSet<String>,
@@ -305,6 +309,12 @@ struct Known {
     /// made while the writes went: under a lock ours throughout, what is written
     /// after the switch.
     next_history: Option<(history::SuiteHistory, Result<Vec<u8>, PublishError>)>,
+}
+
+/// What [`Publish::read_early`] read, for [`Publish::apply_read`].
+pub struct EarlyReading {
+    recognition: Result<attempt::Recognition<state::Checked>, PublishError>,
+    recorded: Result<Option<ConditionalWrites>, StoreError>,
 }
 
 /// How often a publish re-merges when InRelease changed under it.
@@ -350,6 +360,30 @@ impl Publish<'_> {
         change: Change<'_>,
         listener: &dyn Listener,
     ) -> Result<PublishReport, PublishError> {
+        self.apply_read(change, None, listener)
+    }
+
+    /// What a publish reads before its lock (the recognition and the probe's record),
+    /// read while the rest of the command gets ready: read-only, so a reading that
+    /// turns out to be for other settings is simply dropped.
+    pub fn read_early(&self) -> EarlyReading {
+        let now = (self.now)();
+        let (recognition, recorded) =
+            crate::parallel::join(|| self.recognise(), || probe::read_record(self.store, now));
+        EarlyReading {
+            recognition,
+            recorded,
+        }
+    }
+
+    /// [`Publish::apply`], starting from `early` when given: what
+    /// [`Publish::read_early`] read with the same store, key, suite and settings.
+    pub fn apply_read(
+        &self,
+        change: Change<'_>,
+        early: Option<EarlyReading>,
+        listener: &dyn Listener,
+    ) -> Result<PublishReport, PublishError> {
         layout::check_suite(&self.suite).map_err(PublishError::InvalidSuite)?;
         if !self.config.suites.contains(&self.suite) {
             return Err(PublishError::UnknownSuite {
@@ -365,10 +399,13 @@ impl Publish<'_> {
         // over or break, is decided here, without the lock
         // (docs/ARCHITECTURE.md, "The life of a publish").
         let now = (self.now)();
-        let (recognition, recorded) = crate::parallel::join(
-            || self.recognise(),
-            || (!self.dry_run).then(|| probe::read_record(self.store, now)),
-        );
+        let (recognition, recorded) = match early {
+            Some(early) => (early.recognition, Some(early.recorded)),
+            None => crate::parallel::join(
+                || self.recognise(),
+                || (!self.dry_run).then(|| probe::read_record(self.store, now)),
+            ),
+        };
         let recognition = recognition?;
         self.check_origin(&recognition.suites)?;
         if self.dry_run {
@@ -387,7 +424,7 @@ impl Publish<'_> {
         // read under it. Told from the text when it can be; any other change is merged
         // first, to see whether it changes anything at all.
         let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
-            crate::parallel::join(acquire, || {
+            crate::parallel::join_yielding(acquire, || {
                 let recognition = recognition.parsed(self.store)?;
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
                 Ok((recognition, prepared))
@@ -395,7 +432,7 @@ impl Publish<'_> {
         } else {
             let recognition = recognition.parsed(self.store)?;
             if self.adds_to_the_suite(change, &recognition) {
-                let (held, prepared) = crate::parallel::join(acquire, || {
+                let (held, prepared) = crate::parallel::join_yielding(acquire, || {
                     self.prepare(change, &recognition.suites.states, listener)
                 });
                 (held, prepared.map(|prepared| (recognition, prepared)))

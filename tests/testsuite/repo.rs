@@ -1530,6 +1530,72 @@ fn a_new_origin_is_refused_until_kept_or_changed_on_purpose() {
     assert!(stdout(&script).contains("o=Acme"), "{}", stdout(&script));
 }
 
+/// A write command starts reading the repository from the settings of the last
+/// `cargo metadata` output (kept in target/speedy/metadata.json) while cargo runs
+/// again, and keeps what it read only when cargo says the same: changed settings, or a
+/// cache that is not one, are read afresh and published by.
+#[test]
+fn a_publish_reads_early_only_what_the_settings_still_say() {
+    const EARLY: &str = "read the repository while cargo metadata ran";
+    let fixture = released();
+    let cache = fixture.path("target/speedy/metadata.json");
+    assert!(cache.is_file(), "release kept no cargo metadata output");
+    let publish = |args: &[&str]| {
+        let output = fixture.speedy(&[&["-v", "publish"], args].concat());
+        assert_success(&output);
+        stdout(&output) + &stderr(&output)
+    };
+    let text = publish(&[]);
+    assert!(text.contains(EARLY), "{text}");
+    assert!(
+        text.contains("unchanged speedy-app 1.4.0-1 (amd64) in dev"),
+        "{text}"
+    );
+
+    // Another default suite: the early reads were of dev, so they are dropped.
+    fixture.edit(
+        "Cargo.toml",
+        "[profile.release]\n",
+        "[workspace.metadata.speedy.repo]\ndefault-suite = \"stable\"\n\n[profile.release]\n",
+    );
+    let text = publish(&[]);
+    assert!(!text.contains(EARLY), "{text}");
+    assert!(
+        text.contains("published speedy-app 1.4.0-1 (amd64) to stable"),
+        "{text}"
+    );
+    let text = publish(&[]);
+    assert!(text.contains(EARLY), "{text}");
+    assert!(
+        text.contains("unchanged speedy-app 1.4.0-1 (amd64) in stable"),
+        "{text}"
+    );
+    // Another suite named on the command line: the same.
+    let text = publish(&["--suite", "dev"]);
+    assert!(text.contains(EARLY), "{text}");
+    assert!(
+        text.contains("unchanged speedy-app 1.4.0-1 (amd64) in dev"),
+        "{text}"
+    );
+
+    // A cache that is not one, or from another directory, is not used, and is
+    // replaced.
+    std::fs::write(&cache, "{not json").unwrap();
+    let text = publish(&[]);
+    assert!(!text.contains(EARLY), "{text}");
+    let text = publish(&[]);
+    assert!(text.contains(EARLY), "{text}");
+    let manifest = fixture.path("Cargo.toml");
+    let output = fixture.speedy(&[
+        "-v",
+        "publish",
+        "--manifest-path",
+        manifest.to_str().unwrap(),
+    ]);
+    assert_success(&output);
+    assert!(!(stdout(&output) + &stderr(&output)).contains(EARLY));
+}
+
 /// Issue 24: `phase` without `-p` raises every package the suite's last change brought
 /// (a phased promote of three services is raised in one command), never the keyring;
 /// where the last change brought none, it says to name them.

@@ -103,6 +103,23 @@ fn release_to_a_bucket_is_read_by_apt_over_http() {
         .to_ascii_lowercase()
         .contains("cache-control: public, max-age=60"));
 
+    // The next publish reads the bucket while cargo metadata runs, from the settings
+    // of the last output (the bucket is a flag: the same in both).
+    let output = cli_with_bucket(
+        &fixture,
+        moto,
+        &bucket,
+        &["-v", "publish", "--suite", "stable"],
+        &key,
+    );
+    assert_success(&output);
+    let text = stdout(&output) + &stderr(&output);
+    assert!(
+        text.contains("read the repository while cargo metadata ran")
+            && text.contains("published speedy-app 1.4.0-1 (amd64) to stable"),
+        "{text}"
+    );
+
     // list and verify work exactly as against a directory.
     let output = cli_with_bucket(&fixture, moto, &bucket, &["list"], &key);
     assert_success(&output);
