@@ -136,6 +136,7 @@ impl Publish<'_> {
                             &public_key,
                             configured,
                             &self.config.release.architectures,
+                            Some(&self.suite),
                         )
                     },
                     || {

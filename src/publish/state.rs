@@ -204,7 +204,63 @@ pub struct Recognised {
 /// 10,000 packages, then goes on while the lock is taken
 /// (docs/ARCHITECTURE.md, "The life of a publish").
 pub struct Checked {
-    suites: BTreeMap<String, CheckedSuite>,
+    suites: BTreeMap<String, Reading>,
+}
+
+/// One suite as [`check`] left it: checked, or (a suite besides the one the lock
+/// waits for) only its InRelease verified and its indices read, to be checked
+/// against it when the suites are parsed, while the lock is taken: at 10,000
+/// packages the decompression and hashes of another suite's index are 10 ms of CPU
+/// that the lock need not wait for.
+enum Reading {
+    Checked(CheckedSuite),
+    Read {
+        suite: String,
+        signed: SignedRelease,
+        in_release_modified: Option<u64>,
+        /// Its indices as read alongside InRelease (by path relative to the suite's
+        /// directory): the others are read when it is checked.
+        prefetched: BTreeMap<String, Option<Vec<u8>>>,
+    },
+}
+
+impl Reading {
+    fn signed(&self) -> &SignedRelease {
+        match self {
+            Reading::Checked(checked) => &checked.signed,
+            Reading::Read { signed, .. } => signed,
+        }
+    }
+
+    fn set_modified(&mut self, modified: Option<u64>) {
+        match self {
+            Reading::Checked(checked) => checked.in_release_modified = modified,
+            Reading::Read {
+                in_release_modified,
+                ..
+            } => *in_release_modified = modified,
+        }
+    }
+
+    /// Checked, its indices against InRelease.
+    fn checked(
+        &self,
+        store: &dyn Store,
+    ) -> Result<std::borrow::Cow<'_, CheckedSuite>, PublishError> {
+        match self {
+            Reading::Checked(checked) => Ok(std::borrow::Cow::Borrowed(checked)),
+            Reading::Read {
+                suite,
+                signed,
+                in_release_modified,
+                prefetched,
+            } => {
+                let mut checked = check_suite(store, suite, signed.clone(), prefetched)?;
+                checked.in_release_modified = *in_release_modified;
+                Ok(std::borrow::Cow::Owned(checked))
+            }
+        }
+    }
 }
 
 impl Checked {
@@ -213,8 +269,11 @@ impl Checked {
     /// published). A suite listing the package under another file name still says
     /// `false`, so a `false` is an "adds", a `true` a "look closer".
     pub fn may_list(&self, suite: &str, filename: &str) -> bool {
-        let Some(checked) = self.suites.get(suite) else {
-            return false;
+        let checked = match self.suites.get(suite) {
+            None => return false,
+            // Not checked yet: look closer after the parse.
+            Some(Reading::Read { .. }) => return true,
+            Some(Reading::Checked(checked)) => checked,
         };
         let line = format!("Filename: {filename}\n");
         let finder = memchr::memmem::Finder::new(line.as_bytes());
@@ -229,7 +288,7 @@ impl Checked {
     pub fn origin(&self, suite: &str) -> Option<&str> {
         self.suites
             .get(suite)
-            .map(|checked| checked.signed.release.origin.as_str())
+            .map(|reading| reading.signed().release.origin.as_str())
     }
 
     /// The published suites, by name.
@@ -237,11 +296,13 @@ impl Checked {
         self.suites.keys()
     }
 
-    /// Every suite parsed, each on a thread of its own.
+    /// Every suite checked (the ones [`check`] only read) and parsed, each on a
+    /// thread of its own.
     pub fn parsed(self, store: &dyn Store) -> Result<Recognised, PublishError> {
-        let suites: Vec<(String, CheckedSuite)> = self.suites.into_iter().collect();
-        let parsed =
-            crate::parallel::map(&suites, suites.len(), |(_, checked)| checked.parse(store));
+        let suites: Vec<(String, Reading)> = self.suites.into_iter().collect();
+        let parsed = crate::parallel::map(&suites, suites.len(), |(_, reading)| {
+            reading.checked(store)?.parse(store)
+        });
         let mut states = BTreeMap::new();
         for ((suite, _), state) in suites.iter().zip(parsed) {
             states.insert(suite.clone(), state?);
@@ -267,7 +328,7 @@ pub fn recognise(
     configured: &[String],
     architectures: &[String],
 ) -> Result<Recognised, PublishError> {
-    check(store, key, configured, architectures)?.parsed(store)
+    check(store, key, configured, architectures, None)?.parsed(store)
 }
 
 /// Whether the store holds a repository of ours or none: every published suite's
@@ -278,12 +339,15 @@ pub fn recognise(
 /// `configured` suite and its canonical Packages.gz of each of `architectures` are
 /// read alongside the listing (round trips saved); only a published suite not
 /// configured, or an index not guessed, waits for the listing or the InRelease
-/// (docs/ARCHITECTURE.md, "The life of a publish").
+/// (docs/ARCHITECTURE.md, "The life of a publish"). With `first`, only that suite's
+/// indices are checked now, the others' when the suites are parsed
+/// ([`Checked::parsed`]); every InRelease is verified now.
 pub fn check(
     store: &dyn Store,
     key: &PublicKey,
     configured: &[String],
     architectures: &[String],
+    first: Option<&str>,
 ) -> Result<Checked, PublishError> {
     let guessed_paths = guessed_indices(architectures);
     let (listed, guessed) = crate::parallel::join(
@@ -305,9 +369,18 @@ pub fn check(
                 for (path, bytes) in guessed_paths.iter().zip(indices) {
                     prefetched.insert(path.clone(), bytes?);
                 }
+                if first.is_some_and(|first| first != suite.as_str()) {
+                    return Ok(Some(Reading::Read {
+                        suite: suite.clone(),
+                        signed,
+                        in_release_modified: None,
+                        prefetched,
+                    }));
+                }
                 // Checked on the thread that read it: each suite's hashing and
                 // decompression as soon as its own reads are in.
-                check_suite(store, suite, signed, &prefetched).map(Some)
+                check_suite(store, suite, signed, &prefetched)
+                    .map(|checked| Some(Reading::Checked(checked)))
             })
         },
     );
@@ -317,9 +390,9 @@ pub fn check(
         let Some(modified) = listed.get(suite) else {
             continue;
         };
-        if let Some(mut checked) = read? {
-            checked.in_release_modified = *modified;
-            suites.insert(suite.clone(), checked);
+        if let Some(mut reading) = read? {
+            reading.set_modified(*modified);
+            suites.insert(suite.clone(), reading);
         }
     }
     let rest: Vec<(&String, &Option<u64>)> = listed
@@ -332,7 +405,7 @@ pub fn check(
     for ((suite, modified), checked) in rest.into_iter().zip(read) {
         if let Some(mut checked) = checked? {
             checked.in_release_modified = *modified;
-            suites.insert(suite.clone(), checked);
+            suites.insert(suite.clone(), Reading::Checked(checked));
         }
     }
     Ok(Checked { suites })
@@ -452,6 +525,7 @@ fn read_and_check(
 }
 
 /// One suite read and checked, its Packages not parsed yet.
+#[derive(Clone)]
 struct CheckedSuite {
     suite: String,
     signed: SignedRelease,

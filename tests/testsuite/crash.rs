@@ -664,7 +664,7 @@ fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
     let configured = ["dev".to_owned(), "stable".to_owned()];
     let architectures = ["amd64".to_owned()];
     let public_key = key.public_key();
-    let checked = state::check(&store, &public_key, &configured, &architectures).unwrap();
+    let checked = state::check(&store, &public_key, &configured, &architectures, None).unwrap();
     let filename = &published[0].entry.filename;
     assert!(checked.may_list("dev", filename), "{filename}");
     // Another version's file, a file name that is only the end of the listed one, and
@@ -674,8 +674,25 @@ fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
     let tail = filename.rsplit('/').next().unwrap();
     assert!(!checked.may_list("dev", tail), "{tail}");
     assert!(!checked.may_list("stable", filename));
+    // With the lock waiting for stable alone, dev's indices are only read: "look
+    // closer" (parse first), then the same once parsed.
+    let deferred = state::check(
+        &store,
+        &public_key,
+        &configured,
+        &architectures,
+        Some("stable"),
+    )
+    .unwrap();
+    assert!(deferred.may_list("dev", &other));
+    assert!(!deferred.may_list("stable", filename));
+    let deferred = deferred.parsed(&store).unwrap();
     // Parsed, it is what `recognise` reads.
     let parsed = checked.parsed(&store).unwrap();
+    assert_eq!(
+        parsed.states["dev"].packages,
+        deferred.states["dev"].packages
+    );
     let recognised = state::recognise(&store, &public_key, &configured, &architectures).unwrap();
     assert_eq!(parsed.states.len(), 1);
     assert_eq!(
