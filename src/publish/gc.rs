@@ -187,7 +187,8 @@ impl Publish<'_> {
     /// [`Publish::collect_garbage`]'s, with the shorter grace period: when in doubt,
     /// the publish takes the lock and collects.
     pub(super) fn nothing_to_collect(&self, recognition: &Recognition) -> bool {
-        let (Some(previous), Some(histories)) = (&recognition.gc_state, &recognition.histories)
+        let (Some(previous), Some(histories)) =
+            (&recognition.gc_state, recognition.histories.as_parsed())
         else {
             return false;
         };

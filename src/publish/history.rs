@@ -127,13 +127,24 @@ pub fn read_again(
     suite: &str,
     before: Option<ReadHistory>,
 ) -> Result<ReadHistory, PublishError> {
-    let object = layout::history_key(suite);
-    let bytes = store.get(&object)?;
+    let bytes = store.get(&layout::history_key(suite))?;
     if let Some(before) = before {
         if before.bytes == bytes && before.history.suite == suite {
             return Ok(before);
         }
     }
+    verified(store, key, suite, bytes)
+}
+
+/// The history of `suite` from `bytes` as read from its object (`None`: there was
+/// none), verified with `key`.
+pub fn verified(
+    store: &dyn Store,
+    key: &PublicKey,
+    suite: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<ReadHistory, PublishError> {
+    let object = layout::history_key(suite);
     let Some(bytes) = bytes else {
         return Ok(ReadHistory {
             history: SuiteHistory {

@@ -409,7 +409,7 @@ impl Publish<'_> {
         let recognition = recognition?;
         self.check_origin(&recognition.suites)?;
         if self.dry_run {
-            let recognition = recognition.parsed(self.store)?;
+            let recognition = recognition.parsed(self.store, &self.key.public_key())?;
             return self.dry_run_report(change, &recognition.suites, listener);
         }
         probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
@@ -425,12 +425,12 @@ impl Publish<'_> {
         // first, to see whether it changes anything at all.
         let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
             crate::parallel::join_yielding(acquire, || {
-                let recognition = recognition.parsed(self.store)?;
+                let recognition = recognition.parsed(self.store, &self.key.public_key())?;
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
                 Ok((recognition, prepared))
             })
         } else {
-            let recognition = recognition.parsed(self.store)?;
+            let recognition = recognition.parsed(self.store, &self.key.public_key())?;
             if self.adds_to_the_suite(change, &recognition) {
                 let (held, prepared) = crate::parallel::join_yielding(acquire, || {
                     self.prepare(change, &recognition.suites.states, listener)
