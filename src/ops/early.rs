@@ -128,8 +128,8 @@ impl EarlyReads {
         self.output == output && self.suite == suite && self.fingerprints == fingerprints
     }
 
-    /// The store they read, from now on reporting its retries to `listener`, and what
-    /// they read (waited for).
+    /// The store they read, from now on reporting its retries to `listener`, and the
+    /// handle of what they read, for the publish to wait for.
     pub(super) fn adopt(self, listener: &dyn Listener) -> (Arc<dyn Store>, EarlyReadingHandle) {
         if let Some(s3) = &self.s3 {
             report_retries(s3, listener);
