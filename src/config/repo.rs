@@ -538,6 +538,12 @@ impl RepoConfig {
 const DEFAULT_NAME: &str = "speedy";
 
 impl RepoConfig {
+    /// The suite a command writes or sets up: the one it names (`--suite`), else the
+    /// default suite.
+    pub fn suite_named(&self, named: Option<&str>) -> String {
+        named.unwrap_or(&self.default_suite).to_owned()
+    }
+
     /// The origin as a file-name part: `speedy` for "Speedy", used for the keyring
     /// and `.sources` file names on servers.
     pub fn short_name(&self) -> String {

@@ -74,10 +74,7 @@ impl EarlyStart {
                 (s3.clone(), Some(s3))
             }
         };
-        let suite = options
-            .suite
-            .clone()
-            .unwrap_or_else(|| settings.config.default_suite.clone());
+        let suite = settings.config.suite_named(options.suite.as_deref());
         let fingerprints = keys.public_key().fingerprints();
         let config = settings.config;
         let reading = {

@@ -234,10 +234,7 @@ impl<'a> SuiteWriter<'a> {
         let (settings, output) = settings?;
         let key = settings.resolve_key(&options.repo, purpose, listener)?;
         let keys = key.repo_keys();
-        let suite = options
-            .suite
-            .clone()
-            .unwrap_or_else(|| settings.config.default_suite.clone());
+        let suite = settings.config.suite_named(options.suite.as_deref());
         let (store, early) = match started {
             EarlyStart::Reading(reads)
                 if reads.hold_for(&output, &suite, &keys.public_key().fingerprints()) =>
@@ -267,10 +264,9 @@ impl<'a> SuiteWriter<'a> {
 
     /// The suite written: `--suite`, else the default suite.
     pub(super) fn suite(&self) -> String {
-        self.options
-            .suite
-            .clone()
-            .unwrap_or_else(|| self.settings.config.default_suite.clone())
+        self.settings
+            .config
+            .suite_named(self.options.suite.as_deref())
     }
 
     /// Adds `debs` and the keyring package of the signing keys, which every suite

@@ -252,10 +252,7 @@ pub fn server_setup(
     )?;
     // Everything that reaches the root script is validated first: the suite by the
     // rule `publish` applies, the URL by the one the manifest's `public-url` gets.
-    let suite = options
-        .suite
-        .clone()
-        .unwrap_or_else(|| settings.config.default_suite.clone());
+    let suite = settings.config.suite_named(options.suite.as_deref());
     crate::repo::layout::check_suite(&suite).map_err(CommandError::InvalidSuite)?;
     let db_host = match options.db_host {
         Some(address) => address,

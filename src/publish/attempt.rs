@@ -202,14 +202,16 @@ impl Publish<'_> {
                     || {
                         // Ours verified now, the others' only read (`OtherHistories`).
                         crate::parallel::map(configured, configured.len(), |suite| {
-                            let bytes = self.store.get(&crate::repo::layout::history_key(suite));
                             match *suite == self.suite {
-                                true => HistoryRead::Ours(
-                                    bytes.map_err(PublishError::from).and_then(|bytes| {
-                                        history::verified(self.store, &public_key, suite, bytes)
-                                    }),
+                                true => HistoryRead::Ours(history::read_again(
+                                    self.store,
+                                    &public_key,
+                                    suite,
+                                    None,
+                                )),
+                                false => HistoryRead::Other(
+                                    self.store.get(&crate::repo::layout::history_key(suite)),
                                 ),
-                                false => HistoryRead::Other(bytes),
                             }
                         })
                     },
