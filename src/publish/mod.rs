@@ -418,13 +418,16 @@ impl Publish<'_> {
                 listener.warning(what)
             })
         };
+        // Not a yielding join: until `while_renewing` starts, the lease taken here is
+        // not renewed, and under another process's load a yielding parse would keep it
+        // that way longer.
         // A change that adds what the suite does not list changes something: it is
         // parsed and merged while the lock is taken (an error then releases the lock,
         // having written nothing else), and compressed and signed during the first
         // read under it. Told from the text when it can be; any other change is merged
         // first, to see whether it changes anything at all.
         let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
-            crate::parallel::join_yielding(acquire, || {
+            crate::parallel::join(acquire, || {
                 let recognition = recognition.parsed(self.store, &self.key.public_key())?;
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
                 Ok((recognition, prepared))
@@ -432,7 +435,7 @@ impl Publish<'_> {
         } else {
             let recognition = recognition.parsed(self.store, &self.key.public_key())?;
             if self.adds_to_the_suite(change, &recognition) {
-                let (held, prepared) = crate::parallel::join_yielding(acquire, || {
+                let (held, prepared) = crate::parallel::join(acquire, || {
                     self.prepare(change, &recognition.suites.states, listener)
                 });
                 (held, prepared.map(|prepared| (recognition, prepared)))
