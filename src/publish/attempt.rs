@@ -152,6 +152,9 @@ pub(super) struct HeadStart {
     /// as they are.
     pub(super) history: history::ReadHistory,
     pub(super) prepared: Prepared,
+    /// The prepared change signed ([`Publish::sign_prepared`]) while the lock was
+    /// taken, when the lock's round trip left time for it.
+    pub(super) signed: Option<Result<Option<Signed>, PublishError>>,
 }
 
 /// The bookkeeping an attempt reads alongside the suites.
@@ -178,6 +181,9 @@ struct Settled {
     signed: Option<Signed>,
     /// The pool files this publish wrote.
     pool: Vec<PoolUpload>,
+    /// The by-hash copies this publish wrote (the first attempt's, as soon as it
+    /// signed): content-addressed, whatever the merge writes at last.
+    by_hash_written: HashSet<String>,
 }
 
 impl Publish<'_> {
@@ -388,6 +394,7 @@ impl Publish<'_> {
             prepared,
             signed,
             pool,
+            by_hash_written,
         } = match head_start {
             Some(head_start) => self.confirm(change, held, head_start, listener)?,
             None => self.read_afresh(change, held, listener)?,
@@ -419,7 +426,7 @@ impl Publish<'_> {
         // (signed), are worked out while the writes go: tens of milliseconds at 10,000
         // packages, keys collected into sets and a history that lists them.
         let (switched, (replaced, known)) = crate::parallel::join_yielding(
-            || self.write_and_switch(&publish_plan, current, held, listener),
+            || self.write_and_switch(&publish_plan, current, held, &by_hash_written, listener),
             || {
                 let packages = &publish_plan.merge.packages;
                 let current_suite = current.map(|state| CurrentSuite {
@@ -474,9 +481,9 @@ impl Publish<'_> {
     /// The first read under the lock, one round trip: the suites confirmed as
     /// recognised, the bookkeeping, and alongside them the pool files the head start's
     /// merge calls for, created where absent (the lock is held, or the store cannot
-    /// lock and the pool is checked as before), and its indices compressed and signed.
-    /// When a suite changed since the recognition, the change is merged again into
-    /// what is there now.
+    /// lock and the pool is checked as before), and its indices compressed and signed,
+    /// their by-hash copies written as soon as they are. When a suite changed since
+    /// the recognition, the change is merged again into what is there now.
     fn confirm(
         &self,
         change: Change<'_>,
@@ -488,39 +495,68 @@ impl Publish<'_> {
             recognised,
             history,
             prepared,
+            signed,
         } = head_start;
         let (debs, _) = self.suite_change(change);
         let public_key = self.key.public_key();
         let suites: Vec<String> = recognised.states.keys().cloned().collect();
-        // The signatures compute while the requests go: on a thread that yields to
-        // the requests' threads, so none waits for a core to be sent.
-        let (((confirmation, bookkeeping), pool), signed) = crate::parallel::join_yielding(
-            || {
-                crate::parallel::join(
-                    || {
-                        crate::parallel::join(
-                            || state::read_all_expecting(self.store, &public_key, &recognised),
-                            || self.read_bookkeeping(&suites, held, Some(history)),
-                        )
-                    },
-                    || match prepared.changes_nothing() {
-                        true => Ok(Vec::new()),
-                        false => self.settle_pool(
-                            &prepared.merged,
-                            debs,
-                            &recognised.states,
-                            &HashSet::new(),
-                            listener,
-                        ),
-                    },
-                )
-            },
-            || self.sign_prepared(&prepared),
-        );
+        let current = recognised
+            .states
+            .get(&self.suite)
+            .map(|state| &state.release);
+        let (signed_copies, copies_to_write) = std::sync::mpsc::channel();
+        // The signatures compute while the requests go, unless they did while the
+        // lock was taken: on a thread that yields to the requests' threads, so none
+        // waits for a core to be sent. The by-hash copies of the indices are sent back
+        // to go out in this round trip too.
+        let ((((confirmation, bookkeeping), pool), by_hash_written), signed) =
+            crate::parallel::join_yielding(
+                || {
+                    crate::parallel::join(
+                        || {
+                            crate::parallel::join(
+                                || {
+                                    crate::parallel::join(
+                                        || {
+                                            state::read_all_expecting(
+                                                self.store,
+                                                &public_key,
+                                                &recognised,
+                                            )
+                                        },
+                                        || self.read_bookkeeping(&suites, held, Some(history)),
+                                    )
+                                },
+                                || match prepared.changes_nothing() {
+                                    true => Ok(Vec::new()),
+                                    false => self.settle_pool(
+                                        &prepared.merged,
+                                        debs,
+                                        &recognised.states,
+                                        &HashSet::new(),
+                                        listener,
+                                    ),
+                                },
+                            )
+                        },
+                        || self.write_by_hash_once_signed(copies_to_write, current),
+                    )
+                },
+                || {
+                    let signed_copies = signed_copies;
+                    let signed = signed.unwrap_or_else(|| self.sign_prepared(&prepared));
+                    if let Ok(Some(signed)) = &signed {
+                        let _ =
+                            signed_copies.send(plan::by_hash_copies(&self.suite, &signed.indices));
+                    }
+                    signed
+                },
+            );
         let (states, as_recognised) = recognised.confirmed(confirmation?);
         let mut bookkeeping = bookkeeping?;
         let pool = pool?;
         let signed = signed?;
+        let by_hash_written = by_hash_written?;
         self.complete_histories(&mut bookkeeping, &states);
         if as_recognised {
             return Ok(Settled {
@@ -529,10 +565,40 @@ impl Publish<'_> {
                 prepared,
                 signed,
                 pool,
+                by_hash_written,
             });
         }
         let written: HashSet<String> = pool.into_iter().map(|upload| upload.key).collect();
-        self.settle(change, states, bookkeeping, &written, listener)
+        let settled = self.settle(change, states, bookkeeping, &written, listener)?;
+        Ok(Settled {
+            by_hash_written,
+            ..settled
+        })
+    }
+
+    /// Writes the by-hash copies of the signed indices as soon as they come (none when
+    /// the change signs nothing): immutable and content-addressed, apt sees them only
+    /// once an InRelease lists them. `current`: our suite's Release as recognised,
+    /// whose copies are there. The keys written.
+    fn write_by_hash_once_signed(
+        &self,
+        signed_copies: std::sync::mpsc::Receiver<Vec<(String, std::sync::Arc<[u8]>)>>,
+        current: Option<&Release>,
+    ) -> Result<HashSet<String>, PublishError> {
+        let Ok(copies) = signed_copies.recv() else {
+            return Ok(HashSet::new());
+        };
+        let to_write = plan::by_hash_to_write(
+            &self.suite,
+            copies.iter().map(|(key, bytes)| (key.as_str(), &bytes[..])),
+            current,
+            &HashSet::new(),
+        );
+        self.put_all(&to_write)?;
+        Ok(to_write
+            .into_iter()
+            .map(|(key, _)| key.to_owned())
+            .collect())
     }
 
     /// A later attempt: every suite and the bookkeeping read afresh.
@@ -572,6 +638,7 @@ impl Publish<'_> {
                 prepared,
                 signed: None,
                 pool: Vec::new(),
+                by_hash_written: HashSet::new(),
             });
         }
         let (pool, signed) = crate::parallel::join(
@@ -584,6 +651,7 @@ impl Publish<'_> {
             states,
             bookkeeping,
             prepared,
+            by_hash_written: HashSet::new(),
         })
     }
 

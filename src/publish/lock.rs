@@ -133,11 +133,12 @@ enum Found {
 }
 
 impl Found {
-    /// The lock as ours, when it holds our `token`.
-    fn held_with(&self, token: &str, lease: Duration) -> Option<HeldLock> {
+    /// The lock as ours, when it holds our `token`; `started`: when the lease it
+    /// holds was worked out, before its write was sent.
+    fn held_with(&self, token: &str, lease: Duration, started: Instant) -> Option<HeldLock> {
         match self {
             Found::Held { info, version } if info.token == token => {
-                Some(HeldLock::new(info.clone(), version.clone(), lease))
+                Some(HeldLock::new(info.clone(), version.clone(), lease, started))
             }
             _ => None,
         }
@@ -201,8 +202,9 @@ impl Takeover {
 pub struct HeldLock {
     token: String,
     lease: Duration,
-    /// The lock as last written, and the store's version of it.
-    current: Mutex<(LockInfo, String)>,
+    /// The lock as last written, the store's version of it, and when its lease
+    /// started (by this process's monotonic clock, before the write was sent).
+    current: Mutex<(LockInfo, String, Instant)>,
     /// Someone else took it over: nothing may be switched any more.
     lost: AtomicBool,
 }
@@ -221,6 +223,7 @@ pub fn acquire(
     let host = this_host();
     let lease = options.lease.as_secs().max(1);
     loop {
+        let leased_at = Instant::now();
         let info = LockInfo::ours(&host, &token, now(), lease);
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let (created_it, create_error) =
@@ -229,7 +232,7 @@ pub fn acquire(
                 // Created: ours, with the version the store answered (no read back:
                 // a round trip saved on every publish).
                 Ok(Some(version)) if !version.is_empty() => {
-                    return Ok(Some(HeldLock::new(info, version, options.lease)));
+                    return Ok(Some(HeldLock::new(info, version, options.lease, leased_at)));
                 }
                 Ok(created) => (created.is_some(), None),
                 Err(StoreError::ConditionalWritesUnsupported { .. }) => return Ok(None),
@@ -246,7 +249,7 @@ pub fn acquire(
         }
         // Ours, also when the create's answer was lost and a retry was refused
         // because our own create had already happened.
-        if let Some(held) = found.held_with(&token, options.lease) {
+        if let Some(held) = found.held_with(&token, options.lease, leased_at) {
             return Ok(Some(held));
         }
         if created_it {
@@ -262,6 +265,7 @@ pub fn acquire(
                 info,
                 bytes: &bytes,
                 lease: options.lease,
+                leased_at,
             };
             match take_over(store, &found, version, takeover, mine, broke, on_takeover)? {
                 TakeOver::Won(held) => return Ok(Some(held)),
@@ -318,11 +322,13 @@ fn may_take_over<'f>(
     Some((version, takeover))
 }
 
-/// The lock this publisher writes: its contents, serialized, and its lease.
+/// The lock this publisher writes: its contents, serialized, its lease, and when the
+/// lease started.
 struct Mine<'b> {
     info: LockInfo,
     bytes: &'b [u8],
     lease: Duration,
+    leased_at: Instant,
 }
 
 /// How an attempt to take a lock over ended.
@@ -355,6 +361,7 @@ fn take_over(
                 mine.info,
                 new_version,
                 mine.lease,
+                mine.leased_at,
             )))
         }
         Ok(None) => Ok(TakeOver::LookAgain),
@@ -391,13 +398,30 @@ fn refusal(store: &dyn Store, found: Found, now: &impl Fn() -> u64) -> Option<Pu
 const RENEWAL_RETRY: Duration = Duration::from_secs(1);
 
 impl HeldLock {
-    fn new(info: LockInfo, version: String, lease: Duration) -> Self {
+    fn new(info: LockInfo, version: String, lease: Duration, leased_at: Instant) -> Self {
         HeldLock {
             token: info.token.clone(),
             lease,
-            current: Mutex::new((info, version)),
+            current: Mutex::new((info, version, leased_at)),
             lost: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the lock is ours without asking the store: no renewal found it taken
+    /// over, and its lease started less than a third of a lease ago (less one second,
+    /// as its expiry is written in whole seconds). Another publisher takes a lock over
+    /// only once its lease expired by their clock, and hosts' clocks agree to well
+    /// within a lease (docs/ARCHITECTURE.md, "Crash and concurrency model"); only an
+    /// explicit `--break-lock` could, and the check before the switch still stops
+    /// that. A renewal under way (it holds `current` for its round trip) leaves the
+    /// question to the store.
+    pub fn surely_ours(&self) -> bool {
+        let vouched_for = self.lease.saturating_sub(Duration::from_secs(1)) / 3;
+        !self.lost.load(Ordering::SeqCst)
+            && self
+                .current
+                .try_lock()
+                .is_ok_and(|current| current.2.elapsed() < vouched_for)
     }
 
     /// How often the holder renews: three times per lease, so two renewals may fail.
@@ -415,12 +439,14 @@ impl HeldLock {
             return Ok(false);
         };
         let mut info = current.0.clone();
-        info.expires = now + self.lease.as_secs().max(1);
+        let leased_at = Instant::now();
+        let expires = now + self.lease.as_secs().max(1);
+        info.expires = expires;
         let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
         let options = super::put_options(LOCK_KEY);
         match store.put_if_version(LOCK_KEY, &bytes, &current.1, &options) {
             Ok(Some(version)) => {
-                *current = (info, version);
+                *current = (info, version, leased_at);
                 Ok(true)
             }
             Ok(None) => {
@@ -428,7 +454,13 @@ impl HeldLock {
                 // still, if the token says so.
                 if let Found::Held { info, version } = read_lock(store)? {
                     if info.token == self.token {
-                        *current = (info, version);
+                        // The lease it holds started with this renewal only if it
+                        // carries this renewal's expiry.
+                        let since = match info.expires == expires {
+                            true => leased_at,
+                            false => current.2,
+                        };
+                        *current = (info, version, since);
                         return Ok(true);
                     }
                 }
@@ -608,6 +640,43 @@ mod tests {
         fn delete(&self, key: &str) -> Result<(), StoreError> {
             Err(refused(key))
         }
+    }
+
+    /// The lock vouches for itself (no read of it before the canonical files change)
+    /// only for a third of its lease less a second, from when its lease started: at
+    /// once after it is taken and after each renewal, never once lost.
+    #[test]
+    fn a_lock_vouches_for_itself_for_a_third_of_its_lease_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::fs::FsStore::new(dir.path());
+        let options = LockOptions {
+            wait: None,
+            break_lock: false,
+            lease: Duration::from_secs(4),
+        };
+        let held = acquire(&store, options, crate::clock::now, &|_| {})
+            .expect("acquire")
+            .expect("the local directory locks");
+        assert!(held.surely_ours());
+        let long_ago = |held: &HeldLock| {
+            let mut current = held.current.lock().expect("not poisoned");
+            current.2 = Instant::now()
+                .checked_sub(Duration::from_millis(1_050))
+                .expect("the clock runs past a second");
+        };
+        long_ago(&held);
+        assert!(!held.surely_ours(), "a lease of 4 s vouches for 1 s");
+        assert!(held.renew(&store, crate::clock::now()).expect("renew"));
+        assert!(held.surely_ours(), "a renewal starts the lease again");
+        held.lost.store(true, Ordering::SeqCst);
+        assert!(!held.surely_ours());
+
+        let info = LockInfo::ours("host", "token", crate::clock::now(), 1);
+        let one_second = HeldLock::new(info, "v".into(), Duration::from_secs(1), Instant::now());
+        assert!(
+            !one_second.surely_ours(),
+            "a lease of one second, written in whole seconds, vouches for nothing"
+        );
     }
 
     #[test]

@@ -320,6 +320,10 @@ pub struct EarlyReading {
 /// How often a publish re-merges when InRelease changed under it.
 const ATTEMPTS: usize = 8;
 
+/// How long taking the lock may last for the indices signed meanwhile to be kept:
+/// their `Date:` (and `Valid-Until:`) is the second they were signed.
+const SIGNED_WHILE_LOCKING_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Records a step after the switch that failed: the publish still succeeds.
 fn unfinished(report: &mut PublishReport, listener: &dyn Listener, what: String) {
     listener.warning(&format!(
@@ -413,32 +417,49 @@ impl Publish<'_> {
             return self.dry_run_report(change, &recognition.suites, listener);
         }
         probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
+        let lock_answered = std::sync::atomic::AtomicBool::new(false);
+        let locking = std::time::Instant::now();
         let acquire = || {
-            lock::acquire(self.store, self.lock, self.now, &|what| {
+            let held = lock::acquire(self.store, self.lock, self.now, &|what| {
                 listener.warning(what)
-            })
+            });
+            lock_answered.store(true, std::sync::atomic::Ordering::SeqCst);
+            held
+        };
+        // The indices are compressed and signed while the lock's round trip still
+        // goes, on a remote store: the first read under the lock then writes their
+        // by-hash copies at once. When the lock answered first (a store close by),
+        // they are left for that read, to compute while it goes.
+        let sign_while_locking = |prepared: &attempt::Prepared| {
+            (!lock_answered.load(std::sync::atomic::Ordering::SeqCst))
+                .then(|| self.sign_prepared(prepared))
         };
         // Not a yielding join: until `while_renewing` starts, the lease taken here is
         // not renewed, and under another process's load a yielding parse would keep it
         // that way longer.
         // A change that adds what the suite does not list changes something: it is
         // parsed and merged while the lock is taken (an error then releases the lock,
-        // having written nothing else), and compressed and signed during the first
-        // read under it. Told from the text when it can be; any other change is merged
-        // first, to see whether it changes anything at all.
+        // having written nothing else). Told from the text when it can be; any other
+        // change is merged first, to see whether it changes anything at all.
         let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
             crate::parallel::join(acquire, || {
                 let recognition = recognition.parsed(self.store, &self.key.public_key())?;
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
-                Ok((recognition, prepared))
+                let signed = sign_while_locking(&prepared);
+                Ok((recognition, prepared, signed))
             })
         } else {
             let recognition = recognition.parsed(self.store, &self.key.public_key())?;
             if self.adds_to_the_suite(change, &recognition) {
                 let (held, prepared) = crate::parallel::join(acquire, || {
-                    self.prepare(change, &recognition.suites.states, listener)
+                    let prepared = self.prepare(change, &recognition.suites.states, listener)?;
+                    let signed = sign_while_locking(&prepared);
+                    Ok((prepared, signed))
                 });
-                (held, prepared.map(|prepared| (recognition, prepared)))
+                (
+                    held,
+                    prepared.map(|(prepared, signed)| (recognition, prepared, signed)),
+                )
             } else {
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
                 if prepared.changes_nothing()
@@ -448,11 +469,13 @@ impl Publish<'_> {
                 {
                     return Ok(prepared.into_report());
                 }
-                (acquire(), Ok((recognition, prepared)))
+                let (held, signed) =
+                    crate::parallel::join(acquire, || sign_while_locking(&prepared));
+                (held, Ok((recognition, prepared, signed)))
             }
         };
         let held = held?;
-        let (recognition, prepared) = match prepared {
+        let (recognition, prepared, mut signed) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 if let Some(held) = &held {
@@ -462,10 +485,15 @@ impl Publish<'_> {
                 return Err(error);
             }
         };
+        // A lock that had to be waited for: the indices are dated again when signed.
+        if locking.elapsed() > SIGNED_WHILE_LOCKING_FOR {
+            signed = None;
+        }
         let head_start = attempt::HeadStart {
             recognised: recognition.suites,
             history: recognition.history,
             prepared,
+            signed,
         };
         let Some(held) = held else {
             listener.warning(&format!(

@@ -1,6 +1,7 @@
 //! The writes of a publish after its pool files (`pool`, which settles them first),
 //! in the plan's order (invariant 3, docs/ARCHITECTURE.md, "Publish invariants"):
-//! by-hash copies with the re-check of the lock and InRelease, the canonical
+//! the by-hash copies not written yet with the re-check of the lock and InRelease
+//! unless the lock vouches for both, the canonical
 //! indices, Release.gpg, Release with the last checks, and the switch, the single
 //! write of InRelease that makes the new suite visible.
 
@@ -10,6 +11,7 @@ use crate::listener::Listener;
 use crate::repo::layout;
 use crate::repo::plan::{self, PublishPlan, Step};
 use crate::store::Body;
+use foldhash::HashSet;
 
 /// How the writes up to the switch ended.
 pub(super) enum Switched {
@@ -31,37 +33,49 @@ pub(super) struct SecondCheck {
 
 impl Publish<'_> {
     /// Writes `publish_plan` over `current` (the suite as read) up to and including
-    /// the switch; its pool files are settled already. `Switched::Raced`: InRelease
-    /// changed since it was read, nothing switched, and the caller merges again.
+    /// the switch; its pool files are settled already, and the by-hash copies in
+    /// `by_hash_written` written. `Switched::Raced`: InRelease changed since it was
+    /// read, nothing switched, and the caller merges again.
     pub(super) fn write_and_switch(
         &self,
         publish_plan: &PublishPlan,
         current: Option<&SuiteState>,
         held: Option<&lock::HeldLock>,
+        by_hash_written: &HashSet<String>,
         listener: &dyn Listener,
     ) -> Result<Switched, PublishError> {
         let mut second_check = None;
         let before_switch = current.map(|s| s.in_release.clone());
         let canonical = plan::canonical_writes(publish_plan);
-        // The re-check goes alongside the by-hash copies: neither is visible to apt,
-        // and both come before the first canonical write.
+        // Before the first canonical write, the lock and InRelease are read again
+        // (invariant 4), alongside the by-hash copies still to write: neither is
+        // visible to apt. Not when the lock vouches for both: this attempt read
+        // InRelease under it, and no one may have taken it over since
+        // (`HeldLock::surely_ours`).
+        let lock_vouches = || held.is_some_and(lock::HeldLock::surely_ours);
+        let re_read = || self.unchanged_since_read(held, before_switch.as_deref());
         let (by_hash, unchanged) = crate::parallel::join(
             || {
                 self.put_all(&plan::by_hash_to_write(
-                    publish_plan,
+                    &self.suite,
+                    publish_plan.by_hash_copies(),
                     current.map(|state| &state.release),
+                    by_hash_written,
                 ))
             },
-            || {
-                if canonical.is_empty() {
-                    Ok(true)
-                } else {
-                    self.unchanged_since_read(held, before_switch.as_deref())
-                }
+            || match canonical.is_empty() || lock_vouches() {
+                true => Ok(None),
+                false => re_read().map(Some),
             },
         );
         by_hash?;
-        if !unchanged? {
+        let unchanged = match unchanged? {
+            Some(unchanged) => unchanged,
+            None if canonical.is_empty() || lock_vouches() => true,
+            // The by-hash writes outlasted what the lock vouches for: ask after all.
+            None => re_read()?,
+        };
+        if !unchanged {
             return Ok(Switched::Raced);
         }
         self.put_all(&canonical.indices)?;
@@ -193,7 +207,7 @@ impl Publish<'_> {
     }
 
     /// Writes small objects (by-hash copies, canonical indices), a few at a time.
-    fn put_all(&self, objects: &[(&str, &[u8])]) -> Result<(), PublishError> {
+    pub(super) fn put_all(&self, objects: &[(&str, &[u8])]) -> Result<(), PublishError> {
         self.each_in_parallel(objects, |(key, bytes)| {
             Ok(self.store.put(key, Body::Bytes(bytes), &put_options(key))?)
         })

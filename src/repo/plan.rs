@@ -640,6 +640,30 @@ pub struct PublishPlan {
     pub steps: Vec<Step>,
 }
 
+/// The by-hash copy of each of a suite's indices: its key and its bytes, in the
+/// indices' order.
+pub fn by_hash_copies(suite: &str, indices: &SuiteIndices) -> Vec<(String, Arc<[u8]>)> {
+    let dists = layout::dists_dir(suite);
+    indices
+        .files
+        .iter()
+        .map(|file| {
+            let key = format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256));
+            (key, file.bytes.clone())
+        })
+        .collect()
+}
+
+impl PublishPlan {
+    /// The plan's by-hash copies, in order.
+    pub fn by_hash_copies(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.steps.iter().filter_map(|step| match step {
+            Step::ByHash { key, bytes } => Some((key.as_str(), &bytes[..])),
+            _ => None,
+        })
+    }
+}
+
 /// Orders the writes of a publish. `pool` lists the packages this publish adds;
 /// `release_gpg` and `in_release` are the signed forms of `indices.release`.
 pub fn publish_plan(
@@ -652,11 +676,8 @@ pub fn publish_plan(
 ) -> PublishPlan {
     let dists = layout::dists_dir(suite);
     let mut steps: Vec<Step> = pool.into_iter().map(Step::Pool).collect();
-    for file in &indices.files {
-        steps.push(Step::ByHash {
-            key: format!("{dists}/{}", layout::by_hash_path(&file.path, &file.sha256)),
-            bytes: file.bytes.clone(),
-        });
+    for (key, bytes) in by_hash_copies(suite, indices) {
+        steps.push(Step::ByHash { key, bytes });
     }
     for file in &indices.files {
         steps.push(Step::Replace {

@@ -100,28 +100,23 @@ pub fn replaced(current: Option<CurrentSuite<'_>>, after: &[PackageEntry]) -> Re
     }
 }
 
-/// The by-hash copies of the plan that must be written. By-hash copies are
-/// content-addressed: one the current Release lists is there with these bytes; the
-/// others are written without asking first (same key, same bytes).
+/// The by-hash copies among `copies` (a plan's, [`PublishPlan::by_hash_copies`], or
+/// a suite's indices', [`super::by_hash_copies`]) that must be written. By-hash copies
+/// are content-addressed: one the current Release lists is there with these bytes,
+/// and so is one this publish wrote already (`written`); the others are written
+/// without asking first (same key, same bytes).
 pub fn by_hash_to_write<'a>(
-    plan: &'a PublishPlan,
+    suite: &str,
+    copies: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     current: Option<&Release>,
+    written: &HashSet<String>,
 ) -> Vec<(&'a str, &'a [u8])> {
     let present: HashSet<String> = current
-        .map(|release| {
-            referenced_keys(&plan.suite, release, &[])
-                .into_iter()
-                .collect()
-        })
+        .map(|release| referenced_keys(suite, release, &[]).into_iter().collect())
         .unwrap_or_default();
-    plan.steps
-        .iter()
-        .filter_map(|step| match step {
-            Step::ByHash { key, bytes } if !present.contains(key) => {
-                Some((key.as_str(), &bytes[..]))
-            }
-            _ => None,
-        })
+    copies
+        .into_iter()
+        .filter(|(key, _)| !present.contains(*key) && !written.contains(*key))
         .collect()
 }
 
@@ -276,17 +271,25 @@ mod tests {
     fn by_hash_copies_the_current_release_lists_are_not_written_again() {
         let first = vec![entry("pa", "1-1", "amd64", 1)];
         let (plan, release) = plan_of(&[], &first);
-        let all: Vec<&str> = by_hash_to_write(&plan, None)
-            .iter()
-            .map(|(key, _)| *key)
-            .collect();
+        let none = HashSet::default();
+        let to_write = |plan: &'_ PublishPlan, current, written| {
+            by_hash_to_write("dev", plan.by_hash_copies(), current, written)
+                .iter()
+                .map(|(key, _)| key.to_string())
+                .collect::<Vec<String>>()
+        };
+        let all = to_write(&plan, None, &none);
         assert_eq!(all.len(), 1);
         assert!(all[0].starts_with("dists/dev/main/binary-amd64/by-hash/SHA256/"));
         // The same indices again: their copies are there.
-        assert!(by_hash_to_write(&plan, Some(&release)).is_empty());
-        // A new state: its copy is new.
+        assert!(to_write(&plan, Some(&release), &none).is_empty());
+        // A new state: its copy is new, unless this publish wrote it already.
         let (next, _) = plan_of(&first, &[entry("pa", "2-1", "amd64", 2)]);
-        assert_eq!(by_hash_to_write(&next, Some(&release)).len(), 1);
+        let new = to_write(&next, Some(&release), &none);
+        assert_eq!(new.len(), 1);
+        let written: HashSet<String> = new.into_iter().collect();
+        assert!(to_write(&next, Some(&release), &written).is_empty());
+        assert_eq!(to_write(&plan, None, &written), all);
     }
 
     #[test]

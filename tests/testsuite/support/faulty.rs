@@ -33,7 +33,12 @@ pub struct FaultyStore<S> {
     latency: Option<Duration>,
     /// Every request with when it started and ended.
     spans: Mutex<Vec<(Instant, Instant, String)>>,
+    /// Done to the wrapped store just before the first request that starts so.
+    hook: Mutex<Option<(String, Hook<S>)>>,
 }
+
+/// What another party does to the store meanwhile ([`FaultyStore::before_first`]).
+type Hook<S> = Box<dyn FnOnce(&S) + Send>;
 
 impl<S: Store> FaultyStore<S> {
     /// Counts requests and fails none.
@@ -46,7 +51,16 @@ impl<S: Store> FaultyStore<S> {
             log: Mutex::new(Vec::new()),
             latency: None,
             spans: Mutex::new(Vec::new()),
+            hook: Mutex::new(None),
         }
+    }
+
+    /// Does `action` to the wrapped store, once, just before the first request that
+    /// starts with `request` ("put dists/dev/InRelease") is carried out: what another
+    /// publisher does meanwhile.
+    pub fn before_first(self, request: &str, action: impl FnOnce(&S) + Send + 'static) -> Self {
+        *self.hook.lock().unwrap() = Some((request.to_owned(), Box::new(action)));
+        self
     }
 
     /// Answers each request `latency` after it was made, as a remote store does.
@@ -120,6 +134,16 @@ impl<S: Store> FaultyStore<S> {
     ) -> Result<T, StoreError> {
         self.log.lock().unwrap().push(what.clone());
         let number = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let hook = {
+            let mut hook = self.hook.lock().unwrap();
+            match hook.as_ref() {
+                Some((request, _)) if what.starts_with(request.as_str()) => hook.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, action)) = hook {
+            action(&self.inner);
+        }
         let started = Instant::now();
         if let Some(latency) = self.latency {
             std::thread::sleep(latency);

@@ -283,7 +283,6 @@ pub fn control_fields(text: &str) -> BTreeMap<String, String> {
     fields
 }
 
-/// SHA256 of every file below `dir`, by relative path: "byte-identical" in one value.
 /// Gunzips an index (cargo-speedy writes Packages.gz; the plain Packages is only
 /// listed in Release).
 pub fn gunzip_text(bytes: &[u8]) -> String {
@@ -304,6 +303,7 @@ pub fn packages_text(repo: &Path, suite: &str, arch: &str) -> String {
     gunzip_text(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
+/// SHA256 of every file below `dir`, by relative path: "byte-identical" in one value.
 pub fn tree_hashes(dir: &Path) -> BTreeMap<String, String> {
     let mut files = Vec::new();
     if dir.exists() {
