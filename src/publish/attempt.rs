@@ -114,6 +114,23 @@ impl OtherHistories {
 }
 
 impl Recognition<state::Checked> {
+    /// The suites checked and parsed; the rest as read. The other suites' histories
+    /// only tell whether a change that changes nothing leaves garbage collection
+    /// nothing to do ([`Publish::nothing_to_collect`]); a publish that surely changes
+    /// something reads them again under the lock, and need not verify them now.
+    pub(super) fn suites_parsed(
+        self,
+        store: &dyn crate::store::Store,
+    ) -> Result<Recognition, PublishError> {
+        Ok(Recognition {
+            suites: self.suites.parsed(store)?,
+            history: self.history,
+            histories: self.histories,
+            gc_state: self.gc_state,
+            lock_seen: self.lock_seen,
+        })
+    }
+
     /// The suites checked and parsed, the other suites' histories verified and parsed;
     /// the rest as read.
     pub(super) fn parsed(

@@ -443,7 +443,7 @@ impl Publish<'_> {
         // change is merged first, to see whether it changes anything at all.
         let (held, prepared) = if self.adds_before_parsing(change, &recognition.suites) {
             crate::parallel::join(acquire, || {
-                let recognition = recognition.parsed(self.store, &self.key.public_key())?;
+                let recognition = recognition.suites_parsed(self.store)?;
                 let prepared = self.prepare(change, &recognition.suites.states, listener)?;
                 let signed = sign_while_locking(&prepared);
                 Ok((recognition, prepared, signed))
