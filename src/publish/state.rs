@@ -114,6 +114,7 @@ fn read_packages(
     release: &Release,
     path: &str,
     prefetched: Option<Option<&[u8]>>,
+    decompressed: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, PublishError> {
     let gz_path = format!("{path}.gz");
     if release.file(&gz_path).is_none() {
@@ -126,7 +127,12 @@ fn read_packages(
         reason,
     };
     let listed = release.file(path);
-    let text = gunzip(&compressed, listed.map(|f| f.size)).map_err(corrupt)?;
+    // A decompression made before InRelease was in counts only when what InRelease
+    // vouched for is the very file it decompressed.
+    let text = match decompressed {
+        Some(text) if prefetched == Some(Some(&compressed[..])) => text,
+        _ => gunzip(&compressed, listed.map(|f| f.size)).map_err(corrupt)?,
+    };
     if let Some(listed) = listed {
         if text.len() as u64 != listed.size || sha256_hex(&text) != listed.sha256 {
             return Err(corrupt(format!(
@@ -137,6 +143,21 @@ fn read_packages(
     }
     Ok(text)
 }
+
+/// A canonical index read alongside InRelease, decompressed as soon as it is in:
+/// InRelease may still be on its way (a loaded store can answer its small object
+/// after the index), and the decompression need not wait for it. What InRelease
+/// then lists is checked as always (`read_packages`). `None` when it does not
+/// decompress within [`SPECULATIVE_GUNZIP_RATIO`] times its size.
+fn decompressed_before_verified(gz: &[u8]) -> Option<Vec<u8>> {
+    let limit = (gz.len() as u64).saturating_mul(SPECULATIVE_GUNZIP_RATIO);
+    gunzip(gz, Some(limit.saturating_add(1 << 20))).ok()
+}
+
+/// How many times its size an index read before InRelease may decompress to: nothing
+/// vouches for it yet, so its memory is bounded (a Packages of 10,000 entries is six
+/// times its Packages.gz); beyond, it waits for InRelease's sizes as usual.
+const SPECULATIVE_GUNZIP_RATIO: u64 = 32;
 
 /// A suite's InRelease, verified with our key and parsed.
 #[derive(Clone)]
@@ -255,7 +276,8 @@ impl Reading {
                 in_release_modified,
                 prefetched,
             } => {
-                let mut checked = check_suite(store, suite, signed.clone(), prefetched)?;
+                let mut checked =
+                    check_suite(store, suite, signed.clone(), prefetched, BTreeMap::new())?;
                 checked.in_release_modified = *in_release_modified;
                 Ok(std::borrow::Cow::Owned(checked))
             }
@@ -354,11 +376,17 @@ pub fn check(
         || published_suites(store),
         || {
             crate::parallel::map(configured, configured.len(), |suite| {
+                let checked_now = first.is_none_or(|first| first == suite.as_str());
                 let (in_release, indices) = crate::parallel::join(
                     || read_in_release(store, key, suite),
                     || {
                         crate::parallel::map(&guessed_paths, guessed_paths.len(), |path| {
-                            store.get(&format!("{}/{path}", layout::dists_dir(suite)))
+                            let bytes = store.get(&format!("{}/{path}", layout::dists_dir(suite)));
+                            let decompressed = match &bytes {
+                                Ok(Some(gz)) if checked_now => decompressed_before_verified(gz),
+                                _ => None,
+                            };
+                            (bytes, decompressed)
                         })
                     },
                 );
@@ -366,10 +394,14 @@ pub fn check(
                     return Ok(None);
                 };
                 let mut prefetched = BTreeMap::new();
-                for (path, bytes) in guessed_paths.iter().zip(indices) {
+                let mut decompressed = BTreeMap::new();
+                for (path, (bytes, plain)) in guessed_paths.iter().zip(indices) {
                     prefetched.insert(path.clone(), bytes?);
+                    if let Some(plain) = plain {
+                        decompressed.insert(path.clone(), plain);
+                    }
                 }
-                if first.is_some_and(|first| first != suite.as_str()) {
+                if !checked_now {
                     return Ok(Some(Reading::Read {
                         suite: suite.clone(),
                         signed,
@@ -379,7 +411,7 @@ pub fn check(
                 }
                 // Checked on the thread that read it: each suite's hashing and
                 // decompression as soon as its own reads are in.
-                check_suite(store, suite, signed, &prefetched)
+                check_suite(store, suite, signed, &prefetched, decompressed)
                     .map(|checked| Some(Reading::Checked(checked)))
             })
         },
@@ -519,7 +551,9 @@ fn read_and_check(
     suite: &str,
 ) -> Result<Option<CheckedSuite>, PublishError> {
     match read_in_release(store, key, suite)? {
-        Some(signed) => check_suite(store, suite, signed, &BTreeMap::new()).map(Some),
+        Some(signed) => {
+            check_suite(store, suite, signed, &BTreeMap::new(), BTreeMap::new()).map(Some)
+        }
         None => Ok(None),
     }
 }
@@ -536,29 +570,38 @@ struct CheckedSuite {
 }
 
 /// A suite from its verified InRelease: the indices it lists, those in `prefetched`
-/// (by path relative to the suite's directory) as already read, the others read
-/// now, each checked against its hashes.
+/// (by path relative to the suite's directory) as already read, and in `decompressed`
+/// as already decompressed, the others read now, each checked against its hashes.
 fn check_suite(
     store: &dyn Store,
     suite: &str,
     signed: SignedRelease,
     prefetched: &BTreeMap<String, Option<Vec<u8>>>,
+    mut decompressed: BTreeMap<String, Vec<u8>>,
 ) -> Result<CheckedSuite, PublishError> {
-    let paths: Vec<String> = signed
+    let paths: Vec<(String, std::sync::Mutex<Option<Vec<u8>>>)> = signed
         .release
         .index_architectures()
         .into_iter()
-        .map(|architecture| format!("{}/Packages", layout::binary_dir(&architecture)))
+        .map(|architecture| {
+            let path = format!("{}/Packages", layout::binary_dir(&architecture));
+            let plain = decompressed.remove(&format!("{path}.gz"));
+            (path, std::sync::Mutex::new(plain))
+        })
         .collect();
     // Each architecture's index at once: a round trip each saved.
-    let read = crate::parallel::map(&paths, paths.len(), |path| {
+    let read = crate::parallel::map(&paths, paths.len(), |(path, plain)| {
         let already = prefetched
             .get(&format!("{path}.gz"))
             .map(|bytes| bytes.as_deref());
-        read_packages(store, suite, &signed.release, path, already)
+        let plain = plain
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        read_packages(store, suite, &signed.release, path, already, plain)
     });
     let mut indices = Vec::with_capacity(paths.len());
-    for (path, text) in paths.iter().zip(read) {
+    for ((path, _), text) in paths.iter().zip(read) {
         indices.push((format!("dists/{suite}/{path}"), text?));
     }
     Ok(CheckedSuite {
@@ -641,4 +684,35 @@ pub fn read_all(
         }
     }
     Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).expect("gzip");
+        encoder.finish().expect("gzip")
+    }
+
+    /// Nothing vouches yet for an index read alongside InRelease: its decompression is
+    /// bounded, and one that would go beyond is left for after InRelease.
+    #[test]
+    fn an_index_read_before_inrelease_decompresses_within_a_bound() {
+        let text = "Package: pa\nVersion: 1.0-1\nArchitecture: amd64\n\n".repeat(1_000);
+        assert_eq!(
+            decompressed_before_verified(&gzip(text.as_bytes())).as_deref(),
+            Some(text.as_bytes())
+        );
+        let bomb = gzip(&vec![0; 16 << 20]);
+        assert!(
+            (bomb.len() as u64) * SPECULATIVE_GUNZIP_RATIO + (1 << 20) < 16 << 20,
+            "{}",
+            bomb.len()
+        );
+        assert_eq!(decompressed_before_verified(&bomb), None);
+        assert_eq!(decompressed_before_verified(b"not gzip"), None);
+    }
 }

@@ -702,6 +702,61 @@ fn the_text_of_packages_tells_what_a_suite_may_list_before_it_is_parsed() {
     assert_eq!(parsed.states["dev"].packages[0].filename, *filename);
 }
 
+/// Our suite's canonical Packages.gz is decompressed as soon as it is read, before
+/// InRelease is in; InRelease alone decides what counts. Left newer than InRelease
+/// (a publish interrupted between the two), the decompression is dropped and the
+/// by-hash copy InRelease lists is read, whichever suite the lock waits for.
+#[test]
+fn an_index_decompressed_before_inrelease_counts_only_when_inrelease_lists_it() {
+    use cargo_speedy::publish::state;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path());
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let debs_dir = tempfile::tempdir().unwrap();
+    let first = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.0-1")]).unwrap();
+    publish_with(&store, &key, "dev", &repo_config(5), &fixed_now, &first);
+    let dists = dir.path().join("dists/dev");
+    let release_files = ["InRelease", "Release", "Release.gpg"];
+    let saved: Vec<Vec<u8>> = release_files
+        .iter()
+        .map(|name| std::fs::read(dists.join(name)).unwrap())
+        .collect();
+    let second = read_debs(&[tiny_deb(debs_dir.path(), "pb", "1.0-1")]).unwrap();
+    publish_with(&store, &key, "dev", &repo_config(5), &fixed_now, &second);
+    // The first state's Release files again, over the second state's indices.
+    for (name, bytes) in release_files.iter().zip(&saved) {
+        std::fs::write(dists.join(name), bytes).unwrap();
+    }
+    let canonical =
+        gunzip_text(&std::fs::read(dists.join("main/binary-amd64/Packages.gz")).unwrap());
+    assert!(canonical.contains("Package: pb"), "{canonical}");
+
+    let configured = ["dev".to_owned()];
+    let architectures = ["amd64".to_owned()];
+    let public_key = key.public_key();
+    for first_suite in [None, Some("dev")] {
+        let checked = state::check(
+            &store,
+            &public_key,
+            &configured,
+            &architectures,
+            first_suite,
+        )
+        .unwrap();
+        assert!(
+            !checked.may_list("dev", &second[0].entry.filename),
+            "{first_suite:?}: the text checked is the canonical file's, not InRelease's"
+        );
+        let parsed = checked.parsed(&store).unwrap();
+        let names: Vec<&str> = parsed.states["dev"]
+            .packages
+            .iter()
+            .map(|entry| entry.name.as_str())
+            .collect();
+        assert_eq!(names, ["pa"], "{first_suite:?}");
+    }
+}
+
 /// A history read again with the same bytes is taken as read before, without a
 /// second verification; other bytes are verified afresh, and refused when they are
 /// not the key's (docs/ARCHITECTURE.md, "The life of a publish").
