@@ -320,8 +320,8 @@ pub struct EarlyReading {
 /// How often a publish re-merges when InRelease changed under it.
 const ATTEMPTS: usize = 8;
 
-/// How long taking the lock may last for the indices signed meanwhile to be kept:
-/// their `Date:` (and `Valid-Until:`) is the second they were signed.
+/// How old the indices signed while the lock was taken may be once it is: their
+/// `Date:` (and `Valid-Until:`) is the second they were signed.
 const SIGNED_WHILE_LOCKING_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Records a step after the switch that failed: the publish still succeeds.
@@ -418,7 +418,6 @@ impl Publish<'_> {
         }
         probe::learn_from(self.store, recorded.transpose()?.flatten(), now)?;
         let lock_answered = std::sync::atomic::AtomicBool::new(false);
-        let locking = std::time::Instant::now();
         let acquire = || {
             let held = lock::acquire(self.store, self.lock, self.now, &|what| {
                 listener.warning(what)
@@ -432,7 +431,7 @@ impl Publish<'_> {
         // they are left for that read, to compute while it goes.
         let sign_while_locking = |prepared: &attempt::Prepared| {
             (!lock_answered.load(std::sync::atomic::Ordering::SeqCst))
-                .then(|| self.sign_prepared(prepared))
+                .then(|| (self.sign_prepared(prepared), std::time::Instant::now()))
         };
         // Not a yielding join: until `while_renewing` starts, the lease taken here is
         // not renewed, and under another process's load a yielding parse would keep it
@@ -475,7 +474,7 @@ impl Publish<'_> {
             }
         };
         let held = held?;
-        let (recognition, prepared, mut signed) = match prepared {
+        let (recognition, prepared, signed) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 if let Some(held) = &held {
@@ -485,10 +484,11 @@ impl Publish<'_> {
                 return Err(error);
             }
         };
-        // A lock that had to be waited for: the indices are dated again when signed.
-        if locking.elapsed() > SIGNED_WHILE_LOCKING_FOR {
-            signed = None;
-        }
+        // Signed long before the lock was had (it had to be waited for): the indices
+        // are dated again when signed.
+        let signed = signed
+            .filter(|(_, signed_at)| signed_at.elapsed() <= SIGNED_WHILE_LOCKING_FOR)
+            .map(|(signed, _)| signed);
         let head_start = attempt::HeadStart {
             recognised: recognition.suites,
             history: recognition.history,

@@ -884,6 +884,72 @@ fn a_lock_taken_over_before_the_canonical_files_change_stops_the_publish() {
     }
 }
 
+/// A publish that waits for another's lock signs its indices while it waits, when
+/// nothing else is left to do; had a second or more later, it signs them again, so
+/// that `Date:` is not the second it began waiting.
+#[test]
+fn indices_signed_while_waiting_for_the_lock_are_dated_again_once_it_is_had() {
+    use cargo_speedy::publish::lock::LockInfo;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path());
+    let key = cargo_speedy::sign::RepoKeys::new(test_signing_key(fixed_now() - 10), None);
+    let config = repo_config(5);
+    let debs_dir = tempfile::tempdir().unwrap();
+    let first = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.0-1")]).unwrap();
+    publish_with(&store, &key, "dev", &config, &cargo_speedy::clock::now, &first);
+    // Another publisher's live lease, given up 1.5 s from now.
+    let info = LockInfo {
+        owner: "ci@elsewhere".into(),
+        host: "elsewhere".into(),
+        pid: 4242,
+        created: cargo_speedy::clock::now(),
+        expires: cargo_speedy::clock::now() + 600,
+        token: "elsewhere-token".into(),
+    };
+    let options = cargo_speedy::publish::put_options(LOCK_KEY);
+    let bytes = serde_json::to_vec(&info).unwrap();
+    store.put(LOCK_KEY, Body::Bytes(&bytes), &options).unwrap();
+    let released = std::thread::scope(|scope| {
+        let releaser = scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1_500));
+            let second = cargo_speedy::clock::now();
+            FsStore::new(dir.path()).delete(LOCK_KEY).unwrap();
+            second
+        });
+        let update = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.1-1")]).unwrap();
+        let report = Publish {
+            store: &store,
+            key: &key,
+            suite: "dev".into(),
+            config: &config,
+            lock: LockOptions {
+                wait: Some(std::time::Duration::from_secs(30)),
+                ..LockOptions::default()
+            },
+            dry_run: false,
+            change_origin: false,
+            command: "publish",
+            now: &cargo_speedy::clock::now,
+        }
+        .run(&update, &SilentListener)
+        .unwrap();
+        assert_eq!(report.added.len(), 1, "{report:?}");
+        releaser.join().unwrap()
+    });
+    let in_release = std::fs::read_to_string(dir.path().join("dists/dev/InRelease")).unwrap();
+    let date = in_release
+        .lines()
+        .find_map(|line| line.strip_prefix("Date: "))
+        .expect("a Date field");
+    let dated_since_released = (released..=cargo_speedy::clock::now())
+        .any(|second| cargo_speedy::repo::syntax::rfc2822(second, "UTC") == date);
+    assert!(
+        dated_since_released,
+        "Date: {date}, the lock given up at {}",
+        cargo_speedy::repo::syntax::rfc2822(released, "UTC")
+    );
+}
+
 /// Through a store that answers each request 60 ms late, like a remote one, an update
 /// of a repository with two suites and their histories is at most 9 round trips in
 /// sequence, and a publish that changes nothing (with nothing to collect) is one,
