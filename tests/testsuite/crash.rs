@@ -896,7 +896,14 @@ fn indices_signed_while_waiting_for_the_lock_are_dated_again_once_it_is_had() {
     let config = repo_config(5);
     let debs_dir = tempfile::tempdir().unwrap();
     let first = read_debs(&[tiny_deb(debs_dir.path(), "pa", "1.0-1")]).unwrap();
-    publish_with(&store, &key, "dev", &config, &cargo_speedy::clock::now, &first);
+    publish_with(
+        &store,
+        &key,
+        "dev",
+        &config,
+        &cargo_speedy::clock::now,
+        &first,
+    );
     // Another publisher's live lease, given up 1.5 s from now.
     let info = LockInfo {
         owner: "ci@elsewhere".into(),
